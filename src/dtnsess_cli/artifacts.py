@@ -1,0 +1,71 @@
+"""Compiled contract artifacts (ABI and bytecode) bundled with the package.
+
+The wheel carries them as ``dtnsess_cli/abi/<Contract>.json``; in a source
+checkout (editable install) they live in the repository's top-level ``abi/``.
+They are produced by ``python -m dtnsess_cli.compile``.
+
+Kept light on purpose (pathlib and json only): the CLI imports this on paths
+where start-up time matters.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def abi_dir() -> Path:
+    """Return the directory holding the artifacts.
+
+    The packaged ``dtnsess_cli/abi`` wins when it exists (wheel install); else
+    the repository's ``abi/`` two levels above ``src/dtnsess_cli`` (editable or
+    development install).
+    """
+    packaged = _PACKAGE_DIR / "abi"
+    if packaged.is_dir():
+        return packaged
+    return _PACKAGE_DIR.parent.parent / "abi"
+
+
+def _missing(message: str) -> Exception:
+    # NOTE: imported lazily: errors.py belongs to the CLI layer and may import
+    # more than this module wants at import time.
+    try:
+        from dtnsess_cli.errors import ArtifactError
+    except ImportError:
+        return FileNotFoundError(message)
+    return ArtifactError(message)
+
+
+@lru_cache(maxsize=None)
+def load_artifact(name: str) -> dict:
+    """Return the artifact of contract ``name`` (keys: abi, bytecode, ...)."""
+    path = abi_dir() / f"{name}.json"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise _missing(
+            f"compiled artifact for {name} not found at {path}; "
+            "run `python -m dtnsess_cli.compile` (or `make abi`) in the source tree"
+        ) from None
+    return json.loads(text)
+
+
+@lru_cache(maxsize=1)
+def _all_abis() -> dict[str, list]:
+    directory = abi_dir()
+    paths = sorted(directory.glob("*.json")) if directory.is_dir() else []
+    if not paths:
+        raise _missing(
+            f"no compiled artifacts in {directory}; "
+            "run `python -m dtnsess_cli.compile` (or `make abi`) in the source tree"
+        )
+    return {p.stem: load_artifact(p.stem)["abi"] for p in paths}
+
+
+def all_abis() -> dict[str, list]:
+    """Return ``{contract name: abi}`` for every bundled artifact."""
+    return dict(_all_abis())
