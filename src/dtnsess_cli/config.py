@@ -1,0 +1,320 @@
+"""Configuration: where the RPC node, the contract and the key come from.
+
+Precedence, highest first (written once, here):
+
+    1. command-line flags          (--rpc-url, --contract, --chain-id, --network, --account, --keystore)
+    2. environment variables       (DTNSESS_*; ETH_RPC_URL as a fallback for the RPC URL)
+    3. ./.env                      (read with python-dotenv's dotenv_values; os.environ is untouched)
+    4. network preset              (--network / DTNSESS_NETWORK: base | local)
+    5. devnet state file           (./.dtnsess-devnet.json written by `dtnsess devnet up`)
+
+Only stdlib and python-dotenv here: this module is on the start-up path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from .errors import ConfigError, InputError, redact_url
+
+DEVNET_STATE_FILE = ".dtnsess-devnet.json"
+DEFAULT_MODEL = "model.system.openai-gpt-4"
+
+# Network presets. NOTE: the manager contract is the user's own deployment, so no preset
+# names a contract; the DTN router address is informative (deploy --ai default on Base).
+PRESETS: dict[str, dict[str, Any]] = {
+    "base": {
+        "rpc_url": "https://mainnet.base.org",
+        "chain_id": 8453,
+        "router": "0x45B80f551646fDaC777A4991FbdA748Fc5A72194",
+    },
+    "local": {
+        "rpc_url": "http://127.0.0.1:8545",
+        "chain_id": 31337,
+    },
+}
+
+# Dev chains where a devnet's well-known account key may be used without configuration.
+DEV_CHAIN_IDS = {31337, 1337}
+
+# Layer names as shown by `config show`.
+FLAG, ENV, DOTENV, PRESET, DEVNET, DEFAULT = "flag", "env", ".env", "preset", "devnet", "default"
+_RANK = {FLAG: 0, ENV: 1, DOTENV: 2, PRESET: 3, DEVNET: 4, DEFAULT: 5}
+
+_ADDR_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
+
+
+@dataclass
+class CliOptions:
+    """Global options as given on the command line (None/False when not given)."""
+
+    rpc_url: Optional[str] = None
+    contract: Optional[str] = None
+    network: Optional[str] = None
+    chain_id: Optional[int] = None
+    account: Optional[str] = None
+    keystore: Optional[str] = None
+    json: bool = False
+    yes: bool = False
+    dry_run: bool = False
+    debug: bool = False
+
+    def merged_over(self, base: "CliOptions") -> "CliOptions":
+        """These options, falling back to ``base`` for what was not given here."""
+        out = CliOptions()
+        for name in self.__dataclass_fields__:
+            mine = getattr(self, name)
+            setattr(out, name, mine if mine not in (None, False) else getattr(base, name))
+        return out
+
+
+@dataclass
+class Settings:
+    """Resolved configuration for one command run. Secrets are excluded from repr."""
+
+    rpc_url: Optional[str] = None
+    contract: Optional[str] = None
+    chain_id: Optional[int] = None
+    network: Optional[str] = None
+    router: Optional[str] = None
+    token: Optional[str] = None
+    model: str = DEFAULT_MODEL
+    private_key: Optional[str] = field(default=None, repr=False)
+    keystore: Optional[str] = None
+    account: Optional[str] = None
+    password_file: Optional[str] = None
+    devnet_node: Optional[str] = None
+    # which key to use: "private_key" | "keystore" | None
+    key_kind: Optional[str] = None
+    # True when the key is the devnet's well-known dev account (say so in `config show`)
+    devnet_key: bool = False
+    devnet_file: Optional[str] = None
+    sources: dict[str, str] = field(default_factory=dict)
+    # output / behaviour flags
+    json: bool = False
+    yes: bool = False
+    dry_run: bool = False
+    debug: bool = False
+
+    def require_rpc(self) -> str:
+        if not self.rpc_url:
+            raise ConfigError(
+                "no RPC URL configured",
+                hint="pass --rpc-url, set DTNSESS_RPC_URL (or ETH_RPC_URL), use --network, "
+                "or start a local chain with `dtnsess devnet up`",
+            )
+        return self.rpc_url
+
+    def require_contract(self) -> str:
+        if not self.contract:
+            raise ConfigError(
+                "no AdvancedSessionManager address configured",
+                hint="pass --contract or set DTNSESS_CONTRACT (`dtnsess deploy --write-env` "
+                "writes it to .env)",
+            )
+        return self.contract
+
+    def require_key(self) -> None:
+        if not self.key_kind:
+            raise ConfigError(
+                "no signing key configured",
+                hint="set DTNSESS_PRIVATE_KEY in the environment or .env, or use "
+                "--account NAME / --keystore PATH (Foundry keystore)",
+            )
+
+    def show(self) -> list[dict[str, str]]:
+        """Rows for `config show`: name, value (secrets redacted), source."""
+        rows = []
+
+        def add(name: str, value: Any, key: str) -> None:
+            rows.append({
+                "name": name,
+                "value": "" if value is None else str(value),
+                "source": self.sources.get(key, "") if value is not None else "",
+            })
+
+        add("rpc_url", redact_url(self.rpc_url) if self.rpc_url else None, "rpc_url")
+        add("chain_id", self.chain_id, "chain_id")
+        add("network", self.network, "network")
+        add("contract", self.contract, "contract")
+        add("router", self.router, "router")
+        add("model", self.model, "model")
+        if self.key_kind == "private_key":
+            label = "private key (redacted)"
+            if self.devnet_key:
+                label = "devnet dev account key (redacted; dev chain only)"
+            add("key", label, "private_key")
+        elif self.key_kind == "keystore":
+            add("key", f"keystore {self.keystore}", "keystore")
+            if self.password_file:
+                add("password_file", self.password_file, "password_file")
+        else:
+            add("key", None, "private_key")
+        if self.devnet_file:
+            rows.append({"name": "devnet_state", "value": self.devnet_file, "source": DEVNET})
+        return rows
+
+
+def _read_devnet(path: Path) -> Optional[dict]:
+    try:
+        with path.open() as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read devnet state {path}: {exc}",
+                          hint="run `dtnsess devnet up` again, or delete the file") from None
+    return data if isinstance(data, dict) else None
+
+
+def _parse_chain_id(value: Any, source: str) -> int:
+    try:
+        cid = int(str(value).strip(), 0)
+    except ValueError:
+        raise InputError("chain id", str(value), f"not an integer (from {source})") from None
+    if cid <= 0:
+        raise InputError("chain id", str(value), f"must be positive (from {source})")
+    return cid
+
+
+def check_address(value: str, what: str = "address") -> str:
+    """Validate an address's shape (0x + 40 hex digits); checksum is checked by the client."""
+    v = (value or "").strip()
+    if not _ADDR_RE.match(v):
+        raise InputError(what, value, "not a 0x-prefixed 20-byte hex address")
+    return v
+
+
+def resolve_settings(
+    opts: Optional[CliOptions] = None,
+    env: Optional[Mapping[str, str]] = None,
+    cwd: Optional[Path] = None,
+) -> Settings:
+    """Resolve settings from flags, environment, ./.env, presets and the devnet state file."""
+    opts = opts or CliOptions()
+    env = os.environ if env is None else env
+    cwd = Path.cwd() if cwd is None else Path(cwd)
+
+    dotenv: Mapping[str, Optional[str]] = {}
+    env_file = cwd / ".env"
+    if env_file.is_file():
+        from dotenv import dotenv_values  # small; only parsed when a .env exists
+
+        dotenv = dotenv_values(env_file)
+
+    sources: dict[str, str] = {}
+
+    def pick(key: str, flag_value: Any, *names: str) -> Any:
+        """First of: flag, env[names...], .env[names...]. Records the source."""
+        if flag_value not in (None, ""):
+            sources[key] = FLAG
+            return flag_value
+        for layer_name, layer in ((ENV, env), (DOTENV, dotenv)):
+            for n in names:
+                v = layer.get(n)
+                if v not in (None, ""):
+                    sources[key] = f"{layer_name} {n}"
+                    return v
+        return None
+
+    s = Settings(json=opts.json, yes=opts.yes, dry_run=opts.dry_run, debug=opts.debug)
+
+    s.network = pick("network", opts.network, "DTNSESS_NETWORK")
+    if s.network is not None:
+        s.network = str(s.network).strip().lower()
+        if s.network not in PRESETS:
+            raise ConfigError(f"unknown network {s.network!r}",
+                              hint=f"use one of: {', '.join(sorted(PRESETS))}")
+    s.rpc_url = pick("rpc_url", opts.rpc_url, "DTNSESS_RPC_URL", "ETH_RPC_URL")
+    s.contract = pick("contract", opts.contract, "DTNSESS_CONTRACT")
+    cid = pick("chain_id", opts.chain_id, "DTNSESS_CHAIN_ID")
+    s.chain_id = _parse_chain_id(cid, sources["chain_id"]) if cid is not None else None
+    model = pick("model", None, "DTNSESS_MODEL")
+    s.router = pick("router", None, "DTNSESS_ROUTER")
+    s.password_file = pick("password_file", None, "DTNSESS_PASSWORD_FILE")
+
+    # Keys: a keystore/account and a raw private key may both be configured; the one from
+    # the higher-precedence layer wins (flags beat env beat .env).
+    keystore = pick("keystore", opts.keystore, "DTNSESS_KEYSTORE")
+    account = pick("account", opts.account, "DTNSESS_ACCOUNT")
+    private_key = pick("private_key", None, "DTNSESS_PRIVATE_KEY")
+
+    # 4. network preset
+    if s.network:
+        preset = PRESETS[s.network]
+        for key in ("rpc_url", "chain_id", "router"):
+            if getattr(s, key) is None and preset.get(key) is not None:
+                setattr(s, key, preset[key])
+                sources[key] = f"{PRESET} {s.network}"
+
+    # 5. devnet state: only when it describes the chain we are pointed at (or nothing is set),
+    # so a stray state file never lends a local contract address to a remote RPC.
+    state_path = Path(env.get("DTNSESS_DEVNET_STATE") or (cwd / DEVNET_STATE_FILE))
+    state = None if s.network == "base" else _read_devnet(state_path)
+    if state and (s.rpc_url is None or s.rpc_url.rstrip("/") == str(state.get("rpc_url", "")).rstrip("/")):
+        s.devnet_file = str(state_path)
+        dn = f"{DEVNET} {state_path.name}"
+        if s.rpc_url is None and state.get("rpc_url"):
+            s.rpc_url, sources["rpc_url"] = state["rpc_url"], dn
+        if s.chain_id is None and state.get("chain_id") is not None:
+            s.chain_id, sources["chain_id"] = _parse_chain_id(state["chain_id"], dn), dn
+        if s.contract is None and state.get("manager"):
+            s.contract, sources["contract"] = state["manager"], dn
+        if s.router is None and state.get("router"):
+            s.router, sources["router"] = state["router"], dn
+        if state.get("token"):
+            s.token = state["token"]
+        if model is None and state.get("model"):
+            model, sources["model"] = state["model"], dn
+        if state.get("node"):
+            s.devnet_node = state["node"]
+        accounts = state.get("accounts") or []
+        dev_chain = s.chain_id is None or s.chain_id in DEV_CHAIN_IDS
+        if (private_key is None and keystore is None and account is None and dev_chain
+                and len(accounts) > 1 and isinstance(accounts[1], dict)
+                and accounts[1].get("private_key")):
+            # NOTE: account 1 (not 0: the devnet deploys from 0) is a well-known Anvil key;
+            # only ever used on a dev chain id, and `config show` says so.
+            private_key = accounts[1]["private_key"]
+            sources["private_key"] = f"{dn} accounts[1]"
+            s.devnet_key = True
+
+    s.model = model or DEFAULT_MODEL
+    if "model" not in sources:
+        sources["model"] = DEFAULT
+
+    if s.contract is not None:
+        s.contract = check_address(str(s.contract), "contract address")
+
+    # keystore path from --account NAME (Foundry: ~/.foundry/keystores/NAME)
+    ks_rank = min((_rank(sources.get(k)) for k in ("keystore", "account")
+                   if sources.get(k)), default=99)
+    pk_rank = _rank(sources.get("private_key")) if private_key else 99
+    if (keystore or account) and ks_rank <= pk_rank:
+        s.key_kind = "keystore"
+        if keystore:
+            s.keystore = str(Path(str(keystore)).expanduser())
+        else:
+            s.account = str(account)
+            if "/" in s.account or s.account.startswith("."):
+                raise InputError("account name", s.account,
+                                 "a Foundry keystore name, not a path (use --keystore PATH)")
+            home = Path(env.get("FOUNDRY_DIR") or Path.home() / ".foundry")
+            s.keystore = str(home / "keystores" / s.account)
+            sources["keystore"] = sources.get("account", FLAG)
+    elif private_key:
+        s.key_kind = "private_key"
+        s.private_key = str(private_key).strip()
+    s.sources = sources
+    return s
+
+
+def _rank(source: Optional[str]) -> int:
+    if not source:
+        return 99
+    return _RANK.get(source.split(" ", 1)[0], 98)

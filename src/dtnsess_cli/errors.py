@@ -1,0 +1,291 @@
+"""Exit codes and the one exception family of dtnsess.
+
+Every error a user can meet is a :class:`DtnsessError` subclass carrying an
+``exit_code`` and an optional ``hint``. ``cli.main`` is the one place that turns
+them into a single ``error: ...`` line on stderr and the exit code.
+
+NOTE: messages are built in ``__init__`` from structured arguments, and no
+constructor here accepts a private key or password: nothing secret can end up
+in a message.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Any, Optional, Sequence
+
+
+class ExitCode(IntEnum):
+    """Process exit codes (documented in README). 2 stays Click's "usage"."""
+
+    OK = 0
+    ERROR = 1  # an unexpected failure
+    USAGE = 2  # bad command line (Click/Typer)
+    CONFIG = 3  # missing or invalid configuration
+    INPUT = 4  # bad amount, address, id, file
+    RPC = 5  # node unreachable, timed out, or answered garbage
+    CHAIN = 6  # wrong chain id, no code at the address, not an AdvancedSessionManager
+    REVERTED = 7  # simulation or receipt reverted
+    FUNDS = 8  # token or ETH balance too low, allowance
+    AUTH = 9  # not owner / not session owner / bad keystore password
+    TIMEOUT = 10  # waiting for an answer or a receipt timed out
+    GAS_PRICE = 11  # cleanup skipped: gas price above --max-gas-price
+    LOCKED = 12  # cleanup skipped: another run holds the lock
+    ABORTED = 13  # the user declined the confirmation
+    INTERRUPTED = 130  # Ctrl-C
+
+
+class DtnsessError(Exception):
+    """Raised when a dtnsess operation fails in a way the user can understand.
+
+    Base class: catch this one to handle every domain error.
+    """
+
+    exit_code: ExitCode = ExitCode.ERROR
+
+    def __init__(self, message: str, *, hint: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+    def to_dict(self) -> dict:
+        out: dict[str, Any] = {
+            "error": type(self).__name__,
+            "message": self.message,
+            "exit_code": int(self.exit_code),
+        }
+        if self.hint:
+            out["hint"] = self.hint
+        return out
+
+
+class ConfigError(DtnsessError):
+    """Raised when required configuration is missing or invalid (RPC URL, contract, key)."""
+
+    exit_code = ExitCode.CONFIG
+
+    def __init__(self, message: str, *, hint: Optional[str] = None) -> None:
+        super().__init__(message, hint=hint)
+
+
+class ArtifactError(DtnsessError):
+    """Raised when a bundled contract artifact (abi/*.json) is missing or unreadable."""
+
+    exit_code = ExitCode.CONFIG
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(
+            f"contract artifact {name!r}: {reason}",
+            hint="reinstall dtnsess, or run the compile step from a source checkout",
+        )
+        self.name = name
+
+
+class InputError(DtnsessError):
+    """Raised when a user-supplied value (amount, address, id, file) is malformed."""
+
+    exit_code = ExitCode.INPUT
+
+    def __init__(self, what: str, value: Any, reason: str, *, hint: Optional[str] = None) -> None:
+        shown = value if isinstance(value, str) else repr(value)
+        if isinstance(shown, str) and len(shown) > 80:
+            shown = shown[:77] + "..."
+        super().__init__(f"invalid {what} {shown!r}: {reason}", hint=hint)
+        self.what = what
+        self.value = value
+        self.reason = reason
+
+
+class RpcError(DtnsessError):
+    """Raised when the RPC node is unreachable, times out, or answers with an error."""
+
+    exit_code = ExitCode.RPC
+
+    def __init__(self, url: Optional[str], reason: str, *, hint: Optional[str] = None) -> None:
+        where = f" at {redact_url(url)}" if url else ""
+        super().__init__(
+            f"RPC node{where} failed: {reason}",
+            hint=hint or "check --rpc-url / DTNSESS_RPC_URL and that the node is running",
+        )
+        self.url = url
+        self.reason = reason
+
+
+class ChainMismatchError(DtnsessError):
+    """Raised when the node's chain id differs from the configured or preset chain id."""
+
+    exit_code = ExitCode.CHAIN
+
+    def __init__(self, expected: int, actual: int, *, source: str = "configuration") -> None:
+        super().__init__(
+            f"the node is on chain {actual}, but {source} expects chain {expected}",
+            hint="use the right --rpc-url, or fix --chain-id / --network / DTNSESS_CHAIN_ID",
+        )
+        self.expected = expected
+        self.actual = actual
+
+
+class NoContractError(DtnsessError):
+    """Raised when there is no contract, or not an AdvancedSessionManager, at the address."""
+
+    exit_code = ExitCode.CHAIN
+
+    def __init__(self, address: str, reason: str = "no contract code at this address") -> None:
+        super().__init__(
+            f"{address}: {reason}",
+            hint="check --contract / DTNSESS_CONTRACT and --network (is it the right chain?)",
+        )
+        self.address = address
+
+
+class RevertError(DtnsessError):
+    """Raised when a simulated call or a mined transaction reverted.
+
+    Carries the decoded revert: ``name`` (``Error``, ``Panic`` or a custom error
+    name, ``None`` when undecodable), ``args`` and a human ``reason``.
+    """
+
+    exit_code = ExitCode.REVERTED
+
+    def __init__(
+        self,
+        description: str,
+        reason: str,
+        *,
+        name: Optional[str] = None,
+        args: Sequence[Any] = (),
+        data: Optional[str] = None,
+        tx_hash: Optional[str] = None,
+        hint: Optional[str] = None,
+    ) -> None:
+        where = " (mined, tx " + tx_hash + ")" if tx_hash else ""
+        super().__init__(f"{description} reverted{where}: {reason}", hint=hint)
+        self.description = description
+        self.reason = reason
+        self.name = name
+        self.args_ = tuple(args)
+        self.data = data
+        self.tx_hash = tx_hash
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        out.update({"revert": self.name, "reason": self.reason})
+        if self.tx_hash:
+            out["tx_hash"] = self.tx_hash
+        return out
+
+
+class InsufficientFundsError(DtnsessError):
+    """Raised when the sender has too little ETH for gas, or too few tokens, or allowance."""
+
+    exit_code = ExitCode.FUNDS
+
+    def __init__(self, what: str, have: str, need: str, *, hint: Optional[str] = None) -> None:
+        super().__init__(f"not enough {what}: have {have}, need {need}", hint=hint)
+        self.what = what
+        self.have = have
+        self.need = need
+
+
+class NotAuthorizedError(DtnsessError):
+    """Raised when the sender is not allowed to do this (not contract owner, not session owner)."""
+
+    exit_code = ExitCode.AUTH
+
+    def __init__(self, message: str, *, hint: Optional[str] = None) -> None:
+        super().__init__(message, hint=hint)
+
+
+class KeystoreError(DtnsessError):
+    """Raised when a keystore cannot be found, read or decrypted (e.g. wrong password)."""
+
+    exit_code = ExitCode.AUTH
+
+    def __init__(self, path: str, reason: str, *, hint: Optional[str] = None) -> None:
+        super().__init__(f"keystore {path}: {reason}", hint=hint)
+        self.path = path
+
+
+class WaitTimeoutError(DtnsessError):
+    """Raised when waiting for a receipt or an AI answer exceeded its deadline.
+
+    Nothing is resent: the transaction (``tx_hash``) or request may still complete.
+    """
+
+    exit_code = ExitCode.TIMEOUT
+
+    def __init__(self, what: str, seconds: float, *, tx_hash: Optional[str] = None,
+                 request_id: Optional[str] = None, hint: Optional[str] = None) -> None:
+        extra = ""
+        if tx_hash:
+            extra += f" (tx {tx_hash})"
+        if request_id:
+            extra += f" (request {request_id})"
+        super().__init__(f"timed out after {seconds:g}s waiting for {what}{extra}", hint=hint)
+        self.tx_hash = tx_hash
+        self.request_id = request_id
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        if self.tx_hash:
+            out["tx_hash"] = self.tx_hash
+        if self.request_id:
+            out["request_id"] = self.request_id
+        return out
+
+
+class GasPriceTooHighError(DtnsessError):
+    """Raised when the current gas price is above the user's --max-gas-price (nothing sent)."""
+
+    exit_code = ExitCode.GAS_PRICE
+
+    def __init__(self, current_gwei: str, max_gwei: str) -> None:
+        super().__init__(
+            f"gas price {current_gwei} gwei is above --max-gas-price {max_gwei} gwei; nothing sent"
+        )
+
+
+class LockedError(DtnsessError):
+    """Raised when another process holds the cleanup lock."""
+
+    exit_code = ExitCode.LOCKED
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"another cleanup is running (lock {path} is held); nothing sent")
+        self.path = path
+
+
+class AbortedError(DtnsessError):
+    """Raised when the user declined a confirmation; nothing was sent."""
+
+    exit_code = ExitCode.ABORTED
+
+    def __init__(self, what: str = "transaction") -> None:
+        super().__init__(f"aborted: {what} not sent")
+
+
+def redact_url(url: Optional[str]) -> str:
+    """An RPC URL without credentials or API-key-looking path/query parts."""
+    if not url:
+        return ""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    if parts.username or parts.password:
+        netloc = "***@" + netloc
+    path = parts.path
+    # NOTE: providers (Alchemy, Infura, ...) put the API key in the last path segment
+    segs = path.split("/")
+    segs = ["***" if len(s) >= 20 else s for s in segs]
+    path = "/".join(segs)
+    query = "***" if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, path, query, ""))

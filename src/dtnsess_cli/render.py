@@ -1,0 +1,184 @@
+"""The one renderer: rich tables and panels for people, one JSON document for scripts.
+
+stdout carries the result only: with ``--json`` exactly one JSON document and nothing else.
+Spinners, progress bars, prompts and warnings go to stderr, and only decorate a terminal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import sys
+from decimal import Decimal
+from enum import Enum
+from typing import Any, Iterable, Iterator, Optional, Sequence
+
+from .units import Amount
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Plain JSON types. Amounts become ``{"amount": "12.5", "units": "12500000"}``-style
+    pairs (see :func:`_flatten`); bytes become 0x-hex; big ints stay exact."""
+    if isinstance(obj, Amount):
+        return str(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _flatten({f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)
+                         if not f.name.startswith("_")})
+    if isinstance(obj, dict):
+        return _flatten(obj)
+    if isinstance(obj, (list, tuple, set)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, (bytes, bytearray)):
+        return "0x" + bytes(obj).hex()
+    if isinstance(obj, Enum):
+        return obj.name.lower()
+    if isinstance(obj, Decimal):
+        return str(obj)
+    if isinstance(obj, bool) or obj is None or isinstance(obj, (str, float)):
+        return obj
+    if isinstance(obj, int):
+        # NOTE: JSON readers in many languages lose precision above 2**53
+        return obj if abs(obj) < 2**53 else str(obj)
+    if hasattr(obj, "hex") and callable(obj.hex):  # HexBytes and friends
+        h = obj.hex()
+        return h if h.startswith("0x") else "0x" + h
+    return str(obj)
+
+
+def _flatten(d: dict) -> dict:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Amount):
+            out[k] = str(v)
+            out[f"{k}_units"] = str(v.units)
+        else:
+            out[str(k)] = to_jsonable(v)
+    return out
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, Amount):
+        return v.human()
+    if isinstance(v, (bytes, bytearray)):
+        return "0x" + bytes(v).hex()
+    return str(v)
+
+
+class Renderer:
+    """Output for one command run. Create one per invocation (no global consoles)."""
+
+    def __init__(self, json_mode: bool = False, *, quiet: bool = False) -> None:
+        from rich.console import Console
+
+        self.json_mode = json_mode
+        self.quiet = quiet
+        # NOTE: consoles bind to sys.stdout/sys.stderr as they are now, so CliRunner's
+        # swapped streams are honoured and nothing leaks between in-process runs.
+        self.out = Console(file=sys.stdout, highlight=False, soft_wrap=False)
+        self.err = Console(file=sys.stderr, highlight=False, stderr=True)
+        self._emitted = False
+
+    # ---- terminal facts -------------------------------------------------------------
+    @property
+    def interactive(self) -> bool:
+        """May we ask questions? Only when stdin and stderr are terminals."""
+        try:
+            return sys.stdin.isatty() and sys.stderr.isatty()
+        except (AttributeError, ValueError):
+            return False
+
+    @property
+    def decorate(self) -> bool:
+        """May we draw spinners / progress bars (on stderr)?"""
+        try:
+            return sys.stderr.isatty()
+        except (AttributeError, ValueError):
+            return False
+
+    # ---- results ---------------------------------------------------------------------
+    def emit(self, data: Any, human: Any = None) -> None:
+        """The command's result: ``data`` as JSON, or ``human`` (a rich renderable, a string,
+        or a callable taking the console) for people. Exactly once per command."""
+        if self.json_mode:
+            if self._emitted:  # pragma: no cover - a programming error
+                raise RuntimeError("one JSON document per command")
+            sys.stdout.write(json.dumps(to_jsonable(data), indent=2, sort_keys=False) + "\n")
+            sys.stdout.flush()
+        else:
+            if human is None:
+                human = self.kv(None, to_jsonable(data) if not isinstance(data, dict) else data)
+            if callable(human) and not hasattr(human, "__rich_console__"):
+                human(self.out)
+            else:
+                self.out.print(human)
+        self._emitted = True
+
+    def kv(self, title: Optional[str], rows: Any):
+        """A two-column key/value table."""
+        from rich.table import Table
+
+        t = Table(title=title, show_header=False, box=None, pad_edge=False, title_justify="left")
+        t.add_column(style="bold")
+        t.add_column(overflow="fold")
+        items = rows.items() if isinstance(rows, dict) else rows
+        for k, v in items:
+            t.add_row(str(k), _cell(v))
+        return t
+
+    def table(self, title: Optional[str], columns: Sequence[str],
+              rows: Iterable[Sequence[Any]], *, justify: Optional[dict] = None):
+        from rich.table import Table
+
+        t = Table(title=title, title_justify="left")
+        justify = justify or {}
+        for c in columns:
+            t.add_column(c, justify=justify.get(c, "left"), overflow="fold")
+        for r in rows:
+            t.add_row(*(_cell(v) for v in r))
+        return t
+
+    # ---- stderr chatter ------------------------------------------------------------------
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            self.err.print(message, markup=False, highlight=False)
+
+    def warn(self, message: str) -> None:
+        self.err.print(f"warning: {message}", style="yellow", markup=False, highlight=False)
+
+    def error(self, message: str, hint: Optional[str] = None) -> None:
+        sys.stderr.write(f"error: {message}\n")
+        if hint:
+            sys.stderr.write(f"hint: {hint}\n")
+        sys.stderr.flush()
+
+    def confirm(self, question: str) -> bool:
+        import typer
+
+        return typer.confirm(question, default=False, err=True)
+
+    @contextlib.contextmanager
+    def status(self, message: str) -> Iterator[Any]:
+        """A spinner on stderr while a block runs (only on a terminal)."""
+        if not self.decorate:
+            yield None
+            return
+        with self.err.status(message, spinner="dots") as st:
+            yield st
+
+    @contextlib.contextmanager
+    def progress(self, description: str, total: int) -> Iterator[Any]:
+        """A progress bar on stderr; yields ``advance(n=1)``."""
+        if not self.decorate:
+            yield lambda n=1: None
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=self.err, transient=False) as prog:
+            task = prog.add_task(description, total=total)
+            yield lambda n=1: prog.advance(task, n)

@@ -1,0 +1,96 @@
+"""Load the signing key: a raw private key from env/.env, or a Foundry-compatible keystore.
+
+A key is never a command-line argument, never printed, never part of an error message,
+log line or JSON document. Callers get an eth_account ``LocalAccount`` and use ``.address``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Optional
+
+from .config import Settings
+from .errors import ConfigError, KeystoreError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from eth_account.signers.local import LocalAccount
+
+
+def _from_private_key(raw: str, source: str) -> "LocalAccount":
+    from eth_account import Account
+
+    key = raw.strip()
+    if key.startswith(("0x", "0X")):
+        key = key[2:]
+    if len(key) != 64:
+        # NOTE: say nothing about the value itself, not even its length.
+        raise ConfigError(f"the private key from {source} is not 32 bytes of hex",
+                          hint="DTNSESS_PRIVATE_KEY must be 0x followed by 64 hex digits")
+    try:
+        int(key, 16)
+        return Account.from_key("0x" + key)
+    except (ValueError, TypeError):
+        raise ConfigError(f"the private key from {source} is not valid hex",
+                          hint="DTNSESS_PRIVATE_KEY must be 0x followed by 64 hex digits") from None
+    except Exception:  # eth_keys.ValidationError and friends: an out-of-range key
+        raise ConfigError(f"the private key from {source} is not a valid secp256k1 key") from None
+
+
+def _read_password(settings: Settings, path: str,
+                   prompt: Optional[Callable[[str], str]]) -> str:
+    if settings.password_file:
+        pw_path = Path(settings.password_file).expanduser()
+        try:
+            # Foundry's --password-file semantics: the file's content minus the trailing newline
+            return pw_path.read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise KeystoreError(path, f"cannot read password file {pw_path}: {exc.strerror}") from None
+    if prompt is not None:
+        return prompt(f"Password for keystore {Path(path).name}")
+    if sys.stdin.isatty() and sys.stderr.isatty():
+        import typer
+
+        return typer.prompt(f"Password for keystore {Path(path).name}", hide_input=True,
+                            err=True)
+    raise KeystoreError(path, "a password is needed but stdin is not a terminal",
+                        hint="set DTNSESS_PASSWORD_FILE to a file holding the password")
+
+
+def load_account(settings: Settings, *,
+                 prompt: Optional[Callable[[str], str]] = None) -> "LocalAccount":
+    """The signing account for ``settings``; ConfigError when none is configured."""
+    settings.require_key()
+    if settings.key_kind == "private_key":
+        src = settings.sources.get("private_key", "configuration")
+        return _from_private_key(settings.private_key or "", src)
+
+    path = settings.keystore or ""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        hint = None
+        if settings.account:
+            hint = f"create it with `cast wallet import {settings.account} --interactive`"
+        raise KeystoreError(path, "file not found", hint=hint) from None
+    except OSError as exc:
+        raise KeystoreError(path, f"cannot read: {exc.strerror}") from None
+    import json
+
+    try:
+        keyfile = json.loads(text)
+    except ValueError:
+        raise KeystoreError(path, "not a JSON keystore file") from None
+    password = _read_password(settings, path, prompt)
+    from eth_account import Account
+
+    try:
+        key = Account.decrypt(keyfile, password)
+    except ValueError:
+        # eth_keyfile raises ValueError("MAC mismatch") for a wrong password
+        raise KeystoreError(path, "wrong password (could not decrypt)",
+                            hint="check DTNSESS_PASSWORD_FILE or the password you typed") from None
+    except (KeyError, TypeError, NotImplementedError):
+        raise KeystoreError(path, "not a supported Web3 Secret Storage keystore") from None
+    return Account.from_key(key)

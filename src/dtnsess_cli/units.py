@@ -1,0 +1,141 @@
+"""Exact token and ETH amounts: text <-> integer base units. No float anywhere."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation, localcontext
+
+from .errors import InputError
+
+# A plain decimal number: digits, optional fraction. No sign, no exponent, no spaces,
+# no underscores, no "inf"/"nan". A leading "." (".5") and trailing "." ("5.") are allowed.
+_DECIMAL_RE = re.compile(r"^(?:\d+(?:\.\d*)?|\.\d+)$")
+
+MAX_UINT256 = 2**256 - 1
+
+_ETH_UNITS = {
+    "wei": 0,
+    "gwei": 9,
+    "ether": 18,
+    "eth": 18,
+}
+
+
+def _to_decimal(text: str, what: str) -> Decimal:
+    if not isinstance(text, str):
+        text = str(text)
+    s = text.strip()
+    if not s:
+        raise InputError(what, text, "empty")
+    if s.startswith("-"):
+        raise InputError(what, text, "must not be negative")
+    if not _DECIMAL_RE.match(s):
+        raise InputError(
+            what, text, "not a plain decimal number (e.g. 50 or 12.5; no exponents, signs or units)"
+        )
+    with localcontext() as ctx:
+        ctx.prec = 200
+        try:
+            return Decimal(s)
+        except InvalidOperation:  # pragma: no cover - the regex already guards this
+            raise InputError(what, text, "not a number") from None
+
+
+def _scale(d: Decimal, decimals: int, text: str, what: str) -> int:
+    with localcontext() as ctx:
+        ctx.prec = 200
+        scaled = d.scaleb(decimals)
+        if scaled != scaled.to_integral_value():
+            raise InputError(
+                what,
+                text,
+                f"more than {decimals} fractional digit{'s' if decimals != 1 else ''}"
+                + (" (the token has no fractional part)" if decimals == 0 else ""),
+            )
+        return int(scaled)
+
+
+def parse_amount(text: str, decimals: int, *, allow_zero: bool = False,
+                 what: str = "amount") -> int:
+    """Parse a human token amount (``"12.5"``) into base units for a token with ``decimals``.
+
+    Rejects negative, zero (unless ``allow_zero``), NaN/inf, exponents, garbage, more
+    fractional digits than the token has, and values above uint256.
+    """
+    if not isinstance(decimals, int) or decimals < 0 or decimals > 77:
+        raise InputError("token decimals", decimals, "must be an integer between 0 and 77")
+    d = _to_decimal(text, what)
+    units = _scale(d, decimals, text, what)
+    if units == 0 and not allow_zero:
+        raise InputError(what, text, "must be greater than zero")
+    if units > MAX_UINT256:
+        raise InputError(what, text, "too large (above uint256)")
+    return units
+
+
+def format_amount(units: int, decimals: int, *, group: bool = False) -> str:
+    """Exact decimal string for ``units`` base units: ``format_amount(12500000, 6) == "12.5"``."""
+    units = int(units)
+    neg = units < 0
+    units = -units if neg else units
+    if decimals == 0:
+        whole, frac = units, ""
+    else:
+        whole, rem = divmod(units, 10**decimals)
+        frac = str(rem).rjust(decimals, "0").rstrip("0")
+    w = f"{whole:,}" if group else str(whole)
+    out = w + ("." + frac if frac else "")
+    return ("-" + out) if neg else out
+
+
+def parse_eth_value(text: str, *, default_unit: str = "wei", what: str = "value",
+                    allow_zero: bool = True) -> int:
+    """Parse an ETH value with an optional unit suffix into wei.
+
+    ``"300000"`` (wei by default), ``"300000wei"``, ``"1gwei"``, ``"0.0001ether"``, ``"0.0001 eth"``.
+    """
+    if not isinstance(text, str):
+        text = str(text)
+    s = text.strip().lower()
+    m = re.match(r"^(.*?)\s*([a-z]+)?$", s)
+    num, unit = (m.group(1), m.group(2)) if m else (s, None)
+    unit = unit or default_unit
+    if unit not in _ETH_UNITS:
+        raise InputError(what, text, f"unknown unit {unit!r} (use wei, gwei or ether)")
+    d = _to_decimal(num, what) if num else _to_decimal(text, what)
+    wei = _scale(d, _ETH_UNITS[unit], text, what)
+    if wei == 0 and not allow_zero:
+        raise InputError(what, text, "must be greater than zero")
+    if wei > MAX_UINT256:
+        raise InputError(what, text, "too large")
+    return wei
+
+
+def format_eth(wei: int) -> str:
+    """Exact ETH amount for ``wei``: ``format_eth(10**15) == "0.001"``."""
+    return format_amount(wei, 18)
+
+
+def format_gwei(wei: int) -> str:
+    return format_amount(wei, 9)
+
+
+def parse_gwei(text: str, what: str = "gas price") -> int:
+    """A gas price in gwei (``"1.5"``) into wei."""
+    return parse_eth_value(text, default_unit="gwei", what=what, allow_zero=False)
+
+
+@dataclass(frozen=True)
+class Amount:
+    """An exact token (or ETH) amount: integer base units plus the decimals to show them."""
+
+    units: int
+    decimals: int
+    symbol: str = ""
+
+    def __str__(self) -> str:
+        return format_amount(self.units, self.decimals)
+
+    def human(self) -> str:
+        return f"{self}{(' ' + self.symbol) if self.symbol else ''}"
