@@ -1,0 +1,715 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.20;
+
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {IERC20Metadata} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Metadata.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {IDtnAi} from "./dtn/IDtnAi.sol";
+import {WithDtnAi} from "./dtn/WithDtnAi.sol";
+import {DtnDefaults} from "./dtn/DtnDefaults.sol";
+
+/// @dev Optional views of the deployed DTN that are not part of IDtnAi.
+interface IDtnRouterViews {
+    function sessionManager() external view returns (address);
+}
+
+interface IDtnSessionBalances {
+    function getSessionBalance(uint256 sessionId) external view returns (uint256);
+}
+
+/// @title AdvancedSessionManager
+/// @notice Funded, reusable and poolable DTN AI sessions for a dApp's users.
+/// @dev Keeps the public API of the documented DTN example and fixes its defects: stable session ids
+///      across renewals, refunds that reach owners, owner-only validated configuration, fees derived
+///      from the fee token's decimals, a pending-request guard, bounded O(1) maintenance, a pool that
+///      grants usage rights, and callbacks that record each request's outcome.
+contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
+    using SafeERC20 for IERC20;
+
+    // ------------------------------------------------------------------ types
+
+    enum RequestStatus { None, Pending, Succeeded, Failed }
+
+    /// @dev Same fields and order as the documented example, so `sessions(id)` keeps its shape.
+    struct SessionInfo {
+        uint256 sessionId;
+        address owner;
+        uint256 balance; // funds put into the current DTN session (deposit plus carried refund)
+        uint256 lastUsed;
+        bool active;
+        uint256 requestCount;
+    }
+
+    struct SessionState {
+        uint256 dtnSessionId;
+        uint256 pendingRequests;
+        uint256 lastRequestAt;
+    }
+
+    struct RequestInfo {
+        uint256 sessionId;
+        address user;
+        uint256 createdAt;
+        RequestStatus status;
+    }
+
+    struct SessionView {
+        uint256 sessionId;
+        address owner;
+        uint256 balance;
+        uint256 lastUsed;
+        bool active;
+        uint256 requestCount;
+        uint256 dtnSessionId;
+        uint256 pendingRequests;
+        uint256 lastRequestAt;
+        bool pooled;
+        bool hasDtnBalance;
+        uint256 dtnBalance;
+    }
+
+    struct Config {
+        address ai;
+        address feeToken;
+        uint8 tokenDecimals;
+        uint256 minSessionBalance;
+        uint256 maxSessionAge;
+        uint256 sessionPoolSize;
+        uint256 poolLength;
+        uint256 feePerByteReq;
+        uint256 feePerByteRes;
+        uint256 totalFeePerRes;
+        uint256 requestTimeout;
+        uint256 activeCount;
+    }
+
+    // ------------------------------------------------------------------ events
+
+    event SessionCreated(uint256 indexed sessionId, address indexed owner, uint256 balance);
+    event SessionClosed(uint256 indexed sessionId, address indexed owner, uint256 refund);
+    event SessionRenewed(uint256 indexed sessionId, uint256 newBalance);
+    event SessionPooled(uint256 indexed sessionId, address indexed user);
+    event SessionTakenFromPool(uint256 indexed sessionId, address indexed user);
+    event AIRequestSubmitted(
+        bytes32 indexed requestId, uint256 indexed sessionId, address indexed user, uint256 dtnSessionId
+    );
+    event AIRequestCompleted(
+        bytes32 indexed requestId, uint256 indexed sessionId, address indexed user, IDtnAi.ResponseStatus status
+    );
+    event AIResponseReceived(bytes32 indexed requestId, IDtnAi.ResponseStatus status, string message);
+    event AIRequestFailed(bytes32 indexed requestId, string error);
+    event RefundCredited(uint256 indexed sessionId, address indexed owner, uint256 amount);
+    event RefundWithdrawn(address indexed owner, uint256 amount);
+    event CleanupFailed(uint256 indexed sessionId, bytes reason);
+    event ConfigUpdated(uint256 minSessionBalance, uint256 maxSessionAge, uint256 sessionPoolSize);
+    event FeesUpdated(uint256 feePerByteReq, uint256 feePerByteRes, uint256 totalFeePerRes);
+    event RequestTimeoutUpdated(uint256 requestTimeout);
+
+    // ------------------------------------------------------------------ errors
+
+    error RequestsPending(uint256 sessionId, uint256 pending, uint256 retryAfter);
+    error RequestIdCollision(bytes32 requestId);
+    error NotAllowedToUseSession(uint256 sessionId, address caller);
+    error InvalidConfig(string reason);
+    error NothingToWithdraw();
+    error ZeroAmount();
+
+    // ------------------------------------------------------------------ example-compatible state
+
+    mapping(uint256 => SessionInfo) public sessions;
+    mapping(address => uint256[]) public userSessions;
+    uint256[] public activeSessions;
+
+    uint256 public minSessionBalance;
+    uint256 public maxSessionAge = 24 hours;
+    uint256 public sessionPoolSize = 5;
+
+    uint256[] public sessionPool;
+    mapping(uint256 => bool) public isPooled;
+
+    // ------------------------------------------------------------------ added state
+
+    IERC20 public immutable feeToken;
+    uint8 public immutable tokenDecimals;
+
+    uint256 public feePerByteReq;
+    uint256 public feePerByteRes;
+    uint256 public totalFeePerRes;
+    /// @notice After this long without an answer, a session's pending requests no longer block close/renew.
+    uint256 public requestTimeout = 15 minutes;
+    /// @notice Sessions closed by `cleanupOldSessions()`; keeps one transaction far below 2^24 gas.
+    uint256 public constant DEFAULT_CLEANUP_BATCH = 50;
+
+    uint256 public nextSessionId = 1;
+    mapping(bytes32 => RequestInfo) public requests;
+    /// @notice The pooled session a user took with getFromPool(); its requests may use it.
+    mapping(address => uint256) public poolGrant;
+    /// @notice Refunds credited by cleanup, withdrawable with withdrawRefunds().
+    mapping(address => uint256) public claimableRefunds;
+    uint256 public totalClaimable;
+
+    mapping(uint256 => SessionState) private _state;
+    mapping(address => bytes32[]) private _userRequests;
+    // 1-based positions, so removal from the arrays is a swap and pop, not a scan.
+    mapping(uint256 => uint256) private _activeIndex;
+    mapping(uint256 => uint256) private _poolIndex;
+    mapping(address => uint256[]) private _userActive;
+    mapping(uint256 => uint256) private _userActiveIndex;
+    // Active sessions ordered by lastUsed (head = least recently used): cleanup only visits idle ones.
+    mapping(uint256 => uint256) private _lruPrev;
+    mapping(uint256 => uint256) private _lruNext;
+    uint256 private _lruHead;
+    uint256 private _lruTail;
+
+    /// @param ai_ The DTN router. Fee defaults are derived from its fee token's decimals.
+    constructor(address ai_) Ownable(msg.sender) {
+        setAi(ai_);
+        feeToken = IERC20(IDtnAi(ai_).feeToken());
+        uint8 decimals_ = IERC20Metadata(address(feeToken)).decimals();
+        tokenDecimals = decimals_;
+        uint256 unit = 10 ** uint256(decimals_);
+        feePerByteReq = unit / 1000; // 0.001 token per byte
+        feePerByteRes = unit / 1000;
+        totalFeePerRes = unit; // 1 token per response at most
+        minSessionBalance = 10 * unit; // 10 tokens
+    }
+
+    // ------------------------------------------------------------------ sessions
+
+    /// @notice Creates a session funded with `balance` fee-token units taken from the caller.
+    /// @dev The caller must have approved this contract for `balance`.
+    /// @return sessionId The manager's session id; it stays the same across renewals.
+    function createSession(uint256 balance) external nonReentrant returns (uint256 sessionId) {
+        return _createSession(msg.sender, balance);
+    }
+
+    /// @notice Returns the caller's current session (a pooled one taken by the caller first, else its
+    ///         newest active one), creating one funded with `minSessionBalance` when there is none.
+    function getOrCreateSession() external nonReentrant returns (uint256 sessionId) {
+        sessionId = _sessionFor(msg.sender);
+        if (sessionId == 0) return _createSession(msg.sender, minSessionBalance);
+        _touch(sessionId);
+    }
+
+    /// @notice Adds `additionalBalance` to a session. DTN cannot top up a session, so the DTN session
+    ///         is closed and a new one is funded with its refund plus the new amount; the id stays.
+    function renewSession(uint256 sessionId, uint256 additionalBalance) external nonReentrant {
+        SessionInfo storage s = sessions[sessionId];
+        require(s.owner == msg.sender, "Not session owner");
+        require(s.active, "Session not active");
+        if (additionalBalance == 0) revert ZeroAmount();
+        _requireNoPending(sessionId);
+
+        feeToken.safeTransferFrom(msg.sender, address(this), additionalBalance);
+        uint256 refund = _closeDtnSession(sessionId);
+        uint256 newBalance = refund + additionalBalance;
+        // Transfer and start in one transaction: DTN credits unassigned deposits to the next starter.
+        feeToken.safeTransfer(ai.feeTarget(), newBalance);
+        _state[sessionId].dtnSessionId = ai.startUserSession();
+        _state[sessionId].pendingRequests = 0;
+        s.balance = newBalance;
+        _touch(sessionId);
+        emit SessionRenewed(sessionId, newBalance);
+    }
+
+    /// @notice Closes a session of the caller and sends DTN's refund to the caller.
+    function closeSession(uint256 sessionId) external nonReentrant {
+        _closeOwned(sessionId);
+    }
+
+    /// @notice Closes every active session of the caller.
+    function closeAllSessions() external nonReentrant {
+        uint256[] storage mine = _userActive[msg.sender];
+        while (mine.length > 0) {
+            _closeOwned(mine[mine.length - 1]);
+        }
+    }
+
+    // ------------------------------------------------------------------ requests
+
+    /// @notice Makes an AI request from the caller's current session (created when there is none).
+    /// @param routing Trust namespace ids; empty means system trust.
+    /// @dev msg.value is forwarded to DTN and used as the callback gas (a few hundred thousand wei).
+    function makeAIRequest(string memory prompt, string memory model, bytes32[] memory routing)
+        public
+        payable
+        nonReentrant
+        returns (bytes32)
+    {
+        IDtnAi.DtnRouting memory r = routing.length == 0 ? DtnDefaults.defaultSystemTrust() : DtnDefaults.namespaces(routing);
+        return _request(_currentOrNewSession(), prompt, model, r);
+    }
+
+    /// @notice Makes an AI request with full routing (e.g. to named nodes) from the caller's current session.
+    function makeAIRequestWithRouting(string memory prompt, string memory model, IDtnAi.DtnRouting memory routing)
+        external
+        payable
+        nonReentrant
+        returns (bytes32)
+    {
+        return _request(_currentOrNewSession(), prompt, model, routing);
+    }
+
+    /// @notice Makes an AI request from a given session the caller owns or took from the pool.
+    /// @dev Lets a client fan requests out over several sessions (one request per session, user and second).
+    function makeAIRequestInSession(
+        uint256 sessionId,
+        string memory prompt,
+        string memory model,
+        IDtnAi.DtnRouting memory routing
+    ) external payable nonReentrant returns (bytes32) {
+        return _request(sessionId, prompt, model, routing);
+    }
+
+    /// @notice DTN callback for a successful answer.
+    function onSuccess(bytes32 requestId) external onlyDtn {
+        _finishRequest(requestId);
+    }
+
+    /// @notice DTN callback for a failure answer.
+    function onError(bytes32 requestId) external onlyDtn {
+        _finishRequest(requestId);
+    }
+
+    /// @notice Records the outcome of an answered request whose callback failed (e.g. ran out of gas).
+    function settleRequest(bytes32 requestId) external {
+        RequestInfo storage info = requests[requestId];
+        require(info.status == RequestStatus.Pending, "Request not pending");
+        (IDtnAi.ResponseStatus status,,) = ai.fetchResponse(requestId);
+        _record(requestId, info, status);
+    }
+
+    // ------------------------------------------------------------------ pool
+
+    /// @notice Offers one of the caller's active sessions in the shared pool.
+    function addToPool(uint256 sessionId) external {
+        SessionInfo storage s = sessions[sessionId];
+        require(s.owner == msg.sender, "Not session owner");
+        require(s.active, "Session not active");
+        require(!isPooled[sessionId], "Already pooled");
+        require(sessionPool.length < sessionPoolSize, "Pool full");
+        sessionPool.push(sessionId);
+        _poolIndex[sessionId] = sessionPool.length;
+        isPooled[sessionId] = true;
+        emit SessionPooled(sessionId, msg.sender);
+    }
+
+    /// @notice Takes the newest pooled session: the caller's requests use it from now on. Funds and
+    ///         refunds stay with the session owner. Emits SessionTakenFromPool with the id.
+    function getFromPool() external nonReentrant returns (uint256 sessionId) {
+        require(sessionPool.length > 0, "Pool empty");
+        sessionId = sessionPool[sessionPool.length - 1];
+        _poolRemove(sessionId);
+        poolGrant[msg.sender] = sessionId;
+        _touch(sessionId);
+        emit SessionTakenFromPool(sessionId, msg.sender);
+    }
+
+    // ------------------------------------------------------------------ maintenance
+
+    /// @notice Closes up to DEFAULT_CLEANUP_BATCH sessions idle for longer than maxSessionAge.
+    /// @return closed How many sessions were closed.
+    function cleanupOldSessions() external nonReentrant returns (uint256 closed) {
+        return _cleanup(DEFAULT_CLEANUP_BATCH);
+    }
+
+    /// @notice Closes up to `maxSessions` idle sessions; refunds are credited to their owners.
+    function cleanupOldSessionsUpTo(uint256 maxSessions) external nonReentrant returns (uint256 closed) {
+        if (maxSessions == 0) revert ZeroAmount();
+        return _cleanup(maxSessions);
+    }
+
+    /// @notice Pays out the caller's refunds credited by cleanup.
+    function withdrawRefunds() external nonReentrant {
+        uint256 amount = claimableRefunds[msg.sender];
+        if (amount == 0) revert NothingToWithdraw();
+        claimableRefunds[msg.sender] = 0;
+        totalClaimable -= amount;
+        feeToken.safeTransfer(msg.sender, amount);
+        emit RefundWithdrawn(msg.sender, amount);
+    }
+
+    // ------------------------------------------------------------------ configuration (owner)
+
+    /// @notice Sets the minimum session balance (token units), idle age (seconds) and pool size.
+    function updateConfig(uint256 _minSessionBalance, uint256 _maxSessionAge, uint256 _sessionPoolSize)
+        external
+        onlyOwner
+    {
+        if (_minSessionBalance == 0) revert InvalidConfig("minimum session balance is zero");
+        if (_maxSessionAge == 0) revert InvalidConfig("max session age is zero");
+        if (_maxSessionAge < requestTimeout) revert InvalidConfig("max session age below request timeout");
+        if (_sessionPoolSize < sessionPool.length) revert InvalidConfig("pool size below current pool");
+        minSessionBalance = _minSessionBalance;
+        maxSessionAge = _maxSessionAge;
+        sessionPoolSize = _sessionPoolSize;
+        emit ConfigUpdated(_minSessionBalance, _maxSessionAge, _sessionPoolSize);
+    }
+
+    /// @notice Sets the fees offered to DTN nodes per request (token units).
+    function setFees(uint256 feePerByteReq_, uint256 feePerByteRes_, uint256 totalFeePerRes_) external onlyOwner {
+        if (totalFeePerRes_ == 0) revert InvalidConfig("max fee per response is zero");
+        feePerByteReq = feePerByteReq_;
+        feePerByteRes = feePerByteRes_;
+        totalFeePerRes = totalFeePerRes_;
+        emit FeesUpdated(feePerByteReq_, feePerByteRes_, totalFeePerRes_);
+    }
+
+    /// @notice Sets how long pending requests block close and renew.
+    function setRequestTimeout(uint256 requestTimeout_) external onlyOwner {
+        if (requestTimeout_ == 0) revert InvalidConfig("request timeout is zero");
+        if (requestTimeout_ > maxSessionAge) revert InvalidConfig("request timeout above max session age");
+        requestTimeout = requestTimeout_;
+        emit RequestTimeoutUpdated(requestTimeout_);
+    }
+
+    // ------------------------------------------------------------------ views (example)
+
+    function getSessionStats(uint256 sessionId)
+        external
+        view
+        returns (address owner, uint256 balance, uint256 lastUsed, bool active, uint256 requestCount)
+    {
+        SessionInfo storage s = sessions[sessionId];
+        return (s.owner, s.balance, s.lastUsed, s.active, s.requestCount);
+    }
+
+    function getUserSessionCount(address user) external view returns (uint256) {
+        return userSessions[user].length;
+    }
+
+    function getPoolStatus() external view returns (uint256 poolSize, uint256 maxSize) {
+        return (sessionPool.length, sessionPoolSize);
+    }
+
+    // ------------------------------------------------------------------ views (client)
+
+    /// @notice A session's full record, with its DTN-side spendable balance when the router exposes it.
+    function getSession(uint256 sessionId) public view returns (SessionView memory v) {
+        SessionInfo storage s = sessions[sessionId];
+        SessionState storage st = _state[sessionId];
+        v.sessionId = s.sessionId;
+        v.owner = s.owner;
+        v.balance = s.balance;
+        v.lastUsed = s.lastUsed;
+        v.active = s.active;
+        v.requestCount = s.requestCount;
+        v.dtnSessionId = st.dtnSessionId;
+        v.pendingRequests = st.pendingRequests;
+        v.lastRequestAt = st.lastRequestAt;
+        v.pooled = isPooled[sessionId];
+        if (s.active) (v.hasDtnBalance, v.dtnBalance) = _dtnBalance(st.dtnSessionId);
+    }
+
+    /// @notice Several sessions' records in one call.
+    function getSessions(uint256[] calldata ids) external view returns (SessionView[] memory out) {
+        out = new SessionView[](ids.length);
+        for (uint256 i = 0; i < ids.length; i++) out[i] = getSession(ids[i]);
+    }
+
+    function getUserSessions(address user) external view returns (uint256[] memory) {
+        return userSessions[user];
+    }
+
+    function getUserActiveSessions(address user) external view returns (uint256[] memory) {
+        return _userActive[user];
+    }
+
+    function getActiveSessions(uint256 offset, uint256 limit)
+        external
+        view
+        returns (uint256[] memory ids, uint256 total)
+    {
+        total = activeSessions.length;
+        ids = _slice(activeSessions, offset, limit);
+    }
+
+    function getPoolSessions() external view returns (uint256[] memory) {
+        return sessionPool;
+    }
+
+    /// @notice Up to `max` sessions that cleanup would close now, least recently used first.
+    function getIdleSessions(uint256 max) external view returns (uint256[] memory ids) {
+        ids = new uint256[](max);
+        uint256 n;
+        for (uint256 id = _lruHead; id != 0 && n < max; id = _lruNext[id]) {
+            if (!_isIdle(id)) break;
+            ids[n++] = id;
+        }
+        assembly {
+            mstore(ids, n)
+        }
+    }
+
+    /// @notice A user's request ids, oldest first, with the total count.
+    function getUserRequests(address user, uint256 offset, uint256 limit)
+        external
+        view
+        returns (bytes32[] memory ids, uint256 total)
+    {
+        bytes32[] storage all = _userRequests[user];
+        total = all.length;
+        uint256 end = offset >= total ? offset : (limit > total - offset ? total : offset + limit);
+        ids = new bytes32[](end - offset);
+        for (uint256 i = offset; i < end; i++) ids[i - offset] = all[i];
+    }
+
+    function getConfig() external view returns (Config memory c) {
+        c.ai = address(ai);
+        c.feeToken = address(feeToken);
+        c.tokenDecimals = tokenDecimals;
+        c.minSessionBalance = minSessionBalance;
+        c.maxSessionAge = maxSessionAge;
+        c.sessionPoolSize = sessionPoolSize;
+        c.poolLength = sessionPool.length;
+        c.feePerByteReq = feePerByteReq;
+        c.feePerByteRes = feePerByteRes;
+        c.totalFeePerRes = totalFeePerRes;
+        c.requestTimeout = requestTimeout;
+        c.activeCount = activeSessions.length;
+    }
+
+    // ------------------------------------------------------------------ internals: sessions
+
+    function _createSession(address owner_, uint256 amount) private returns (uint256 sessionId) {
+        require(amount >= minSessionBalance, "Balance too low");
+        // Transfer and start in one transaction: DTN credits unassigned deposits to the next starter.
+        feeToken.safeTransferFrom(owner_, ai.feeTarget(), amount);
+        uint256 dtnSessionId = ai.startUserSession();
+
+        sessionId = nextSessionId++;
+        sessions[sessionId] = SessionInfo({
+            sessionId: sessionId,
+            owner: owner_,
+            balance: amount,
+            lastUsed: block.timestamp,
+            active: true,
+            requestCount: 0
+        });
+        _state[sessionId].dtnSessionId = dtnSessionId;
+        userSessions[owner_].push(sessionId);
+        activeSessions.push(sessionId);
+        _activeIndex[sessionId] = activeSessions.length;
+        _userActive[owner_].push(sessionId);
+        _userActiveIndex[sessionId] = _userActive[owner_].length;
+        _lruAppend(sessionId);
+        emit SessionCreated(sessionId, owner_, amount);
+    }
+
+    function _sessionFor(address user) private view returns (uint256) {
+        uint256 granted = poolGrant[user];
+        if (granted != 0 && sessions[granted].active) return granted;
+        uint256[] storage mine = _userActive[user];
+        return mine.length == 0 ? 0 : mine[mine.length - 1];
+    }
+
+    function _currentOrNewSession() private returns (uint256 sessionId) {
+        sessionId = _sessionFor(msg.sender);
+        if (sessionId == 0) sessionId = _createSession(msg.sender, minSessionBalance);
+    }
+
+    function _closeOwned(uint256 sessionId) private {
+        SessionInfo storage s = sessions[sessionId];
+        require(s.owner == msg.sender, "Not session owner");
+        require(s.active, "Session not active");
+        _requireNoPending(sessionId);
+        uint256 refund = _closeDtnSession(sessionId);
+        _deactivate(sessionId);
+        // Push the refund; if the owner cannot receive (e.g. a blocked address), credit it instead.
+        if (refund > 0 && !feeToken.trySafeTransfer(msg.sender, refund)) _credit(sessionId, msg.sender, refund);
+        emit SessionClosed(sessionId, msg.sender, refund);
+    }
+
+    /// @dev Closes the DTN session and returns exactly what DTN refunded (measured, not assumed).
+    function _closeDtnSession(uint256 sessionId) private returns (uint256 refund) {
+        uint256 before = feeToken.balanceOf(address(this));
+        ai.closeUserSession(_state[sessionId].dtnSessionId);
+        refund = feeToken.balanceOf(address(this)) - before;
+    }
+
+    function _deactivate(uint256 sessionId) private {
+        SessionInfo storage s = sessions[sessionId];
+        s.active = false;
+        s.balance = 0;
+        _state[sessionId].pendingRequests = 0;
+        _removeIndexed(activeSessions, _activeIndex, sessionId);
+        _removeIndexed(_userActive[s.owner], _userActiveIndex, sessionId);
+        _lruRemove(sessionId);
+        if (isPooled[sessionId]) _poolRemove(sessionId);
+    }
+
+    function _credit(uint256 sessionId, address owner_, uint256 amount) private {
+        claimableRefunds[owner_] += amount;
+        totalClaimable += amount;
+        emit RefundCredited(sessionId, owner_, amount);
+    }
+
+    function _requireNoPending(uint256 sessionId) private view {
+        SessionState storage st = _state[sessionId];
+        if (st.pendingRequests > 0 && block.timestamp < st.lastRequestAt + requestTimeout) {
+            revert RequestsPending(sessionId, st.pendingRequests, st.lastRequestAt + requestTimeout);
+        }
+    }
+
+    function _isIdle(uint256 sessionId) private view returns (bool) {
+        return block.timestamp - sessions[sessionId].lastUsed > maxSessionAge;
+    }
+
+    function _cleanup(uint256 maxSessions) private returns (uint256 closed) {
+        uint256 visited;
+        uint256 id = _lruHead;
+        while (id != 0 && visited < maxSessions && _isIdle(id)) {
+            visited++;
+            uint256 next = _lruNext[id];
+            SessionInfo storage s = sessions[id];
+            uint256 before = feeToken.balanceOf(address(this));
+            // One session DTN refuses to close must not block everyone else's cleanup.
+            try ai.closeUserSession(_state[id].dtnSessionId) {
+                uint256 refund = feeToken.balanceOf(address(this)) - before;
+                address owner_ = s.owner;
+                _deactivate(id);
+                if (refund > 0) _credit(id, owner_, refund);
+                emit SessionClosed(id, owner_, refund);
+                closed++;
+            } catch (bytes memory reason) {
+                _lruRemove(id);
+                _lruAppend(id); // retried after the others, not first every time
+                emit CleanupFailed(id, reason);
+            }
+            id = next;
+        }
+    }
+
+    // ------------------------------------------------------------------ internals: requests
+
+    function _request(uint256 sessionId, string memory prompt, string memory model, IDtnAi.DtnRouting memory routing)
+        private
+        returns (bytes32 requestId)
+    {
+        SessionInfo storage s = sessions[sessionId];
+        require(s.active, "Session not active");
+        if (s.owner != msg.sender && poolGrant[msg.sender] != sessionId) {
+            revert NotAllowedToUseSession(sessionId, msg.sender);
+        }
+        SessionState storage st = _state[sessionId];
+        requestId = ai.request{value: msg.value}(
+            st.dtnSessionId,
+            keccak256(abi.encodePacked(model)),
+            routing,
+            IDtnAi.DtnRequest({
+                call: abi.encode(DtnDefaults.singleArray(prompt)),
+                extraParams: "",
+                calltype: IDtnAi.CallType.DIRECT,
+                feePerByteReq: feePerByteReq,
+                feePerByteRes: feePerByteRes,
+                totalFeePerRes: totalFeePerRes
+            }),
+            IDtnAi.CallBack(this.onSuccess.selector, this.onError.selector, address(this)),
+            msg.sender,
+            msg.value
+        );
+        // DTN ids have one-second resolution: a second request of this session and user in the same
+        // second would overwrite the first on DTN. Reverting undoes that overwrite.
+        if (requests[requestId].status != RequestStatus.None) revert RequestIdCollision(requestId);
+        requests[requestId] = RequestInfo(sessionId, msg.sender, block.timestamp, RequestStatus.Pending);
+        _userRequests[msg.sender].push(requestId);
+        st.pendingRequests += 1;
+        st.lastRequestAt = block.timestamp;
+        s.requestCount += 1;
+        _touch(sessionId);
+        emit AIRequestSubmitted(requestId, sessionId, msg.sender, st.dtnSessionId);
+    }
+
+    function _finishRequest(bytes32 requestId) private {
+        RequestInfo storage info = requests[requestId];
+        if (info.status != RequestStatus.Pending) return; // not ours, or already settled
+        IDtnAi.ResponseStatus status;
+        string memory message;
+        try ai.fetchResponse(requestId) returns (IDtnAi.ResponseStatus s_, string memory m_, bytes memory) {
+            (status, message) = (s_, m_);
+        } catch {
+            status = msg.sig == this.onSuccess.selector ? IDtnAi.ResponseStatus.SUCCESS : IDtnAi.ResponseStatus.FAILURE;
+        }
+        _record(requestId, info, status);
+        if (status == IDtnAi.ResponseStatus.SUCCESS) emit AIResponseReceived(requestId, status, message);
+        else emit AIRequestFailed(requestId, message);
+    }
+
+    function _record(bytes32 requestId, RequestInfo storage info, IDtnAi.ResponseStatus status) private {
+        info.status = status == IDtnAi.ResponseStatus.SUCCESS ? RequestStatus.Succeeded : RequestStatus.Failed;
+        SessionState storage st = _state[info.sessionId];
+        // A renewal or close resets the count; requests of the old DTN session can no longer land.
+        if (st.pendingRequests > 0) st.pendingRequests -= 1;
+        emit AIRequestCompleted(requestId, info.sessionId, info.user, status);
+    }
+
+    function _dtnBalance(uint256 dtnSessionId) private view returns (bool ok, uint256 balance) {
+        address manager;
+        try IDtnRouterViews(address(ai)).sessionManager() returns (address m) {
+            manager = m;
+        } catch {
+            return (false, 0);
+        }
+        if (manager.code.length == 0) return (false, 0);
+        try IDtnSessionBalances(manager).getSessionBalance(dtnSessionId) returns (uint256 b) {
+            return (true, b);
+        } catch {
+            return (false, 0);
+        }
+    }
+
+    // ------------------------------------------------------------------ internals: sets and lists
+
+    function _touch(uint256 sessionId) private {
+        sessions[sessionId].lastUsed = block.timestamp;
+        if (_lruTail != sessionId) {
+            _lruRemove(sessionId);
+            _lruAppend(sessionId);
+        }
+    }
+
+    function _lruAppend(uint256 id) private {
+        uint256 tail = _lruTail;
+        _lruPrev[id] = tail;
+        _lruNext[id] = 0;
+        if (tail == 0) _lruHead = id;
+        else _lruNext[tail] = id;
+        _lruTail = id;
+    }
+
+    function _lruRemove(uint256 id) private {
+        uint256 prev = _lruPrev[id];
+        uint256 next = _lruNext[id];
+        if (prev == 0) _lruHead = next;
+        else _lruNext[prev] = next;
+        if (next == 0) _lruTail = prev;
+        else _lruPrev[next] = prev;
+        delete _lruPrev[id];
+        delete _lruNext[id];
+    }
+
+    function _poolRemove(uint256 sessionId) private {
+        _removeIndexed(sessionPool, _poolIndex, sessionId);
+        isPooled[sessionId] = false;
+    }
+
+    /// @dev Swap-and-pop removal using a 1-based position map.
+    function _removeIndexed(uint256[] storage arr, mapping(uint256 => uint256) storage index, uint256 value) private {
+        uint256 pos = index[value];
+        if (pos == 0) return;
+        uint256 last = arr[arr.length - 1];
+        arr[pos - 1] = last;
+        index[last] = pos;
+        arr.pop();
+        delete index[value];
+    }
+
+    function _slice(uint256[] storage arr, uint256 offset, uint256 limit) private view returns (uint256[] memory out) {
+        uint256 total = arr.length;
+        uint256 end = offset >= total ? offset : (limit > total - offset ? total : offset + limit);
+        out = new uint256[](end - offset);
+        for (uint256 i = offset; i < end; i++) out[i - offset] = arr[i];
+    }
+}
