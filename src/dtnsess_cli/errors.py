@@ -104,12 +104,12 @@ class RpcError(DtnsessError):
 
     exit_code = ExitCode.RPC
 
-    def __init__(self, url: Optional[str], reason: str, *, hint: Optional[str] = None) -> None:
+    def __init__(self, url: Optional[str], reason: str, *, hint: Optional[str] = None,
+                 default_hint: bool = True) -> None:
         where = f" at {redact_url(url)}" if url else ""
-        super().__init__(
-            f"RPC node{where} failed: {reason}",
-            hint=hint or "check --rpc-url / DTNSESS_RPC_URL and that the node is running",
-        )
+        if hint is None and default_hint:
+            hint = "check --rpc-url / DTNSESS_RPC_URL and that the node is running"
+        super().__init__(f"RPC node{where} failed: {reason}", hint=hint)
         self.url = url
         self.reason = reason
 
