@@ -30,14 +30,16 @@ def abi_dir() -> Path:
     return _PACKAGE_DIR.parent.parent / "abi"
 
 
-def _missing(message: str) -> Exception:
-    # NOTE: imported lazily: errors.py belongs to the CLI layer and may import
-    # more than this module wants at import time.
+_HINT = "run `python -m dtnsess_cli.compile` (or `make abi`) in the source tree"
+
+
+def _missing(name: str, reason: str) -> Exception:
+    # NOTE: imported lazily, errors.py belongs to the CLI layer.
     try:
         from dtnsess_cli.errors import ArtifactError
     except ImportError:
-        return FileNotFoundError(message)
-    return ArtifactError(message)
+        return FileNotFoundError(f"contract artifact {name!r}: {reason}; {_HINT}")
+    return ArtifactError(name, reason)
 
 
 @lru_cache(maxsize=None)
@@ -45,13 +47,11 @@ def load_artifact(name: str) -> dict:
     """Return the artifact of contract ``name`` (keys: abi, bytecode, ...)."""
     path = abi_dir() / f"{name}.json"
     try:
-        text = path.read_text(encoding="utf-8")
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise _missing(
-            f"compiled artifact for {name} not found at {path}; "
-            "run `python -m dtnsess_cli.compile` (or `make abi`) in the source tree"
-        ) from None
-    return json.loads(text)
+        raise _missing(name, f"not found at {path}") from None
+    except (OSError, ValueError) as exc:
+        raise _missing(name, f"unreadable ({path}: {exc})") from None
 
 
 @lru_cache(maxsize=1)
@@ -59,10 +59,7 @@ def _all_abis() -> dict[str, list]:
     directory = abi_dir()
     paths = sorted(directory.glob("*.json")) if directory.is_dir() else []
     if not paths:
-        raise _missing(
-            f"no compiled artifacts in {directory}; "
-            "run `python -m dtnsess_cli.compile` (or `make abi`) in the source tree"
-        )
+        raise _missing("*", f"no compiled artifacts in {directory}")
     return {p.stem: load_artifact(p.stem)["abi"] for p in paths}
 
 
