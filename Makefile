@@ -1,0 +1,49 @@
+# dtnsess developer tasks. `make test` works from a fresh clone: it creates
+# .venv, installs the package (editable, with the dev extra), runs `npm ci`
+# for the pinned node tools, checks that abi/ is fresh, then runs pytest.
+
+PY ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+INSTALL_STAMP := $(VENV)/.dtnsess-installed
+NPM_STAMP := node_modules/.dtnsess-npm-ci
+
+.PHONY: test abi check install clean distclean demo
+
+test: $(INSTALL_STAMP) $(NPM_STAMP)
+	$(VPY) -m dtnsess_cli.compile --check
+	$(VPY) -m pytest
+
+check: $(INSTALL_STAMP) $(NPM_STAMP)
+	$(VPY) -m dtnsess_cli.compile --check
+
+abi: $(INSTALL_STAMP) $(NPM_STAMP)
+	$(VPY) -m dtnsess_cli.compile
+
+install: $(INSTALL_STAMP)
+
+$(VPY):
+	$(PY) -m venv $(VENV)
+
+# Reinstall when pyproject.toml changes.
+# NOTE: the wheel force-includes abi/, so the directory must exist even
+# before the first `make abi` (it is committed once contracts compile).
+$(INSTALL_STAMP): pyproject.toml | $(VPY)
+	@mkdir -p abi
+	$(VPY) -m pip install --disable-pip-version-check -q -e '.[dev]'
+	@touch $@
+
+# `npm ci` when node_modules is missing or older than the lock file.
+$(NPM_STAMP): package-lock.json package.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+demo:
+	@echo "demo: not yet"; exit 1
+
+clean:
+	rm -rf dist build .pytest_cache src/*.egg-info
+	find . -name __pycache__ -type d -not -path './.venv/*' -not -path './node_modules/*' -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) node_modules
