@@ -81,26 +81,29 @@ def worker(accounts):
     return accounts[3]
 
 
-def _deploy(w3, deployer, decimals):
+def _deploy(w3, deployer, worker, decimals):
     try:
         localdtn = importlib.import_module("dtnsess_cli.localdtn")
     except ModuleNotFoundError as exc:
         if exc.name != "dtnsess_cli.localdtn":
             raise
         pytest.skip("dtnsess_cli.localdtn (deploy_system) does not exist yet")
-    return localdtn.deploy_system(w3, deployer, decimals=decimals)
+    return localdtn.deploy_system(w3, deployer, decimals=decimals, worker=worker)
 
 
 @pytest.fixture(scope="session")
-def system6(w3, deployer):
-    """MockUSDT (6 decimals) + LocalDtnRouter + AdvancedSessionManager, deployed once."""
-    return _deploy(w3, deployer, 6)
+def system6(w3, deployer, worker):
+    """MockUSDT (6 decimals) + LocalDtnRouter + AdvancedSessionManager, deployed once.
+
+    The node's worker is the `worker` account.
+    """
+    return _deploy(w3, deployer, worker, 6)
 
 
 @pytest.fixture(scope="session")
-def system18(w3, deployer):
+def system18(w3, deployer, worker):
     """The same system with an 18-decimal fee token."""
-    return _deploy(w3, deployer, 18)
+    return _deploy(w3, deployer, worker, 18)
 
 
 def _session_chain_fixtures(request) -> list[str]:

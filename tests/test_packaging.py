@@ -148,6 +148,17 @@ def test_session_fixture_stops_anvil_even_when_tests_fail(tmp_path: Path):
                 assert w3.eth.get_balance(stranger) == 10000 * 10**18
                 assert w3.eth.block_number == 0
                 assert False, "deliberate failure"
+
+            def test_system_deployed_once(w3, system6, system18, user):
+                open({str(pid_file)!r} + ".addr", "w").write(system6.manager.address)
+                assert system6.token.functions.decimals().call() == 6
+                assert system18.token.functions.decimals().call() == 18
+                system6.token.functions.mint(user, 5).transact({{"from": user}})
+
+            def test_system_survives_revert(w3, system6, user):
+                assert system6.manager.address == open({str(pid_file)!r} + ".addr").read()
+                assert len(w3.eth.get_code(system6.manager.address)) > 2
+                assert system6.token.functions.balanceOf(user).call() == 0
             """
         )
     )
@@ -160,7 +171,7 @@ def test_session_fixture_stops_anvil_even_when_tests_fail(tmp_path: Path):
         timeout=300,
     )
     assert res.returncode == 1, res.stdout[-3000:]
-    assert "1 failed, 1 passed" in res.stdout, res.stdout[-3000:]
+    assert "1 failed, 3 passed" in res.stdout, res.stdout[-3000:]
     assert "deliberate failure" in res.stdout
     pid = int(pid_file.read_text())
     assert _gone(pid)
