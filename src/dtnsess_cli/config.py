@@ -318,3 +318,22 @@ def _rank(source: Optional[str]) -> int:
     if not source:
         return 99
     return _RANK.get(source.split(" ", 1)[0], 98)
+
+
+def write_env_value(path: Path, key: str, value: str) -> None:
+    """Set ``key=value`` in a .env file, replacing an existing assignment, keeping the rest."""
+    lines: list[str] = []
+    if path.is_file():
+        lines = path.read_text().splitlines()
+    pat = re.compile(rf"^\s*(export\s+)?{re.escape(key)}\s*=")
+    out, done = [], False
+    for ln in lines:
+        if pat.match(ln):
+            if not done:
+                out.append(f"{key}={value}")
+                done = True
+            continue
+        out.append(ln)
+    if not done:
+        out.append(f"{key}={value}")
+    path.write_text("\n".join(out) + "\n")

@@ -1,0 +1,681 @@
+"""The `dtnsess` command line: parse -> config -> client -> render.
+
+Commands are thin: they parse arguments, call a ``Client`` method and render its result.
+No web3 calls here; ``client`` (and so web3) is imported only when a command runs, so
+``dtnsess --help`` starts fast and never imports web3.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.util
+import inspect
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Callable, Iterator, List, Optional
+
+import typer
+
+from .config import CliOptions, resolve_settings
+from .errors import DtnsessError, ExitCode, InputError, LockedError, GasPriceTooHighError, RpcError
+
+HELP = """Client for the Deep Trust Network AdvancedSessionManager contract.
+
+Configuration comes from flags, then DTNSESS_* environment variables, then ./.env, then
+--network presets, then a local devnet's .dtnsess-devnet.json. A private key is never a flag:
+set DTNSESS_PRIVATE_KEY (environment or .env) or use a Foundry keystore (--account / --keystore).
+
+Exit codes: 0 ok, 1 error, 2 usage, 3 config, 4 input, 5 rpc, 6 chain, 7 reverted, 8 funds,
+9 auth, 10 timeout, 11 gas price, 12 locked, 13 aborted, 130 interrupted.
+"""
+
+app = typer.Typer(
+    name="dtnsess",
+    help=HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    # NOTE: locals can hold a key: never let Typer print them
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+pool_app = typer.Typer(help="The shared session pool.", no_args_is_help=True)
+config_app = typer.Typer(help="Show or change configuration.", no_args_is_help=True)
+refunds_app = typer.Typer(help="Refunds credited by cleanup.", no_args_is_help=True)
+app.add_typer(pool_app, name="pool")
+app.add_typer(config_app, name="config")
+app.add_typer(refunds_app, name="refunds")
+
+# ------------------------------------------------------------------------------- global options
+
+_G = "Global options"
+RpcUrlOpt = Annotated[Optional[str], typer.Option(
+    "--rpc-url", help="JSON-RPC URL [env: DTNSESS_RPC_URL, ETH_RPC_URL]", rich_help_panel=_G,
+    show_default=False)]
+ContractOpt = Annotated[Optional[str], typer.Option(
+    "--contract", help="AdvancedSessionManager address [env: DTNSESS_CONTRACT]",
+    rich_help_panel=_G, show_default=False)]
+NetworkOpt = Annotated[Optional[str], typer.Option(
+    "--network", help="preset: base | local [env: DTNSESS_NETWORK]", rich_help_panel=_G,
+    show_default=False)]
+ChainIdOpt = Annotated[Optional[int], typer.Option(
+    "--chain-id", help="refuse to run on another chain [env: DTNSESS_CHAIN_ID]",
+    rich_help_panel=_G, show_default=False)]
+AccountOpt = Annotated[Optional[str], typer.Option(
+    "--account", help="Foundry keystore name (~/.foundry/keystores/NAME) [env: DTNSESS_ACCOUNT]",
+    rich_help_panel=_G, show_default=False)]
+KeystoreOpt = Annotated[Optional[str], typer.Option(
+    "--keystore", help="keystore file path [env: DTNSESS_KEYSTORE]", rich_help_panel=_G,
+    show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout",
+                                       rich_help_panel=_G)]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation",
+                                      rich_help_panel=_G)]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="simulate only; send nothing",
+                                         rich_help_panel=_G)]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="show tracebacks [env: DTNSESS_DEBUG=1]",
+                                        rich_help_panel=_G)]
+
+_GLOBALS = [
+    ("rpc_url", RpcUrlOpt, None), ("contract", ContractOpt, None), ("network", NetworkOpt, None),
+    ("chain_id", ChainIdOpt, None), ("account", AccountOpt, None), ("keystore", KeystoreOpt, None),
+    ("json", JsonOpt, False), ("yes", YesOpt, False), ("dry_run", DryRunOpt, False),
+    ("debug", DebugOpt, False),
+]
+_GLOBAL_NAMES = [n for n, _, _ in _GLOBALS]
+
+
+@app.callback()
+def _root(ctx: typer.Context, rpc_url: RpcUrlOpt = None, contract: ContractOpt = None,
+          network: NetworkOpt = None, chain_id: ChainIdOpt = None, account: AccountOpt = None,
+          keystore: KeystoreOpt = None, json: JsonOpt = False, yes: YesOpt = False,
+          dry_run: DryRunOpt = False, debug: DebugOpt = False) -> None:
+    ctx.obj = CliOptions(rpc_url, contract, network, chain_id, account, keystore, json, yes,
+                         dry_run, debug)
+
+
+def _debug_enabled(opts: Optional[CliOptions] = None) -> bool:
+    return bool(opts and opts.debug) or os.environ.get("DTNSESS_DEBUG", "") not in ("", "0")
+
+
+@contextlib.contextmanager
+def error_handler(debug: bool = False) -> Iterator[None]:
+    """THE error handler: a DtnsessError becomes one `error:` line (+ hint) and its exit code.
+
+    Used by every command (so in-process CliRunner runs get exit codes) and by ``main()``.
+    """
+    try:
+        yield
+    except (typer.Exit, typer.Abort):
+        raise
+    except DtnsessError as exc:
+        _report(exc, debug)
+        raise typer.Exit(int(exc.exit_code)) from None
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\n")
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    except Exception as exc:  # noqa: BLE001 - classified below, never a bare traceback
+        mapped = _classify(exc)
+        _report(mapped, debug)
+        raise typer.Exit(int(mapped.exit_code)) from None
+
+
+def _classify(exc: BaseException) -> DtnsessError:
+    mod = type(exc).__module__ or ""
+    name = type(exc).__name__
+    if mod.startswith(("requests", "urllib3", "aiohttp")) or name in (
+            "ProviderConnectionError", "RequestTimedOut"):
+        return RpcError(None, "cannot reach the node" if "Timeout" not in name else "timed out")
+    if mod.startswith("web3") and name in ("Web3RPCError", "MethodUnavailable"):
+        return RpcError(None, f"node error: {getattr(exc, 'message', exc)}")
+    err = DtnsessError(f"internal error: {name}: {exc}",
+                       hint="rerun with --debug for the traceback, and please report it")
+    return err
+
+
+def _report(exc: DtnsessError, debug: bool) -> None:
+    if debug:
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+    sys.stderr.write(f"error: {exc.message}\n")
+    if exc.hint:
+        sys.stderr.write(f"hint: {exc.hint}\n")
+    sys.stderr.flush()
+
+
+def command(typer_app: typer.Typer, name: Optional[str] = None, **kw: Any) -> Callable:
+    """Register a command that also accepts every global option after its name
+    (``dtnsess create 50 --json``) and receives them merged as ``g: CliOptions``."""
+
+    def deco(func: Callable) -> Callable:
+        sig = inspect.signature(func)
+        own = [p for p in sig.parameters.values() if p.name != "g"]
+        extra = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a)
+                 for n, a, d in _GLOBALS]
+        # Typer injects the click context into a parameter annotated typer.Context
+        extra.append(inspect.Parameter("dtnsess_ctx", inspect.Parameter.KEYWORD_ONLY,
+                                       annotation=typer.Context))
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            local = CliOptions(**{n: kwargs.pop(n) for n in _GLOBAL_NAMES})
+            root = kwargs.pop("dtnsess_ctx").find_root().obj
+            g = local.merged_over(root if isinstance(root, CliOptions) else CliOptions())
+            with error_handler(_debug_enabled(g)):
+                return func(*args, g=g, **kwargs)
+
+        wrapper.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {**{p.name: p.annotation for p in own},
+                                   **{n: a for n, a, _ in _GLOBALS},
+                                   "dtnsess_ctx": typer.Context}
+        typer_app.command(name, **kw)(wrapper)
+        return func
+
+    return deco
+
+
+class Run:
+    """One command run: settings, renderer and (lazily) the client."""
+
+    def __init__(self, g: CliOptions) -> None:
+        from .render import Renderer
+
+        self.g = g
+        self.settings = resolve_settings(g)
+        self.ui = Renderer(json_mode=g.json)
+        self._client = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            from .client import Client  # imports web3: only when a command needs the chain
+
+            self._client = Client(self.settings, self.ui)
+        return self._client
+
+    def write(self, res: Any, headline: str, lines: Optional[list] = None) -> None:
+        """Render a WriteResult."""
+        data = res.to_dict()
+        if self.g.json:
+            self.ui.emit(data)
+            return
+
+        def human(out) -> None:
+            tag = "[dry run] " if res.dry_run else ""
+            out.print(f"{tag}{headline}", markup=False)
+            for k, v in (lines or []):
+                out.print(f"  {k}: {v}", markup=False)
+            for t in res.txs:
+                if t.dry_run:
+                    out.print(f"  would send: {t.description} (gas ~{t.gas_estimate}, at most "
+                              f"{t.summary().get('max_fee_eth')} ETH)", markup=False)
+                else:
+                    out.print(f"  tx {t.tx_hash} (block {t.block_number}, gas {t.gas_used}, "
+                              f"fee {t.summary().get('fee_eth')} ETH)", markup=False)
+        self.ui.emit(data, human)
+
+
+def _fmt_time(ts: int) -> str:
+    import time
+
+    if not ts:
+        return "-"
+    age = int(time.time()) - int(ts)
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(int(ts)))
+    if age < 0:
+        return when
+    if age < 120:
+        return f"{when} ({age}s ago)"
+    if age < 7200:
+        return f"{when} ({age // 60}m ago)"
+    return f"{when} ({age // 3600}h ago)"
+
+
+# ------------------------------------------------------------------------------------ commands
+
+@command(app, "deploy")
+def deploy(
+    ai: Annotated[Optional[str], typer.Option("--ai", help="DTN router address (default: the "
+                                               "network preset's router)")] = None,
+    write_env: Annotated[bool, typer.Option("--write-env", help="write DTNSESS_CONTRACT to ./.env")] = False,
+    *, g: CliOptions,
+) -> None:
+    """Deploy the bundled AdvancedSessionManager."""
+    run = Run(g)
+    ai = ai or run.settings.router
+    if not ai:
+        raise_input("--ai", "", "the DTN router address is required (no network preset gives one)")
+    res = run.client.deploy(ai)
+    addr = res.data.get("contract")
+    if write_env and addr and not res.dry_run:
+        from .config import write_env_value
+
+        write_env_value(Path.cwd() / ".env", "DTNSESS_CONTRACT", addr)
+        res.data["wrote_env"] = str(Path.cwd() / ".env")
+    run.write(res, f"AdvancedSessionManager deployed at {addr}" if addr else "deploy simulated",
+              [("DTN router", res.data["ai"]), ("fee token", res.data["fee_token"])])
+
+
+def raise_input(what: str, value: str, reason: str) -> None:
+    with error_handler():
+        raise InputError(what, value, reason)
+
+
+@command(app, "balance")
+def balance(
+    user: Annotated[Optional[str], typer.Option("--user", help="another address")] = None,
+    *, g: CliOptions,
+) -> None:
+    """ETH, fee token, allowance and claimable refunds."""
+    run = Run(g)
+    b = run.client.balances(user)
+    from .client import MAX_UINT256
+
+    allowance = "unlimited" if b.allowance.units >= MAX_UINT256 else b.allowance.human()
+    run.ui.emit(b, run.ui.kv(f"Balances of {b.address}", [
+        ("ETH", b.eth.human()), ("fee token", b.token.human()),
+        ("allowance", allowance), ("claimable refunds", b.claimable_refunds.human())]))
+
+
+@command(app, "approve")
+def approve(
+    amount: Annotated[Optional[str], typer.Argument(help="token amount, e.g. 50 or 12.5")] = None,
+    unlimited: Annotated[bool, typer.Option("--max", help="approve an unlimited amount")] = False,
+    *, g: CliOptions,
+) -> None:
+    """Let the session manager spend your fee token (create/renew approve by themselves)."""
+    if amount is None and not unlimited:
+        raise_input("amount", "", "give an AMOUNT or --max")
+    run = Run(g)
+    res = run.client.approve(amount, unlimited)
+    run.write(res, f"allowance set to {res.data['allowance']}")
+
+
+@command(app, "create")
+def create(
+    amount: Annotated[str, typer.Argument(help="token amount to fund the session with")],
+    approve_max: Annotated[bool, typer.Option("--approve-max", help="approve unlimited if an "
+                                               "approval is needed")] = False,
+    *, g: CliOptions,
+) -> None:
+    """Approve if needed, create a session, print the new session id."""
+    run = Run(g)
+    res = run.client.create_session(amount, approve_max)
+    sid = res.data.get("session_id")
+    run.write(res, f"session {sid} created with {res.data['amount'].human()}" if sid
+              else "session creation simulated")
+
+
+@command(app, "renew")
+def renew(
+    session: Annotated[str, typer.Argument(help="session id")],
+    amount: Annotated[str, typer.Argument(help="token amount to add")],
+    approve_max: Annotated[bool, typer.Option("--approve-max")] = False,
+    *, g: CliOptions,
+) -> None:
+    """Add funds to a session (its id stays the same)."""
+    from .client import parse_session_id
+
+    run = Run(g)
+    res = run.client.renew_session(parse_session_id(session), amount, approve_max)
+    nb = res.data.get("new_balance")
+    run.write(res, f"session {session} renewed" + (f": balance {nb.human()}" if nb else ""))
+
+
+@command(app, "close")
+def close(
+    session: Annotated[Optional[str], typer.Argument(help="session id")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="close all your sessions")] = False,
+    *, g: CliOptions,
+) -> None:
+    """Close a session (or --all); the refund comes back to you."""
+    from .client import parse_session_id
+
+    if (session is None) == (not all_):
+        raise_input("arguments", session or "", "give a SESSION id or --all (not both)")
+    run = Run(g)
+    res = run.client.close_all_sessions() if all_ else run.client.close_session(parse_session_id(session))
+    closed = res.data.get("closed") or []
+    lines = [(f"session {c['session_id']}", f"refund {c['refund'].human()}"
+              + (" (credited: `dtnsess refunds withdraw`)" if c["credited"] else ""))
+             for c in closed]
+    run.write(res, f"closed {len(closed)} session{'s' if len(closed) != 1 else ''}"
+              if not res.dry_run else "close simulated", lines)
+
+
+@command(app, "request")
+def request(
+    prompt: Annotated[Optional[str], typer.Argument(help="the prompt")] = None,
+    file: Annotated[Optional[Path], typer.Option("--file", help="one prompt per line; fans out "
+                                                 "over your active sessions")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="full model name [env: DTNSESS_MODEL]")] = None,
+    namespace: Annotated[Optional[List[str]], typer.Option("--namespace", help="trust namespace "
+                                                          "(name or 0x id); repeatable")] = None,
+    node: Annotated[Optional[List[str]], typer.Option("--node", help="node name, e.g. "
+                                                     "tester.node1; repeatable")] = None,
+    value: Annotated[str, typer.Option("--value", help="ETH sent as callback gas: 300000 (wei), "
+                                       "1gwei, 0.0001ether")] = "300000",
+    session: Annotated[Optional[str], typer.Option("--session", help="use this session")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="wait for the answer")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="seconds to wait for the answer")] = 300.0,
+    *, g: CliOptions,
+) -> None:
+    """Make an AI request (system trust unless --namespace/--node); print the request id."""
+    from .units import parse_eth_value
+
+    if (prompt is None) == (file is None):
+        raise_input("arguments", prompt or "", "give a PROMPT or --file (not both)")
+    with error_handler(_debug_enabled(g)):
+        wei = parse_eth_value(value, what="--value")
+        if timeout <= 0:
+            raise InputError("--timeout", str(timeout), "must be positive")
+    run = Run(g)
+    c = run.client
+    if file is not None:
+        _request_file(run, file, model, namespace or [], node or [], wei)
+        return
+    from .client import parse_session_id
+
+    sid = parse_session_id(session) if session else None
+    res = c.make_ai_request(prompt, model=model, namespaces=namespace or [], nodes=node or [],
+                            value=wei, session_id=sid)
+    rid = res.data.get("request_id")
+    if wait and rid and not res.dry_run:
+        if not g.json:
+            run.ui.info(f"request {rid} sent; waiting for the answer")
+        ans = c.wait_for_answer(rid, timeout, from_block=res.data.get("block"))
+        res.data["response"] = ans
+        data = res.to_dict()
+        if g.json:
+            run.ui.emit(data)
+        else:
+            run.ui.emit(data, _response_human(ans))
+        if ans.status == "failed":
+            raise typer.Exit(int(ExitCode.ERROR))
+        return
+    run.write(res, f"request {rid} sent" if rid and not res.dry_run else "request simulated",
+              [("session", res.data.get("session_id")), ("model", res.data["model"])])
+
+
+def _request_file(run: Run, path: Path, model, namespaces, nodes, wei: int) -> None:
+    with error_handler(_debug_enabled(run.g)):
+        try:
+            prompts = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+        except OSError as exc:
+            raise InputError("--file", str(path), exc.strerror or "cannot read") from None
+        if not prompts:
+            raise InputError("--file", str(path), "no prompts in the file")
+    out = run.client.request_batch(prompts, model=model, namespaces=namespaces, nodes=nodes,
+                                   value=wei)
+    if run.g.json:
+        run.ui.emit(out)
+        return
+    table = run.ui.table(f"{len(out['requests'])} requests over {len(out['sessions'])} sessions",
+                         ["#", "session", "request id", "status"],
+                         [(r["index"], r.get("session_id"), r.get("request_id"), r["status"])
+                          for r in out["requests"]])
+    run.ui.emit(out, table)
+    if any(r["status"] != "sent" for r in out["requests"]):
+        raise typer.Exit(int(ExitCode.ERROR))
+
+
+def _response_human(ans):
+    def human(out) -> None:
+        out.print(f"request {ans.request_id}: {ans.status}", markup=False)
+        if ans.note:
+            out.print(f"note: {ans.note}", markup=False)
+        if ans.message:
+            out.print(f"message: {ans.message}", markup=False)
+        if ans.answer is not None:
+            out.print(ans.answer, markup=False)
+        elif ans.response_hex:
+            out.print(f"response (raw): {ans.response_hex}", markup=False)
+    return human
+
+
+@command(app, "response")
+def response(
+    request_id: Annotated[str, typer.Argument(help="0x request id")],
+    *, g: CliOptions,
+) -> None:
+    """Status and decoded answer of a request."""
+    run = Run(g)
+    ans = run.client.response(request_id)
+    run.ui.emit(ans, _response_human(ans))
+
+
+@command(app, "requests")
+def requests_(
+    pending: Annotated[bool, typer.Option("--pending", help="only pending ones")] = False,
+    user: Annotated[Optional[str], typer.Option("--user", help="another address")] = None,
+    *, g: CliOptions,
+) -> None:
+    """A user's requests: session, age, status (stuck ones visible)."""
+    run = Run(g)
+    rows = run.client.requests(user, pending)
+    run.ui.emit({"requests": rows}, run.ui.table(
+        f"{len(rows)} request{'s' if len(rows) != 1 else ''}",
+        ["request id", "session", "created", "status"],
+        [(r.request_id, r.session_id, _fmt_time(r.created_at), r.status) for r in rows]))
+
+
+@command(pool_app, "add")
+def pool_add(session: Annotated[str, typer.Argument(help="session id")], *, g: CliOptions) -> None:
+    """Offer one of your active sessions in the shared pool."""
+    from .client import parse_session_id
+
+    run = Run(g)
+    res = run.client.add_to_pool(parse_session_id(session))
+    run.write(res, f"session {session} added to the pool")
+
+
+@command(pool_app, "get")
+def pool_get(*, g: CliOptions) -> None:
+    """Take a session from the pool; your requests use it from then on."""
+    run = Run(g)
+    res = run.client.get_from_pool()
+    run.write(res, f"took session {res.data.get('session_id')} from the pool")
+
+
+@command(pool_app, "status")
+def pool_status(*, g: CliOptions) -> None:
+    """Pool size, capacity and pooled sessions."""
+    run = Run(g)
+    st = run.client.pool_status()
+    run.ui.emit(st, run.ui.kv("Pool", [("size", f"{st['pool_size']} / {st['max_size']}"),
+                                       ("sessions", ", ".join(map(str, st["sessions"])) or "-")]))
+
+
+def _session_rows(sessions):
+    return [(s.session_id, s.owner, s.balance, s.dtn_balance, s.active, s.pooled,
+             s.request_count, s.pending_requests, _fmt_time(s.last_used)) for s in sessions]
+
+
+_SESSION_COLS = ["id", "owner", "funded", "spendable (DTN)", "active", "pooled", "requests",
+                 "pending", "last used"]
+
+
+@command(app, "stats")
+def stats(session: Annotated[str, typer.Argument(help="session id")], *, g: CliOptions) -> None:
+    """One session's full record."""
+    from .client import parse_session_id
+
+    run = Run(g)
+    s = run.client.session(parse_session_id(session))
+    run.ui.emit(s, run.ui.kv(f"Session {s.session_id}", [
+        ("owner", s.owner), ("active", s.active), ("funded", s.balance),
+        ("spendable (DTN)", s.dtn_balance if s.dtn_balance is not None else "unknown"),
+        ("requests", s.request_count), ("pending", s.pending_requests),
+        ("last used", _fmt_time(s.last_used)), ("last request", _fmt_time(s.last_request_at)),
+        ("pooled", s.pooled), ("DTN session", s.dtn_session_id)]))
+
+
+@command(app, "sessions")
+def sessions(
+    user: Annotated[Optional[str], typer.Option("--user", help="another address")] = None,
+    *, g: CliOptions,
+) -> None:
+    """A user's sessions, with the DTN-side spendable balance."""
+    run = Run(g)
+    rows = run.client.sessions(user)
+    run.ui.emit({"sessions": rows}, run.ui.table(
+        f"{len(rows)} session{'s' if len(rows) != 1 else ''}", _SESSION_COLS, _session_rows(rows),
+        justify={"funded": "right", "spendable (DTN)": "right"}))
+
+
+@command(app, "cleanup")
+def cleanup(
+    max_: Annotated[int, typer.Option("--max", help="close at most N sessions", min=1)] = 50,
+    max_gas_price: Annotated[Optional[str], typer.Option(
+        "--max-gas-price", help="do nothing (exit 11) above this gas price, in gwei")] = None,
+    *, g: CliOptions,
+) -> None:
+    """For cron: close idle sessions; never prompts; locked; one line of output."""
+    from .units import format_gwei, parse_gwei
+
+    g.yes = True  # NOTE: cron never answers a prompt
+    with error_handler(_debug_enabled(g)):
+        limit = parse_gwei(max_gas_price, "--max-gas-price") if max_gas_price else None
+    run = Run(g)
+    c = run.client
+    with error_handler(_debug_enabled(g)):
+        lock = _cleanup_lock(run)
+        try:
+            with lock.acquire(timeout=0):
+                if limit is not None:
+                    price = c.gas_price()
+                    if price > limit:
+                        raise GasPriceTooHighError(format_gwei(price), format_gwei(limit))
+                res = c.cleanup(max_)
+        except Exception as exc:
+            if type(exc).__name__ == "Timeout":  # filelock.Timeout: held by another run
+                raise LockedError(lock.lock_file) from None
+            raise
+    closed = res.data.get("closed", [])
+    refunds = res.data.get("refunds_credited")
+    if g.json:
+        run.ui.emit(res.to_dict())
+        return
+    if not res.data.get("idle"):
+        line = "cleanup: nothing to do"
+    elif res.dry_run:
+        line = f"cleanup (dry run): would close {len(res.data['idle'])} idle sessions"
+    else:
+        ids = ",".join(str(x["session_id"]) for x in closed) or "-"
+        line = (f"cleanup: closed {len(closed)} session{'s' if len(closed) != 1 else ''} [{ids}], "
+                f"refunds credited {refunds.human() if refunds else 0}, tx {res.txs[0].tx_hash}")
+        if res.data.get("failed"):
+            line += f", failed {res.data['failed']}"
+    run.ui.emit(res.to_dict(), line)
+
+
+def _cleanup_lock(run: Run):
+    import tempfile
+
+    from filelock import FileLock
+
+    lock_dir = Path(os.environ.get("DTNSESS_LOCK_DIR") or tempfile.gettempdir())
+    contract = (run.settings.contract or "none").lower()
+    return FileLock(str(lock_dir / f"dtnsess-cleanup-{contract}.lock"))
+
+
+@command(config_app, "show")
+def config_show(*, g: CliOptions) -> None:
+    """The resolved configuration and where each value came from (secrets redacted)."""
+    run = Run(g)
+    rows = run.settings.show()
+    run.ui.emit({"config": rows}, run.ui.table("Configuration", ["name", "value", "source"],
+                                                [(r["name"], r["value"] or "-", r["source"])
+                                                 for r in rows]))
+
+
+@command(config_app, "update")
+def config_update(
+    min_balance: Annotated[Optional[str], typer.Option("--min-balance", help="tokens")] = None,
+    max_age: Annotated[Optional[int], typer.Option("--max-age", help="seconds", min=1)] = None,
+    pool_size: Annotated[Optional[int], typer.Option("--pool-size", min=0)] = None,
+    fee_per_byte_req: Annotated[Optional[str], typer.Option("--fee-per-byte-req", help="tokens")] = None,
+    fee_per_byte_res: Annotated[Optional[str], typer.Option("--fee-per-byte-res", help="tokens")] = None,
+    max_fee_per_response: Annotated[Optional[str], typer.Option("--max-fee-per-response", help="tokens")] = None,
+    request_timeout: Annotated[Optional[int], typer.Option("--request-timeout", help="seconds", min=1)] = None,
+    *, g: CliOptions,
+) -> None:
+    """Change the contract's configuration (owner only)."""
+    run = Run(g)
+    res = run.client.update_config(
+        min_balance=min_balance, max_age=max_age, pool_size=pool_size,
+        fee_per_byte_req=fee_per_byte_req, fee_per_byte_res=fee_per_byte_res,
+        max_fee_per_response=max_fee_per_response, request_timeout=request_timeout)
+    run.write(res, "configuration updated" if not res.dry_run else "configuration update simulated")
+
+
+@command(config_app, "contract")
+def config_contract(*, g: CliOptions) -> None:
+    """The contract's on-chain configuration (fees, limits, pool)."""
+    run = Run(g)
+    cfg = run.client.config()
+    from dataclasses import asdict
+
+    run.ui.emit(cfg, run.ui.kv("AdvancedSessionManager", list(asdict(cfg).items())
+                               if False else [(k, getattr(cfg, k)) for k in cfg.__dataclass_fields__]))
+
+
+@command(refunds_app, "withdraw")
+def refunds_withdraw(*, g: CliOptions) -> None:
+    """Withdraw refunds credited to you by cleanup."""
+    run = Run(g)
+    res = run.client.withdraw_refunds()
+    run.write(res, f"withdrew {res.data['amount'].human()}")
+
+
+@command(app, "doctor")
+def doctor(*, g: CliOptions) -> None:
+    """Check RPC, chain, contract, token, key and gas funds."""
+    run = Run(g)
+    checks = run.client.doctor()
+    mark = {True: "ok", False: "FAIL", None: "info"}
+    run.ui.emit({"checks": checks, "ok": all(c.ok is not False for c in checks if c.required)},
+                run.ui.table("dtnsess doctor", ["check", "result", "detail"],
+                             [(c.name, mark[c.ok] if c.required or c.ok is not False else "warn",
+                               c.detail) for c in checks]))
+    if any(c.ok is False and c.required for c in checks):
+        raise typer.Exit(int(ExitCode.ERROR))
+
+
+# ---------------------------------------------------------------------- optional sub-apps
+# `dtnsess devnet ...` lives in dtnsess_cli/devnet.py: a module-level Typer named `app` (or
+# `devnet_app`) is mounted here as the `devnet` group.
+# NOTE for its authors: keep web3 imports inside the command functions; this import runs on
+# every start-up, including `--help`.
+def _mount_devnet() -> None:
+    if importlib.util.find_spec("dtnsess_cli.devnet") is None:
+        return
+    from . import devnet
+
+    sub = getattr(devnet, "app", None) or getattr(devnet, "devnet_app", None)
+    if isinstance(sub, typer.Typer):
+        app.add_typer(sub, name="devnet")
+
+
+_mount_devnet()
+
+
+def main(argv: Optional[list] = None) -> int:
+    """Console-script entry point. Commands turn DtnsessError into exit codes themselves (so
+    CliRunner sees them too); this catches what happens outside a command body."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or _debug_enabled()
+    try:
+        with error_handler(debug):
+            # standalone mode: usage errors exit 2, --help exits 0 (via SystemExit)
+            app(args=args, prog_name="dtnsess")
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

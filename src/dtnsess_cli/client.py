@@ -1,0 +1,1021 @@
+"""The AdvancedSessionManager, its fee token and DTN as Python methods.
+
+Methods mirror the contract's functions in snake_case, take token amounts as exact human
+strings or Amounts, return plain dataclasses and never print. Every write goes through
+``tx.send_and_wait``. web3 is imported here, when a command runs, never at start-up.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional, Sequence
+
+from .config import Settings, check_address
+from .errors import (
+    ChainMismatchError,
+    ConfigError,
+    DtnsessError,
+    InputError,
+    InsufficientFundsError,
+    NoContractError,
+    NotAuthorizedError,
+    RevertError,
+    WaitTimeoutError,
+)
+from .units import Amount, format_amount, parse_amount
+
+REQUEST_STATUS = {0: "none", 1: "pending", 2: "succeeded", 3: "failed"}
+DTN_STATUS = {0: "na", 1: "success", 2: "failure"}
+MAX_UINT256 = 2**256 - 1
+DEFAULT_CALLBACK_GAS_WEI = 300_000
+AGGREGATION_ANY = 0
+
+ERC20_ABI = [
+    {"type": "function", "name": n, "stateMutability": "view", "inputs": i,
+     "outputs": [{"name": "", "type": o}]}
+    for n, i, o in (
+        ("decimals", [], "uint8"),
+        ("symbol", [], "string"),
+        ("balanceOf", [{"name": "a", "type": "address"}], "uint256"),
+        ("allowance", [{"name": "o", "type": "address"}, {"name": "s", "type": "address"}], "uint256"),
+    )
+] + [
+    {"type": "function", "name": "approve", "stateMutability": "nonpayable",
+     "inputs": [{"name": "spender", "type": "address"}, {"name": "value", "type": "uint256"}],
+     "outputs": [{"name": "", "type": "bool"}]},
+    {"type": "event", "name": "Transfer", "anonymous": False, "inputs": [
+        {"name": "from", "type": "address", "indexed": True},
+        {"name": "to", "type": "address", "indexed": True},
+        {"name": "value", "type": "uint256", "indexed": False}]},
+    {"type": "event", "name": "Approval", "anonymous": False, "inputs": [
+        {"name": "owner", "type": "address", "indexed": True},
+        {"name": "spender", "type": "address", "indexed": True},
+        {"name": "value", "type": "uint256", "indexed": False}]},
+]
+
+
+# --------------------------------------------------------------------------- result types
+
+@dataclass
+class ConfigView:
+    manager: str
+    owner: str
+    ai: str
+    fee_token: str
+    token_symbol: str
+    token_decimals: int
+    min_session_balance: Amount
+    max_session_age: int
+    session_pool_size: int
+    pool_length: int
+    fee_per_byte_req: Amount
+    fee_per_byte_res: Amount
+    total_fee_per_res: Amount
+    request_timeout: int
+    active_count: int
+
+
+@dataclass
+class SessionView:
+    session_id: int
+    owner: str
+    balance: Amount
+    last_used: int
+    active: bool
+    request_count: int
+    dtn_session_id: int
+    pending_requests: int
+    last_request_at: int
+    pooled: bool
+    dtn_balance: Optional[Amount]
+
+
+@dataclass
+class Balances:
+    address: str
+    eth: Amount
+    token: Amount
+    allowance: Amount
+    claimable_refunds: Amount
+    token_address: str
+    spender: str
+
+
+@dataclass
+class RequestView:
+    request_id: str
+    session_id: int
+    user: str
+    created_at: int
+    status: str
+
+
+@dataclass
+class ResponseView:
+    request_id: str
+    status: str  # pending | succeeded | failed | unknown
+    manager_status: str
+    message: str
+    answer: Optional[str]
+    response_hex: Optional[str] = None
+    session_id: Optional[int] = None
+    user: Optional[str] = None
+    created_at: Optional[int] = None
+    note: Optional[str] = None
+
+
+@dataclass
+class WriteResult:
+    """A write's outcome: the transactions sent (or simulated) and what they produced."""
+
+    action: str
+    txs: list = field(default_factory=list)  # tx.TxResult
+    data: dict = field(default_factory=dict)
+    dry_run: bool = False
+
+    def to_dict(self) -> dict:
+        out = {"action": self.action, "dry_run": self.dry_run}
+        out.update(self.data)
+        out["transactions"] = [t.summary() for t in self.txs]
+        return out
+
+
+@dataclass
+class Check:
+    name: str
+    ok: Optional[bool]  # None = skipped / informational
+    detail: str
+    required: bool = True
+
+
+# --------------------------------------------------------------------------- helpers
+
+def parse_session_id(text: Any) -> int:
+    try:
+        v = int(str(text).strip(), 10)
+    except ValueError:
+        raise InputError("session id", str(text), "not a whole number") from None
+    if v <= 0:
+        raise InputError("session id", str(text), "session ids start at 1")
+    return v
+
+
+def parse_request_id(text: str) -> bytes:
+    s = (text or "").strip()
+    h = s[2:] if s[:2].lower() == "0x" else s
+    if len(h) != 64:
+        raise InputError("request id", text, "expected 0x followed by 64 hex digits")
+    try:
+        return bytes.fromhex(h)
+    except ValueError:
+        raise InputError("request id", text, "not hex") from None
+
+
+def routing_id(name: str, prefix: str = "") -> bytes:
+    """A namespace or node id: 0x-32-byte hex as is, else keccak256(abi.encodePacked(name))."""
+    from eth_utils import keccak
+
+    s = (name or "").strip()
+    if not s:
+        raise InputError("routing name", name, "empty")
+    if s[:2].lower() == "0x" and len(s) == 66:
+        try:
+            return bytes.fromhex(s[2:])
+        except ValueError:
+            raise InputError("routing id", name, "not hex") from None
+    return keccak(text=prefix + s)
+
+
+def node_routing_id(name: str) -> bytes:
+    """``--node tester.node1`` -> keccak256(abi.encodePacked("node.tester.node1"))."""
+    s = (name or "").strip()
+    if s[:2].lower() == "0x" and len(s) == 66:
+        return routing_id(s)
+    return routing_id(s if s.startswith("node.") else "node." + s)
+
+
+def system_trust_routing() -> tuple:
+    from eth_abi import encode as abi_encode
+    from eth_utils import keccak
+
+    # NOTE: system trust hashes with abi.encode (not encodePacked), as the deployed DTN does
+    ns = keccak(abi_encode(["string"], ["trust.system.authored"]))
+    return ([ns], [], 1, 8, AGGREGATION_ANY)
+
+
+def decode_text_answer(data: bytes) -> Optional[str]:
+    """A text answer is abi.encode(string); None when the bytes are not that."""
+    if not data:
+        return ""
+    from eth_abi import decode as abi_decode
+
+    try:
+        (text,) = abi_decode(["string"], bytes(data))
+        return text
+    except Exception:
+        return None
+
+
+def _hex(b: Any) -> str:
+    return "0x" + bytes(b).hex()
+
+
+# --------------------------------------------------------------------------- the client
+
+class Client:
+    """One connection to one AdvancedSessionManager; caches what does not change per run."""
+
+    def __init__(self, settings: Settings, ui: Any, *, receipt_timeout: float = 120.0) -> None:
+        self.settings = settings
+        self.ui = ui
+        self.receipt_timeout = receipt_timeout
+        self._w3 = None
+        self._account = None
+        self._chain_id: Optional[int] = None
+        self._manager = None
+        self._config_raw: Optional[tuple] = None
+        self._token = None
+        self._router = None
+        self._symbol: Optional[str] = None
+        self._txctx = None
+        self._errors = None
+
+    # ---------------------------------------------------------------- connection
+    @property
+    def w3(self):
+        if self._w3 is None:
+            url = self.settings.require_rpc()
+            if not url.startswith(("http://", "https://")):
+                raise ConfigError(f"unsupported RPC URL scheme in {url.split(':', 1)[0]!r}",
+                                  hint="use an http:// or https:// JSON-RPC endpoint")
+            from web3 import Web3
+            from web3.providers.rpc.utils import ExceptionRetryConfiguration
+
+            provider = Web3.HTTPProvider(
+                url, request_kwargs={"timeout": 30},
+                # NOTE: few retries: a down node should fail in seconds, not after a long backoff
+                exception_retry_configuration=ExceptionRetryConfiguration(retries=1,
+                                                                          backoff_factor=0.1),
+            )
+            self._w3 = Web3(provider)
+        return self._w3
+
+    def _call(self, thunk, what: str):
+        """A read: node trouble becomes RpcError, a revert a decoded RevertError."""
+        from . import tx
+
+        try:
+            return thunk()
+        except DtnsessError:
+            raise
+        except Exception as exc:
+            data = tx.revert_data_from_exception(exc)
+            if data is not None:
+                raise self._read_ctx().revert_error(data, what) from None
+            raise tx.to_rpc_error(exc, self.settings.rpc_url) from exc
+
+    @property
+    def chain_id(self) -> int:
+        if self._chain_id is None:
+            cid = self._call(lambda: self.w3.eth.chain_id, "chain id")
+            expected = self.settings.chain_id
+            if expected is not None and cid != expected:
+                src = self.settings.sources.get("chain_id", "the configuration")
+                raise ChainMismatchError(expected, cid, source=src)
+            self._chain_id = cid
+        return self._chain_id
+
+    def address_arg(self, value: str, what: str = "address") -> str:
+        from eth_utils import is_checksum_address, to_checksum_address
+
+        v = check_address(value, what)
+        body = v[2:]
+        if body != body.lower() and body != body.upper() and not is_checksum_address(v):
+            raise InputError(what, value, "bad checksum (mixed case that is not EIP-55)")
+        return to_checksum_address(v)
+
+    @property
+    def manager_address(self) -> str:
+        return self.address_arg(self.settings.require_contract(), "contract address")
+
+    @property
+    def manager(self):
+        if self._manager is None:
+            from .artifacts import load_artifact
+
+            abi = load_artifact("AdvancedSessionManager")["abi"]
+            addr = self.manager_address
+            _ = self.chain_id  # refuse a wrong chain before anything else
+            self._manager = self.w3.eth.contract(address=addr, abi=abi)
+        return self._manager
+
+    def _config_tuple(self) -> tuple:
+        if self._config_raw is None:
+            m = self.manager
+            code = self._call(lambda: self.w3.eth.get_code(m.address), "code lookup")
+            if not code:
+                raise NoContractError(m.address)
+            try:
+                self._config_raw = tuple(m.functions.getConfig().call())
+            except DtnsessError:
+                raise
+            except Exception as exc:
+                from . import tx
+
+                if tx.revert_data_from_exception(exc) is None and "Connection" in type(exc).__name__:
+                    raise tx.to_rpc_error(exc, self.settings.rpc_url) from exc
+                raise NoContractError(m.address, "not an AdvancedSessionManager "
+                                      "(getConfig() failed)") from None
+        return self._config_raw
+
+    @property
+    def decimals(self) -> int:
+        return int(self._config_tuple()[2])
+
+    @property
+    def token(self):
+        if self._token is None:
+            self._token = self.w3.eth.contract(address=self._config_tuple()[1], abi=ERC20_ABI)
+        return self._token
+
+    @property
+    def symbol(self) -> str:
+        if self._symbol is None:
+            try:
+                self._symbol = str(self.token.functions.symbol().call())[:16]
+            except Exception:  # symbol() is optional in ERC-20
+                self._symbol = "tokens"
+        return self._symbol
+
+    @property
+    def router(self):
+        if self._router is None:
+            from .artifacts import load_artifact
+
+            abi = list(load_artifact("IDtnAi")["abi"])
+            try:
+                abi += load_artifact("IDtnRouterViews")["abi"]
+            except DtnsessError:
+                pass
+            self._router = self.w3.eth.contract(address=self._config_tuple()[0], abi=abi)
+        return self._router
+
+    def amount(self, units: int) -> Amount:
+        return Amount(int(units), self.decimals, self.symbol)
+
+    def parse(self, text: str, what: str = "amount", allow_zero: bool = False) -> int:
+        return parse_amount(text, self.decimals, what=what, allow_zero=allow_zero)
+
+    # ---------------------------------------------------------------- keys and sending
+    @property
+    def account(self):
+        if self._account is None:
+            from .signer import load_account
+
+            self._account = load_account(self.settings)
+        return self._account
+
+    @property
+    def address(self) -> str:
+        return self.account.address
+
+    def _error_decoder(self):
+        if self._errors is None:
+            from . import tx
+            from .artifacts import all_abis
+
+            try:
+                abis = list(all_abis().values())
+            except DtnsessError:
+                abis = []
+            self._errors = tx.ErrorDecoder(abis)
+        return self._errors
+
+    def _read_ctx(self):
+        """A context for reads: decodes reverts and looks up fees; needs no key."""
+        from . import tx
+
+        dec = None
+        try:
+            dec = self.decimals if self._config_raw is not None else None
+        except DtnsessError:
+            pass
+        return tx.TxContext(w3=self.w3, account=None, chain_id=self._chain_id or 0,
+                            ui=self.ui, errors=self._error_decoder(), token_decimals=dec,
+                            token_symbol=self._symbol or "", rpc_url=self.settings.rpc_url)
+
+    @property
+    def txctx(self):
+        if self._txctx is None:
+            from . import tx
+            from .artifacts import load_artifact
+
+            event_abis = [load_artifact("AdvancedSessionManager")["abi"],
+                          load_artifact("IDtnAi")["abi"], ERC20_ABI]
+            self._txctx = tx.TxContext(
+                w3=self.w3, account=self.account, chain_id=self.chain_id, ui=self.ui,
+                errors=self._error_decoder(), event_abis=event_abis, yes=self.settings.yes,
+                receipt_timeout=self.receipt_timeout,
+                token_decimals=self.decimals if self.settings.contract else None,
+                token_symbol=self.symbol if self.settings.contract else "",
+                rpc_url=self.settings.rpc_url,
+            )
+        return self._txctx
+
+    def _send(self, fn, *, description: str, value: int = 0, token_cost: Optional[str] = None):
+        from . import tx
+
+        return tx.send_and_wait(self.txctx, fn, value=value, description=description,
+                                dry_run=self.settings.dry_run, confirm=True,
+                                token_cost=token_cost)
+
+    def _events(self, res, name: str, address: Optional[str] = None) -> list:
+        addr = address or self.manager.address
+        return [e for e in res.events if e.name == name and e.address == addr]
+
+    # ---------------------------------------------------------------- views
+    def owner(self) -> str:
+        return self._call(lambda: self.manager.functions.owner().call(), "owner()")
+
+    def config(self) -> ConfigView:
+        c = self._config_tuple()
+        a = self.amount
+        return ConfigView(
+            manager=self.manager.address, owner=self.owner(), ai=c[0], fee_token=c[1],
+            token_symbol=self.symbol, token_decimals=int(c[2]), min_session_balance=a(c[3]),
+            max_session_age=int(c[4]), session_pool_size=int(c[5]), pool_length=int(c[6]),
+            fee_per_byte_req=a(c[7]), fee_per_byte_res=a(c[8]), total_fee_per_res=a(c[9]),
+            request_timeout=int(c[10]), active_count=int(c[11]),
+        )
+
+    def _session_view(self, t: Sequence) -> SessionView:
+        return SessionView(
+            session_id=int(t[0]), owner=t[1], balance=self.amount(t[2]), last_used=int(t[3]),
+            active=bool(t[4]), request_count=int(t[5]), dtn_session_id=int(t[6]),
+            pending_requests=int(t[7]), last_request_at=int(t[8]), pooled=bool(t[9]),
+            dtn_balance=self.amount(t[11]) if t[10] else None,
+        )
+
+    def session(self, session_id: int) -> SessionView:
+        self._config_tuple()
+        t = self._call(lambda: self.manager.functions.getSession(session_id).call(),
+                       "getSession")
+        if int(t[1], 16) == 0:
+            raise InputError("session", str(session_id), "no such session")
+        return self._session_view(t)
+
+    get_session = session
+
+    def sessions(self, user: Optional[str] = None) -> list:
+        user = self.address_arg(user, "user address") if user else self.address
+        self._config_tuple()
+        ids = self._call(lambda: self.manager.functions.getUserSessions(user).call(),
+                         "getUserSessions")
+        if not ids:
+            return []
+        views = self._call(lambda: self.manager.functions.getSessions(list(ids)).call(),
+                           "getSessions")
+        return [self._session_view(v) for v in views]
+
+    def balances(self, user: Optional[str] = None) -> Balances:
+        user = self.address_arg(user, "address") if user else self.address
+        m = self.manager
+        eth = self._call(lambda: self.w3.eth.get_balance(user), "balance")
+        bal = self._call(lambda: self.token.functions.balanceOf(user).call(), "balanceOf")
+        allw = self._call(lambda: self.token.functions.allowance(user, m.address).call(),
+                          "allowance")
+        claim = self._call(lambda: m.functions.claimableRefunds(user).call(),
+                           "claimableRefunds")
+        return Balances(address=user, eth=Amount(eth, 18, "ETH"), token=self.amount(bal),
+                        allowance=self.amount(allw), claimable_refunds=self.amount(claim),
+                        token_address=self.token.address, spender=m.address)
+
+    def allowance(self, user: Optional[str] = None) -> Amount:
+        user = user or self.address
+        return self.amount(self._call(
+            lambda: self.token.functions.allowance(user, self.manager.address).call(), "allowance"))
+
+    def claimable_refunds(self, user: Optional[str] = None) -> Amount:
+        user = user or self.address
+        return self.amount(self._call(
+            lambda: self.manager.functions.claimableRefunds(user).call(), "claimableRefunds"))
+
+    def pool_status(self) -> dict:
+        m = self.manager
+        size, max_size = self._call(lambda: m.functions.getPoolStatus().call(), "getPoolStatus")
+        ids = self._call(lambda: m.functions.getPoolSessions().call(), "getPoolSessions")
+        return {"pool_size": int(size), "max_size": int(max_size),
+                "sessions": [int(i) for i in ids]}
+
+    def request_info(self, request_id: bytes) -> RequestView:
+        sid, user, created, status = self._call(
+            lambda: self.manager.functions.requests(request_id).call(), "requests")
+        return RequestView(_hex(request_id), int(sid), user, int(created),
+                           REQUEST_STATUS.get(int(status), str(status)))
+
+    def requests(self, user: Optional[str] = None, pending_only: bool = False,
+                 limit: int = 200) -> list:
+        user = self.address_arg(user, "user address") if user else self.address
+        m = self.manager
+        _, total = self._call(lambda: m.functions.getUserRequests(user, 0, 0).call(),
+                              "getUserRequests")
+        offset = max(0, int(total) - limit)
+        ids, _ = self._call(lambda: m.functions.getUserRequests(user, offset, limit).call(),
+                            "getUserRequests")
+        out = [self.request_info(bytes(i)) for i in ids]
+        if pending_only:
+            out = [r for r in out if r.status == "pending"]
+        return out
+
+    def response(self, request_id: Any) -> ResponseView:
+        rid = parse_request_id(request_id) if isinstance(request_id, str) else bytes(request_id)
+        info = self.request_info(rid)
+        if info.status == "none":
+            raise InputError("request id", _hex(rid), "unknown to this session manager")
+        from . import tx
+
+        try:
+            status, message, data = self.router.functions.fetchResponse(rid).call()
+        except Exception as exc:
+            revert = tx.revert_data_from_exception(exc)
+            if revert is None:
+                raise tx.to_rpc_error(exc, self.settings.rpc_url) from exc
+            # "Request not completed" while pending (decoded by selector: Error(string))
+            return ResponseView(_hex(rid), "pending", info.status, "", None,
+                                session_id=info.session_id, user=info.user,
+                                created_at=info.created_at)
+        st = {1: "succeeded", 2: "failed"}.get(int(status), "unknown")
+        answer = decode_text_answer(data) if st == "succeeded" else None
+        note = None
+        if info.status == "pending" and st in ("succeeded", "failed"):
+            note = "answered, but the manager's callback did not run (run `settleRequest`)"
+        return ResponseView(_hex(rid), st, info.status, message, answer,
+                            response_hex=_hex(data) if answer is None and data else None,
+                            session_id=info.session_id, user=info.user,
+                            created_at=info.created_at, note=note)
+
+    def wait_for_answer(self, request_id: Any, timeout: float, from_block: Optional[int] = None,
+                        poll: float = 1.0) -> ResponseView:
+        """Wait until the request is answered: look first (it may be answered already), then
+        poll eth_getLogs from ``from_block`` for the manager's or the router's completion."""
+        rid = parse_request_id(request_id) if isinstance(request_id, str) else bytes(request_id)
+        from eth_utils import keccak
+
+        first = self.response(rid)
+        if first.status != "pending":
+            return first
+        topics = [[keccak(text="AIRequestCompleted(bytes32,uint256,address,uint8)"),
+                   keccak(text="RequestCompleted(bytes32,uint8)")], rid]
+        start = from_block if from_block is not None else self._call(
+            lambda: self.w3.eth.block_number, "block number")
+        deadline = time.monotonic() + timeout
+        with self.ui.status(f"waiting for the answer to {_hex(rid)[:10]}…"):
+            while True:
+                head = self._call(lambda: self.w3.eth.block_number, "block number")
+                if head >= start:
+                    logs = self._call(lambda: self.w3.eth.get_logs({
+                        "fromBlock": start, "toBlock": head,
+                        "address": [self.manager.address, self.router.address],
+                        "topics": topics}), "eth_getLogs")
+                    if logs:
+                        return self.response(rid)
+                    start = head + 1
+                if time.monotonic() >= deadline:
+                    raise WaitTimeoutError("the answer", timeout, request_id=_hex(rid),
+                                           hint=f"check later with `dtnsess response {_hex(rid)}`")
+                time.sleep(min(poll, max(0.05, deadline - time.monotonic())))
+
+    # ---------------------------------------------------------------- pre-checks
+    def _owned_active(self, session_id: int, *, allow_grant: bool = False) -> SessionView:
+        s = self.session(session_id)
+        if not s.active:
+            raise InputError("session", str(session_id), "the session is closed")
+        if s.owner != self.address:
+            if allow_grant:
+                grant = self._call(lambda: self.manager.functions.poolGrant(self.address).call(),
+                                   "poolGrant")
+                if int(grant) == session_id:
+                    return s
+            raise NotAuthorizedError(f"session {session_id} belongs to {s.owner}, not to "
+                                     f"{self.address}")
+        return s
+
+    def _require_tokens(self, units: int) -> None:
+        have = self._call(lambda: self.token.functions.balanceOf(self.address).call(), "balanceOf")
+        if have < units:
+            raise InsufficientFundsError(
+                f"{self.symbol} (fee token)", f"{format_amount(have, self.decimals)}",
+                f"{format_amount(units, self.decimals)}",
+                hint=f"send {self.symbol} to {self.address}")
+
+    def _ensure_allowance(self, units: int, approve_max: bool, result: WriteResult) -> bool:
+        """Approve only when the allowance is short, and only what is needed. Returns False
+        when a dry run could not simulate past the missing approval."""
+        have = self._call(lambda: self.token.functions.allowance(self.address,
+                                                                 self.manager.address).call(),
+                          "allowance")
+        if have >= units:
+            return True
+        target = MAX_UINT256 if approve_max else units
+        shown = "unlimited" if approve_max else f"{format_amount(units, self.decimals)} {self.symbol}"
+        res = self._send(self.token.functions.approve(self.manager.address, target),
+                         description=f"approve {shown} for the session manager")
+        result.txs.append(res)
+        result.data["approved"] = "unlimited" if approve_max else self.amount(target)
+        return not self.settings.dry_run
+
+    # ---------------------------------------------------------------- writes
+    def approve(self, amount: Optional[str], unlimited: bool = False) -> WriteResult:
+        units = MAX_UINT256 if unlimited else self.parse(amount or "", allow_zero=True)
+        shown = "unlimited" if unlimited else f"{format_amount(units, self.decimals)} {self.symbol}"
+        r = WriteResult("approve", dry_run=self.settings.dry_run)
+        r.txs.append(self._send(self.token.functions.approve(self.manager.address, units),
+                                description=f"approve {shown} for the session manager"))
+        r.data["allowance"] = "unlimited" if unlimited else self.amount(units)
+        return r
+
+    def create_session(self, amount: str, approve_max: bool = False) -> WriteResult:
+        units = self.parse(amount)
+        cfg = self._config_tuple()
+        if units < cfg[3]:
+            raise InputError("amount", amount, f"below the minimum session balance "
+                             f"{format_amount(cfg[3], self.decimals)} {self.symbol}")
+        self._require_tokens(units)
+        r = WriteResult("create", dry_run=self.settings.dry_run)
+        r.data["amount"] = self.amount(units)
+        if not self._ensure_allowance(units, approve_max, r):
+            r.data["note"] = "dry run: createSession is simulated only after the approval"
+            return r
+        res = self._send(self.manager.functions.createSession(units),
+                         description=f"create a session with {format_amount(units, self.decimals)} "
+                                     f"{self.symbol}",
+                         token_cost=f"{format_amount(units, self.decimals)} {self.symbol}")
+        r.txs.append(res)
+        ev = self._events(res, "SessionCreated")
+        r.data["session_id"] = int(ev[0].args["sessionId"]) if ev else (
+            int(res.return_value) if res.return_value is not None else None)
+        return r
+
+    def renew_session(self, session_id: int, amount: str, approve_max: bool = False) -> WriteResult:
+        units = self.parse(amount)
+        s = self._owned_active(session_id)
+        self._check_pending(s)
+        self._require_tokens(units)
+        r = WriteResult("renew", dry_run=self.settings.dry_run)
+        r.data.update({"session_id": session_id, "amount": self.amount(units)})
+        if not self._ensure_allowance(units, approve_max, r):
+            r.data["note"] = "dry run: renewSession is simulated only after the approval"
+            return r
+        res = self._send(self.manager.functions.renewSession(session_id, units),
+                         description=f"add {format_amount(units, self.decimals)} {self.symbol} "
+                                     f"to session {session_id}",
+                         token_cost=f"{format_amount(units, self.decimals)} {self.symbol}")
+        r.txs.append(res)
+        ev = self._events(res, "SessionRenewed")
+        if ev:
+            r.data["new_balance"] = self.amount(ev[0].args["newBalance"])
+        return r
+
+    def _check_pending(self, s: SessionView) -> None:
+        if s.pending_requests:
+            timeout = int(self._config_tuple()[10])
+            retry_after = s.last_request_at + timeout
+            if time.time() < retry_after:
+                raise RevertError(
+                    f"session {s.session_id}",
+                    f"session {s.session_id} has {s.pending_requests} pending request"
+                    f"{'s' if s.pending_requests != 1 else ''}; retry after "
+                    f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(retry_after))}",
+                    name="RequestsPending", hint="wait for the answers (`dtnsess requests --pending`)")
+
+    def close_session(self, session_id: int) -> WriteResult:
+        s = self._owned_active(session_id)
+        self._check_pending(s)
+        r = WriteResult("close", dry_run=self.settings.dry_run)
+        res = self._send(self.manager.functions.closeSession(session_id),
+                         description=f"close session {session_id}")
+        r.txs.append(res)
+        r.data["closed"] = self._closed_from(res)
+        return r
+
+    def close_all_sessions(self) -> WriteResult:
+        r = WriteResult("close-all", dry_run=self.settings.dry_run)
+        mine = [s for s in self.sessions() if s.active and s.owner == self.address]
+        if not mine:
+            r.data["closed"] = []
+            r.data["note"] = "no active sessions"
+            return r
+        for s in mine:
+            self._check_pending(s)
+        res = self._send(self.manager.functions.closeAllSessions(),
+                         description=f"close all {len(mine)} of your sessions")
+        r.txs.append(res)
+        r.data["closed"] = self._closed_from(res)
+        return r
+
+    def _closed_from(self, res) -> list:
+        credited = {int(e.args["sessionId"]): int(e.args["amount"])
+                    for e in self._events(res, "RefundCredited")}
+        return [{"session_id": int(e.args["sessionId"]), "refund": self.amount(e.args["refund"]),
+                 "credited": int(e.args["sessionId"]) in credited}
+                for e in self._events(res, "SessionClosed")]
+
+    def _routing(self, namespaces: Sequence[str], nodes: Sequence[str]):
+        if namespaces and nodes:
+            raise InputError("routing", "--namespace/--node", "use either namespaces or nodes")
+        if nodes:
+            return ("nodes", ([], [node_routing_id(n) for n in nodes], 1, 8, AGGREGATION_ANY))
+        if namespaces:
+            return ("namespaces", [routing_id(n) for n in namespaces])
+        return ("system", None)
+
+    def make_ai_request(self, prompt: str, *, model: Optional[str] = None,
+                        namespaces: Sequence[str] = (), nodes: Sequence[str] = (),
+                        value: int = DEFAULT_CALLBACK_GAS_WEI,
+                        session_id: Optional[int] = None) -> WriteResult:
+        if not prompt or not prompt.strip():
+            raise InputError("prompt", prompt, "empty")
+        model = model or self.settings.model
+        kind, routing = self._routing(namespaces, nodes)
+        m = self.manager.functions
+        if session_id is not None:
+            self._owned_active(session_id, allow_grant=True)
+            if kind == "namespaces":
+                routing = (routing, [], 1, 8, AGGREGATION_ANY)
+            elif kind == "system":
+                routing = system_trust_routing()
+            fn = m.makeAIRequestInSession(session_id, prompt, model, routing)
+        elif kind == "nodes":
+            fn = m.makeAIRequestWithRouting(prompt, model, routing)
+        else:
+            fn = m.makeAIRequest(prompt, model, routing or [])
+        r = WriteResult("request", dry_run=self.settings.dry_run)
+        res = self._send(fn, value=value, description=f"AI request to {model}")
+        r.txs.append(res)
+        ev = self._events(res, "AIRequestSubmitted")
+        rid = ev[0].args["requestId"] if ev else res.return_value
+        r.data.update({"request_id": _hex(rid) if rid is not None else None,
+                       "session_id": int(ev[0].args["sessionId"]) if ev else session_id,
+                       "model": model, "routing": kind, "value_wei": str(value),
+                       "block": res.block_number})
+        created = self._events(res, "SessionCreated")
+        if created:
+            r.data["created_session"] = int(created[0].args["sessionId"])
+        return r
+
+    def active_session_ids(self) -> list:
+        """The caller's usable sessions: its own active ones, plus a pool grant."""
+        m = self.manager
+        own = self._call(lambda: m.functions.getUserActiveSessions(self.address).call(),
+                         "getUserActiveSessions")
+        ids = [int(i) for i in own]
+        grant = int(self._call(lambda: m.functions.poolGrant(self.address).call(), "poolGrant"))
+        if grant and grant not in ids:
+            try:
+                if self.session(grant).active:
+                    ids.append(grant)
+            except InputError:
+                pass
+        return ids
+
+    def add_to_pool(self, session_id: int) -> WriteResult:
+        s = self._owned_active(session_id)
+        if s.pooled:
+            raise InputError("session", str(session_id), "already in the pool")
+        size, max_size = self._call(lambda: self.manager.functions.getPoolStatus().call(),
+                                    "getPoolStatus")
+        if size >= max_size:
+            raise InputError("session", str(session_id), f"the pool is full ({size}/{max_size})")
+        r = WriteResult("pool-add", dry_run=self.settings.dry_run)
+        r.txs.append(self._send(self.manager.functions.addToPool(session_id),
+                                description=f"add session {session_id} to the pool"))
+        r.data["session_id"] = session_id
+        return r
+
+    def get_from_pool(self) -> WriteResult:
+        size, _ = self._call(lambda: self.manager.functions.getPoolStatus().call(), "getPoolStatus")
+        if not size:
+            raise InputError("pool", "get", "the pool is empty")
+        r = WriteResult("pool-get", dry_run=self.settings.dry_run)
+        res = self._send(self.manager.functions.getFromPool(), description="take a session from the pool")
+        r.txs.append(res)
+        ev = self._events(res, "SessionTakenFromPool")
+        r.data["session_id"] = int(ev[0].args["sessionId"]) if ev else (
+            int(res.return_value) if res.return_value is not None else None)
+        return r
+
+    def idle_sessions(self, max_n: int) -> list:
+        ids = self._call(lambda: self.manager.functions.getIdleSessions(max_n).call(),
+                         "getIdleSessions")
+        return [int(i) for i in ids]
+
+    def gas_price(self) -> int:
+        """The node's current gas price (eth_gasPrice), in wei."""
+        return int(self._call(lambda: self.w3.eth.gas_price, "gas price"))
+
+    def cleanup(self, max_n: int) -> WriteResult:
+        r = WriteResult("cleanup", dry_run=self.settings.dry_run)
+        idle = self.idle_sessions(max_n)
+        r.data["idle"] = idle
+        if not idle:
+            r.data["closed"] = []
+            return r
+        res = self._send(self.manager.functions.cleanupOldSessionsUpTo(max_n),
+                         description=f"clean up {len(idle)} idle session{'s' if len(idle) != 1 else ''}")
+        r.txs.append(res)
+        r.data["closed"] = self._closed_from(res)
+        total = sum(int(e.args["amount"]) for e in self._events(res, "RefundCredited"))
+        r.data["refunds_credited"] = self.amount(total)
+        failed = self._events(res, "CleanupFailed")
+        if failed:
+            r.data["failed"] = [int(e.args["sessionId"]) for e in failed]
+        return r
+
+    def withdraw_refunds(self) -> WriteResult:
+        have = self.claimable_refunds()
+        if have.units == 0:
+            raise InputError("refunds", "withdraw", "nothing to withdraw")
+        r = WriteResult("refunds-withdraw", dry_run=self.settings.dry_run)
+        res = self._send(self.manager.functions.withdrawRefunds(),
+                         description=f"withdraw {have.human()} of refunds")
+        r.txs.append(res)
+        r.data["amount"] = have
+        return r
+
+    def update_config(self, *, min_balance: Optional[str] = None, max_age: Optional[int] = None,
+                      pool_size: Optional[int] = None, fee_per_byte_req: Optional[str] = None,
+                      fee_per_byte_res: Optional[str] = None,
+                      max_fee_per_response: Optional[str] = None,
+                      request_timeout: Optional[int] = None) -> WriteResult:
+        c = self._config_tuple()
+        owner = self.owner()
+        if owner != self.address:
+            raise NotAuthorizedError(f"{self.address} is not the contract owner ({owner})",
+                                     hint="only the deployer may change the configuration")
+        for name, v in (("max age", max_age), ("pool size", pool_size),
+                        ("request timeout", request_timeout)):
+            if v is not None and v < 0:
+                raise InputError(name, str(v), "must not be negative")
+        r = WriteResult("config-update", dry_run=self.settings.dry_run)
+        m = self.manager.functions
+        # NOTE: setRequestTimeout must not exceed maxSessionAge, and updateConfig's age must not be
+        # below the timeout: order the two calls so the intermediate state is valid.
+        def do_timeout():
+            if request_timeout is not None:
+                r.txs.append(self._send(m.setRequestTimeout(request_timeout),
+                                        description=f"set the request timeout to {request_timeout}s"))
+        def do_config():
+            if min_balance is not None or max_age is not None or pool_size is not None:
+                mb = self.parse(min_balance, "minimum balance") if min_balance is not None else c[3]
+                ma = max_age if max_age is not None else c[4]
+                ps = pool_size if pool_size is not None else c[5]
+                r.txs.append(self._send(m.updateConfig(mb, ma, ps),
+                                        description=f"update config: min balance "
+                                        f"{format_amount(mb, self.decimals)}, max age {ma}s, pool {ps}"))
+        if request_timeout is not None and max_age is not None and request_timeout > c[4]:
+            do_config(); do_timeout()
+        else:
+            do_timeout(); do_config()
+        if fee_per_byte_req is not None or fee_per_byte_res is not None or max_fee_per_response is not None:
+            fq = self.parse(fee_per_byte_req, "fee per byte (request)", allow_zero=True) \
+                if fee_per_byte_req is not None else c[7]
+            fs = self.parse(fee_per_byte_res, "fee per byte (response)", allow_zero=True) \
+                if fee_per_byte_res is not None else c[8]
+            ft = self.parse(max_fee_per_response, "max fee per response") \
+                if max_fee_per_response is not None else c[9]
+            r.txs.append(self._send(m.setFees(fq, fs, ft), description="set fees"))
+        if not r.txs:
+            raise InputError("config update", "", "nothing to change",
+                             hint="pass at least one of --min-balance, --max-age, --pool-size, "
+                                  "--fee-per-byte-req, --fee-per-byte-res, --max-fee-per-response, "
+                                  "--request-timeout")
+        self._config_raw = None
+        if not self.settings.dry_run:
+            r.data["config"] = self.config()
+        return r
+
+    def deploy(self, ai_address: str) -> WriteResult:
+        from .artifacts import load_artifact
+
+        ai = self.address_arg(ai_address, "DTN router address (--ai)")
+        _ = self.chain_id
+        code = self._call(lambda: self.w3.eth.get_code(ai), "code lookup")
+        if not code:
+            raise NoContractError(ai, "no contract code at the DTN router address (--ai)")
+        probe = self.w3.eth.contract(address=ai, abi=load_artifact("IDtnAi")["abi"])
+        token = self._call(lambda: probe.functions.feeToken().call(), "feeToken() of --ai")
+        art = load_artifact("AdvancedSessionManager")
+        factory = self.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
+        r = WriteResult("deploy", dry_run=self.settings.dry_run)
+        res = self._send(factory.constructor(ai),
+                         description="deploy AdvancedSessionManager")
+        r.txs.append(res)
+        r.data.update({"ai": ai, "fee_token": token, "contract": res.contract_address,
+                       "compiler": art.get("compiler")})
+        return r
+
+    def request_batch(self, prompts: Sequence[str], *, model: Optional[str] = None,
+                       namespaces: Sequence[str] = (), nodes: Sequence[str] = (),
+                       value: int = DEFAULT_CALLBACK_GAS_WEI) -> dict:
+        """Fan prompts out over the caller's active sessions, at most one request per session per
+        second (DTN request ids have one-second resolution). A collision found by the simulation
+        sends nothing, so it is retried a second later."""
+        from . import tx
+
+        ids = self.active_session_ids()
+        if not ids:
+            raise InputError("sessions", "", "you have no active session",
+                             hint="create some with `dtnsess create AMOUNT` (one session serves "
+                                  "one request per second)")
+        model = model or self.settings.model
+        kind, routing = self._routing(namespaces, nodes)
+        if kind == "namespaces":
+            routing = (routing, [], 1, 8, AGGREGATION_ANY)
+        elif kind == "system":
+            routing = system_trust_routing()
+        if not self.settings.yes and not self.settings.dry_run and self.ui.interactive:
+            self.ui.info(f"{len(prompts)} requests to {model} over {len(ids)} sessions, "
+                         f"{value} wei callback value each")
+            if not self.ui.confirm(f"Send {len(prompts)} transactions?"):
+                from .errors import AbortedError
+
+                raise AbortedError(f"{len(prompts)} requests")
+        self.txctx.yes = True  # asked once for the batch
+        last: dict[int, float] = {}
+        results = []
+        with self.ui.progress("requests", len(prompts)) as advance:
+            for i, prompt in enumerate(prompts):
+                entry: dict = {"index": i + 1, "prompt": prompt[:80]}
+                for attempt in range(4):
+                    sid = min(ids, key=lambda s: last.get(s, 0.0))
+                    wait = last.get(sid, 0.0) + 1.05 - time.monotonic()
+                    if wait > 0:
+                        time.sleep(wait)
+                    last[sid] = time.monotonic()
+                    fn = self.manager.functions.makeAIRequestInSession(sid, prompt, model, routing)
+                    try:
+                        res = tx.send_and_wait(self.txctx, fn, value=value,
+                                               description=f"request {i + 1} in session {sid}",
+                                               dry_run=self.settings.dry_run)
+                    except RevertError as exc:
+                        if exc.name == "RequestIdCollision" and attempt < 3:
+                            continue
+                        entry.update({"session_id": sid, "status": "failed", "error": exc.message})
+                        break
+                    ev = self._events(res, "AIRequestSubmitted")
+                    entry.update({"session_id": sid, "status": "simulated" if res.dry_run else "sent",
+                                  "request_id": _hex(ev[0].args["requestId"]) if ev else (
+                                      _hex(res.return_value) if res.return_value else None),
+                                  "tx_hash": res.tx_hash})
+                    break
+                results.append(entry)
+                advance(1)
+        return {"model": model, "sessions": ids, "requests": results}
+
+    # ---------------------------------------------------------------- doctor
+    def doctor(self) -> list:
+        checks: list[Check] = []
+
+        def run(name, fn, required=True):
+            try:
+                ok, detail = fn()
+            except DtnsessError as exc:
+                checks.append(Check(name, False, exc.message, required))
+                return False
+            checks.append(Check(name, ok, detail, required))
+            return ok
+
+        s = self.settings
+        from .errors import redact_url
+
+        if not run("rpc", lambda: (True, f"{redact_url(s.require_rpc())} at block "
+                                         f"{self._call(lambda: self.w3.eth.block_number, 'block')}")):
+            return checks
+        if not run("chain id", lambda: (True, f"{self.chain_id}" + (
+                "" if s.chain_id else " (not pinned: set --chain-id or DTNSESS_CHAIN_ID)"))):
+            return checks
+        contract_ok = run("contract", lambda: (True, f"{self.manager_address} has code, "
+                          f"AdvancedSessionManager (getConfig ok)") if self._config_tuple() else (False, ""))
+        if contract_ok:
+            run("fee token", lambda: (True, f"{self.symbol} at {self.token.address}, "
+                                             f"{self.decimals} decimals"))
+        key_ok = run("key", lambda: (True, f"{self.address}" + (
+            " (devnet dev account)" if s.devnet_key else "")))
+        if key_ok:
+            def eth():
+                bal = self._call(lambda: self.w3.eth.get_balance(self.address), "balance")
+                return bal > 0, f"{format_amount(bal, 18)} ETH"
+            run("ETH for gas", eth)
+            if contract_ok:
+                b = None
+                try:
+                    b = self.balances()
+                except DtnsessError as exc:
+                    checks.append(Check("token balance", False, exc.message, False))
+                if b is not None:
+                    checks.append(Check("token balance", b.token.units > 0, b.token.human(), False))
+                    checks.append(Check("allowance", None, b.allowance.human()
+                                        if b.allowance.units < MAX_UINT256 else "unlimited", False))
+        return checks
+
