@@ -126,6 +126,31 @@ def decode_answer(data: bytes) -> str:
     return text
 
 
+def respond_call(
+    router,
+    request_id: bytes,
+    *,
+    node: bytes,
+    text: str | None = None,
+    failure: str | None = None,
+    stored: Any = None,
+):
+    """The `respondToRequest` call a node would send, with honest request and response sizes.
+
+    A success carries `text` as abi.encode(string); `failure` makes it a FAILURE answer with
+    that message. `stored` is the request as `getRequest` returned it (read when omitted).
+    """
+    req = stored if stored is not None else router.functions.getRequest(request_id).call()
+    call_bytes = req[8][0]  # StoredRequest.request.call
+    if failure is not None:
+        status, message, payload = STATUS_FAILURE, failure, b""
+    else:
+        status, message, payload = STATUS_SUCCESS, "", encode_answer(text if text is not None else "")
+    return router.functions.respondToRequest(
+        request_id, status, message, payload, node, len(call_bytes), len(payload)
+    )
+
+
 def respond(
     system_or_router,
     request_id: bytes,
@@ -138,14 +163,5 @@ def respond(
 ) -> dict:
     """Answer a request as the node `node` would: honest sizes, success with `text` or a failure."""
     router = getattr(system_or_router, "router", system_or_router)
-    w3 = router.w3
-    req = router.functions.getRequest(request_id).call()
-    call_bytes = req[8][0]  # StoredRequest.request.call
-    if failure is not None:
-        status, message, payload = STATUS_FAILURE, failure, b""
-    else:
-        status, message, payload = STATUS_SUCCESS, "", encode_answer(text if text is not None else "")
-    fn = router.functions.respondToRequest(
-        request_id, status, message, payload, node, len(call_bytes), len(payload)
-    )
-    return transact(w3, fn, worker, gas=gas)
+    fn = respond_call(router, request_id, node=node, text=text, failure=failure)
+    return transact(router.w3, fn, worker, gas=gas)
