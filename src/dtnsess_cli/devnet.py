@@ -1,0 +1,562 @@
+"""``dtnsess devnet``: a local chain with the whole DTN system, answering requests.
+
+``up`` starts Anvil in the background on 127.0.0.1, deploys MockUSDT, LocalDtnRouter and
+AdvancedSessionManager, funds the dev accounts, starts a responder that answers requests like a
+DTN node, and writes ``./.dtnsess-devnet.json`` (the other commands read it as their
+lowest-precedence configuration). ``status`` shows what runs; ``down`` stops it all.
+
+The library functions (:func:`start`, :func:`stop`, :func:`status`) return plain dicts and never
+print; the Typer commands at the bottom render them. Only typer and light modules are imported
+at module level: ``cli`` imports this module on every start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from .config import DEVNET_STATE_FILE
+from .errors import DtnsessError, ExitCode
+
+LOG_DIR = ".dtnsess-devnet"
+DEFAULT_PORT = 8545
+CHAIN_ID = 31337
+DEV_ACCOUNTS = 10
+FUNDED_ACCOUNTS = 9  # accounts 0..8; account 9 is the node's worker
+WORKER_INDEX = 9
+MINT_TOKENS = 1_000_000
+RESPONDER_MODULE = "dtnsess_cli.responder"
+RESPONDER_READY_TIMEOUT = 30.0
+# Deadlines (seconds) after SIGINT, then SIGTERM, then SIGKILL.
+STOP_DEADLINES = (5.0, 3.0, 2.0)
+
+
+class DevnetError(DtnsessError):
+    """Raised when the devnet cannot be started or stopped (Anvil missing, port taken, a
+    deployment or the responder failing)."""
+
+    def __init__(self, message: str, *, hint: Optional[str] = None,
+                 exit_code: ExitCode = ExitCode.ERROR) -> None:
+        super().__init__(message, hint=hint)
+        self.exit_code = exit_code
+
+
+# ---------------------------------------------------------------------------------------------
+# Files and processes
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Paths:
+    """Where one working directory's devnet keeps its state and logs."""
+
+    cwd: Path
+
+    @property
+    def state(self) -> Path:
+        return self.cwd / DEVNET_STATE_FILE
+
+    @property
+    def log_dir(self) -> Path:
+        return self.cwd / LOG_DIR
+
+    @property
+    def anvil_log(self) -> Path:
+        return self.log_dir / "anvil.log"
+
+    @property
+    def responder_log(self) -> Path:
+        return self.log_dir / "responder.log"
+
+
+def read_state(paths: Paths) -> Optional[dict]:
+    """The state file's content, or None when there is none (or it is unreadable)."""
+    try:
+        data = json.loads(paths.state.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write_state(paths: Paths, state: dict) -> None:
+    # NOTE: written atomically and private (0600): it holds the dev accounts' keys. They are
+    # Anvil's public test keys, but a habit of leaving keys world-readable is worth not having.
+    tmp = paths.state.with_name(paths.state.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(state, fh, indent=2)
+        fh.write("\n")
+    os.replace(tmp, paths.state)
+
+
+def _cmdline(pid: int) -> Optional[list[str]]:
+    """The argv of process ``pid`` (None when it does not exist or cannot be read)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+    except FileNotFoundError:
+        if Path("/proc/self").exists():
+            return None
+    except OSError:
+        return None
+    try:  # no /proc (macOS): ask ps
+        out = subprocess.run(["ps", "-o", "args=", "-p", str(pid)], capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.split() if out.returncode == 0 and out.stdout.strip() else None
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie counts as gone; our own zombie children are reaped)."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child: the usual case, `up` ran in another process
+    except OSError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _is_ours(pid: Optional[int], role: str, state: dict, paths: Paths) -> bool:
+    """Is ``pid`` alive and really the devnet's ``role`` process (not a reused pid)?"""
+    if not pid or not _alive(int(pid)):
+        return False
+    argv = _cmdline(int(pid))
+    if not argv:
+        return False
+    if role == "anvil":
+        port = str(state.get("port") or "")
+        return any(Path(a).name in ("anvil", "anvil.exe") for a in argv) and (
+            not port or port in argv)
+    return RESPONDER_MODULE in argv and str(paths.state) in argv
+
+
+def _signal_stop(pid: int, deadlines: tuple = STOP_DEADLINES) -> bool:
+    """SIGINT, then SIGTERM, then SIGKILL, each with a deadline; True once the process is gone."""
+    for sig, deadline in zip((signal.SIGINT, signal.SIGTERM, signal.SIGKILL), deadlines):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return True
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
+            if not _alive(pid):
+                return True
+            time.sleep(0.05)
+    return not _alive(pid)
+
+
+def _port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _tail(path: Path, lines: int) -> list[str]:
+    try:
+        return path.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return []
+
+
+# ---------------------------------------------------------------------------------------------
+# The library: start, stop, status
+# ---------------------------------------------------------------------------------------------
+
+def public_view(state: dict) -> dict:
+    """The state without secrets: accounts by address only."""
+    out = {k: v for k, v in state.items() if k != "accounts"}
+    out["accounts"] = [a["address"] for a in state.get("accounts", [])]
+    return out
+
+
+def is_running(state: Optional[dict], paths: Paths) -> bool:
+    if not state:
+        return False
+    pids = state.get("pids") or {}
+    return (_is_ours(pids.get("anvil"), "anvil", state, paths)
+            and _is_ours(pids.get("responder"), "responder", state, paths))
+
+
+def start(
+    cwd: Path,
+    *,
+    port: int = DEFAULT_PORT,
+    block_time: Optional[float] = None,
+    decimals: int = 6,
+    responder: Optional[str] = None,
+    responder_timeout: float = 30.0,
+    notify=lambda message: None,
+) -> tuple[dict, bool]:
+    """Start the devnet in ``cwd``; return ``(state, started)``.
+
+    When a devnet of this directory already runs, nothing starts and ``started`` is False. A
+    stale state (its processes gone) is cleaned up first. On any failure everything started so
+    far is stopped again and the state file removed.
+    """
+    paths = Paths(Path(cwd).resolve())
+    old = read_state(paths)
+    if old is not None:
+        if is_running(old, paths):
+            return old, False
+        notify("cleaning up a devnet that is no longer running")
+        stop(paths.cwd)
+    elif paths.state.exists():
+        notify(f"removing unreadable {paths.state.name}")
+        paths.state.unlink()
+
+    if not 0 <= decimals <= 36:
+        from .errors import InputError
+
+        raise InputError("decimals", str(decimals), "must be between 0 and 36")
+    if block_time is not None and block_time <= 0:
+        from .errors import InputError
+
+        raise InputError("block time", str(block_time), "must be positive seconds")
+    if not _port_free(port):
+        raise DevnetError(f"port {port} on 127.0.0.1 is in use",
+                          hint="pass --port, or stop what listens there")
+
+    from .anvil import AnvilError, AnvilProcess, find_anvil
+
+    try:
+        binary = find_anvil()
+    except AnvilError as exc:
+        raise DevnetError(str(exc), exit_code=ExitCode.CONFIG) from None
+
+    paths.log_dir.mkdir(parents=True, exist_ok=True)
+    for old_log in (paths.anvil_log, paths.responder_log):
+        old_log.unlink(missing_ok=True)
+
+    node = AnvilProcess(binary)
+    responder_proc: Optional[subprocess.Popen] = None
+    try:
+        notify(f"starting anvil on 127.0.0.1:{port}")
+        try:
+            node.start(port=port, block_time=block_time, chain_id=CHAIN_ID, accounts=DEV_ACCOUNTS,
+                       log_path=paths.anvil_log, detach=True)
+        except AnvilError as exc:
+            raise DevnetError(str(exc).splitlines()[0],
+                              hint=f"see {paths.anvil_log}") from None
+        state = _deploy(node, paths, decimals, block_time, notify)
+        state["responder_command"] = responder
+        state["responder_timeout"] = responder_timeout
+        _write_state(paths, state)
+
+        notify("starting the responder")
+        responder_proc = _start_responder(paths, responder, responder_timeout)
+        state["pids"]["responder"] = responder_proc.pid
+        _write_state(paths, state)
+        _wait_responder(responder_proc, paths)
+        return state, True
+    except BaseException:
+        if responder_proc is not None and responder_proc.poll() is None:
+            _signal_stop(responder_proc.pid)
+        if node.pid is not None:
+            _signal_stop(node.pid)
+        paths.state.unlink(missing_ok=True)
+        raise
+
+
+def _deploy(node, paths: Paths, decimals: int, block_time: Optional[float], notify) -> dict:
+    from web3 import Web3
+
+    from . import localdtn
+    from .anvil import dev_private_keys
+
+    w3 = Web3(Web3.HTTPProvider(node.url, request_kwargs={"timeout": 30}))
+    accounts = list(w3.eth.accounts)
+    keys = dev_private_keys(DEV_ACCOUNTS)
+    if len(accounts) < DEV_ACCOUNTS:
+        raise DevnetError(f"anvil has {len(accounts)} accounts, expected {DEV_ACCOUNTS}")
+    notify("deploying MockUSDT, LocalDtnRouter and AdvancedSessionManager")
+    try:
+        system = localdtn.deploy_system(w3, deployer=accounts[0], decimals=decimals,
+                                        worker=accounts[WORKER_INDEX])
+        notify(f"minting {MINT_TOKENS:,} tokens to accounts 0..{FUNDED_ACCOUNTS - 1}")
+        amount = MINT_TOKENS * 10**decimals
+        # NOTE: sent together, then awaited: with --block-time they share blocks.
+        hashes = [system.token.functions.mint(a, amount).transact({"from": accounts[0]})
+                  for a in accounts[:FUNDED_ACCOUNTS]]
+        for h in hashes:
+            if w3.eth.wait_for_transaction_receipt(h, timeout=120)["status"] != 1:
+                raise DevnetError(f"minting tokens failed (tx 0x{bytes(h).hex()})")
+    except DtnsessError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - deployment on our own fresh chain: report and stop
+        raise DevnetError(f"deploying the devnet contracts failed: {exc}",
+                          hint=f"see {paths.anvil_log}") from None
+    return {
+        "rpc_url": node.url,
+        "chain_id": w3.eth.chain_id,
+        "port": node.port,
+        "block_time": block_time,
+        "manager": system.manager.address,
+        "router": system.router.address,
+        "token": system.token.address,
+        "decimals": decimals,
+        "model": system.model,
+        "node": system.node,
+        "node_id": "0x" + system.node_id.hex(),
+        "worker": system.worker,
+        "deployer": system.deployer,
+        "start_block": w3.eth.block_number + 1,
+        "pids": {"anvil": node.pid, "responder": None},
+        "logs": {"anvil": str(paths.anvil_log), "responder": str(paths.responder_log)},
+        "accounts": [
+            {"address": Web3.to_checksum_address(a), "private_key": k}
+            for a, k in zip(accounts[:DEV_ACCOUNTS], keys)
+        ],
+    }
+
+
+def _start_responder(paths: Paths, command: Optional[str], timeout: float) -> subprocess.Popen:
+    argv = [sys.executable, "-m", RESPONDER_MODULE, "--state", str(paths.state),
+            "--timeout", str(timeout)]
+    if command:
+        argv += ["--command", command]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    with open(paths.responder_log, "ab") as log:
+        return subprocess.Popen(argv, cwd=paths.cwd, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def _wait_responder(proc: subprocess.Popen, paths: Paths) -> None:
+    from .responder import READY_MARK
+
+    deadline = time.monotonic() + RESPONDER_READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if any(READY_MARK in line for line in _tail(paths.responder_log, 50)):
+            return
+        if proc.poll() is not None:
+            last = (_tail(paths.responder_log, 1) or ["(no output)"])[0]
+            raise DevnetError(f"the responder exited with code {proc.returncode}: {last}",
+                              hint=f"see {paths.responder_log}")
+        time.sleep(0.1)
+    raise DevnetError(f"the responder did not start within {RESPONDER_READY_TIMEOUT:g}s",
+                      hint=f"see {paths.responder_log}")
+
+
+def stop(cwd: Path) -> Optional[dict]:
+    """Stop the devnet of ``cwd`` and remove its state file; None when there was none.
+
+    Only processes verified to be this devnet's (by their command line) are signalled.
+    """
+    paths = Paths(Path(cwd).resolve())
+    state = read_state(paths)
+    if state is None:
+        if paths.state.exists():
+            paths.state.unlink()
+        return None
+    result: dict[str, Any] = {"stopped": {}, "left_alone": {}, "logs": state.get("logs", {})}
+    pids = state.get("pids") or {}
+    # The responder first: it would otherwise log connection errors while Anvil goes away.
+    for role in ("responder", "anvil"):
+        pid = pids.get(role)
+        if not pid:
+            continue
+        if _is_ours(pid, role, state, paths):
+            if not _signal_stop(int(pid)):
+                raise DevnetError(f"{role} (pid {pid}) did not stop, even on SIGKILL")
+            result["stopped"][role] = pid
+        elif _alive(int(pid)):
+            result["left_alone"][role] = pid  # the pid was reused by another program
+    paths.state.unlink(missing_ok=True)
+    return result
+
+
+def status(cwd: Path, *, log_lines: int = 0) -> Optional[dict]:
+    """What the devnet of ``cwd`` runs (None when there is no state file)."""
+    paths = Paths(Path(cwd).resolve())
+    state = read_state(paths)
+    if state is None:
+        return None
+    pids = state.get("pids") or {}
+    procs = {role: {"pid": pids.get(role), "alive": _is_ours(pids.get(role), role, state, paths)}
+             for role in ("anvil", "responder")}
+    block = None
+    if procs["anvil"]["alive"]:
+        from .anvil import rpc
+
+        try:
+            block = int(rpc(state["rpc_url"], "eth_blockNumber", timeout=2.0), 16)
+        except Exception:  # noqa: BLE001 - shown as "not answering"
+            block = None
+    out = public_view(state)
+    out["running"] = all(p["alive"] for p in procs.values()) and block is not None
+    out["block"] = block
+    out["processes"] = procs
+    if log_lines:
+        out["responder_log"] = _tail(paths.responder_log, log_lines)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------------------------
+
+devnet_app = typer.Typer(
+    help="A local chain with the whole DTN system (Anvil, token, router, manager) that answers "
+         "requests.",
+    no_args_is_help=True,
+)
+
+
+def _json_mode(ctx: typer.Context, flag: bool) -> bool:
+    """--json on this command, or the CLI's global --json (ctx.obj), whichever is set."""
+    if flag:
+        return True
+    obj = ctx.find_root().obj if ctx is not None else None
+    if isinstance(obj, dict):
+        return bool(obj.get("json"))
+    return bool(getattr(obj, "json", False))
+
+
+def _summary_rows(state: dict) -> list[tuple[str, Any]]:
+    pids = state.get("pids") or {}
+    logs = state.get("logs") or {}
+    n = len(state.get("accounts") or [])
+    answering = (f"command {state['responder_command']!r}" if state.get("responder_command")
+                 else "built-in text")
+    return [
+        ("rpc_url", state.get("rpc_url")),
+        ("chain_id", state.get("chain_id")),
+        ("manager", state.get("manager")),
+        ("router", state.get("router")),
+        ("token", f"{state.get('token')} ({state.get('decimals')} decimals)"),
+        ("model", state.get("model")),
+        ("node", f"{state.get('node')} (worker {state.get('worker')})"),
+        ("accounts", f"{n} dev accounts; 0..{FUNDED_ACCOUNTS - 1} hold "
+                     f"{MINT_TOKENS:,} tokens each (keys in {DEVNET_STATE_FILE})"),
+        ("anvil", f"pid {pids.get('anvil')}, log {_rel(logs.get('anvil'))}"),
+        ("responder", f"pid {pids.get('responder')}, answers with {answering}, "
+                      f"log {_rel(logs.get('responder'))}"),
+    ]
+
+
+def _rel(path: Optional[str]) -> str:
+    if not path:
+        return "-"
+    try:
+        return str(Path(path).relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return path
+
+
+@devnet_app.command("up")
+def up_cmd(
+    ctx: typer.Context,
+    port: int = typer.Option(DEFAULT_PORT, "--port", help="Port for Anvil on 127.0.0.1."),
+    block_time: Optional[float] = typer.Option(
+        None, "--block-time", metavar="S",
+        help="Mine a block every S seconds (default: a block per transaction)."),
+    decimals: int = typer.Option(6, "--decimals", help="Decimals of the mock fee token."),
+    responder: Optional[str] = typer.Option(
+        None, "--responder", metavar="COMMAND",
+        help="Shell command that answers: the prompt on stdin, the answer on stdout "
+             "(non-zero exit or timeout: a FAILURE answer with its stderr)."),
+    responder_timeout: float = typer.Option(
+        30.0, "--responder-timeout", metavar="S", help="Seconds the --responder command may run."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Start Anvil, deploy the system, fund dev accounts 0..8, start the responder.
+
+    Writes ./.dtnsess-devnet.json, which the other commands read (lowest precedence). If this
+    directory's devnet already runs, reports it and starts nothing.
+    """
+    from .render import Renderer
+
+    r = Renderer(_json_mode(ctx, json_out))
+    with r.status("starting the devnet"):
+        state, started = start(Path.cwd(), port=port, block_time=block_time, decimals=decimals,
+                               responder=responder, responder_timeout=responder_timeout,
+                               notify=r.info)
+    if not started:
+        r.info("devnet already running: nothing started (`dtnsess devnet down` first to change "
+               "its options)")
+    data = dict(public_view(state), started=started)
+    title = "devnet started" if started else "devnet already running"
+    r.emit(data, lambda con: (con.print(r.kv(title, _summary_rows(state))),
+                              con.print("next: dtnsess create 50")))
+
+
+@devnet_app.command("status")
+def status_cmd(
+    ctx: typer.Context,
+    logs: bool = typer.Option(False, "--logs", help="Also print the tail of the responder log."),
+    lines: int = typer.Option(20, "--lines", "-n", help="How many log lines with --logs."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Show what the devnet runs and where. Exit 0 when it runs, 1 when not (or degraded)."""
+    from .render import Renderer
+
+    r = Renderer(_json_mode(ctx, json_out))
+    st = status(Path.cwd(), log_lines=lines if logs else 0)
+    if st is None:
+        r.emit({"running": False}, "devnet is not running")
+        raise typer.Exit(ExitCode.ERROR)
+
+    def human(con) -> None:
+        procs = st["processes"]
+        rows = [("state", "running" if st["running"] else "NOT RUNNING (degraded)"),
+                ("block", st["block"] if st["block"] is not None else "not answering")]
+        rows += _summary_rows(st)
+        for i, (name, _) in enumerate(rows):
+            if name in procs:
+                p = procs[name]
+                rows[i] = (name, f"{'alive' if p['alive'] else 'DEAD'}, " + rows[i][1])
+        con.print(r.kv("devnet", rows))
+        if logs:
+            con.print(f"--- {_rel(st['logs'].get('responder'))} (last {lines} lines)")
+            for line in st.get("responder_log", []):
+                con.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    r.emit(st, human)
+    if not st["running"]:
+        raise typer.Exit(ExitCode.ERROR)
+
+
+@devnet_app.command("down")
+def down_cmd(
+    ctx: typer.Context,
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Stop the devnet's Anvil and responder and remove the state file (safe to repeat)."""
+    from .render import Renderer
+
+    r = Renderer(_json_mode(ctx, json_out))
+    result = stop(Path.cwd())
+    if result is None:
+        r.emit({"running": False, "stopped": {}}, "devnet is not running")
+        return
+    for role, pid in result["left_alone"].items():
+        r.warn(f"pid {pid} is no longer the devnet's {role}; left alone")
+    stopped = ", ".join(f"{role} pid {pid}" for role, pid in result["stopped"].items()) or "nothing"
+    logs = result.get("logs") or {}
+    where = _rel(str(Path(logs["anvil"]).parent)) if logs.get("anvil") else LOG_DIR
+    r.emit(dict(result, running=False), f"devnet stopped ({stopped}); logs kept in {where}/")
