@@ -140,7 +140,8 @@ def _report(exc: DtnsessError, debug: bool) -> None:
         import traceback
 
         traceback.print_exc(file=sys.stderr)
-    sys.stderr.write(f"error: {exc.message}\n")
+    # one line, whatever the message holds
+    sys.stderr.write("error: " + " ".join(exc.message.split()) + "\n")
     if exc.hint:
         sys.stderr.write(f"hint: {exc.hint}\n")
     sys.stderr.flush()
@@ -151,7 +152,7 @@ def command(typer_app: typer.Typer, name: Optional[str] = None, **kw: Any) -> Ca
     (``dtnsess create 50 --json``) and receives them merged as ``g: CliOptions``."""
 
     def deco(func: Callable) -> Callable:
-        sig = inspect.signature(func)
+        sig = inspect.signature(func, eval_str=True)  # `from __future__ import annotations`
         own = [p for p in sig.parameters.values() if p.name != "g"]
         extra = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a)
                  for n, a, d in _GLOBALS]
@@ -490,7 +491,7 @@ def pool_status(*, g: CliOptions) -> None:
 
 
 def _session_rows(sessions):
-    return [(s.session_id, s.owner, s.balance, s.dtn_balance, s.active, s.pooled,
+    return [(s.session_id, f"{s.owner[:6]}…{s.owner[-4:]}", s.balance, s.dtn_balance, s.active, s.pooled,
              s.request_count, s.pending_requests, _fmt_time(s.last_used)) for s in sessions]
 
 

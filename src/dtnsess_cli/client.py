@@ -249,14 +249,16 @@ class Client:
             if not url.startswith(("http://", "https://")):
                 raise ConfigError(f"unsupported RPC URL scheme in {url.split(':', 1)[0]!r}",
                                   hint="use an http:// or https:// JSON-RPC endpoint")
+            import requests
             from web3 import Web3
             from web3.providers.rpc.utils import ExceptionRetryConfiguration
 
             provider = Web3.HTTPProvider(
                 url, request_kwargs={"timeout": 30},
                 # NOTE: few retries: a down node should fail in seconds, not after a long backoff
-                exception_retry_configuration=ExceptionRetryConfiguration(retries=1,
-                                                                          backoff_factor=0.1),
+                exception_retry_configuration=ExceptionRetryConfiguration(
+                    errors=(ConnectionError, requests.HTTPError, requests.Timeout),
+                    retries=1, backoff_factor=0.1),
             )
             self._w3 = Web3(provider)
         return self._w3
@@ -683,7 +685,7 @@ class Client:
             retry_after = s.last_request_at + timeout
             if time.time() < retry_after:
                 raise RevertError(
-                    f"session {s.session_id}",
+                    f"closing or renewing session {s.session_id}",
                     f"session {s.session_id} has {s.pending_requests} pending request"
                     f"{'s' if s.pending_requests != 1 else ''}; retry after "
                     f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(retry_after))}",

@@ -161,8 +161,9 @@ class RevertError(DtnsessError):
         tx_hash: Optional[str] = None,
         hint: Optional[str] = None,
     ) -> None:
-        where = " (mined, tx " + tx_hash + ")" if tx_hash else ""
-        super().__init__(f"{description} reverted{where}: {reason}", hint=hint)
+        # NOTE: without a tx hash nothing was sent (a simulation or a pre-check)
+        verb = f"reverted (mined, tx {tx_hash})" if tx_hash else "would revert"
+        super().__init__(f"{description} {verb}: {reason}", hint=hint)
         self.description = description
         self.reason = reason
         self.name = name

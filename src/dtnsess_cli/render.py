@@ -79,7 +79,14 @@ class Renderer:
         self.quiet = quiet
         # NOTE: consoles bind to sys.stdout/sys.stderr as they are now, so CliRunner's
         # swapped streams are honoured and nothing leaks between in-process runs.
-        self.out = Console(file=sys.stdout, highlight=False, soft_wrap=False)
+        try:
+            tty = sys.stdout.isatty()
+        except (AttributeError, ValueError):
+            tty = False
+        # NOTE: rich wraps at 80 columns when stdout is a pipe; tables with addresses and
+        # request ids need more, and a pipe has no width to respect.
+        self.out = Console(file=sys.stdout, highlight=False, soft_wrap=False,
+                           width=None if tty else 200)
         self.err = Console(file=sys.stderr, highlight=False, stderr=True)
         self._emitted = False
 

@@ -415,7 +415,8 @@ def to_rpc_error(exc: BaseException, url: Optional[str]) -> DtnsessError:
         return RpcError(url, "request timed out")
     if "Connection" in name:
         return RpcError(url, "cannot connect")
-    return RpcError(url, f"{name}: {exc}")
+    first = (str(exc).strip().splitlines() or [""])[0][:200]
+    return RpcError(url, f"{name}: {first}")
 
 
 def fee_params(ctx: TxContext) -> dict:
