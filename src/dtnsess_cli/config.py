@@ -53,7 +53,7 @@ _ADDR_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
 class CliOptions:
     """Global options as given on the command line (None/False when not given)."""
 
-    rpc_url: Optional[str] = None
+    rpc_url: Optional[str] = field(default=None, repr=False)  # may hold an API key
     contract: Optional[str] = None
     network: Optional[str] = None
     chain_id: Optional[int] = None
@@ -77,7 +77,7 @@ class CliOptions:
 class Settings:
     """Resolved configuration for one command run. Secrets are excluded from repr."""
 
-    rpc_url: Optional[str] = None
+    rpc_url: Optional[str] = field(default=None, repr=False)  # may hold an API key
     contract: Optional[str] = None
     chain_id: Optional[int] = None
     network: Optional[str] = None

@@ -10,7 +10,7 @@ from .errors import InputError
 
 # A plain decimal number: digits, optional fraction. No sign, no exponent, no spaces,
 # no underscores, no "inf"/"nan". A leading "." (".5") and trailing "." ("5.") are allowed.
-_DECIMAL_RE = re.compile(r"^(?:\d+(?:\.\d*)?|\.\d+)$")
+_DECIMAL_RE = re.compile(r"^(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)$")
 
 MAX_UINT256 = 2**256 - 1
 

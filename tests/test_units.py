@@ -1,0 +1,72 @@
+"""Exact amounts: parse and format without floats."""
+
+import pytest
+
+from dtnsess_cli.errors import ExitCode, InputError
+from dtnsess_cli.units import Amount, format_amount, parse_amount, parse_eth_value, parse_gwei
+
+
+@pytest.mark.parametrize("text,decimals,units", [
+    ("50", 6, 50_000_000), ("12.5", 6, 12_500_000), ("0.000001", 6, 1), (".5", 6, 500_000),
+    ("5.", 6, 5_000_000), ("1", 18, 10**18), ("0.1", 18, 10**17), ("7", 0, 7),
+    (" 3 ", 6, 3_000_000), ("0.30", 1, 3),
+])
+def test_parse_amount(text, decimals, units):
+    assert parse_amount(text, decimals) == units
+
+
+@pytest.mark.parametrize("text", ["-1", "0", "0.0", "nan", "NaN", "inf", "-inf", "1e3", "1E-2",
+                                  "abc", "", "1,5", "1_000", "0x10", "+5", "1.2.3", "١٢"])
+def test_parse_amount_rejects(text):
+    with pytest.raises(InputError) as ei:
+        parse_amount(text, 6)
+    assert ei.value.exit_code == ExitCode.INPUT
+
+
+def test_too_many_fraction_digits():
+    with pytest.raises(InputError, match="more than 6 fractional digits"):
+        parse_amount("1.0000001", 6)
+    assert parse_amount("1.000000", 6) == 1_000_000  # trailing zeros are exact
+
+
+def test_zero_allowed_when_asked():
+    assert parse_amount("0", 6, allow_zero=True) == 0
+
+
+def test_above_uint256():
+    with pytest.raises(InputError, match="too large"):
+        parse_amount(str(2**256), 0)
+
+
+@pytest.mark.parametrize("units,decimals,text", [
+    (12_500_000, 6, "12.5"), (1, 6, "0.000001"), (0, 6, "0"), (10**18, 18, "1"),
+    (123, 0, "123"), (2**256 - 1, 18, "115792089237316195423570985008687907853269984665640564039457.584007913129639935"),
+])
+def test_format_amount(units, decimals, text):
+    assert format_amount(units, decimals) == text
+    assert parse_amount(text, decimals, allow_zero=True) == units  # round trip
+
+
+def test_amount_str():
+    assert str(Amount(12_500_000, 6, "USDT")) == "12.5"
+    assert Amount(12_500_000, 6, "USDT").human() == "12.5 USDT"
+
+
+@pytest.mark.parametrize("text,wei", [
+    ("300000", 300_000), ("300000wei", 300_000), ("1gwei", 10**9), ("0.0001ether", 10**14),
+    ("0.0001 eth", 10**14), ("1.5GWEI", 1_500_000_000), ("0", 0),
+])
+def test_parse_eth_value(text, wei):
+    assert parse_eth_value(text) == wei
+
+
+@pytest.mark.parametrize("text", ["1.5wei", "1e18", "-1", "5 dollars", "ether", "0.1.1ether"])
+def test_parse_eth_value_rejects(text):
+    with pytest.raises(InputError):
+        parse_eth_value(text)
+
+
+def test_parse_gwei():
+    assert parse_gwei("2.5") == 2_500_000_000
+    with pytest.raises(InputError):
+        parse_gwei("0")
