@@ -367,8 +367,15 @@ def decode_logs(ctx: TxContext, logs: Iterable[Any]) -> list:
     return out
 
 
+# NOTE: simulate against the pending block: its timestamp is "now", as the mined transaction's
+# will be. At "latest", Anvil (and an idle chain) reuses the last block's timestamp, so a second
+# request of a session in a later second still "collides" in the simulation (DTN request ids
+# have one-second resolution).
+SIM_BLOCK = "pending"
+
+
 def simulate(ctx: TxContext, fn_call: Any, *, value: int = 0, description: str,
-             block: Any = "latest") -> Any:
+             block: Any = SIM_BLOCK) -> Any:
     """eth_call ``fn_call`` from the sender; the decoded return value (None for a deploy)."""
     to, data, fn_abi = _call_parts(fn_call)
     tx = {"from": ctx.account.address, "data": data, "value": value}
@@ -451,7 +458,7 @@ def send_and_wait(ctx: TxContext, fn_call: Any, *, value: int = 0, description: 
     if to:
         base_tx["to"] = to
     if gas_limit is None:
-        est = _rpc(ctx, lambda: w3.eth.estimate_gas(base_tx), description)
+        est = _rpc(ctx, lambda: w3.eth.estimate_gas(base_tx, SIM_BLOCK), description)
         limit = est * GAS_MARGIN_NUM // GAS_MARGIN_DEN
     else:
         est = limit = gas_limit
