@@ -107,6 +107,14 @@ def mine(w3, timestamp: int | None = None) -> None:
     rpc(w3, "evm_mine")
 
 
+def next_second(w3) -> None:
+    """Mine an empty block one second after the latest (DTN request ids have 1-second resolution).
+
+    Gas estimation simulates at the latest block's timestamp, so only a mined block moves it on.
+    """
+    mine(w3, latest_ts(w3) + 1)
+
+
 @contextmanager
 def no_automine(w3):
     """Queue transactions in the mempool; the caller mines them with mine()."""
