@@ -12,6 +12,7 @@ at module level: ``cli`` imports this module on every start.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -21,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import typer
 
@@ -427,6 +428,17 @@ devnet_app = typer.Typer(
 )
 
 
+@contextlib.contextmanager
+def _handled(ctx: typer.Context) -> Iterator[None]:
+    """The CLI's one error handler (a DtnsessError becomes one line and its exit code)."""
+    from .cli import error_handler  # NOTE: lazy: cli imports this module while it loads
+
+    obj = ctx.find_root().obj if ctx is not None else None
+    debug = bool(getattr(obj, "debug", False)) or os.environ.get("DTNSESS_DEBUG", "") not in ("", "0")
+    with error_handler(debug):
+        yield
+
+
 def _json_mode(ctx: typer.Context, flag: bool) -> bool:
     """--json on this command, or the CLI's global --json (ctx.obj), whichever is set."""
     if flag:
@@ -492,7 +504,7 @@ def up_cmd(
     from .render import Renderer
 
     r = Renderer(_json_mode(ctx, json_out))
-    with r.status("starting the devnet"):
+    with _handled(ctx), r.status("starting the devnet"):
         state, started = start(Path.cwd(), port=port, block_time=block_time, decimals=decimals,
                                responder=responder, responder_timeout=responder_timeout,
                                notify=r.info)
@@ -516,7 +528,8 @@ def status_cmd(
     from .render import Renderer
 
     r = Renderer(_json_mode(ctx, json_out))
-    st = status(Path.cwd(), log_lines=lines if logs else 0)
+    with _handled(ctx):
+        st = status(Path.cwd(), log_lines=lines if logs else 0)
     if st is None:
         r.emit({"running": False}, "devnet is not running")
         raise typer.Exit(ExitCode.ERROR)
@@ -550,7 +563,8 @@ def down_cmd(
     from .render import Renderer
 
     r = Renderer(_json_mode(ctx, json_out))
-    result = stop(Path.cwd())
+    with _handled(ctx):
+        result = stop(Path.cwd())
     if result is None:
         r.emit({"running": False, "stopped": {}}, "devnet is not running")
         return
