@@ -38,8 +38,9 @@ $(NPM_STAMP): package-lock.json package.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
-demo:
-	@echo "demo: not yet"; exit 1
+# The main job end to end on a local devnet (scripts/demo.sh), through the installed script.
+demo: $(INSTALL_STAMP) $(NPM_STAMP)
+	DTNSESS="$(CURDIR)/$(VENV)/bin/dtnsess" PYTHON="$(CURDIR)/$(VPY)" bash scripts/demo.sh
 
 clean:
 	rm -rf dist build .pytest_cache src/*.egg-info
