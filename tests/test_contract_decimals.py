@@ -1,0 +1,95 @@
+"""Fees and limits derived from the fee token's decimals (6 like USDT on Base, and 18)."""
+
+from __future__ import annotations
+
+from dtnsess_cli.localdtn import transact
+from helpers import (  # noqa: F401 - conserved/system are fixtures
+    answer,
+    ask,
+    assert_reason,
+    bal,
+    call_from,
+    conserved,
+    create,
+    dtn_balance,
+    fund,
+    next_second,
+    one_event,
+    session,
+    system,
+)
+
+
+def test_defaults_follow_the_token_decimals(system):
+    m = system.manager.functions
+    unit = 10 ** system.token.functions.decimals().call()
+    assert unit == system.unit
+    assert m.tokenDecimals().call() == system.decimals
+    assert m.minSessionBalance().call() == 10 * unit
+    assert m.feePerByteReq().call() == m.feePerByteRes().call() == unit // 1000
+    assert m.totalFeePerRes().call() == unit
+    cfg = m.getConfig().call()
+    assert (cfg[0], cfg[1], cfg[2]) == (system.router.address, system.token.address, system.decimals)
+
+
+def test_minimum_balance_is_ten_tokens(system, user):
+    fund(system, user, 100)
+    m = system.manager.functions
+    before = bal(system, user)
+    assert_reason(call_from(m.createSession(10 * system.unit - 1), user), "Balance too low")
+    assert_reason(call_from(m.createSession(0), user), "Balance too low")
+    assert bal(system, user) == before
+    sid, _ = create(system, user, 10)
+    assert dtn_balance(system, sid) == 10 * system.unit
+
+
+def test_first_answer_is_charged_within_the_per_response_cap(system, user, worker):
+    fund(system, user, 100)
+    sid, _ = create(system, user, 50)
+    # large enough that the per-byte fees alone would exceed one token
+    rid, _ = ask(system, user, "Summarize: " + "lorem ipsum " * 100)
+    worker_before = bal(system, worker)
+    r = answer(system, rid, "dolor sit amet " * 80)
+    paid = bal(system, worker) - worker_before
+    assert paid == system.unit  # capped at exactly one token
+    assert one_event(system.router, "SessionCharged", r)["amount"] == paid
+    assert dtn_balance(system, sid) == 49 * system.unit
+    assert session(system, sid)["dtnBalance"] >= 49 * system.unit
+
+
+def test_small_answer_is_charged_per_byte(system, user, worker):
+    fund(system, user, 100)
+    sid, _ = create(system, user, 50)
+    rid, _ = ask(system, user, "hi")
+    worker_before = bal(system, worker)
+    answer(system, rid, "ok")
+    stored = system.router.functions.getRequest(rid).call()
+    response = system.router.functions.getResponse(rid).call()[2]
+    expected = (len(stored[8][0]) + len(response)) * (system.unit // 1000)
+    assert 0 < expected < system.unit
+    assert bal(system, worker) - worker_before == expected
+    assert dtn_balance(system, sid) == 50 * system.unit - expected
+
+
+def test_a_spent_session_pays_the_node_nothing_more(system, deployer, user, worker):
+    """DTN does not check the balance at request time: once spent, answers are charged 0 (never negative)."""
+    m = system.manager.functions
+    transact(system.w3, m.setFees(system.unit, system.unit, 7 * system.unit), deployer)
+    fund(system, user, 100)
+    sid, _ = create(system, user, 10)
+    rid, _ = ask(system, user, "x" * 50)
+    answer(system, rid, "y" * 50)
+    assert dtn_balance(system, sid) == 3 * system.unit
+    next_second(system.w3)
+    rid2, _ = ask(system, user, "x" * 50)
+    before = bal(system, worker)
+    answer(system, rid2, "y" * 50)
+    assert bal(system, worker) - before == 3 * system.unit
+    assert dtn_balance(system, sid) == 0
+    next_second(system.w3)
+    rid3, _ = ask(system, user, "x")
+    answer(system, rid3, "y")
+    assert bal(system, worker) - before == 3 * system.unit
+    before_user = bal(system, user)
+    transact(system.w3, m.closeSession(sid), user)
+    assert bal(system, user) == before_user
