@@ -498,8 +498,9 @@ def up_cmd(
 ) -> None:
     """Start Anvil, deploy the system, fund dev accounts 0..8, start the responder.
 
-    Writes ./.dtnsess-devnet.json, which the other commands read (lowest precedence). If this
-    directory's devnet already runs, reports it and starts nothing.
+    Writes ./.dtnsess-devnet.json, which the other commands read (lowest precedence).
+
+    If this directory's devnet already runs, reports it and starts nothing.
     """
     from .render import Renderer
 
