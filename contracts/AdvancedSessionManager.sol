@@ -152,6 +152,8 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
 
     mapping(uint256 => SessionState) private _state;
     mapping(address => bytes32[]) private _userRequests;
+    // The DTN session each request was made on: only requests of the current one count as pending.
+    mapping(bytes32 => uint256) private _requestDtnSession;
     // 1-based positions, so removal from the arrays is a swap and pop, not a scan.
     mapping(uint256 => uint256) private _activeIndex;
     mapping(uint256 => uint256) private _poolIndex;
@@ -614,6 +616,7 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
         // second would overwrite the first on DTN. Reverting undoes that overwrite.
         if (requests[requestId].status != RequestStatus.None) revert RequestIdCollision(requestId);
         requests[requestId] = RequestInfo(sessionId, msg.sender, block.timestamp, RequestStatus.Pending);
+        _requestDtnSession[requestId] = st.dtnSessionId;
         _userRequests[msg.sender].push(requestId);
         st.pendingRequests += 1;
         st.lastRequestAt = block.timestamp;
@@ -640,8 +643,9 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
     function _record(bytes32 requestId, RequestInfo storage info, IDtnAi.ResponseStatus status) private {
         info.status = status == IDtnAi.ResponseStatus.SUCCESS ? RequestStatus.Succeeded : RequestStatus.Failed;
         SessionState storage st = _state[info.sessionId];
-        // A renewal or close resets the count; requests of the old DTN session can no longer land.
-        if (st.pendingRequests > 0) st.pendingRequests -= 1;
+        // A renewal or close resets the count. A request of an earlier DTN session can still be settled
+        // (answered before the renewal, callback failed); it must not uncount a request of the new one.
+        if (_requestDtnSession[requestId] == st.dtnSessionId && st.pendingRequests > 0) st.pendingRequests -= 1;
         emit AIRequestCompleted(requestId, info.sessionId, info.user, status);
     }
 

@@ -370,3 +370,28 @@ def _respond_stub(system, rid):
 
     payload = encode_answer("answer to first")
     return system.router.functions.respondToRequest(rid, 1, "", payload, system.node_id, 100, len(payload))
+
+
+def test_settling_an_old_request_after_renew_keeps_the_new_request_pending(system, user):
+    """A request answered before a renewal (callback failed) and settled after it must not
+    decrement the pending count of the renewed session, or the guard lets its new request be stranded."""
+    w3 = system.w3
+    m = system.manager.functions
+    fund(system, user, 200)
+    sid, _ = create(system, user, 50)
+    old, _ = ask(system, user, "old", value=0)
+    answer(system, old)  # callback fails: the manager still counts it as pending
+    assert session(system, sid)["pendingRequests"] == 1
+    increase_time(w3, m.requestTimeout().call())
+    transact(w3, m.renewSession(sid, 10 * system.unit), user)
+    new, _ = ask(system, user, "new")
+    assert session(system, sid)["pendingRequests"] == 1
+
+    transact(w3, m.settleRequest(old), user)
+
+    assert request_status(system, old) == REQ_SUCCEEDED
+    assert session(system, sid)["pendingRequests"] == 1
+    assert_reverts(call_from(m.closeSession(sid), user), "RequestsPending", sid, 1)
+    answer(system, new)
+    assert session(system, sid)["pendingRequests"] == 0
+    transact(w3, m.closeSession(sid), user)
