@@ -362,6 +362,9 @@ def request(
     session: Annotated[Optional[str], typer.Option("--session", help="use this session")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="wait for the answer")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="seconds to wait for the answer")] = 300.0,
+    sessions_n: Annotated[Optional[int], typer.Option(
+        "--sessions", help="with --file: use N of your active sessions (N requests per second)",
+        show_default=False)] = None,
     *, g: CliOptions,
 ) -> None:
     """Make an AI request (system trust unless --namespace/--node); print the request id."""
@@ -376,8 +379,11 @@ def request(
     run = Run(g)
     c = run.client
     if file is not None:
-        _request_file(run, file, model, namespace or [], node or [], wei)
+        _request_file(run, file, model, namespace or [], node or [], wei, sessions_n,
+                      wait, timeout)
         return
+    if sessions_n is not None:
+        raise_input("--sessions", str(sessions_n), "only with --file (use --session for one)")
     from .client import parse_session_id
 
     sid = parse_session_id(session) if session else None
@@ -401,25 +407,69 @@ def request(
               [("session", res.data.get("session_id")), ("model", res.data["model"])])
 
 
-def _request_file(run: Run, path: Path, model, namespaces, nodes, wei: int) -> None:
+def _request_file(run: Run, path: Path, model, namespaces, nodes, wei: int,
+                  sessions_n: Optional[int], wait: bool, timeout: float) -> None:
+    """`request --file`: the batch's report (a table, or JSON) whatever happened; exit non-zero
+    unless every prompt got a request id (and, with --wait, an answer)."""
     with error_handler(_debug_enabled(run.g)):
         try:
             prompts = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
         except OSError as exc:
             raise InputError("--file", str(path), exc.strerror or "cannot read") from None
+        except UnicodeDecodeError:
+            raise InputError("--file", str(path), "not UTF-8 text") from None
         if not prompts:
             raise InputError("--file", str(path), "no prompts in the file")
-    out = run.client.request_batch(prompts, model=model, namespaces=namespaces, nodes=nodes,
-                                   value=wei)
+        c = run.client
+        out = c.request_batch(prompts, model=model, namespaces=namespaces, nodes=nodes,
+                              value=wei, sessions=sessions_n)
+        rows = out["requests"]
+        ok = all(r["status"] in ("sent", "simulated") for r in rows)
+        if wait and ok and not out["dry_run"]:
+            first = min(r["block"] for r in rows)
+            answers = c.wait_for_answers([r["request_id"] for r in rows], timeout,
+                                         from_block=first)
+            for r, a in zip(rows, answers):
+                r["response"] = a
+    err = out.get("error")
     if run.g.json:
         run.ui.emit(out)
-        return
-    table = run.ui.table(f"{len(out['requests'])} requests over {len(out['sessions'])} sessions",
-                         ["#", "session", "request id", "status"],
-                         [(r["index"], r.get("session_id"), r.get("request_id"), r["status"])
-                          for r in out["requests"]])
-    run.ui.emit(out, table)
-    if any(r["status"] != "sent" for r in out["requests"]):
+    else:
+        counts: dict = {}
+        for r in rows:
+            counts[r["status"]] = counts.get(r["status"], 0) + 1
+        title = (f"{len(rows)} prompt{'s' if len(rows) != 1 else ''} over "
+                 f"{len(out['sessions'])} session{'s' if len(out['sessions']) != 1 else ''}: "
+                 + ", ".join(f"{v} {k}" for k, v in counts.items()))
+        cols = ["#", "session", "request id", "status", "prompt"]
+        if wait:
+            cols += ["answer"]
+
+        def cells(r):
+            row = [r["index"], r.get("session_id"), r.get("request_id"),
+                   r["status"] + (f" (tx {r['tx_hash']})" if r["status"] == "unknown" else ""),
+                   r["prompt"] if len(r["prompt"]) <= 40 else r["prompt"][:39] + "…"]
+            if wait:
+                a = r.get("response")
+                row.append(None if a is None else (a.answer if a.status == "succeeded"
+                                                   else f"[{a.status}] {a.message}".strip()))
+            return row
+        run.ui.emit(out, run.ui.table(title, cols, [cells(r) for r in rows]))
+    if err:
+        sys.stderr.write("error: " + " ".join(str(err["message"]).split())
+                         + " (the batch stopped; see the table for what was sent)\n")
+        if err.get("hint"):
+            sys.stderr.write(f"hint: {err['hint']}\n")
+        raise typer.Exit(int(err.get("exit_code") or ExitCode.ERROR))
+    if not ok:
+        raise typer.Exit(int(ExitCode.ERROR))
+    if wait and any(r.get("response") is None or r["response"].status != "succeeded"
+                    for r in rows):
+        pending = sum(1 for r in rows if r.get("response") and r["response"].status == "pending")
+        if pending:
+            sys.stderr.write(f"error: {pending} answer{'s' if pending != 1 else ''} still pending "
+                             f"after {timeout:g}s\n")
+            raise typer.Exit(int(ExitCode.TIMEOUT))
         raise typer.Exit(int(ExitCode.ERROR))
 
 

@@ -226,6 +226,8 @@ def _hex(b: Any) -> str:
 class Client:
     """One connection to one AdvancedSessionManager; caches what does not change per run."""
 
+    BATCH_SIZE = 100  # calls per JSON-RPC batch (providers cap batches, often at 100-1000)
+
     def __init__(self, settings: Settings, ui: Any, *, receipt_timeout: float = 120.0) -> None:
         self.settings = settings
         self.ui = ui
@@ -259,7 +261,14 @@ class Client:
                 exception_retry_configuration=ExceptionRetryConfiguration(
                     errors=(ConnectionError, requests.HTTPError, requests.Timeout),
                     retries=1, backoff_factor=0.1),
+                # NOTE: web3 asks eth_chainId before every contract call (twice with its
+                # validation); the chain id of one run is fixed (checked in `chain_id`), so cache it.
+                # (No validation threshold: it costs an eth_chainId of its own, and only
+                # block-dependent requests use it.)
+                cache_allowed_requests=True, cacheable_requests={"eth_chainId"},
+                request_cache_validation_threshold=None,
             )
+
             self._w3 = Web3(provider)
         return self._w3
 
@@ -315,6 +324,8 @@ class Client:
     def _config_tuple(self) -> tuple:
         if self._config_raw is None:
             m = self.manager
+            if self._config_raw is not None:  # NOTE: `manager` may have just read it
+                return self._config_raw
             code = self._call(lambda: self.w3.eth.get_code(m.address), "code lookup")
             if not code:
                 raise NoContractError(m.address)
@@ -516,16 +527,45 @@ class Client:
         return RequestView(_hex(request_id), int(sid), user, int(created),
                            REQUEST_STATUS.get(int(status), str(status)))
 
+    def _calls(self, fns: Sequence[Any], what: str) -> list:
+        """The results of several view calls, in order, in one round trip (a JSON-RPC batch of
+        up to BATCH_SIZE calls)."""
+        rows: list = []
+        try:
+            for start in range(0, len(fns), self.BATCH_SIZE):
+                with self.w3.batch_requests() as batch:
+                    for fn in fns[start:start + self.BATCH_SIZE]:
+                        batch.add(fn)
+                    rows.extend(batch.execute())
+        except DtnsessError:
+            raise
+        except Exception:  # noqa: BLE001 - a revert or a node without batches: the plain
+            rows = []      # calls below raise the right error
+        if len(rows) != len(fns):
+            rows = [self._call(fn.call, what) for fn in fns]
+        return rows
+
+    def request_infos(self, request_ids: Sequence[bytes]) -> list:
+        """``requests(id)`` of many ids in one round trip (a JSON-RPC batch), in order."""
+        ids = [bytes(i) for i in request_ids]
+        if not ids:
+            return []
+        m = self.manager
+        rows = self._calls([m.functions.requests(rid) for rid in ids], "requests")
+        return [RequestView(_hex(rid), int(r[0]), r[1], int(r[2]),
+                            REQUEST_STATUS.get(int(r[3]), str(r[3]))) for rid, r in zip(ids, rows)]
+
     def requests(self, user: Optional[str] = None, pending_only: bool = False,
                  limit: int = 200) -> list:
+        """The user's newest ``limit`` requests, oldest first (2-3 round trips for any count)."""
         user = self.address_arg(user, "user address") if user else self.address
         m = self.manager
-        _, total = self._call(lambda: m.functions.getUserRequests(user, 0, 0).call(),
-                              "getUserRequests")
-        offset = max(0, int(total) - limit)
-        ids, _ = self._call(lambda: m.functions.getUserRequests(user, offset, limit).call(),
-                            "getUserRequests")
-        out = [self.request_info(bytes(i)) for i in ids]
+        ids, total = self._call(lambda: m.functions.getUserRequests(user, 0, limit).call(),
+                                "getUserRequests")
+        if int(total) > limit:  # only the newest `limit`
+            ids, _ = self._call(lambda: m.functions.getUserRequests(
+                user, int(total) - limit, limit).call(), "getUserRequests")
+        out = self.request_infos([bytes(i) for i in ids])
         if pending_only:
             out = [r for r in out if r.status == "pending"]
         return out
@@ -769,10 +809,10 @@ class Client:
     def active_session_ids(self) -> list:
         """The caller's usable sessions: its own active ones, plus a pool grant."""
         m = self.manager
-        own = self._call(lambda: m.functions.getUserActiveSessions(self.address).call(),
-                         "getUserActiveSessions")
+        own, grant = self._calls([m.functions.getUserActiveSessions(self.address),
+                                  m.functions.poolGrant(self.address)], "getUserActiveSessions")
         ids = [int(i) for i in own]
-        grant = int(self._call(lambda: m.functions.poolGrant(self.address).call(), "poolGrant"))
+        grant = int(grant)
         if grant and grant not in ids:
             try:
                 if self.session(grant).active:
@@ -918,62 +958,228 @@ class Client:
         return r
 
     def request_batch(self, prompts: Sequence[str], *, model: Optional[str] = None,
-                       namespaces: Sequence[str] = (), nodes: Sequence[str] = (),
-                       value: int = DEFAULT_CALLBACK_GAS_WEI) -> dict:
-        """Fan prompts out over the caller's active sessions, at most one request per session per
-        second (DTN request ids have one-second resolution). A collision found by the simulation
-        sends nothing, so it is retried a second later."""
+                      namespaces: Sequence[str] = (), nodes: Sequence[str] = (),
+                      value: int = DEFAULT_CALLBACK_GAS_WEI,
+                      sessions: Optional[int] = None) -> dict:
+        """Fan prompts out over the caller's usable sessions, pipelined (``tx.Pipeline``).
+
+        DTN request ids have one-second resolution, so a session takes at most one request per
+        second: with K sessions, each wave sends up to K transactions (one per session, nonces
+        counted locally) without waiting in between, then collects their receipts; a session is
+        used again one second after its last request was seen mined. A collision the simulation
+        finds sends nothing and the prompt waits for a later second; one found in a receipt (the
+        manager reverts ``RequestIdCollision``, so no request was made) is retried once.
+
+        On the first error nothing more is sent; what was sent is waited for, and the result
+        tells, per prompt: ``sent`` (request id), ``failed`` (no request was made), ``unknown``
+        (check the tx hash before sending it again) or ``not sent``. Raises only when nothing
+        was sent.
+        """
+        from collections import deque
+
         from . import tx
 
+        prompts = list(prompts)
+        if not prompts:
+            raise InputError("prompts", "", "no prompts")
+        for i, p in enumerate(prompts):
+            if not p.strip():
+                raise InputError(f"prompt {i + 1}", p, "empty")
         ids = self.active_session_ids()
+        hint = "create sessions with `dtnsess create AMOUNT` (one session serves one request " \
+               "per second)"
         if not ids:
-            raise InputError("sessions", "", "you have no active session",
-                             hint="create some with `dtnsess create AMOUNT` (one session serves "
-                                  "one request per second)")
+            raise InputError("sessions", "", "you have no active session", hint=hint)
+        if sessions is not None:
+            if sessions < 1:
+                raise InputError("--sessions", str(sessions), "must be at least 1")
+            if len(ids) < sessions:
+                raise InputError("--sessions", str(sessions),
+                                 f"you have {len(ids)} usable active session"
+                                 f"{'s' if len(ids) != 1 else ''}",
+                                 hint=f"create {sessions - len(ids)} more with `dtnsess create "
+                                      f"AMOUNT` (one session serves one request per second)")
+            ids = ids[:sessions]
         model = model or self.settings.model
         kind, routing = self._routing(namespaces, nodes)
         if kind == "namespaces":
             routing = (routing, [], 1, 8, AGGREGATION_ANY)
         elif kind == "system":
             routing = system_trust_routing()
-        if not self.settings.yes and not self.settings.dry_run and self.ui.interactive:
-            self.ui.info(f"{len(prompts)} requests to {model} over {len(ids)} sessions, "
-                         f"{value} wei callback value each")
-            if not self.ui.confirm(f"Send {len(prompts)} transactions?"):
-                from .errors import AbortedError
+        m = self.manager.functions
+        ctx = self.txctx
+        n = len(prompts)
+        entries = [{"index": i + 1, "prompt": p, "status": "not sent", "session_id": None,
+                    "request_id": None, "tx_hash": None, "block": None, "block_timestamp": None}
+                   for i, p in enumerate(prompts)]
+        out = {"model": model, "sessions": ids, "requests": entries,
+               "dry_run": self.settings.dry_run, "error": None}
 
-                raise AbortedError(f"{len(prompts)} requests")
-        self.txctx.yes = True  # asked once for the batch
-        last: dict[int, float] = {}
-        results = []
-        with self.ui.progress("requests", len(prompts)) as advance:
-            for i, prompt in enumerate(prompts):
-                entry: dict = {"index": i + 1, "prompt": prompt[:80]}
-                for attempt in range(4):
-                    sid = min(ids, key=lambda s: last.get(s, 0.0))
-                    wait = last.get(sid, 0.0) + 1.05 - time.monotonic()
-                    if wait > 0:
-                        time.sleep(wait)
-                    last[sid] = time.monotonic()
-                    fn = self.manager.functions.makeAIRequestInSession(sid, prompt, model, routing)
-                    try:
-                        res = tx.send_and_wait(self.txctx, fn, value=value,
-                                               description=f"request {i + 1} in session {sid}",
-                                               dry_run=self.settings.dry_run)
-                    except RevertError as exc:
-                        if exc.name == "RequestIdCollision" and attempt < 3:
-                            continue
-                        entry.update({"session_id": sid, "status": "failed", "error": exc.message})
+        def call(i: int, sid: int) -> Any:
+            return tx.Call(m.makeAIRequestInSession(sid, prompts[i], model, routing),
+                           description=f"request {i + 1} in session {sid}", value=value, tag=i)
+
+        if self.settings.dry_run:
+            preps = tx.prepare_many(ctx, [call(i, ids[i % len(ids)]) for i in range(n)])
+            for e, p in zip(entries, preps):
+                e["session_id"] = ids[(e["index"] - 1) % len(ids)]
+                if p.error is None:
+                    e.update(status="simulated", gas_estimate=p.gas_estimate)
+                else:
+                    e.update(status="failed", error=p.error.message)
+            return out
+
+        pipe = tx.Pipeline(ctx)
+        pipe.begin()
+        queue = deque(range(n))
+        deferred: dict[int, int] = {}  # simulation collisions per prompt (nothing sent)
+        retried: set = set()  # prompts resent after a collision in a receipt
+        ready_at = {sid: 0.0 for sid in ids}  # monotonic time a session may be used again
+        stop: Optional[DtnsessError] = None
+        confirmed = False
+        sent_any = False
+        gas_used = fee = 0
+        with self.ui.progress("requests", n) as advance:
+            while queue and stop is None:
+                now = time.monotonic()
+                free = [sid for sid in ids if ready_at[sid] <= now]
+                if not free:
+                    time.sleep(max(0.01, min(ready_at.values()) - now))
+                    continue
+                wave = [(queue.popleft(), sid) for sid in free[:len(queue)]]
+                preps = tx.prepare_many(ctx, [call(i, sid) for i, sid in wave])
+                to_send, later = [], []
+                for (i, sid), p in zip(wave, preps):
+                    err = p.error
+                    if err is None:
+                        to_send.append((i, sid, p))
+                    elif getattr(err, "name", None) == "RequestIdCollision" \
+                            and deferred.get(i, 0) < 3:
+                        # the session already has a request this second: try a later one
+                        deferred[i] = deferred.get(i, 0) + 1
+                        ready_at[sid] = now + 1.0
+                        later.append(i)
+                    else:
+                        entries[i].update(session_id=sid, status="failed", error=err.message)
+                        stop = err
                         break
-                    ev = self._events(res, "AIRequestSubmitted")
-                    entry.update({"session_id": sid, "status": "simulated" if res.dry_run else "sent",
-                                  "request_id": _hex(ev[0].args["requestId"]) if ev else (
-                                      _hex(res.return_value) if res.return_value else None),
-                                  "tx_hash": res.tx_hash})
+                if stop is not None:  # send only the prompts before the failed one
+                    failed_i = next(i for i, _ in wave if entries[i]["status"] == "failed")
+                    pos = [i for i, _ in wave].index(failed_i)
+                    to_send = [t for t in to_send if [i for i, _ in wave].index(t[0]) < pos]
+                queue.extendleft(reversed(later))
+                if not confirmed and to_send:
+                    # NOTE: one confirmation and one funds check for the whole batch, from the
+                    # largest estimate of the first wave (requests cost about the same).
+                    limit = max(p.gas_limit for _, _, p in to_send)
+                    est = max(p.gas_estimate for _, _, p in to_send)
+                    pipe.check_funds(limit * n, value * n, n)
+                    pipe.confirm(f"{n} requests to {model} over {len(ids)} session"
+                                 f"{'s' if len(ids) != 1 else ''}", est * n, limit * n, value * n)
+                    confirmed = True
+                sent = []
+                for i, sid, p in to_send:
+                    o = pipe.send(p)
+                    sent.append((i, sid, o))
+                    entries[i].update(session_id=sid, tx_hash=o.tx_hash)
+                    if o.status != "sent":
+                        stop = o.error
+                        break
+                sent_any = sent_any or any(o.status != "failed" for _, _, o in sent)
+                outs = [o for _, _, o in sent]
+                pipe.resolve_unknown(outs)
+                pipe.collect(outs)
+                seen = time.monotonic()
+                collided = []
+                for i, sid, o in sent:
+                    ready_at[sid] = seen + 1.0
+                    e = entries[i]
+                    if o.result is not None and o.result.gas_used is not None:
+                        gas_used += o.result.gas_used
+                        fee += o.result.fee_wei
+                    if o.status == "mined":
+                        ev = [x for x in self._events(o.result, "AIRequestSubmitted")]
+                        rid = ev[0].args["requestId"] if ev else None
+                        e.update(status="sent", request_id=_hex(rid) if rid else None,
+                                 block=o.result.block_number)
+                        e.pop("error", None)
+                        advance(1)
+                    elif (o.status == "failed" and o.tx_hash and i not in retried
+                          and getattr(o.error, "name", None) == "RequestIdCollision"):
+                        collided.append(i)  # reverted: no request was made, safe to resend
+                    else:
+                        e.update(status="unknown" if o.status == "unknown" else (
+                            "not sent" if o.status == "not_sent" else "failed"),
+                            error=o.error.message if o.error else None)
+                        stop = stop or o.error
+                for i in collided:
+                    if stop is None:
+                        retried.add(i)
+                        entries[i]["retried"] = True
+                    else:
+                        entries[i].update(status="failed", error="request id collision (not "
+                                          "retried: the batch stopped)")
+                queue.extendleft(reversed([i for i in collided if stop is None]))
+        if stop is not None and not sent_any:
+            raise stop
+        # the second each request landed in: its block's timestamp (one round trip)
+        blocks = sorted({e["block"] for e in entries if e["block"] is not None})
+        if blocks:
+            try:
+                resps = tx.rpc_batch(ctx, [("eth_getBlockByNumber", [hex(b), False])
+                                           for b in blocks], "block lookup")
+                ts = {b: int(r["result"]["timestamp"], 16) for b, r in zip(blocks, resps)
+                      if isinstance(r.get("result"), dict)}
+                for e in entries:
+                    if e["block"] is not None:
+                        e["block_timestamp"] = ts.get(e["block"])
+            except DtnsessError:  # the requests are made; only the report lacks the second
+                pass
+        out.update(transactions=sum(1 for e in entries if e["tx_hash"]),
+                   gas_used=gas_used, fee_eth=format_amount(fee, 18))
+        if stop is not None:
+            out["error"] = stop.to_dict()
+        return out
+
+    def wait_for_answers(self, request_ids: Sequence[str], timeout: float,
+                         from_block: Optional[int] = None, poll: float = 1.0) -> list:
+        """Wait for the answers to many requests at once (one eth_getLogs per poll, one
+        progress bar); returns a ResponseView per id, ``pending`` for those still unanswered."""
+        from eth_utils import keccak
+
+        rids = [parse_request_id(r) if isinstance(r, str) else bytes(r) for r in request_ids]
+        done: dict[bytes, ResponseView] = {}
+        infos = {bytes.fromhex(v.request_id[2:]): v for v in self.request_infos(rids)}
+        for rid in rids:
+            if infos[rid].status in ("succeeded", "failed"):
+                done[rid] = self.response(rid)
+        topics = [[keccak(text="AIRequestCompleted(bytes32,uint256,address,uint8)"),
+                   keccak(text="RequestCompleted(bytes32,uint8)")]]
+        start = from_block if from_block is not None else self._call(
+            lambda: self.w3.eth.block_number, "block number")
+        deadline = time.monotonic() + timeout
+        with self.ui.progress("answers", len(rids)) as advance:
+            advance(len(done))
+            while len(done) < len(rids):
+                head = self._call(lambda: self.w3.eth.block_number, "block number")
+                if head >= start:
+                    todo = [r for r in rids if r not in done]
+                    logs = self._call(lambda: self.w3.eth.get_logs({
+                        "fromBlock": start, "toBlock": head,
+                        "address": [self.manager.address, self.router.address],
+                        "topics": topics + [todo]}), "eth_getLogs")
+                    for rid in {bytes(lg["topics"][1]) for lg in logs}:
+                        if rid in todo:
+                            done[rid] = self.response(rid)
+                            advance(1)
+                    start = head + 1
+                if len(done) == len(rids) or time.monotonic() >= deadline:
                     break
-                results.append(entry)
-                advance(1)
-        return {"model": model, "sessions": ids, "requests": results}
+                time.sleep(min(poll, max(0.05, deadline - time.monotonic())))
+        out = []
+        for rid in rids:
+            out.append(done.get(rid) or ResponseView(_hex(rid), "pending", "pending", "", None))
+        return out
 
     # ---------------------------------------------------------------- doctor
     def doctor(self) -> list:

@@ -553,3 +553,413 @@ def _failed_receipt(ctx: TxContext, base_tx: dict, receipt: Any, limit: int,
             return ctx.revert_error(data, description, tx_hash)
     return RevertError(description, "reverted (the replay did not reproduce the reason)",
                        tx_hash=tx_hash)
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches: the same steps for several transactions, pipelined
+# ---------------------------------------------------------------------------------------------
+#
+# ``send_many`` (and the ``Pipeline`` it is made of) is not a second send path: every
+# transaction is still simulated, estimated, checked against the ETH balance, confirmed (once
+# for the whole batch, with the total cost), signed locally, sent once and never resent; a failed
+# receipt is replayed for its revert reason as in ``send_and_wait``. What changes is the number
+# of round trips: the simulations and estimates of a batch travel in one JSON-RPC batch, the
+# transactions get consecutive nonces counted locally from the ``pending`` nonce and are sent
+# without waiting for each other's receipts, and the receipts are polled in one JSON-RPC batch.
+#
+# NOTE: the calls of one batch are simulated against the same ``pending`` state, which does not
+# hold the batch's own earlier transactions (a node's pending block may not include them yet).
+# Batch only calls that do not depend on each other (requests in different sessions); a caller
+# that reuses a session waits for the receipts of the previous batch first.
+
+
+@dataclass
+class Call:
+    """One contract call to send: the bound function, a description for messages, the value."""
+
+    fn_call: Any
+    description: str
+    value: int = 0
+    gas_limit: Optional[int] = None
+    tag: Any = None  # the caller's own reference (e.g. the prompt's index)
+
+
+@dataclass
+class Prepared:
+    """A simulated and estimated call, or the error its simulation or estimate raised."""
+
+    call: Call
+    base_tx: dict
+    return_value: Any = None
+    gas_estimate: int = 0
+    gas_limit: int = 0
+    error: Optional[DtnsessError] = None
+
+
+@dataclass
+class Outcome:
+    """What happened to one call of a batch.
+
+    ``status``: ``mined`` (receipt status 1, ``result`` filled), ``failed`` (rejected by the node,
+    or mined and reverted: ``error``; nothing happened on chain but the gas of a mined revert),
+    ``not_sent`` (the batch stopped before it), ``unknown`` (sent, but neither accepted nor
+    rejected could be established: check ``tx_hash`` before sending it again).
+    """
+
+    call: Call
+    status: str = "not_sent"
+    tx_hash: Optional[str] = None
+    nonce: Optional[int] = None
+    gas_estimate: int = 0
+    gas_limit: int = 0
+    result: Optional[TxResult] = None
+    error: Optional[DtnsessError] = None
+    receipt: Any = None
+
+
+BATCH_SIZE = 100  # requests per JSON-RPC batch (providers cap batches, often at 100-1000)
+
+
+def _hexq(n: int) -> str:
+    return hex(int(n))
+
+
+def rpc_batch(ctx: TxContext, requests: Sequence[tuple], description: str) -> list:
+    """Raw JSON-RPC responses (``{"result": ...}`` or ``{"error": ...}``) for ``requests``
+    (``(method, params)`` pairs), in order, in one round trip (a JSON-RPC batch).
+
+    A node that refuses batches (it answers with a single error object) gets the requests one
+    by one. Transport trouble raises RpcError; per-request errors are left to the caller.
+    """
+    if not requests:
+        return []
+    if len(requests) > BATCH_SIZE:
+        return [r for start in range(0, len(requests), BATCH_SIZE)
+                for r in rpc_batch(ctx, requests[start:start + BATCH_SIZE], description)]
+    provider = ctx.w3.provider
+    reqs = [(m, list(p)) for m, p in requests]
+    try:
+        resp = provider.make_batch_request(reqs)
+    except NotImplementedError:
+        resp = None
+    except Exception as exc:
+        raise to_rpc_error(exc, ctx.rpc_url) from exc
+    if isinstance(resp, list) and len(resp) == len(reqs):
+        return list(resp)
+    out = []
+    for m, p in reqs:
+        try:
+            out.append(provider.make_request(m, p))
+        except Exception as exc:
+            raise to_rpc_error(exc, ctx.rpc_url) from exc
+    return out
+
+
+def response_error(ctx: TxContext, resp: dict, description: str,
+                   tx_hash: Optional[str] = None) -> DtnsessError:
+    """The DtnsessError for a raw JSON-RPC error response: a decoded revert, or an RpcError."""
+    err = resp.get("error") if isinstance(resp, dict) else None
+    if not isinstance(err, dict):
+        return RpcError(ctx.rpc_url, f"node error: {err!r}", default_hint=False)
+    data = err.get("data")
+    if isinstance(data, dict):
+        data = data.get("data") or data.get("result")
+    msg = str(err.get("message", ""))
+    if err.get("code") == 3 or (isinstance(data, str) and data.startswith("0x")):
+        return ctx.revert_error(data if isinstance(data, str) else "0x", description, tx_hash)
+    if "revert" in msg.lower():
+        return ctx.revert_error("0x", description, tx_hash)
+    if "insufficient funds" in msg.lower():
+        return InsufficientFundsError("ETH for gas", "less", "more than the balance",
+                                      hint=f"send ETH to {ctx.account.address}")
+    return RpcError(ctx.rpc_url, f"node error: {msg}", default_hint=False)
+
+
+def _json_tx(base_tx: dict) -> dict:
+    out = {"from": base_tx["from"], "data": base_tx["data"], "value": _hexq(base_tx["value"])}
+    if base_tx.get("to"):
+        out["to"] = base_tx["to"]
+    return out
+
+
+def _decode_return(ctx: TxContext, fn_call: Any, raw: str) -> Any:
+    _, _, fn_abi = _call_parts(fn_call)
+    if fn_abi is None:
+        return None
+    from eth_abi import decode as abi_decode
+    from eth_utils import get_abi_output_types
+
+    types = get_abi_output_types(fn_abi)
+    if not types:
+        return None
+    vals = abi_decode(types, _to_bytes(raw))
+    return vals[0] if len(vals) == 1 else tuple(vals)
+
+
+def prepare_many(ctx: TxContext, calls: Sequence[Call]) -> list:
+    """Simulate and estimate every call against ``pending``, in one round trip.
+
+    A call whose simulation or estimate reverts gets its decoded error in ``Prepared.error``
+    (nothing is raised for it: the caller decides); node trouble raises RpcError.
+    """
+    sender = ctx.account.address
+    reqs: list = []
+    preps: list = []
+    for c in calls:
+        to, data, _ = _call_parts(c.fn_call)
+        base_tx: dict = {"from": sender, "data": data, "value": c.value}
+        if to:
+            base_tx["to"] = to
+        preps.append(Prepared(call=c, base_tx=base_tx))
+        reqs.append(("eth_call", [_json_tx(base_tx), SIM_BLOCK]))
+        if c.gas_limit is None:
+            reqs.append(("eth_estimateGas", [_json_tx(base_tx), SIM_BLOCK]))
+    resps = iter(rpc_batch(ctx, reqs, "simulation"))
+    for p in preps:
+        sim = next(resps)
+        est = next(resps) if p.call.gas_limit is None else {"result": _hexq(p.call.gas_limit)}
+        if "error" in sim or sim.get("result") is None:
+            p.error = response_error(ctx, sim, p.call.description)
+            continue
+        if "error" in est:
+            p.error = response_error(ctx, est, p.call.description)
+            continue
+        try:
+            p.return_value = _decode_return(ctx, p.call.fn_call, sim["result"])
+        except Exception:  # a return value we cannot decode does not stop the send
+            p.return_value = None
+        p.gas_estimate = int(est["result"], 16)
+        p.gas_limit = (p.gas_estimate * GAS_MARGIN_NUM // GAS_MARGIN_DEN
+                       if p.call.gas_limit is None else p.call.gas_limit)
+    return preps
+
+
+class Pipeline:
+    """Signs and sends prepared calls with consecutive nonces, then collects their receipts.
+
+    ``begin()`` reads fees, the ETH balance and the ``pending`` nonce in one round trip; the
+    nonce is then counted locally. ``send()`` signs and sends one transaction (one round trip)
+    and never waits; ``collect()`` polls all receipts of what was sent in one round trip per
+    poll. Nothing is ever resent.
+    """
+
+    def __init__(self, ctx: TxContext) -> None:
+        self.ctx = ctx
+        self.fees: dict = {}
+        self.max_fee = 0
+        self.balance = 0
+        self.nonce: Optional[int] = None
+
+    def begin(self) -> None:
+        ctx = self.ctx
+        sender = ctx.account.address
+        r_block, r_tip, r_price, r_bal, r_nonce = rpc_batch(ctx, [
+            ("eth_getBlockByNumber", ["latest", False]),
+            ("eth_maxPriorityFeePerGas", []),
+            ("eth_gasPrice", []),
+            ("eth_getBalance", [sender, "latest"]),
+            ("eth_getTransactionCount", [sender, "pending"]),
+        ], "fee lookup")
+        for r, what in ((r_block, "fee lookup"), (r_bal, "balance lookup"),
+                        (r_nonce, "nonce lookup")):
+            if "error" in r or r.get("result") is None:
+                raise response_error(ctx, r, what)
+        base = r_block["result"].get("baseFeePerGas")
+        if base is None:
+            if "error" in r_price:
+                raise response_error(ctx, r_price, "fee lookup")
+            self.fees = {"gasPrice": int(r_price["result"], 16)}
+        else:
+            # NOTE: some nodes lack eth_maxPriorityFeePerGas; 1 gwei is web3's own fallback
+            tip = int(r_tip["result"], 16) if "result" in r_tip and r_tip["result"] else 10**9
+            self.fees = {"maxPriorityFeePerGas": tip, "maxFeePerGas": 2 * int(base, 16) + tip}
+        self.max_fee = self.fees.get("maxFeePerGas", self.fees.get("gasPrice", 0))
+        self.balance = int(r_bal["result"], 16)
+        self.nonce = int(r_nonce["result"], 16)
+
+    def check_funds(self, gas_limit_total: int, value_total: int, count: int) -> None:
+        need = gas_limit_total * self.max_fee + value_total
+        if self.balance < need:
+            raise InsufficientFundsError(
+                "ETH for gas", f"{format_eth(self.balance)} ETH",
+                f"up to {format_eth(need)} ETH for {count} transactions ({gas_limit_total} gas "
+                f"at {format_gwei(self.max_fee)} gwei"
+                + (f" + {format_eth(value_total)} ETH value" if value_total else "") + ")",
+                hint=f"send ETH to {self.ctx.account.address}")
+
+    def confirm(self, headline: str, gas_estimate_total: int, gas_limit_total: int,
+                value_total: int, token_cost: Optional[str] = None) -> None:
+        """Ask once for the whole batch (terminal only, unless --yes)."""
+        ctx = self.ctx
+        if ctx.yes or not ctx.ui.interactive:
+            return
+        cost = (f"{headline}\n  gas: ~{gas_estimate_total} in total (limit {gas_limit_total}) at up "
+                f"to {format_gwei(self.max_fee)} gwei = at most "
+                f"{format_eth(gas_limit_total * self.max_fee)} ETH")
+        if value_total:
+            cost += f"\n  value: {format_eth(value_total)} ETH in total"
+        if token_cost:
+            cost += f"\n  tokens: {token_cost}"
+        ctx.ui.info(cost)
+        if not ctx.ui.confirm("Send these transactions?"):
+            raise AbortedError(headline)
+
+    def send(self, p: Prepared) -> Outcome:
+        """Sign ``p`` with the next nonce and send it once. The outcome is ``sent`` (accepted by
+        the node), ``failed`` (rejected: the nonce is not used) or ``unknown`` (the node did not
+        answer: the transaction may or may not have arrived)."""
+        from web3.exceptions import Web3RPCError
+
+        ctx = self.ctx
+        assert self.nonce is not None, "begin() first"
+        out = Outcome(call=p.call, nonce=self.nonce, gas_estimate=p.gas_estimate,
+                      gas_limit=p.gas_limit)
+        tx = dict(p.base_tx, nonce=self.nonce, gas=p.gas_limit, chainId=ctx.chain_id, **self.fees)
+        if "maxFeePerGas" in tx:
+            tx["type"] = 2
+        signed = ctx.account.sign_transaction(tx)
+        out.tx_hash = "0x" + bytes(signed.hash).hex()
+        try:
+            ctx.w3.eth.send_raw_transaction(signed.raw_transaction)
+        except Exception as exc:
+            if isinstance(exc, Web3RPCError):  # the node answered: it did not take it
+                data = revert_data_from_exception(exc)
+                out.status = "failed"
+                out.error = (ctx.revert_error(data, p.call.description) if data is not None
+                             else to_rpc_error(exc, ctx.rpc_url))
+                out.tx_hash = None
+                out.nonce = None
+                return out
+            out.status = "unknown"
+            out.error = to_rpc_error(exc, ctx.rpc_url)
+            self.nonce += 1  # NOTE: it may have arrived: never reuse its nonce in this run
+            return out
+        out.status = "sent"
+        self.nonce += 1
+        return out
+
+    def resolve_unknown(self, outs: Sequence[Outcome]) -> None:
+        """Ask the node once whether each ``unknown`` transaction arrived (then it is ``sent``)."""
+        pend = [o for o in outs if o.status == "unknown" and o.tx_hash]
+        if not pend:
+            return
+        try:
+            resps = rpc_batch(self.ctx, [("eth_getTransactionByHash", [o.tx_hash]) for o in pend],
+                              "transaction lookup")
+        except DtnsessError:
+            return
+        for o, r in zip(pend, resps):
+            if "error" not in r and r.get("result"):
+                o.status = "sent"
+            elif "error" not in r:
+                o.status = "not_sent"
+                o.error = o.error or RpcError(self.ctx.rpc_url, "the transaction did not arrive")
+
+    def collect(self, outs: Sequence[Outcome], on_done: Optional[Callable[[Outcome], None]] = None,
+                description: str = "transactions") -> None:
+        """Wait (with the receipt deadline) for the receipts of every ``sent`` outcome; each
+        becomes ``mined`` (result filled) or ``failed`` (reverted, error decoded by a replay)."""
+        from web3._utils.method_formatters import receipt_formatter  # web3's own formatter
+
+        ctx = self.ctx
+        waiting = [o for o in outs if o.status == "sent"]
+        deadline = time.monotonic() + ctx.receipt_timeout
+        delay = 0.05
+        last_exc: Optional[DtnsessError] = None
+        while waiting:
+            try:
+                resps = rpc_batch(ctx, [("eth_getTransactionReceipt", [o.tx_hash])
+                                        for o in waiting], "receipts")
+            except DtnsessError as exc:  # a flaky node while waiting: keep waiting, never resend
+                resps, last_exc = [{} for _ in waiting], exc
+            still = []
+            for o, r in zip(waiting, resps):
+                rec = r.get("result") if isinstance(r, dict) else None
+                if not rec or rec.get("blockNumber") is None:
+                    still.append(o)
+                    continue
+                self._finish(o, receipt_formatter(rec))
+                if on_done:
+                    on_done(o)
+            waiting = still
+            if not waiting:
+                break
+            if time.monotonic() >= deadline:
+                for o in waiting:
+                    o.status = "unknown"
+                    o.error = last_exc or WaitTimeoutError(
+                        "the receipt", ctx.receipt_timeout, tx_hash=o.tx_hash,
+                        hint="the transaction may still be mined; do not resend it blindly, "
+                             "check its hash in a block explorer first")
+                return
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    def _finish(self, o: Outcome, receipt: Any) -> None:
+        ctx = self.ctx
+        o.receipt = receipt
+        base_tx = _base_tx_of(ctx, o.call)
+        res = TxResult(description=o.call.description, dry_run=False, sender=ctx.account.address,
+                       to=base_tx.get("to"), value=o.call.value, gas_estimate=o.gas_estimate,
+                       gas_limit=o.gas_limit,
+                       max_fee_per_gas=self.max_fee, tx_hash=o.tx_hash,
+                       block_number=receipt["blockNumber"], gas_used=receipt["gasUsed"],
+                       effective_gas_price=receipt.get("effectiveGasPrice"),
+                       contract_address=receipt.get("contractAddress"))
+        o.result = res
+        if receipt["status"] != 1:
+            o.status = "failed"
+            o.error = _failed_receipt(ctx, base_tx, receipt, o.gas_limit, o.call.description,
+                                      o.tx_hash)
+            return
+        res.events = decode_logs(ctx, receipt["logs"])
+        o.status = "mined"
+
+
+def _base_tx_of(ctx: TxContext, call: Call) -> dict:
+    to, data, _ = _call_parts(call.fn_call)
+    base = {"from": ctx.account.address, "data": data, "value": call.value}
+    if to:
+        base["to"] = to
+    return base
+
+
+def send_many(ctx: TxContext, calls: Sequence[Call], *, headline: str, dry_run: bool = False,
+              confirm: bool = True, token_cost: Optional[str] = None,
+              on_done: Optional[Callable[[Outcome], None]] = None) -> list:
+    """Send independent calls as one pipelined batch; one Outcome per call, in order.
+
+    Simulate and estimate all (one round trip; a revert raises it and nothing is sent), check
+    ETH for all, confirm once with the total cost, sign and send with consecutive nonces
+    without waiting, stop sending at the first error, then collect every receipt. Raises
+    nothing after the first send: the outcomes say what was sent, what failed and what not.
+    """
+    preps = prepare_many(ctx, calls)
+    for p in preps:
+        if p.error is not None:
+            raise p.error
+    pipe = Pipeline(ctx)
+    pipe.begin()
+    limit_total = sum(p.gas_limit for p in preps)
+    value_total = sum(p.call.value for p in preps)
+    pipe.check_funds(limit_total, value_total, len(preps))
+    outs = [Outcome(call=p.call) for p in preps]
+    if dry_run:
+        for o, p in zip(outs, preps):
+            o.status = "simulated"
+            o.result = TxResult(description=p.call.description, dry_run=True,
+                                sender=ctx.account.address, to=p.base_tx.get("to"),
+                                value=p.call.value, gas_estimate=p.gas_estimate,
+                                gas_limit=p.gas_limit, max_fee_per_gas=pipe.max_fee,
+                                return_value=p.return_value)
+        return outs
+    if confirm:
+        pipe.confirm(headline, sum(p.gas_estimate for p in preps), limit_total, value_total,
+                     token_cost)
+    for i, p in enumerate(preps):
+        outs[i] = pipe.send(p)
+        if outs[i].status != "sent":
+            break
+    pipe.resolve_unknown(outs)
+    pipe.collect(outs, on_done)
+    return outs

@@ -1,0 +1,248 @@
+"""Round trips of the read commands and `request --file` (pipelined batch requests).
+
+JSON-RPC round trips are counted by wrapping web3's HTTPProvider (one count per HTTP POST:
+a JSON-RPC batch is one round trip) while a command runs in process.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+
+import pytest
+from typer.testing import CliRunner
+
+from dtnsess_cli.cli import app
+from dtnsess_cli.localdtn import prompt_of
+from tests.helpers import CALLBACK_GAS, REQ_PENDING, ask, create, fund, next_second
+
+runner = CliRunner()
+
+
+class RoundTrips:
+    """Counts HTTP POSTs to the node (single requests and JSON-RPC batches) and their methods."""
+
+    def __init__(self) -> None:
+        self.posts = 0
+        self.methods: list[str] = []
+
+    def __repr__(self) -> str:
+        return f"{self.posts} round trips: {self.methods}"
+
+
+@contextmanager
+def count_round_trips(monkeypatch):
+    """Count HTTP POSTs (what a remote node's latency is paid for): web3's request cache and
+    JSON-RPC batches are seen as they really are."""
+    from web3._utils.http_session_manager import HTTPSessionManager
+
+    rt = RoundTrips()
+    post = HTTPSessionManager.make_post_request
+
+    def make_post_request(self, endpoint_uri, data, **kwargs):
+        body = json.loads(data)
+        rt.posts += 1
+        rt.methods.append("batch[" + ",".join(r["method"] for r in body) + "]"
+                          if isinstance(body, list) else body["method"])
+        return post(self, endpoint_uri, data, **kwargs)
+
+    with monkeypatch.context() as mp:
+        mp.setattr(HTTPSessionManager, "make_post_request", make_post_request)
+        yield rt
+
+
+@pytest.fixture
+def cli_env(anvil, system6, user, private_keys, accounts, tmp_path, monkeypatch):
+    """Environment for in-process CLI runs as `user` against system6 (no .env, no devnet file)."""
+    monkeypatch.chdir(tmp_path)
+    for k in ("DTNSESS_NETWORK", "DTNSESS_CHAIN_ID", "DTNSESS_ACCOUNT", "DTNSESS_KEYSTORE",
+              "ETH_RPC_URL", "DTNSESS_MODEL"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("DTNSESS_RPC_URL", anvil.url)
+    monkeypatch.setenv("DTNSESS_CONTRACT", system6.manager.address)
+    monkeypatch.setenv("DTNSESS_PRIVATE_KEY", private_keys[accounts.index(user)])
+    monkeypatch.setenv("DTNSESS_DEVNET_STATE", str(tmp_path / "no-devnet.json"))
+    monkeypatch.setenv("DTNSESS_MODEL", system6.model)
+    return system6
+
+
+def run_cli(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def sessions_for(system, who: str, n: int) -> list[int]:
+    fund(system, who, 100 * n)
+    return [create(system, who, 50)[0] for _ in range(n)]
+
+
+# ----------------------------------------------------------------------------- reads
+
+
+def test_requests_20_few_round_trips(cli_env, user, monkeypatch):
+    system = cli_env
+    (sid,) = sessions_for(system, user, 1)
+    rids = []
+    for _ in range(20):
+        rids.append(ask(system, user, sid=sid)[0])
+        next_second(system.w3)
+    with count_round_trips(monkeypatch) as rt:
+        res = run_cli("requests", "--json")
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)["requests"]
+    assert [r["request_id"] for r in rows] == ["0x" + bytes(r).hex() for r in rids]
+    assert all(r["status"] == "pending" and r["session_id"] == sid for r in rows)
+    print("requests x20:", rt)
+    assert rt.posts <= 6, rt
+
+
+def test_sessions_10_few_round_trips(cli_env, user, monkeypatch):
+    system = cli_env
+    ids = sessions_for(system, user, 10)
+    with count_round_trips(monkeypatch) as rt:
+        res = run_cli("sessions", "--json")
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)["sessions"]
+    assert [r["session_id"] for r in rows] == ids
+    assert all(r["dtn_balance"] == "50" for r in rows), rows
+    print("sessions x10:", rt)
+    assert rt.posts <= 6, rt
+
+
+# ----------------------------------------------------------------------------- request --file
+
+
+PROMPTS = [f"prompt number {i}: what is {i} + {i}?" for i in range(1, 7)]
+
+
+def prompt_file(tmp_path, prompts=PROMPTS):
+    f = tmp_path / "prompts.txt"
+    # blank lines are skipped
+    f.write_text("\n".join(p if i % 2 else p + "\n" for i, p in enumerate(prompts)) + "\n\n")
+    return f
+
+
+def on_chain(system, user):
+    """Every request id of `user` recorded by the manager, with its (session, second, status)."""
+    ids, total = system.manager.functions.getUserRequests(user, 0, 1000).call()
+    assert len(ids) == total
+    out = {}
+    for rid in ids:
+        sid, who, created, status = system.manager.functions.requests(rid).call()
+        assert who == user
+        out["0x" + bytes(rid).hex()] = (sid, created, status)
+    return out
+
+
+def routed_prompt(system, rid: str) -> str:
+    stored = system.router.functions.getRequest(bytes.fromhex(rid[2:])).call()
+    return prompt_of(stored[8][0])
+
+
+def test_request_file_fans_out_over_sessions(cli_env, user, tmp_path, monkeypatch):
+    system = cli_env
+    sids = sessions_for(system, user, 3)
+    f = prompt_file(tmp_path)
+    with count_round_trips(monkeypatch) as rt:
+        res = run_cli("request", "--file", str(f), "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    rows = out["requests"]
+    assert [r["prompt"] for r in rows] == PROMPTS
+    assert all(r["status"] == "sent" for r in rows), rows
+    assert out["error"] is None
+    rids = [r["request_id"] for r in rows]
+    assert len(set(rids)) == 6
+    chain = on_chain(system, user)
+    assert set(chain) == set(rids)  # nothing more, nothing less: no duplicate, no stray request
+    assert all(st == REQ_PENDING for _, _, st in chain.values())
+    pairs = {(sid, ts) for sid, ts, _ in chain.values()}
+    assert len(pairs) == 6  # distinct (session, second): no overwritten DTN request
+    assert {sid for sid, _ in pairs} == set(sids)  # fanned out over all three
+    for r in rows:
+        assert chain[r["request_id"]][:2] == (r["session_id"], r["block_timestamp"])
+        assert routed_prompt(system, r["request_id"]) == r["prompt"]
+    print("request --file 6 over 3:", rt)
+    # setup (chain id, code, config, symbol, sessions, fees/nonce) + per wave of 3: one batch of
+    # simulations and estimates, 3 sends, receipt polls; then one batch of block headers.
+    sends = rt.methods.count("eth_sendRawTransaction")
+    assert sends == 6
+    assert rt.posts <= 24, rt
+
+
+def test_request_file_human_table(cli_env, user, tmp_path):
+    system = cli_env
+    sessions_for(system, user, 2)
+    f = prompt_file(tmp_path, PROMPTS[:3])
+    res = run_cli("request", "--file", str(f))
+    assert res.exit_code == 0, res.output
+    assert "3 prompts over 2 sessions: 3 sent" in res.stdout
+    assert res.stdout.count("0x") >= 3
+
+
+def test_request_file_too_few_sessions_hint(cli_env, user, tmp_path):
+    system = cli_env
+    sessions_for(system, user, 2)
+    res = run_cli("request", "--file", str(prompt_file(tmp_path)), "--sessions", "4")
+    assert res.exit_code == 4, res.output
+    assert "you have 2 usable active sessions" in res.stderr
+    assert "dtnsess create" in res.stderr
+    assert on_chain(system, user) == {}
+
+
+def test_request_file_no_session(cli_env, user, tmp_path):
+    res = run_cli("request", "--file", str(prompt_file(tmp_path)))
+    assert res.exit_code == 4, res.output
+    assert "no active session" in res.stderr and "dtnsess create" in res.stderr
+
+
+@pytest.mark.parametrize("how", ["rejected", "connection lost"])
+def test_request_file_failure_partway_reports_sent_and_unsent(cli_env, user, tmp_path,
+                                                              monkeypatch, how):
+    """The 4th send fails: 1-3 have request ids, 4 failed (no request), 5-6 were not sent."""
+    import requests as http
+    from web3.eth import Eth
+    from web3.exceptions import Web3RPCError
+
+    system = cli_env
+    sessions_for(system, user, 3)
+    real = Eth.send_raw_transaction
+    calls = {"n": 0}
+
+    def flaky(self, raw):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            if how == "rejected":
+                raise Web3RPCError("replacement transaction underpriced",
+                                   rpc_response={"error": {"code": -32000, "message":
+                                                           "replacement transaction underpriced"}})
+            raise http.ConnectionError("connection reset by peer")
+        return real(self, raw)
+
+    monkeypatch.setattr(Eth, "send_raw_transaction", flaky)
+    res = run_cli("request", "--file", str(prompt_file(tmp_path)), "--json")
+    assert res.exit_code == 5, res.output  # RPC
+    out = json.loads(res.stdout)
+    rows = out["requests"]
+    # a rejected send is "failed"; one lost on the way is looked up by hash: not there, so
+    # "not sent" (had it arrived, it would be waited for like the others)
+    fourth = "failed" if how == "rejected" else "not sent"
+    assert [r["status"] for r in rows] == ["sent"] * 3 + [fourth, "not sent", "not sent"], rows
+    assert rows[3]["error"]
+    assert out["error"]["exit_code"] == 5
+    assert "the batch stopped" in res.stderr
+    chain = on_chain(system, user)
+    assert set(chain) == {r["request_id"] for r in rows[:3]}  # no duplicate, nothing else
+    for r in rows[3:]:
+        assert r["request_id"] is None
+    for r in rows[:3]:
+        assert routed_prompt(system, r["request_id"]) == r["prompt"]
+
+
+def test_request_file_dry_run_sends_nothing(cli_env, user, tmp_path):
+    system = cli_env
+    sessions_for(system, user, 3)
+    res = run_cli("request", "--file", str(prompt_file(tmp_path)), "--json", "--dry-run")
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)["requests"]
+    assert [r["status"] for r in rows] == ["simulated"] * 6
+    assert on_chain(system, user) == {}
