@@ -561,8 +561,9 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
 
     function _cleanup(uint256 maxSessions) private returns (uint256 closed) {
         uint256 visited;
+        uint256 firstFailed; // failed sessions move to the tail: stop when one comes round again
         uint256 id = _lruHead;
-        while (id != 0 && visited < maxSessions && _isIdle(id)) {
+        while (id != 0 && id != firstFailed && visited < maxSessions && _isIdle(id)) {
             visited++;
             uint256 next = _lruNext[id];
             SessionInfo storage s = sessions[id];
@@ -576,6 +577,7 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
                 emit SessionClosed(id, owner_, refund);
                 closed++;
             } catch (bytes memory reason) {
+                if (firstFailed == 0) firstFailed = id;
                 _lruRemove(id);
                 _lruAppend(id); // retried after the others, not first every time
                 emit CleanupFailed(id, reason);

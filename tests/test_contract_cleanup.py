@@ -141,7 +141,7 @@ def test_a_session_dtn_refuses_to_close_does_not_revert_cleanup(system6, deploye
 
     assert closed == []
     failed = [e["sessionId"] for e in events(system.manager, "CleanupFailed", r)]
-    assert set(failed) == {a, b} and len(failed) <= 4
+    assert sorted(failed) == sorted([a, b])  # each failing session tried once per call
     assert session(system, a)["active"] and session(system, b)["active"]
     assert dtn_balance(system, a) == 10 * system.unit
 

@@ -357,8 +357,9 @@ def request(
                                                           "(name or 0x id); repeatable")] = None,
     node: Annotated[Optional[List[str]], typer.Option("--node", help="node name, e.g. "
                                                      "tester.node1; repeatable")] = None,
-    value: Annotated[str, typer.Option("--value", help="ETH sent as callback gas: 300000 (wei), "
-                                       "1gwei, 0.0001ether")] = "300000",
+    value: Annotated[str, typer.Option("--value", help="ETH sent as the callback gas, 1 wei per "
+                                       "gas unit: 300000 (wei), 500000wei; at most "
+                                       "10000000")] = "300000",
     session: Annotated[Optional[str], typer.Option("--session", help="use this session")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="wait for the answer")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="seconds to wait for the answer")] = 300.0,
@@ -374,6 +375,7 @@ def request(
         raise_input("arguments", prompt or "", "give a PROMPT or --file (not both)")
     with error_handler(_debug_enabled(g)):
         wei = parse_eth_value(value, what="--value")
+        _check_callback_value(value, wei)
         if timeout <= 0:
             raise InputError("--timeout", str(timeout), "must be positive")
     run = Run(g)
@@ -405,6 +407,22 @@ def request(
         return
     run.write(res, f"request {rid} sent" if rid and not res.dry_run else "request simulated",
               [("session", res.data.get("session_id")), ("model", res.data["model"])])
+
+
+# NOTE: the value is also the callback gas, one wei per gas unit (DTN-FACTS): the node's answer
+# must carry that much gas, so more than a transaction may hold (2^24 on newer forks) makes the
+# request unanswerable (1gwei asks for 10^9 gas), and 0 leaves the callback no gas at all.
+MAX_CALLBACK_VALUE_WEI = 10_000_000
+
+
+def _check_callback_value(text: str, wei: int) -> None:
+    if wei == 0:
+        raise InputError("--value", text, "0 leaves the callback no gas: the answer would never "
+                         "reach the session manager", hint="the default is 300000 (wei)")
+    if wei > MAX_CALLBACK_VALUE_WEI:
+        raise InputError("--value", text, f"{wei} wei asks for {wei} gas for the callback, more "
+                         f"than a node's answer can carry (at most {MAX_CALLBACK_VALUE_WEI} wei)",
+                         hint="the value is the callback gas in wei; the default is 300000")
 
 
 def _request_file(run: Run, path: Path, model, namespaces, nodes, wei: int,
@@ -579,7 +597,9 @@ def sessions(
 
 @command(app, "cleanup")
 def cleanup(
-    max_: Annotated[int, typer.Option("--max", help="close at most N sessions", min=1)] = 50,
+    max_: Annotated[int, typer.Option(
+        "--max", help="close at most N sessions (150 keeps a transaction under 2^24 gas)",
+        min=1, max=150)] = 50,
     max_gas_price: Annotated[Optional[str], typer.Option(
         "--max-gas-price", help="do nothing (exit 11) above this gas price, in gwei")] = None,
     *, g: CliOptions,

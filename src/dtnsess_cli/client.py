@@ -319,6 +319,13 @@ class Client:
             addr = self.manager_address
             _ = self.chain_id  # refuse a wrong chain before anything else
             self._manager = self.w3.eth.contract(address=addr, abi=abi)
+            # NOTE: check the code and getConfig() before the first call to the address, whatever
+            # that call is: a view of a codeless address otherwise surfaces as a node error
+            try:
+                self._config_tuple()
+            except BaseException:
+                self._manager = None
+                raise
         return self._manager
 
     def _config_tuple(self) -> tuple:
