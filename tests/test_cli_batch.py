@@ -246,3 +246,28 @@ def test_request_file_dry_run_sends_nothing(cli_env, user, tmp_path):
     rows = json.loads(res.stdout)["requests"]
     assert [r["status"] for r in rows] == ["simulated"] * 6
     assert on_chain(system, user) == {}
+
+
+def test_request_file_wait_answers_and_timeout(cli_env, user, tmp_path, monkeypatch):
+    """--wait with --file: one wait for all answers; answered ones are printed, the rest are
+    reported pending and the exit code is TIMEOUT."""
+    from dtnsess_cli.client import Client
+    from tests.helpers import answer
+
+    system = cli_env
+    sessions_for(system, user, 3)
+    real = Client.wait_for_answers
+
+    def answer_two_then_wait(self, rids, timeout, **kw):  # a node answers the first two
+        for i, rid in enumerate(rids[:2]):
+            answer(system, bytes.fromhex(rid[2:]), text=f"answer {i + 1}")
+        return real(self, rids, timeout, **kw)
+
+    monkeypatch.setattr(Client, "wait_for_answers", answer_two_then_wait)
+    res = run_cli("request", "--file", str(prompt_file(tmp_path, PROMPTS[:3])), "--wait",
+                  "--timeout", "1.5", "--json")
+    assert res.exit_code == 10, res.output
+    rows = json.loads(res.stdout)["requests"]
+    assert [r["response"]["status"] for r in rows] == ["succeeded", "succeeded", "pending"]
+    assert [r["response"]["answer"] for r in rows[:2]] == ["answer 1", "answer 2"]
+    assert "still pending" in res.stderr
