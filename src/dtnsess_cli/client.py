@@ -268,7 +268,6 @@ class Client:
                 cache_allowed_requests=True, cacheable_requests={"eth_chainId"},
                 request_cache_validation_threshold=None,
             )
-
             self._w3 = Web3(provider)
         return self._w3
 
