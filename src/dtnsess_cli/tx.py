@@ -442,6 +442,20 @@ def fee_params(ctx: TxContext) -> dict:
     return {"maxPriorityFeePerGas": int(tip), "maxFeePerGas": 2 * int(base) + int(tip)}
 
 
+def _require_eth_floor(ctx: TxContext, sender: str, value: int) -> None:
+    """InsufficientFundsError when ``sender`` cannot pay even 21000 gas (plus ``value``)."""
+    fees = fee_params(ctx)
+    max_fee = fees.get("maxFeePerGas", fees.get("gasPrice", 0))
+    floor = 21_000 * max_fee + value
+    have = _rpc(ctx, lambda: ctx.w3.eth.get_balance(sender), "balance lookup")
+    if have < floor:
+        raise InsufficientFundsError(
+            "ETH for gas", f"{format_eth(have)} ETH",
+            f"more than {format_eth(floor)} ETH (over 21000 gas at {format_gwei(max_fee)} gwei"
+            + (f" + {format_eth(value)} ETH value" if value else "") + ")",
+            hint=f"send ETH to {sender}")
+
+
 def send_and_wait(ctx: TxContext, fn_call: Any, *, value: int = 0, description: str,
                   dry_run: bool = False, confirm: bool = True,
                   token_cost: Optional[str] = None, gas_limit: Optional[int] = None) -> TxResult:
@@ -451,14 +465,25 @@ def send_and_wait(ctx: TxContext, fn_call: Any, *, value: int = 0, description: 
     to, data, _ = _call_parts(fn_call)
 
     # 1. simulate: a revert here means nothing is sent
-    ret = simulate(ctx, fn_call, value=value, description=description)
+    try:
+        ret = simulate(ctx, fn_call, value=value, description=description)
+    except RpcError:
+        # NOTE: nodes refuse to run a call whose value the sender cannot pay (Anvil:
+        # "Insufficient funds for gas * price + value"): tell it by the balance, not the wording
+        _require_eth_floor(ctx, sender, value)
+        raise
 
     # 2. estimate gas (+20%)
     base_tx: dict = {"from": sender, "data": data, "value": value}
     if to:
         base_tx["to"] = to
     if gas_limit is None:
-        est = _rpc(ctx, lambda: w3.eth.estimate_gas(base_tx, SIM_BLOCK), description)
+        try:
+            est = _rpc(ctx, lambda: w3.eth.estimate_gas(base_tx, SIM_BLOCK), description)
+        except RpcError:
+            # NOTE: likewise for an estimate when the sender cannot pay for any gas
+            _require_eth_floor(ctx, sender, value)
+            raise
         limit = est * GAS_MARGIN_NUM // GAS_MARGIN_DEN
     else:
         est = limit = gas_limit
