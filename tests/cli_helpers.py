@@ -51,12 +51,9 @@ class Cli:
             self.mp.setenv("DTNSESS_PRIVATE_KEY", k)
         else:
             self.mp.delenv("DTNSESS_PRIVATE_KEY", raising=False)
-        for name, value in (env or {}).items():
-            if value is None:
-                self.mp.delenv(name, raising=False)
-            else:
-                self.mp.setenv(name, value)
-        result = self.runner.invoke(app, list(args), input=input, catch_exceptions=True)
+        # per-call overrides (None removes a variable), restored when the run ends
+        result = self.runner.invoke(app, list(args), input=input, env=env,
+                                    catch_exceptions=True)
         # a bug in the CLI shows as an exception that is not SystemExit: never acceptable
         if result.exception is not None and not isinstance(result.exception, SystemExit):
             import traceback
