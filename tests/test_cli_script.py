@@ -1,0 +1,133 @@
+"""The installed console script `.venv/bin/dtnsess` in a subprocess: the main flow once more,
+errors, and a `--help` that does not import web3."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from dtnsess_cli.errors import ExitCode
+from dtnsess_cli.localdtn import respond
+from helpers import bal, conserved, dtn_balance, fund, next_second, session  # noqa: F401
+
+SCRIPT = Path(sys.executable).parent / "dtnsess"
+
+
+def _base_env(tmp_path) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("DTNSESS_") and k not in ("ETH_RPC_URL", "FOUNDRY_DIR")}
+    env.update(HOME=str(tmp_path), DTNSESS_LOCK_DIR=str(tmp_path), PYTHONUNBUFFERED="1")
+    return env
+
+
+@pytest.fixture
+def script(anvil, system6, private_keys, tmp_path):
+    """``script("create", "50", "--json")`` -> CompletedProcess of the console script, as user."""
+    assert SCRIPT.is_file(), f"{SCRIPT} is not installed (pip install -e .)"
+    env = _base_env(tmp_path)
+    env.update(DTNSESS_RPC_URL=anvil.url, DTNSESS_CONTRACT=system6.manager.address,
+               DTNSESS_CHAIN_ID="31337", DTNSESS_PRIVATE_KEY=private_keys[1])
+
+    def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        p = subprocess.run([str(SCRIPT), *args], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=timeout)
+        assert "Traceback" not in p.stderr + p.stdout, p.stderr
+        assert private_keys[1][2:] not in p.stderr + p.stdout
+        return p
+
+    return run
+
+
+def ok_json(p: subprocess.CompletedProcess):
+    assert p.returncode == 0, f"exit {p.returncode}\n{p.stderr}"
+    return json.loads(p.stdout)
+
+
+def test_main_flow_through_the_console_script(script, system6, user, w3):
+    fund(system6, user, 100, approve=False)
+    start = bal(system6, user)
+
+    out = ok_json(script("create", "25.5", "--json"))
+    sid = out["session_id"]
+    assert start - bal(system6, user) == 25_500_000 == int(out["amount_units"])
+
+    rid = ok_json(script("request", "What is DTN?", "--json"))["request_id"]
+    assert ok_json(script("response", rid, "--json"))["status"] == "pending"
+    respond(system6, bytes.fromhex(rid[2:]), worker=system6.worker, node=system6.node_id,
+            text="A network of trusted AI nodes.")
+    ans = ok_json(script("response", rid, "--json"))
+    assert (ans["status"], ans["answer"]) == ("succeeded", "A network of trusted AI nodes.")
+
+    # a second request, answered by a node while the script waits
+    next_second(w3)
+    m = system6.manager.functions
+
+    def node():
+        for _ in range(300):
+            ids, total = m.getUserRequests(user, 0, 10).call()
+            if total == 2:
+                time.sleep(1.0)
+                respond(system6, bytes(ids[1]), worker=system6.worker, node=system6.node_id,
+                        text="waited for")
+                return
+            time.sleep(0.05)
+
+    t = threading.Thread(target=node, daemon=True)
+    t.start()
+    p = script("request", "and now?", "--wait", "--timeout", "30")
+    t.join(20)
+    assert p.returncode == 0, p.stderr
+    assert "succeeded" in p.stdout and "waited for" in p.stdout
+
+    stats = ok_json(script("stats", str(sid), "--json"))
+    assert stats["request_count"] == 2 and stats["pending_requests"] == 0
+    remaining = dtn_balance(system6, sid)
+    assert int(stats["dtn_balance_units"]) == remaining < 25_500_000
+    p = script("stats", str(sid))
+    assert p.returncode == 0 and f"Session {sid}" in p.stdout
+
+    before = bal(system6, user)
+    out = ok_json(script("close", str(sid), "--json"))
+    assert out["closed"][0]["refund_units"] == str(remaining)
+    assert bal(system6, user) - before == remaining
+    assert session(system6, sid)["active"] is False
+
+
+def test_console_script_errors(script, system6):
+    p = script("stats", "999")
+    assert p.returncode == int(ExitCode.INPUT)
+    assert p.stdout == "" and p.stderr.startswith("error: ") and "no such session" in p.stderr
+    p = script("create", "--", "1.0000001")
+    assert p.returncode == int(ExitCode.INPUT) and "fractional digits" in p.stderr
+    p = script("balance", "--chain-id", "1")
+    assert p.returncode == int(ExitCode.CHAIN) and p.stderr.startswith("error: ")
+    p = script("no-such-command")
+    assert p.returncode == int(ExitCode.USAGE)
+
+
+def test_help_does_not_import_web3(tmp_path):
+    env = _base_env(tmp_path)
+    p = subprocess.run([str(SCRIPT), "--help"], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0 and "Usage" in p.stdout and "create" in p.stdout
+    code = ("import sys\n"
+            "from dtnsess_cli.cli import main\n"
+            "for argv in (['--help'], ['create', '--help'], ['request', '--help'],\n"
+            "             ['pool', '--help'], ['devnet', '--help']):\n"
+            "    try:\n"
+            "        rc = main(argv)\n"
+            "    except SystemExit as exc:\n"
+            "        rc = exc.code\n"
+            "    assert rc in (0, None), (argv, rc)\n"
+            "print('WEB3', 'web3' in sys.modules, 'eth_account' in sys.modules)\n")
+    p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip().splitlines()[-1] == "WEB3 False False"
