@@ -395,7 +395,15 @@ def request(
     if wait and rid and not res.dry_run:
         if not g.json:
             run.ui.info(f"request {rid} sent; waiting for the answer")
-        ans = c.wait_for_answer(rid, timeout, from_block=res.data.get("block"))
+        try:
+            ans = c.wait_for_answer(rid, timeout, from_block=res.data.get("block"))
+        except (DtnsessError, KeyboardInterrupt):
+            # NOTE: the request is sent and paid for: with --json a script still gets its id
+            # on stdout (or it might send it again); the error line follows on stderr
+            if g.json:
+                res.data["response"] = None
+                run.ui.emit(res.to_dict())
+            raise
         res.data["response"] = ans
         data = res.to_dict()
         if g.json:
