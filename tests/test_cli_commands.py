@@ -335,6 +335,21 @@ def test_request_wait_timeout(make_cli, system6, user, w3):
     assert "dtnsess response" in r.stderr  # the hint says how to look later
 
 
+def test_request_wait_timeout_json_still_gives_the_request_id(make_cli, system6, user):
+    """The request is sent and paid for: a script must get its id on stdout, or it may resend."""
+    cli = make_cli(system6)
+    fund(system6, user, 100, approve=False)
+    create_via_cli(cli, "20")
+    r = cli("request", "nobody answers", "--wait", "--timeout", "1", "--json")
+    assert r.exit_code == int(ExitCode.TIMEOUT)
+    out = load_json(r)
+    ids, total = system6.manager.functions.getUserRequests(user, 0, 10).call()
+    assert total == 1 and out["request_id"] == "0x" + bytes(ids[0]).hex()
+    assert out["response"] is None and out["transactions"][0]["tx_hash"]
+    assert [ln for ln in r.stderr.splitlines() if ln.startswith("error:")][0].startswith(
+        "error: timed out")
+
+
 def test_request_wait_failed_answer(make_cli, system6, user):
     cli = make_cli(system6)
     fund(system6, user, 100, approve=False)
