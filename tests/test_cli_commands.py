@@ -713,3 +713,28 @@ def test_every_read_command_prints_one_json_document(make_cli, system6, user):
     r = cli("--json", "balance")
     assert_ok(r)
     assert load_json(r)["address"] == user
+
+
+def test_dry_run_sends_nothing_for_every_write(make_cli, system6, user, deployer, w3):
+    cli = make_cli(system6)
+    fund(system6, user, 1000, approve=False)
+    sid = create_via_cli(cli, "20")
+    cli.json("approve", "--max")
+    before = {a: nonce(w3, a) for a in (user, deployer)}
+    tokens = bal(system6, user)
+    writes = [(["approve", "5"], "user"), (["create", "20"], "user"), (["renew", str(sid), "5"], "user"),
+              (["close", str(sid)], "user"), (["close", "--all"], "user"), (["request", "hi"], "user"),
+              (["pool", "add", str(sid)], "user"),
+              (["config", "update", "--pool-size", "6"], "deployer"),
+              (["deploy", "--ai", system6.router.address], "deployer")]
+    for args, role in writes:
+        out = cli.json(*args, "--dry-run", role=role)
+        assert out["dry_run"] is True, args
+        assert out["transactions"] and all(t["dry_run"] and "tx_hash" not in t
+                                           for t in out["transactions"]), args
+    assert {a: nonce(w3, a) for a in (user, deployer)} == before
+    assert bal(system6, user) == tokens and session(system6, sid)["active"] is True
+    assert system6.manager.functions.sessionPoolSize().call() == 5
+    r = cli("close", str(sid), "--dry-run")
+    assert_ok(r)
+    assert r.stdout.startswith("[dry run]") and "would send: close session" in r.stdout
