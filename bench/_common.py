@@ -38,6 +38,34 @@ def machine() -> str:
     return f"{platform.system()} {platform.machine()}, {cpus} CPUs ({model}), Python {platform.python_version()}"
 
 
+def revision() -> str:
+    """The commit measured, flagging uncommitted changes to the code under test (the tree is shared)."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
+                                  check=False).stdout.strip()
+        except OSError:
+            return ""
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--", "src", "contracts", "abi")
+    if dirty:
+        head += f" + uncommitted changes in {len(dirty.splitlines())} file(s) of src/ contracts/ abi/"
+    try:
+        art = json.loads((REPO / "abi" / "AdvancedSessionManager.json").read_text())
+        head += f"; abi/AdvancedSessionManager.json {art.get('sourcesHash', '?')[:19]}"
+    except (OSError, ValueError):
+        pass
+    return head
+
+
+def header(name: str) -> str:
+    import datetime as dt
+
+    return (f"# bench/{name}  {dt.datetime.now().isoformat(timespec='seconds')}\n"
+            f"# machine: {machine()}\n# code: {revision()}")
+
+
 def median(xs):
     return statistics.median(xs) if xs else float("nan")
 

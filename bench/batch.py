@@ -20,7 +20,6 @@ which shows whether the client pipelines (sends the next request before the last
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import subprocess
 import sys
@@ -28,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import anvil, machine, median, rpc, web3_for
+from _common import header, anvil, median, rpc, web3_for
 from latency_proxy import LatencyProxy
 
 DTNSESS = Path(sys.executable).parent / "dtnsess"
@@ -54,7 +53,7 @@ def main(argv=None) -> int:
     block_times = [float(x) for x in args.block_time.split(",")]
     ks = [int(x) for x in args.sessions.split(",")]
     delays = [float(x) for x in args.delay_ms.split(",")]
-    print(f"# bench/batch.py  {dt.datetime.now().isoformat(timespec='seconds')}  {machine()}")
+    print(header("batch.py"))
     rows = []
     failures = []
     for bt in block_times:

@@ -17,11 +17,10 @@ DTN (different router: compare orders of magnitude, not digits).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 import time
 
-from _common import compile_example, deploy_artifact, machine, rpc, rpc_batch, web3_for, anvil
+from _common import header, compile_example, deploy_artifact, rpc, rpc_batch, web3_for, anvil
 
 from dtnsess_cli import localdtn
 from dtnsess_cli.localdtn import SYSTEM_TRUST_NAMESPACE, deploy_system, respond, transact
@@ -277,7 +276,7 @@ def main(argv=None) -> int:
     sizes = [int(s) for s in args.sizes.split(",") if s]
 
     t0 = time.monotonic()
-    print(f"# bench/gas.py  {dt.datetime.now().isoformat(timespec='seconds')}  {machine()}")
+    print(header("gas.py"))
     example_art = compile_example()
     variants = [("example", 18), ("bundled", 18), ("bundled", 6)]
     with anvil("--gas-limit", "200000000", "--auto-impersonate", accounts=10) as node:

@@ -21,7 +21,6 @@ costs chain id, nonce, fees, call, estimate, send, receipt = 7) and with JSON-RP
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import subprocess
@@ -31,7 +30,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from _common import REPO, anvil, machine, median, rpc, spread, web3_for
+from _common import header, REPO, anvil, median, rpc, spread, web3_for
 from latency_proxy import LatencyProxy
 
 DTNSESS = Path(sys.executable).parent / "dtnsess"
@@ -118,7 +117,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--show-sequence", action="store_true")
     args = ap.parse_args(argv)
-    print(f"# bench/rpc.py  {dt.datetime.now().isoformat(timespec='seconds')}  {machine()}")
+    print(header("rpc.py"))
     if not DTNSESS.exists():
         print(f"{DTNSESS} not found (make install)")
         return 1

@@ -12,7 +12,6 @@ imported by `--help` (STYLE.md item 6).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import subprocess
@@ -20,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import REPO, machine, median, spread
+from _common import header, REPO, median, spread
 
 VENV_BIN = Path(sys.executable).parent
 DTNSESS = VENV_BIN / "dtnsess"
@@ -58,7 +57,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=10)
     args = ap.parse_args(argv)
-    print(f"# bench/startup.py  {dt.datetime.now().isoformat(timespec='seconds')}  {machine()}")
+    print(header("startup.py"))
     if not DTNSESS.exists():
         print(f"{DTNSESS} not found: install the package into this venv (make install)")
         return 1
