@@ -110,6 +110,22 @@ def test_console_script_errors(script, system6):
     assert p.returncode == int(ExitCode.CHAIN) and p.stderr.startswith("error: ")
     p = script("no-such-command")
     assert p.returncode == int(ExitCode.USAGE)
+    assert p.stderr.splitlines()[0] == "error: No such command 'no-such-command'."
+
+
+@pytest.mark.parametrize("args, first_line", [
+    (("create", "-5"), "error: No such option: -5"),
+    (("create",), "error: Missing argument 'amount'."),
+    (("balance", "--chain-id", "x"), "error: Invalid value for '--chain-id': "),
+    (("cleanup", "--max", "1000"), "error: Invalid value for '--max': "),
+])
+def test_usage_errors_are_one_line(script, args, first_line):
+    """Click's usage errors read like every other error: one line and a hint, exit 2, no box."""
+    p = script(*args)
+    assert p.returncode == int(ExitCode.USAGE)
+    lines = p.stderr.splitlines()
+    assert lines[0].startswith(first_line) and lines[1].startswith("hint: ") and len(lines) == 2
+    assert p.stdout == "" and "╭" not in p.stderr
 
 
 def test_help_does_not_import_web3(tmp_path):

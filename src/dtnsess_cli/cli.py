@@ -50,6 +50,9 @@ app.add_typer(refunds_app, name="refunds")
 
 # ------------------------------------------------------------------------------- global options
 
+# Click's UsageError (newer typer releases vendor click; reach it through its subclass)
+_UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
 _G = "Global options"
 RpcUrlOpt = Annotated[Optional[str], typer.Option(
     "--rpc-url", help="JSON-RPC URL [env: DTNSESS_RPC_URL, ETH_RPC_URL]", rich_help_panel=_G,
@@ -108,7 +111,7 @@ def error_handler(debug: bool = False) -> Iterator[None]:
     """
     try:
         yield
-    except (typer.Exit, typer.Abort):
+    except (typer.Exit, typer.Abort, _UsageError):
         raise
     except DtnsessError as exc:
         _report(exc, debug)
@@ -749,11 +752,25 @@ def main(argv: Optional[list] = None) -> int:
     debug = "--debug" in args or _debug_enabled()
     try:
         with error_handler(debug):
-            # standalone mode: usage errors exit 2, --help exits 0 (via SystemExit)
-            app(args=args, prog_name="dtnsess")
+            # NOTE: not standalone, so usage errors reach us and print as one line, like the rest
+            rc = app(args=args, prog_name="dtnsess", standalone_mode=False)
     except typer.Exit as exc:
         return int(exc.exit_code)
-    return 0
+    except _UsageError as exc:
+        message = " ".join(exc.format_message().split())
+        if not message:  # a group called without a command: its help was printed
+            return int(ExitCode.USAGE)
+        sys.stderr.write(f"error: {message}\n")
+        cmd = exc.ctx.command_path if exc.ctx else "dtnsess"
+        hint = f"see '{cmd} --help'"
+        if any(a.startswith("-") and a[1:2].isdigit() for a in args):
+            hint += "; amounts are positive (put '--' before an argument that starts with '-')"
+        sys.stderr.write(f"hint: {hint}\n")
+        return int(ExitCode.USAGE)
+    except typer.Abort:
+        sys.stderr.write("error: aborted\n")
+        return int(ExitCode.ABORTED)
+    return int(rc) if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover
