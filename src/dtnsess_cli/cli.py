@@ -710,7 +710,8 @@ def refunds_withdraw(*, g: CliOptions) -> None:
     """Withdraw refunds credited to you by cleanup."""
     run = Run(g)
     res = run.client.withdraw_refunds()
-    run.write(res, f"withdrew {res.data['amount'].human()}")
+    amount = res.data["amount"]
+    run.write(res, f"withdrew {amount.human()}" if amount.units else "nothing to withdraw")
 
 
 @command(app, "doctor")

@@ -882,13 +882,13 @@ class Client:
 
     def withdraw_refunds(self) -> WriteResult:
         have = self.claimable_refunds()
-        if have.units == 0:
-            raise InputError("refunds", "withdraw", "nothing to withdraw")
         r = WriteResult("refunds-withdraw", dry_run=self.settings.dry_run)
+        r.data["amount"] = have
+        if have.units == 0:  # like cleanup: nothing to do is not an error, and nothing is sent
+            return r
         res = self._send(self.manager.functions.withdrawRefunds(),
                          description=f"withdraw {have.human()} of refunds")
         r.txs.append(res)
-        r.data["amount"] = have
         return r
 
     def update_config(self, *, min_balance: Optional[str] = None, max_age: Optional[int] = None,
