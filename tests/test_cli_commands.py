@@ -234,6 +234,17 @@ def test_request_default_routing_and_value(make_cli, system, user, w3):
     assert cli.json("response", out["request_id"])["answer"] == "forty-two"
 
 
+def test_request_without_a_session_says_create_first(make_cli, system6, user, w3):
+    """No session and no allowance: the contract would open one; the hint says `create`."""
+    cli = make_cli(system6)
+    fund(system6, user, 100, approve=False)
+    before = nonce(w3, user)
+    res = cli("request", "hello")
+    assert_error(res, ExitCode.FUNDS, "allowance")
+    assert "no active session" in res.stderr and "dtnsess create" in res.stderr
+    assert nonce(w3, user) == before
+
+
 def test_request_node_namespace_and_value_routing(make_cli, system6, user, w3):
     cli = make_cli(system6)
     fund(system6, user, 100, approve=False)

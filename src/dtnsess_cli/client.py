@@ -799,7 +799,15 @@ class Client:
         else:
             fn = m.makeAIRequest(prompt, model, routing or [])
         r = WriteResult("request", dry_run=self.settings.dry_run)
-        res = self._send(fn, value=value, description=f"AI request to {model}")
+        try:
+            res = self._send(fn, value=value, description=f"AI request to {model}")
+        except InsufficientFundsError as exc:
+            # Without a session the contract opens one with the minimum balance; say so.
+            if session_id is None and "fee token" in exc.what and not self.active_session_ids():
+                minimum = format_amount(self._config_tuple()[3], self.decimals)
+                exc.hint = (f"you have no active session, so the contract would open one with "
+                            f"{minimum} {self.symbol}: run `dtnsess create AMOUNT` first")
+            raise
         r.txs.append(res)
         ev = self._events(res, "AIRequestSubmitted")
         rid = ev[0].args["requestId"] if ev else res.return_value
