@@ -115,14 +115,27 @@ def dev_private_keys(count: int = 10, mnemonic: str = DEFAULT_MNEMONIC) -> list[
     ]
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie counts as gone; our own zombie children are reaped)."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child: the usual case for a detached node started by another process
+    except OSError:
+        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 _live: "weakref.WeakSet[AnvilProcess]" = weakref.WeakSet()
@@ -289,18 +302,20 @@ class AnvilProcess:
         return f"<AnvilProcess {state}>"
 
 
-def stop_pid(pid: int, timeout: float = 5.0) -> bool:
-    """Stop a detached Anvil by pid (SIGINT → SIGTERM → SIGKILL); True if it was running."""
-    if not _pid_alive(pid):
-        return False
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+def stop_pid(pid: int, deadlines: tuple = (5.0, 3.0, 2.0)) -> bool:
+    """Stop a process by pid: SIGINT, then SIGTERM, then SIGKILL, each with a deadline (seconds).
+
+    True once the process is gone (also when it was not running)."""
+    for sig, deadline in zip((signal.SIGINT, signal.SIGTERM, signal.SIGKILL), deadlines):
+        if not pid_alive(pid):
+            return True
         try:
             os.kill(pid, sig)
         except ProcessLookupError:
             return True
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not _pid_alive(pid):
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
+            if not pid_alive(pid):
                 return True
             time.sleep(0.05)
-    return not _pid_alive(pid)
+    return not pid_alive(pid)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from typing import Any, Iterator, Optional
 
 import typer
 
+from .anvil import pid_alive, stop_pid
 from .config import DEVNET_STATE_FILE
 from .errors import DtnsessError, ExitCode
 
@@ -39,7 +39,6 @@ MINT_TOKENS = 1_000_000
 RESPONDER_MODULE = "dtnsess_cli.responder"
 RESPONDER_READY_TIMEOUT = 30.0
 # Deadlines (seconds) after SIGINT, then SIGTERM, then SIGKILL.
-STOP_DEADLINES = (5.0, 3.0, 2.0)
 
 
 class DevnetError(DtnsessError):
@@ -117,32 +116,9 @@ def _cmdline(pid: int) -> Optional[list[str]]:
     return out.stdout.split() if out.returncode == 0 and out.stdout.strip() else None
 
 
-def _alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie counts as gone; our own zombie children are reaped)."""
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    except ChildProcessError:
-        pass  # not our child: the usual case, `up` ran in another process
-    except OSError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def _is_ours(pid: Optional[int], role: str, state: dict, paths: Paths) -> bool:
     """Is ``pid`` alive and really the devnet's ``role`` process (not a reused pid)?"""
-    if not pid or not _alive(int(pid)):
+    if not pid or not pid_alive(int(pid)):
         return False
     argv = _cmdline(int(pid))
     if not argv:
@@ -152,21 +128,6 @@ def _is_ours(pid: Optional[int], role: str, state: dict, paths: Paths) -> bool:
         return any(Path(a).name in ("anvil", "anvil.exe") for a in argv) and (
             not port or port in argv)
     return RESPONDER_MODULE in argv and str(paths.state) in argv
-
-
-def _signal_stop(pid: int, deadlines: tuple = STOP_DEADLINES) -> bool:
-    """SIGINT, then SIGTERM, then SIGKILL, each with a deadline; True once the process is gone."""
-    for sig, deadline in zip((signal.SIGINT, signal.SIGTERM, signal.SIGKILL), deadlines):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return True
-        end = time.monotonic() + deadline
-        while time.monotonic() < end:
-            if not _alive(pid):
-                return True
-            time.sleep(0.05)
-    return not _alive(pid)
 
 
 def _port_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -277,9 +238,9 @@ def start(
         return state, True
     except BaseException:
         if responder_proc is not None and responder_proc.poll() is None:
-            _signal_stop(responder_proc.pid)
+            stop_pid(responder_proc.pid)
         if node.pid is not None:
-            _signal_stop(node.pid)
+            stop_pid(node.pid)
         paths.state.unlink(missing_ok=True)
         raise
 
@@ -382,10 +343,10 @@ def stop(cwd: Path) -> Optional[dict]:
         if not pid:
             continue
         if _is_ours(pid, role, state, paths):
-            if not _signal_stop(int(pid)):
+            if not stop_pid(int(pid)):
                 raise DevnetError(f"{role} (pid {pid}) did not stop, even on SIGKILL")
             result["stopped"][role] = pid
-        elif _alive(int(pid)):
+        elif pid_alive(int(pid)):
             result["left_alone"][role] = pid  # the pid was reused by another program
     paths.state.unlink(missing_ok=True)
     return result
