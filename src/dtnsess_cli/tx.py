@@ -377,21 +377,12 @@ SIM_BLOCK = "pending"
 def simulate(ctx: TxContext, fn_call: Any, *, value: int = 0, description: str,
              block: Any = SIM_BLOCK) -> Any:
     """eth_call ``fn_call`` from the sender; the decoded return value (None for a deploy)."""
-    to, data, fn_abi = _call_parts(fn_call)
+    to, data, _ = _call_parts(fn_call)
     tx = {"from": ctx.account.address, "data": data, "value": value}
     if to:
         tx["to"] = to
     raw = _rpc(ctx, lambda: ctx.w3.eth.call(tx, block), description)
-    if fn_abi is None:
-        return None
-    from eth_abi import decode as abi_decode
-    from eth_utils import get_abi_output_types
-
-    types = get_abi_output_types(fn_abi)
-    if not types:
-        return None
-    vals = abi_decode(types, bytes(raw))
-    return vals[0] if len(vals) == 1 else tuple(vals)
+    return _decode_return(ctx, fn_call, raw)
 
 
 def _rpc(ctx: TxContext, thunk: Callable[[], Any], description: str,
