@@ -86,3 +86,12 @@ def test_friendly_mapping_of_owner_errors():
     data = keccak(text="OwnableUnauthorizedAccount(address)")[:4] + encode(["address"], ["0x" + "11" * 20])
     exc = ctx.revert_error(data, "config update")
     assert isinstance(exc, E.NotAuthorizedError)
+
+
+def test_gas_limit_margin_never_crosses_the_per_transaction_cap():
+    from dtnsess_cli.tx import TX_GAS_CAP, gas_limit_for
+
+    assert gas_limit_for(100_000) == 120_000
+    assert gas_limit_for(14_000_000) == TX_GAS_CAP  # 16.8M would exceed 2^24
+    assert gas_limit_for(TX_GAS_CAP) == TX_GAS_CAP
+    assert gas_limit_for(TX_GAS_CAP + 1) > TX_GAS_CAP  # does not fit anyway: no pretending

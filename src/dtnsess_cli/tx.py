@@ -44,6 +44,14 @@ PANIC_CODES = {
 }
 
 GAS_MARGIN_NUM, GAS_MARGIN_DEN = 12, 10  # +20% over the estimate
+# Newer Ethereum forks cap a transaction at 2^24 gas: the margin must not push a fitting one over.
+TX_GAS_CAP = 2**24
+
+
+def gas_limit_for(estimate: int) -> int:
+    """The gas limit sent for an estimate: +20%, but not past the per-transaction cap."""
+    limit = estimate * GAS_MARGIN_NUM // GAS_MARGIN_DEN
+    return TX_GAS_CAP if estimate <= TX_GAS_CAP < limit else limit
 DEFAULT_RECEIPT_TIMEOUT = 120.0
 
 
@@ -475,7 +483,7 @@ def send_and_wait(ctx: TxContext, fn_call: Any, *, value: int = 0, description: 
             # NOTE: likewise for an estimate when the sender cannot pay for any gas
             _require_eth_floor(ctx, sender, value)
             raise
-        limit = est * GAS_MARGIN_NUM // GAS_MARGIN_DEN
+        limit = gas_limit_for(est)
     else:
         est = limit = gas_limit
     fees = fee_params(ctx)
@@ -745,7 +753,7 @@ def prepare_many(ctx: TxContext, calls: Sequence[Call]) -> list:
         except Exception:  # a return value we cannot decode does not stop the send
             p.return_value = None
         p.gas_estimate = int(est["result"], 16)
-        p.gas_limit = (p.gas_estimate * GAS_MARGIN_NUM // GAS_MARGIN_DEN
+        p.gas_limit = (gas_limit_for(p.gas_estimate)
                        if p.call.gas_limit is None else p.call.gas_limit)
     return preps
 
