@@ -96,7 +96,7 @@ def measure(args, bt, ks, delays, rows, failures) -> None:
                             try:
                                 for _ in range(k):
                                     transact(w3, system.manager.functions.createSession(50 * unit), user)
-                                block = w3.eth.block_number + 1
+                                block = w3.eth.block_number
                                 proxy.take()
                                 t = time.perf_counter()
                                 if mode == "sequential":
