@@ -12,10 +12,12 @@ import {DtnDefaults} from "./dtn/DtnDefaults.sol";
 
 /// @dev Optional views of the deployed DTN that are not part of IDtnAi.
 interface IDtnRouterViews {
+    /// @notice The DTN session manager contract behind the router.
     function sessionManager() external view returns (address);
 }
 
 interface IDtnSessionBalances {
+    /// @notice The remaining balance of a DTN session.
     function getSessionBalance(uint256 sessionId) external view returns (uint256);
 }
 
@@ -369,6 +371,7 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
 
     // ------------------------------------------------------------------ views (example)
 
+    /// @notice A session's owner, funded balance, last use, state and request count (as in the example).
     function getSessionStats(uint256 sessionId)
         external
         view
@@ -378,10 +381,12 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
         return (s.owner, s.balance, s.lastUsed, s.active, s.requestCount);
     }
 
+    /// @notice How many sessions `user` has ever created.
     function getUserSessionCount(address user) external view returns (uint256) {
         return userSessions[user].length;
     }
 
+    /// @notice Sessions in the pool now, and the pool's capacity.
     function getPoolStatus() external view returns (uint256 poolSize, uint256 maxSize) {
         return (sessionPool.length, sessionPoolSize);
     }
@@ -411,14 +416,17 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
         for (uint256 i = 0; i < ids.length; i++) out[i] = getSession(ids[i]);
     }
 
+    /// @notice Every session id `user` has created, oldest first.
     function getUserSessions(address user) external view returns (uint256[] memory) {
         return userSessions[user];
     }
 
+    /// @notice The active sessions `user` owns.
     function getUserActiveSessions(address user) external view returns (uint256[] memory) {
         return _userActive[user];
     }
 
+    /// @notice A page of active session ids, and how many there are in all.
     function getActiveSessions(uint256 offset, uint256 limit)
         external
         view
@@ -428,6 +436,7 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
         ids = _slice(activeSessions, offset, limit);
     }
 
+    /// @notice The pooled session ids; getFromPool() takes the last one.
     function getPoolSessions() external view returns (uint256[] memory) {
         return sessionPool;
     }
@@ -458,6 +467,7 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
         for (uint256 i = offset; i < end; i++) ids[i - offset] = all[i];
     }
 
+    /// @notice Everything a client needs to know about this manager's configuration, in one call.
     function getConfig() external view returns (Config memory c) {
         c.ai = address(ai);
         c.feeToken = address(feeToken);

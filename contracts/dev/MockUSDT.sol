@@ -18,6 +18,7 @@ contract MockUSDT is ERC20 {
         admin = msg.sender;
     }
 
+    /// @notice The decimals chosen at deploy (6 like USDT/USDC by default in the devnet).
     function decimals() public view override returns (uint8) {
         return _decimals;
     }
