@@ -6,6 +6,7 @@ import {IERC20Metadata} from "@openzeppelin/contracts/token/ERC20/extensions/IER
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {IDtnAi} from "./dtn/IDtnAi.sol";
 import {WithDtnAi} from "./dtn/WithDtnAi.sol";
 import {DtnDefaults} from "./dtn/DtnDefaults.sol";
@@ -34,27 +35,36 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
 
     enum RequestStatus { None, Pending, Succeeded, Failed }
 
-    /// @dev Same fields and order as the documented example, so `sessions(id)` keeps its shape.
-    struct SessionInfo {
-        uint256 sessionId;
+    /// @dev A session in four storage slots (the example used six, plus one per index): every slot
+    ///      written on create costs ~20k gas, and ids, timestamps and token amounts fit easily.
+    ///      `sessions(id)` still returns the example's six fields as uint256/address/bool.
+    struct Session {
+        // slot 0
         address owner;
-        uint256 balance; // funds put into the current DTN session (deposit plus carried refund)
-        uint256 lastUsed;
+        uint64 lastUsed;
         bool active;
-        uint256 requestCount;
+        // slot 1
+        uint128 balance; // funds put into the current DTN session (deposit plus carried refund)
+        uint64 requestCount;
+        uint64 lastRequestAt;
+        // slot 2
+        uint192 dtnSessionId;
+        uint64 pendingRequests;
+        // slot 3: 1-based positions in the id arrays (swap-and-pop removal) and LRU neighbours
+        uint48 activePos;
+        uint48 userActivePos;
+        uint48 poolPos;
+        uint48 lruPrev;
+        uint48 lruNext;
     }
 
-    struct SessionState {
-        uint256 dtnSessionId;
-        uint256 pendingRequests;
-        uint256 lastRequestAt;
-    }
-
-    struct RequestInfo {
-        uint256 sessionId;
+    /// @dev A request in two slots; the DTN session it was made on tells a stale settle apart.
+    struct Request {
         address user;
-        uint256 createdAt;
+        uint40 createdAt;
         RequestStatus status;
+        uint48 sessionId;
+        uint256 dtnSessionId;
     }
 
     struct SessionView {
@@ -120,7 +130,6 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
 
     // ------------------------------------------------------------------ example-compatible state
 
-    mapping(uint256 => SessionInfo) public sessions;
     mapping(address => uint256[]) public userSessions;
     uint256[] public activeSessions;
 
@@ -129,7 +138,6 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
     uint256 public sessionPoolSize = 5;
 
     uint256[] public sessionPool;
-    mapping(uint256 => bool) public isPooled;
 
     // ------------------------------------------------------------------ added state
 
@@ -145,27 +153,24 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
     uint256 public constant DEFAULT_CLEANUP_BATCH = 50;
 
     uint256 public nextSessionId = 1;
-    mapping(bytes32 => RequestInfo) public requests;
     /// @notice The pooled session a user took with getFromPool(); its requests may use it.
     mapping(address => uint256) public poolGrant;
     /// @notice Refunds credited by cleanup, withdrawable with withdrawRefunds().
     mapping(address => uint256) public claimableRefunds;
     uint256 public totalClaimable;
 
-    mapping(uint256 => SessionState) private _state;
+    mapping(uint256 => Session) private _sessions;
+    mapping(bytes32 => Request) private _requests;
     mapping(address => bytes32[]) private _userRequests;
-    // The DTN session each request was made on: only requests of the current one count as pending.
-    mapping(bytes32 => uint256) private _requestDtnSession;
-    // 1-based positions, so removal from the arrays is a swap and pop, not a scan.
-    mapping(uint256 => uint256) private _activeIndex;
-    mapping(uint256 => uint256) private _poolIndex;
     mapping(address => uint256[]) private _userActive;
-    mapping(uint256 => uint256) private _userActiveIndex;
     // Active sessions ordered by lastUsed (head = least recently used): cleanup only visits idle ones.
-    mapping(uint256 => uint256) private _lruPrev;
-    mapping(uint256 => uint256) private _lruNext;
     uint256 private _lruHead;
     uint256 private _lruTail;
+
+    // Which id array a position field belongs to.
+    uint8 private constant ACTIVE = 0;
+    uint8 private constant USER_ACTIVE = 1;
+    uint8 private constant POOL = 2;
 
     /// @param ai_ The DTN router. Fee defaults are derived from its fee token's decimals.
     constructor(address ai_) Ownable(msg.sender) {
@@ -200,7 +205,7 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
     /// @notice Adds `additionalBalance` to a session. DTN cannot top up a session, so the DTN session
     ///         is closed and a new one is funded with its refund plus the new amount; the id stays.
     function renewSession(uint256 sessionId, uint256 additionalBalance) external nonReentrant {
-        SessionInfo storage s = sessions[sessionId];
+        Session storage s = _sessions[sessionId];
         require(s.owner == msg.sender, "Not session owner");
         require(s.active, "Session not active");
         if (additionalBalance == 0) revert ZeroAmount();
@@ -211,9 +216,9 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
         uint256 newBalance = refund + additionalBalance;
         // Transfer and start in one transaction: DTN credits unassigned deposits to the next starter.
         feeToken.safeTransfer(ai.feeTarget(), newBalance);
-        _state[sessionId].dtnSessionId = ai.startUserSession();
-        _state[sessionId].pendingRequests = 0;
-        s.balance = newBalance;
+        s.dtnSessionId = SafeCast.toUint192(ai.startUserSession());
+        s.pendingRequests = 0;
+        s.balance = SafeCast.toUint128(newBalance);
         _touch(sessionId);
         emit SessionRenewed(sessionId, newBalance);
     }
@@ -279,7 +284,7 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
 
     /// @notice Records the outcome of an answered request whose callback failed (e.g. ran out of gas).
     function settleRequest(bytes32 requestId) external {
-        RequestInfo storage info = requests[requestId];
+        Request storage info = _requests[requestId];
         require(info.status == RequestStatus.Pending, "Request not pending");
         (IDtnAi.ResponseStatus status,,) = ai.fetchResponse(requestId);
         _record(requestId, info, status);
@@ -289,14 +294,12 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
 
     /// @notice Offers one of the caller's active sessions in the shared pool.
     function addToPool(uint256 sessionId) external {
-        SessionInfo storage s = sessions[sessionId];
+        Session storage s = _sessions[sessionId];
         require(s.owner == msg.sender, "Not session owner");
         require(s.active, "Session not active");
-        require(!isPooled[sessionId], "Already pooled");
+        require(s.poolPos == 0, "Already pooled");
         require(sessionPool.length < sessionPoolSize, "Pool full");
-        sessionPool.push(sessionId);
-        _poolIndex[sessionId] = sessionPool.length;
-        isPooled[sessionId] = true;
+        _pushTo(sessionPool, POOL, sessionId);
         emit SessionPooled(sessionId, msg.sender);
     }
 
@@ -377,8 +380,33 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
         view
         returns (address owner, uint256 balance, uint256 lastUsed, bool active, uint256 requestCount)
     {
-        SessionInfo storage s = sessions[sessionId];
+        Session storage s = _sessions[sessionId];
         return (s.owner, s.balance, s.lastUsed, s.active, s.requestCount);
+    }
+
+    /// @notice A session's record with the documented example's fields (sessionId 0 when unknown).
+    function sessions(uint256 id)
+        external
+        view
+        returns (uint256 sessionId, address owner, uint256 balance, uint256 lastUsed, bool active, uint256 requestCount)
+    {
+        Session storage s = _sessions[id];
+        return (s.owner == address(0) ? 0 : id, s.owner, s.balance, s.lastUsed, s.active, s.requestCount);
+    }
+
+    /// @notice Whether a session is in the pool now.
+    function isPooled(uint256 sessionId) public view returns (bool) {
+        return _sessions[sessionId].poolPos != 0;
+    }
+
+    /// @notice A request made through this manager: its session, user, time and outcome.
+    function requests(bytes32 requestId)
+        external
+        view
+        returns (uint256 sessionId, address user, uint256 createdAt, RequestStatus status)
+    {
+        Request storage r = _requests[requestId];
+        return (r.sessionId, r.user, r.createdAt, r.status);
     }
 
     /// @notice How many sessions `user` has ever created.
@@ -395,19 +423,18 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
 
     /// @notice A session's full record, with its DTN-side spendable balance when the router exposes it.
     function getSession(uint256 sessionId) public view returns (SessionView memory v) {
-        SessionInfo storage s = sessions[sessionId];
-        SessionState storage st = _state[sessionId];
-        v.sessionId = s.sessionId;
+        Session storage s = _sessions[sessionId];
+        v.sessionId = s.owner == address(0) ? 0 : sessionId;
         v.owner = s.owner;
         v.balance = s.balance;
         v.lastUsed = s.lastUsed;
         v.active = s.active;
         v.requestCount = s.requestCount;
-        v.dtnSessionId = st.dtnSessionId;
-        v.pendingRequests = st.pendingRequests;
-        v.lastRequestAt = st.lastRequestAt;
-        v.pooled = isPooled[sessionId];
-        if (s.active) (v.hasDtnBalance, v.dtnBalance) = _dtnBalance(st.dtnSessionId);
+        v.dtnSessionId = s.dtnSessionId;
+        v.pendingRequests = s.pendingRequests;
+        v.lastRequestAt = s.lastRequestAt;
+        v.pooled = s.poolPos != 0;
+        if (s.active) (v.hasDtnBalance, v.dtnBalance) = _dtnBalance(s.dtnSessionId);
     }
 
     /// @notice Several sessions' records in one call.
@@ -445,7 +472,7 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
     function getIdleSessions(uint256 max) external view returns (uint256[] memory ids) {
         ids = new uint256[](max);
         uint256 n;
-        for (uint256 id = _lruHead; id != 0 && n < max; id = _lruNext[id]) {
+        for (uint256 id = _lruHead; id != 0 && n < max; id = _sessions[id].lruNext) {
             if (!_isIdle(id)) break;
             ids[n++] = id;
         }
@@ -492,27 +519,23 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
         uint256 dtnSessionId = ai.startUserSession();
 
         sessionId = nextSessionId++;
-        sessions[sessionId] = SessionInfo({
-            sessionId: sessionId,
-            owner: owner_,
-            balance: amount,
-            lastUsed: block.timestamp,
-            active: true,
-            requestCount: 0
-        });
-        _state[sessionId].dtnSessionId = dtnSessionId;
+        require(sessionId <= type(uint48).max, "Too many sessions"); // ids are stored as uint48
+        Session storage s = _sessions[sessionId];
+        s.owner = owner_;
+        s.lastUsed = uint64(block.timestamp);
+        s.active = true;
+        s.balance = SafeCast.toUint128(amount);
+        s.dtnSessionId = SafeCast.toUint192(dtnSessionId);
         userSessions[owner_].push(sessionId);
-        activeSessions.push(sessionId);
-        _activeIndex[sessionId] = activeSessions.length;
-        _userActive[owner_].push(sessionId);
-        _userActiveIndex[sessionId] = _userActive[owner_].length;
+        _pushTo(activeSessions, ACTIVE, sessionId);
+        _pushTo(_userActive[owner_], USER_ACTIVE, sessionId);
         _lruAppend(sessionId);
         emit SessionCreated(sessionId, owner_, amount);
     }
 
     function _sessionFor(address user) private view returns (uint256) {
         uint256 granted = poolGrant[user];
-        if (granted != 0 && sessions[granted].active) return granted;
+        if (granted != 0 && _sessions[granted].active) return granted;
         uint256[] storage mine = _userActive[user];
         return mine.length == 0 ? 0 : mine[mine.length - 1];
     }
@@ -523,7 +546,7 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
     }
 
     function _closeOwned(uint256 sessionId) private {
-        SessionInfo storage s = sessions[sessionId];
+        Session storage s = _sessions[sessionId];
         require(s.owner == msg.sender, "Not session owner");
         require(s.active, "Session not active");
         _requireNoPending(sessionId);
@@ -537,19 +560,19 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
     /// @dev Closes the DTN session and returns exactly what DTN refunded (measured, not assumed).
     function _closeDtnSession(uint256 sessionId) private returns (uint256 refund) {
         uint256 before = feeToken.balanceOf(address(this));
-        ai.closeUserSession(_state[sessionId].dtnSessionId);
+        ai.closeUserSession(_sessions[sessionId].dtnSessionId);
         refund = feeToken.balanceOf(address(this)) - before;
     }
 
     function _deactivate(uint256 sessionId) private {
-        SessionInfo storage s = sessions[sessionId];
+        Session storage s = _sessions[sessionId];
         s.active = false;
         s.balance = 0;
-        _state[sessionId].pendingRequests = 0;
-        _removeIndexed(activeSessions, _activeIndex, sessionId);
-        _removeIndexed(_userActive[s.owner], _userActiveIndex, sessionId);
+        s.pendingRequests = 0;
+        _removeFrom(activeSessions, ACTIVE, sessionId);
+        _removeFrom(_userActive[s.owner], USER_ACTIVE, sessionId);
         _lruRemove(sessionId);
-        if (isPooled[sessionId]) _poolRemove(sessionId);
+        if (s.poolPos != 0) _poolRemove(sessionId);
     }
 
     function _credit(uint256 sessionId, address owner_, uint256 amount) private {
@@ -559,14 +582,14 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
     }
 
     function _requireNoPending(uint256 sessionId) private view {
-        SessionState storage st = _state[sessionId];
-        if (st.pendingRequests > 0 && block.timestamp < st.lastRequestAt + requestTimeout) {
-            revert RequestsPending(sessionId, st.pendingRequests, st.lastRequestAt + requestTimeout);
+        Session storage s = _sessions[sessionId];
+        if (s.pendingRequests > 0 && block.timestamp < s.lastRequestAt + requestTimeout) {
+            revert RequestsPending(sessionId, s.pendingRequests, s.lastRequestAt + requestTimeout);
         }
     }
 
     function _isIdle(uint256 sessionId) private view returns (bool) {
-        return block.timestamp - sessions[sessionId].lastUsed > maxSessionAge;
+        return block.timestamp - _sessions[sessionId].lastUsed > maxSessionAge;
     }
 
     function _cleanup(uint256 maxSessions) private returns (uint256 closed) {
@@ -575,11 +598,11 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
         uint256 id = _lruHead;
         while (id != 0 && id != firstFailed && visited < maxSessions && _isIdle(id)) {
             visited++;
-            uint256 next = _lruNext[id];
-            SessionInfo storage s = sessions[id];
+            Session storage s = _sessions[id];
+            uint256 next = s.lruNext;
             uint256 before = feeToken.balanceOf(address(this));
             // One session DTN refuses to close must not block everyone else's cleanup.
-            try ai.closeUserSession(_state[id].dtnSessionId) {
+            try ai.closeUserSession(s.dtnSessionId) {
                 uint256 refund = feeToken.balanceOf(address(this)) - before;
                 address owner_ = s.owner;
                 _deactivate(id);
@@ -602,14 +625,14 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
         private
         returns (bytes32 requestId)
     {
-        SessionInfo storage s = sessions[sessionId];
+        Session storage s = _sessions[sessionId];
         require(s.active, "Session not active");
         if (s.owner != msg.sender && poolGrant[msg.sender] != sessionId) {
             revert NotAllowedToUseSession(sessionId, msg.sender);
         }
-        SessionState storage st = _state[sessionId];
+        uint256 dtnSessionId = s.dtnSessionId;
         requestId = ai.request{value: msg.value}(
-            st.dtnSessionId,
+            dtnSessionId,
             keccak256(abi.encodePacked(model)),
             routing,
             IDtnAi.DtnRequest({
@@ -626,19 +649,24 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
         );
         // DTN ids have one-second resolution: a second request of this session and user in the same
         // second would overwrite the first on DTN. Reverting undoes that overwrite.
-        if (requests[requestId].status != RequestStatus.None) revert RequestIdCollision(requestId);
-        requests[requestId] = RequestInfo(sessionId, msg.sender, block.timestamp, RequestStatus.Pending);
-        _requestDtnSession[requestId] = st.dtnSessionId;
+        if (_requests[requestId].status != RequestStatus.None) revert RequestIdCollision(requestId);
+        _requests[requestId] = Request({
+            user: msg.sender,
+            createdAt: uint40(block.timestamp),
+            status: RequestStatus.Pending,
+            sessionId: uint48(sessionId),
+            dtnSessionId: dtnSessionId
+        });
         _userRequests[msg.sender].push(requestId);
-        st.pendingRequests += 1;
-        st.lastRequestAt = block.timestamp;
+        s.pendingRequests += 1;
+        s.lastRequestAt = uint64(block.timestamp);
         s.requestCount += 1;
         _touch(sessionId);
-        emit AIRequestSubmitted(requestId, sessionId, msg.sender, st.dtnSessionId);
+        emit AIRequestSubmitted(requestId, sessionId, msg.sender, dtnSessionId);
     }
 
     function _finishRequest(bytes32 requestId) private {
-        RequestInfo storage info = requests[requestId];
+        Request storage info = _requests[requestId];
         if (info.status != RequestStatus.Pending) return; // not ours, or already settled
         IDtnAi.ResponseStatus status;
         string memory message;
@@ -652,12 +680,12 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
         else emit AIRequestFailed(requestId, message);
     }
 
-    function _record(bytes32 requestId, RequestInfo storage info, IDtnAi.ResponseStatus status) private {
+    function _record(bytes32 requestId, Request storage info, IDtnAi.ResponseStatus status) private {
         info.status = status == IDtnAi.ResponseStatus.SUCCESS ? RequestStatus.Succeeded : RequestStatus.Failed;
-        SessionState storage st = _state[info.sessionId];
+        Session storage st = _sessions[info.sessionId];
         // A renewal or close resets the count. A request of an earlier DTN session can still be settled
         // (answered before the renewal, callback failed); it must not uncount a request of the new one.
-        if (_requestDtnSession[requestId] == st.dtnSessionId && st.pendingRequests > 0) st.pendingRequests -= 1;
+        if (info.dtnSessionId == st.dtnSessionId && st.pendingRequests > 0) st.pendingRequests -= 1;
         emit AIRequestCompleted(requestId, info.sessionId, info.user, status);
     }
 
@@ -679,7 +707,7 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
     // ------------------------------------------------------------------ internals: sets and lists
 
     function _touch(uint256 sessionId) private {
-        sessions[sessionId].lastUsed = block.timestamp;
+        _sessions[sessionId].lastUsed = uint64(block.timestamp);
         if (_lruTail != sessionId) {
             _lruRemove(sessionId);
             _lruAppend(sessionId);
@@ -688,38 +716,56 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
 
     function _lruAppend(uint256 id) private {
         uint256 tail = _lruTail;
-        _lruPrev[id] = tail;
-        _lruNext[id] = 0;
+        Session storage s = _sessions[id];
+        s.lruPrev = uint48(tail);
+        s.lruNext = 0;
         if (tail == 0) _lruHead = id;
-        else _lruNext[tail] = id;
+        else _sessions[tail].lruNext = uint48(id);
         _lruTail = id;
     }
 
     function _lruRemove(uint256 id) private {
-        uint256 prev = _lruPrev[id];
-        uint256 next = _lruNext[id];
+        Session storage s = _sessions[id];
+        uint256 prev = s.lruPrev;
+        uint256 next = s.lruNext;
         if (prev == 0) _lruHead = next;
-        else _lruNext[prev] = next;
+        else _sessions[prev].lruNext = uint48(next);
         if (next == 0) _lruTail = prev;
-        else _lruPrev[next] = prev;
-        delete _lruPrev[id];
-        delete _lruNext[id];
+        else _sessions[next].lruPrev = uint48(prev);
+        s.lruPrev = 0;
+        s.lruNext = 0;
     }
 
     function _poolRemove(uint256 sessionId) private {
-        _removeIndexed(sessionPool, _poolIndex, sessionId);
-        isPooled[sessionId] = false;
+        _removeFrom(sessionPool, POOL, sessionId);
     }
 
-    /// @dev Swap-and-pop removal using a 1-based position map.
-    function _removeIndexed(uint256[] storage arr, mapping(uint256 => uint256) storage index, uint256 value) private {
-        uint256 pos = index[value];
+    function _pos(uint256 id, uint8 which) private view returns (uint256) {
+        Session storage s = _sessions[id];
+        return which == ACTIVE ? s.activePos : which == USER_ACTIVE ? s.userActivePos : s.poolPos;
+    }
+
+    function _setPos(uint256 id, uint8 which, uint256 pos) private {
+        Session storage s = _sessions[id];
+        if (which == ACTIVE) s.activePos = uint48(pos);
+        else if (which == USER_ACTIVE) s.userActivePos = uint48(pos);
+        else s.poolPos = uint48(pos);
+    }
+
+    function _pushTo(uint256[] storage arr, uint8 which, uint256 id) private {
+        arr.push(id);
+        _setPos(id, which, arr.length);
+    }
+
+    /// @dev Swap-and-pop removal using the 1-based position stored in the session.
+    function _removeFrom(uint256[] storage arr, uint8 which, uint256 id) private {
+        uint256 pos = _pos(id, which);
         if (pos == 0) return;
         uint256 last = arr[arr.length - 1];
         arr[pos - 1] = last;
-        index[last] = pos;
+        _setPos(last, which, pos);
         arr.pop();
-        delete index[value];
+        _setPos(id, which, 0);
     }
 
     function _slice(uint256[] storage arr, uint256 offset, uint256 limit) private view returns (uint256[] memory out) {
