@@ -147,3 +147,21 @@ def test_help_does_not_import_web3(tmp_path):
                        text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip().splitlines()[-1] == "WEB3 False False"
+
+
+def test_shell_completion_works_without_importing_web3(tmp_path):
+    env = _base_env(tmp_path)
+    env.update(_DTNSESS_COMPLETE="complete_bash", COMP_WORDS="dtnsess pool a", COMP_CWORD="2")
+    p = subprocess.run([str(SCRIPT)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0 and p.stdout.split() == ["add"], p.stderr
+    code = ("import sys\n"
+            "from dtnsess_cli.cli import main\n"
+            "try:\n"
+            "    main([])\n"
+            "except SystemExit:\n"
+            "    pass\n"
+            "print('WEB3', 'web3' in sys.modules)\n")
+    p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert p.stdout.strip().splitlines()[-1] == "WEB3 False", p.stderr

@@ -35,7 +35,7 @@ app = typer.Typer(
     name="dtnsess",
     help=HELP,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     # NOTE: locals can hold a key: never let Typer print them
     pretty_exceptions_enable=False,
     pretty_exceptions_show_locals=False,
