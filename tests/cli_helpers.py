@@ -12,6 +12,7 @@ import json
 import os
 import threading
 import time
+from contextlib import contextmanager
 from typing import Any, Callable, Optional
 
 import pytest
@@ -126,6 +127,41 @@ def assert_error(result, code: ExitCode, *fragments: str, secrets: tuple = ()) -
             assert form not in result.output, "a secret appeared in the output"
     assert result.stdout.strip() == "", f"stdout should be empty on error: {result.stdout!r}"
     return line
+
+
+# ----------------------------------------------------------------------------- round trips
+
+
+class RoundTrips:
+    """Counts HTTP POSTs to the node (single requests and JSON-RPC batches) and their methods."""
+
+    def __init__(self) -> None:
+        self.posts = 0
+        self.methods: list[str] = []
+
+    def __repr__(self) -> str:
+        return f"{self.posts} round trips: {self.methods}"
+
+
+@contextmanager
+def count_round_trips(monkeypatch):
+    """Count HTTP POSTs (what a remote node's latency is paid for): web3's request cache and
+    JSON-RPC batches are seen as they really are."""
+    from web3._utils.http_session_manager import HTTPSessionManager
+
+    rt = RoundTrips()
+    post = HTTPSessionManager.make_post_request
+
+    def make_post_request(self, endpoint_uri, data, **kwargs):
+        body = json.loads(data)
+        rt.posts += 1
+        rt.methods.append("batch[" + ",".join(r["method"] for r in body) + "]"
+                          if isinstance(body, list) else body["method"])
+        return post(self, endpoint_uri, data, **kwargs)
+
+    with monkeypatch.context() as mp:
+        mp.setattr(HTTPSessionManager, "make_post_request", make_post_request)
+        yield rt
 
 
 # ----------------------------------------------------------------------------- chain helpers

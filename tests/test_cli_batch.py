@@ -1,54 +1,22 @@
 """Round trips of the read commands and `request --file` (pipelined batch requests).
 
-JSON-RPC round trips are counted by wrapping web3's HTTPProvider (one count per HTTP POST:
-a JSON-RPC batch is one round trip) while a command runs in process.
+JSON-RPC round trips are counted with ``cli_helpers.count_round_trips`` (one count per HTTP
+POST: a JSON-RPC batch is one round trip) while a command runs in process.
 """
 
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 
 import pytest
 from typer.testing import CliRunner
 
 from dtnsess_cli.cli import app
 from dtnsess_cli.localdtn import prompt_of
+from cli_helpers import count_round_trips
 from tests.helpers import CALLBACK_GAS, REQ_PENDING, ask, create, fund, next_second
 
 runner = CliRunner()
-
-
-class RoundTrips:
-    """Counts HTTP POSTs to the node (single requests and JSON-RPC batches) and their methods."""
-
-    def __init__(self) -> None:
-        self.posts = 0
-        self.methods: list[str] = []
-
-    def __repr__(self) -> str:
-        return f"{self.posts} round trips: {self.methods}"
-
-
-@contextmanager
-def count_round_trips(monkeypatch):
-    """Count HTTP POSTs (what a remote node's latency is paid for): web3's request cache and
-    JSON-RPC batches are seen as they really are."""
-    from web3._utils.http_session_manager import HTTPSessionManager
-
-    rt = RoundTrips()
-    post = HTTPSessionManager.make_post_request
-
-    def make_post_request(self, endpoint_uri, data, **kwargs):
-        body = json.loads(data)
-        rt.posts += 1
-        rt.methods.append("batch[" + ",".join(r["method"] for r in body) + "]"
-                          if isinstance(body, list) else body["method"])
-        return post(self, endpoint_uri, data, **kwargs)
-
-    with monkeypatch.context() as mp:
-        mp.setattr(HTTPSessionManager, "make_post_request", make_post_request)
-        yield rt
 
 
 @pytest.fixture

@@ -4,7 +4,8 @@
 becomes a decoded error and nothing is sent), estimate gas (+20%), EIP-1559 fees, check ETH
 for gas, confirm with the cost (terminal only, unless --yes), sign locally, send once, wait
 for the receipt with a deadline, check ``status`` (a failed receipt is replayed at its block
-to recover the revert data), decode the receipt's events.
+to recover the revert data), decode the receipt's events. Everything before the send travels
+in one JSON-RPC batch: a transaction costs three round trips (batch, send, receipt).
 
 NOTE: nothing is ever resent. A receipt timeout reports the hash and exits TIMEOUT: the
 transaction may still be mined, and a resend would duplicate it.
@@ -13,7 +14,7 @@ transaction may still be mined, and a resend would duplicate it.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 from .errors import (
@@ -276,6 +277,8 @@ class TxResult:
     effective_gas_price: Optional[int] = None
     contract_address: Optional[str] = None
     events: list = field(default_factory=list)
+    # for a transaction sent right after this one (its nonce, these fees): see send_and_wait
+    next_facts: Optional["ChainFacts"] = field(default=None, repr=False)
 
     @property
     def fee_wei(self) -> int:
@@ -302,6 +305,74 @@ class TxResult:
             if self.contract_address:
                 out["contract_address"] = self.contract_address
         return out
+
+
+@dataclass
+class ChainFacts:
+    """What sending needs besides the call itself: fees, the sender's ETH balance, its nonce."""
+
+    fees: Optional[dict]  # {"maxFeePerGas", "maxPriorityFeePerGas"}, {"gasPrice"}; None: unknown
+    balance: int
+    nonce: int
+    fetched_at: float = field(default_factory=time.monotonic)  # when the fees were read
+
+    @property
+    def max_fee(self) -> int:
+        fees = self.fees or {}
+        return fees.get("maxFeePerGas", fees.get("gasPrice", 0))
+
+
+# NOTE: fees this young are reused for a follow-up transaction (maxFee = 2*baseFee + tip leaves
+# room for several blocks of rising base fee); older ones are read again (in the same batch).
+FEES_MAX_AGE = 30.0
+
+
+def _fact_requests(sender: str, follows: Optional[ChainFacts] = None) -> list:
+    """The JSON-RPC requests for a transaction's ChainFacts (see ``_facts_from``). After
+    ``follows`` the nonce is counted locally and fresh fees are reused; the balance is always
+    read (what the previous transaction cost is not known exactly on L2s: L1 data fees)."""
+    reqs: list = []
+    if follows is None or follows.fees is None:
+        reqs += [("eth_getBlockByNumber", ["latest", False]), ("eth_maxPriorityFeePerGas", []),
+                 ("eth_gasPrice", [])]
+    reqs.append(("eth_getBalance", [sender, "latest"]))
+    if follows is None:
+        reqs.append(("eth_getTransactionCount", [sender, "pending"]))
+    return reqs
+
+
+def _facts_from(ctx: "TxContext", resps: Sequence[dict],
+                follows: Optional[ChainFacts] = None) -> ChainFacts:
+    """ChainFacts from the responses to ``_fact_requests(sender, follows)``."""
+    resps = list(resps)
+    fees_read = follows is None or follows.fees is None
+    if fees_read:
+        r_block, r_tip, r_price = resps[:3]
+        resps = resps[3:]
+    r_bal = resps[0]
+    r_nonce = resps[1] if follows is None else None
+    checks = ([(r_block, "fee lookup")] if fees_read else []) + [(r_bal, "balance lookup")]
+    if r_nonce is not None:
+        checks.append((r_nonce, "nonce lookup"))
+    for r, what in checks:
+        if "error" in r or r.get("result") is None:
+            raise response_error(ctx, r, what)
+    if fees_read:
+        base = r_block["result"].get("baseFeePerGas")
+        if base is None:
+            if "error" in r_price:
+                raise response_error(ctx, r_price, "fee lookup")
+            fees = {"gasPrice": int(r_price["result"], 16)}
+        else:
+            # NOTE: some nodes lack eth_maxPriorityFeePerGas; 1 gwei is web3's own fallback
+            tip = int(r_tip["result"], 16) if "result" in r_tip and r_tip["result"] else 10**9
+            fees = {"maxPriorityFeePerGas": tip, "maxFeePerGas": 2 * int(base, 16) + tip}
+        fetched_at = time.monotonic()
+    else:
+        fees, fetched_at = dict(follows.fees), follows.fetched_at
+    nonce = int(r_nonce["result"], 16) if r_nonce is not None else follows.nonce
+    return ChainFacts(fees=fees, balance=int(r_bal["result"], 16), nonce=nonce,
+                      fetched_at=fetched_at)
 
 
 @dataclass
@@ -425,76 +496,103 @@ def to_rpc_error(exc: BaseException, url: Optional[str]) -> DtnsessError:
     return RpcError(url, f"{name}: {first}")
 
 
-def fee_params(ctx: TxContext) -> dict:
-    """EIP-1559 fees (maxFee = 2*baseFee + tip, tip from the node); legacy gasPrice without
-    a baseFee."""
-    w3 = ctx.w3
-    block = _rpc(ctx, lambda: w3.eth.get_block("latest"), "fee lookup")
-    base = block.get("baseFeePerGas")
-    if base is None:
-        return {"gasPrice": _rpc(ctx, lambda: w3.eth.gas_price, "fee lookup")}
-    try:
-        tip = w3.eth.max_priority_fee
-    except Exception:
-        # NOTE: some nodes lack eth_maxPriorityFeePerGas; 1 gwei is web3's own fallback
-        tip = 10**9
-    return {"maxPriorityFeePerGas": int(tip), "maxFeePerGas": 2 * int(base) + int(tip)}
-
-
-def _require_eth_floor(ctx: TxContext, sender: str, value: int) -> None:
+def _eth_floor_error(sender: str, value: int, facts: "ChainFacts") -> Optional[DtnsessError]:
     """InsufficientFundsError when ``sender`` cannot pay even 21000 gas (plus ``value``)."""
-    fees = fee_params(ctx)
-    max_fee = fees.get("maxFeePerGas", fees.get("gasPrice", 0))
+    max_fee = facts.max_fee
     floor = 21_000 * max_fee + value
-    have = _rpc(ctx, lambda: ctx.w3.eth.get_balance(sender), "balance lookup")
-    if have < floor:
-        raise InsufficientFundsError(
-            "ETH for gas", f"{format_eth(have)} ETH",
-            f"more than {format_eth(floor)} ETH (over 21000 gas at {format_gwei(max_fee)} gwei"
-            + (f" + {format_eth(value)} ETH value" if value else "") + ")",
-            hint=f"send ETH to {sender}")
+    if facts.balance >= floor:
+        return None
+    return InsufficientFundsError(
+        "ETH for gas", f"{format_eth(facts.balance)} ETH",
+        f"more than {format_eth(floor)} ETH (over 21000 gas at {format_gwei(max_fee)} gwei"
+        + (f" + {format_eth(value)} ETH value" if value else "") + ")",
+        hint=f"send ETH to {sender}")
+
+
+def response_exception(resp: dict) -> BaseException:
+    """The exception web3 raises for this raw eth_call/eth_estimateGas error response.
+
+    NOTE: a revert in a JSON-RPC batch entry goes through web3's own error formatter, so it
+    becomes the same ContractLogicError (same ``.data``) as a plain ``w3.eth.call`` would raise,
+    and is decoded by selector exactly as before; anything else is the Web3RPCError web3 raises.
+    """
+    from web3._utils.error_formatters_utils import raise_contract_logic_error_on_revert
+    from web3.exceptions import Web3RPCError
+
+    try:
+        raise_contract_logic_error_on_revert(resp)
+    except Exception as exc:  # the formatter raises what web3 would raise
+        return exc
+    err = resp.get("error") if isinstance(resp, dict) else None
+    msg = err.get("message", "") if isinstance(err, dict) else str(err)
+    return Web3RPCError(str(msg), rpc_response=resp)
+
+
+def _call_error(ctx: TxContext, resp: dict, description: str,
+                floor: Callable[[], Optional[DtnsessError]]) -> DtnsessError:
+    """The error of a failed simulation or estimate: a decoded revert, else the node's error --
+    unless the sender cannot pay for any gas (``floor``)."""
+    exc = response_exception(resp)
+    data = revert_data_from_exception(exc)
+    if data is not None:
+        return ctx.revert_error(data, description)
+    # NOTE: nodes refuse to run a call whose value the sender cannot pay (Anvil: "Insufficient
+    # funds for gas * price + value"): tell it by the balance, not the wording
+    try:
+        return floor() or to_rpc_error(exc, ctx.rpc_url)
+    except DtnsessError:  # the balance or fees could not be read either: the node's error
+        return to_rpc_error(exc, ctx.rpc_url)
 
 
 def send_and_wait(ctx: TxContext, fn_call: Any, *, value: int = 0, description: str,
                   dry_run: bool = False, confirm: bool = True,
-                  token_cost: Optional[str] = None, gas_limit: Optional[int] = None) -> TxResult:
-    """Simulate, estimate, confirm, sign, send once, wait, check status, decode events."""
+                  token_cost: Optional[str] = None, gas_limit: Optional[int] = None,
+                  follows: Optional["ChainFacts"] = None) -> TxResult:
+    """Simulate, estimate, confirm, sign, send once, wait, check status, decode events.
+
+    Three round trips when the receipt is ready at the first poll: one JSON-RPC batch (simulate,
+    estimate, fees, ETH balance, ``pending`` nonce), the send, the receipt. ``follows`` is the
+    ``next_facts`` of a transaction this run sent just before (an approval): its nonce + 1 and
+    its fees (while fresh) are reused; the simulation still runs against the state after it.
+    """
     w3 = ctx.w3
     sender = ctx.account.address
     to, data, _ = _call_parts(fn_call)
-
-    # 1. simulate: a revert here means nothing is sent
-    try:
-        ret = simulate(ctx, fn_call, value=value, description=description)
-    except RpcError:
-        # NOTE: nodes refuse to run a call whose value the sender cannot pay (Anvil:
-        # "Insufficient funds for gas * price + value"): tell it by the balance, not the wording
-        _require_eth_floor(ctx, sender, value)
-        raise
-
-    # 2. estimate gas (+20%)
     base_tx: dict = {"from": sender, "data": data, "value": value}
     if to:
         base_tx["to"] = to
+
+    # 1. one round trip: simulate (a revert here means nothing is sent), estimate, and the facts
+    reqs = [("eth_call", [_json_tx(base_tx), SIM_BLOCK])]
     if gas_limit is None:
-        try:
-            est = _rpc(ctx, lambda: w3.eth.estimate_gas(base_tx, SIM_BLOCK), description)
-        except RpcError:
-            # NOTE: likewise for an estimate when the sender cannot pay for any gas
-            _require_eth_floor(ctx, sender, value)
-            raise
+        reqs.append(("eth_estimateGas", [_json_tx(base_tx), SIM_BLOCK]))
+    n_sim = len(reqs)
+    if follows is not None and time.monotonic() - follows.fetched_at > FEES_MAX_AGE:
+        follows = replace(follows, fees=None)  # too old: read them again (same batch)
+    reqs += _fact_requests(sender, follows)
+    resps = rpc_batch(ctx, reqs, description)
+    facts_of = lambda: _facts_from(ctx, resps[n_sim:], follows)  # noqa: E731
+    for r in resps[:n_sim]:
+        if "error" in r or r.get("result") is None:
+            raise _call_error(ctx, r, description,
+                              lambda: _eth_floor_error(sender, value, facts_of()))
+    ret = _decode_return(ctx, fn_call, resps[0]["result"])
+
+    # 2. gas (+20%) and EIP-1559 fees
+    if gas_limit is None:
+        est = int(resps[1]["result"], 16)
         limit = gas_limit_for(est)
     else:
         est = limit = gas_limit
-    fees = fee_params(ctx)
-    max_fee = fees.get("maxFeePerGas", fees.get("gasPrice", 0))
+    facts = facts_of()
+    fees, max_fee = facts.fees, facts.max_fee
     result = TxResult(description=description, dry_run=dry_run, sender=sender, to=to,
                       value=value, gas_estimate=est, gas_limit=limit, max_fee_per_gas=max_fee,
                       return_value=ret)
 
     # 3. ETH for gas (and value)
     need = limit * max_fee + value
-    have = _rpc(ctx, lambda: w3.eth.get_balance(sender), "balance lookup")
+    have = facts.balance
     if have < need:
         raise InsufficientFundsError(
             "ETH for gas", f"{format_eth(have)} ETH",
@@ -517,8 +615,7 @@ def send_and_wait(ctx: TxContext, fn_call: Any, *, value: int = 0, description: 
             raise AbortedError(description)
 
     # 5. sign locally and send once
-    nonce = _rpc(ctx, lambda: w3.eth.get_transaction_count(sender, "pending"), "nonce lookup")
-    tx = dict(base_tx, nonce=nonce, gas=limit, chainId=ctx.chain_id, **fees)
+    tx = dict(base_tx, nonce=facts.nonce, gas=limit, chainId=ctx.chain_id, **fees)
     if "maxFeePerGas" in tx:
         tx["type"] = 2
     signed = ctx.account.sign_transaction(tx)
@@ -526,6 +623,7 @@ def send_and_wait(ctx: TxContext, fn_call: Any, *, value: int = 0, description: 
                      description)
     tx_hash = "0x" + bytes(tx_hash_b).hex()
     result.tx_hash = tx_hash
+    result.next_facts = replace(facts, nonce=facts.nonce + 1)
 
     # 6. wait for the receipt with a deadline (never resend)
     receipt = wait_for_receipt(ctx, tx_hash, description)
@@ -539,11 +637,16 @@ def send_and_wait(ctx: TxContext, fn_call: Any, *, value: int = 0, description: 
     return result
 
 
+# NOTE: poll receipts quickly at first (automine and fast chains answer at once), but never
+# more than RECEIPT_POLL_MAX apart: a longer backoff overshoots a mined block by up to that much.
+RECEIPT_POLL_FIRST, RECEIPT_POLL_MAX = 0.05, 0.5
+
+
 def wait_for_receipt(ctx: TxContext, tx_hash: str, description: str) -> Any:
     from web3.exceptions import TransactionNotFound
 
     deadline = time.monotonic() + ctx.receipt_timeout
-    delay = 0.05
+    delay = RECEIPT_POLL_FIRST
     with ctx.ui.status(f"{description}: waiting for {tx_hash[:10]}… to be mined"):
         while True:
             try:
@@ -562,7 +665,7 @@ def wait_for_receipt(ctx: TxContext, tx_hash: str, description: str) -> Any:
                     hint="the transaction may still be mined; do not resend it blindly, "
                          "check its hash in a block explorer first")
             time.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            delay = min(delay * 2, RECEIPT_POLL_MAX)
 
 
 def _failed_receipt(ctx: TxContext, base_tx: dict, receipt: Any, limit: int,
@@ -776,30 +879,10 @@ class Pipeline:
 
     def begin(self) -> None:
         ctx = self.ctx
-        sender = ctx.account.address
-        r_block, r_tip, r_price, r_bal, r_nonce = rpc_batch(ctx, [
-            ("eth_getBlockByNumber", ["latest", False]),
-            ("eth_maxPriorityFeePerGas", []),
-            ("eth_gasPrice", []),
-            ("eth_getBalance", [sender, "latest"]),
-            ("eth_getTransactionCount", [sender, "pending"]),
-        ], "fee lookup")
-        for r, what in ((r_block, "fee lookup"), (r_bal, "balance lookup"),
-                        (r_nonce, "nonce lookup")):
-            if "error" in r or r.get("result") is None:
-                raise response_error(ctx, r, what)
-        base = r_block["result"].get("baseFeePerGas")
-        if base is None:
-            if "error" in r_price:
-                raise response_error(ctx, r_price, "fee lookup")
-            self.fees = {"gasPrice": int(r_price["result"], 16)}
-        else:
-            # NOTE: some nodes lack eth_maxPriorityFeePerGas; 1 gwei is web3's own fallback
-            tip = int(r_tip["result"], 16) if "result" in r_tip and r_tip["result"] else 10**9
-            self.fees = {"maxPriorityFeePerGas": tip, "maxFeePerGas": 2 * int(base, 16) + tip}
-        self.max_fee = self.fees.get("maxFeePerGas", self.fees.get("gasPrice", 0))
-        self.balance = int(r_bal["result"], 16)
-        self.nonce = int(r_nonce["result"], 16)
+        facts = _facts_from(ctx, rpc_batch(ctx, _fact_requests(ctx.account.address),
+                                           "fee lookup"))
+        self.fees, self.max_fee = facts.fees, facts.max_fee
+        self.balance, self.nonce = facts.balance, facts.nonce
 
     def check_funds(self, gas_limit_total: int, value_total: int, count: int) -> None:
         need = gas_limit_total * self.max_fee + value_total
@@ -888,7 +971,7 @@ class Pipeline:
         ctx = self.ctx
         waiting = [o for o in outs if o.status == "sent"]
         deadline = time.monotonic() + ctx.receipt_timeout
-        delay = 0.05
+        delay = RECEIPT_POLL_FIRST
         last_exc: Optional[DtnsessError] = None
         while waiting:
             try:
@@ -917,7 +1000,7 @@ class Pipeline:
                              "check its hash in a block explorer first")
                 return
             time.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            delay = min(delay * 2, RECEIPT_POLL_MAX)
 
     def _finish(self, o: Outcome, receipt: Any) -> None:
         ctx = self.ctx
