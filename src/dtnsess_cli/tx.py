@@ -390,6 +390,8 @@ class TxContext:
     token_decimals: Optional[int] = None
     token_symbol: str = ""
     rpc_url: Optional[str] = None
+    # the fee token's symbol when token_symbol is not known yet (only an error message needs it)
+    symbol_lookup: Optional[Callable[[], str]] = None
     _event_map: Optional[dict] = None
 
     def event_map(self) -> dict:
@@ -407,8 +409,11 @@ class TxContext:
         return self._event_map
 
     def revert_error(self, data: Any, description: str, tx_hash: Optional[str] = None) -> DtnsessError:
-        return _friendly(self.errors.decode(data), description, tx_hash,
-                         self.token_decimals, self.token_symbol)
+        dec = self.errors.decode(data)
+        if not self.token_symbol and self.symbol_lookup is not None \
+                and dec.name in ("ERC20InsufficientBalance", "ERC20InsufficientAllowance"):
+            self.token_symbol = self.symbol_lookup()
+        return _friendly(dec, description, tx_hash, self.token_decimals, self.token_symbol)
 
 
 def _call_parts(fn_call: Any) -> tuple[Optional[str], str, Optional[dict]]:
@@ -547,13 +552,17 @@ def _call_error(ctx: TxContext, resp: dict, description: str,
 def send_and_wait(ctx: TxContext, fn_call: Any, *, value: int = 0, description: str,
                   dry_run: bool = False, confirm: bool = True,
                   token_cost: Optional[str] = None, gas_limit: Optional[int] = None,
-                  follows: Optional["ChainFacts"] = None) -> TxResult:
+                  follows: Optional["ChainFacts"] = None, also: Sequence[tuple] = (),
+                  on_also: Optional[Callable[[list], None]] = None) -> TxResult:
     """Simulate, estimate, confirm, sign, send once, wait, check status, decode events.
 
     Three round trips when the receipt is ready at the first poll: one JSON-RPC batch (simulate,
     estimate, fees, ETH balance, ``pending`` nonce), the send, the receipt. ``follows`` is the
     ``next_facts`` of a transaction this run sent just before (an approval): its nonce + 1 and
     its fees (while fresh) are reused; the simulation still runs against the state after it.
+    ``also``: reads (``(method, params)``) that ride in the same batch; ``on_also`` gets their raw
+    responses as soon as the batch returns, before the simulation is looked at, and may raise
+    (then nothing is sent).
     """
     w3 = ctx.w3
     sender = ctx.account.address
@@ -570,7 +579,11 @@ def send_and_wait(ctx: TxContext, fn_call: Any, *, value: int = 0, description: 
     if follows is not None and time.monotonic() - follows.fetched_at > FEES_MAX_AGE:
         follows = replace(follows, fees=None)  # too old: read them again (same batch)
     reqs += _fact_requests(sender, follows)
-    resps = rpc_batch(ctx, reqs, description)
+    n_facts = len(reqs) - n_sim
+    resps = rpc_batch(ctx, reqs + list(also), description)
+    if also and on_also is not None:
+        on_also(resps[n_sim + n_facts:])
+    resps = resps[:n_sim + n_facts]
     facts_of = lambda: _facts_from(ctx, resps[n_sim:], follows)  # noqa: E731
     for r in resps[:n_sim]:
         if "error" in r or r.get("result") is None:
@@ -816,10 +829,14 @@ def _decode_return(ctx: TxContext, fn_call: Any, raw: str) -> Any:
     from eth_abi import decode as abi_decode
     from eth_utils import get_abi_output_types
 
+    from web3._utils.abi import map_abi_data
+    from web3._utils.normalizers import BASE_RETURN_NORMALIZERS
+
     types = get_abi_output_types(fn_abi)
     if not types:
         return None
-    vals = abi_decode(types, _to_bytes(raw))
+    # NOTE: web3's own return normalizers (checksum addresses), as ContractFunction.call() gives
+    vals = map_abi_data(BASE_RETURN_NORMALIZERS, types, abi_decode(types, _to_bytes(raw)))
     return vals[0] if len(vals) == 1 else tuple(vals)
 
 
