@@ -226,8 +226,6 @@ def _hex(b: Any) -> str:
 class Client:
     """One connection to one AdvancedSessionManager; caches what does not change per run."""
 
-    BATCH_SIZE = 100  # calls per JSON-RPC batch (providers cap batches, often at 100-1000)
-
     def __init__(self, settings: Settings, ui: Any, *, receipt_timeout: float = 120.0) -> None:
         self.settings = settings
         self.ui = ui
@@ -288,13 +286,15 @@ class Client:
     @property
     def chain_id(self) -> int:
         if self._chain_id is None:
-            cid = self._call(lambda: self.w3.eth.chain_id, "chain id")
-            expected = self.settings.chain_id
-            if expected is not None and cid != expected:
-                src = self.settings.sources.get("chain_id", "the configuration")
-                raise ChainMismatchError(expected, cid, source=src)
-            self._chain_id = cid
+            self._check_chain(self._call(lambda: self.w3.eth.chain_id, "chain id"))
         return self._chain_id
+
+    def _check_chain(self, cid: int) -> None:
+        expected = self.settings.chain_id
+        if expected is not None and cid != expected:
+            src = self.settings.sources.get("chain_id", "the configuration")
+            raise ChainMismatchError(expected, cid, source=src)
+        self._chain_id = cid
 
     def address_arg(self, value: str, what: str = "address") -> str:
         from eth_utils import is_checksum_address, to_checksum_address
@@ -310,43 +310,59 @@ class Client:
         return self.address_arg(self.settings.require_contract(), "contract address")
 
     @property
-    def manager(self):
+    def _mgr(self):
+        """The manager's contract object (no round trip; ``manager`` is the checked one)."""
         if self._manager is None:
             from .artifacts import load_artifact
 
             abi = load_artifact("AdvancedSessionManager")["abi"]
-            addr = self.manager_address
-            _ = self.chain_id  # refuse a wrong chain before anything else
-            self._manager = self.w3.eth.contract(address=addr, abi=abi)
-            # NOTE: check the code and getConfig() before the first call to the address, whatever
-            # that call is: a view of a codeless address otherwise surfaces as a node error
-            try:
-                self._config_tuple()
-            except BaseException:
-                self._manager = None
-                raise
+            self._manager = self.w3.eth.contract(address=self.manager_address, abi=abi)
         return self._manager
+
+    @property
+    def manager(self):
+        # NOTE: the chain id and getConfig() before the first use of the address, whatever it
+        # is: a view of a codeless address otherwise surfaces as a node error
+        self._config_tuple()
+        return self._mgr
 
     def _config_tuple(self) -> tuple:
         if self._config_raw is None:
-            m = self.manager
-            if self._config_raw is not None:  # NOTE: `manager` may have just read it
-                return self._config_raw
-            code = self._call(lambda: self.w3.eth.get_code(m.address), "code lookup")
-            if not code:
-                raise NoContractError(m.address)
-            try:
-                self._config_raw = tuple(m.functions.getConfig().call())
-            except DtnsessError:
-                raise
-            except Exception as exc:
-                from . import tx
-
-                if tx.revert_data_from_exception(exc) is None and "Connection" in type(exc).__name__:
-                    raise tx.to_rpc_error(exc, self.settings.rpc_url) from exc
-                raise NoContractError(m.address, "not an AdvancedSessionManager "
-                                      "(getConfig() failed)") from None
+            self._connect()
         return self._config_raw
+
+    def _connect_requests(self) -> list:
+        """What ``_take_connect`` checks: the chain id (unless known) and getConfig()."""
+        head: list = [] if self._chain_id is not None else [("eth_chainId", [])]
+        return head + [self._mgr.functions.getConfig()]
+
+    def _take_connect(self, rows: list) -> None:
+        """Check the chain id, then getConfig(); only when getConfig() fails is the code looked
+        at, to tell "no contract code" from "not an AdvancedSessionManager"."""
+        rows = list(rows)
+        if self._chain_id is None:
+            ok, cid = rows.pop(0)
+            if not ok:
+                raise cid
+            self._check_chain(int(cid, 16))
+        ok, cfg = rows.pop(0)
+        if not ok:
+            addr = self._mgr.address
+            (code,) = self._values(self._batch([("eth_getCode", [addr, "latest"])],
+                                               "code lookup"))
+            if code in (None, "", "0x"):
+                raise NoContractError(addr)
+            raise NoContractError(addr, "not an AdvancedSessionManager (getConfig() failed)")
+        self._config_raw = tuple(cfg)
+
+    def _connect(self, also: Sequence[Any] = (), what: Any = "read") -> list:
+        """Chain id and getConfig() in one round trip, with ``also`` (reads that need only the
+        manager's address) riding along; returns the results of ``also``."""
+        head = self._connect_requests()
+        labels = what if isinstance(what, str) else ["getConfig()"] * len(head) + list(what)
+        rows = self._batch(head + list(also), labels)
+        self._take_connect(rows[:len(head)])
+        return self._values(rows[len(head):])
 
     @property
     def decimals(self) -> int:
@@ -361,11 +377,19 @@ class Client:
     @property
     def symbol(self) -> str:
         if self._symbol is None:
-            try:
-                self._symbol = str(self.token.functions.symbol().call())[:16]
-            except Exception:  # symbol() is optional in ERC-20
-                self._symbol = "tokens"
+            self._calls_and_symbol([], "symbol()")
         return self._symbol
+
+    def _symbol_requests(self) -> list:
+        """[symbol()] while the symbol is unknown (to ride in a batch; see ``_take_symbol``)."""
+        if self._symbol is not None or not self.settings.contract:
+            return []
+        return [self.token.functions.symbol()]
+
+    def _take_symbol(self, rows: list) -> None:
+        if rows:
+            ok, sym = rows[0]
+            self._symbol = str(sym)[:16] if ok else "tokens"  # symbol() is optional in ERC-20
 
     @property
     def router(self):
@@ -437,17 +461,30 @@ class Client:
                 errors=self._error_decoder(), event_abis=event_abis, yes=self.settings.yes,
                 receipt_timeout=self.receipt_timeout,
                 token_decimals=self.decimals if self.settings.contract else None,
-                token_symbol=self.symbol if self.settings.contract else "",
+                token_symbol=self._symbol or "",
+                symbol_lookup=(lambda: self.symbol) if self.settings.contract else None,
                 rpc_url=self.settings.rpc_url,
             )
         return self._txctx
 
-    def _send(self, fn, *, description: str, value: int = 0, token_cost: Optional[str] = None):
+    def _send(self, fn, *, description: str, value: int = 0, token_cost: Optional[str] = None,
+              follows: Any = None):
+        """``tx.send_and_wait``; ``follows``: the TxResult this run sent just before. The token
+        symbol, when still unknown, rides in the transaction's batch (results show amounts)."""
         from . import tx
 
-        return tx.send_and_wait(self.txctx, fn, value=value, description=description,
+        ctx = self.txctx
+        sym = self._symbol_requests()
+
+        def take(resps: list) -> None:
+            self._take_symbol(self._rows(sym, resps, "symbol()"))
+            ctx.token_symbol = self._symbol or ""
+
+        return tx.send_and_wait(ctx, fn, value=value, description=description,
                                 dry_run=self.settings.dry_run, confirm=True,
-                                token_cost=token_cost)
+                                token_cost=token_cost,
+                                follows=follows.next_facts if follows is not None else None,
+                                also=self._requests(sym), on_also=take)
 
     def _events(self, res, name: str, address: Optional[str] = None) -> list:
         addr = address or self.manager.address
@@ -455,108 +492,169 @@ class Client:
 
     # ---------------------------------------------------------------- views
     def owner(self) -> str:
-        return self._call(lambda: self.manager.functions.owner().call(), "owner()")
+        return self._calls([self._mgr.functions.owner()], "owner()")[0]
 
     def config(self) -> ConfigView:
         c = self._config_tuple()
+        (owner,) = self._calls_and_symbol([self._mgr.functions.owner()], "owner()")
         a = self.amount
         return ConfigView(
-            manager=self.manager.address, owner=self.owner(), ai=c[0], fee_token=c[1],
+            manager=self.manager.address, owner=owner, ai=c[0], fee_token=c[1],
             token_symbol=self.symbol, token_decimals=int(c[2]), min_session_balance=a(c[3]),
             max_session_age=int(c[4]), session_pool_size=int(c[5]), pool_length=int(c[6]),
             fee_per_byte_req=a(c[7]), fee_per_byte_res=a(c[8]), total_fee_per_res=a(c[9]),
             request_timeout=int(c[10]), active_count=int(c[11]),
         )
 
-    def _session_view(self, t: Sequence) -> SessionView:
+    def _session_view(self, t: Sequence, symbol: Optional[str] = None) -> SessionView:
+        """``symbol``: given for views only checked, never shown (no symbol() round trip)."""
+        def a(units: int) -> Amount:
+            return Amount(int(units), self.decimals, self.symbol if symbol is None else symbol)
+
         return SessionView(
-            session_id=int(t[0]), owner=t[1], balance=self.amount(t[2]), last_used=int(t[3]),
+            session_id=int(t[0]), owner=t[1], balance=a(t[2]), last_used=int(t[3]),
             active=bool(t[4]), request_count=int(t[5]), dtn_session_id=int(t[6]),
             pending_requests=int(t[7]), last_request_at=int(t[8]), pooled=bool(t[9]),
-            dtn_balance=self.amount(t[11]) if t[10] else None,
+            dtn_balance=a(t[11]) if t[10] else None,
         )
 
-    def session(self, session_id: int) -> SessionView:
-        self._config_tuple()
-        t = self._call(lambda: self.manager.functions.getSession(session_id).call(),
-                       "getSession")
+    def _session_tuple(self, session_id: int) -> tuple:
+        (t,) = self._calls([self._mgr.functions.getSession(session_id)], "getSession")
         if int(t[1], 16) == 0:
             raise InputError("session", str(session_id), "no such session")
-        return self._session_view(t)
+        return t
+
+    def session(self, session_id: int) -> SessionView:
+        return self._session_view(self._session_tuple(session_id))
 
     get_session = session
 
     def sessions(self, user: Optional[str] = None) -> list:
         user = self.address_arg(user, "user address") if user else self.address
-        self._config_tuple()
-        ids = self._call(lambda: self.manager.functions.getUserSessions(user).call(),
-                         "getUserSessions")
+        (ids,) = self._calls([self._mgr.functions.getUserSessions(user)], "getUserSessions")
         if not ids:
             return []
-        views = self._call(lambda: self.manager.functions.getSessions(list(ids)).call(),
-                           "getSessions")
+        (views,) = self._calls_and_symbol([self._mgr.functions.getSessions(list(ids))],
+                                          "getSessions")
         return [self._session_view(v) for v in views]
 
     def balances(self, user: Optional[str] = None) -> Balances:
         user = self.address_arg(user, "address") if user else self.address
-        m = self.manager
-        eth = self._call(lambda: self.w3.eth.get_balance(user), "balance")
-        bal = self._call(lambda: self.token.functions.balanceOf(user).call(), "balanceOf")
-        allw = self._call(lambda: self.token.functions.allowance(user, m.address).call(),
-                          "allowance")
-        claim = self._call(lambda: m.functions.claimableRefunds(user).call(),
-                           "claimableRefunds")
+        m = self._mgr
+        # two round trips: [chain id, getConfig, ETH, refunds], then what needs the token address
+        eth, claim = self._calls([("eth_getBalance", [user, "latest"]),
+                                  m.functions.claimableRefunds(user)], ["balance", "claimableRefunds"])
+        eth = int(eth, 16)
+        bal, allw = self._calls_and_symbol([self.token.functions.balanceOf(user),
+                                            self.token.functions.allowance(user, m.address)],
+                                           ["balanceOf", "allowance"])
         return Balances(address=user, eth=Amount(eth, 18, "ETH"), token=self.amount(bal),
                         allowance=self.amount(allw), claimable_refunds=self.amount(claim),
                         token_address=self.token.address, spender=m.address)
 
     def allowance(self, user: Optional[str] = None) -> Amount:
         user = user or self.address
-        return self.amount(self._call(
-            lambda: self.token.functions.allowance(user, self.manager.address).call(), "allowance"))
+        (units,) = self._calls_and_symbol(
+            [self.token.functions.allowance(user, self._mgr.address)], "allowance")
+        return self.amount(units)
 
     def claimable_refunds(self, user: Optional[str] = None) -> Amount:
         user = user or self.address
-        return self.amount(self._call(
-            lambda: self.manager.functions.claimableRefunds(user).call(), "claimableRefunds"))
+        (units,) = self._calls([self._mgr.functions.claimableRefunds(user)], "claimableRefunds")
+        return self.amount(units)
 
     def pool_status(self) -> dict:
-        m = self.manager
-        size, max_size = self._call(lambda: m.functions.getPoolStatus().call(), "getPoolStatus")
-        ids = self._call(lambda: m.functions.getPoolSessions().call(), "getPoolSessions")
+        m = self._mgr
+        (size, max_size), ids = self._calls([m.functions.getPoolStatus(),
+                                             m.functions.getPoolSessions()],
+                                            ["getPoolStatus", "getPoolSessions"])
         return {"pool_size": int(size), "max_size": int(max_size),
                 "sessions": [int(i) for i in ids]}
 
     def request_info(self, request_id: bytes) -> RequestView:
-        sid, user, created, status = self._call(
-            lambda: self.manager.functions.requests(request_id).call(), "requests")
+        ((sid, user, created, status),) = self._calls(
+            [self._mgr.functions.requests(request_id)], "requests")
         return RequestView(_hex(request_id), int(sid), user, int(created),
                            REQUEST_STATUS.get(int(status), str(status)))
 
-    def _calls(self, fns: Sequence[Any], what: str) -> list:
-        """The results of several view calls, in order, in one round trip (a JSON-RPC batch of
-        up to BATCH_SIZE calls)."""
-        rows: list = []
-        try:
-            for start in range(0, len(fns), self.BATCH_SIZE):
-                with self.w3.batch_requests() as batch:
-                    for fn in fns[start:start + self.BATCH_SIZE]:
-                        batch.add(fn)
-                    rows.extend(batch.execute())
-        except DtnsessError:
-            raise
-        except Exception:  # noqa: BLE001 - a revert or a node without batches: the plain
-            rows = []      # calls below raise the right error
-        if len(rows) != len(fns):
-            rows = [self._call(fn.call, what) for fn in fns]
-        return rows
+    # ---------------------------------------------------------------- batched reads
+    # A read is a bound view function (eth_call at "latest") or a raw ``(method, params)``
+    # request; all go through ``tx.rpc_batch`` (one round trip, one by one for a node without
+    # batches). A contract call's revert is decoded by selector as in ``_call``.
+
+    @staticmethod
+    def _requests(reads: Sequence[Any]) -> list:
+        from . import tx
+
+        out = []
+        for r in reads:
+            if isinstance(r, tuple):
+                out.append(r)
+            else:
+                to, data, _ = tx._call_parts(r)
+                out.append(("eth_call", [{"to": to, "data": data}, "latest"]))
+        return out
+
+    def _rows(self, reads: Sequence[Any], resps: Sequence[dict], what: Any) -> list:
+        """``(ok, value)`` per read: the decoded result, or the DtnsessError it failed with."""
+        from . import tx
+
+        ctx = self._read_ctx()
+        out = []
+        for i, (r, resp) in enumerate(zip(reads, resps)):
+            label = what if isinstance(what, str) else what[i]
+            if "error" in resp or "result" not in resp:
+                exc = tx.response_exception(resp)
+                data = tx.revert_data_from_exception(exc)
+                out.append((False, ctx.revert_error(data, label) if data is not None
+                            else tx.to_rpc_error(exc, self.settings.rpc_url)))
+            elif isinstance(r, tuple):
+                out.append((True, resp["result"]))
+            else:
+                try:
+                    out.append((True, tx._decode_return(ctx, r, resp["result"])))
+                except Exception as exc:  # e.g. "0x" from an address without code
+                    out.append((False, tx.to_rpc_error(exc, self.settings.rpc_url)))
+        return out
+
+    def _batch(self, reads: Sequence[Any], what: Any) -> list:
+        from . import tx
+
+        if not reads:
+            return []
+        resps = tx.rpc_batch(self._read_ctx(), self._requests(reads), "read")
+        return self._rows(reads, resps, what)
+
+    @staticmethod
+    def _values(rows: list) -> list:
+        for ok, v in rows:
+            if not ok:
+                raise v
+        return [v for _, v in rows]
+
+    def _calls(self, fns: Sequence[Any], what: Any) -> list:
+        """The results of several reads, in order, in one round trip; the first failed read
+        raises its error. ``what``: one label, or one per read. The first batch of a run also
+        carries the chain id and getConfig() (``_connect``)."""
+        if self._config_raw is None and self.settings.contract:
+            return self._connect(fns, what)
+        return self._values(self._batch(fns, what))
+
+    def _calls_and_symbol(self, fns: Sequence[Any], what: Any) -> list:
+        """``_calls`` with the token's symbol() riding along while it is unknown."""
+        self._config_tuple()
+        sym = self._symbol_requests()
+        labels = what if isinstance(what, str) else list(what) + ["symbol()"]
+        rows = self._batch(list(fns) + sym, labels)
+        self._take_symbol(rows[len(fns):])
+        return self._values(rows[:len(fns)])
 
     def request_infos(self, request_ids: Sequence[bytes]) -> list:
         """``requests(id)`` of many ids in one round trip (a JSON-RPC batch), in order."""
         ids = [bytes(i) for i in request_ids]
         if not ids:
             return []
-        m = self.manager
+        m = self._mgr
         rows = self._calls([m.functions.requests(rid) for rid in ids], "requests")
         return [RequestView(_hex(rid), int(r[0]), r[1], int(r[2]),
                             REQUEST_STATUS.get(int(r[3]), str(r[3]))) for rid, r in zip(ids, rows)]
@@ -565,12 +663,12 @@ class Client:
                  limit: int = 200) -> list:
         """The user's newest ``limit`` requests, oldest first (2-3 round trips for any count)."""
         user = self.address_arg(user, "user address") if user else self.address
-        m = self.manager
-        ids, total = self._call(lambda: m.functions.getUserRequests(user, 0, limit).call(),
-                                "getUserRequests")
+        m = self._mgr
+        ((ids, total),) = self._calls([m.functions.getUserRequests(user, 0, limit)],
+                                      "getUserRequests")
         if int(total) > limit:  # only the newest `limit`
-            ids, _ = self._call(lambda: m.functions.getUserRequests(
-                user, int(total) - limit, limit).call(), "getUserRequests")
+            ((ids, _),) = self._calls([m.functions.getUserRequests(user, int(total) - limit,
+                                                                    limit)], "getUserRequests")
         out = self.request_infos([bytes(i) for i in ids])
         if pending_only:
             out = [r for r in out if r.status == "pending"]
@@ -636,33 +734,37 @@ class Client:
 
     # ---------------------------------------------------------------- pre-checks
     def _owned_active(self, session_id: int, *, allow_grant: bool = False) -> SessionView:
-        s = self.session(session_id)
+        s = self._session_view(self._session_tuple(session_id), symbol=self._symbol or "")
         if not s.active:
             raise InputError("session", str(session_id), "the session is closed")
         if s.owner != self.address:
             if allow_grant:
-                grant = self._call(lambda: self.manager.functions.poolGrant(self.address).call(),
-                                   "poolGrant")
+                (grant,) = self._calls([self._mgr.functions.poolGrant(self.address)],
+                                       "poolGrant")
                 if int(grant) == session_id:
                     return s
             raise NotAuthorizedError(f"session {session_id} belongs to {s.owner}, not to "
                                      f"{self.address}")
         return s
 
-    def _require_tokens(self, units: int) -> None:
-        have = self._call(lambda: self.token.functions.balanceOf(self.address).call(), "balanceOf")
+    def _token_position(self) -> tuple:
+        """(fee token balance, allowance for the manager) of the sender, in one round trip."""
+        return tuple(self._calls_and_symbol(
+            [self.token.functions.balanceOf(self.address),
+             self.token.functions.allowance(self.address, self._mgr.address)],
+            ["balanceOf", "allowance"]))
+
+    def _require_tokens(self, units: int, have: int) -> None:
         if have < units:
             raise InsufficientFundsError(
                 f"{self.symbol} (fee token)", f"{format_amount(have, self.decimals)}",
                 f"{format_amount(units, self.decimals)}",
                 hint=f"send {self.symbol} to {self.address}")
 
-    def _ensure_allowance(self, units: int, approve_max: bool, result: WriteResult) -> bool:
-        """Approve only when the allowance is short, and only what is needed. Returns False
-        when a dry run could not simulate past the missing approval."""
-        have = self._call(lambda: self.token.functions.allowance(self.address,
-                                                                 self.manager.address).call(),
-                          "allowance")
+    def _ensure_allowance(self, units: int, approve_max: bool, result: WriteResult,
+                          have: int) -> bool:
+        """Approve only when the allowance (``have``) is short, and only what is needed. Returns
+        False when a dry run could not simulate past the missing approval."""
         if have >= units:
             return True
         target = MAX_UINT256 if approve_max else units
@@ -689,16 +791,19 @@ class Client:
         if units < cfg[3]:
             raise InputError("amount", amount, f"below the minimum session balance "
                              f"{format_amount(cfg[3], self.decimals)} {self.symbol}")
-        self._require_tokens(units)
+        have, allowed = self._token_position()
+        self._require_tokens(units, have)
         r = WriteResult("create", dry_run=self.settings.dry_run)
         r.data["amount"] = self.amount(units)
-        if not self._ensure_allowance(units, approve_max, r):
+        if not self._ensure_allowance(units, approve_max, r, allowed):
             r.data["note"] = "dry run: createSession is simulated only after the approval"
             return r
+        # NOTE: after an approval its nonce + 1 and its fees are reused (tx.send_and_wait)
         res = self._send(self.manager.functions.createSession(units),
                          description=f"create a session with {format_amount(units, self.decimals)} "
                                      f"{self.symbol}",
-                         token_cost=f"{format_amount(units, self.decimals)} {self.symbol}")
+                         token_cost=f"{format_amount(units, self.decimals)} {self.symbol}",
+                         follows=r.txs[-1] if r.txs else None)
         r.txs.append(res)
         ev = self._events(res, "SessionCreated")
         r.data["session_id"] = int(ev[0].args["sessionId"]) if ev else (
@@ -709,16 +814,18 @@ class Client:
         units = self.parse(amount)
         s = self._owned_active(session_id)
         self._check_pending(s)
-        self._require_tokens(units)
+        have, allowed = self._token_position()
+        self._require_tokens(units, have)
         r = WriteResult("renew", dry_run=self.settings.dry_run)
         r.data.update({"session_id": session_id, "amount": self.amount(units)})
-        if not self._ensure_allowance(units, approve_max, r):
+        if not self._ensure_allowance(units, approve_max, r, allowed):
             r.data["note"] = "dry run: renewSession is simulated only after the approval"
             return r
         res = self._send(self.manager.functions.renewSession(session_id, units),
                          description=f"add {format_amount(units, self.decimals)} {self.symbol} "
                                      f"to session {session_id}",
-                         token_cost=f"{format_amount(units, self.decimals)} {self.symbol}")
+                         token_cost=f"{format_amount(units, self.decimals)} {self.symbol}",
+                         follows=r.txs[-1] if r.txs else None)
         r.txs.append(res)
         ev = self._events(res, "SessionRenewed")
         if ev:
@@ -822,7 +929,7 @@ class Client:
 
     def active_session_ids(self) -> list:
         """The caller's usable sessions: its own active ones, plus a pool grant."""
-        m = self.manager
+        m = self._mgr
         own, grant = self._calls([m.functions.getUserActiveSessions(self.address),
                                   m.functions.poolGrant(self.address)], "getUserActiveSessions")
         ids = [int(i) for i in own]
@@ -839,8 +946,8 @@ class Client:
         s = self._owned_active(session_id)
         if s.pooled:
             raise InputError("session", str(session_id), "already in the pool")
-        size, max_size = self._call(lambda: self.manager.functions.getPoolStatus().call(),
-                                    "getPoolStatus")
+        ((size, max_size),) = self._calls([self._mgr.functions.getPoolStatus()],
+                                          "getPoolStatus")
         if size >= max_size:
             raise InputError("session", str(session_id), f"the pool is full ({size}/{max_size})")
         r = WriteResult("pool-add", dry_run=self.settings.dry_run)
@@ -850,7 +957,7 @@ class Client:
         return r
 
     def get_from_pool(self) -> WriteResult:
-        size, _ = self._call(lambda: self.manager.functions.getPoolStatus().call(), "getPoolStatus")
+        ((size, _),) = self._calls([self._mgr.functions.getPoolStatus()], "getPoolStatus")
         if not size:
             raise InputError("pool", "get", "the pool is empty")
         r = WriteResult("pool-get", dry_run=self.settings.dry_run)
@@ -862,8 +969,7 @@ class Client:
         return r
 
     def idle_sessions(self, max_n: int) -> list:
-        ids = self._call(lambda: self.manager.functions.getIdleSessions(max_n).call(),
-                         "getIdleSessions")
+        (ids,) = self._calls([self._mgr.functions.getIdleSessions(max_n)], "getIdleSessions")
         return [int(i) for i in ids]
 
     def gas_price(self) -> int:
@@ -1211,33 +1317,76 @@ class Client:
         s = self.settings
         from .errors import redact_url
 
-        if not run("rpc", lambda: (True, f"{redact_url(s.require_rpc())} at block "
-                                         f"{self._call(lambda: self.w3.eth.block_number, 'block')}")):
+        # NOTE: two round trips: [block number, chain id, getConfig, ETH balance], then the
+        # token's [symbol, balance, allowance]; each check still reports on its own
+        try:
+            me = self.address
+            key_error = None
+        except DtnsessError as exc:
+            me, key_error = None, exc
+        if not run("rpc", lambda: (True, f"{redact_url(s.require_rpc())}")):
             return checks
-        if not run("chain id", lambda: (True, f"{self.chain_id}" + (
-                "" if s.chain_id else " (not pinned: set --chain-id or DTNSESS_CHAIN_ID)"))):
+        head = [("eth_blockNumber", []), ("eth_chainId", [])]
+        try:
+            connect = self._connect_requests()[1:] if s.contract else []  # chain id is in head
+        except DtnsessError:  # a malformed address: the contract check below reports it
+            connect = []
+        eth_read = [("eth_getBalance", [me, "latest"])] if me else []
+        try:
+            rows = self._batch(head + connect + eth_read,
+                               ["block", "chain id"] + ["getConfig()"] * len(connect) + ["balance"])
+        except DtnsessError as exc:
+            checks[-1] = Check("rpc", False, exc.message)
             return checks
-        contract_ok = run("contract", lambda: (True, f"{self.manager_address} has code, "
-                          f"AdvancedSessionManager (getConfig ok)") if self._config_tuple() else (False, ""))
+        ok, block = rows[0]
+        checks[-1] = Check("rpc", ok, f"{redact_url(s.require_rpc())} at block {int(block, 16)}"
+                           if ok else block.message)
+        if not ok:
+            return checks
+
+        def chain():
+            ok, cid = rows[1]
+            if not ok:
+                raise cid
+            self._check_chain(int(cid, 16))
+            return True, f"{self._chain_id}" + (
+                "" if s.chain_id else " (not pinned: set --chain-id or DTNSESS_CHAIN_ID)")
+        if not run("chain id", chain):
+            return checks
+
+        def contract():
+            addr = self.manager_address  # ConfigError / InputError without a usable address
+            self._take_connect(rows[2:2 + len(connect)])
+            return True, f"{addr} has code, AdvancedSessionManager (getConfig ok)"
+        contract_ok = run("contract", contract)
+        token = None
+        if contract_ok and me:
+            try:
+                token = self._token_position()
+            except DtnsessError as exc:
+                token = exc
         if contract_ok:
             run("fee token", lambda: (True, f"{self.symbol} at {self.token.address}, "
                                              f"{self.decimals} decimals"))
-        key_ok = run("key", lambda: (True, f"{self.address}" + (
-            " (devnet dev account)" if s.devnet_key else "")))
-        if key_ok:
+
+        def key():
+            if key_error is not None:
+                raise key_error
+            return True, f"{me}" + (" (devnet dev account)" if s.devnet_key else "")
+        if run("key", key):
             def eth():
-                bal = self._call(lambda: self.w3.eth.get_balance(self.address), "balance")
+                ok, bal = rows[-1]
+                if not ok:
+                    raise bal
+                bal = int(bal, 16)
                 return bal > 0, f"{format_amount(bal, 18)} ETH"
             run("ETH for gas", eth)
             if contract_ok:
-                b = None
-                try:
-                    b = self.balances()
-                except DtnsessError as exc:
-                    checks.append(Check("token balance", False, exc.message, False))
-                if b is not None:
-                    checks.append(Check("token balance", b.token.units > 0, b.token.human(), False))
-                    checks.append(Check("allowance", None, b.allowance.human()
-                                        if b.allowance.units < MAX_UINT256 else "unlimited", False))
+                if isinstance(token, DtnsessError):
+                    checks.append(Check("token balance", False, token.message, False))
+                elif token is not None:
+                    bal, allowed = self.amount(token[0]), self.amount(token[1])
+                    checks.append(Check("token balance", bal.units > 0, bal.human(), False))
+                    checks.append(Check("allowance", None, allowed.human()
+                                        if allowed.units < MAX_UINT256 else "unlimited", False))
         return checks
-
