@@ -549,6 +549,22 @@ def _call_error(ctx: TxContext, resp: dict, description: str,
         return to_rpc_error(exc, ctx.rpc_url)
 
 
+def _confirm(ctx: TxContext, headline: str, gas: str, gas_limit: int, max_fee: int, value: int,
+             token_cost: Optional[str], question: str) -> None:
+    """Show the cost and ask (only a person at a terminal, and not with --yes); no -> abort."""
+    if ctx.yes or not ctx.ui.interactive:
+        return
+    cost = (f"{headline}\n  gas: {gas} at up to {format_gwei(max_fee)} gwei"
+            f" = at most {format_eth(gas_limit * max_fee)} ETH")
+    if value:
+        cost += f"\n  value: {format_eth(value)} ETH"
+    if token_cost:
+        cost += f"\n  tokens: {token_cost}"
+    ctx.ui.info(cost)
+    if not ctx.ui.confirm(question):
+        raise AbortedError(headline)
+
+
 def send_and_wait(ctx: TxContext, fn_call: Any, *, value: int = 0, description: str,
                   dry_run: bool = False, confirm: bool = True,
                   token_cost: Optional[str] = None, gas_limit: Optional[int] = None,
@@ -616,16 +632,9 @@ def send_and_wait(ctx: TxContext, fn_call: Any, *, value: int = 0, description: 
         return result
 
     # 4. confirm (only a person at a terminal is asked)
-    if confirm and not ctx.yes and ctx.ui.interactive:
-        cost = (f"{description}\n  gas: ~{est} (limit {limit}) at up to {format_gwei(max_fee)} gwei"
-                f" = at most {format_eth(limit * max_fee)} ETH")
-        if value:
-            cost += f"\n  value: {format_eth(value)} ETH"
-        if token_cost:
-            cost += f"\n  tokens: {token_cost}"
-        ctx.ui.info(cost)
-        if not ctx.ui.confirm("Send this transaction?"):
-            raise AbortedError(description)
+    if confirm:
+        _confirm(ctx, description, f"~{est} (limit {limit})", limit, max_fee, value, token_cost,
+                 "Send this transaction?")
 
     # 5. sign locally and send once
     tx = dict(base_tx, nonce=facts.nonce, gas=limit, chainId=ctx.chain_id, **fees)
@@ -914,19 +923,8 @@ class Pipeline:
     def confirm(self, headline: str, gas_estimate_total: int, gas_limit_total: int,
                 value_total: int, token_cost: Optional[str] = None) -> None:
         """Ask once for the whole batch (terminal only, unless --yes)."""
-        ctx = self.ctx
-        if ctx.yes or not ctx.ui.interactive:
-            return
-        cost = (f"{headline}\n  gas: ~{gas_estimate_total} in total (limit {gas_limit_total}) at up "
-                f"to {format_gwei(self.max_fee)} gwei = at most "
-                f"{format_eth(gas_limit_total * self.max_fee)} ETH")
-        if value_total:
-            cost += f"\n  value: {format_eth(value_total)} ETH in total"
-        if token_cost:
-            cost += f"\n  tokens: {token_cost}"
-        ctx.ui.info(cost)
-        if not ctx.ui.confirm("Send these transactions?"):
-            raise AbortedError(headline)
+        _confirm(self.ctx, headline, f"~{gas_estimate_total} in total (limit {gas_limit_total})",
+                 gas_limit_total, self.max_fee, value_total, token_cost, "Send these transactions?")
 
     def send(self, p: Prepared) -> Outcome:
         """Sign ``p`` with the next nonce and send it once. The outcome is ``sent`` (accepted by
