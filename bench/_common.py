@@ -154,3 +154,19 @@ def deploy_artifact(w3, artifact: dict, sender: str, *args):
     factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
     receipt = transact(w3, factory.constructor(*args), sender)
     return w3.eth.contract(address=receipt["contractAddress"], abi=artifact["abi"])
+
+
+def cli_env(rpc_url: str, manager: str) -> dict:
+    """Environment for the dtnsess script as Anvil dev account 1 (a public test key, never printed)."""
+    import os
+
+    from dtnsess_cli.anvil import dev_private_keys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DTNSESS_", "ETH_RPC_URL"))}
+    env.update({
+        "DTNSESS_RPC_URL": rpc_url,
+        "DTNSESS_CONTRACT": manager,
+        "DTNSESS_PRIVATE_KEY": dev_private_keys(2)[1],
+        "NO_COLOR": "1",
+    })
+    return env

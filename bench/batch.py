@@ -20,14 +20,13 @@ which shows whether the client pipelines (sends the next request before the last
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import header, anvil, median, rpc, web3_for
+from _common import anvil, cli_env, header, median, rpc, web3_for
 from latency_proxy import LatencyProxy
 
 DTNSESS = Path(sys.executable).parent / "dtnsess"
@@ -63,7 +62,6 @@ def main(argv=None) -> int:
 
 
 def measure(args, bt, ks, delays, rows, failures) -> None:
-    from dtnsess_cli.anvil import dev_private_keys
     from dtnsess_cli.localdtn import deploy_system, transact
 
     kw = {"block_time": bt} if bt > 0 else {}
@@ -78,13 +76,7 @@ def measure(args, bt, ks, delays, rows, failures) -> None:
         pfile = Path(cwd) / "prompts.txt"
         pfile.write_text("\n".join(prompts) + "\n")
         with LatencyProxy(node.url, 0) as proxy:
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("DTNSESS_", "ETH_RPC_URL"))}
-            env.update({
-                "DTNSESS_RPC_URL": proxy.url,
-                "DTNSESS_CONTRACT": system.manager.address,
-                "DTNSESS_PRIVATE_KEY": dev_private_keys(2)[1],  # Anvil dev account 1: public test key
-                "NO_COLOR": "1",
-            })
+            env = cli_env(proxy.url, system.manager.address)
             for _ in range(args.rounds):
                 for delay in delays:
                     proxy.delay_ms = delay

@@ -22,7 +22,6 @@ import time
 
 from _common import header, compile_example, deploy_artifact, rpc, rpc_batch, web3_for, anvil
 
-from dtnsess_cli import localdtn
 from dtnsess_cli.localdtn import SYSTEM_TRUST_NAMESPACE, deploy_system, respond, transact
 from web3.logs import DISCARD
 

@@ -21,8 +21,6 @@ costs chain id, nonce, fees, call, estimate, send, receipt = 7) and with JSON-RP
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -30,7 +28,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from _common import header, REPO, anvil, median, rpc, spread, web3_for
+from _common import anvil, cli_env, header, median, rpc, spread, web3_for
 from latency_proxy import LatencyProxy
 
 DTNSESS = Path(sys.executable).parent / "dtnsess"
@@ -122,7 +120,6 @@ def main(argv=None) -> int:
         print(f"{DTNSESS} not found (make install)")
         return 1
 
-    from dtnsess_cli.anvil import dev_private_keys
     from dtnsess_cli.localdtn import deploy_system, transact
 
     results: dict = {}
@@ -134,13 +131,7 @@ def main(argv=None) -> int:
         system = deploy_system(w3, deployer, 6)
         transact(w3, system.token.functions.mint(user, 1_000 * system.unit), deployer)
         with LatencyProxy(node.url, 0, selectors=selectors()) as proxy:
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("DTNSESS_", "ETH_RPC_URL"))}
-            env.update({
-                "DTNSESS_RPC_URL": proxy.url,
-                "DTNSESS_CONTRACT": system.manager.address,
-                "DTNSESS_PRIVATE_KEY": dev_private_keys(2)[1],  # Anvil dev account 1: public test key
-                "NO_COLOR": "1",
-            })
+            env = cli_env(proxy.url, system.manager.address)
             for r in range(args.rounds):
                 for delay in (0.0, args.delay_ms):
                     run_round(node.url, w3, system, proxy, env, cwd, delay, results, sequences, failures)
@@ -179,7 +170,7 @@ def main(argv=None) -> int:
         dup = {k: v for k, v in counts.items() if v > 1 and not k.startswith("eth_getTransactionReceipt")}
         print(f"  {label}: " + ", ".join(f"{k} x{v}" for k, v in counts.most_common()))
         if dup:
-            print(f"    repeated: " + ", ".join(f"{k} x{v}" for k, v in dup.items()))
+            print("    repeated: " + ", ".join(f"{k} x{v}" for k, v in dup.items()))
         if args.show_sequence:
             for i, s in enumerate(seq, 1):
                 print(f"      {i:2}. {s}")
