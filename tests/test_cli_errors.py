@@ -4,6 +4,7 @@ the output, and nothing sent (the account's nonce is unchanged)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import time
 
 import pytest
@@ -298,6 +299,20 @@ def test_keystore_wrong_password(make_cli, system6, user, tmp_path):
     out = cli.json("balance", "--keystore", path, role="stranger",
                    env={"DTNSESS_PASSWORD_FILE": str(tmp_path / "right")})
     assert out["address"] == user
+
+
+def test_account_name_reads_the_foundry_keystore(make_cli, system6, user, tmp_path):
+    """`--account NAME` is ~/.foundry/keystores/NAME, as Foundry's cast uses it."""
+    cli = make_cli(system6)  # HOME is tmp_path
+    store = tmp_path / ".foundry" / "keystores"
+    store.mkdir(parents=True)
+    (store / "alice").write_text(Path(_keystore(tmp_path, cli.key("user"))).read_text())
+    (tmp_path / "right").write_text("right horse battery\n")
+    out = cli.json("balance", "--account", "alice", role=None,
+                   env={"DTNSESS_PASSWORD_FILE": str(tmp_path / "right")})
+    assert out["address"] == user
+    fails(cli, ["balance", "--account", "bob"], ExitCode.AUTH, "not found", role=None,
+          sender=user, env={"DTNSESS_PASSWORD_FILE": str(tmp_path / "right")})
 
 
 def test_bad_or_missing_private_key(make_cli, system6, user):
