@@ -699,10 +699,8 @@ def config_contract(*, g: CliOptions) -> None:
     """The contract's on-chain configuration (fees, limits, pool)."""
     run = Run(g)
     cfg = run.client.config()
-    from dataclasses import asdict
-
-    run.ui.emit(cfg, run.ui.kv("AdvancedSessionManager", list(asdict(cfg).items())
-                               if False else [(k, getattr(cfg, k)) for k in cfg.__dataclass_fields__]))
+    run.ui.emit(cfg, run.ui.kv("AdvancedSessionManager",
+                               [(k, getattr(cfg, k)) for k in cfg.__dataclass_fields__]))
 
 
 @command(refunds_app, "withdraw")

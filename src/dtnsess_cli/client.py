@@ -26,7 +26,6 @@ from .errors import (
 from .units import Amount, format_amount, parse_amount
 
 REQUEST_STATUS = {0: "none", 1: "pending", 2: "succeeded", 3: "failed"}
-DTN_STATUS = {0: "na", 1: "success", 2: "failure"}
 MAX_UINT256 = 2**256 - 1
 DEFAULT_CALLBACK_GAS_WEI = 300_000
 AGGREGATION_ANY = 0
@@ -527,8 +526,6 @@ class Client:
     def session(self, session_id: int) -> SessionView:
         return self._session_view(self._session_tuple(session_id))
 
-    get_session = session
-
     def sessions(self, user: Optional[str] = None) -> list:
         user = self.address_arg(user, "user address") if user else self.address
         (ids,) = self._calls([self._mgr.functions.getUserSessions(user)], "getUserSessions")
@@ -785,26 +782,38 @@ class Client:
         r.data["allowance"] = "unlimited" if unlimited else self.amount(units)
         return r
 
+    def _pay_and_send(self, r: WriteResult, units: int, approve_max: bool, fn, describe,
+                      what: str):
+        """Send ``fn``, which pulls ``units`` tokens from the sender: check the balance, approve
+        what is short, then send. None when a dry run stopped at the approval.
+
+        ``describe`` is called only after the token reads, whose batch also brings the symbol."""
+        have, allowed = self._token_position()
+        self._require_tokens(units, have)
+        if not self._ensure_allowance(units, approve_max, r, allowed):
+            r.data["note"] = f"dry run: {what} is simulated only after the approval"
+            return None
+        # NOTE: after an approval its nonce + 1 and its fees are reused (tx.send_and_wait)
+        res = self._send(fn, description=describe(),
+                         token_cost=f"{format_amount(units, self.decimals)} {self.symbol}",
+                         follows=r.txs[-1] if r.txs else None)
+        r.txs.append(res)
+        return res
+
     def create_session(self, amount: str, approve_max: bool = False) -> WriteResult:
         units = self.parse(amount)
         cfg = self._config_tuple()
         if units < cfg[3]:
             raise InputError("amount", amount, f"below the minimum session balance "
                              f"{format_amount(cfg[3], self.decimals)} {self.symbol}")
-        have, allowed = self._token_position()
-        self._require_tokens(units, have)
         r = WriteResult("create", dry_run=self.settings.dry_run)
-        r.data["amount"] = self.amount(units)
-        if not self._ensure_allowance(units, approve_max, r, allowed):
-            r.data["note"] = "dry run: createSession is simulated only after the approval"
+        res = self._pay_and_send(r, units, approve_max, self.manager.functions.createSession(units),
+                                 lambda: f"create a session with "
+                                         f"{format_amount(units, self.decimals)} {self.symbol}",
+                                 "createSession")
+        r.data["amount"] = self.amount(units)  # after the token reads: they bring the symbol
+        if res is None:
             return r
-        # NOTE: after an approval its nonce + 1 and its fees are reused (tx.send_and_wait)
-        res = self._send(self.manager.functions.createSession(units),
-                         description=f"create a session with {format_amount(units, self.decimals)} "
-                                     f"{self.symbol}",
-                         token_cost=f"{format_amount(units, self.decimals)} {self.symbol}",
-                         follows=r.txs[-1] if r.txs else None)
-        r.txs.append(res)
         ev = self._events(res, "SessionCreated")
         r.data["session_id"] = int(ev[0].args["sessionId"]) if ev else (
             int(res.return_value) if res.return_value is not None else None)
@@ -814,19 +823,15 @@ class Client:
         units = self.parse(amount)
         s = self._owned_active(session_id)
         self._check_pending(s)
-        have, allowed = self._token_position()
-        self._require_tokens(units, have)
         r = WriteResult("renew", dry_run=self.settings.dry_run)
+        res = self._pay_and_send(r, units, approve_max,
+                                 self.manager.functions.renewSession(session_id, units),
+                                 lambda: f"add {format_amount(units, self.decimals)} "
+                                         f"{self.symbol} to session {session_id}",
+                                 "renewSession")
         r.data.update({"session_id": session_id, "amount": self.amount(units)})
-        if not self._ensure_allowance(units, approve_max, r, allowed):
-            r.data["note"] = "dry run: renewSession is simulated only after the approval"
+        if res is None:
             return r
-        res = self._send(self.manager.functions.renewSession(session_id, units),
-                         description=f"add {format_amount(units, self.decimals)} {self.symbol} "
-                                     f"to session {session_id}",
-                         token_cost=f"{format_amount(units, self.decimals)} {self.symbol}",
-                         follows=r.txs[-1] if r.txs else None)
-        r.txs.append(res)
         ev = self._events(res, "SessionRenewed")
         if ev:
             r.data["new_balance"] = self.amount(ev[0].args["newBalance"])

@@ -88,7 +88,6 @@ class Settings:
     keystore: Optional[str] = None
     account: Optional[str] = None
     password_file: Optional[str] = None
-    devnet_node: Optional[str] = None
     # which key to use: "private_key" | "keystore" | None
     key_kind: Optional[str] = None
     # True when the key is the devnet's well-known dev account (say so in `config show`)
@@ -271,8 +270,6 @@ def resolve_settings(
             s.token = state["token"]
         if model is None and state.get("model"):
             model, sources["model"] = state["model"], dn
-        if state.get("node"):
-            s.devnet_node = state["node"]
         accounts = state.get("accounts") or []
         dev_chain = s.chain_id is None or s.chain_id in DEV_CHAIN_IDS
         if (private_key is None and keystore is None and account is None and dev_chain

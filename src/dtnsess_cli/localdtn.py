@@ -51,13 +51,6 @@ class LocalSystem:
     def unit(self) -> int:
         return 10**self.decimals
 
-    def addresses(self) -> dict[str, str]:
-        return {
-            "token": self.token.address,
-            "router": self.router.address,
-            "manager": self.manager.address,
-        }
-
 
 def contract(w3, name: str, address: str):
     """A web3 contract object for a bundled artifact at `address`."""
