@@ -67,9 +67,6 @@ class ConfigError(DtnsessError):
 
     exit_code = ExitCode.CONFIG
 
-    def __init__(self, message: str, *, hint: Optional[str] = None) -> None:
-        super().__init__(message, hint=hint)
-
 
 class ArtifactError(DtnsessError):
     """Raised when a bundled contract artifact (abi/*.json) is missing or unreadable."""
@@ -195,9 +192,6 @@ class NotAuthorizedError(DtnsessError):
     """Raised when the sender is not allowed to do this (not contract owner, not session owner)."""
 
     exit_code = ExitCode.AUTH
-
-    def __init__(self, message: str, *, hint: Optional[str] = None) -> None:
-        super().__init__(message, hint=hint)
 
 
 class KeystoreError(DtnsessError):
