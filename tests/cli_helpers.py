@@ -196,3 +196,8 @@ def answer_later(system, request_id: bytes, delay: float = 1.0, text: str = "lat
     t.errors = errors  # type: ignore[attr-defined]
     t.start()
     return t
+
+
+def create_via_cli(cli, amount: str = "50", role: str = "user") -> int:
+    """Create a session through the CLI; its id."""
+    return int(cli.json("create", amount, role=role)["session_id"])

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from cli_helpers import answer_later, assert_error, assert_ok, load_json, make_cli, nonce, token_units  # noqa: F401
+from cli_helpers import answer_later, assert_error, assert_ok, create_via_cli, load_json, make_cli, nonce, token_units  # noqa: F401
 from dtnsess_cli.errors import ExitCode
 from dtnsess_cli.localdtn import SYSTEM_TRUST_NAMESPACE, respond
 from helpers import (  # noqa: F401 - conserved/system are fixtures
@@ -31,11 +31,6 @@ MAX = 2**256 - 1
 
 def allowance(system, who: str) -> int:
     return system.token.functions.allowance(who, system.manager.address).call()
-
-
-def create_via_cli(cli, amount: str = "50", role: str = "user") -> int:
-    out = cli.json("create", amount, role=role)
-    return int(out["session_id"])
 
 
 def req_bytes(request_id: str) -> bytes:

@@ -10,14 +10,10 @@ import time
 import pytest
 from eth_account import Account
 
-from cli_helpers import assert_error, make_cli, nonce  # noqa: F401
+from cli_helpers import assert_error, create_via_cli, make_cli, nonce  # noqa: F401
 from dtnsess_cli.anvil import free_port
 from dtnsess_cli.errors import ExitCode
-from helpers import bal, conserved, fund, session, system  # noqa: F401 - fixtures
-
-
-def create_via_cli(cli, amount="50", role="user") -> int:
-    return int(cli.json("create", amount, role=role)["session_id"])
+from helpers import bal, conserved, fund, increase_time, session, system  # noqa: F401 - fixtures
 
 
 class Sent:
@@ -248,6 +244,19 @@ def test_closed_session(make_cli, system, user):
     for args in (["close", str(sid)], ["renew", str(sid), "5"], ["pool", "add", str(sid)],
                  ["request", "hi", "--session", str(sid)]):
         fails(cli, args, ExitCode.INPUT, "closed")
+
+
+def test_renew_after_the_request_timeout_goes_by_chain_time(make_cli, system6, user, w3):
+    """The pending guard follows the chain's clock: after requestTimeout on chain, renew works
+    even though hardly any wall-clock time has passed."""
+    cli = make_cli(system6)
+    fund(system6, user, 100, approve=False)
+    sid = create_via_cli(cli, "20")
+    cli.json("request", "pending")
+    increase_time(w3, system6.manager.functions.requestTimeout().call() + 1)
+    before = bal(system6, user)
+    out = cli.json("renew", str(sid), "5")
+    assert out["session_id"] == sid and before - bal(system6, user) == 5 * system6.unit
 
 
 def test_close_with_pending_requests(make_cli, system6, user):

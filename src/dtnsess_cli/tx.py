@@ -182,6 +182,21 @@ def revert_data_from_exception(exc: BaseException) -> Optional[str]:
     return None
 
 
+def requests_pending_error(description: str, session_id: int, pending: int, retry_after: int, *,
+                           data: Optional[str] = None,
+                           tx_hash: Optional[str] = None) -> RevertError:
+    """The manager's RequestsPending(sessionId, pending, retryAfter), for people."""
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(int(retry_after)))
+    return RevertError(
+        description,
+        f"session {session_id} has {pending} pending request{'s' if pending != 1 else ''}; "
+        f"retry after {when}",
+        name="RequestsPending", args=(session_id, pending, retry_after), data=data,
+        tx_hash=tx_hash,
+        hint="wait for the answers (`dtnsess requests --pending`); closing now would strand them",
+    )
+
+
 # Friendly messages for well-known reverts of the manager, the token and the DTN router.
 def _friendly(dec: DecodedRevert, description: str, tx_hash: Optional[str],
               token_decimals: Optional[int], token_symbol: str) -> DtnsessError:
@@ -202,16 +217,7 @@ def _friendly(dec: DecodedRevert, description: str, tx_hash: Optional[str],
     if name == "Error" and a and a[0] in ("Not session owner", "Not owner"):
         return NotAuthorizedError(f"{description}: you are not the owner of this session")
     if name == "RequestsPending":
-        sid, pending, retry_after = a
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(int(retry_after)))
-        return RevertError(
-            description,
-            f"session {sid} has {pending} pending request{'s' if pending != 1 else ''}; "
-            f"retry after {when}",
-            name=name, args=a, data=dec.data, tx_hash=tx_hash,
-            hint="wait for the answers (`dtnsess requests --pending`); closing now would "
-                 "strand them",
-        )
+        return requests_pending_error(description, *a, data=dec.data, tx_hash=tx_hash)
     if name == "RequestIdCollision":
         return RevertError(
             description, f"request id {_fmt_arg(a[0])} is already in use this second",
