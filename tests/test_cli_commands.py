@@ -433,7 +433,8 @@ def test_pool_add_get_status(make_cli, system, user, stranger, w3):
     cli = make_cli(system)
     fund(system, user, 100, approve=False)
     sid = create_via_cli(cli, "20")
-    assert cli.json("pool", "status") == {"pool_size": 0, "max_size": 5, "sessions": []}
+    assert cli.json("pool", "status") == {"pool_size": 0, "max_size": 5, "sessions": [],
+                                          "offers": [], "grant": None}
     r = cli("pool", "add", str(sid))
     assert_ok(r)
     assert f"session {sid} added to the pool" in r.stdout

@@ -264,8 +264,15 @@ def test_close_with_pending_requests(make_cli, system6, user):
     fund(system6, user, 100, approve=False)
     sid = create_via_cli(cli, "20")
     cli.json("request", "pending")
-    for args in (["close", str(sid)], ["close", "--all"], ["renew", str(sid), "5"]):
-        fails(cli, args, ExitCode.REVERTED, "pending request")
+    for args in (["close", "--all"], ["renew", str(sid), "5"]):
+        fails(cli, args, ExitCode.REVERTED, "pending request" if args[0] == "renew"
+              else "unanswered requests")
+    assert session(system6, sid)["active"] is True
+    # `close ID` marks the session closing (one transaction, tests/test_cli_settle.py); once
+    # closing, it is refused like the others, nothing sent
+    r = cli("close", str(sid))
+    assert r.exit_code == int(ExitCode.REVERTED) and "is closing" in r.stderr
+    fails(cli, ["close", str(sid)], ExitCode.REVERTED, "is closing")
     assert session(system6, sid)["active"] is True
 
 

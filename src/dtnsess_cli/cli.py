@@ -220,6 +220,30 @@ class Run:
                     out.print(f"  tx {t.tx_hash} (block {t.block_number}, gas {t.gas_used}, "
                               f"fee {t.summary().get('fee_eth')} ETH)", markup=False)
         self.ui.emit(data, human)
+        self.fail_after(res)
+
+    @staticmethod
+    def fail_after(res: Any) -> None:
+        """A result that carries an error (something was sent, then the command was refused):
+        the error line follows the result, with its exit code."""
+        err = getattr(res, "error", None)
+        if err is not None:
+            sys.stderr.write("error: " + " ".join(err.message.split()) + "\n")
+            if err.hint:
+                sys.stderr.write(f"hint: {err.hint}\n")
+            raise typer.Exit(int(err.exit_code))
+
+
+def _settled_lines(data: dict) -> list:
+    return [(f"settled {x['request_id']}", f"{x['status']} (session {x['session_id']})")
+            for x in data.get("settled") or []]
+
+
+def _fmt_when(ts: int) -> str:
+    """A deadline: the local time, no "ago" (the chain's clock may run ahead of ours)."""
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(int(ts))) if ts else "-"
 
 
 def _fmt_time(ts: int) -> str:
@@ -326,7 +350,9 @@ def renew(
     run = Run(g)
     res = run.client.renew_session(parse_session_id(session), amount, approve_max)
     nb = res.data.get("new_balance")
-    run.write(res, f"session {session} renewed" + (f": balance {nb.human()}" if nb else ""))
+    run.write(res, (f"session {session} renewed" + (f": balance {nb.human()}" if nb else ""))
+              if res.error is None else f"session {session} not renewed",
+              _settled_lines(res.data))
 
 
 @command(app, "close")
@@ -335,7 +361,13 @@ def close(
     all_: Annotated[bool, typer.Option("--all", help="close all your sessions")] = False,
     *, g: CliOptions,
 ) -> None:
-    """Close a session (or --all); the refund comes back to you."""
+    """Close a session (or --all); the refund comes back to you.
+
+    Answered requests whose callback failed are settled first (one transaction). A session
+    still waiting for answers cannot close before its deadline: `close ID` then marks it
+    closing (others can no longer add requests) and says when to retry (exit 7); `close --all`
+    closes the others and lists the skipped ones (exit 7 only when none could close).
+    """
     from .client import parse_session_id
 
     if (session is None) == (not all_):
@@ -343,9 +375,17 @@ def close(
     run = Run(g)
     res = run.client.close_all_sessions() if all_ else run.client.close_session(parse_session_id(session))
     closed = res.data.get("closed") or []
-    lines = [(f"session {c['session_id']}", f"refund {c['refund'].human()}"
-              + (" (credited: `dtnsess refunds withdraw`)" if c["credited"] else ""))
-             for c in closed]
+    lines = _settled_lines(res.data) + [
+        (f"session {c['session_id']}", f"refund {c['refund'].human()}"
+         + (" (credited: `dtnsess refunds withdraw`)" if c["credited"] else ""))
+        for c in closed]
+    lines += [(f"session {k['session_id']}", f"skipped: unanswered requests, retry after "
+               f"{_fmt_when(k['retry_after'])}") for k in res.data.get("skipped") or []]
+    closing = res.data.get("closing")
+    if closing:
+        lines.append((f"session {closing['session_id']}",
+                      ("now closing" if closing["began"] else "closing") + ": no new requests "
+                      f"from others; close it after {_fmt_when(closing['closable_at'])}"))
     run.write(res, f"closed {len(closed)} session{'s' if len(closed) != 1 else ''}"
               if not res.dry_run else "close simulated", lines)
 
@@ -536,20 +576,36 @@ def requests_(
     """A user's requests: session, age, status (stuck ones visible)."""
     run = Run(g)
     rows = run.client.requests(user, pending)
+    from .client import ANSWERED
+
+    stuck = sum(1 for r in rows if r.status == ANSWERED)
     run.ui.emit({"requests": rows}, run.ui.table(
-        f"{len(rows)} request{'s' if len(rows) != 1 else ''}",
+        f"{len(rows)} request{'s' if len(rows) != 1 else ''}"
+        + (f" ({stuck} answered, callback failed: `dtnsess settle --all`)" if stuck else ""),
         ["request id", "session", "created", "status"],
         [(r.request_id, r.session_id, _fmt_time(r.created_at), r.status) for r in rows]))
 
 
 @command(pool_app, "add")
-def pool_add(session: Annotated[str, typer.Argument(help="session id")], *, g: CliOptions) -> None:
+def pool_add(
+    session: Annotated[str, typer.Argument(help="session id")],
+    limit: Annotated[Optional[str], typer.Option(
+        "--limit", help="tokens a taker may spend before the grant ends (default: 10 answers' "
+                        "maximum fee)", show_default=False)] = None,
+    allow_nodes: Annotated[bool, typer.Option(
+        "--allow-nodes", help="let takers route to node ids (default: trust namespaces only; "
+                              "a taker could route to a node of their own)")] = False,
+    *, g: CliOptions,
+) -> None:
     """Offer one of your active sessions in the shared pool."""
     from .client import parse_session_id
 
     run = Run(g)
-    res = run.client.add_to_pool(parse_session_id(session))
-    run.write(res, f"session {session} added to the pool")
+    res = run.client.add_to_pool(parse_session_id(session), limit, allow_nodes)
+    run.write(res, f"session {session} added to the pool",
+              [("grant limit", res.data["grant_limit"].human()),
+               ("takers may route", "to node ids and namespaces" if allow_nodes
+                else "by trust namespace only")])
 
 
 @command(pool_app, "get")
@@ -557,25 +613,110 @@ def pool_get(*, g: CliOptions) -> None:
     """Take a session from the pool; your requests use it from then on."""
     run = Run(g)
     res = run.client.get_from_pool()
-    run.write(res, f"took session {res.data.get('session_id')} from the pool")
+    grant = res.data.get("grant")
+    run.write(res, f"took session {res.data.get('session_id')} from the pool",
+              [("you may spend", grant["remaining"].human()),
+               ("routing", "node ids and namespaces" if grant["allow_node_routing"]
+                else "trust namespaces only")] if grant else [])
+
+
+@command(pool_app, "remove")
+def pool_remove(session: Annotated[str, typer.Argument(help="session id")], *,
+                g: CliOptions) -> None:
+    """Take your session out of the pool (ends its taker's grant)."""
+    from .client import parse_session_id
+
+    run = Run(g)
+    res = run.client.remove_from_pool(parse_session_id(session))
+    taker = res.data.get("taker")
+    run.write(res, f"session {session} removed from the pool",
+              [("grant ended", taker)] if taker else [])
+
+
+@command(pool_app, "revoke")
+def pool_revoke(
+    session: Annotated[str, typer.Argument(help="session id")],
+    address: Annotated[str, typer.Argument(help="the taker's address")],
+    *, g: CliOptions,
+) -> None:
+    """End a taker's grant on your session; the session goes back to the pool."""
+    from .client import parse_session_id
+
+    run = Run(g)
+    res = run.client.revoke_grant(parse_session_id(session), address)
+    lines = [] if res.dry_run else [("back in the pool", res.data.get("pooled"))]
+    run.write(res, f"revoked {res.data['user']}'s grant on session {session}", lines)
+
+
+@command(pool_app, "release")
+def pool_release(*, g: CliOptions) -> None:
+    """Give back the pooled session you hold (it returns to the pool)."""
+    run = Run(g)
+    res = run.client.release_grant()
+    sid = res.data.get("session_id")
+    run.write(res, f"released your grant on session {sid}" if sid
+              else "you hold no pool grant: nothing to release")
 
 
 @command(pool_app, "status")
 def pool_status(*, g: CliOptions) -> None:
-    """Pool size, capacity and pooled sessions."""
+    """Pool size, capacity, offers (takers, grant limits) and your own grant."""
     run = Run(g)
     st = run.client.pool_status()
-    run.ui.emit(st, run.ui.kv("Pool", [("size", f"{st['pool_size']} / {st['max_size']}"),
-                                       ("sessions", ", ".join(map(str, st["sessions"])) or "-")]))
+    grant = st["grant"]
+
+    def human(out) -> None:
+        out.print(run.ui.kv("Pool", [
+            ("size", f"{st['pool_size']} / {st['max_size']}"),
+            ("sessions", ", ".join(map(str, st["sessions"])) or "-"),
+            ("your grant", f"session {grant['session_id']}, {grant['remaining'].human()} left"
+             + (", node routing allowed" if grant["allow_node_routing"] else "")
+             if grant else "-")]))
+        if st["offers"]:
+            out.print(run.ui.table("Offers", ["session", "owner", "state", "taker",
+                                              "grant limit", "node routing"],
+                                   [(o["session_id"], o["owner"],
+                                     "in the pool" if o["pooled"] else "taken", o["taker"],
+                                     o["grant_limit"], o["allow_node_routing"])
+                                    for o in st["offers"]]))
+    run.ui.emit(st, human)
+
+
+@command(app, "settle")
+def settle(
+    request_id: Annotated[Optional[str], typer.Argument(help="0x request id")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="every answered request still pending: "
+                                       "yours, and those in your sessions")] = False,
+    *, g: CliOptions,
+) -> None:
+    """Record answers whose callback failed (the router has them; the manager still counts
+    the request pending, which blocks close and renew)."""
+    if (request_id is None) == (not all_):
+        raise_input("arguments", request_id or "", "give a REQUEST_ID or --all (not both)")
+    run = Run(g)
+    res = run.client.settle(request_id)
+    n = len(res.data["settled"])
+    head = (res.data.get("note") if not res.txs
+            else f"{'would settle' if res.dry_run else 'settled'} {n} request{'s' if n != 1 else ''}")
+    run.write(res, head, _settled_lines(res.data))
 
 
 def _session_rows(sessions):
     return [(s.session_id, f"{s.owner[:6]}…{s.owner[-4:]}", s.balance, s.dtn_balance, s.active, s.pooled,
-             s.request_count, s.pending_requests, _fmt_time(s.last_used)) for s in sessions]
+             s.request_count, s.pending_requests, _closable(s), _fmt_time(s.last_used))
+            for s in sessions]
 
 
-_SESSION_COLS = ["id", "owner", "funded", "spendable (DTN)", "active", "pooled", "requests",
-                 "pending", "last used"]
+def _closable(s) -> str:
+    """When a session with pending requests may close anyway; "closing" once its owner began."""
+    if not s.active:
+        return "-"
+    when = _fmt_when(s.closable_at) if s.pending_requests else "now"
+    return f"closing, {when}" if s.closing else when
+
+
+_SESSION_COLS = ["id", "owner", "funded", "remaining (DTN)", "active", "pooled", "requests",
+                 "pending", "closable", "last used"]
 
 
 @command(app, "stats")
@@ -587,8 +728,10 @@ def stats(session: Annotated[str, typer.Argument(help="session id")], *, g: CliO
     s = run.client.session(parse_session_id(session))
     run.ui.emit(s, run.ui.kv(f"Session {s.session_id}", [
         ("owner", s.owner), ("active", s.active), ("funded", s.balance),
-        ("spendable (DTN)", s.dtn_balance if s.dtn_balance is not None else "unknown"),
+        ("remaining (DTN)", s.dtn_balance if s.dtn_balance is not None else "unknown"),
         ("requests", s.request_count), ("pending", s.pending_requests),
+        ("pending since", _fmt_time(s.pending_since)), ("closing", s.closing),
+        ("closable", _closable(s)),
         ("last used", _fmt_time(s.last_used)), ("last request", _fmt_time(s.last_request_at)),
         ("pooled", s.pooled), ("DTN session", s.dtn_session_id)]))
 
@@ -598,12 +741,12 @@ def sessions(
     user: Annotated[Optional[str], typer.Option("--user", help="another address")] = None,
     *, g: CliOptions,
 ) -> None:
-    """A user's sessions, with the DTN-side spendable balance."""
+    """A user's sessions, with the DTN-side remaining balance."""
     run = Run(g)
     rows = run.client.sessions(user)
     run.ui.emit({"sessions": rows}, run.ui.table(
         f"{len(rows)} session{'s' if len(rows) != 1 else ''}", _SESSION_COLS, _session_rows(rows),
-        justify={"funded": "right", "spendable (DTN)": "right"}))
+        justify={"funded": "right", "remaining (DTN)": "right"}))
 
 
 @command(app, "cleanup")
@@ -676,13 +819,13 @@ def config_show(*, g: CliOptions) -> None:
 
 @command(config_app, "update")
 def config_update(
-    min_balance: Annotated[Optional[str], typer.Option("--min-balance", help="tokens")] = None,
-    max_age: Annotated[Optional[int], typer.Option("--max-age", help="seconds", min=1)] = None,
-    pool_size: Annotated[Optional[int], typer.Option("--pool-size", min=0)] = None,
-    fee_per_byte_req: Annotated[Optional[str], typer.Option("--fee-per-byte-req", help="tokens")] = None,
-    fee_per_byte_res: Annotated[Optional[str], typer.Option("--fee-per-byte-res", help="tokens")] = None,
-    max_fee_per_response: Annotated[Optional[str], typer.Option("--max-fee-per-response", help="tokens")] = None,
-    request_timeout: Annotated[Optional[int], typer.Option("--request-timeout", help="seconds", min=1)] = None,
+    min_balance: Annotated[Optional[str], typer.Option("--min-balance", help="tokens, at most 1000000")] = None,
+    max_age: Annotated[Optional[int], typer.Option("--max-age", help="seconds, at most 31536000 (365 days)", min=1)] = None,
+    pool_size: Annotated[Optional[int], typer.Option("--pool-size", help="at most 100", min=0)] = None,
+    fee_per_byte_req: Annotated[Optional[str], typer.Option("--fee-per-byte-req", help="tokens, at most the max fee per response")] = None,
+    fee_per_byte_res: Annotated[Optional[str], typer.Option("--fee-per-byte-res", help="tokens, at most the max fee per response")] = None,
+    max_fee_per_response: Annotated[Optional[str], typer.Option("--max-fee-per-response", help="tokens, at most 1000")] = None,
+    request_timeout: Annotated[Optional[int], typer.Option("--request-timeout", help="seconds, at most 604800 (7 days) and the max age", min=1)] = None,
     *, g: CliOptions,
 ) -> None:
     """Change the contract's configuration (owner only)."""

@@ -25,8 +25,15 @@ from .errors import (
 from .units import Amount, format_amount, parse_amount
 
 REQUEST_STATUS = {0: "none", 1: "pending", 2: "succeeded", 3: "failed"}
+# pending on the manager, but the router holds the answer: its callback failed (`dtnsess settle`)
+ANSWERED = "answered, callback failed"
 MAX_UINT256 = 2**256 - 1
 DEFAULT_CALLBACK_GAS_WEI = 300_000
+# the manager's documented configuration bounds (MAX_SESSION_AGE, MAX_REQUEST_TIMEOUT,
+# MAX_POOL_SIZE); the token bounds depend on decimals (see _check_config_bounds)
+MAX_SESSION_AGE = 365 * 86400
+MAX_REQUEST_TIMEOUT = 7 * 86400
+MAX_POOL_SIZE = 100
 AGGREGATION_ANY = 0
 
 ERC20_ABI = [
@@ -87,6 +94,10 @@ class SessionView:
     last_request_at: int
     pooled: bool
     dtn_balance: Optional[Amount]
+    # the pending deadline: close/renew work from then on even with requests pending (0: none)
+    closable_at: int = 0
+    closing: bool = False  # the owner began closing: others can no longer make requests in it
+    pending_since: int = 0  # when the oldest unanswered request of the streak was made
 
 
 @dataclass
@@ -131,11 +142,16 @@ class WriteResult:
     txs: list = field(default_factory=list)  # tx.TxResult
     data: dict = field(default_factory=dict)
     dry_run: bool = False
+    # what stopped the command after it sent something (close blocked by pending requests):
+    # the result is still shown, then this error, and its exit code
+    error: Optional[DtnsessError] = None
 
     def to_dict(self) -> dict:
         out = {"action": self.action, "dry_run": self.dry_run}
         out.update(self.data)
         out["transactions"] = [t.summary() for t in self.txs]
+        if self.error is not None:
+            out["error"] = self.error.to_dict()
         return out
 
 
@@ -217,6 +233,28 @@ def decode_text_answer(data: bytes) -> Optional[str]:
 
 def _hex(b: Any) -> str:
     return "0x" + bytes(b).hex()
+
+
+def _when(ts: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(int(ts)))
+
+
+def _all_blocked_error(skipped: Sequence[dict]) -> DtnsessError:
+    from .errors import RevertError
+
+    return RevertError(
+        "closing all your sessions", "every one has unanswered requests: " + "; ".join(
+            f"session {k['session_id']} until {_when(k['retry_after'])}" for k in skipped),
+        name="RequestsPending",
+        hint="retry then (answers that arrive before are settled by close itself); "
+             "`dtnsess close ID` also stops others from adding requests to a session")
+
+
+# eth_getLogs: blocks per query (providers cap the range, often at 10000) and at most this many
+# blocks back (a pending streak older than the request timeout, at most 7 days, no longer
+# blocks a close; 1M blocks is 23 days of Base's 2 s blocks)
+LOG_CHUNK = 5_000
+MAX_LOG_BLOCKS = 1_000_000
 
 
 # --------------------------------------------------------------------------- the client
@@ -513,8 +551,33 @@ class Client:
             session_id=int(t[0]), owner=t[1], balance=a(t[2]), last_used=int(t[3]),
             active=bool(t[4]), request_count=int(t[5]), dtn_session_id=int(t[6]),
             pending_requests=int(t[7]), last_request_at=int(t[8]), pooled=bool(t[9]),
-            dtn_balance=a(t[11]) if t[10] else None,
+            dtn_balance=a(t[11]) if t[10] else None, **self._deadline_fields(t),
         )
+
+    def _deadline_fields(self, t: Sequence) -> dict:
+        """closable_at / closing / pending_since of a getSession tuple, read by field name (the
+        fields the security fixes added). closable_at is the effective deadline, as the contract
+        computes it: min(closableAt, pendingSince + requestTimeout)."""
+        names = self._session_field_names()
+        v = dict(zip(names, t))
+        timeout = int(self._config_tuple()[10])
+        if not int(v.get("pendingRequests", 0)):
+            return {"closable_at": 0, "closing": bool(v.get("closing", False)),
+                    "pending_since": 0}
+        if "closableAt" not in v:  # an older manager: the deadline ran from the newest request
+            return {"closable_at": int(v["lastRequestAt"]) + timeout, "closing": False,
+                    "pending_since": 0}
+        since = int(v.get("pendingSince", 0))
+        at = int(v["closableAt"]) or since + timeout
+        if since:
+            at = min(at, since + timeout)
+        return {"closable_at": min(at, 2**64 - 1), "closing": bool(v.get("closing", False)),
+                "pending_since": since}
+
+    def _session_field_names(self) -> list:
+        fn = next(e for e in self._mgr.abi if e.get("type") == "function"
+                  and e.get("name") == "getSession")
+        return [c["name"] for c in fn["outputs"][0]["components"]]
 
     def _session_tuple(self, session_id: int) -> tuple:
         (t,) = self._calls([self._mgr.functions.getSession(session_id)], "getSession")
@@ -560,12 +623,38 @@ class Client:
         return self.amount(units)
 
     def pool_status(self) -> dict:
+        """The pool, every offer (pooled sessions and the caller's own offered ones, taken
+        or not) with its taker and grant limit, and the caller's own grant (2 round trips)."""
         m = self._mgr
-        (size, max_size), ids = self._calls([m.functions.getPoolStatus(),
-                                             m.functions.getPoolSessions()],
-                                            ["getPoolStatus", "getPoolSessions"])
-        return {"pool_size": int(size), "max_size": int(max_size),
-                "sessions": [int(i) for i in ids]}
+        try:
+            me = self.address
+        except DtnsessError:  # no key: the pool alone
+            me = None
+        reads = [m.functions.getPoolStatus(), m.functions.getPoolSessions()]
+        if me:
+            reads += [m.functions.getUserActiveSessions(me), m.functions.getGrant(me)]
+        got = self._calls(reads, ["getPoolStatus", "getPoolSessions", "getUserActiveSessions",
+                                  "getGrant"][:len(reads)])
+        (size, max_size), ids = got[0], [int(i) for i in got[1]]
+        own = [int(i) for i in got[2]] if me else []
+        cands = list(dict.fromkeys(ids + own))
+        rows = self._calls_and_symbol([m.functions.getPoolOffer(i) for i in cands]
+                                      + ([m.functions.getSessions(cands)] if cands else []),
+                                      "getPoolOffer")
+        owners = {int(v[0]): v[1] for v in rows[-1]} if cands else {}
+        offers = []
+        for sid, (offered, taker, limit, nodes) in zip(cands, rows):
+            if not offered:
+                continue
+            offers.append({"session_id": sid, "owner": owners.get(sid), "pooled": sid in ids,
+                           "taker": None if int(taker, 16) == 0 else taker,
+                           "grant_limit": self.amount(limit), "allow_node_routing": bool(nodes)})
+        grant = None
+        if me and int(got[3][0]):
+            grant = {"session_id": int(got[3][0]), "remaining": self.amount(got[3][1]),
+                     "allow_node_routing": bool(got[3][2])}
+        return {"pool_size": int(size), "max_size": int(max_size), "sessions": ids,
+                "offers": offers, "grant": grant}
 
     def request_info(self, request_id: bytes) -> RequestView:
         ((sid, user, created, status),) = self._calls(
@@ -666,8 +755,34 @@ class Client:
             ((ids, _),) = self._calls([m.functions.getUserRequests(user, int(total) - limit,
                                                                     limit)], "getUserRequests")
         out = self.request_infos([bytes(i) for i in ids])
+        self._mark_answered(out)
         if pending_only:
-            out = [r for r in out if r.status == "pending"]
+            out = [r for r in out if r.status in ("pending", ANSWERED)]
+        return out
+
+    def _mark_answered(self, views: Sequence[RequestView]) -> None:
+        """Pending requests the router has answered become ANSWERED (one round trip)."""
+        pend = [v for v in views if v.status == "pending"]
+        answered = self._answered([bytes.fromhex(v.request_id[2:]) for v in pend])
+        for v in pend:
+            if bytes.fromhex(v.request_id[2:]) in answered:
+                v.status = ANSWERED
+
+    def _answered(self, ids: Sequence[bytes]) -> dict:
+        """{id: "succeeded" | "failed"} for those ``ids`` the router has answered: fetchResponse
+        does not revert (it reverts while a request is unanswered). One round trip."""
+        from .errors import RevertError
+
+        ids = [bytes(i) for i in ids]
+        if not ids:
+            return {}
+        rows = self._batch([self.router.functions.fetchResponse(i) for i in ids], "fetchResponse")
+        out = {}
+        for rid, (ok, v) in zip(ids, rows):
+            if not ok and not isinstance(v, RevertError):
+                raise v  # node trouble, not "unanswered"
+            if ok and int(v[0]) in (1, 2):
+                out[rid] = "succeeded" if int(v[0]) == 1 else "failed"
         return out
 
     def response(self, request_id: Any) -> ResponseView:
@@ -691,7 +806,8 @@ class Client:
         answer = decode_text_answer(data) if st == "succeeded" else None
         note = None
         if info.status == "pending" and st in ("succeeded", "failed"):
-            note = "answered, but the manager's callback did not run (run `settleRequest`)"
+            note = (f"answered, but the manager's callback failed: run `dtnsess settle "
+                    f"{_hex(rid)}` to record it")
         return ResponseView(_hex(rid), st, info.status, message, answer,
                             response_hex=_hex(data) if answer is None and data else None,
                             session_id=info.session_id, user=info.user,
@@ -821,8 +937,21 @@ class Client:
     def renew_session(self, session_id: int, amount: str, approve_max: bool = False) -> WriteResult:
         units = self.parse(amount)
         s = self._owned_active(session_id)
-        self._check_pending(s)
         r = WriteResult("renew", dry_run=self.settings.dry_run)
+        # answered requests whose callback failed would block the renewal: settle them first
+        if self._settle_answered(r, [s]) is not None:
+            r.data["session_id"] = session_id
+            if self.settings.dry_run:
+                r.data["note"] = "dry run: the renewal is simulated only after the settle"
+                return r
+            s = self._owned_active(session_id)
+        try:
+            self._check_pending(s)
+        except DtnsessError as exc:
+            if not r.txs:
+                raise
+            r.error = exc  # the settle was sent: show it, then the refusal
+            return r
         res = self._pay_and_send(r, units, approve_max,
                                  self.manager.functions.renewSession(session_id, units),
                                  lambda: f"add {format_amount(units, self.decimals)} "
@@ -842,33 +971,108 @@ class Client:
         if s.pending_requests:
             from .tx import requests_pending_error
 
-            retry_after = s.last_request_at + int(self._config_tuple()[10])
+            retry_after = s.closable_at
             # NOTE: the chain's clock decides, not ours (they differ on dev chains, and by drift)
-            now = self._call(lambda: self.w3.eth.get_block("latest")["timestamp"], "latest block")
+            now = self._chain_now()
             if now < retry_after:
                 raise requests_pending_error(f"renewing session {s.session_id}", s.session_id,
                                              s.pending_requests, retry_after)
 
     def close_session(self, session_id: int) -> WriteResult:
-        self._owned_active(session_id)
+        """Settle answered requests of the session (one transaction), then close it. Still
+        blocked by unanswered ones: begin closing it (others can no longer add requests), and
+        the result carries the RequestsPending error with the time the close will work."""
+        from .errors import RevertError
+
+        s = self._owned_active(session_id)
         r = WriteResult("close", dry_run=self.settings.dry_run)
-        res = self._send(self.manager.functions.closeSession(session_id),
-                         description=f"close session {session_id}")
+        r.data["closed"] = []
+        prev = self._settle_answered(r, [s])
+        if prev is not None and self.settings.dry_run:
+            r.data["note"] = "dry run: the close is simulated only after the settle"
+            return r
+        try:
+            res = self._send(self.manager.functions.closeSession(session_id),
+                             description=f"close session {session_id}", follows=prev)
+        except RevertError as exc:
+            if exc.name != "RequestsPending":
+                raise
+            self._begin_closing(r, s, exc, prev)
+            if not r.txs:
+                raise r.error from None
+            return r
         r.txs.append(res)
         r.data["closed"] = self._closed_from(res)
         return r
 
+    def _begin_closing(self, r: WriteResult, s: SessionView, exc: Any, prev: Any) -> None:
+        """The close of ``s`` is refused (``exc``: RequestsPending): mark the session closing
+        unless it is, and set ``r.error`` to the refusal with the time to retry."""
+        from .tx import requests_pending_error
+
+        _, pending, retry_after = (int(x) for x in exc.args_)
+        sid = s.session_id
+        if not s.closing:
+            res = self._send(self.manager.functions.beginClose(sid),
+                             description=f"begin closing session {sid} (no new requests from "
+                                         f"others)", follows=prev)
+            r.txs.append(res)
+            ev = self._events(res, "SessionClosing") if not res.dry_run else []
+            if ev:
+                retry_after = min(retry_after, int(ev[0].args["closableAt"])) or retry_after
+        when = _when(retry_after)
+        r.data["closing"] = {"session_id": sid, "pending": pending, "closable_at": retry_after,
+                             "began": not s.closing}
+        err = requests_pending_error(f"closing session {sid}", sid, pending, retry_after,
+                                     data=exc.data)
+        err.message = (f"session {sid} is closing: no new requests from others; close it after "
+                       f"{when} ({pending} unanswered request{'s' if pending != 1 else ''})")
+        err.hint = (f"run `dtnsess close {sid}` again after {when}; answers that arrive before "
+                    f"are settled by close itself (`dtnsess requests --pending`)")
+        r.error = err
+
     def close_all_sessions(self) -> WriteResult:
+        """Settle answered requests of your sessions (one transaction), then closeAllSessions:
+        it closes what it can and skips (SessionCloseSkipped) sessions with unanswered requests.
+        Nothing closable: nothing more is sent and ``error`` says when to retry."""
         r = WriteResult("close-all", dry_run=self.settings.dry_run)
         mine = [s for s in self.sessions() if s.active and s.owner == self.address]
+        r.data["closed"] = []
         if not mine:
-            r.data["closed"] = []
             r.data["note"] = "no active sessions"
             return r
+        prev = self._settle_answered(r, mine)
+        if prev is not None:
+            if self.settings.dry_run:
+                r.data["note"] = "dry run: the close is simulated only after the settle"
+                return r
+            mine = [s for s in self.sessions() if s.active and s.owner == self.address]
+        now = self._chain_now()
+        blocked = {s.session_id: s for s in mine if s.pending_requests and now < s.closable_at}
+        skipped = [{"session_id": s.session_id, "pending": s.pending_requests,
+                    "retry_after": s.closable_at} for s in blocked.values()]
+        if len(blocked) == len(mine):
+            r.data["skipped"] = skipped
+            r.error = _all_blocked_error(skipped)
+            if not r.txs:
+                raise r.error
+            return r
+        n = len(mine) - len(blocked)
         res = self._send(self.manager.functions.closeAllSessions(),
-                         description=f"close all {len(mine)} of your sessions")
+                         description=f"close {n} of your sessions" + (
+                             f" (skipping {len(blocked)} with pending requests)" if blocked
+                             else ""), follows=prev)
         r.txs.append(res)
         r.data["closed"] = self._closed_from(res)
+        if not res.dry_run:
+            skipped = [{"session_id": int(e.args["sessionId"]),
+                        "pending": blocked[int(e.args["sessionId"])].pending_requests
+                        if int(e.args["sessionId"]) in blocked else None,
+                        "retry_after": int(e.args["retryAfter"])}
+                       for e in self._events(res, "SessionCloseSkipped")]
+        r.data["skipped"] = skipped
+        if not r.data["closed"] and skipped and not res.dry_run:  # they got requests meanwhile
+            r.error = _all_blocked_error(skipped)
         return r
 
     def _closed_from(self, res) -> list:
@@ -877,6 +1081,142 @@ class Client:
         return [{"session_id": int(e.args["sessionId"]), "refund": self.amount(e.args["refund"]),
                  "credited": int(e.args["sessionId"]) in credited}
                 for e in self._events(res, "SessionClosed")]
+
+    # ---------------------------------------------------------------- settling
+    def _chain_now(self) -> int:
+        """The latest block's timestamp: the chain's clock decides deadlines, not ours."""
+        return int(self._call(lambda: self.w3.eth.get_block("latest")["timestamp"],
+                              "latest block"))
+
+    def _block_at_or_before(self, ts: int) -> tuple:
+        """(a block at or before timestamp ``ts``, the head): a search that probes 16 blocks
+        per round trip, so ~6 round trips on a chain of 20M blocks."""
+        head = self._call(lambda: self.w3.eth.get_block("latest"), "latest block")
+        top = int(head["number"])
+        if int(head["timestamp"]) <= ts:
+            return top, top
+        lo, hi = 0, top  # ts(lo) <= ts < ts(hi), or lo is the genesis block
+        while hi - lo > 1:
+            step = max(1, (hi - lo) // 16)
+            probes = list(range(lo + step, hi, step))
+            blocks = self._values(self._batch(
+                [("eth_getBlockByNumber", [hex(n), False]) for n in probes], "block lookup"))
+            for n, b in zip(probes, blocks):
+                if int(b["timestamp"], 16) <= ts:
+                    lo = n
+                else:
+                    hi = n
+                    break
+        return lo, top
+
+    def _session_request_ids(self, sessions: Sequence[SessionView]) -> list:
+        """Ids of the requests made in ``sessions`` (anyone's: pool takers' too) since their
+        pending streak began: AIRequestSubmitted logs with the sessionId topic, from a block at
+        or before the oldest ``pending_since``, in ranges of LOG_CHUNK blocks (one round trip)."""
+        from eth_utils import keccak
+
+        busy = [s for s in sessions if s.pending_requests]
+        if not busy:
+            return []
+        timeout = int(self._config_tuple()[10])
+        since = min(s.pending_since or max(0, s.closable_at - timeout) for s in busy)
+        start, head = self._block_at_or_before(since)
+        start = max(start, head - MAX_LOG_BLOCKS + 1, 0)
+        topic0 = "0x" + keccak(text="AIRequestSubmitted(bytes32,uint256,address,uint256)").hex()
+        sids = ["0x" + s.session_id.to_bytes(32, "big").hex() for s in busy]
+        reqs = [("eth_getLogs", [{"fromBlock": hex(a), "toBlock": hex(min(a + LOG_CHUNK - 1, head)),
+                                  "address": self._mgr.address, "topics": [topic0, None, sids]}])
+                for a in range(start, head + 1, LOG_CHUNK)]
+        ids: dict = {}
+        for logs in self._values(self._batch(reqs, "eth_getLogs")):
+            for lg in logs:
+                ids[bytes.fromhex(lg["topics"][1][2:])] = True
+        return list(ids)
+
+    def answered_pending(self, sessions: Sequence[SessionView] = (),
+                         mine: bool = False) -> list:
+        """Requests the manager counts pending although the router has answered them (their
+        callback failed), as RequestViews (status ANSWERED, ``router`` set): those made in
+        ``sessions`` during their pending streak, and with ``mine`` the caller's own."""
+        ids = dict.fromkeys(self._session_request_ids(sessions))
+        if mine:
+            m = self._mgr
+            ((own, total),) = self._calls([m.functions.getUserRequests(self.address, 0, 200)],
+                                          "getUserRequests")
+            if int(total) > 200:  # the newest 200 (as `requests`)
+                ((own, _),) = self._calls([m.functions.getUserRequests(
+                    self.address, int(total) - 200, 200)], "getUserRequests")
+            ids.update(dict.fromkeys(bytes(i) for i in own))
+        views = [v for v in self.request_infos(list(ids)) if v.status == "pending"]
+        answered = self._answered([bytes.fromhex(v.request_id[2:]) for v in views])
+        out = []
+        for v in views:
+            st = answered.get(bytes.fromhex(v.request_id[2:]))
+            if st:
+                v.status = ANSWERED
+                out.append({"request": v, "answer": st})
+        return out
+
+    def _send_settle(self, r: WriteResult, todo: Sequence[dict], follows: Any = None):
+        """One settleRequests transaction for ``todo`` (answered_pending rows); what it settled
+        goes to ``r.data["settled"]``."""
+        ids = [bytes.fromhex(t["request"].request_id[2:]) for t in todo]
+        n = len(ids)
+        res = self._send(self.manager.functions.settleRequests(ids),
+                         description=f"settle {n} answered request{'s' if n != 1 else ''} "
+                                     f"(callback failed)", follows=follows)
+        r.txs.append(res)
+        if res.dry_run:
+            done = {t["request"].request_id: t for t in todo}
+            r.data["settled"] = [{"request_id": k, "session_id": t["request"].session_id,
+                                  "status": t["answer"]} for k, t in done.items()]
+        else:
+            r.data["settled"] = [
+                {"request_id": _hex(e.args["requestId"]), "session_id": int(e.args["sessionId"]),
+                 "status": "succeeded" if int(e.args["status"]) == 1 else "failed"}
+                for e in self._events(res, "AIRequestCompleted")]
+        return res
+
+    def _settle_answered(self, r: WriteResult, sessions: Sequence[SessionView]):
+        """Before a close or renew: settle the answered requests blocking ``sessions``, in one
+        transaction (its TxResult), or None when there are none."""
+        if not any(s.pending_requests for s in sessions):
+            return None
+        todo = self.answered_pending(sessions)
+        if not todo:
+            return None
+        return self._send_settle(r, todo)
+
+    def settle(self, request_id: Optional[str] = None) -> WriteResult:
+        """Record the answers of requests whose callback failed: one ``request_id``, or all
+        the caller's own and those in the caller's sessions. Nothing to settle: nothing sent."""
+        from .errors import RevertError
+
+        r = WriteResult("settle", dry_run=self.settings.dry_run)
+        r.data["settled"] = []
+        if request_id is not None:
+            rid = parse_request_id(request_id)
+            info = self.request_info(rid)
+            if info.status == "none":
+                raise InputError("request id", _hex(rid), "unknown to this session manager")
+            if info.status != "pending":
+                r.data["note"] = f"request {_hex(rid)} is already settled ({info.status})"
+                return r
+            st = self._answered([rid]).get(rid)
+            if st is None:
+                raise RevertError(f"settling request {_hex(rid)}", "it has no answer yet",
+                                  hint=f"settle records an answer whose callback failed; wait "
+                                       f"for it (`dtnsess response {_hex(rid)}`)")
+            info.status = ANSWERED
+            todo = [{"request": info, "answer": st}]
+        else:
+            mine = [s for s in self.sessions() if s.active and s.owner == self.address]
+            todo = self.answered_pending(mine, mine=True)
+        if not todo:
+            r.data["note"] = "nothing to settle"
+            return r
+        self._send_settle(r, todo)
+        return r
 
     def _routing(self, namespaces: Sequence[str], nodes: Sequence[str]):
         if namespaces and nodes:
@@ -944,18 +1284,123 @@ class Client:
                 pass
         return ids
 
-    def add_to_pool(self, session_id: int) -> WriteResult:
+    def add_to_pool(self, session_id: int, limit: Optional[str] = None,
+                    allow_nodes: bool = False) -> WriteResult:
+        """addToPool (default grant limit: 10 answers' maximum fee; takers route by trust
+        namespace only), or addToPoolWithLimit with ``limit`` tokens and/or ``allow_nodes``."""
         s = self._owned_active(session_id)
         if s.pooled:
             raise InputError("session", str(session_id), "already in the pool")
+        if s.closing:
+            raise InputError("session", str(session_id), "the session is closing")
         ((size, max_size),) = self._calls([self._mgr.functions.getPoolStatus()],
                                           "getPoolStatus")
         if size >= max_size:
             raise InputError("session", str(session_id), f"the pool is full ({size}/{max_size})")
+        fee = int(self._config_tuple()[9])
+        units = 10 * fee if limit is None else self.parse(limit, "--limit")
+        if units < fee:
+            raise InputError("--limit", limit, f"below one answer's maximum fee "
+                             f"({format_amount(fee, self.decimals)} {self.symbol}): a taker could "
+                             f"not make a single request")
+        m = self.manager.functions
+        shown = f"{format_amount(units, self.decimals)} {self.symbol}"
         r = WriteResult("pool-add", dry_run=self.settings.dry_run)
-        r.txs.append(self._send(self.manager.functions.addToPool(session_id),
-                                description=f"add session {session_id} to the pool"))
-        r.data["session_id"] = session_id
+        if limit is None and not allow_nodes:
+            fn = m.addToPool(session_id)
+        else:
+            fn = m.addToPoolWithLimit(session_id, units, allow_nodes)
+        r.txs.append(self._send(fn, description=f"add session {session_id} to the pool (grant "
+                                                f"limit {shown}" + (", node routing allowed"
+                                                                    if allow_nodes else "") + ")"))
+        r.data.update({"session_id": session_id, "grant_limit": self.amount(units),
+                       "allow_node_routing": allow_nodes})
+        return r
+
+    def _pool_offer(self, session_id: int) -> dict:
+        ((offered, taker, limit, nodes),) = self._calls(
+            [self._mgr.functions.getPoolOffer(session_id)], "getPoolOffer")
+        taker = None if int(taker, 16) == 0 else taker
+        return {"offered": bool(offered), "taker": taker, "grant_limit": int(limit),
+                "allow_node_routing": bool(nodes)}
+
+    def _grant_ended(self, r: WriteResult, res) -> None:
+        reasons = {0: "released", 1: "revoked", 2: "exhausted", 3: "removed"}
+        r.data["grants_ended"] = [{"session_id": int(e.args["sessionId"]),
+                                   "user": e.args["user"],
+                                   "reason": reasons.get(int(e.args["reason"]),
+                                                         str(e.args["reason"]))}
+                                  for e in self._events(res, "GrantEnded")]
+
+    def remove_from_pool(self, session_id: int) -> WriteResult:
+        """removeFromPool: the session leaves the pool and its taker's grant ends."""
+        s = self._session_view(self._session_tuple(session_id), symbol=self._symbol or "")
+        if s.owner != self.address:
+            raise NotAuthorizedError(f"session {session_id} belongs to {s.owner}, not to "
+                                     f"{self.address}")
+        offer = self._pool_offer(session_id)
+        if not offer["offered"]:
+            raise InputError("session", str(session_id), "not offered in the pool")
+        r = WriteResult("pool-remove", dry_run=self.settings.dry_run)
+        res = self._send(self.manager.functions.removeFromPool(session_id),
+                         description=f"remove session {session_id} from the pool"
+                         + (f" (ends the grant of {offer['taker']})" if offer["taker"] else ""))
+        r.txs.append(res)
+        r.data.update({"session_id": session_id, "taker": offer["taker"]})
+        if not res.dry_run:
+            self._grant_ended(r, res)
+        return r
+
+    def revoke_grant(self, session_id: int, user: str) -> WriteResult:
+        """revokeGrant: ``user``'s grant on the session ends; the session returns to the pool."""
+        who = self.address_arg(user, "taker address")
+        s = self._session_view(self._session_tuple(session_id), symbol=self._symbol or "")
+        if s.owner != self.address:
+            raise NotAuthorizedError(f"session {session_id} belongs to {s.owner}, not to "
+                                     f"{self.address}")
+        offer = self._pool_offer(session_id)
+        if offer["taker"] != who:
+            raise InputError("taker address", user, f"holds no grant on session {session_id}"
+                             + (f" (its taker is {offer['taker']})" if offer["taker"] else ""))
+        r = WriteResult("pool-revoke", dry_run=self.settings.dry_run)
+        res = self._send(self.manager.functions.revokeGrant(session_id, who),
+                         description=f"revoke {who}'s grant on session {session_id}")
+        r.txs.append(res)
+        r.data.update({"session_id": session_id, "user": who})
+        if not res.dry_run:
+            self._grant_ended(r, res)
+            r.data["pooled"] = self._is_pooled(session_id)
+        return r
+
+    def _is_pooled(self, session_id: int) -> bool:
+        (pooled,) = self._calls([self._mgr.functions.isPooled(session_id)], "isPooled")
+        return bool(pooled)
+
+    def grant(self, user: Optional[str] = None) -> Optional[dict]:
+        """The pool grant ``user`` (default: the caller) holds, or None."""
+        who = self.address_arg(user, "user address") if user else self.address
+        ((sid, remaining, nodes),) = self._calls([self._mgr.functions.getGrant(who)], "getGrant")
+        if not int(sid):
+            return None
+        return {"session_id": int(sid), "remaining": self.amount(remaining),
+                "allow_node_routing": bool(nodes)}
+
+    def release_grant(self) -> WriteResult:
+        """releaseGrant: the caller's grant ends (the session returns to the pool). Holding
+        none is not an error: nothing is sent."""
+        r = WriteResult("pool-release", dry_run=self.settings.dry_run)
+        g = self.grant()
+        r.data["grant"] = g
+        if g is None:
+            r.data["note"] = "you hold no pool grant"
+            return r
+        res = self._send(self.manager.functions.releaseGrant(),
+                         description=f"release your grant on session {g['session_id']}")
+        r.txs.append(res)
+        r.data["session_id"] = g["session_id"]
+        if not res.dry_run:
+            self._grant_ended(r, res)
+            r.data["pooled"] = self._is_pooled(g["session_id"])
         return r
 
     def get_from_pool(self) -> WriteResult:
@@ -968,6 +1413,8 @@ class Client:
         ev = self._events(res, "SessionTakenFromPool")
         r.data["session_id"] = int(ev[0].args["sessionId"]) if ev else (
             int(res.return_value) if res.return_value is not None else None)
+        if not res.dry_run:
+            r.data["grant"] = self.grant()
         return r
 
     def idle_sessions(self, max_n: int) -> list:
@@ -1021,6 +1468,8 @@ class Client:
                         ("request timeout", request_timeout)):
             if v is not None and v < 0:
                 raise InputError(name, str(v), "must not be negative")
+        self._check_config_bounds(c, min_balance, max_age, pool_size, fee_per_byte_req,
+                                  fee_per_byte_res, max_fee_per_response, request_timeout)
         r = WriteResult("config-update", dry_run=self.settings.dry_run)
         m = self.manager.functions
         # NOTE: setRequestTimeout must not exceed maxSessionAge, and updateConfig's age must not be
@@ -1058,6 +1507,39 @@ class Client:
         if not self.settings.dry_run:
             r.data["config"] = self.config()
         return r
+
+    def _check_config_bounds(self, c: tuple, min_balance, max_age, pool_size, fee_req, fee_res,
+                             fee_total, timeout) -> None:
+        """The contract's documented bounds (it enforces them with InvalidConfig; checked here
+        first for a clear message and nothing sent)."""
+        d, sym = self.decimals, self.symbol
+        if max_age is not None and max_age > MAX_SESSION_AGE:
+            raise InputError("--max-age", str(max_age), f"at most {MAX_SESSION_AGE} s (365 days)")
+        if timeout is not None and timeout > MAX_REQUEST_TIMEOUT:
+            raise InputError("--request-timeout", str(timeout),
+                             f"at most {MAX_REQUEST_TIMEOUT} s (7 days)")
+        age = max_age if max_age is not None else int(c[4])
+        if timeout is not None and timeout > age:
+            raise InputError("--request-timeout", str(timeout), f"above the max session age "
+                             f"({age} s)")
+        if max_age is not None and timeout is None and int(c[10]) > max_age:
+            raise InputError("--max-age", str(max_age), f"below the request timeout "
+                             f"({int(c[10])} s)")
+        if pool_size is not None and pool_size > MAX_POOL_SIZE:
+            raise InputError("--pool-size", str(pool_size), f"at most {MAX_POOL_SIZE}")
+        if min_balance is not None and self.parse(min_balance, "minimum balance") > 10 ** (d + 6):
+            raise InputError("--min-balance", min_balance, f"at most 1000000 {sym}")
+        total = self.parse(fee_total, "max fee per response") if fee_total is not None else int(c[9])
+        if fee_total is not None and total > 1000 * 10**d:
+            raise InputError("--max-fee-per-response", fee_total, f"at most 1000 {sym}")
+        for opt, text, cur in (("--fee-per-byte-req", fee_req, c[7]),
+                               ("--fee-per-byte-res", fee_res, c[8])):
+            v = self.parse(text, opt, allow_zero=True) if text is not None else int(cur)
+            if v > total and (text is not None or fee_total is not None):
+                raise InputError(opt if text is not None else "--max-fee-per-response",
+                                 text if text is not None else fee_total,
+                                 f"a per-byte fee ({format_amount(v, d)} {sym}) may not exceed "
+                                 f"the max fee per response ({format_amount(total, d)} {sym})")
 
     def deploy(self, ai_address: str) -> WriteResult:
         from .artifacts import load_artifact

@@ -239,6 +239,29 @@ def _friendly(dec: DecodedRevert, description: str, tx_hash: Optional[str],
     if name == "ZeroAmount":
         return RevertError(description, "amount must be greater than zero", name=name,
                            data=dec.data, tx_hash=tx_hash)
+    # the pool, routing and token errors of the security fixes (issue 7)
+    known = {
+        "AlreadyHoldsGrant": lambda: (
+            f"{a[0]} already holds a pool grant (session {a[1]})",
+            "one pooled session per address: `dtnsess pool release` first"),
+        "GrantExhausted": lambda: (
+            f"the pool grant on session {a[0]} is spent ({tok(a[2])} left, less than one "
+            f"answer's maximum fee)", "take another with `dtnsess pool get`, or use your own session"),
+        "RoutingNotAllowed": lambda: (
+            f"the owner of session {a[0]} lets pool takers route by trust namespace only",
+            "drop --node (use --namespace, or the default system trust)"),
+        "SessionBalanceTooLow": lambda: (
+            f"session {a[0]} has {tok(a[1])} left, less than the {tok(a[2])} one answer needs",
+            "add funds with `dtnsess renew SESSION AMOUNT`, or use another session"),
+        "InvalidRouting": lambda: (f"invalid routing: {a[0]}", None),
+        "FeeOnTransferToken": lambda: (
+            f"the fee token delivered {tok(a[1])} of {tok(a[0])}: tokens that take a fee on "
+            f"transfer are not supported", None),
+    }
+    if name in known:
+        reason, hint = known[name]()
+        return RevertError(description, reason, name=name, args=a, data=dec.data,
+                           tx_hash=tx_hash, hint=hint)
     hint = None
     if name == "Error" and a and a[0] == "Balance too low":
         hint = "the amount is below the contract's minimum session balance (`dtnsess config show`)"
@@ -246,6 +269,8 @@ def _friendly(dec: DecodedRevert, description: str, tx_hash: Optional[str],
         hint = "use a full registry name such as model.system.openai-gpt-4 (--model)"
     elif name == "Error" and a and a[0] == "Insufficient callback gas":
         hint = "raise --value (it must cover the callback gas)"
+    elif name == "Error" and a and a[0] == "Already closing":
+        hint = "the session is closing already: `dtnsess close ID` once its requests are answered"
     return RevertError(description, dec.reason, name=name, args=a, data=dec.data,
                        tx_hash=tx_hash, hint=hint)
 
