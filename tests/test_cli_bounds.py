@@ -1,0 +1,38 @@
+"""`dtnsess config update` checks the contract's documented bounds first (issue 7, finding 4):
+one clear line, exit 4, nothing sent. The contract enforces them too (InvalidConfig)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cli_helpers import make_cli  # noqa: F401 - fixture
+from dtnsess_cli.errors import ExitCode
+from helpers import conserved  # noqa: F401 - fixture
+from test_cli_errors import fails
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--max-age", str(365 * 86400 + 1)], ["--max-age", "at most 31536000"]),
+    (["--request-timeout", str(7 * 86400 + 1)], ["--request-timeout", "at most 604800"]),
+    (["--max-age", "7200", "--request-timeout", "7201"], ["--request-timeout", "max session age"]),
+    (["--max-age", "10"], ["--max-age", "below the request timeout"]),
+    (["--pool-size", "101"], ["--pool-size", "at most 100"]),
+    (["--min-balance", "1000000.000001"], ["--min-balance", "at most 1000000"]),
+    (["--max-fee-per-response", "1000.5"], ["--max-fee-per-response", "at most 1000"]),
+    (["--fee-per-byte-req", "2"], ["--fee-per-byte-req", "may not exceed the max fee per response"]),
+    (["--max-fee-per-response", "0.0001"], ["--max-fee-per-response", "may not exceed"]),
+])
+def test_config_update_out_of_bounds_is_refused_before_sending(make_cli, system6, args, fragments):
+    cli = make_cli(system6)
+    before = system6.manager.functions.getConfig().call()
+    fails(cli, ["config", "update", *args], ExitCode.INPUT, *fragments, role="deployer")
+    assert system6.manager.functions.getConfig().call() == before
+
+
+def test_config_update_at_the_bounds_is_sent(make_cli, system6):
+    cli = make_cli(system6)
+    out = cli.json("config", "update", "--max-age", str(365 * 86400), "--request-timeout",
+                   str(7 * 86400), "--pool-size", "100", role="deployer")
+    cfg = out["config"]
+    assert (cfg["max_session_age"], cfg["request_timeout"], cfg["session_pool_size"]) == (
+        365 * 86400, 7 * 86400, 100)
