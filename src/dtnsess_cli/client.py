@@ -94,10 +94,9 @@ class SessionView:
     last_request_at: int
     pooled: bool
     dtn_balance: Optional[Amount]
-    # the pending deadline: close/renew work from then on even with requests pending (0: none)
-    closable_at: int = 0
-    closing: bool = False  # the owner began closing: others can no longer make requests in it
-    pending_since: int = 0  # when the oldest unanswered request of the streak was made
+    closable_at: int = 0  # when pending requests stop blocking close/renew (0: none pending)
+    closing: bool = False
+    pending_since: int = 0
 
 
 @dataclass
@@ -551,33 +550,9 @@ class Client:
             session_id=int(t[0]), owner=t[1], balance=a(t[2]), last_used=int(t[3]),
             active=bool(t[4]), request_count=int(t[5]), dtn_session_id=int(t[6]),
             pending_requests=int(t[7]), last_request_at=int(t[8]), pooled=bool(t[9]),
-            dtn_balance=a(t[11]) if t[10] else None, **self._deadline_fields(t),
+            dtn_balance=a(t[11]) if t[10] else None,
+            closable_at=int(t[12]), closing=bool(t[13]), pending_since=int(t[14]),
         )
-
-    def _deadline_fields(self, t: Sequence) -> dict:
-        """closable_at / closing / pending_since of a getSession tuple, read by field name (the
-        fields the security fixes added). closable_at is the effective deadline, as the contract
-        computes it: min(closableAt, pendingSince + requestTimeout)."""
-        names = self._session_field_names()
-        v = dict(zip(names, t))
-        timeout = int(self._config_tuple()[10])
-        if not int(v.get("pendingRequests", 0)):
-            return {"closable_at": 0, "closing": bool(v.get("closing", False)),
-                    "pending_since": 0}
-        if "closableAt" not in v:  # an older manager: the deadline ran from the newest request
-            return {"closable_at": int(v["lastRequestAt"]) + timeout, "closing": False,
-                    "pending_since": 0}
-        since = int(v.get("pendingSince", 0))
-        at = int(v["closableAt"]) or since + timeout
-        if since:
-            at = min(at, since + timeout)
-        return {"closable_at": min(at, 2**64 - 1), "closing": bool(v.get("closing", False)),
-                "pending_since": since}
-
-    def _session_field_names(self) -> list:
-        fn = next(e for e in self._mgr.abi if e.get("type") == "function"
-                  and e.get("name") == "getSession")
-        return [c["name"] for c in fn["outputs"][0]["components"]]
 
     def _session_tuple(self, session_id: int) -> tuple:
         (t,) = self._calls([self._mgr.functions.getSession(session_id)], "getSession")
@@ -971,7 +946,7 @@ class Client:
         if s.pending_requests:
             from .tx import requests_pending_error
 
-            retry_after = s.closable_at
+            retry_after = s.closable_at  # fixed by the oldest unanswered request
             # NOTE: the chain's clock decides, not ours (they differ on dev chains, and by drift)
             now = self._chain_now()
             if now < retry_after:
