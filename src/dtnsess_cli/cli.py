@@ -205,6 +205,7 @@ class Run:
         data = res.to_dict()
         if self.g.json:
             self.ui.emit(data)
+            self.fail_after(res)
             return
 
         def human(out) -> None:

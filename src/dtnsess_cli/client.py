@@ -503,7 +503,7 @@ class Client:
         return self._txctx
 
     def _send(self, fn, *, description: str, value: int = 0, token_cost: Optional[str] = None,
-              follows: Any = None):
+              follows: Any = None, gas_limit: Optional[int] = None):
         """``tx.send_and_wait``; ``follows``: the TxResult this run sent just before. The token
         symbol, when still unknown, rides in the transaction's batch (results show amounts)."""
         from . import tx
@@ -519,7 +519,7 @@ class Client:
                                 dry_run=self.settings.dry_run, confirm=True,
                                 token_cost=token_cost,
                                 follows=follows.next_facts if follows is not None else None,
-                                also=self._requests(sym), on_also=take)
+                                also=self._requests(sym), on_also=take, gas_limit=gas_limit)
 
     def _events(self, res, name: str, address: Optional[str] = None) -> list:
         addr = address or self.manager.address
@@ -1063,21 +1063,22 @@ class Client:
         return int(self._call(lambda: self.w3.eth.get_block("latest")["timestamp"],
                               "latest block"))
 
-    def _block_at_or_before(self, ts: int) -> tuple:
-        """(a block at or before timestamp ``ts``, the head): a search that probes 16 blocks
-        per round trip, so ~6 round trips on a chain of 20M blocks."""
+    def _block_before(self, ts: int) -> tuple:
+        """(the last block before timestamp ``ts``, the head): every block from it on has the
+        transactions of second ``ts`` (several blocks may share a second). A search that probes
+        16 blocks per round trip, so ~6 round trips on a chain of 20M blocks."""
         head = self._call(lambda: self.w3.eth.get_block("latest"), "latest block")
         top = int(head["number"])
-        if int(head["timestamp"]) <= ts:
+        if int(head["timestamp"]) < ts:
             return top, top
-        lo, hi = 0, top  # ts(lo) <= ts < ts(hi), or lo is the genesis block
+        lo, hi = 0, top  # ts(lo) < ts <= ts(hi), or lo is the genesis block
         while hi - lo > 1:
             step = max(1, (hi - lo) // 16)
             probes = list(range(lo + step, hi, step))
             blocks = self._values(self._batch(
                 [("eth_getBlockByNumber", [hex(n), False]) for n in probes], "block lookup"))
             for n, b in zip(probes, blocks):
-                if int(b["timestamp"], 16) <= ts:
+                if int(b["timestamp"], 16) < ts:
                     lo = n
                 else:
                     hi = n
@@ -1086,8 +1087,8 @@ class Client:
 
     def _session_request_ids(self, sessions: Sequence[SessionView]) -> list:
         """Ids of the requests made in ``sessions`` (anyone's: pool takers' too) since their
-        pending streak began: AIRequestSubmitted logs with the sessionId topic, from a block at
-        or before the oldest ``pending_since``, in ranges of LOG_CHUNK blocks (one round trip)."""
+        pending streak began: AIRequestSubmitted logs with the sessionId topic, from the block
+        before the oldest ``pending_since``, in ranges of LOG_CHUNK blocks (one round trip)."""
         from eth_utils import keccak
 
         busy = [s for s in sessions if s.pending_requests]
@@ -1095,7 +1096,7 @@ class Client:
             return []
         timeout = int(self._config_tuple()[10])
         since = min(s.pending_since or max(0, s.closable_at - timeout) for s in busy)
-        start, head = self._block_at_or_before(since)
+        start, head = self._block_before(since)
         start = max(start, head - MAX_LOG_BLOCKS + 1, 0)
         topic0 = "0x" + keccak(text="AIRequestSubmitted(bytes32,uint256,address,uint256)").hex()
         sids = ["0x" + s.session_id.to_bytes(32, "big").hex() for s in busy]
@@ -1137,9 +1138,13 @@ class Client:
         goes to ``r.data["settled"]``."""
         ids = [bytes.fromhex(t["request"].request_id[2:]) for t in todo]
         n = len(ids)
-        res = self._send(self.manager.functions.settleRequests(ids),
-                         description=f"settle {n} answered request{'s' if n != 1 else ''} "
-                                     f"(callback failed)", follows=follows)
+        m = self.manager.functions
+        what = f"settle {n} answered request{'s' if n != 1 else ''} (callback failed)"
+        if n == 1:
+            res = self._send(m.settleRequest(ids[0]), description=what, follows=follows)
+        else:
+            res = self._send(m.settleRequests(ids), description=what, follows=follows,
+                             gas_limit=self._settle_gas(ids))
         r.txs.append(res)
         if res.dry_run:
             done = {t["request"].request_id: t for t in todo}
@@ -1151,6 +1156,24 @@ class Client:
                  "status": "succeeded" if int(e.args["status"]) == 1 else "failed"}
                 for e in self._events(res, "AIRequestCompleted")]
         return res
+
+    def _settle_gas(self, ids: Sequence[bytes]) -> int:
+        """The gas limit of settleRequests(ids): the sum of each settleRequest's estimate (one
+        round trip), less the repeated base cost, plus the loop, +20%.
+
+        NOTE: eth_estimateGas of settleRequests itself is too low: it catches a failed
+        fetchResponse, and the search for the least gas that does not revert lands where the
+        starved inner call fails quietly (63/64 rule); mined with that limit it runs out of gas."""
+        from . import tx
+
+        m = self.manager.functions
+        preps = tx.prepare_many(self.txctx, [tx.Call(m.settleRequest(i), f"settle {_hex(i)}")
+                                             for i in ids])
+        for p in preps:
+            if p.error is not None:
+                raise p.error
+        total = sum(p.gas_estimate for p in preps) - 21_000 * (len(ids) - 1)
+        return tx.gas_limit_for(total + 10_000 + 2_000 * len(ids))
 
     def _settle_answered(self, r: WriteResult, sessions: Sequence[SessionView]):
         """Before a close or renew: settle the answered requests blocking ``sessions``, in one
