@@ -70,7 +70,7 @@ def test_pool_add_with_limit_get_release_round_trip(make_cli, system, user, stra
     fund(system, user, 100, approve=False)
     s2 = create_via_cli(cli, "20")
     cli.json("pool", "add", str(s2))
-    fails(cli, ["pool", "get"], ExitCode.REVERTED, "already holds a pool grant",
+    fails(cli, ["pool", "get"], ExitCode.INPUT, "already hold a pool grant",
           f"session {sid}", role="stranger")
     assert pooled(system, s2)
 

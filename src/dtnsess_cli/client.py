@@ -1402,7 +1402,12 @@ class Client:
         return r
 
     def get_from_pool(self) -> WriteResult:
-        ((size, _),) = self._calls([self._mgr.functions.getPoolStatus()], "getPoolStatus")
+        m = self._mgr.functions
+        (size, _), (held, _, _) = self._calls([m.getPoolStatus(), m.getGrant(self.address)],
+                                              ["getPoolStatus", "getGrant"])
+        if int(held):  # one grant per address (the contract: AlreadyHoldsGrant)
+            raise InputError("pool", "get", f"you already hold a pool grant (session {held})",
+                             hint="one pooled session per address: `dtnsess pool release` first")
         if not size:
             raise InputError("pool", "get", "the pool is empty")
         r = WriteResult("pool-get", dry_run=self.settings.dry_run)
