@@ -266,7 +266,7 @@ def test_close_with_pending_requests(make_cli, system6, user):
     cli.json("request", "pending")
     for args in (["close", "--all"], ["renew", str(sid), "5"]):
         fails(cli, args, ExitCode.REVERTED, "pending request" if args[0] == "renew"
-              else "unanswered requests")
+              else "no session can close yet")
     assert session(system6, sid)["active"] is True
     # `close ID` marks the session closing (one transaction, tests/test_cli_settle.py); once
     # closing, it is refused like the others, nothing sent

@@ -277,7 +277,8 @@ def test_close_all_partial_then_nothing_closable(make_cli, system6, user, w3):
 
     # nothing closable: one error line with the retry time, exit 7, nothing sent
     before = nonce(w3, user)
-    fails(cli, ["close", "--all"], ExitCode.REVERTED, "unanswered requests", f"session {busy} until")
+    fails(cli, ["close", "--all"], ExitCode.REVERTED, "no session can close yet",
+          f"session {busy} has unanswered requests until")
     assert nonce(w3, user) == before
 
 

@@ -236,7 +236,8 @@ class Run:
 
 
 def _settled_lines(data: dict) -> list:
-    return [(f"settled {x['request_id']}", f"{x['status']} (session {x['session_id']})")
+    verb = "to settle" if data.get("dry_run") else "settled"
+    return [(f"{verb} {x['request_id']}", f"{x['status']} (session {x['session_id']})")
             for x in data.get("settled") or []]
 
 
@@ -353,7 +354,7 @@ def renew(
     nb = res.data.get("new_balance")
     run.write(res, (f"session {session} renewed" + (f": balance {nb.human()}" if nb else ""))
               if res.error is None else f"session {session} not renewed",
-              _settled_lines(res.data))
+              _settled_lines(res.to_dict()))
 
 
 @command(app, "close")
@@ -376,7 +377,7 @@ def close(
     run = Run(g)
     res = run.client.close_all_sessions() if all_ else run.client.close_session(parse_session_id(session))
     closed = res.data.get("closed") or []
-    lines = _settled_lines(res.data) + [
+    lines = _settled_lines(res.to_dict()) + [
         (f"session {c['session_id']}", f"refund {c['refund'].human()}"
          + (" (credited: `dtnsess refunds withdraw`)" if c["credited"] else ""))
         for c in closed]
@@ -387,8 +388,12 @@ def close(
         lines.append((f"session {closing['session_id']}",
                       ("now closing" if closing["began"] else "closing") + ": no new requests "
                       f"from others; close it after {_fmt_when(closing['closable_at'])}"))
-    run.write(res, f"closed {len(closed)} session{'s' if len(closed) != 1 else ''}"
-              if not res.dry_run else "close simulated", lines)
+    head = f"closed {len(closed)} session{'s' if len(closed) != 1 else ''}"
+    if res.dry_run:
+        head = "close simulated"
+    elif session is not None and not closed:
+        head = f"session {session} not closed"
+    run.write(res, head, lines)
 
 
 @command(app, "request")
@@ -645,7 +650,7 @@ def pool_revoke(
 
     run = Run(g)
     res = run.client.revoke_grant(parse_session_id(session), address)
-    lines = [] if res.dry_run else [("back in the pool", res.data.get("pooled"))]
+    lines = [] if res.dry_run else [("back in the pool", "yes" if res.data.get("pooled") else "no")]
     run.write(res, f"revoked {res.data['user']}'s grant on session {session}", lines)
 
 
@@ -655,8 +660,10 @@ def pool_release(*, g: CliOptions) -> None:
     run = Run(g)
     res = run.client.release_grant()
     sid = res.data.get("session_id")
+    lines = [] if res.dry_run or not sid else [
+        ("back in the pool", "yes" if res.data.get("pooled") else "no")]
     run.write(res, f"released your grant on session {sid}" if sid
-              else "you hold no pool grant: nothing to release")
+              else "you hold no pool grant: nothing to release", lines)
 
 
 @command(pool_app, "status")
@@ -699,7 +706,7 @@ def settle(
     n = len(res.data["settled"])
     head = (res.data.get("note") if not res.txs
             else f"{'would settle' if res.dry_run else 'settled'} {n} request{'s' if n != 1 else ''}")
-    run.write(res, head, _settled_lines(res.data))
+    run.write(res, head, _settled_lines(res.to_dict()))
 
 
 def _session_rows(sessions):

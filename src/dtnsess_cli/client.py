@@ -241,12 +241,15 @@ def _when(ts: int) -> str:
 def _all_blocked_error(skipped: Sequence[dict]) -> DtnsessError:
     from .errors import RevertError
 
-    return RevertError(
-        "closing all your sessions", "every one has unanswered requests: " + "; ".join(
-            f"session {k['session_id']} until {_when(k['retry_after'])}" for k in skipped),
+    err = RevertError(
+        "closing all your sessions", "every one has unanswered requests",
         name="RequestsPending",
         hint="retry then (answers that arrive before are settled by close itself); "
              "`dtnsess close ID` also stops others from adding requests to a session")
+    err.message = "no session can close yet: " + "; ".join(
+        f"session {k['session_id']} has unanswered requests until {_when(k['retry_after'])}"
+        for k in skipped)
+    return err
 
 
 # eth_getLogs: blocks per query (providers cap the range, often at 10000) and at most this many
