@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from cli_helpers import assert_error, assert_ok, create_via_cli, make_cli, nonce, token_units  # noqa: F401
 from dtnsess_cli.errors import ExitCode
-from helpers import bal, conserved, fund, session, system  # noqa: F401 - fixtures
+from helpers import bal, conserved, events, fund, session, system  # noqa: F401 - fixtures
 from test_cli_errors import fails
 
 
@@ -163,8 +163,7 @@ def test_pool_remove(make_cli, system6, user, stranger, w3):
     assert out["taker"] is None and out["grants_ended"] == []
     assert system6.manager.functions.getPoolSessions().call() == []
     rcpt = w3.eth.get_transaction_receipt(out["transactions"][0]["tx_hash"])
-    ev = system6.manager.events.SessionRemovedFromPool().process_receipt(rcpt)
-    assert [e["args"]["sessionId"] for e in ev] == [sid]
+    assert [e["sessionId"] for e in events(system6.manager, "SessionRemovedFromPool", rcpt)] == [sid]
 
 
 def test_pool_writes_dry_run_send_nothing(make_cli, system6, user, stranger, w3):

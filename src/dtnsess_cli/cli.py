@@ -845,6 +845,23 @@ def config_update(
     run.write(res, "configuration updated" if not res.dry_run else "configuration update simulated")
 
 
+@command(app, "sweep")
+def sweep(
+    to: Annotated[str, typer.Argument(help="recipient address")],
+    token: Annotated[Optional[str], typer.Option("--token", help="token address (default: the "
+                                                 "fee token)", show_default=False)] = None,
+    *, g: CliOptions,
+) -> None:
+    """Owner only: send tokens the contract holds but owes nobody (for the fee token: its
+    balance minus credited refunds)."""
+    run = Run(g)
+    res = run.client.sweep(to, token)
+    amount = res.data["amount"]
+    shown = amount.human() if hasattr(amount, "human") else f"{amount} units"
+    run.write(res, f"swept {shown} to {res.data['to']}" if res.txs and not res.dry_run
+              else ("nothing to sweep" if not res.txs else f"would sweep {shown}"))
+
+
 @command(config_app, "contract")
 def config_contract(*, g: CliOptions) -> None:
     """The contract's on-chain configuration (fees, limits, pool)."""

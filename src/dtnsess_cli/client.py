@@ -1547,6 +1547,36 @@ class Client:
                                  f"a per-byte fee ({format_amount(v, d)} {sym}) may not exceed "
                                  f"the max fee per response ({format_amount(total, d)} {sym})")
 
+    def sweep(self, to: str, token: Optional[str] = None) -> WriteResult:
+        """Owner only: send tokens the manager holds but owes nobody to ``to`` (for the fee
+        token its balance minus the credited refunds; any other token all of it). Nothing to
+        sweep: nothing sent."""
+        dest = self.address_arg(to, "recipient address")
+        owner = self.owner()
+        if owner != self.address:
+            raise NotAuthorizedError(f"{self.address} is not the contract owner ({owner})",
+                                     hint="only the owner may sweep")
+        fee_token = self.token.address
+        tok = self.address_arg(token, "--token") if token else fee_token
+        erc = self.w3.eth.contract(address=tok, abi=ERC20_ABI)
+        held, claimable = self._calls([erc.functions.balanceOf(self._mgr.address),
+                                       self._mgr.functions.totalClaimable()],
+                                      ["balanceOf", "totalClaimable"])
+        units = max(0, int(held) - int(claimable)) if tok == fee_token else int(held)
+        r = WriteResult("sweep", dry_run=self.settings.dry_run)
+        is_fee = tok == fee_token
+        r.data.update({"token": tok, "to": dest,
+                       "amount": self.amount(units) if is_fee else str(units)})
+        if not units:
+            r.data["note"] = "nothing to sweep"
+            return r
+        shown = f"{format_amount(units, self.decimals)} {self.symbol}" if is_fee \
+            else f"{units} units of {tok}"
+        res = self._send(self.manager.functions.sweep(tok, dest),
+                         description=f"sweep {shown} to {dest}")
+        r.txs.append(res)
+        return r
+
     def deploy(self, ai_address: str) -> WriteResult:
         from .artifacts import load_artifact
 
