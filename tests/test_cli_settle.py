@@ -293,3 +293,24 @@ def test_sessions_show_remaining_and_closable(make_cli, system6, user):
     r = cli("sessions")
     assert_ok(r)
     assert "remaining (DTN)" in r.stdout and "closable" in r.stdout
+
+
+def test_renew_settles_then_refuses_while_others_are_unanswered(make_cli, system6, user, w3):
+    cli = make_cli(system6)
+    fund(system6, user, 100, approve=False)
+    sid = create_via_cli(cli, "20")
+    rid = starved(cli, system6)
+    pending(cli, system6)
+    deadline = closing_fields(system6, sid)["closableAt"]
+    tokens = bal(system6, user)
+    r = cli("renew", str(sid), "5", "--json")
+    assert r.exit_code == int(ExitCode.REVERTED), r.output
+    out = load_json(r)  # what was sent (the settle), then the refusal on stderr
+    assert [x["request_id"] for x in out["settled"]] == [rid] and len(out["transactions"]) == 1
+    assert out["error"]["revert"] == "RequestsPending"
+    assert "pending request" in r.stderr and "retry after" in r.stderr
+    assert bal(system6, user) == tokens and session(system6, sid)["pendingRequests"] == 1
+    # nothing left to settle: refused before anything is sent, with the same deadline
+    before = nonce(w3, user)
+    fails(cli, ["renew", str(sid), "5"], ExitCode.REVERTED, "retry after")
+    assert nonce(w3, user) == before and closing_fields(system6, sid)["closableAt"] == deadline

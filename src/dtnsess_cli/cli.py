@@ -229,9 +229,7 @@ class Run:
         the error line follows the result, with its exit code."""
         err = getattr(res, "error", None)
         if err is not None:
-            sys.stderr.write("error: " + " ".join(err.message.split()) + "\n")
-            if err.hint:
-                sys.stderr.write(f"hint: {err.hint}\n")
+            _report(err, False)
             raise typer.Exit(int(err.exit_code))
 
 
