@@ -183,3 +183,13 @@ def test_pool_writes_dry_run_send_nothing(make_cli, system6, user, stranger, w3)
         assert all(t["dry_run"] and "tx_hash" not in t for t in out["transactions"]), args
     assert {a: nonce(w3, a) for a in (user, stranger)} == before
     assert (offer(system6, s1), offer(system6, s2), grant(system6, stranger)) == state
+
+
+def test_pool_status_without_a_key_shows_the_pool(make_cli, system6, user):
+    cli = make_cli(system6)
+    fund(system6, user, 100, approve=False)
+    sid = create_via_cli(cli, "20")
+    cli.json("pool", "add", str(sid))
+    st = cli.json("pool", "status", role=None)
+    assert st["sessions"] == [sid] and st["grant"] is None
+    assert [o["session_id"] for o in st["offers"]] == [sid] and st["offers"][0]["owner"] == user
