@@ -1300,6 +1300,8 @@ class Client:
             raise InputError("session", str(session_id), f"the pool is full ({size}/{max_size})")
         fee = int(self._config_tuple()[9])
         units = 10 * fee if limit is None else self.parse(limit, "--limit")
+        if units >= 2**96:  # the contract stores a grant in 96 bits
+            raise InputError("--limit", limit, "too large")
         if units < fee:
             raise InputError("--limit", limit, f"below one answer's maximum fee "
                              f"({format_amount(fee, self.decimals)} {self.symbol}): a taker could "
