@@ -363,11 +363,11 @@ def close(
 ) -> None:
     """Close a session (or --all); the refund comes back to you.
 
-    Answered requests whose callback failed are settled first (one transaction). A session
-    still waiting for answers cannot close before its deadline: `close ID` then marks it
-    closing (others can no longer add requests) and says when to retry (exit 7); `close --all`
-    closes the others and lists the skipped ones (exit 7 only when none could close).
+    Settles answered requests first. Still blocked by unanswered ones: marks it closing.
     """
+    # NOTE: blocked, `close ID` sends beginClose (others can no longer add requests) and exits 7
+    # with the time to retry; `close --all` closes the others and lists the skipped ones (exit 7
+    # only when none could close). Typer keeps docstring line breaks: one line per paragraph.
     from .client import parse_session_id
 
     if (session is None) == (not all_):
@@ -695,8 +695,7 @@ def settle(
                                        "yours, and those in your sessions")] = False,
     *, g: CliOptions,
 ) -> None:
-    """Record answers whose callback failed (the router has them; the manager still counts
-    the request pending, which blocks close and renew)."""
+    """Record answers whose callback failed (they block close and renew until settled)."""
     if (request_id is None) == (not all_):
         raise_input("arguments", request_id or "", "give a REQUEST_ID or --all (not both)")
     run = Run(g)
@@ -850,8 +849,7 @@ def sweep(
                                                  "fee token)", show_default=False)] = None,
     *, g: CliOptions,
 ) -> None:
-    """Owner only: send tokens the contract holds but owes nobody (for the fee token: its
-    balance minus credited refunds)."""
+    """Owner only: send tokens the contract holds but owes nobody (never credited refunds)."""
     run = Run(g)
     res = run.client.sweep(to, token)
     amount = res.data["amount"]
