@@ -135,14 +135,20 @@ def test_pool_revoke(make_cli, system6, user, stranger, deployer, w3):
     fails(cli, ["pool", "revoke", str(sid), "0x12"], ExitCode.INPUT)
     out = cli.json("pool", "revoke", str(sid), stranger)
     assert out["grants_ended"] == [{"session_id": sid, "user": stranger, "reason": "revoked"}]
-    assert out["pooled"] is True
-    assert grant(system6, stranger)[0] == 0 and pooled(system6, sid)
-    assert offer(system6, sid)[:2] == (True, ZERO)
+    # the session stays out of the pool: the revoked taker cannot take it straight back
+    assert out["pooled"] is False
+    assert grant(system6, stranger)[0] == 0 and not pooled(system6, sid)
+    assert offer(system6, sid)[:2] == (False, ZERO)
+    fails(cli, ["pool", "get"], ExitCode.INPUT, "pool is empty", role="stranger")
     # the revoked taker's requests no longer reach the owner's session
     fund(system6, stranger, 100)
     before = system6.manager.functions.getSession(sid).call()[5]
     cli.json("request", "mine now", role="stranger")
     assert system6.manager.functions.getSession(sid).call()[5] == before
+    # the owner offers it again
+    r = cli("pool", "add", str(sid))
+    assert_ok(r)
+    assert pooled(system6, sid)
 
 
 def test_pool_remove(make_cli, system6, user, stranger, w3):

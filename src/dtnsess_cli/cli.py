@@ -643,12 +643,13 @@ def pool_revoke(
     address: Annotated[str, typer.Argument(help="the taker's address")],
     *, g: CliOptions,
 ) -> None:
-    """End a taker's grant on your session; the session goes back to the pool."""
+    """End a taker's grant on your session (it stays out of the pool until you add it again)."""
     from .client import parse_session_id
 
     run = Run(g)
     res = run.client.revoke_grant(parse_session_id(session), address)
-    lines = [] if res.dry_run else [("back in the pool", "yes" if res.data.get("pooled") else "no")]
+    lines = [] if res.dry_run else [("back in the pool", "yes" if res.data.get("pooled") else
+                                     f"no (offer it again with `dtnsess pool add {session}`)")]
     run.write(res, f"revoked {res.data['user']}'s grant on session {session}", lines)
 
 

@@ -1355,7 +1355,8 @@ class Client:
         return r
 
     def revoke_grant(self, session_id: int, user: str) -> WriteResult:
-        """revokeGrant: ``user``'s grant on the session ends; the session returns to the pool."""
+        """revokeGrant: ``user``'s grant on the session ends; the session stays out of the pool
+        (the revoked taker could take it straight back) until its owner adds it again."""
         who = self.address_arg(user, "taker address")
         s = self._session_view(self._session_tuple(session_id), symbol=self._symbol or "")
         if s.owner != self.address:
