@@ -373,11 +373,16 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
         for (uint256 i = 0; i < ids.length; i++) {
             Request storage info = _requests[ids[i]];
             if (info.status != RequestStatus.Pending) continue;
+            uint256 gasBefore = gasleft();
             try ai.fetchResponse(ids[i]) returns (IDtnAi.ResponseStatus status, string memory, bytes memory) {
                 if (status == IDtnAi.ResponseStatus.NA) continue;
                 _record(ids[i], info, status);
                 unchecked { settled++; }
-            } catch {}
+            } catch {
+                // An unanswered id is skipped, but running out of gas must revert: otherwise a gas
+                // estimate finds the limit at which every fetch fails and the tx settles nothing.
+                if (gasleft() <= gasBefore / 64) _fail("Out of gas");
+            }
         }
     }
 
