@@ -196,7 +196,7 @@ def test_request_file_failure_partway_reports_sent_and_unsent(cli_env, user, tmp
     fourth = "failed" if how == "rejected" else "not sent"
     assert [r["status"] for r in rows] == ["sent"] * 3 + [fourth, "not sent", "not sent"], rows
     assert rows[3]["error"]
-    assert out["error"]["exit_code"] == 5
+    assert out["error"]["code"] == 5 and out["error"]["name"] == "RPC"
     assert "the batch stopped" in res.stderr
     chain = on_chain(system, user)
     assert set(chain) == {r["request_id"] for r in rows[:3]}  # no duplicate, nothing else

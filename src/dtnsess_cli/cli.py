@@ -14,7 +14,7 @@ import inspect
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Callable, Iterator, List, Optional
+from typing import Annotated, Any, Callable, Iterator, List, NoReturn, Optional
 
 import typer
 
@@ -104,8 +104,9 @@ def _debug_enabled(opts: Optional[CliOptions] = None) -> bool:
 
 
 @contextlib.contextmanager
-def error_handler(debug: bool = False) -> Iterator[None]:
-    """THE error handler: a DtnsessError becomes one `error:` line (+ hint) and its exit code.
+def error_handler(debug: bool = False, json_mode: bool = False) -> Iterator[None]:
+    """THE error handler: a DtnsessError becomes one `error:` line (+ hint) on stderr, with
+    ``--json`` also one JSON document on stdout, and its exit code.
 
     Used by every command (so in-process CliRunner runs get exit codes) and by ``main()``.
     """
@@ -114,40 +115,64 @@ def error_handler(debug: bool = False) -> Iterator[None]:
     except (typer.Exit, typer.Abort, _UsageError):
         raise
     except DtnsessError as exc:
-        _report(exc, debug)
+        _report(exc, debug, json_mode)
         raise typer.Exit(int(exc.exit_code)) from None
-    except KeyboardInterrupt:
-        sys.stderr.write("error: interrupted\n")
+    except KeyboardInterrupt as exc:
+        err = DtnsessError("interrupted")
+        setattr(err, STDOUT_DONE, getattr(exc, STDOUT_DONE, False))
+        _report(err, False, json_mode, ExitCode.INTERRUPTED)
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     except Exception as exc:  # noqa: BLE001 - classified below, never a bare traceback
         mapped = _classify(exc)
-        _report(mapped, debug)
+        _report(mapped, debug, json_mode)
         raise typer.Exit(int(mapped.exit_code)) from None
 
 
 def _classify(exc: BaseException) -> DtnsessError:
+    from .errors import scrub
+
     mod = type(exc).__module__ or ""
     name = type(exc).__name__
     if mod.startswith(("requests", "urllib3", "aiohttp")) or name in (
             "ProviderConnectionError", "RequestTimedOut"):
-        return RpcError(None, "cannot reach the node" if "Timeout" not in name else "timed out")
+        from .rpc import describe
+
+        return RpcError(None, describe(exc))
     if mod.startswith("web3") and name in ("Web3RPCError", "MethodUnavailable"):
-        return RpcError(None, f"node error: {getattr(exc, 'message', exc)}")
-    err = DtnsessError(f"internal error: {name}: {exc}",
+        return RpcError(None, f"node error: {scrub(str(getattr(exc, 'message', exc)))}")
+    first = (str(exc).strip().splitlines() or [""])[0][:200]
+    err = DtnsessError(f"internal error: {name}: {scrub(first)}",
                        hint="rerun with --debug for the traceback, and please report it")
     return err
 
 
-def _report(exc: DtnsessError, debug: bool) -> None:
+# NOTE: set on an exception whose command already printed its one JSON document (e.g. a
+# request that was sent before its wait failed): the error then goes to stderr only.
+STDOUT_DONE = "dtnsess_stdout_done"
+
+
+def _report(exc: DtnsessError, debug: bool, json_mode: bool = False,
+            code: Optional[ExitCode] = None) -> None:
+    from .errors import scrub
+
     if debug:
         import traceback
 
-        traceback.print_exc(file=sys.stderr)
+        # NOTE: library messages quote the RPC URL (requests' "... for url: ..."): redacted
+        sys.stderr.write(scrub(traceback.format_exc()))
     # one line, whatever the message holds
-    sys.stderr.write("error: " + " ".join(exc.message.split()) + "\n")
+    sys.stderr.write("error: " + " ".join(scrub(exc.message).split()) + "\n")
     if exc.hint:
-        sys.stderr.write(f"hint: {exc.hint}\n")
+        sys.stderr.write(f"hint: {scrub(exc.hint)}\n")
     sys.stderr.flush()
+    if json_mode and not getattr(exc, STDOUT_DONE, False):
+        import json
+
+        doc = exc.to_dict()
+        if code is not None:
+            doc.update(code=int(code), name=code.name)
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        sys.stdout.flush()
 
 
 def command(typer_app: typer.Typer, name: Optional[str] = None, **kw: Any) -> Callable:
@@ -168,7 +193,7 @@ def command(typer_app: typer.Typer, name: Optional[str] = None, **kw: Any) -> Ca
             local = CliOptions(**{n: kwargs.pop(n) for n in _GLOBAL_NAMES})
             root = kwargs.pop("dtnsess_ctx").find_root().obj
             g = local.merged_over(root if isinstance(root, CliOptions) else CliOptions())
-            with error_handler(_debug_enabled(g)):
+            with error_handler(_debug_enabled(g), g.json):
                 return func(*args, g=g, **kwargs)
 
         wrapper.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
@@ -263,9 +288,8 @@ def deploy(
               [("DTN router", res.data["ai"]), ("fee token", res.data["fee_token"])])
 
 
-def raise_input(what: str, value: str, reason: str) -> None:
-    with error_handler():
-        raise InputError(what, value, reason)
+def raise_input(what: str, value: str, reason: str) -> NoReturn:
+    raise InputError(what, value, reason)
 
 
 @command(app, "balance")
@@ -376,7 +400,7 @@ def request(
 
     if (prompt is None) == (file is None):
         raise_input("arguments", prompt or "", "give a PROMPT or --file (not both)")
-    with error_handler(_debug_enabled(g)):
+    with error_handler(_debug_enabled(g), g.json):
         wei = parse_eth_value(value, what="--value")
         _check_callback_value(value, wei)
         if timeout <= 0:
@@ -400,12 +424,16 @@ def request(
             run.ui.info(f"request {rid} sent; waiting for the answer")
         try:
             ans = c.wait_for_answer(rid, timeout, from_block=res.data.get("block"))
-        except (DtnsessError, KeyboardInterrupt):
+        except (DtnsessError, KeyboardInterrupt) as exc:
             # NOTE: the request is sent and paid for: with --json a script still gets its id
-            # on stdout (or it might send it again); the error line follows on stderr
+            # on stdout (or it might send it again), with the error in the same document
             if g.json:
                 res.data["response"] = None
+                res.data["error"] = (exc.to_dict() if isinstance(exc, DtnsessError) else
+                                     {"error": True, "code": int(ExitCode.INTERRUPTED),
+                                      "name": "INTERRUPTED", "message": "interrupted"})
                 run.ui.emit(res.to_dict())
+                setattr(exc, STDOUT_DONE, True)
             raise
         res.data["response"] = ans
         data = res.to_dict()
@@ -440,7 +468,7 @@ def _request_file(run: Run, path: Path, model, namespaces, nodes, wei: int,
                   sessions_n: Optional[int], wait: bool, timeout: float) -> None:
     """`request --file`: the batch's report (a table, or JSON) whatever happened; exit non-zero
     unless every prompt got a request id (and, with --wait, an answer)."""
-    with error_handler(_debug_enabled(run.g)):
+    with error_handler(_debug_enabled(run.g), run.g.json):
         try:
             prompts = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
         except OSError as exc:
@@ -489,7 +517,7 @@ def _request_file(run: Run, path: Path, model, namespaces, nodes, wei: int,
                          + " (the batch stopped; see the table for what was sent)\n")
         if err.get("hint"):
             sys.stderr.write(f"hint: {err['hint']}\n")
-        raise typer.Exit(int(err.get("exit_code") or ExitCode.ERROR))
+        raise typer.Exit(int(err.get("code") or ExitCode.ERROR))
     if not ok:
         raise typer.Exit(int(ExitCode.ERROR))
     if wait and any(r.get("response") is None or r["response"].status != "succeeded"
@@ -619,11 +647,11 @@ def cleanup(
     from .units import format_gwei, parse_gwei
 
     g.yes = True  # NOTE: cron never answers a prompt
-    with error_handler(_debug_enabled(g)):
+    with error_handler(_debug_enabled(g), g.json):
         limit = parse_gwei(max_gas_price, "--max-gas-price") if max_gas_price else None
     run = Run(g)
     c = run.client
-    with error_handler(_debug_enabled(g)):
+    with error_handler(_debug_enabled(g), g.json):
         lock = _cleanup_lock(run)
         try:
             with lock.acquire(timeout=0):
@@ -749,8 +777,9 @@ def main(argv: Optional[list] = None) -> int:
     CliRunner sees them too); this catches what happens outside a command body."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or _debug_enabled()
+    json_mode = "--json" in args
     try:
-        with error_handler(debug):
+        with error_handler(debug, json_mode):
             # NOTE: not standalone, so usage errors reach us and print as one line, like the rest
             rc = app(args=args, prog_name="dtnsess", standalone_mode=False)
     except typer.Exit as exc:
@@ -765,9 +794,15 @@ def main(argv: Optional[list] = None) -> int:
         if any(a.startswith("-") and a[1:2].isdigit() for a in args):
             hint += "; amounts are positive (put '--' before an argument that starts with '-')"
         sys.stderr.write(f"hint: {hint}\n")
+        if json_mode:
+            import json
+
+            sys.stdout.write(json.dumps({"error": True, "code": int(ExitCode.USAGE),
+                                         "name": "USAGE", "type": "UsageError",
+                                         "message": message, "hint": hint}, indent=2) + "\n")
         return int(ExitCode.USAGE)
     except typer.Abort:
-        sys.stderr.write("error: aborted\n")
+        _report(DtnsessError("aborted"), False, json_mode, ExitCode.ABORTED)
         return int(ExitCode.ABORTED)
     return int(rc) if isinstance(rc, int) else 0
 

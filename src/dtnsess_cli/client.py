@@ -215,6 +215,29 @@ def decode_text_answer(data: bytes) -> Optional[str]:
         return None
 
 
+def check_rpc_url(url: str) -> str:
+    """An http(s) URL with a host and a valid port, else ConfigError (shown redacted)."""
+    from urllib.parse import urlsplit
+
+    from .errors import redact_url
+
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as exc:
+        reason = "its port is not 0-65535" if "port" in str(exc).lower() else "it is malformed"
+        raise ConfigError(f"invalid RPC URL: {reason}",
+                          hint="e.g. --rpc-url http://127.0.0.1:8545") from None
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError(f"unsupported RPC URL scheme {parts.scheme or '(none)'!r}",
+                          hint="use an http:// or https:// JSON-RPC endpoint")
+    if not parts.hostname or port == 0:
+        raise ConfigError(f"invalid RPC URL {redact_url(url)}: no host" if not parts.hostname
+                          else "invalid RPC URL: port 0",
+                          hint="e.g. --rpc-url http://127.0.0.1:8545")
+    return url.strip()
+
+
 def _hex(b: Any) -> str:
     return "0x" + bytes(b).hex()
 
@@ -243,28 +266,9 @@ class Client:
     @property
     def w3(self):
         if self._w3 is None:
-            url = self.settings.require_rpc()
-            if not url.startswith(("http://", "https://")):
-                raise ConfigError(f"unsupported RPC URL scheme in {url.split(':', 1)[0]!r}",
-                                  hint="use an http:// or https:// JSON-RPC endpoint")
-            import requests
-            from web3 import Web3
-            from web3.providers.rpc.utils import ExceptionRetryConfiguration
+            from .rpc import make_web3
 
-            provider = Web3.HTTPProvider(
-                url, request_kwargs={"timeout": 30},
-                # NOTE: few retries: a down node should fail in seconds, not after a long backoff
-                exception_retry_configuration=ExceptionRetryConfiguration(
-                    errors=(ConnectionError, requests.HTTPError, requests.Timeout),
-                    retries=1, backoff_factor=0.1),
-                # NOTE: web3 asks eth_chainId before every contract call (twice with its
-                # validation); the chain id of one run is fixed (checked in `chain_id`), so cache it.
-                # (No validation threshold: it costs an eth_chainId of its own, and only
-                # block-dependent requests use it.)
-                cache_allowed_requests=True, cacheable_requests={"eth_chainId"},
-                request_cache_validation_threshold=None,
-            )
-            self._w3 = Web3(provider)
+            self._w3 = make_web3(check_rpc_url(self.settings.require_rpc()))
         return self._w3
 
     def _call(self, thunk, what: str):

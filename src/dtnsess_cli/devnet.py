@@ -390,13 +390,13 @@ devnet_app = typer.Typer(
 
 
 @contextlib.contextmanager
-def _handled(ctx: typer.Context) -> Iterator[None]:
+def _handled(ctx: typer.Context, json_mode: bool = False) -> Iterator[None]:
     """The CLI's one error handler (a DtnsessError becomes one line and its exit code)."""
     from .cli import error_handler  # NOTE: lazy: cli imports this module while it loads
 
     obj = ctx.find_root().obj if ctx is not None else None
     debug = bool(getattr(obj, "debug", False)) or os.environ.get("DTNSESS_DEBUG", "") not in ("", "0")
-    with error_handler(debug):
+    with error_handler(debug, json_mode):
         yield
 
 
@@ -466,7 +466,7 @@ def up_cmd(
     from .render import Renderer
 
     r = Renderer(_json_mode(ctx, json_out))
-    with _handled(ctx), r.status("starting the devnet"):
+    with _handled(ctx, r.json_mode), r.status("starting the devnet"):
         state, started = start(Path.cwd(), port=port, block_time=block_time, decimals=decimals,
                                responder=responder, responder_timeout=responder_timeout,
                                notify=r.info)
@@ -476,7 +476,7 @@ def up_cmd(
     data = dict(public_view(state), started=started)
     title = "devnet started" if started else "devnet already running"
     r.emit(data, lambda con: (con.print(r.kv(title, _summary_rows(state))),
-                              con.print("next: dtnsess create 50")))
+                              con.print("next: dtnsess create 50", markup=False)))
 
 
 @devnet_app.command("status")
@@ -490,7 +490,7 @@ def status_cmd(
     from .render import Renderer
 
     r = Renderer(_json_mode(ctx, json_out))
-    with _handled(ctx):
+    with _handled(ctx, r.json_mode):
         st = status(Path.cwd(), log_lines=lines if logs else 0)
     if st is None:
         r.emit({"running": False}, "devnet is not running")
@@ -507,7 +507,8 @@ def status_cmd(
                 rows[i] = (name, f"{'alive' if p['alive'] else 'DEAD'}, " + rows[i][1])
         con.print(r.kv("devnet", rows))
         if logs:
-            con.print(f"--- {_rel(st['logs'].get('responder'))} (last {lines} lines)")
+            con.print(f"--- {_rel(st['logs'].get('responder'))} (last {lines} lines)",
+                      markup=False)
             for line in st.get("responder_log", []):
                 con.print(line, markup=False, highlight=False, soft_wrap=True)
 
@@ -525,7 +526,7 @@ def down_cmd(
     from .render import Renderer
 
     r = Renderer(_json_mode(ctx, json_out))
-    with _handled(ctx):
+    with _handled(ctx, r.json_mode):
         result = stop(Path.cwd())
     if result is None:
         r.emit({"running": False, "stopped": {}}, "devnet is not running")

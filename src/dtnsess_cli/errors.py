@@ -11,6 +11,7 @@ in a message.
 
 from __future__ import annotations
 
+import re
 from enum import IntEnum
 from typing import Any, Optional, Sequence
 
@@ -42,6 +43,8 @@ class DtnsessError(Exception):
     """
 
     exit_code: ExitCode = ExitCode.ERROR
+    # the transaction this error is about, when one was signed (shown, and in --json errors)
+    tx_hash: Optional[str] = None
 
     def __init__(self, message: str, *, hint: Optional[str] = None) -> None:
         super().__init__(message)
@@ -52,13 +55,17 @@ class DtnsessError(Exception):
         return self.message
 
     def to_dict(self) -> dict:
+        """The error as ``--json`` prints it (and as batch reports embed it)."""
         out: dict[str, Any] = {
-            "error": type(self).__name__,
-            "message": self.message,
-            "exit_code": int(self.exit_code),
+            "error": True,
+            "code": int(self.exit_code),
+            "name": ExitCode(self.exit_code).name,
+            "type": type(self).__name__,
+            "message": scrub(self.message),
+            "hint": scrub(self.hint) if self.hint else None,
         }
-        if self.hint:
-            out["hint"] = self.hint
+        if self.tx_hash:
+            out["tx_hash"] = self.tx_hash
         return out
 
 
@@ -171,8 +178,6 @@ class RevertError(DtnsessError):
     def to_dict(self) -> dict:
         out = super().to_dict()
         out.update({"revert": self.name, "reason": self.reason})
-        if self.tx_hash:
-            out["tx_hash"] = self.tx_hash
         return out
 
 
@@ -195,13 +200,17 @@ class NotAuthorizedError(DtnsessError):
 
 
 class KeystoreError(DtnsessError):
-    """Raised when a keystore cannot be found, read or decrypted (e.g. wrong password)."""
+    """Raised when a keystore cannot be used: missing, unreadable or not a keystore (a CONFIG
+    error), or its password is wrong (AUTH)."""
 
     exit_code = ExitCode.AUTH
 
-    def __init__(self, path: str, reason: str, *, hint: Optional[str] = None) -> None:
+    def __init__(self, path: str, reason: str, *, hint: Optional[str] = None,
+                 config: bool = False) -> None:
         super().__init__(f"keystore {path}: {reason}", hint=hint)
         self.path = path
+        if config:
+            self.exit_code = ExitCode.CONFIG
 
 
 class WaitTimeoutError(DtnsessError):
@@ -225,8 +234,6 @@ class WaitTimeoutError(DtnsessError):
 
     def to_dict(self) -> dict:
         out = super().to_dict()
-        if self.tx_hash:
-            out["tx_hash"] = self.tx_hash
         if self.request_id:
             out["request_id"] = self.request_id
         return out
@@ -262,25 +269,53 @@ class AbortedError(DtnsessError):
         super().__init__(f"aborted: {what} not sent")
 
 
+# A path segment kept in a redacted URL: a short word ("rpc", "v2", "mainnet", "base-sepolia").
+_PLAIN_SEGMENT = re.compile(r"^[A-Za-z][A-Za-z_-]{0,23}[0-9]{0,2}$")
+_VERSION_SEGMENT = re.compile(r"^v[0-9]{1,2}$")
+_URL_IN_TEXT = re.compile(r"(?i)\b(?:https?|wss?)://[^\s'\"<>()\[\]{}]+")
+
+
 def redact_url(url: Optional[str]) -> str:
-    """An RPC URL without credentials or API-key-looking path/query parts."""
+    """An RPC URL without credentials or API-key-looking parts: ``scheme://host[:port]/...``
+    with user:pass, the query, and every path segment that is not a plain word (or that follows
+    a version segment like ``/v2/``) replaced by ``***``."""
     if not url:
         return ""
     from urllib.parse import urlsplit, urlunsplit
 
     try:
-        parts = urlsplit(url)
+        parts = urlsplit(str(url))
+        port = parts.port
     except ValueError:
         return "<unparseable url>"
     netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    if parts.username or parts.password:
+    if ":" in netloc:  # IPv6
+        netloc = f"[{netloc}]"
+    if port:
+        netloc += f":{port}"
+    if parts.username or parts.password or "@" in parts.netloc:
         netloc = "***@" + netloc
-    path = parts.path
-    # NOTE: providers (Alchemy, Infura, ...) put the API key in the last path segment
-    segs = path.split("/")
-    segs = ["***" if len(s) >= 20 else s for s in segs]
-    path = "/".join(segs)
+    # NOTE: providers put the API key in the path (Alchemy /v2/KEY, Infura /v3/KEY, QuickNode
+    # /TOKEN/, Ankr /eth/KEY): keep only plain words, and never what follows /vN/
+    segs, after_version = [], False
+    for seg in parts.path.split("/"):
+        if not seg:
+            segs.append(seg)
+            continue
+        keep = not after_version and bool(_PLAIN_SEGMENT.match(seg))
+        segs.append(seg if keep else "***")
+        after_version = bool(_VERSION_SEGMENT.match(seg))
     query = "***" if parts.query else ""
-    return urlunsplit((parts.scheme, netloc, path, query, ""))
+    return urlunsplit((parts.scheme, netloc, "/".join(segs), query, "***" if parts.fragment
+                       else ""))
+
+
+def scrub(text: Optional[str], secrets: Sequence[str] = ()) -> str:
+    """``text`` with every URL in it redacted and each of ``secrets`` replaced by ``***``
+    (for messages and tracebacks that may quote an RPC URL, e.g. requests' "for url: ...")."""
+    if not text:
+        return text or ""
+    out = str(text)
+    for sec in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
+        out = out.replace(sec, "***")
+    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), out)

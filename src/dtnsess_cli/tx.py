@@ -490,21 +490,20 @@ def _rpc(ctx: TxContext, thunk: Callable[[], Any], description: str,
 
 
 def to_rpc_error(exc: BaseException, url: Optional[str]) -> DtnsessError:
-    """Map transport / node errors to RpcError (or InsufficientFundsError where obvious)."""
+    """Map transport / node errors to RpcError (a DtnsessError, e.g. from the retrying provider,
+    is returned as it is). Never the library's text: it may quote the URL and its API key."""
     from web3.exceptions import Web3RPCError
 
+    from .rpc import describe
+
+    if isinstance(exc, DtnsessError):
+        return exc
     if isinstance(exc, Web3RPCError):
         resp = exc.rpc_response or {}
         err = resp.get("error") if isinstance(resp, dict) else None
         msg = err.get("message") if isinstance(err, dict) else str(exc)
         return RpcError(url, f"node error: {msg}", default_hint=False)
-    name = type(exc).__name__
-    if "Timeout" in name:
-        return RpcError(url, "request timed out")
-    if "Connection" in name:
-        return RpcError(url, "cannot connect")
-    first = (str(exc).strip().splitlines() or [""])[0][:200]
-    return RpcError(url, f"{name}: {first}")
+    return RpcError(url, describe(exc))
 
 
 def _eth_floor_error(sender: str, value: int, facts: "ChainFacts") -> Optional[DtnsessError]:
@@ -797,6 +796,8 @@ def rpc_batch(ctx: TxContext, requests: Sequence[tuple], description: str) -> li
         resp = provider.make_batch_request(reqs)
     except NotImplementedError:
         resp = None
+    except DtnsessError:
+        raise
     except Exception as exc:
         raise to_rpc_error(exc, ctx.rpc_url) from exc
     if isinstance(resp, list) and len(resp) == len(reqs):
