@@ -385,8 +385,8 @@ def request(
     node: Annotated[Optional[List[str]], typer.Option("--node", help="node name, e.g. "
                                                      "tester.node1; repeatable")] = None,
     value: Annotated[str, typer.Option("--value", help="ETH sent as the callback gas, 1 wei per "
-                                       "gas unit: 300000 (wei), 500000wei; at most "
-                                       "10000000")] = "300000",
+                                       "gas unit: 300000 (wei), 5e5, 0x493e0, 500000wei; "
+                                       "30000 to 10000000")] = "300000",
     session: Annotated[Optional[str], typer.Option("--session", help="use this session")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="wait for the answer")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="seconds to wait for the answer")] = 300.0,
@@ -450,14 +450,20 @@ def request(
 
 # NOTE: the value is also the callback gas, one wei per gas unit (DTN-FACTS): the node's answer
 # must carry that much gas, so more than a transaction may hold (2^24 on newer forks) makes the
-# request unanswerable (1gwei asks for 10^9 gas), and 0 leaves the callback no gas at all.
+# request unanswerable (1gwei asks for 10^9 gas). Too little and the callback runs out of gas on
+# the real DTN (measured: ~26k gas for a short answer, 37k at 2 KB, 71k at 8 KB, 118.5k at 16 KB):
+# the answer stands but the manager never records it.
 MAX_CALLBACK_VALUE_WEI = 10_000_000
+MIN_CALLBACK_VALUE_WEI = 30_000
 
 
 def _check_callback_value(text: str, wei: int) -> None:
-    if wei == 0:
-        raise InputError("--value", text, "0 leaves the callback no gas: the answer would never "
-                         "reach the session manager", hint="the default is 300000 (wei)")
+    if wei < MIN_CALLBACK_VALUE_WEI:
+        raise InputError("--value", text, f"{wei} wei is {wei} gas for the callback; an answer "
+                         f"needs about 26000 (short) to 118500 (16 KB), so at least "
+                         f"{MIN_CALLBACK_VALUE_WEI}",
+                         hint="the value is the callback gas in wei; the default 300000 covers "
+                              "answers up to ~16 KB")
     if wei > MAX_CALLBACK_VALUE_WEI:
         raise InputError("--value", text, f"{wei} wei asks for {wei} gas for the callback, more "
                          f"than a node's answer can carry (at most {MAX_CALLBACK_VALUE_WEI} wei)",
@@ -683,13 +689,17 @@ def cleanup(
 
 
 def _cleanup_lock(run: Run):
+    """One lock per (chain, contract): the same address on two chains is two contracts."""
     import tempfile
 
     from filelock import FileLock
 
     lock_dir = Path(os.environ.get("DTNSESS_LOCK_DIR") or tempfile.gettempdir())
     contract = (run.settings.contract or "none").lower()
-    return FileLock(str(lock_dir / f"dtnsess-cleanup-{contract}.lock"))
+    # NOTE: a pinned chain id is checked against the node before anything is sent; otherwise
+    # ask the node (the connect batch then skips its eth_chainId)
+    chain = run.settings.chain_id or run.client.chain_id
+    return FileLock(str(lock_dir / f"dtnsess-cleanup-{chain}-{contract}.lock"))
 
 
 @command(config_app, "show")
@@ -750,8 +760,9 @@ def doctor(*, g: CliOptions) -> None:
                 run.ui.table("dtnsess doctor", ["check", "result", "detail"],
                              [(c.name, mark[c.ok] if c.required or c.ok is not False else "warn",
                                c.detail) for c in checks]))
-    if any(c.ok is False and c.required for c in checks):
-        raise typer.Exit(int(ExitCode.ERROR))
+    failed = [c for c in checks if c.ok is False and c.required]
+    if failed:  # the exit code of the first failed check (a dead RPC is 5, as in README)
+        raise typer.Exit(int(failed[0].code or ExitCode.ERROR))
 
 
 # ---------------------------------------------------------------------- optional sub-apps

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 from .config import Settings, check_address
+from .errors import scrub
 from .errors import (
     ChainMismatchError,
     ConfigError,
@@ -20,6 +21,7 @@ from .errors import (
     InsufficientFundsError,
     NoContractError,
     NotAuthorizedError,
+    RevertError,
     WaitTimeoutError,
 )
 from .units import Amount, format_amount, parse_amount
@@ -145,6 +147,11 @@ class Check:
     ok: Optional[bool]  # None = skipped / informational
     detail: str
     required: bool = True
+    # the exit code a failed check stands for (README's table: rpc 5, chain 6, config 3, ...)
+    code: int = 1
+
+    def __post_init__(self) -> None:
+        self.detail = scrub(self.detail)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -177,12 +184,35 @@ def routing_id(name: str, prefix: str = "") -> bytes:
     s = (name or "").strip()
     if not s:
         raise InputError("routing name", name, "empty")
-    if s[:2].lower() == "0x" and len(s) == 66:
+    if s[:2].lower() == "0x":
+        if len(s) != 66:
+            raise InputError("routing id", name, "expected 0x followed by 64 hex digits (a "
+                             "32-byte id), or a name")
         try:
             return bytes.fromhex(s[2:])
         except ValueError:
             raise InputError("routing id", name, "not hex") from None
     return keccak(text=prefix + s)
+
+
+SYSTEM_TRUST = "trust.system.authored"
+
+
+def system_trust_id() -> bytes:
+    from eth_abi import encode as abi_encode
+    from eth_utils import keccak
+
+    # NOTE: system trust hashes with abi.encode (not encodePacked), as the deployed DTN does
+    return keccak(abi_encode(["string"], [SYSTEM_TRUST]))
+
+
+def namespace_routing_id(name: str) -> bytes:
+    """``--namespace``: a 0x 32-byte id as is; ``trust.system.authored`` is system trust (the
+    router's own abi.encode hash, the only one nodes serve it under); any other name is
+    keccak256(abi.encodePacked(name)), as the node registry hashes namespace names."""
+    if (name or "").strip() == SYSTEM_TRUST:
+        return system_trust_id()
+    return routing_id(name)
 
 
 def node_routing_id(name: str) -> bytes:
@@ -194,12 +224,7 @@ def node_routing_id(name: str) -> bytes:
 
 
 def system_trust_routing() -> tuple:
-    from eth_abi import encode as abi_encode
-    from eth_utils import keccak
-
-    # NOTE: system trust hashes with abi.encode (not encodePacked), as the deployed DTN does
-    ns = keccak(abi_encode(["string"], ["trust.system.authored"]))
-    return ([ns], [], 1, 8, AGGREGATION_ANY)
+    return ([system_trust_id()], [], 1, 8, AGGREGATION_ANY)
 
 
 def decode_text_answer(data: bytes) -> Optional[str]:
@@ -583,7 +608,7 @@ class Client:
     # batches). A contract call's revert is decoded by selector as in ``_call``.
 
     @staticmethod
-    def _requests(reads: Sequence[Any]) -> list:
+    def _requests(reads: Sequence[Any], block: Any = "latest") -> list:
         from . import tx
 
         out = []
@@ -592,7 +617,7 @@ class Client:
                 out.append(r)
             else:
                 to, data, _ = tx._call_parts(r)
-                out.append(("eth_call", [{"to": to, "data": data}, "latest"]))
+                out.append(("eth_call", [{"to": to, "data": data}, block]))
         return out
 
     def _rows(self, reads: Sequence[Any], resps: Sequence[dict], what: Any) -> list:
@@ -617,12 +642,12 @@ class Client:
                     out.append((False, tx.to_rpc_error(exc, self.settings.rpc_url)))
         return out
 
-    def _batch(self, reads: Sequence[Any], what: Any) -> list:
+    def _batch(self, reads: Sequence[Any], what: Any, block: Any = "latest") -> list:
         from . import tx
 
         if not reads:
             return []
-        resps = tx.rpc_batch(self._read_ctx(), self._requests(reads), "read")
+        resps = tx.rpc_batch(self._read_ctx(), self._requests(reads, block), "read")
         return self._rows(reads, resps, what)
 
     @staticmethod
@@ -675,22 +700,29 @@ class Client:
         return out
 
     def response(self, request_id: Any) -> ResponseView:
+        """The manager's record and the router's answer of a request, both read at one block
+        (at two blocks, an answer mined in between looked like a callback that did not run)."""
         rid = parse_request_id(request_id) if isinstance(request_id, str) else bytes(request_id)
-        info = self.request_info(rid)
+        (head,) = self._calls([("eth_blockNumber", [])], "block number")
+        m = self._mgr
+        (ok, req), (answered, resp) = self._batch(
+            [m.functions.requests(rid), self.router.functions.fetchResponse(rid)],
+            ["requests", "fetchResponse"], block=head)
+        if not ok:
+            raise req
+        sid, user, created, status = req
+        info = RequestView(_hex(rid), int(sid), user, int(created),
+                           REQUEST_STATUS.get(int(status), str(status)))
         if info.status == "none":
             raise InputError("request id", _hex(rid), "unknown to this session manager")
-        from . import tx
-
-        try:
-            status, message, data = self.router.functions.fetchResponse(rid).call()
-        except Exception as exc:
-            revert = tx.revert_data_from_exception(exc)
-            if revert is None:
-                raise tx.to_rpc_error(exc, self.settings.rpc_url) from exc
+        if not answered:
+            if not isinstance(resp, RevertError):
+                raise resp
             # "Request not completed" while pending (decoded by selector: Error(string))
             return ResponseView(_hex(rid), "pending", info.status, "", None,
                                 session_id=info.session_id, user=info.user,
                                 created_at=info.created_at)
+        status, message, data = resp
         st = {1: "succeeded", 2: "failed"}.get(int(status), "unknown")
         answer = decode_text_answer(data) if st == "succeeded" else None
         note = None
@@ -888,7 +920,7 @@ class Client:
         if nodes:
             return ("nodes", ([], [node_routing_id(n) for n in nodes], 1, 8, AGGREGATION_ANY))
         if namespaces:
-            return ("namespaces", [routing_id(n) for n in namespaces])
+            return ("namespaces", [namespace_routing_id(n) for n in namespaces])
         return ("system", None)
 
     def make_ai_request(self, prompt: str, *, model: Optional[str] = None,
@@ -1315,7 +1347,7 @@ class Client:
             try:
                 ok, detail = fn()
             except DtnsessError as exc:
-                checks.append(Check(name, False, exc.message, required))
+                checks.append(Check(name, False, exc.message, required, int(exc.exit_code)))
                 return False
             checks.append(Check(name, ok, detail, required))
             return ok
@@ -1342,11 +1374,11 @@ class Client:
             rows = self._batch(head + connect + eth_read,
                                ["block", "chain id"] + ["getConfig()"] * len(connect) + ["balance"])
         except DtnsessError as exc:
-            checks[-1] = Check("rpc", False, exc.message)
+            checks[-1] = Check("rpc", False, exc.message, code=int(exc.exit_code))
             return checks
         ok, block = rows[0]
         checks[-1] = Check("rpc", ok, f"{redact_url(s.require_rpc())} at block {int(block, 16)}"
-                           if ok else block.message)
+                           if ok else block.message, code=1 if ok else int(block.exit_code))
         if not ok:
             return checks
 
@@ -1385,7 +1417,10 @@ class Client:
                 if not ok:
                     raise bal
                 bal = int(bal, 16)
-                return bal > 0, f"{format_amount(bal, 18)} ETH"
+                if bal == 0:
+                    raise InsufficientFundsError("ETH for gas", "0 ETH", "some",
+                                                 hint=f"send ETH to {me}")
+                return True, f"{format_amount(bal, 18)} ETH"
             run("ETH for gas", eth)
             if contract_ok:
                 if isinstance(token, DtnsessError):
