@@ -22,6 +22,7 @@ from .errors import (
     NoContractError,
     NotAuthorizedError,
     RevertError,
+    RpcError,
     WaitTimeoutError,
 )
 from .units import Amount, format_amount, parse_amount
@@ -29,6 +30,11 @@ from .units import Amount, format_amount, parse_amount
 REQUEST_STATUS = {0: "none", 1: "pending", 2: "succeeded", 3: "failed"}
 MAX_UINT256 = 2**256 - 1
 DEFAULT_CALLBACK_GAS_WEI = 300_000
+# NOTE: a prompt is stored on chain by the router: ~740 gas per byte measured against the local
+# DTN (16 KB: 12.1M gas); newer forks cap a transaction at 2^24 gas (~22 KB), and the answer's
+# transaction must fit as well, so 16 KB leaves room.
+MAX_PROMPT_BYTES = 16 * 1024
+PROMPT_GAS_PER_BYTE = 740
 AGGREGATION_ANY = 0
 
 ERC20_ABI = [
@@ -495,23 +501,28 @@ class Client:
         return self._txctx
 
     def _send(self, fn, *, description: str, value: int = 0, token_cost: Optional[str] = None,
-              follows: Any = None):
+              follows: Any = None, reads: Sequence[Any] = (),
+              check: Optional[Any] = None):
         """``tx.send_and_wait``; ``follows``: the TxResult this run sent just before. The token
-        symbol, when still unknown, rides in the transaction's batch (results show amounts)."""
+        symbol, when still unknown, rides in the transaction's batch (results show amounts), and
+        so do ``reads``, whose raw responses ``check`` gets before anything is sent (it may
+        raise: then nothing is)."""
         from . import tx
 
         ctx = self.txctx
         sym = self._symbol_requests()
 
         def take(resps: list) -> None:
-            self._take_symbol(self._rows(sym, resps, "symbol()"))
+            self._take_symbol(self._rows(sym, resps[:len(sym)], "symbol()"))
             ctx.token_symbol = self._symbol or ""
+            if check is not None:
+                check(list(resps[len(sym):]))
 
         return tx.send_and_wait(ctx, fn, value=value, description=description,
                                 dry_run=self.settings.dry_run, confirm=True,
                                 token_cost=token_cost,
                                 follows=follows.next_facts if follows is not None else None,
-                                also=self._requests(sym), on_also=take)
+                                also=self._requests(list(sym) + list(reads)), on_also=take)
 
     def _events(self, res, name: str, address: Optional[str] = None) -> list:
         addr = address or self.manager.address
@@ -740,28 +751,47 @@ class Client:
         rid = parse_request_id(request_id) if isinstance(request_id, str) else bytes(request_id)
         from eth_utils import keccak
 
-        first = self.response(rid)
-        if first.status != "pending":
+        # NOTE: the request is made and paid for: node trouble while waiting (after the read
+        # retries) is waited out until the deadline, never a reason to give up early
+        trouble: list = []
+
+        def tolerant(fn):
+            try:
+                return fn()
+            except RpcError as exc:
+                trouble[:] = [exc]
+                return None
+
+        first = tolerant(lambda: self.response(rid))
+        if first is not None and first.status != "pending":
             return first
         topics = [[keccak(text="AIRequestCompleted(bytes32,uint256,address,uint8)"),
                    keccak(text="RequestCompleted(bytes32,uint8)")], rid]
-        start = from_block if from_block is not None else self._call(
-            lambda: self.w3.eth.block_number, "block number")
+        start = from_block
         deadline = time.monotonic() + timeout
         with self.ui.status(f"waiting for the answer to {_hex(rid)[:10]}…"):
             while True:
-                head = self._call(lambda: self.w3.eth.block_number, "block number")
-                if head >= start:
-                    logs = self._call(lambda: self.w3.eth.get_logs({
+                head = tolerant(lambda: self._call(lambda: self.w3.eth.block_number,
+                                                   "block number"))
+                if start is None:
+                    start = head
+                if head is not None and head >= start:
+                    logs = tolerant(lambda: self._call(lambda: self.w3.eth.get_logs({
                         "fromBlock": start, "toBlock": head,
                         "address": [self.manager.address, self.router.address],
-                        "topics": topics}), "eth_getLogs")
+                        "topics": topics}), "eth_getLogs"))
                     if logs:
-                        return self.response(rid)
-                    start = head + 1
+                        ans = tolerant(lambda: self.response(rid))
+                        if ans is not None:
+                            return ans
+                    elif logs is not None:
+                        start = head + 1
                 if time.monotonic() >= deadline:
+                    hint = f"check later with `dtnsess response {_hex(rid)}`"
+                    if trouble:
+                        hint += f"; the node also failed while waiting: {trouble[0].reason}"
                     raise WaitTimeoutError("the answer", timeout, request_id=_hex(rid),
-                                           hint=f"check later with `dtnsess response {_hex(rid)}`")
+                                           hint=hint)
                 time.sleep(min(poll, max(0.05, deadline - time.monotonic())))
 
     # ---------------------------------------------------------------- pre-checks
@@ -923,6 +953,54 @@ class Client:
             return ("namespaces", [namespace_routing_id(n) for n in namespaces])
         return ("system", None)
 
+    def _request_fee(self, size: int) -> int:
+        """What DTN charges the session for a ``size``-byte prompt (its request bytes): the
+        per-byte fee, capped by the per-request maximum."""
+        c = self._config_tuple()
+        return min(size * int(c[7]), int(c[9]))
+
+    def _check_dtn_balance(self, s: SessionView, size: int) -> None:
+        """Refuse a request the session cannot pay for: DTN would take it and pay the node
+        what is left (0 when empty), so the answer would go unpaid."""
+        if s.dtn_balance is None:  # the router does not show balances: nothing to go by
+            return
+        need = max(self._request_fee(size), 1)
+        if s.dtn_balance.units < need:
+            sym = self.symbol
+            raise InsufficientFundsError(
+                f"DTN balance in session {s.session_id}",
+                f"{format_amount(s.dtn_balance.units, self.decimals)} {sym}",
+                f"{format_amount(need, self.decimals)} {sym} for this {size}-byte prompt",
+                hint=f"add funds with `dtnsess renew {s.session_id} AMOUNT`, or use another "
+                     f"session (--session)")
+
+    def _prompt_too_large(self, size: int, session_id: Optional[int]) -> DtnsessError:
+        """The refusal of an oversized prompt: its size, what a byte costs (gas and DTN fee)
+        and what the paying session holds. Nothing is sent."""
+        c = self._config_tuple()
+        sym = self.symbol
+        per_byte = format_amount(int(c[7]), self.decimals)
+        holds = ""
+        try:
+            sid = session_id
+            if sid is None:
+                ids = self.active_session_ids()
+                sid = ids[-1] if ids else None
+            if sid is not None:
+                v = self.session(sid)
+                bal = v.dtn_balance if v.dtn_balance is not None else v.balance
+                holds = f"; session {sid} holds {bal.human()}"
+        except DtnsessError:
+            pass
+        return InputError(
+            "prompt", f"({size} bytes)",
+            f"{size} bytes is more than {MAX_PROMPT_BYTES} (a prompt costs about "
+            f"{PROMPT_GAS_PER_BYTE} gas per byte to send, ~{size * PROMPT_GAS_PER_BYTE:,} gas "
+            f"here, and a transaction holds at most {2**24:,}; DTN charges {per_byte} {sym} "
+            f"per byte, at most {format_amount(int(c[9]), self.decimals)} {sym} per "
+            f"request{holds})",
+            hint="shorten the prompt, or split it into several requests")
+
     def make_ai_request(self, prompt: str, *, model: Optional[str] = None,
                         namespaces: Sequence[str] = (), nodes: Sequence[str] = (),
                         value: int = DEFAULT_CALLBACK_GAS_WEI,
@@ -931,9 +1009,22 @@ class Client:
             raise InputError("prompt", prompt, "empty")
         model = model or self.settings.model
         kind, routing = self._routing(namespaces, nodes)
+        size = len(prompt.encode("utf-8"))
+        if size > MAX_PROMPT_BYTES:
+            raise self._prompt_too_large(size, session_id)
+        # NOTE: which session pays: the given one, else the contract's choice (a live pool
+        # grant, else the newest own active session); its DTN balance is read in the
+        # transaction's own batch and checked before anything is sent
+        candidates: list = []
+        if session_id is not None:
+            self._check_dtn_balance(self._owned_active(session_id, allow_grant=True), size)
+        else:
+            mf = self._mgr.functions
+            own, grant = self._calls([mf.getUserActiveSessions(self.address),
+                                      mf.poolGrant(self.address)], "getUserActiveSessions")
+            candidates = ([int(grant)] if int(grant) else []) + ([int(own[-1])] if own else [])
         m = self.manager.functions
         if session_id is not None:
-            self._owned_active(session_id, allow_grant=True)
             if kind == "namespaces":
                 routing = (routing, [], 1, 8, AGGREGATION_ANY)
             elif kind == "system":
@@ -943,9 +1034,20 @@ class Client:
             fn = m.makeAIRequestWithRouting(prompt, model, routing)
         else:
             fn = m.makeAIRequest(prompt, model, routing or [])
+        reads = [m.getSession(c) for c in candidates]
+
+        def check(resps: list) -> None:
+            rows = self._rows(reads, resps, "getSession")
+            views = [self._session_view(v, symbol="") for ok, v in rows if ok]
+            for v in views:  # the first live candidate is the one the contract uses
+                if v.active:
+                    self._check_dtn_balance(v, size)
+                    return
+
         r = WriteResult("request", dry_run=self.settings.dry_run)
         try:
-            res = self._send(fn, value=value, description=f"AI request to {model}")
+            res = self._send(fn, value=value, description=f"AI request to {model}",
+                             reads=reads, check=check)
         except InsufficientFundsError as exc:
             # Without a session the contract opens one with the minimum balance; say so.
             if session_id is None and "fee token" in exc.what and not self.active_session_ids():
@@ -1143,6 +1245,10 @@ class Client:
         for i, p in enumerate(prompts):
             if not p.strip():
                 raise InputError(f"prompt {i + 1}", p, "empty")
+            if len(p.encode("utf-8")) > MAX_PROMPT_BYTES:
+                err = self._prompt_too_large(len(p.encode("utf-8")), None)
+                err.message = f"line {i + 1}: {err.message}"
+                raise err
         ids = self.active_session_ids()
         hint = "create sessions with `dtnsess create AMOUNT` (one session serves one request " \
                "per second)"
@@ -1319,18 +1425,21 @@ class Client:
         with self.ui.progress("answers", len(rids)) as advance:
             advance(len(done))
             while len(done) < len(rids):
-                head = self._call(lambda: self.w3.eth.block_number, "block number")
-                if head >= start:
-                    todo = [r for r in rids if r not in done]
-                    logs = self._call(lambda: self.w3.eth.get_logs({
-                        "fromBlock": start, "toBlock": head,
-                        "address": [self.manager.address, self.router.address],
-                        "topics": topics + [todo]}), "eth_getLogs")
-                    for rid in {bytes(lg["topics"][1]) for lg in logs}:
-                        if rid in todo:
-                            done[rid] = self.response(rid)
-                            advance(1)
-                    start = head + 1
+                try:  # node trouble while waiting is waited out until the deadline
+                    head = self._call(lambda: self.w3.eth.block_number, "block number")
+                    if head >= start:
+                        todo = [r for r in rids if r not in done]
+                        logs = self._call(lambda: self.w3.eth.get_logs({
+                            "fromBlock": start, "toBlock": head,
+                            "address": [self.manager.address, self.router.address],
+                            "topics": topics + [todo]}), "eth_getLogs")
+                        for rid in {bytes(lg["topics"][1]) for lg in logs}:
+                            if rid in todo:
+                                done[rid] = self.response(rid)
+                                advance(1)
+                        start = head + 1
+                except RpcError:
+                    pass
                 if len(done) == len(rids) or time.monotonic() >= deadline:
                     break
                 time.sleep(min(poll, max(0.05, deadline - time.monotonic())))
