@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from .errors import ConfigError, InputError, redact_url
+from .errors import ConfigError, InputError, redact_url, remember_secret, remember_url
 
 DEVNET_STATE_FILE = ".dtnsess-devnet.json"
 DEFAULT_MODEL = "model.system.openai-gpt-4"
@@ -376,6 +376,8 @@ def resolve_settings(
         s.key_kind = "private_key"
         s.private_key = str(private_key).strip()
     s.sources = sources
+    remember_url(s.rpc_url)
+    remember_secret(s.private_key)
     return s
 
 

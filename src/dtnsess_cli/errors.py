@@ -310,12 +310,64 @@ def redact_url(url: Optional[str]) -> str:
                        else ""))
 
 
+# Secrets of this run (the RPC URL's credentials and key-looking parts, the private key, the
+# keystore password): ``scrub`` replaces them wherever they appear, e.g. in a library's message
+# that quotes only the URL's path ("Max retries exceeded with url: /v2/KEY?apikey=...").
+_SECRETS: set = set()
+
+
+def remember_secret(*values: Optional[str]) -> None:
+    for v in values:
+        if v and len(str(v)) >= 4:
+            _SECRETS.add(str(v))
+            if str(v)[:2] in ("0x", "0X"):
+                _SECRETS.add(str(v)[2:])
+
+
+def remember_url(url: Optional[str]) -> None:
+    """Remember the parts of ``url`` that ``redact_url`` hides (never a password from a file:
+    a common phrase remembered as a secret would garble unrelated messages)."""
+    if not url:
+        return
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(str(url))
+    except ValueError:
+        remember_secret(str(url))
+        return
+    if "@" in parts.netloc:
+        remember_secret(parts.netloc.rsplit("@", 1)[0] + "@", parts.password)
+    if parts.query:
+        remember_secret(parts.query)
+    shown = redact_url(url)
+    if shown != url:
+        # the path segments that redaction hides (and the whole path, which libraries quote)
+        kept = set(urlsplit(shown).path.split("/"))
+        for seg in parts.path.split("/"):
+            if seg and seg not in kept:
+                remember_secret(seg)
+
+
 def scrub(text: Optional[str], secrets: Sequence[str] = ()) -> str:
-    """``text`` with every URL in it redacted and each of ``secrets`` replaced by ``***``
-    (for messages and tracebacks that may quote an RPC URL, e.g. requests' "for url: ...")."""
+    """``text`` with every URL in it redacted and each secret of this run (and ``secrets``)
+    replaced by ``***`` (for messages and tracebacks that may quote an RPC URL)."""
     if not text:
         return text or ""
     out = str(text)
-    for sec in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
+    for sec in sorted({s for s in (*secrets, *_SECRETS) if s and len(s) >= 4},
+                      key=len, reverse=True):
         out = out.replace(sec, "***")
-    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), out)
+    out = _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), out)
+    # urllib3 quotes the path alone: "Max retries exceeded with url: /v2/KEY?apikey=..."
+    return _PATH_IN_TEXT.sub(lambda m: m.group(1) + _redact_path(m.group(2)), out)
+
+
+_PATH_IN_TEXT = re.compile(r"(?i)(\burl: )(/[^\s'\"()]*)")
+
+
+def _redact_path(path: str) -> str:
+    from urllib.parse import urlsplit
+
+    red = urlsplit(redact_url("http://h" + path))
+    return red.path + ("?" + red.query if red.query else "")

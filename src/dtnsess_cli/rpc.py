@@ -26,6 +26,7 @@ from web3._utils.caching import handle_request_caching
 from .errors import ConfigError, RpcError
 
 ENV_RETRY_SECONDS = "DTNSESS_RPC_RETRY_SECONDS"
+ENV_TIMEOUT = "DTNSESS_RPC_TIMEOUT"
 DEFAULT_RETRY_SECONDS = 20.0
 DEFAULT_TIMEOUT = 30.0
 # Methods that change the chain: made once, never retried here.
@@ -38,19 +39,30 @@ class BadReply(Exception):
     """The node answered with something that is not a JSON-RPC reply (a transient failure)."""
 
 
-def retry_seconds(env: Optional[dict] = None) -> float:
-    """The total time reads may spend retrying (``DTNSESS_RPC_RETRY_SECONDS``)."""
-    raw = (os.environ if env is None else env).get(ENV_RETRY_SECONDS, "").strip()
+def _seconds(name: str, default: float, low: float, hint: str,
+             env: Optional[dict] = None) -> float:
+    raw = (os.environ if env is None else env).get(name, "").strip()
     if not raw:
-        return DEFAULT_RETRY_SECONDS
+        return default
     try:
         v = float(raw)
     except ValueError:
         v = -1.0
-    if not 0 <= v <= 3600:
-        raise ConfigError(f"{ENV_RETRY_SECONDS}={raw!r} is not a number of seconds (0..3600)",
-                          hint="e.g. 20; 0 disables retries")
+    if not low <= v <= 3600:
+        raise ConfigError(f"{name}={raw[:20]!r} is not a number of seconds ({low:g}..3600)",
+                          hint=hint)
     return v
+
+
+def retry_seconds(env: Optional[dict] = None) -> float:
+    """The total time reads may spend retrying (``DTNSESS_RPC_RETRY_SECONDS``)."""
+    return _seconds(ENV_RETRY_SECONDS, DEFAULT_RETRY_SECONDS, 0, "e.g. 20; 0 disables retries",
+                    env)
+
+
+def request_timeout(env: Optional[dict] = None) -> float:
+    """How long one HTTP request may wait for its reply (``DTNSESS_RPC_TIMEOUT``)."""
+    return _seconds(ENV_TIMEOUT, DEFAULT_TIMEOUT, 0.1, "e.g. 30", env)
 
 
 def describe(exc: BaseException) -> str:
@@ -195,7 +207,7 @@ class RetryingHTTPProvider(HTTPProvider):
         return sort_batch_response_by_response_ids(resp)
 
 
-def make_web3(url: str, *, timeout: float = DEFAULT_TIMEOUT,
+def make_web3(url: str, *, timeout: Optional[float] = None,
               retry_for: Optional[float] = None, cache_chain_id: bool = True) -> Any:
     """A Web3 on ``url`` with the retrying provider."""
     from web3 import Web3
@@ -208,5 +220,6 @@ def make_web3(url: str, *, timeout: float = DEFAULT_TIMEOUT,
         kw = dict(cache_allowed_requests=True, cacheable_requests={"eth_chainId"},
                   request_cache_validation_threshold=None)
     provider = RetryingHTTPProvider(
-        url, timeout=timeout, retry_for=retry_seconds() if retry_for is None else retry_for, **kw)
+        url, timeout=request_timeout() if timeout is None else timeout,
+        retry_for=retry_seconds() if retry_for is None else retry_for, **kw)
     return Web3(provider)
