@@ -201,7 +201,7 @@ def _intent_argv(ctx: Any) -> str:
     words = ["dtnsess"] + names
     for p in ctx.command.params:
         v = ctx.params.get(p.name)
-        if p.name in _GLOBAL_NAMES or p.name == "dtnsess_ctx" or v in (None, False, (), []):
+        if p.name in _GLOBAL_NAMES or v in (None, False, (), []) or v == p.default:
             continue
         opt = [] if p.param_type_name == "argument" else [p.opts[0]]
         if v is True:
