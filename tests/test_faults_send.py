@@ -285,15 +285,11 @@ def test_sigint_during_receipt_wait_prints_hash_and_rerun_resolves(env, tmp_path
     assert SCRIPT.is_file()
     args, _ = _create(env)
     before = env.truth()
-    env.proxy.fault("eth_getTransactionReceipt", "hang_before", times=1000, hang=20)
-    penv = dict(os.environ, DTNSESS_RPC_URL=env.proxy.url,
-                DTNSESS_CONTRACT=env.system.manager.address, DTNSESS_CHAIN_ID="31337",
-                DTNSESS_PRIVATE_KEY=env.key, DTNSESS_RPC_TIMEOUT="30",
-                DTNSESS_RECEIPT_TIMEOUT="60", PYTHONUNBUFFERED="1")
-    p = subprocess.Popen([str(SCRIPT), *args, "--yes"], env=penv, cwd=tmp_path,
+    # the approval's receipt comes through; the create's wait hangs
+    env.proxy.fault("eth_getTransactionReceipt", "hang_before", skip=1, times=1000, hang=20)
+    p = subprocess.Popen([str(SCRIPT), *args, "--yes"], env=script_env(env), cwd=tmp_path,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        # the approval's receipt wait hangs first: let it through, then Ctrl-C in the create's
         assert env.proxy.wait_fired(1, timeout=30), "no receipt wait seen"
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=30)
@@ -302,14 +298,38 @@ def test_sigint_during_receipt_wait_prints_hash_and_rerun_resolves(env, tmp_path
             p.kill()
     assert p.returncode == 130, err
     assert "Traceback" not in err and env.key[2:] not in out + err
-    h = HASH.search(err).group(0)
-    assert "interrupted while waiting for the receipt" in err and f"dtnsess tx {h}" in err
+    line = one_error_text(err)
+    h = HASH.findall(line)[-1]  # after the approval's hash (a mined step)
+    assert "interrupted while waiting for the receipt" in line and f"dtnsess tx {h}" in err
     assert [e.tx_hash for e in open_entries(env)] == [h]
     env.proxy.clear()
     after = env.truth()
-    assert after[4] == before[4] + 1  # the approval was mined (automine); create not sent
+    _create_ok(env, before, after)  # mined (automine) while we were interrupted
     rerun = env.cli(*args, "--yes")
-    # the open entry was the approval (a preliminary step): reported, then create goes on
+    assert rerun.exit_code == 13, rerun.output
+    assert f"earlier tx {h}" in rerun.stderr and "mined in block" in rerun.stderr
+    assert env.truth() == after
+
+
+def test_sigint_in_an_approval_wait_lets_the_rerun_go_on(env, tmp_path):
+    """Ctrl-C while waiting for the approval of `create`: the open entry is a preliminary step,
+    so the rerun reports it mined and goes on with the create only (no second approval)."""
+    args, _ = _create(env)
+    before = env.truth()
+    env.proxy.fault("eth_getTransactionReceipt", "hang_before", times=1000, hang=20)
+    p = subprocess.Popen([str(SCRIPT), *args, "--yes"], env=script_env(env), cwd=tmp_path,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert env.proxy.wait_fired(1, timeout=30), "no receipt wait seen"
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, err
+    h = HASH.search(one_error_text(err)).group(0)
+    env.proxy.clear()
+    rerun = env.cli(*args, "--yes")
     assert rerun.exit_code == 0, rerun.output
     assert f"earlier tx {h}" in rerun.stderr and "mined in block" in rerun.stderr
     final = env.truth()
@@ -317,16 +337,26 @@ def test_sigint_during_receipt_wait_prints_hash_and_rerun_resolves(env, tmp_path
     assert final[4] == before[4] + 2  # no second approval: the first one is used
 
 
+def one_error_text(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def script_env(env) -> dict:
+    return dict(os.environ, DTNSESS_RPC_URL=env.proxy.url,
+                DTNSESS_CONTRACT=env.system.manager.address, DTNSESS_CHAIN_ID="31337",
+                DTNSESS_PRIVATE_KEY=env.key, DTNSESS_RPC_TIMEOUT="30",
+                DTNSESS_RECEIPT_TIMEOUT="60", PYTHONUNBUFFERED="1")
+
+
 def test_three_parallel_creates_from_one_key(env, tmp_path):
     """Three `create 20 --yes` at once from one key, each needing an approval: all succeed, each
     with its own session, paid once each; no nonce or allowance errors."""
     fund(env.system, env.user, 100, approve=False)
     before = env.truth()
-    penv = dict(os.environ, DTNSESS_RPC_URL=env.proxy.url,
-                DTNSESS_CONTRACT=env.system.manager.address, DTNSESS_CHAIN_ID="31337",
-                DTNSESS_PRIVATE_KEY=env.key, DTNSESS_RPC_TIMEOUT="30",
-                DTNSESS_RECEIPT_TIMEOUT="60")
-    procs = [subprocess.Popen([str(SCRIPT), "create", "20", "--yes", "--json"], env=penv,
+    procs = [subprocess.Popen([str(SCRIPT), "create", "20", "--yes", "--json"],
+                              env=script_env(env),
                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(3)]
     outs = [p.communicate(timeout=120) for p in procs]
@@ -338,3 +368,27 @@ def test_three_parallel_creates_from_one_key(env, tmp_path):
     after = env.truth()
     assert after[0] == before[0] + 3 and after[3] == before[3] - 60 * unit(env.system)
     assert after[4] == before[4] + 6  # three approvals, three creates
+
+
+# ----------------------------------------------------------------------------- dtnsess tx
+
+
+def test_tx_shows_a_transaction_not_in_the_journal(env):
+    fund(env.system, env.user, 100)
+    sid, rcpt = create(env.system, env.user, 50)
+    h = "0x" + bytes(rcpt["transactionHash"]).hex()
+    shown = load_json(env.cli("tx", h, "--json"))
+    assert shown["status"] == "mined" and shown["block"] == rcpt["blockNumber"]
+    assert shown["what"] is None and shown["journal"] is None
+    created = [e for e in shown["events"] if e["name"] == "SessionCreated"]
+    assert created and created[0]["args"]["sessionId"] == sid
+    human = env.cli("tx", h)
+    assert human.exit_code == 0 and f"tx {h}: mined in block" in human.stdout
+    assert "event SessionCreated(sessionId=" in human.stdout
+
+
+def test_tx_unknown_and_malformed_hashes(env):
+    res = env.cli("tx", "0x" + "ab" * 32, "--json")
+    assert res.exit_code == 1 and load_json(res)["status"] == "unknown"
+    bad = env.cli("tx", "0x1234")
+    assert bad.exit_code == 4 and "transaction hash" in one_error(bad)
