@@ -686,11 +686,16 @@ class Client:
         for r in (r_rec, r_tx):
             if "error" in r:
                 raise tx.response_error(ctx, r, "transaction lookup")
+        from eth_utils import to_checksum_address
+
+        def cs(a: Optional[str]) -> Optional[str]:
+            return to_checksum_address(a) if a else None
+
         view = TxView(tx_hash=h, status="unknown")
         t = r_tx.get("result")
         if t:
             view.status = "pending"
-            view.sender, view.to = t.get("from"), t.get("to")
+            view.sender, view.to = cs(t.get("from")), cs(t.get("to"))
             view.nonce = int(t["nonce"], 16)
         rec = r_rec.get("result")
         if rec and rec.get("blockNumber"):
@@ -698,7 +703,7 @@ class Client:
 
             rec = receipt_formatter(rec)
             view.block, view.gas_used = rec["blockNumber"], rec["gasUsed"]
-            view.sender, view.to = view.sender or rec["from"], view.to or rec.get("to")
+            view.sender, view.to = view.sender or cs(rec["from"]), view.to or cs(rec.get("to"))
             price = rec.get("effectiveGasPrice")
             if price is not None:
                 view.fee = Amount(rec["gasUsed"] * price, 18, "ETH")
