@@ -392,3 +392,73 @@ def test_tx_unknown_and_malformed_hashes(env):
     assert res.exit_code == 1 and load_json(res)["status"] == "unknown"
     bad = env.cli("tx", "0x1234")
     assert bad.exit_code == 4 and "transaction hash" in one_error(bad)
+
+
+# ----------------------------------------------------------------------------- the node forgets
+
+
+def _pending_request_then_forgotten(env):
+    """A request sent while nothing is mined, its receipt wait ends in exit 10, then the node
+    forgets it (what a restart does to its mempool): returns (args, hash)."""
+    from helpers import rpc
+
+    args, _ = _request(env)
+    rpc(env.w3, "evm_setAutomine", False)
+    try:
+        res = env.cli(*args, "--yes")
+        assert res.exit_code == 10, res.output
+        h = HASH.search(one_error(res)).group(0)
+        assert env.w3.eth.get_transaction(h)  # pending in the node
+        rpc(env.w3, "anvil_dropTransaction", h)
+    finally:
+        rpc(env.w3, "evm_setAutomine", True)
+    return args, h
+
+
+def test_lost_by_the_node_is_rebroadcast_by_the_next_command(env):
+    """The node lost the open transaction: the next command sends its own signed bytes again
+    (not a new transaction), reports it mined, and does not repeat the request."""
+    args, h = _pending_request_then_forgotten(env)
+    assert env.requests() == 0
+    rerun = env.cli(*args, "--yes")
+    assert rerun.exit_code == 13, rerun.output
+    assert f"earlier tx {h}" in rerun.stderr and "mined in block" in rerun.stderr
+    assert env.requests() == 1  # exactly once, by the original hash
+    assert env.w3.eth.get_transaction_receipt(h)["status"] == 1
+
+
+def test_nonce_taken_by_another_transaction_is_reported_replaced(env):
+    """The node lost the open transaction and another wallet used its nonce: the next command
+    says it was never mined, and then does what it was asked (the request once)."""
+    from dtnsess_cli.localdtn import transact
+
+    args, h = _pending_request_then_forgotten(env)
+    transact(env.w3, env.system.token.functions.approve(env.system.manager.address, 1), env.user)
+    rerun = env.cli(*args, "--yes", "--json")
+    assert rerun.exit_code == 0, rerun.output
+    assert f"earlier tx {h}" in rerun.stderr and "never mined" in rerun.stderr
+    assert env.requests() == 1
+    assert open_entries(env) == []
+
+
+def test_request_file_receipt_deadline_reports_every_hash_and_rerun_does_not_repeat(env,
+                                                                                    tmp_path):
+    fund(env.system, env.user, 200)
+    for _ in range(2):
+        create(env.system, env.user, 50)
+    next_second(env.w3)
+    f = tmp_path / "prompts.txt"
+    f.write_text("first prompt\nsecond prompt\n")
+    env.proxy.fault("eth_getTransactionReceipt", "http_before", times=1000, status=502)
+    res = env.cli("request", "--file", str(f), "--yes", "--json")
+    assert res.exit_code == 10, res.output
+    rows = load_json(res)["requests"]
+    assert [r["status"] for r in rows] == ["unknown", "unknown"]
+    assert all(HASH.fullmatch(r["tx_hash"]) for r in rows)
+    assert "the batch stopped" in res.stderr
+    env.proxy.clear()
+    assert env.requests() == 2  # both made it
+    rerun = env.cli("request", "--file", str(f), "--yes")
+    assert rerun.exit_code == 13, rerun.output
+    assert all(f"earlier tx {r['tx_hash']}" in rerun.stderr for r in rows)
+    assert env.requests() == 2
