@@ -9,10 +9,11 @@ Usage::
         ... point the client at proxy.url ...
         assert proxy.fired == [("eth_sendRawTransaction", "drop_after")]
 
-``fault(method, kind, *, times=1, status=502, hang=30.0)`` arms a fault for the next ``times``
-requests whose method is ``method`` -- a single request, or a JSON-RPC batch that contains it
-(the whole batch then suffers the fault). ``method="*"`` matches every request. Faults fire in
-the order they were armed; a request takes at most one fault. ``clear()`` disarms all.
+``fault(method, kind, *, times=1, skip=0, status=502, hang=30.0, message=...)`` arms a fault
+for the next ``times`` requests whose method is ``method`` -- a single request, or a JSON-RPC
+batch that contains it (the whole batch then suffers the fault) -- after letting ``skip``
+matching ones through. ``method="*"`` matches every request. Faults fire in the order they were
+armed; a request takes at most one fault. ``clear()`` disarms all.
 
 Kinds (``_before``: the node never sees the request; ``_after``: the node got and ran it, only
 the reply is lost or damaged):
@@ -23,6 +24,8 @@ the reply is lost or damaged):
   without a reply: use it with a client timeout shorter than ``hang``
 - ``cut_after``: send the headers and half of the node's reply, then close (cut mid-body)
 - ``badjson_before`` / ``badjson_after``: answer 200 with a body that is not JSON
+- ``rpcerror_before``: answer 200 with a JSON-RPC error ``{"code": -32000, "message": message}``
+  (for a single request; in a batch every entry gets it)
 
 Other attributes: ``url``; ``fired`` (list of ``(method, kind)`` that fired); ``seen`` (list of
 method labels per HTTP request: ``"eth_call"`` or ``"[eth_call,eth_estimateGas]"``);
@@ -41,7 +44,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 KINDS = ("drop_before", "drop_after", "http_before", "http_after", "hang_before", "hang_after",
-         "cut_after", "badjson_before", "badjson_after")
+         "cut_after", "badjson_before", "badjson_after", "rpcerror_before")
 
 
 @dataclass
@@ -51,6 +54,8 @@ class _Fault:
     times: int
     status: int
     hang: float
+    skip: int = 0
+    message: str = "injected error"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -92,6 +97,11 @@ class _Handler(BaseHTTPRequestHandler):
             return self._reply(fault.status, b'{"error": "injected"}')
         if kind == "badjson_before":
             return self._reply(200, b"<html>bad gateway</html>")
+        if kind == "rpcerror_before":
+            err = [{"jsonrpc": "2.0", "id": c.get("id") if isinstance(c, dict) else None,
+                    "error": {"code": -32000, "message": fault.message}} for c in calls]
+            return self._reply(200, json.dumps(err if isinstance(payload, list)
+                                               else err[0]).encode())
         if kind == "hang_before":
             proxy._stopping.wait(fault.hang)
             return self._drop()
@@ -134,12 +144,12 @@ class FaultProxy:
         host, port = self.server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def fault(self, method: str, kind: str, *, times: int = 1, status: int = 502,
-              hang: float = 30.0) -> "FaultProxy":
+    def fault(self, method: str, kind: str, *, times: int = 1, skip: int = 0, status: int = 502,
+              hang: float = 30.0, message: str = "injected error") -> "FaultProxy":
         if kind not in KINDS:
             raise ValueError(f"unknown fault kind {kind!r} (one of {', '.join(KINDS)})")
         with self._lock:
-            self._faults.append(_Fault(method, kind, times, status, hang))
+            self._faults.append(_Fault(method, kind, times, status, hang, skip, message))
         return self
 
     def clear(self) -> None:
@@ -160,6 +170,9 @@ class FaultProxy:
             self.seen.append(label)
             for f in self._faults:
                 if f.times > 0 and (f.method == "*" or f.method in methods):
+                    if f.skip > 0:
+                        f.skip -= 1
+                        continue
                     f.times -= 1
                     self.fired.append((f.method, f.kind))
                     if f.times == 0:

@@ -190,11 +190,18 @@ def command(typer_app: typer.Typer, name: Optional[str] = None, **kw: Any) -> Ca
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            from .journal import INTENT
+
             local = CliOptions(**{n: kwargs.pop(n) for n in _GLOBAL_NAMES})
-            root = kwargs.pop("dtnsess_ctx").find_root().obj
+            click_ctx = kwargs.pop("dtnsess_ctx")
+            root = click_ctx.find_root().obj
             g = local.merged_over(root if isinstance(root, CliOptions) else CliOptions())
-            with error_handler(_debug_enabled(g), g.json):
-                return func(*args, g=g, **kwargs)
+            token = INTENT.set({"argv": _intent_argv(click_ctx)})
+            try:
+                with error_handler(_debug_enabled(g), g.json):
+                    return func(*args, g=g, **kwargs)
+            finally:
+                INTENT.reset(token)
 
         wrapper.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
         wrapper.__annotations__ = {**{p.name: p.annotation for p in own},
@@ -204,6 +211,31 @@ def command(typer_app: typer.Typer, name: Optional[str] = None, **kw: Any) -> Ca
         return func
 
     return deco
+
+
+def _intent_argv(ctx: Any) -> str:
+    """The command line as the journal records it (``dtnsess create 20``): the command's own
+    arguments and options, not the global ones (a key is never an argument)."""
+    import shlex
+
+    names = []
+    c = ctx
+    while c is not None and c.parent is not None:
+        names.insert(0, c.info_name)
+        c = c.parent
+    words = ["dtnsess"] + names
+    for p in ctx.command.params:
+        v = ctx.params.get(p.name)
+        if p.name in _GLOBAL_NAMES or v in (None, False, (), []) or v == p.default:
+            continue
+        opt = [] if p.param_type_name == "argument" else [p.opts[0]]
+        if v is True:
+            words += opt
+            continue
+        for item in (v if isinstance(v, (list, tuple)) else [v]):
+            text = str(item)
+            words += opt + [shlex.quote(text if len(text) <= 80 else text[:77] + "...")]
+    return " ".join(words)
 
 
 class Run:
@@ -574,6 +606,46 @@ def requests_(
         f"{len(rows)} request{'s' if len(rows) != 1 else ''}",
         ["request id", "session", "created", "status"],
         [(r.request_id, r.session_id, _fmt_time(r.created_at), r.status) for r in rows]))
+
+
+@command(app, "tx")
+def tx_(
+    tx_hash: Annotated[str, typer.Argument(help="0x transaction hash")],
+    *, g: CliOptions,
+) -> None:
+    """A transaction: pending/mined/failed/unknown, block, gas, fee, events, what it did."""
+    run = Run(g)
+    v = run.client.tx_view(tx_hash)
+
+    def human(out) -> None:
+        head = f"tx {v.tx_hash}: {v.status}"
+        if v.block is not None:
+            head += f" in block {v.block}"
+        out.print(head, markup=False)
+        if v.what:
+            out.print(f"  what: {v.what}" + (f" (`{v.command}`)" if v.command else ""),
+                      markup=False)
+        for k, val in (("from", v.sender), ("to", v.to), ("nonce", v.nonce),
+                       ("gas used", v.gas_used), ("fee", v.fee.human() if v.fee else None),
+                       ("reverted", v.revert)):
+            if val is not None:
+                out.print(f"  {k}: {val}", markup=False)
+        for e in v.events:
+            args = ", ".join(f"{k}={_event_arg(a)}" for k, a in e["args"].items())
+            out.print(f"  event {e['name']}({args})", markup=False)
+        if v.status == "unknown":
+            out.print("  the node does not know this transaction (never sent, dropped, or "
+                      "another chain)", markup=False)
+
+    run.ui.emit(v, human)
+    if v.status == "unknown":
+        raise typer.Exit(int(ExitCode.ERROR))
+
+
+def _event_arg(a: Any) -> str:
+    if isinstance(a, (bytes, bytearray)):
+        return "0x" + bytes(a).hex()
+    return str(a)
 
 
 @command(pool_app, "add")

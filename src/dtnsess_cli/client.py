@@ -7,9 +7,12 @@ strings or Amounts, return plain dataclasses and never print. Every write goes t
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 from .config import Settings, check_address
 from .errors import scrub
@@ -19,10 +22,13 @@ from .errors import (
     DtnsessError,
     InputError,
     InsufficientFundsError,
+    LockedError,
     NoContractError,
     NotAuthorizedError,
     RevertError,
     RpcError,
+    NotRepeatedError,
+    TxPendingError,
     WaitTimeoutError,
 )
 from .units import Amount, format_amount, parse_amount
@@ -145,6 +151,25 @@ class WriteResult:
         out.update(self.data)
         out["transactions"] = [t.summary() for t in self.txs]
         return out
+
+
+@dataclass
+class TxView:
+    """``dtnsess tx HASH``: what the chain says about a transaction, and what it was for."""
+
+    tx_hash: str
+    status: str  # pending | mined | failed | unknown
+    block: Optional[int] = None
+    sender: Optional[str] = None
+    to: Optional[str] = None
+    nonce: Optional[int] = None
+    gas_used: Optional[int] = None
+    fee: Optional[Amount] = None
+    events: list = field(default_factory=list)  # {"name", "address", "args"}
+    revert: Optional[str] = None
+    what: Optional[str] = None  # the journal's description, when this machine sent it
+    command: Optional[str] = None  # the journal's command line
+    journal: Optional[str] = None  # the journal's status
 
 
 @dataclass
@@ -273,15 +298,61 @@ def _hex(b: Any) -> str:
     return "0x" + bytes(b).hex()
 
 
+def env_seconds(name: str, default: float) -> float:
+    """A duration in seconds from the environment (tests shorten the RPC and receipt waits)."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if not v > 0:
+        raise ConfigError(f"{name}={text!r} is not a positive number of seconds")
+    return v
+
+
+# how long a write waits for another process sending from the same key
+SENDER_LOCK_WAIT = 600.0
+
+
+def _writes(method):
+    """A write: one sender at a time (the per-(chain, sender) lock, held until it returns, so
+    the reads that decide what to send, the nonces and the receipts of parallel processes do
+    not interleave); this key's open journal entries resolved first; and when a later step
+    fails, the error names the steps already mined. A dry run takes none of this."""
+
+    @functools.wraps(method)
+    def wrapper(self: "Client", *args: Any, **kwargs: Any) -> Any:
+        if self.settings.dry_run or self._writing:
+            return method(self, *args, **kwargs)
+        self._writing = True
+        try:
+            with self._sender_locked():
+                self._resolve_open()
+                self._done = []
+                try:
+                    return method(self, *args, **kwargs)
+                except DtnsessError as exc:
+                    self._name_done(exc)
+                    raise
+        finally:
+            self._writing = False
+
+    return wrapper
+
+
 # --------------------------------------------------------------------------- the client
 
 class Client:
     """One connection to one AdvancedSessionManager; caches what does not change per run."""
 
-    def __init__(self, settings: Settings, ui: Any, *, receipt_timeout: float = 120.0) -> None:
+    def __init__(self, settings: Settings, ui: Any, *,
+                 receipt_timeout: Optional[float] = None) -> None:
         self.settings = settings
         self.ui = ui
-        self.receipt_timeout = receipt_timeout
+        self.receipt_timeout = (env_seconds("DTNSESS_RECEIPT_TIMEOUT", 120.0)
+                                if receipt_timeout is None else receipt_timeout)
         self._w3 = None
         self._account = None
         self._chain_id: Optional[int] = None
@@ -292,6 +363,9 @@ class Client:
         self._symbol: Optional[str] = None
         self._txctx = None
         self._errors = None
+        self._journal = None
+        self._writing = False
+        self._done: list = []  # TxResults mined by this write (see _writes)
 
     # ---------------------------------------------------------------- connection
     @property
@@ -487,8 +561,7 @@ class Client:
             from . import tx
             from .artifacts import load_artifact
 
-            event_abis = [load_artifact("AdvancedSessionManager")["abi"],
-                          load_artifact("IDtnAi")["abi"], ERC20_ABI]
+            event_abis = self._event_abis()
             self._txctx = tx.TxContext(
                 w3=self.w3, account=self.account, chain_id=self.chain_id, ui=self.ui,
                 errors=self._error_decoder(), event_abis=event_abis, yes=self.settings.yes,
@@ -496,12 +569,116 @@ class Client:
                 token_decimals=self.decimals if self.settings.contract else None,
                 token_symbol=self._symbol or "",
                 symbol_lookup=(lambda: self.symbol) if self.settings.contract else None,
-                rpc_url=self.settings.rpc_url,
+                rpc_url=self.settings.rpc_url, journal=self._journal,
             )
         return self._txctx
 
+    # ---------------------------------------------------------------- one sender at a time
+    @contextlib.contextmanager
+    def _sender_locked(self) -> Iterator[None]:
+        """Hold this key's sender lock (waiting for another process up to SENDER_LOCK_WAIT) and
+        open the journal."""
+        from filelock import Timeout
+
+        from .journal import Journal, sender_lock
+
+        addr = self.address
+        chain = self.settings.chain_id or self.chain_id
+        lock = sender_lock(chain, addr)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            self.ui.info(f"waiting for another dtnsess process sending from {addr}")
+            try:
+                lock.acquire(timeout=SENDER_LOCK_WAIT)
+            except Timeout:
+                raise LockedError(lock.lock_file, f"another dtnsess process is still sending "
+                                  f"from {addr} after {SENDER_LOCK_WAIT:g}s") from None
+        try:
+            if self._journal is None:
+                self._journal = Journal()
+                if self._txctx is not None:
+                    self._txctx.journal = self._journal
+            yield
+        finally:
+            lock.release()
+
+    def _resolve_open(self) -> None:
+        """Resolve this key's open journal entries (an earlier run lost a reply, timed out or
+        was interrupted) before anything new is sent; one line each on stderr. A pending one is
+        waited for; one the node lost is re-broadcast (its own signed bytes). When the entry
+        that is found mined was this very command, it is not repeated (NotRepeatedError)."""
+        from . import tx
+        from .journal import DROPPED, FAILED, INTENT, MINED, REPLACED
+
+        entries = self._journal.open_entries(self.settings.chain_id or self.chain_id,
+                                             self.address)
+        if not entries:
+            return
+        ctx = self.txctx
+        reqs: list = []
+        for e in entries:
+            reqs += [("eth_getTransactionReceipt", [e.tx_hash]),
+                     ("eth_getTransactionByHash", [e.tx_hash])]
+        reqs.append(("eth_getTransactionCount", [self.address, "latest"]))
+        resps = tx.rpc_batch(ctx, reqs, "journal lookup")
+        mined_nonce = int(resps[-1].get("result") or "0x0", 16)
+        argv = (INTENT.get() or {}).get("argv")
+        repeat = None
+        for i, e in enumerate(entries):
+            rec = resps[2 * i].get("result")
+            known = resps[2 * i + 1].get("result")
+            what = f"earlier {e.label()}"
+            if not (rec and rec.get("blockNumber")):
+                if not known and mined_nonce > e.nonce:
+                    self._journal.resolve(e.tx_hash, REPLACED, note="nonce used by another tx")
+                    self.ui.info(f"{what}: never mined, its nonce went to another transaction "
+                                 f"(nothing of `{e.description}` was done)")
+                    continue
+                if not known:  # the node lost it: its own signed bytes again
+                    again = ctx.w3.provider.make_request("eth_sendRawTransaction", [e.raw])
+                    msg = tx._node_message(again).lower()
+                    if "error" in again and not any(k in msg for k in tx._KNOWN):
+                        self._journal.resolve(e.tx_hash, DROPPED, note=msg)
+                        self.ui.info(f"{what}: the node refused it ({msg}); nothing of "
+                                     f"`{e.description}` was done")
+                        continue
+                self.ui.info(f"{what}: pending; waiting for it before sending anything new")
+                try:
+                    rec = tx.wait_for_receipt(ctx, e.tx_hash, e.description, e.nonce)
+                except TxPendingError as exc:
+                    exc.message = (f"an earlier transaction from this key is still pending: "
+                                   f"{e.label()} ({e.description}); nothing new was sent")
+                    raise
+            else:
+                from web3._utils.method_formatters import receipt_formatter
+
+                rec = receipt_formatter(rec)
+            block = rec["blockNumber"]
+            if rec["status"] == 1:
+                self._journal.resolve(e.tx_hash, MINED, block)
+                self.ui.info(f"{what}: mined in block {block} ({e.description})")
+                if e.final and argv and e.argv == argv:
+                    repeat = (e, block)
+            else:
+                self._journal.resolve(e.tx_hash, FAILED, block)
+                self.ui.info(f"{what}: reverted in block {block}; only its gas was spent "
+                             f"({e.description} was not done)")
+        if repeat is not None:
+            raise NotRepeatedError(repeat[0].argv, repeat[0].tx_hash, repeat[1])
+
+    def _name_done(self, exc: DtnsessError) -> None:
+        """Prefix a later step's error with the steps of this write that were mined."""
+        done = [t for t in self._done if t.tx_hash and t.tx_hash != getattr(exc, "tx_hash", 0)]
+        if not done:
+            return
+        steps = "; ".join(f"{t.description}: mined in tx {t.tx_hash} (block {t.block_number})"
+                          for t in done)
+        exc.message = f"{steps}; then {exc.message}"
+        exc.done = [t.summary() for t in done]  # type: ignore[attr-defined]
+
     def _send(self, fn, *, description: str, value: int = 0, token_cost: Optional[str] = None,
-              follows: Any = None, reads: Sequence[Any] = (),
+              follows: Any = None, step: Optional[str] = None, reads: Sequence[Any] = (),
               check: Optional[Any] = None):
         """``tx.send_and_wait``; ``follows``: the TxResult this run sent just before. The token
         symbol, when still unknown, rides in the transaction's batch (results show amounts), and
@@ -518,11 +695,87 @@ class Client:
             if check is not None:
                 check(list(resps[len(sym):]))
 
-        return tx.send_and_wait(ctx, fn, value=value, description=description,
-                                dry_run=self.settings.dry_run, confirm=True,
-                                token_cost=token_cost,
-                                follows=follows.next_facts if follows is not None else None,
-                                also=self._requests(list(sym) + list(reads)), on_also=take)
+        res = tx.send_and_wait(ctx, fn, value=value, description=description,
+                               dry_run=self.settings.dry_run, confirm=True,
+                               token_cost=token_cost,
+                               follows=follows.next_facts if follows is not None else None,
+                               also=self._requests(list(sym) + list(reads)), on_also=take,
+                               step=step)
+        if not res.dry_run:
+            self._done.append(res)
+        return res
+
+    def tx_view(self, tx_hash: str) -> TxView:
+        """Status, block, gas, fee and decoded events of a transaction, with the journal's
+        record of what it was for (an open entry is resolved when the chain has settled it)."""
+        from . import tx
+        from .journal import FAILED, MINED, OPEN, Journal
+
+        h = (tx_hash or "").strip()
+        try:
+            ok = h[:2].lower() == "0x" and len(h) == 66 and bytes.fromhex(h[2:]) is not None
+        except ValueError:
+            ok = False
+        if not ok:
+            raise InputError("transaction hash", tx_hash, "expected 0x followed by 64 hex digits")
+        h = h.lower()
+        _ = self.chain_id
+        ctx = self._read_ctx()
+        ctx.event_abis = self._event_abis()
+        r_rec, r_tx = tx.rpc_batch(ctx, [("eth_getTransactionReceipt", [h]),
+                                         ("eth_getTransactionByHash", [h])], "transaction lookup")
+        for r in (r_rec, r_tx):
+            if "error" in r:
+                raise tx.response_error(ctx, r, "transaction lookup")
+        from eth_utils import to_checksum_address
+
+        def cs(a: Optional[str]) -> Optional[str]:
+            return to_checksum_address(a) if a else None
+
+        view = TxView(tx_hash=h, status="unknown")
+        t = r_tx.get("result")
+        if t:
+            view.status = "pending"
+            view.sender, view.to = cs(t.get("from")), cs(t.get("to"))
+            view.nonce = int(t["nonce"], 16)
+        rec = r_rec.get("result")
+        if rec and rec.get("blockNumber"):
+            from web3._utils.method_formatters import receipt_formatter
+
+            rec = receipt_formatter(rec)
+            view.block, view.gas_used = rec["blockNumber"], rec["gasUsed"]
+            view.sender, view.to = view.sender or cs(rec["from"]), view.to or cs(rec.get("to"))
+            price = rec.get("effectiveGasPrice")
+            if price is not None:
+                view.fee = Amount(rec["gasUsed"] * price, 18, "ETH")
+            view.status = "mined" if rec["status"] == 1 else "failed"
+            view.events = [{"name": e.name, "address": e.address, "args": e.args}
+                           for e in tx.decode_logs(ctx, rec["logs"])]
+            if view.status == "failed" and t:
+                base = {"from": t["from"], "data": t.get("input", "0x"),
+                        "value": int(t.get("value", "0x0"), 16)}
+                if t.get("to"):
+                    base["to"] = t["to"]
+                err = tx._failed_receipt(ctx, base, rec, int(t["gas"], 16), "the transaction", h)
+                view.revert = getattr(err, "reason", err.message)
+        try:
+            j = self._journal or Journal()
+            e = j.find(h)
+        except DtnsessError:  # no journal here: the chain's part is still worth showing
+            e = None
+        if e is not None:
+            view.what, view.command = e.description, e.argv or None
+            if e.status == OPEN and view.status in ("mined", "failed"):
+                j.resolve(h, MINED if view.status == "mined" else FAILED, view.block)
+                e.status = MINED if view.status == "mined" else FAILED
+            view.journal = e.status
+        return view
+
+    def _event_abis(self) -> list:
+        from .artifacts import load_artifact
+
+        return [load_artifact("AdvancedSessionManager")["abi"], load_artifact("IDtnAi")["abi"],
+                ERC20_ABI]
 
     def _events(self, res, name: str, address: Optional[str] = None) -> list:
         addr = address or self.manager.address
@@ -832,12 +1085,13 @@ class Client:
         target = MAX_UINT256 if approve_max else units
         shown = "unlimited" if approve_max else f"{format_amount(units, self.decimals)} {self.symbol}"
         res = self._send(self.token.functions.approve(self.manager.address, target),
-                         description=f"approve {shown} for the session manager")
+                         description=f"approve {shown} for the session manager", step="approve")
         result.txs.append(res)
         result.data["approved"] = "unlimited" if approve_max else self.amount(target)
         return not self.settings.dry_run
 
     # ---------------------------------------------------------------- writes
+    @_writes
     def approve(self, amount: Optional[str], unlimited: bool = False) -> WriteResult:
         units = MAX_UINT256 if unlimited else self.parse(amount or "", allow_zero=True)
         shown = "unlimited" if unlimited else f"{format_amount(units, self.decimals)} {self.symbol}"
@@ -865,6 +1119,7 @@ class Client:
         r.txs.append(res)
         return res
 
+    @_writes
     def create_session(self, amount: str, approve_max: bool = False) -> WriteResult:
         units = self.parse(amount)
         cfg = self._config_tuple()
@@ -884,6 +1139,7 @@ class Client:
             int(res.return_value) if res.return_value is not None else None)
         return r
 
+    @_writes
     def renew_session(self, session_id: int, amount: str, approve_max: bool = False) -> WriteResult:
         units = self.parse(amount)
         s = self._owned_active(session_id)
@@ -915,6 +1171,7 @@ class Client:
                 raise requests_pending_error(f"renewing session {s.session_id}", s.session_id,
                                              s.pending_requests, retry_after)
 
+    @_writes
     def close_session(self, session_id: int) -> WriteResult:
         self._owned_active(session_id)
         r = WriteResult("close", dry_run=self.settings.dry_run)
@@ -924,6 +1181,7 @@ class Client:
         r.data["closed"] = self._closed_from(res)
         return r
 
+    @_writes
     def close_all_sessions(self) -> WriteResult:
         r = WriteResult("close-all", dry_run=self.settings.dry_run)
         mine = [s for s in self.sessions() if s.active and s.owner == self.address]
@@ -1001,6 +1259,7 @@ class Client:
             f"request{holds})",
             hint="shorten the prompt, or split it into several requests")
 
+    @_writes
     def make_ai_request(self, prompt: str, *, model: Optional[str] = None,
                         namespaces: Sequence[str] = (), nodes: Sequence[str] = (),
                         value: int = DEFAULT_CALLBACK_GAS_WEI,
@@ -1082,6 +1341,7 @@ class Client:
                 pass
         return ids
 
+    @_writes
     def add_to_pool(self, session_id: int) -> WriteResult:
         s = self._owned_active(session_id)
         if s.pooled:
@@ -1096,6 +1356,7 @@ class Client:
         r.data["session_id"] = session_id
         return r
 
+    @_writes
     def get_from_pool(self) -> WriteResult:
         ((size, _),) = self._calls([self._mgr.functions.getPoolStatus()], "getPoolStatus")
         if not size:
@@ -1116,6 +1377,7 @@ class Client:
         """The node's current gas price (eth_gasPrice), in wei."""
         return int(self._call(lambda: self.w3.eth.gas_price, "gas price"))
 
+    @_writes
     def cleanup(self, max_n: int) -> WriteResult:
         r = WriteResult("cleanup", dry_run=self.settings.dry_run)
         idle = self.idle_sessions(max_n)
@@ -1134,6 +1396,7 @@ class Client:
             r.data["failed"] = [int(e.args["sessionId"]) for e in failed]
         return r
 
+    @_writes
     def withdraw_refunds(self) -> WriteResult:
         have = self.claimable_refunds()
         r = WriteResult("refunds-withdraw", dry_run=self.settings.dry_run)
@@ -1145,6 +1408,7 @@ class Client:
         r.txs.append(res)
         return r
 
+    @_writes
     def update_config(self, *, min_balance: Optional[str] = None, max_age: Optional[int] = None,
                       pool_size: Optional[int] = None, fee_per_byte_req: Optional[str] = None,
                       fee_per_byte_res: Optional[str] = None,
@@ -1197,6 +1461,7 @@ class Client:
             r.data["config"] = self.config()
         return r
 
+    @_writes
     def deploy(self, ai_address: str) -> WriteResult:
         from .artifacts import load_artifact
 
@@ -1217,6 +1482,7 @@ class Client:
                        "compiler": art.get("compiler")})
         return r
 
+    @_writes
     def request_batch(self, prompts: Sequence[str], *, model: Optional[str] = None,
                       namespaces: Sequence[str] = (), nodes: Sequence[str] = (),
                       value: int = DEFAULT_CALLBACK_GAS_WEI,

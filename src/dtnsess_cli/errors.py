@@ -66,6 +66,9 @@ class DtnsessError(Exception):
         }
         if self.tx_hash:
             out["tx_hash"] = self.tx_hash
+        done = getattr(self, "done", None)
+        if done:  # the steps of a multi-step command that were mined before this error
+            out["done"] = list(done)
         return out
 
 
@@ -239,6 +242,49 @@ class WaitTimeoutError(DtnsessError):
         return out
 
 
+class TxPendingError(DtnsessError):
+    """Raised when a signed transaction's outcome is not known: the node's reply to the send
+    was lost, the receipt wait ran out, or Ctrl-C. The journal keeps it open; nothing is resent
+    but its own signed bytes."""
+
+    exit_code = ExitCode.TIMEOUT
+
+    def __init__(self, description: str, tx_hash: str, nonce: int, reason: str, *,
+                 interrupted: bool = False, hint: Optional[str] = None) -> None:
+        super().__init__(
+            f"{description}: {reason}; tx {tx_hash} (nonce {nonce}) may still be mined",
+            hint=hint or f"check it with `dtnsess tx {tx_hash}`; the next dtnsess command from "
+                         f"this key looks it up first (do not send it again by hand)")
+        if interrupted:
+            self.exit_code = ExitCode.INTERRUPTED
+        self.tx_hash = tx_hash
+        self.nonce = nonce
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        out.update({"tx_hash": self.tx_hash, "nonce": self.nonce})
+        return out
+
+
+class NotRepeatedError(DtnsessError):
+    """Raised when a rerun finds that its earlier run's transaction (whose outcome was not known
+    then) was mined: the same command is not done twice unknowingly; nothing is sent."""
+
+    exit_code = ExitCode.ABORTED
+
+    def __init__(self, argv: str, tx_hash: str, block: Optional[int]) -> None:
+        super().__init__(
+            f"not repeated: `{argv}` was already mined in tx {tx_hash} (block {block}) by an "
+            f"earlier run whose reply was lost; nothing sent",
+            hint=f"see `dtnsess tx {tx_hash}`; run the command again to do it once more")
+        self.tx_hash = tx_hash
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        out["tx_hash"] = self.tx_hash
+        return out
+
+
 class GasPriceTooHighError(DtnsessError):
     """Raised when the current gas price is above the user's --max-gas-price (nothing sent)."""
 
@@ -255,8 +301,8 @@ class LockedError(DtnsessError):
 
     exit_code = ExitCode.LOCKED
 
-    def __init__(self, path: str) -> None:
-        super().__init__(f"another cleanup is running (lock {path} is held); nothing sent")
+    def __init__(self, path: str, what: str = "another cleanup is running") -> None:
+        super().__init__(f"{what} (lock {path} is held); nothing sent")
         self.path = path
 
 

@@ -167,7 +167,7 @@ class Renderer:
     # ---- stderr chatter ------------------------------------------------------------------
     def info(self, message: str) -> None:
         if not self.quiet:
-            self.err.print(message, markup=False, highlight=False)
+            self.err.print(message, markup=False, highlight=False, soft_wrap=True)
 
     def warn(self, message: str) -> None:
         self.err.print(f"warning: {message}", style="yellow", markup=False, highlight=False)
