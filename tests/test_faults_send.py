@@ -176,8 +176,10 @@ def test_node_gone_after_send_exits_10_and_rerun_does_not_repeat(env, command):
     args, skip = prepare(env)
     before = env.truth()
     env.proxy.fault("eth_sendRawTransaction", "drop_after", skip=skip)
-    env.proxy.fault("eth_getTransactionByHash", "drop_before", times=3)  # every lookup fails
+    # every lookup fails (reads retry: so each of their attempts)
+    env.proxy.fault("eth_getTransactionByHash", "drop_before", times=10_000)
     res = env.cli(*args, "--yes")
+    env.proxy.clear()
     assert res.exit_code == 10, res.output
     line = one_error(res)
     h = HASH.findall(line)[-1]  # create: after the mined approval's hash

@@ -762,7 +762,11 @@ def _ensure_known(ctx: TxContext, raw_hex: str, tx_hash: str, nonce: int, descri
     for pause in LOOKUP_BACKOFF:
         time.sleep(pause)
         try:
-            found = provider.make_request("eth_getTransactionByHash", [tx_hash])
+            try:
+                found = provider.make_request("eth_getTransactionByHash", [tx_hash])
+            except Exception as exc:  # the lookup failed too (after the read retries)
+                cause = to_rpc_error(exc, ctx.rpc_url)
+                continue
             if "error" in found:
                 cause = response_error(ctx, found, "transaction lookup")
                 continue
