@@ -177,6 +177,23 @@ def test_a_session_without_dtn_balance_is_refused(make_cli, system6, user, w3):
     assert nonce(w3, user) == before and len(_requests(system6, user)) == 1
 
 
+def test_request_file_skips_sessions_without_dtn_balance(make_cli, system6, user, w3,
+                                                         tmp_path):
+    cli = make_cli(system6)
+    empty = _drain_session(cli, system6, user)
+    f = tmp_path / "p.txt"
+    f.write_text("one\ntwo\n")
+    before = nonce(w3, user)
+    r = cli("request", "--file", str(f), "--yes")  # every session empty: nothing sent
+    assert_error(r, ExitCode.FUNDS, f"DTN balance in session {empty}")
+    assert nonce(w3, user) == before
+    full = create_via_cli(cli, "20")
+    r = cli("request", "--file", str(f), "--yes", "--json")
+    assert_ok(r)
+    assert f"skipping session {empty}" in r.stderr
+    assert {row["session_id"] for row in load_json(r)["requests"]} == {full}
+
+
 def test_value_below_a_callbacks_needs_is_refused(make_cli, system6, user, w3):
     cli = make_cli(system6)
     fund(system6, user, 100, approve=False)

@@ -164,3 +164,23 @@ def test_scrub_finds_urls_and_quoted_paths():
     out = scrub(text)
     assert "SECRET" not in out and "a:b" not in out and "zz" not in out and "k=v" not in out
     assert "h.io" in out
+
+
+def test_responder_log_lines_are_redacted():
+    import logging
+
+    from dtnsess_cli.responder import _Redacting
+
+    fmt = _Redacting(logging.Formatter("%(levelname)s %(message)s"))
+    try:
+        raise ConnectionError(f"Max retries exceeded with url: /v2/{PATH_KEY}?apikey={QUERY_KEY}")
+    except ConnectionError:
+        import sys
+
+        rec = logging.LogRecord("r", logging.ERROR, __file__, 1, "poll failed at %s",
+                                (f"https://alice:{USERINFO_PASS}@h.io/v2/{PATH_KEY}",),
+                                sys.exc_info())
+    text = fmt.format(rec)
+    assert "h.io" in text and "Traceback" in text
+    for s in (USERINFO_PASS, PATH_KEY, QUERY_KEY):
+        assert s not in text

@@ -1232,6 +1232,23 @@ class Client:
                 hint=f"add funds with `dtnsess renew {s.session_id} AMOUNT`, or use another "
                      f"session (--session)")
 
+    def _funded_sessions(self, ids: list, size: int) -> list:
+        """The sessions of ``ids`` whose DTN balance can pay a ``size``-byte prompt (one round
+        trip); the others are skipped with a note, and none left is a FUNDS error."""
+        (views,) = self._calls_and_symbol([self._mgr.functions.getSessions(list(ids))],
+                                          "getSessions")
+        need = max(self._request_fee(size), 1)
+        views = [self._session_view(v) for v in views]
+        ok = [v.session_id for v in views if v.dtn_balance is None or v.dtn_balance.units >= need]
+        low = [v for v in views if v.session_id not in ok]
+        if low and not ok:
+            self._check_dtn_balance(low[0], size)  # raises, naming the first one
+        if low:
+            self.ui.info(f"skipping session{'s' if len(low) != 1 else ''} "
+                         f"{', '.join(str(v.session_id) for v in low)}: DTN balance too low "
+                         f"(`dtnsess renew ID AMOUNT`)")
+        return ok
+
     def _prompt_too_large(self, size: int, session_id: Optional[int]) -> DtnsessError:
         """The refusal of an oversized prompt: its size, what a byte costs (gas and DTN fee)
         and what the paying session holds. Nothing is sent."""
@@ -1520,6 +1537,7 @@ class Client:
                "per second)"
         if not ids:
             raise InputError("sessions", "", "you have no active session", hint=hint)
+        ids = self._funded_sessions(ids, max(len(p.encode("utf-8")) for p in prompts))
         if sessions is not None:
             if sessions < 1:
                 raise InputError("--sessions", str(sessions), "must be at least 1")
