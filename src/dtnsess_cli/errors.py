@@ -382,16 +382,18 @@ def remember_url(url: Optional[str]) -> None:
     except ValueError:
         remember_secret(str(url))
         return
+    # NOTE: only strings long enough not to turn up by chance inside a hash or an address
     if "@" in parts.netloc:
-        remember_secret(parts.netloc.rsplit("@", 1)[0] + "@", parts.password)
+        remember_secret(parts.netloc.rsplit("@", 1)[0] + "@")
+        if parts.password and len(parts.password) >= 6:
+            remember_secret(parts.password)
     if parts.query:
         remember_secret(parts.query)
     shown = redact_url(url)
-    if shown != url:
-        # the path segments that redaction hides (and the whole path, which libraries quote)
+    if shown != url:  # the path segments that redaction hides
         kept = set(urlsplit(shown).path.split("/"))
         for seg in parts.path.split("/"):
-            if seg and seg not in kept:
+            if seg and seg not in kept and len(seg) >= 8:
                 remember_secret(seg)
 
 
