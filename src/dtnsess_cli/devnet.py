@@ -347,7 +347,7 @@ def _resume(node, paths: Paths, saved: dict, notify) -> Optional[dict]:
 def _wait_dumped(paths: Paths, timeout: float = 10.0) -> None:
     """Wait until Anvil has written the deployment to its state file, so that a crash right
     after `up` resumes the deployed chain rather than an empty one."""
-    since = time.time()
+    since = time.time() + 0.2  # NOTE: a write that began before the deployment ended is no use
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
