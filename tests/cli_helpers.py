@@ -80,6 +80,8 @@ def isolate_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     locks = tmp_path / "locks"
     locks.mkdir(exist_ok=True)
     monkeypatch.setenv("DTNSESS_LOCK_DIR", str(locks))
+    # NOTE: reads retry for 20 s by default; a test that meets a dead node should not wait that
+    monkeypatch.setenv("DTNSESS_RPC_RETRY_SECONDS", "1")
 
 
 @pytest.fixture

@@ -20,6 +20,13 @@ from dtnsess_cli.anvil import AnvilProcess
 CHAIN_SESSION_FIXTURES = ("system6", "system18")
 
 
+@pytest.fixture(autouse=True)
+def _state_dir(tmp_path, monkeypatch):
+    """Each test's own dtnsess state directory (the transaction journal, the sender locks):
+    never the developer's, and no open entry of one test (on a reverted chain) in the next."""
+    monkeypatch.setenv("DTNSESS_STATE_DIR", str(tmp_path / "dtnsess-state"))
+
+
 @pytest.fixture(scope="session")
 def anvil(tmp_path_factory):
     """The session's Anvil node (an AnvilProcess: .url, .pid, .port)."""

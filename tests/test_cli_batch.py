@@ -163,40 +163,25 @@ def test_request_file_no_session(cli_env, user, tmp_path):
     assert "no active session" in res.stderr and "dtnsess create" in res.stderr
 
 
-@pytest.mark.parametrize("how", ["rejected", "connection lost"])
-def test_request_file_failure_partway_reports_sent_and_unsent(cli_env, user, tmp_path,
-                                                              monkeypatch, how):
-    """The 4th send fails: 1-3 have request ids, 4 failed (no request), 5-6 were not sent."""
-    import requests as http
-    from web3.eth import Eth
-    from web3.exceptions import Web3RPCError
+def test_request_file_rejected_partway_reports_sent_and_unsent(cli_env, user, tmp_path,
+                                                               monkeypatch):
+    """The node refuses the 4th send: 1-3 have request ids, 4 failed (no request), 5-6 were not
+    sent; the error is the node's (exit 5)."""
+    from faultproxy import FaultProxy
 
     system = cli_env
     sessions_for(system, user, 3)
-    real = Eth.send_raw_transaction
-    calls = {"n": 0}
-
-    def flaky(self, raw):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            if how == "rejected":
-                raise Web3RPCError("replacement transaction underpriced",
-                                   rpc_response={"error": {"code": -32000, "message":
-                                                           "replacement transaction underpriced"}})
-            raise http.ConnectionError("connection reset by peer")
-        return real(self, raw)
-
-    monkeypatch.setattr(Eth, "send_raw_transaction", flaky)
-    res = run_cli("request", "--file", str(prompt_file(tmp_path)), "--json")
+    with FaultProxy(system.w3.provider.endpoint_uri) as proxy:
+        proxy.fault("eth_sendRawTransaction", "rpcerror_before", skip=3,
+                    message="replacement transaction underpriced")
+        monkeypatch.setenv("DTNSESS_RPC_URL", proxy.url)
+        res = run_cli("request", "--file", str(prompt_file(tmp_path)), "--json")
     assert res.exit_code == 5, res.output  # RPC
     out = json.loads(res.stdout)
     rows = out["requests"]
-    # a rejected send is "failed"; one lost on the way is looked up by hash: not there, so
-    # "not sent" (had it arrived, it would be waited for like the others)
-    fourth = "failed" if how == "rejected" else "not sent"
-    assert [r["status"] for r in rows] == ["sent"] * 3 + [fourth, "not sent", "not sent"], rows
-    assert rows[3]["error"]
-    assert out["error"]["exit_code"] == 5
+    assert [r["status"] for r in rows] == ["sent"] * 3 + ["failed", "not sent", "not sent"], rows
+    assert "underpriced" in rows[3]["error"]
+    assert out["error"]["code"] == 5 and out["error"]["name"] == "RPC"
     assert "the batch stopped" in res.stderr
     chain = on_chain(system, user)
     assert set(chain) == {r["request_id"] for r in rows[:3]}  # no duplicate, nothing else
@@ -204,6 +189,29 @@ def test_request_file_failure_partway_reports_sent_and_unsent(cli_env, user, tmp
         assert r["request_id"] is None
     for r in rows[:3]:
         assert routed_prompt(system, r["request_id"]) == r["prompt"]
+
+
+@pytest.mark.parametrize("kind", ["drop_before", "drop_after", "http_after"])
+def test_request_file_lost_reply_partway_is_looked_up(cli_env, user, tmp_path, monkeypatch,
+                                                      kind):
+    """The reply to the 4th send is lost: the transaction is looked up by hash (and, when the
+    node never got it, its own signed bytes sent again), so the batch goes on: 6 requests, each
+    once, exit 0."""
+    from faultproxy import FaultProxy
+
+    system = cli_env
+    sessions_for(system, user, 3)
+    with FaultProxy(system.w3.provider.endpoint_uri) as proxy:
+        proxy.fault("eth_sendRawTransaction", kind, skip=3)
+        monkeypatch.setenv("DTNSESS_RPC_URL", proxy.url)
+        res = run_cli("request", "--file", str(prompt_file(tmp_path)), "--json")
+        assert proxy.fired == [("eth_sendRawTransaction", kind)]
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)["requests"]
+    assert [r["status"] for r in rows] == ["sent"] * 6, rows
+    assert "reply to the send was lost" in res.stderr
+    chain = on_chain(system, user)
+    assert set(chain) == {r["request_id"] for r in rows} and len(chain) == 6
 
 
 def test_request_file_dry_run_sends_nothing(cli_env, user, tmp_path):

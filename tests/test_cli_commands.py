@@ -550,7 +550,7 @@ def test_cleanup_gas_price_above_limit(make_cli, system6, user, w3):
 def test_cleanup_lock_held_by_another_process(make_cli, system6, user, w3, tmp_path):
     cli = make_cli(system6)
     ids = _idle_sessions(cli, system6, user, w3)
-    lock = tmp_path / "locks" / f"dtnsess-cleanup-{system6.manager.address.lower()}.lock"
+    lock = tmp_path / "locks" / f"dtnsess-cleanup-31337-{system6.manager.address.lower()}.lock"
     holder = subprocess.Popen(
         [sys.executable, "-c",
          "import sys; from filelock import FileLock; l = FileLock(sys.argv[1]); l.acquire(); "

@@ -307,9 +307,9 @@ def test_keystore_wrong_password(make_cli, system6, user, tmp_path):
         r = cli(*args, role=None, env={"DTNSESS_PASSWORD_FILE": str(tmp_path / "wrong")})
         assert key[2:] not in r.output and "right horse" not in r.output
     # no password file and no terminal: refuses instead of hanging
-    fails(cli, ["balance", "--keystore", path], ExitCode.AUTH, "password is needed",
+    fails(cli, ["balance", "--keystore", path], ExitCode.CONFIG, "password is needed",
           role=None, sender=user)
-    fails(cli, ["balance", "--keystore", str(tmp_path / "missing.json")], ExitCode.AUTH,
+    fails(cli, ["balance", "--keystore", str(tmp_path / "missing.json")], ExitCode.CONFIG,
           "file not found", role=None, sender=user)
     # the right password works, and a keystore flag beats a key in the environment
     out = cli.json("balance", "--keystore", path, role="stranger",
@@ -327,7 +327,7 @@ def test_account_name_reads_the_foundry_keystore(make_cli, system6, user, tmp_pa
     out = cli.json("balance", "--account", "alice", role=None,
                    env={"DTNSESS_PASSWORD_FILE": str(tmp_path / "right")})
     assert out["address"] == user
-    fails(cli, ["balance", "--account", "bob"], ExitCode.AUTH, "not found", role=None,
+    fails(cli, ["balance", "--account", "bob"], ExitCode.CONFIG, "not found", role=None,
           sender=user, env={"DTNSESS_PASSWORD_FILE": str(tmp_path / "right")})
 
 

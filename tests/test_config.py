@@ -97,7 +97,7 @@ def test_secrets_never_in_repr_or_show(tmp_path):
 def test_bad_values(tmp_path):
     with pytest.raises(InputError):
         resolve_settings(CliOptions(contract="0x123"), env={}, cwd=tmp_path)
-    with pytest.raises(InputError):
+    with pytest.raises(ConfigError):
         resolve_settings(CliOptions(), env={"DTNSESS_CHAIN_ID": "abc"}, cwd=tmp_path)
 
 

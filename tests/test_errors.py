@@ -34,7 +34,8 @@ def test_each_error_has_its_code_and_a_docstring(exc, code):
     assert exc.exit_code == code
     assert type(exc).__doc__.strip().startswith("Raised when")
     assert "\n" not in str(exc)
-    assert exc.to_dict()["exit_code"] == int(code)
+    assert exc.to_dict()["code"] == int(code)
+    assert exc.to_dict()["name"] == code.name and exc.to_dict()["error"] is True
 
 
 def test_revert_messages_say_whether_sent():

@@ -55,12 +55,16 @@ def test_amount_str():
 @pytest.mark.parametrize("text,wei", [
     ("300000", 300_000), ("300000wei", 300_000), ("1gwei", 10**9), ("0.0001ether", 10**14),
     ("0.0001 eth", 10**14), ("1.5GWEI", 1_500_000_000), ("0", 0),
+    # cast-style: exponents and hex wei
+    ("1e18", 10**18), ("1e5", 100_000), ("2.5e5wei", 250_000), ("3e-4gwei", 300_000),
+    ("0x493e0", 300_000), ("0X493E0", 300_000),
 ])
 def test_parse_eth_value(text, wei):
     assert parse_eth_value(text) == wei
 
 
-@pytest.mark.parametrize("text", ["1.5wei", "1e18", "-1", "5 dollars", "ether", "0.1.1ether"])
+@pytest.mark.parametrize("text", ["1.5wei", "1.5e0", "-1", "5 dollars", "ether", "0.1.1ether",
+                                  "0x", "0xzz", "1e", "e5", "0x10gwei"])
 def test_parse_eth_value_rejects(text):
     with pytest.raises(InputError):
         parse_eth_value(text)

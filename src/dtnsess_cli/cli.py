@@ -14,7 +14,7 @@ import inspect
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Callable, Iterator, List, Optional
+from typing import Annotated, Any, Callable, Iterator, List, NoReturn, Optional
 
 import typer
 
@@ -104,8 +104,9 @@ def _debug_enabled(opts: Optional[CliOptions] = None) -> bool:
 
 
 @contextlib.contextmanager
-def error_handler(debug: bool = False) -> Iterator[None]:
-    """THE error handler: a DtnsessError becomes one `error:` line (+ hint) and its exit code.
+def error_handler(debug: bool = False, json_mode: bool = False) -> Iterator[None]:
+    """THE error handler: a DtnsessError becomes one `error:` line (+ hint) on stderr, with
+    ``--json`` also one JSON document on stdout, and its exit code.
 
     Used by every command (so in-process CliRunner runs get exit codes) and by ``main()``.
     """
@@ -114,40 +115,64 @@ def error_handler(debug: bool = False) -> Iterator[None]:
     except (typer.Exit, typer.Abort, _UsageError):
         raise
     except DtnsessError as exc:
-        _report(exc, debug)
+        _report(exc, debug, json_mode)
         raise typer.Exit(int(exc.exit_code)) from None
-    except KeyboardInterrupt:
-        sys.stderr.write("error: interrupted\n")
+    except KeyboardInterrupt as exc:
+        err = DtnsessError("interrupted")
+        setattr(err, STDOUT_DONE, getattr(exc, STDOUT_DONE, False))
+        _report(err, False, json_mode, ExitCode.INTERRUPTED)
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     except Exception as exc:  # noqa: BLE001 - classified below, never a bare traceback
         mapped = _classify(exc)
-        _report(mapped, debug)
+        _report(mapped, debug, json_mode)
         raise typer.Exit(int(mapped.exit_code)) from None
 
 
 def _classify(exc: BaseException) -> DtnsessError:
+    from .errors import scrub
+
     mod = type(exc).__module__ or ""
     name = type(exc).__name__
     if mod.startswith(("requests", "urllib3", "aiohttp")) or name in (
             "ProviderConnectionError", "RequestTimedOut"):
-        return RpcError(None, "cannot reach the node" if "Timeout" not in name else "timed out")
+        from .rpc import describe
+
+        return RpcError(None, describe(exc))
     if mod.startswith("web3") and name in ("Web3RPCError", "MethodUnavailable"):
-        return RpcError(None, f"node error: {getattr(exc, 'message', exc)}")
-    err = DtnsessError(f"internal error: {name}: {exc}",
+        return RpcError(None, f"node error: {scrub(str(getattr(exc, 'message', exc)))}")
+    first = (str(exc).strip().splitlines() or [""])[0][:200]
+    err = DtnsessError(f"internal error: {name}: {scrub(first)}",
                        hint="rerun with --debug for the traceback, and please report it")
     return err
 
 
-def _report(exc: DtnsessError, debug: bool) -> None:
+# NOTE: set on an exception whose command already printed its one JSON document (e.g. a
+# request that was sent before its wait failed): the error then goes to stderr only.
+STDOUT_DONE = "dtnsess_stdout_done"
+
+
+def _report(exc: DtnsessError, debug: bool, json_mode: bool = False,
+            code: Optional[ExitCode] = None) -> None:
+    from .errors import scrub
+
     if debug:
         import traceback
 
-        traceback.print_exc(file=sys.stderr)
+        # NOTE: library messages quote the RPC URL (requests' "... for url: ..."): redacted
+        sys.stderr.write(scrub(traceback.format_exc()))
     # one line, whatever the message holds
-    sys.stderr.write("error: " + " ".join(exc.message.split()) + "\n")
+    sys.stderr.write("error: " + " ".join(scrub(exc.message).split()) + "\n")
     if exc.hint:
-        sys.stderr.write(f"hint: {exc.hint}\n")
+        sys.stderr.write(f"hint: {scrub(exc.hint)}\n")
     sys.stderr.flush()
+    if json_mode and not getattr(exc, STDOUT_DONE, False):
+        import json
+
+        doc = exc.to_dict()
+        if code is not None:
+            doc.update(code=int(code), name=code.name)
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        sys.stdout.flush()
 
 
 def command(typer_app: typer.Typer, name: Optional[str] = None, **kw: Any) -> Callable:
@@ -165,11 +190,18 @@ def command(typer_app: typer.Typer, name: Optional[str] = None, **kw: Any) -> Ca
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            from .journal import INTENT
+
             local = CliOptions(**{n: kwargs.pop(n) for n in _GLOBAL_NAMES})
-            root = kwargs.pop("dtnsess_ctx").find_root().obj
+            click_ctx = kwargs.pop("dtnsess_ctx")
+            root = click_ctx.find_root().obj
             g = local.merged_over(root if isinstance(root, CliOptions) else CliOptions())
-            with error_handler(_debug_enabled(g)):
-                return func(*args, g=g, **kwargs)
+            token = INTENT.set({"argv": _intent_argv(click_ctx)})
+            try:
+                with error_handler(_debug_enabled(g), g.json):
+                    return func(*args, g=g, **kwargs)
+            finally:
+                INTENT.reset(token)
 
         wrapper.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
         wrapper.__annotations__ = {**{p.name: p.annotation for p in own},
@@ -179,6 +211,31 @@ def command(typer_app: typer.Typer, name: Optional[str] = None, **kw: Any) -> Ca
         return func
 
     return deco
+
+
+def _intent_argv(ctx: Any) -> str:
+    """The command line as the journal records it (``dtnsess create 20``): the command's own
+    arguments and options, not the global ones (a key is never an argument)."""
+    import shlex
+
+    names = []
+    c = ctx
+    while c is not None and c.parent is not None:
+        names.insert(0, c.info_name)
+        c = c.parent
+    words = ["dtnsess"] + names
+    for p in ctx.command.params:
+        v = ctx.params.get(p.name)
+        if p.name in _GLOBAL_NAMES or v in (None, False, (), []) or v == p.default:
+            continue
+        opt = [] if p.param_type_name == "argument" else [p.opts[0]]
+        if v is True:
+            words += opt
+            continue
+        for item in (v if isinstance(v, (list, tuple)) else [v]):
+            text = str(item)
+            words += opt + [shlex.quote(text if len(text) <= 80 else text[:77] + "...")]
+    return " ".join(words)
 
 
 class Run:
@@ -287,9 +344,8 @@ def deploy(
               [("DTN router", res.data["ai"]), ("fee token", res.data["fee_token"])])
 
 
-def raise_input(what: str, value: str, reason: str) -> None:
-    with error_handler():
-        raise InputError(what, value, reason)
+def raise_input(what: str, value: str, reason: str) -> NoReturn:
+    raise InputError(what, value, reason)
 
 
 @command(app, "balance")
@@ -405,8 +461,8 @@ def request(
     node: Annotated[Optional[List[str]], typer.Option("--node", help="node name, e.g. "
                                                      "tester.node1; repeatable")] = None,
     value: Annotated[str, typer.Option("--value", help="ETH sent as the callback gas, 1 wei per "
-                                       "gas unit: 300000 (wei), 500000wei; at most "
-                                       "10000000")] = "300000",
+                                       "gas unit: 300000 (wei), 5e5, 0x493e0, 500000wei; "
+                                       "30000 to 10000000")] = "300000",
     session: Annotated[Optional[str], typer.Option("--session", help="use this session")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="wait for the answer")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="seconds to wait for the answer")] = 300.0,
@@ -420,7 +476,7 @@ def request(
 
     if (prompt is None) == (file is None):
         raise_input("arguments", prompt or "", "give a PROMPT or --file (not both)")
-    with error_handler(_debug_enabled(g)):
+    with error_handler(_debug_enabled(g), g.json):
         wei = parse_eth_value(value, what="--value")
         _check_callback_value(value, wei)
         if timeout <= 0:
@@ -444,12 +500,16 @@ def request(
             run.ui.info(f"request {rid} sent; waiting for the answer")
         try:
             ans = c.wait_for_answer(rid, timeout, from_block=res.data.get("block"))
-        except (DtnsessError, KeyboardInterrupt):
+        except (DtnsessError, KeyboardInterrupt) as exc:
             # NOTE: the request is sent and paid for: with --json a script still gets its id
-            # on stdout (or it might send it again); the error line follows on stderr
+            # on stdout (or it might send it again), with the error in the same document
             if g.json:
                 res.data["response"] = None
+                res.data["error"] = (exc.to_dict() if isinstance(exc, DtnsessError) else
+                                     {"error": True, "code": int(ExitCode.INTERRUPTED),
+                                      "name": "INTERRUPTED", "message": "interrupted"})
                 run.ui.emit(res.to_dict())
+                setattr(exc, STDOUT_DONE, True)
             raise
         res.data["response"] = ans
         data = res.to_dict()
@@ -466,14 +526,20 @@ def request(
 
 # NOTE: the value is also the callback gas, one wei per gas unit (DTN-FACTS): the node's answer
 # must carry that much gas, so more than a transaction may hold (2^24 on newer forks) makes the
-# request unanswerable (1gwei asks for 10^9 gas), and 0 leaves the callback no gas at all.
+# request unanswerable (1gwei asks for 10^9 gas). Too little and the callback runs out of gas on
+# the real DTN (measured: ~26k gas for a short answer, 37k at 2 KB, 71k at 8 KB, 118.5k at 16 KB):
+# the answer stands but the manager never records it.
 MAX_CALLBACK_VALUE_WEI = 10_000_000
+MIN_CALLBACK_VALUE_WEI = 30_000
 
 
 def _check_callback_value(text: str, wei: int) -> None:
-    if wei == 0:
-        raise InputError("--value", text, "0 leaves the callback no gas: the answer would never "
-                         "reach the session manager", hint="the default is 300000 (wei)")
+    if wei < MIN_CALLBACK_VALUE_WEI:
+        raise InputError("--value", text, f"{wei} wei is {wei} gas for the callback; an answer "
+                         f"needs about 26000 (short) to 118500 (16 KB), so at least "
+                         f"{MIN_CALLBACK_VALUE_WEI}",
+                         hint="the value is the callback gas in wei; the default 300000 covers "
+                              "answers up to ~16 KB")
     if wei > MAX_CALLBACK_VALUE_WEI:
         raise InputError("--value", text, f"{wei} wei asks for {wei} gas for the callback, more "
                          f"than a node's answer can carry (at most {MAX_CALLBACK_VALUE_WEI} wei)",
@@ -484,7 +550,7 @@ def _request_file(run: Run, path: Path, model, namespaces, nodes, wei: int,
                   sessions_n: Optional[int], wait: bool, timeout: float) -> None:
     """`request --file`: the batch's report (a table, or JSON) whatever happened; exit non-zero
     unless every prompt got a request id (and, with --wait, an answer)."""
-    with error_handler(_debug_enabled(run.g)):
+    with error_handler(_debug_enabled(run.g), run.g.json):
         try:
             prompts = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
         except OSError as exc:
@@ -533,7 +599,7 @@ def _request_file(run: Run, path: Path, model, namespaces, nodes, wei: int,
                          + " (the batch stopped; see the table for what was sent)\n")
         if err.get("hint"):
             sys.stderr.write(f"hint: {err['hint']}\n")
-        raise typer.Exit(int(err.get("exit_code") or ExitCode.ERROR))
+        raise typer.Exit(int(err.get("code") or ExitCode.ERROR))
     if not ok:
         raise typer.Exit(int(ExitCode.ERROR))
     if wait and any(r.get("response") is None or r["response"].status != "succeeded"
@@ -588,6 +654,46 @@ def requests_(
         + (f" ({stuck} answered, callback failed: `dtnsess settle --all`)" if stuck else ""),
         ["request id", "session", "created", "status"],
         [(r.request_id, r.session_id, _fmt_time(r.created_at), r.status) for r in rows]))
+
+
+@command(app, "tx")
+def tx_(
+    tx_hash: Annotated[str, typer.Argument(help="0x transaction hash")],
+    *, g: CliOptions,
+) -> None:
+    """A transaction: pending/mined/failed/unknown, block, gas, fee, events, what it did."""
+    run = Run(g)
+    v = run.client.tx_view(tx_hash)
+
+    def human(out) -> None:
+        head = f"tx {v.tx_hash}: {v.status}"
+        if v.block is not None:
+            head += f" in block {v.block}"
+        out.print(head, markup=False)
+        if v.what:
+            out.print(f"  what: {v.what}" + (f" (`{v.command}`)" if v.command else ""),
+                      markup=False)
+        for k, val in (("from", v.sender), ("to", v.to), ("nonce", v.nonce),
+                       ("gas used", v.gas_used), ("fee", v.fee.human() if v.fee else None),
+                       ("reverted", v.revert)):
+            if val is not None:
+                out.print(f"  {k}: {val}", markup=False)
+        for e in v.events:
+            args = ", ".join(f"{k}={_event_arg(a)}" for k, a in e["args"].items())
+            out.print(f"  event {e['name']}({args})", markup=False)
+        if v.status == "unknown":
+            out.print("  the node does not know this transaction (never sent, dropped, or "
+                      "another chain)", markup=False)
+
+    run.ui.emit(v, human)
+    if v.status == "unknown":
+        raise typer.Exit(int(ExitCode.ERROR))
+
+
+def _event_arg(a: Any) -> str:
+    if isinstance(a, (bytes, bytearray)):
+        return "0x" + bytes(a).hex()
+    return str(a)
 
 
 @command(pool_app, "add")
@@ -768,11 +874,11 @@ def cleanup(
     from .units import format_gwei, parse_gwei
 
     g.yes = True  # NOTE: cron never answers a prompt
-    with error_handler(_debug_enabled(g)):
+    with error_handler(_debug_enabled(g), g.json):
         limit = parse_gwei(max_gas_price, "--max-gas-price") if max_gas_price else None
     run = Run(g)
     c = run.client
-    with error_handler(_debug_enabled(g)):
+    with error_handler(_debug_enabled(g), g.json):
         lock = _cleanup_lock(run)
         try:
             with lock.acquire(timeout=0):
@@ -804,13 +910,17 @@ def cleanup(
 
 
 def _cleanup_lock(run: Run):
+    """One lock per (chain, contract): the same address on two chains is two contracts."""
     import tempfile
 
     from filelock import FileLock
 
     lock_dir = Path(os.environ.get("DTNSESS_LOCK_DIR") or tempfile.gettempdir())
     contract = (run.settings.contract or "none").lower()
-    return FileLock(str(lock_dir / f"dtnsess-cleanup-{contract}.lock"))
+    # NOTE: a pinned chain id is checked against the node before anything is sent; otherwise
+    # ask the node (the connect batch then skips its eth_chainId)
+    chain = run.settings.chain_id or run.client.chain_id
+    return FileLock(str(lock_dir / f"dtnsess-cleanup-{chain}-{contract}.lock"))
 
 
 @command(config_app, "show")
@@ -887,8 +997,9 @@ def doctor(*, g: CliOptions) -> None:
                 run.ui.table("dtnsess doctor", ["check", "result", "detail"],
                              [(c.name, mark[c.ok] if c.required or c.ok is not False else "warn",
                                c.detail) for c in checks]))
-    if any(c.ok is False and c.required for c in checks):
-        raise typer.Exit(int(ExitCode.ERROR))
+    failed = [c for c in checks if c.ok is False and c.required]
+    if failed:  # the exit code of the first failed check (a dead RPC is 5, as in README)
+        raise typer.Exit(int(failed[0].code or ExitCode.ERROR))
 
 
 # ---------------------------------------------------------------------- optional sub-apps
@@ -914,8 +1025,9 @@ def main(argv: Optional[list] = None) -> int:
     CliRunner sees them too); this catches what happens outside a command body."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or _debug_enabled()
+    json_mode = "--json" in args
     try:
-        with error_handler(debug):
+        with error_handler(debug, json_mode):
             # NOTE: not standalone, so usage errors reach us and print as one line, like the rest
             rc = app(args=args, prog_name="dtnsess", standalone_mode=False)
     except typer.Exit as exc:
@@ -930,9 +1042,15 @@ def main(argv: Optional[list] = None) -> int:
         if any(a.startswith("-") and a[1:2].isdigit() for a in args):
             hint += "; amounts are positive (put '--' before an argument that starts with '-')"
         sys.stderr.write(f"hint: {hint}\n")
+        if json_mode:
+            import json
+
+            sys.stdout.write(json.dumps({"error": True, "code": int(ExitCode.USAGE),
+                                         "name": "USAGE", "type": "UsageError",
+                                         "message": message, "hint": hint}, indent=2) + "\n")
         return int(ExitCode.USAGE)
     except typer.Abort:
-        sys.stderr.write("error: aborted\n")
+        _report(DtnsessError("aborted"), False, json_mode, ExitCode.ABORTED)
         return int(ExitCode.ABORTED)
     return int(rc) if isinstance(rc, int) else 0
 

@@ -7,19 +7,28 @@ strings or Amounts, return plain dataclasses and never print. Every write goes t
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 from .config import Settings, check_address
+from .errors import scrub
 from .errors import (
     ChainMismatchError,
     ConfigError,
     DtnsessError,
     InputError,
     InsufficientFundsError,
+    LockedError,
     NoContractError,
     NotAuthorizedError,
+    RevertError,
+    RpcError,
+    NotRepeatedError,
+    TxPendingError,
     WaitTimeoutError,
 )
 from .units import Amount, format_amount, parse_amount
@@ -34,6 +43,11 @@ DEFAULT_CALLBACK_GAS_WEI = 300_000
 MAX_SESSION_AGE = 365 * 86400
 MAX_REQUEST_TIMEOUT = 7 * 86400
 MAX_POOL_SIZE = 100
+# NOTE: a prompt is stored on chain by the router: ~740 gas per byte measured against the local
+# DTN (16 KB: 12.1M gas); newer forks cap a transaction at 2^24 gas (~22 KB), and the answer's
+# transaction must fit as well, so 16 KB leaves room.
+MAX_PROMPT_BYTES = 16 * 1024
+PROMPT_GAS_PER_BYTE = 740
 AGGREGATION_ANY = 0
 
 ERC20_ABI = [
@@ -155,11 +169,35 @@ class WriteResult:
 
 
 @dataclass
+class TxView:
+    """``dtnsess tx HASH``: what the chain says about a transaction, and what it was for."""
+
+    tx_hash: str
+    status: str  # pending | mined | failed | unknown
+    block: Optional[int] = None
+    sender: Optional[str] = None
+    to: Optional[str] = None
+    nonce: Optional[int] = None
+    gas_used: Optional[int] = None
+    fee: Optional[Amount] = None
+    events: list = field(default_factory=list)  # {"name", "address", "args"}
+    revert: Optional[str] = None
+    what: Optional[str] = None  # the journal's description, when this machine sent it
+    command: Optional[str] = None  # the journal's command line
+    journal: Optional[str] = None  # the journal's status
+
+
+@dataclass
 class Check:
     name: str
     ok: Optional[bool]  # None = skipped / informational
     detail: str
     required: bool = True
+    # the exit code a failed check stands for (README's table: rpc 5, chain 6, config 3, ...)
+    code: int = 1
+
+    def __post_init__(self) -> None:
+        self.detail = scrub(self.detail)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -192,12 +230,35 @@ def routing_id(name: str, prefix: str = "") -> bytes:
     s = (name or "").strip()
     if not s:
         raise InputError("routing name", name, "empty")
-    if s[:2].lower() == "0x" and len(s) == 66:
+    if s[:2].lower() == "0x":
+        if len(s) != 66:
+            raise InputError("routing id", name, "expected 0x followed by 64 hex digits (a "
+                             "32-byte id), or a name")
         try:
             return bytes.fromhex(s[2:])
         except ValueError:
             raise InputError("routing id", name, "not hex") from None
     return keccak(text=prefix + s)
+
+
+SYSTEM_TRUST = "trust.system.authored"
+
+
+def system_trust_id() -> bytes:
+    from eth_abi import encode as abi_encode
+    from eth_utils import keccak
+
+    # NOTE: system trust hashes with abi.encode (not encodePacked), as the deployed DTN does
+    return keccak(abi_encode(["string"], [SYSTEM_TRUST]))
+
+
+def namespace_routing_id(name: str) -> bytes:
+    """``--namespace``: a 0x 32-byte id as is; ``trust.system.authored`` is system trust (the
+    router's own abi.encode hash, the only one nodes serve it under); any other name is
+    keccak256(abi.encodePacked(name)), as the node registry hashes namespace names."""
+    if (name or "").strip() == SYSTEM_TRUST:
+        return system_trust_id()
+    return routing_id(name)
 
 
 def node_routing_id(name: str) -> bytes:
@@ -209,12 +270,7 @@ def node_routing_id(name: str) -> bytes:
 
 
 def system_trust_routing() -> tuple:
-    from eth_abi import encode as abi_encode
-    from eth_utils import keccak
-
-    # NOTE: system trust hashes with abi.encode (not encodePacked), as the deployed DTN does
-    ns = keccak(abi_encode(["string"], ["trust.system.authored"]))
-    return ([ns], [], 1, 8, AGGREGATION_ANY)
+    return ([system_trust_id()], [], 1, 8, AGGREGATION_ANY)
 
 
 def decode_text_answer(data: bytes) -> Optional[str]:
@@ -228,6 +284,29 @@ def decode_text_answer(data: bytes) -> Optional[str]:
         return text
     except Exception:
         return None
+
+
+def check_rpc_url(url: str) -> str:
+    """An http(s) URL with a host and a valid port, else ConfigError (shown redacted)."""
+    from urllib.parse import urlsplit
+
+    from .errors import redact_url
+
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as exc:
+        reason = "its port is not 0-65535" if "port" in str(exc).lower() else "it is malformed"
+        raise ConfigError(f"invalid RPC URL: {reason}",
+                          hint="e.g. --rpc-url http://127.0.0.1:8545") from None
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError(f"unsupported RPC URL scheme {parts.scheme or '(none)'!r}",
+                          hint="use an http:// or https:// JSON-RPC endpoint")
+    if not parts.hostname or port == 0:
+        raise ConfigError(f"invalid RPC URL {redact_url(url)}: no host" if not parts.hostname
+                          else "invalid RPC URL: port 0",
+                          hint="e.g. --rpc-url http://127.0.0.1:8545")
+    return url.strip()
 
 
 def _hex(b: Any) -> str:
@@ -259,15 +338,61 @@ LOG_CHUNK = 5_000
 MAX_LOG_BLOCKS = 1_000_000
 
 
+def env_seconds(name: str, default: float) -> float:
+    """A duration in seconds from the environment (tests shorten the RPC and receipt waits)."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if not v > 0:
+        raise ConfigError(f"{name}={text!r} is not a positive number of seconds")
+    return v
+
+
+# how long a write waits for another process sending from the same key
+SENDER_LOCK_WAIT = 600.0
+
+
+def _writes(method):
+    """A write: one sender at a time (the per-(chain, sender) lock, held until it returns, so
+    the reads that decide what to send, the nonces and the receipts of parallel processes do
+    not interleave); this key's open journal entries resolved first; and when a later step
+    fails, the error names the steps already mined. A dry run takes none of this."""
+
+    @functools.wraps(method)
+    def wrapper(self: "Client", *args: Any, **kwargs: Any) -> Any:
+        if self.settings.dry_run or self._writing:
+            return method(self, *args, **kwargs)
+        self._writing = True
+        try:
+            with self._sender_locked():
+                self._resolve_open()
+                self._done = []
+                try:
+                    return method(self, *args, **kwargs)
+                except DtnsessError as exc:
+                    self._name_done(exc)
+                    raise
+        finally:
+            self._writing = False
+
+    return wrapper
+
+
 # --------------------------------------------------------------------------- the client
 
 class Client:
     """One connection to one AdvancedSessionManager; caches what does not change per run."""
 
-    def __init__(self, settings: Settings, ui: Any, *, receipt_timeout: float = 120.0) -> None:
+    def __init__(self, settings: Settings, ui: Any, *,
+                 receipt_timeout: Optional[float] = None) -> None:
         self.settings = settings
         self.ui = ui
-        self.receipt_timeout = receipt_timeout
+        self.receipt_timeout = (env_seconds("DTNSESS_RECEIPT_TIMEOUT", 120.0)
+                                if receipt_timeout is None else receipt_timeout)
         self._w3 = None
         self._account = None
         self._chain_id: Optional[int] = None
@@ -278,33 +403,17 @@ class Client:
         self._symbol: Optional[str] = None
         self._txctx = None
         self._errors = None
+        self._journal = None
+        self._writing = False
+        self._done: list = []  # TxResults mined by this write (see _writes)
 
     # ---------------------------------------------------------------- connection
     @property
     def w3(self):
         if self._w3 is None:
-            url = self.settings.require_rpc()
-            if not url.startswith(("http://", "https://")):
-                raise ConfigError(f"unsupported RPC URL scheme in {url.split(':', 1)[0]!r}",
-                                  hint="use an http:// or https:// JSON-RPC endpoint")
-            import requests
-            from web3 import Web3
-            from web3.providers.rpc.utils import ExceptionRetryConfiguration
+            from .rpc import make_web3
 
-            provider = Web3.HTTPProvider(
-                url, request_kwargs={"timeout": 30},
-                # NOTE: few retries: a down node should fail in seconds, not after a long backoff
-                exception_retry_configuration=ExceptionRetryConfiguration(
-                    errors=(ConnectionError, requests.HTTPError, requests.Timeout),
-                    retries=1, backoff_factor=0.1),
-                # NOTE: web3 asks eth_chainId before every contract call (twice with its
-                # validation); the chain id of one run is fixed (checked in `chain_id`), so cache it.
-                # (No validation threshold: it costs an eth_chainId of its own, and only
-                # block-dependent requests use it.)
-                cache_allowed_requests=True, cacheable_requests={"eth_chainId"},
-                request_cache_validation_threshold=None,
-            )
-            self._w3 = Web3(provider)
+            self._w3 = make_web3(check_rpc_url(self.settings.require_rpc()))
         return self._w3
 
     def _call(self, thunk, what: str):
@@ -492,8 +601,7 @@ class Client:
             from . import tx
             from .artifacts import load_artifact
 
-            event_abis = [load_artifact("AdvancedSessionManager")["abi"],
-                          load_artifact("IDtnAi")["abi"], ERC20_ABI]
+            event_abis = self._event_abis()
             self._txctx = tx.TxContext(
                 w3=self.w3, account=self.account, chain_id=self.chain_id, ui=self.ui,
                 errors=self._error_decoder(), event_abis=event_abis, yes=self.settings.yes,
@@ -501,28 +609,213 @@ class Client:
                 token_decimals=self.decimals if self.settings.contract else None,
                 token_symbol=self._symbol or "",
                 symbol_lookup=(lambda: self.symbol) if self.settings.contract else None,
-                rpc_url=self.settings.rpc_url,
+                rpc_url=self.settings.rpc_url, journal=self._journal,
             )
         return self._txctx
 
+    # ---------------------------------------------------------------- one sender at a time
+    @contextlib.contextmanager
+    def _sender_locked(self) -> Iterator[None]:
+        """Hold this key's sender lock (waiting for another process up to SENDER_LOCK_WAIT) and
+        open the journal."""
+        from filelock import Timeout
+
+        from .journal import Journal, sender_lock
+
+        addr = self.address
+        chain = self.settings.chain_id or self.chain_id
+        lock = sender_lock(chain, addr)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            self.ui.info(f"waiting for another dtnsess process sending from {addr}")
+            try:
+                lock.acquire(timeout=SENDER_LOCK_WAIT)
+            except Timeout:
+                raise LockedError(lock.lock_file, f"another dtnsess process is still sending "
+                                  f"from {addr} after {SENDER_LOCK_WAIT:g}s") from None
+        try:
+            if self._journal is None:
+                self._journal = Journal()
+                if self._txctx is not None:
+                    self._txctx.journal = self._journal
+            yield
+        finally:
+            lock.release()
+
+    def _resolve_open(self) -> None:
+        """Resolve this key's open journal entries (an earlier run lost a reply, timed out or
+        was interrupted) before anything new is sent; one line each on stderr. A pending one is
+        waited for; one the node lost is re-broadcast (its own signed bytes). When the entry
+        that is found mined was this very command, it is not repeated (NotRepeatedError)."""
+        from . import tx
+        from .journal import DROPPED, FAILED, INTENT, MINED, REPLACED
+
+        entries = self._journal.open_entries(self.settings.chain_id or self.chain_id,
+                                             self.address)
+        if not entries:
+            return
+        ctx = self.txctx
+        reqs: list = []
+        for e in entries:
+            reqs += [("eth_getTransactionReceipt", [e.tx_hash]),
+                     ("eth_getTransactionByHash", [e.tx_hash])]
+        reqs.append(("eth_getTransactionCount", [self.address, "latest"]))
+        resps = tx.rpc_batch(ctx, reqs, "journal lookup")
+        mined_nonce = int(resps[-1].get("result") or "0x0", 16)
+        argv = (INTENT.get() or {}).get("argv")
+        repeat = None
+        for i, e in enumerate(entries):
+            rec = resps[2 * i].get("result")
+            known = resps[2 * i + 1].get("result")
+            what = f"earlier {e.label()}"
+            if not (rec and rec.get("blockNumber")):
+                if not known and mined_nonce > e.nonce:
+                    self._journal.resolve(e.tx_hash, REPLACED, note="nonce used by another tx")
+                    self.ui.info(f"{what}: never mined, its nonce went to another transaction "
+                                 f"(nothing of `{e.description}` was done)")
+                    continue
+                if not known:  # the node lost it: its own signed bytes again
+                    again = ctx.w3.provider.make_request("eth_sendRawTransaction", [e.raw])
+                    msg = tx._node_message(again).lower()
+                    if "error" in again and not any(k in msg for k in tx._KNOWN):
+                        self._journal.resolve(e.tx_hash, DROPPED, note=msg)
+                        self.ui.info(f"{what}: the node refused it ({msg}); nothing of "
+                                     f"`{e.description}` was done")
+                        continue
+                self.ui.info(f"{what}: pending; waiting for it before sending anything new")
+                try:
+                    rec = tx.wait_for_receipt(ctx, e.tx_hash, e.description, e.nonce)
+                except TxPendingError as exc:
+                    exc.message = (f"an earlier transaction from this key is still pending: "
+                                   f"{e.label()} ({e.description}); nothing new was sent")
+                    raise
+            else:
+                from web3._utils.method_formatters import receipt_formatter
+
+                rec = receipt_formatter(rec)
+            block = rec["blockNumber"]
+            if rec["status"] == 1:
+                self._journal.resolve(e.tx_hash, MINED, block)
+                self.ui.info(f"{what}: mined in block {block} ({e.description})")
+                if e.final and argv and e.argv == argv:
+                    repeat = (e, block)
+            else:
+                self._journal.resolve(e.tx_hash, FAILED, block)
+                self.ui.info(f"{what}: reverted in block {block}; only its gas was spent "
+                             f"({e.description} was not done)")
+        if repeat is not None:
+            raise NotRepeatedError(repeat[0].argv, repeat[0].tx_hash, repeat[1])
+
+    def _name_done(self, exc: DtnsessError) -> None:
+        """Prefix a later step's error with the steps of this write that were mined."""
+        done = [t for t in self._done if t.tx_hash and t.tx_hash != getattr(exc, "tx_hash", 0)]
+        if not done:
+            return
+        steps = "; ".join(f"{t.description}: mined in tx {t.tx_hash} (block {t.block_number})"
+                          for t in done)
+        exc.message = f"{steps}; then {exc.message}"
+        exc.done = [t.summary() for t in done]  # type: ignore[attr-defined]
+
     def _send(self, fn, *, description: str, value: int = 0, token_cost: Optional[str] = None,
-              follows: Any = None, gas_limit: Optional[int] = None):
+              follows: Any = None, step: Optional[str] = None, reads: Sequence[Any] = (),
+              check: Optional[Any] = None, gas_limit: Optional[int] = None):
         """``tx.send_and_wait``; ``follows``: the TxResult this run sent just before. The token
-        symbol, when still unknown, rides in the transaction's batch (results show amounts)."""
+        symbol, when still unknown, rides in the transaction's batch (results show amounts), and
+        so do ``reads``, whose raw responses ``check`` gets before anything is sent (it may
+        raise: then nothing is)."""
         from . import tx
 
         ctx = self.txctx
         sym = self._symbol_requests()
 
         def take(resps: list) -> None:
-            self._take_symbol(self._rows(sym, resps, "symbol()"))
+            self._take_symbol(self._rows(sym, resps[:len(sym)], "symbol()"))
             ctx.token_symbol = self._symbol or ""
+            if check is not None:
+                check(list(resps[len(sym):]))
 
-        return tx.send_and_wait(ctx, fn, value=value, description=description,
-                                dry_run=self.settings.dry_run, confirm=True,
-                                token_cost=token_cost,
-                                follows=follows.next_facts if follows is not None else None,
-                                also=self._requests(sym), on_also=take, gas_limit=gas_limit)
+        res = tx.send_and_wait(ctx, fn, value=value, description=description,
+                               dry_run=self.settings.dry_run, confirm=True,
+                               token_cost=token_cost,
+                               follows=follows.next_facts if follows is not None else None,
+                               also=self._requests(list(sym) + list(reads)), on_also=take,
+                               step=step, gas_limit=gas_limit)
+        if not res.dry_run:
+            self._done.append(res)
+        return res
+
+    def tx_view(self, tx_hash: str) -> TxView:
+        """Status, block, gas, fee and decoded events of a transaction, with the journal's
+        record of what it was for (an open entry is resolved when the chain has settled it)."""
+        from . import tx
+        from .journal import FAILED, MINED, OPEN, Journal
+
+        h = (tx_hash or "").strip()
+        try:
+            ok = h[:2].lower() == "0x" and len(h) == 66 and bytes.fromhex(h[2:]) is not None
+        except ValueError:
+            ok = False
+        if not ok:
+            raise InputError("transaction hash", tx_hash, "expected 0x followed by 64 hex digits")
+        h = h.lower()
+        _ = self.chain_id
+        ctx = self._read_ctx()
+        ctx.event_abis = self._event_abis()
+        r_rec, r_tx = tx.rpc_batch(ctx, [("eth_getTransactionReceipt", [h]),
+                                         ("eth_getTransactionByHash", [h])], "transaction lookup")
+        for r in (r_rec, r_tx):
+            if "error" in r:
+                raise tx.response_error(ctx, r, "transaction lookup")
+        from eth_utils import to_checksum_address
+
+        def cs(a: Optional[str]) -> Optional[str]:
+            return to_checksum_address(a) if a else None
+
+        view = TxView(tx_hash=h, status="unknown")
+        t = r_tx.get("result")
+        if t:
+            view.status = "pending"
+            view.sender, view.to = cs(t.get("from")), cs(t.get("to"))
+            view.nonce = int(t["nonce"], 16)
+        rec = r_rec.get("result")
+        if rec and rec.get("blockNumber"):
+            from web3._utils.method_formatters import receipt_formatter
+
+            rec = receipt_formatter(rec)
+            view.block, view.gas_used = rec["blockNumber"], rec["gasUsed"]
+            view.sender, view.to = view.sender or cs(rec["from"]), view.to or cs(rec.get("to"))
+            price = rec.get("effectiveGasPrice")
+            if price is not None:
+                view.fee = Amount(rec["gasUsed"] * price, 18, "ETH")
+            view.status = "mined" if rec["status"] == 1 else "failed"
+            view.events = [{"name": e.name, "address": e.address, "args": e.args}
+                           for e in tx.decode_logs(ctx, rec["logs"])]
+            if view.status == "failed" and t:
+                base = {"from": t["from"], "data": t.get("input", "0x"),
+                        "value": int(t.get("value", "0x0"), 16)}
+                if t.get("to"):
+                    base["to"] = t["to"]
+                err = tx._failed_receipt(ctx, base, rec, int(t["gas"], 16), "the transaction", h)
+                view.revert = getattr(err, "reason", err.message)
+        try:
+            j = self._journal or Journal()
+            e = j.find(h)
+        except DtnsessError:  # no journal here: the chain's part is still worth showing
+            e = None
+        if e is not None:
+            view.what, view.command = e.description, e.argv or None
+            if e.status == OPEN and view.status in ("mined", "failed"):
+                j.resolve(h, MINED if view.status == "mined" else FAILED, view.block)
+                e.status = MINED if view.status == "mined" else FAILED
+            view.journal = e.status
+        return view
+
+    def _event_abis(self) -> list:
+        from .artifacts import load_artifact
+
+        return [load_artifact("AdvancedSessionManager")["abi"], load_artifact("IDtnAi")["abi"],
+                ERC20_ABI]
 
     def _events(self, res, name: str, address: Optional[str] = None) -> list:
         addr = address or self.manager.address
@@ -646,7 +939,7 @@ class Client:
     # batches). A contract call's revert is decoded by selector as in ``_call``.
 
     @staticmethod
-    def _requests(reads: Sequence[Any]) -> list:
+    def _requests(reads: Sequence[Any], block: Any = "latest") -> list:
         from . import tx
 
         out = []
@@ -655,7 +948,7 @@ class Client:
                 out.append(r)
             else:
                 to, data, _ = tx._call_parts(r)
-                out.append(("eth_call", [{"to": to, "data": data}, "latest"]))
+                out.append(("eth_call", [{"to": to, "data": data}, block]))
         return out
 
     def _rows(self, reads: Sequence[Any], resps: Sequence[dict], what: Any) -> list:
@@ -680,12 +973,12 @@ class Client:
                     out.append((False, tx.to_rpc_error(exc, self.settings.rpc_url)))
         return out
 
-    def _batch(self, reads: Sequence[Any], what: Any) -> list:
+    def _batch(self, reads: Sequence[Any], what: Any, block: Any = "latest") -> list:
         from . import tx
 
         if not reads:
             return []
-        resps = tx.rpc_batch(self._read_ctx(), self._requests(reads), "read")
+        resps = tx.rpc_batch(self._read_ctx(), self._requests(reads, block), "read")
         return self._rows(reads, resps, what)
 
     @staticmethod
@@ -764,22 +1057,29 @@ class Client:
         return out
 
     def response(self, request_id: Any) -> ResponseView:
+        """The manager's record and the router's answer of a request, both read at one block
+        (at two blocks, an answer mined in between looked like a callback that did not run)."""
         rid = parse_request_id(request_id) if isinstance(request_id, str) else bytes(request_id)
-        info = self.request_info(rid)
+        (head,) = self._calls([("eth_blockNumber", [])], "block number")
+        m = self._mgr
+        (ok, req), (answered, resp) = self._batch(
+            [m.functions.requests(rid), self.router.functions.fetchResponse(rid)],
+            ["requests", "fetchResponse"], block=head)
+        if not ok:
+            raise req
+        sid, user, created, status = req
+        info = RequestView(_hex(rid), int(sid), user, int(created),
+                           REQUEST_STATUS.get(int(status), str(status)))
         if info.status == "none":
             raise InputError("request id", _hex(rid), "unknown to this session manager")
-        from . import tx
-
-        try:
-            status, message, data = self.router.functions.fetchResponse(rid).call()
-        except Exception as exc:
-            revert = tx.revert_data_from_exception(exc)
-            if revert is None:
-                raise tx.to_rpc_error(exc, self.settings.rpc_url) from exc
+        if not answered:
+            if not isinstance(resp, RevertError):
+                raise resp
             # "Request not completed" while pending (decoded by selector: Error(string))
             return ResponseView(_hex(rid), "pending", info.status, "", None,
                                 session_id=info.session_id, user=info.user,
                                 created_at=info.created_at)
+        status, message, data = resp
         st = {1: "succeeded", 2: "failed"}.get(int(status), "unknown")
         answer = decode_text_answer(data) if st == "succeeded" else None
         note = None
@@ -798,28 +1098,47 @@ class Client:
         rid = parse_request_id(request_id) if isinstance(request_id, str) else bytes(request_id)
         from eth_utils import keccak
 
-        first = self.response(rid)
-        if first.status != "pending":
+        # NOTE: the request is made and paid for: node trouble while waiting (after the read
+        # retries) is waited out until the deadline, never a reason to give up early
+        trouble: list = []
+
+        def tolerant(fn):
+            try:
+                return fn()
+            except RpcError as exc:
+                trouble[:] = [exc]
+                return None
+
+        first = tolerant(lambda: self.response(rid))
+        if first is not None and first.status != "pending":
             return first
         topics = [[keccak(text="AIRequestCompleted(bytes32,uint256,address,uint8)"),
                    keccak(text="RequestCompleted(bytes32,uint8)")], rid]
-        start = from_block if from_block is not None else self._call(
-            lambda: self.w3.eth.block_number, "block number")
+        start = from_block
         deadline = time.monotonic() + timeout
         with self.ui.status(f"waiting for the answer to {_hex(rid)[:10]}…"):
             while True:
-                head = self._call(lambda: self.w3.eth.block_number, "block number")
-                if head >= start:
-                    logs = self._call(lambda: self.w3.eth.get_logs({
+                head = tolerant(lambda: self._call(lambda: self.w3.eth.block_number,
+                                                   "block number"))
+                if start is None:
+                    start = head
+                if head is not None and head >= start:
+                    logs = tolerant(lambda: self._call(lambda: self.w3.eth.get_logs({
                         "fromBlock": start, "toBlock": head,
                         "address": [self.manager.address, self.router.address],
-                        "topics": topics}), "eth_getLogs")
+                        "topics": topics}), "eth_getLogs"))
                     if logs:
-                        return self.response(rid)
-                    start = head + 1
+                        ans = tolerant(lambda: self.response(rid))
+                        if ans is not None:
+                            return ans
+                    elif logs is not None:
+                        start = head + 1
                 if time.monotonic() >= deadline:
+                    hint = f"check later with `dtnsess response {_hex(rid)}`"
+                    if trouble:
+                        hint += f"; the node also failed while waiting: {trouble[0].reason}"
                     raise WaitTimeoutError("the answer", timeout, request_id=_hex(rid),
-                                           hint=f"check later with `dtnsess response {_hex(rid)}`")
+                                           hint=hint)
                 time.sleep(min(poll, max(0.05, deadline - time.monotonic())))
 
     # ---------------------------------------------------------------- pre-checks
@@ -860,12 +1179,13 @@ class Client:
         target = MAX_UINT256 if approve_max else units
         shown = "unlimited" if approve_max else f"{format_amount(units, self.decimals)} {self.symbol}"
         res = self._send(self.token.functions.approve(self.manager.address, target),
-                         description=f"approve {shown} for the session manager")
+                         description=f"approve {shown} for the session manager", step="approve")
         result.txs.append(res)
         result.data["approved"] = "unlimited" if approve_max else self.amount(target)
         return not self.settings.dry_run
 
     # ---------------------------------------------------------------- writes
+    @_writes
     def approve(self, amount: Optional[str], unlimited: bool = False) -> WriteResult:
         units = MAX_UINT256 if unlimited else self.parse(amount or "", allow_zero=True)
         shown = "unlimited" if unlimited else f"{format_amount(units, self.decimals)} {self.symbol}"
@@ -893,6 +1213,7 @@ class Client:
         r.txs.append(res)
         return res
 
+    @_writes
     def create_session(self, amount: str, approve_max: bool = False) -> WriteResult:
         units = self.parse(amount)
         cfg = self._config_tuple()
@@ -912,6 +1233,7 @@ class Client:
             int(res.return_value) if res.return_value is not None else None)
         return r
 
+    @_writes
     def renew_session(self, session_id: int, amount: str, approve_max: bool = False) -> WriteResult:
         units = self.parse(amount)
         s = self._owned_active(session_id)
@@ -956,6 +1278,7 @@ class Client:
                 raise requests_pending_error(f"renewing session {s.session_id}", s.session_id,
                                              s.pending_requests, retry_after)
 
+    @_writes
     def close_session(self, session_id: int) -> WriteResult:
         """Settle answered requests of the session (one transaction), then close it. Still
         blocked by unanswered ones: begin closing it (others can no longer add requests), and
@@ -1009,6 +1332,7 @@ class Client:
                     f"are settled by close itself (`dtnsess requests --pending`)")
         r.error = err
 
+    @_writes
     def close_all_sessions(self) -> WriteResult:
         """Settle answered requests of your sessions (one transaction), then closeAllSessions:
         it closes what it can and skips (SessionCloseSkipped) sessions with unanswered requests.
@@ -1188,6 +1512,7 @@ class Client:
             return None
         return self._send_settle(r, todo)
 
+    @_writes
     def settle(self, request_id: Optional[str] = None) -> WriteResult:
         """Record the answers of requests whose callback failed: one ``request_id``, or all
         the caller's own and those in the caller's sessions. Nothing to settle: nothing sent."""
@@ -1225,9 +1550,75 @@ class Client:
         if nodes:
             return ("nodes", ([], [node_routing_id(n) for n in nodes], 1, 8, AGGREGATION_ANY))
         if namespaces:
-            return ("namespaces", [routing_id(n) for n in namespaces])
+            return ("namespaces", [namespace_routing_id(n) for n in namespaces])
         return ("system", None)
 
+    def _request_fee(self, size: int) -> int:
+        """What DTN charges the session for a ``size``-byte prompt (its request bytes): the
+        per-byte fee, capped by the per-request maximum."""
+        c = self._config_tuple()
+        return min(size * int(c[7]), int(c[9]))
+
+    def _check_dtn_balance(self, s: SessionView, size: int) -> None:
+        """Refuse a request the session cannot pay for: DTN would take it and pay the node
+        what is left (0 when empty), so the answer would go unpaid."""
+        if s.dtn_balance is None:  # the router does not show balances: nothing to go by
+            return
+        need = max(self._request_fee(size), 1)
+        if s.dtn_balance.units < need:
+            sym = self.symbol
+            raise InsufficientFundsError(
+                f"DTN balance in session {s.session_id}",
+                f"{format_amount(s.dtn_balance.units, self.decimals)} {sym}",
+                f"{format_amount(need, self.decimals)} {sym} for this {size}-byte prompt",
+                hint=f"add funds with `dtnsess renew {s.session_id} AMOUNT`, or use another "
+                     f"session (--session)")
+
+    def _funded_sessions(self, ids: list, size: int) -> list:
+        """The sessions of ``ids`` whose DTN balance can pay a ``size``-byte prompt (one round
+        trip); the others are skipped with a note, and none left is a FUNDS error."""
+        (views,) = self._calls_and_symbol([self._mgr.functions.getSessions(list(ids))],
+                                          "getSessions")
+        need = max(self._request_fee(size), 1)
+        views = [self._session_view(v) for v in views]
+        ok = [v.session_id for v in views if v.dtn_balance is None or v.dtn_balance.units >= need]
+        low = [v for v in views if v.session_id not in ok]
+        if low and not ok:
+            self._check_dtn_balance(low[0], size)  # raises, naming the first one
+        if low:
+            self.ui.info(f"skipping session{'s' if len(low) != 1 else ''} "
+                         f"{', '.join(str(v.session_id) for v in low)}: DTN balance too low "
+                         f"(`dtnsess renew ID AMOUNT`)")
+        return ok
+
+    def _prompt_too_large(self, size: int, session_id: Optional[int]) -> DtnsessError:
+        """The refusal of an oversized prompt: its size, what a byte costs (gas and DTN fee)
+        and what the paying session holds. Nothing is sent."""
+        c = self._config_tuple()
+        sym = self.symbol
+        per_byte = format_amount(int(c[7]), self.decimals)
+        holds = ""
+        try:
+            sid = session_id
+            if sid is None:
+                ids = self.active_session_ids()
+                sid = ids[-1] if ids else None
+            if sid is not None:
+                v = self.session(sid)
+                bal = v.dtn_balance if v.dtn_balance is not None else v.balance
+                holds = f"; session {sid} holds {bal.human()}"
+        except DtnsessError:
+            pass
+        return InputError(
+            "prompt", f"({size} bytes)",
+            f"{size} bytes is more than {MAX_PROMPT_BYTES} (a prompt costs about "
+            f"{PROMPT_GAS_PER_BYTE} gas per byte to send, ~{size * PROMPT_GAS_PER_BYTE:,} gas "
+            f"here, and a transaction holds at most {2**24:,}; DTN charges {per_byte} {sym} "
+            f"per byte, at most {format_amount(int(c[9]), self.decimals)} {sym} per "
+            f"request{holds})",
+            hint="shorten the prompt, or split it into several requests")
+
+    @_writes
     def make_ai_request(self, prompt: str, *, model: Optional[str] = None,
                         namespaces: Sequence[str] = (), nodes: Sequence[str] = (),
                         value: int = DEFAULT_CALLBACK_GAS_WEI,
@@ -1236,9 +1627,22 @@ class Client:
             raise InputError("prompt", prompt, "empty")
         model = model or self.settings.model
         kind, routing = self._routing(namespaces, nodes)
+        size = len(prompt.encode("utf-8"))
+        if size > MAX_PROMPT_BYTES:
+            raise self._prompt_too_large(size, session_id)
+        # NOTE: which session pays: the given one, else the contract's choice (a live pool
+        # grant, else the newest own active session); its DTN balance is read in the
+        # transaction's own batch and checked before anything is sent
+        candidates: list = []
+        if session_id is not None:
+            self._check_dtn_balance(self._owned_active(session_id, allow_grant=True), size)
+        else:
+            mf = self._mgr.functions
+            own, grant = self._calls([mf.getUserActiveSessions(self.address),
+                                      mf.poolGrant(self.address)], "getUserActiveSessions")
+            candidates = ([int(grant)] if int(grant) else []) + ([int(own[-1])] if own else [])
         m = self.manager.functions
         if session_id is not None:
-            self._owned_active(session_id, allow_grant=True)
             if kind == "namespaces":
                 routing = (routing, [], 1, 8, AGGREGATION_ANY)
             elif kind == "system":
@@ -1248,9 +1652,20 @@ class Client:
             fn = m.makeAIRequestWithRouting(prompt, model, routing)
         else:
             fn = m.makeAIRequest(prompt, model, routing or [])
+        reads = [m.getSession(c) for c in candidates]
+
+        def check(resps: list) -> None:
+            rows = self._rows(reads, resps, "getSession")
+            views = [self._session_view(v, symbol="") for ok, v in rows if ok]
+            for v in views:  # the first live candidate is the one the contract uses
+                if v.active:
+                    self._check_dtn_balance(v, size)
+                    return
+
         r = WriteResult("request", dry_run=self.settings.dry_run)
         try:
-            res = self._send(fn, value=value, description=f"AI request to {model}")
+            res = self._send(fn, value=value, description=f"AI request to {model}",
+                             reads=reads, check=check)
         except InsufficientFundsError as exc:
             # Without a session the contract opens one with the minimum balance; say so.
             if session_id is None and "fee token" in exc.what and not self.active_session_ids():
@@ -1285,6 +1700,7 @@ class Client:
                 pass
         return ids
 
+    @_writes
     def add_to_pool(self, session_id: int, limit: Optional[str] = None,
                     allow_nodes: bool = False) -> WriteResult:
         """addToPool (default grant limit: 10 answers' maximum fee; takers route by trust
@@ -1335,6 +1751,7 @@ class Client:
                                                          str(e.args["reason"]))}
                                   for e in self._events(res, "GrantEnded")]
 
+    @_writes
     def remove_from_pool(self, session_id: int) -> WriteResult:
         """removeFromPool: the session leaves the pool and its taker's grant ends."""
         s = self._session_view(self._session_tuple(session_id), symbol=self._symbol or "")
@@ -1354,6 +1771,7 @@ class Client:
             self._grant_ended(r, res)
         return r
 
+    @_writes
     def revoke_grant(self, session_id: int, user: str) -> WriteResult:
         """revokeGrant: ``user``'s grant on the session ends; the session stays out of the pool
         (the revoked taker could take it straight back) until its owner adds it again."""
@@ -1389,6 +1807,7 @@ class Client:
         return {"session_id": int(sid), "remaining": self.amount(remaining),
                 "allow_node_routing": bool(nodes)}
 
+    @_writes
     def release_grant(self) -> WriteResult:
         """releaseGrant: the caller's grant ends (the session returns to the pool). Holding
         none is not an error: nothing is sent."""
@@ -1407,6 +1826,7 @@ class Client:
             r.data["pooled"] = self._is_pooled(g["session_id"])
         return r
 
+    @_writes
     def get_from_pool(self) -> WriteResult:
         m = self._mgr.functions
         (size, _), (held, _, _) = self._calls([m.getPoolStatus(), m.getGrant(self.address)],
@@ -1434,6 +1854,7 @@ class Client:
         """The node's current gas price (eth_gasPrice), in wei."""
         return int(self._call(lambda: self.w3.eth.gas_price, "gas price"))
 
+    @_writes
     def cleanup(self, max_n: int) -> WriteResult:
         r = WriteResult("cleanup", dry_run=self.settings.dry_run)
         idle = self.idle_sessions(max_n)
@@ -1452,6 +1873,7 @@ class Client:
             r.data["failed"] = [int(e.args["sessionId"]) for e in failed]
         return r
 
+    @_writes
     def withdraw_refunds(self) -> WriteResult:
         have = self.claimable_refunds()
         r = WriteResult("refunds-withdraw", dry_run=self.settings.dry_run)
@@ -1463,6 +1885,7 @@ class Client:
         r.txs.append(res)
         return r
 
+    @_writes
     def update_config(self, *, min_balance: Optional[str] = None, max_age: Optional[int] = None,
                       pool_size: Optional[int] = None, fee_per_byte_req: Optional[str] = None,
                       fee_per_byte_res: Optional[str] = None,
@@ -1550,6 +1973,7 @@ class Client:
                                  f"a per-byte fee ({format_amount(v, d)} {sym}) may not exceed "
                                  f"the max fee per response ({format_amount(total, d)} {sym})")
 
+    @_writes
     def sweep(self, to: str, token: Optional[str] = None) -> WriteResult:
         """Owner only: send tokens the manager holds but owes nobody to ``to`` (for the fee
         token its balance minus the credited refunds; any other token all of it). Nothing to
@@ -1580,6 +2004,7 @@ class Client:
         r.txs.append(res)
         return r
 
+    @_writes
     def deploy(self, ai_address: str) -> WriteResult:
         from .artifacts import load_artifact
 
@@ -1600,6 +2025,7 @@ class Client:
                        "compiler": art.get("compiler")})
         return r
 
+    @_writes
     def request_batch(self, prompts: Sequence[str], *, model: Optional[str] = None,
                       namespaces: Sequence[str] = (), nodes: Sequence[str] = (),
                       value: int = DEFAULT_CALLBACK_GAS_WEI,
@@ -1628,11 +2054,16 @@ class Client:
         for i, p in enumerate(prompts):
             if not p.strip():
                 raise InputError(f"prompt {i + 1}", p, "empty")
+            if len(p.encode("utf-8")) > MAX_PROMPT_BYTES:
+                err = self._prompt_too_large(len(p.encode("utf-8")), None)
+                err.message = f"line {i + 1}: {err.message}"
+                raise err
         ids = self.active_session_ids()
         hint = "create sessions with `dtnsess create AMOUNT` (one session serves one request " \
                "per second)"
         if not ids:
             raise InputError("sessions", "", "you have no active session", hint=hint)
+        ids = self._funded_sessions(ids, max(len(p.encode("utf-8")) for p in prompts))
         if sessions is not None:
             if sessions < 1:
                 raise InputError("--sessions", str(sessions), "must be at least 1")
@@ -1804,18 +2235,21 @@ class Client:
         with self.ui.progress("answers", len(rids)) as advance:
             advance(len(done))
             while len(done) < len(rids):
-                head = self._call(lambda: self.w3.eth.block_number, "block number")
-                if head >= start:
-                    todo = [r for r in rids if r not in done]
-                    logs = self._call(lambda: self.w3.eth.get_logs({
-                        "fromBlock": start, "toBlock": head,
-                        "address": [self.manager.address, self.router.address],
-                        "topics": topics + [todo]}), "eth_getLogs")
-                    for rid in {bytes(lg["topics"][1]) for lg in logs}:
-                        if rid in todo:
-                            done[rid] = self.response(rid)
-                            advance(1)
-                    start = head + 1
+                try:  # node trouble while waiting is waited out until the deadline
+                    head = self._call(lambda: self.w3.eth.block_number, "block number")
+                    if head >= start:
+                        todo = [r for r in rids if r not in done]
+                        logs = self._call(lambda: self.w3.eth.get_logs({
+                            "fromBlock": start, "toBlock": head,
+                            "address": [self.manager.address, self.router.address],
+                            "topics": topics + [todo]}), "eth_getLogs")
+                        for rid in {bytes(lg["topics"][1]) for lg in logs}:
+                            if rid in todo:
+                                done[rid] = self.response(rid)
+                                advance(1)
+                        start = head + 1
+                except RpcError:
+                    pass
                 if len(done) == len(rids) or time.monotonic() >= deadline:
                     break
                 time.sleep(min(poll, max(0.05, deadline - time.monotonic())))
@@ -1832,7 +2266,7 @@ class Client:
             try:
                 ok, detail = fn()
             except DtnsessError as exc:
-                checks.append(Check(name, False, exc.message, required))
+                checks.append(Check(name, False, exc.message, required, int(exc.exit_code)))
                 return False
             checks.append(Check(name, ok, detail, required))
             return ok
@@ -1859,11 +2293,11 @@ class Client:
             rows = self._batch(head + connect + eth_read,
                                ["block", "chain id"] + ["getConfig()"] * len(connect) + ["balance"])
         except DtnsessError as exc:
-            checks[-1] = Check("rpc", False, exc.message)
+            checks[-1] = Check("rpc", False, exc.message, code=int(exc.exit_code))
             return checks
         ok, block = rows[0]
         checks[-1] = Check("rpc", ok, f"{redact_url(s.require_rpc())} at block {int(block, 16)}"
-                           if ok else block.message)
+                           if ok else block.message, code=1 if ok else int(block.exit_code))
         if not ok:
             return checks
 
@@ -1902,7 +2336,10 @@ class Client:
                 if not ok:
                     raise bal
                 bal = int(bal, 16)
-                return bal > 0, f"{format_amount(bal, 18)} ETH"
+                if bal == 0:
+                    raise InsufficientFundsError("ETH for gas", "0 ETH", "some",
+                                                 hint=f"send ETH to {me}")
+                return True, f"{format_amount(bal, 18)} ETH"
             run("ETH for gas", eth)
             if contract_ok:
                 if isinstance(token, DtnsessError):

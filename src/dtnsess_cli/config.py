@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from .errors import ConfigError, InputError, redact_url
+from .errors import ConfigError, InputError, redact_url, remember_secret, remember_url
 
 DEVNET_STATE_FILE = ".dtnsess-devnet.json"
 DEFAULT_MODEL = "model.system.openai-gpt-4"
@@ -175,10 +175,82 @@ def _parse_chain_id(value: Any, source: str) -> int:
     try:
         cid = int(str(value).strip(), 0)
     except ValueError:
-        raise InputError("chain id", str(value), f"not an integer (from {source})") from None
-    if cid <= 0:
-        raise InputError("chain id", str(value), f"must be positive (from {source})")
+        cid = None
+    if cid is None or cid <= 0:
+        shown = str(value) if len(str(value)) <= 40 else str(value)[:37] + "..."
+        raise ConfigError(f"invalid chain id {shown!r} (from {source}): "
+                          + ("not an integer" if cid is None else "must be positive"),
+                          hint="e.g. DTNSESS_CHAIN_ID=8453 (Base) or 31337 (a devnet)")
     return cid
+
+
+def warn(message: str) -> None:
+    """One ``warning:`` line on stderr (configuration is read before any renderer exists)."""
+    import sys
+
+    sys.stderr.write(f"warning: {message}\n")
+    sys.stderr.flush()
+
+
+# .env keys whose value is a secret (a URL only when it carries credentials or a key)
+_SECRET_KEYS = ("DTNSESS_PRIVATE_KEY",)
+_URL_KEYS = ("DTNSESS_RPC_URL", "ETH_RPC_URL")
+
+
+def warn_if_exposed(path: Path, what: str) -> None:
+    """Warn (once per run and file) when ``path``, which holds a secret, is readable by group
+    or others."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if os.name == "posix" and mode & (stat.S_IRGRP | stat.S_IROTH):
+        key = str(path.resolve())
+        if key in _WARNED:
+            return
+        _WARNED.add(key)
+        warn(f"{path} holds {what} and is readable by other users (mode "
+             f"{stat.S_IMODE(mode):03o}); run `chmod 600 {path}`")
+
+
+_WARNED: set = set()
+
+
+def read_dotenv(path: Path) -> dict:
+    """``KEY=VALUE`` pairs of a .env file ({} when there is none). A line that is not one is
+    ignored with a warning naming the file and line (never its content: it may be a secret)."""
+    if not path.is_file():
+        return {}
+    import io
+    import logging
+
+    from dotenv import dotenv_values  # small; only parsed when a .env exists
+    from dotenv.parser import parse_stream
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text (bad byte at offset {exc.start})",
+                          hint="save it as UTF-8, or remove it") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    for b in parse_stream(io.StringIO(text)):
+        if b.error:
+            warn(f"{path} line {b.original.line}: not KEY=VALUE; ignored")
+    # NOTE: python-dotenv warns about the same lines through logging, without the file name
+    log = logging.getLogger("dotenv.main")
+    was = log.disabled
+    log.disabled = True
+    try:
+        values = dict(dotenv_values(stream=io.StringIO(text)))
+    finally:
+        log.disabled = was
+    if any(values.get(k) for k in _SECRET_KEYS) or any(
+            values.get(k) and redact_url(values[k]) != values[k] for k in _URL_KEYS):
+        warn_if_exposed(path, "a secret")
+    return values
 
 
 def check_address(value: str, what: str = "address") -> str:
@@ -199,12 +271,8 @@ def resolve_settings(
     env = os.environ if env is None else env
     cwd = Path.cwd() if cwd is None else Path(cwd)
 
-    dotenv: Mapping[str, Optional[str]] = {}
     env_file = cwd / ".env"
-    if env_file.is_file():
-        from dotenv import dotenv_values  # small; only parsed when a .env exists
-
-        dotenv = dotenv_values(env_file)
+    dotenv = read_dotenv(env_file)
 
     sources: dict[str, str] = {}
 
@@ -308,6 +376,8 @@ def resolve_settings(
         s.key_kind = "private_key"
         s.private_key = str(private_key).strip()
     s.sources = sources
+    remember_url(s.rpc_url)
+    remember_secret(s.private_key)
     return s
 
 

@@ -77,6 +77,16 @@ class Paths:
     def responder_log(self) -> Path:
         return self.log_dir / "responder.log"
 
+    @property
+    def chain_dump(self) -> Path:
+        """Anvil's own state (``--state``): accounts, code, storage, blocks."""
+        return self.log_dir / "anvil-state.json"
+
+    @property
+    def chain_info(self) -> Path:
+        """What was deployed on that chain (the state file without pids), kept across downs."""
+        return self.log_dir / "chain.json"
+
 
 def read_state(paths: Paths) -> Optional[dict]:
     """The state file's content, or None when there is none (or it is unreadable)."""
@@ -87,15 +97,40 @@ def read_state(paths: Paths) -> Optional[dict]:
     return data if isinstance(data, dict) else None
 
 
-def _write_state(paths: Paths, state: dict) -> None:
+def _write_json(path: Path, data: dict) -> None:
     # NOTE: written atomically and private (0600): it holds the dev accounts' keys. They are
     # Anvil's public test keys, but a habit of leaving keys world-readable is worth not having.
-    tmp = paths.state.with_name(paths.state.name + ".tmp")
+    tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        json.dump(state, fh, indent=2)
+        json.dump(data, fh, indent=2)
         fh.write("\n")
-    os.replace(tmp, paths.state)
+    os.replace(tmp, path)
+
+
+def _write_state(paths: Paths, state: dict) -> None:
+    _write_json(paths.state, state)
+    # the addresses of what lives on the saved chain, for `up` after a `down` or a crash
+    _write_json(paths.chain_info, {k: v for k, v in state.items() if k not in ("pids",)})
+
+
+def read_saved_chain(paths: Paths) -> Optional[dict]:
+    """The saved chain's deployment (None when there is no saved chain to resume)."""
+    if not paths.chain_dump.is_file():
+        return None
+    try:
+        data = json.loads(paths.chain_info.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("manager") else None
+
+
+def forget_chain(paths: Paths) -> bool:
+    """Delete the saved chain (``devnet reset``); True when there was one."""
+    had = paths.chain_dump.exists() or paths.chain_info.exists()
+    for p in (paths.chain_dump, paths.chain_info):
+        p.unlink(missing_ok=True)
+    return had
 
 
 def _cmdline(pid: int) -> Optional[list[str]]:
@@ -131,7 +166,11 @@ def _is_ours(pid: Optional[int], role: str, state: dict, paths: Paths) -> bool:
 
 
 def _port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Can Anvil listen on ``port``? Anvil binds with SO_REUSEADDR, so a port whose last
+    connections linger in TIME-WAIT (60-100 s after any Anvil exit) is free for it, and here."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        if os.name == "posix":  # NOTE: on Windows SO_REUSEADDR means "steal a bound port"
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -177,21 +216,14 @@ def start(
 ) -> tuple[dict, bool]:
     """Start the devnet in ``cwd``; return ``(state, started)``.
 
-    When a devnet of this directory already runs, nothing starts and ``started`` is False. A
-    stale state (its processes gone) is cleaned up first. On any failure everything started so
-    far is stopped again and the state file removed.
+    The chain is kept in ``.dtnsess-devnet/anvil-state.json`` (Anvil's ``--state``, also dumped
+    every few seconds so a crash keeps it): ``up`` after ``down`` or after Anvil died resumes
+    the same chain (sessions, balances, addresses). When this directory's devnet runs, nothing
+    starts and ``started`` is False, unless only the responder died: then it alone is restarted
+    (Anvil is not touched) and ``state["repaired"]`` says so. On any failure everything started
+    here is stopped again and the state file removed (the saved chain stays).
     """
     paths = Paths(Path(cwd).resolve())
-    old = read_state(paths)
-    if old is not None:
-        if is_running(old, paths):
-            return old, False
-        notify("cleaning up a devnet that is no longer running")
-        stop(paths.cwd)
-    elif paths.state.exists():
-        notify(f"removing unreadable {paths.state.name}")
-        paths.state.unlink()
-
     if not 0 <= decimals <= 36:
         from .errors import InputError
 
@@ -200,6 +232,19 @@ def start(
         from .errors import InputError
 
         raise InputError("block time", str(block_time), "must be positive seconds")
+    old = read_state(paths)
+    if old is not None:
+        pids = old.get("pids") or {}
+        if _is_ours(pids.get("anvil"), "anvil", old, paths):
+            if _is_ours(pids.get("responder"), "responder", old, paths):
+                return old, False
+            return _repair_responder(paths, old, notify), True
+        notify("anvil is not running: restarting the devnet from its saved chain")
+        stop(paths.cwd)
+    elif paths.state.exists():
+        notify(f"removing unreadable {paths.state.name}")
+        paths.state.unlink()
+
     if not _port_free(port):
         raise DevnetError(f"port {port} on 127.0.0.1 is in use",
                           hint="pass --port, or stop what listens there")
@@ -215,17 +260,26 @@ def start(
     for old_log in (paths.anvil_log, paths.responder_log):
         old_log.unlink(missing_ok=True)
 
+    saved = read_saved_chain(paths)
+    if saved is None:
+        forget_chain(paths)  # a dump without its addresses (or the reverse) is no use
     node = AnvilProcess(binary)
     responder_proc: Optional[subprocess.Popen] = None
     try:
-        notify(f"starting anvil on 127.0.0.1:{port}")
-        try:
-            node.start(port=port, block_time=block_time, chain_id=CHAIN_ID, accounts=DEV_ACCOUNTS,
-                       log_path=paths.anvil_log, detach=True)
-        except AnvilError as exc:
-            raise DevnetError(str(exc).splitlines()[0],
-                              hint=f"see {paths.anvil_log}") from None
-        state = _deploy(node, paths, decimals, block_time, notify)
+        notify(f"starting anvil on 127.0.0.1:{port}"
+               + (" with the saved chain" if saved else ""))
+        _start_anvil(node, paths, port, block_time)
+        state = _resume(node, paths, saved, notify) if saved else None
+        if state is None:
+            if saved:  # the saved chain does not hold the contracts: start a new one
+                node.stop()
+                forget_chain(paths)
+                _start_anvil(node, paths, port, block_time)
+            state = _deploy(node, paths, decimals, block_time, notify)
+            _wait_dumped(paths)
+        elif saved.get("decimals") != decimals and decimals != 6:
+            notify(f"the saved chain's token has {saved.get('decimals')} decimals "
+                   f"(`dtnsess devnet reset --decimals {decimals}` starts a new chain)")
         state["responder_command"] = responder
         state["responder_timeout"] = responder_timeout
         _write_state(paths, state)
@@ -243,6 +297,83 @@ def start(
             stop_pid(node.pid)
         paths.state.unlink(missing_ok=True)
         raise
+
+
+# NOTE: how often Anvil writes its state while running: what a crash (SIGKILL) can lose
+STATE_INTERVAL = 1
+
+
+def _start_anvil(node, paths: Paths, port: int, block_time: Optional[float]) -> None:
+    from .anvil import AnvilError
+
+    try:
+        node.start(port=port, block_time=block_time, chain_id=CHAIN_ID, accounts=DEV_ACCOUNTS,
+                   log_path=paths.anvil_log, detach=True,
+                   extra_args=["--state", str(paths.chain_dump),
+                               "--state-interval", str(STATE_INTERVAL)])
+    except AnvilError as exc:
+        if paths.chain_dump.exists() and "state" in str(exc).lower():
+            # a dump cut short by a crash: keep it aside, and say so
+            broken = paths.chain_dump.with_name(paths.chain_dump.name + ".broken")
+            os.replace(paths.chain_dump, broken)
+            raise DevnetError(f"anvil could not load the saved chain (moved to {broken.name})",
+                              hint="run `dtnsess devnet up` again to start a new chain") from None
+        raise DevnetError(str(exc).splitlines()[0], hint=f"see {paths.anvil_log}") from None
+
+
+def _resume(node, paths: Paths, saved: dict, notify) -> Optional[dict]:
+    """The saved deployment, if the loaded chain holds it (else None: start a new one)."""
+    from .anvil import rpc
+
+    try:
+        cid = int(rpc(node.url, "eth_chainId"), 16)
+        code = rpc(node.url, "eth_getCode", [saved["manager"], "latest"])
+        block = int(rpc(node.url, "eth_blockNumber"), 16)
+    except Exception as exc:  # noqa: BLE001 - our own fresh node: report and stop
+        raise DevnetError(f"anvil does not answer after loading the saved chain: {exc}",
+                          hint=f"see {paths.anvil_log}") from None
+    if cid != CHAIN_ID or code in (None, "", "0x"):
+        notify("the saved chain does not hold the devnet's contracts: starting a new chain")
+        return None
+    notify(f"resumed the saved chain at block {block} (`dtnsess devnet reset` starts empty)")
+    state = dict(saved)
+    state.update(rpc_url=node.url, port=node.port,
+                 pids={"anvil": node.pid, "responder": None},
+                 logs={"anvil": str(paths.anvil_log), "responder": str(paths.responder_log)},
+                 resumed_at_block=block)
+    return state
+
+
+def _wait_dumped(paths: Paths, timeout: float = 10.0) -> None:
+    """Wait until Anvil has written the deployment to its state file, so that a crash right
+    after `up` resumes the deployed chain rather than an empty one."""
+    since = time.time() + 0.2  # NOTE: a write that began before the deployment ended is no use
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if paths.chain_dump.stat().st_mtime > since:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+
+
+def _repair_responder(paths: Paths, state: dict, notify) -> dict:
+    """Anvil runs, the responder died: start a new responder on the same chain."""
+    old = (state.get("pids") or {}).get("responder")
+    notify(f"the responder (pid {old}) is not running: restarting it; anvil keeps running")
+    proc = _start_responder(paths, state.get("responder_command"),
+                            float(state.get("responder_timeout") or 30.0))
+    state = dict(state, pids=dict(state.get("pids") or {}, responder=proc.pid))
+    _write_state(paths, state)
+    try:
+        _wait_responder(proc, paths)
+    except BaseException:
+        if proc.poll() is None:
+            stop_pid(proc.pid)
+        raise
+    state["repaired"] = "responder"
+    return state
 
 
 def _deploy(node, paths: Paths, decimals: int, block_time: Optional[float], notify) -> dict:
@@ -304,19 +435,31 @@ def _start_responder(paths: Paths, command: Optional[str], timeout: float) -> su
         argv += ["--command", command]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     with open(paths.responder_log, "ab") as log:
-        return subprocess.Popen(argv, cwd=paths.cwd, stdin=subprocess.DEVNULL, stdout=log,
+        proc = subprocess.Popen(argv, cwd=paths.cwd, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        proc.log_offset = log.tell()  # type: ignore[attr-defined] # its own lines start here
+        return proc
+
+
+def _new_log_lines(path: Path, offset: int) -> list[str]:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(offset)
+            return fh.read().decode(errors="replace").splitlines()
+    except OSError:
+        return []
 
 
 def _wait_responder(proc: subprocess.Popen, paths: Paths) -> None:
     from .responder import READY_MARK
 
+    offset = getattr(proc, "log_offset", 0)  # a repaired responder: not the old one's lines
     deadline = time.monotonic() + RESPONDER_READY_TIMEOUT
     while time.monotonic() < deadline:
-        if any(READY_MARK in line for line in _tail(paths.responder_log, 50)):
+        if any(READY_MARK in line for line in _new_log_lines(paths.responder_log, offset)):
             return
         if proc.poll() is not None:
-            last = (_tail(paths.responder_log, 1) or ["(no output)"])[0]
+            last = (_new_log_lines(paths.responder_log, offset)[-1:] or ["(no output)"])[0]
             raise DevnetError(f"the responder exited with code {proc.returncode}: {last}",
                               hint=f"see {paths.responder_log}")
         time.sleep(0.1)
@@ -327,7 +470,9 @@ def _wait_responder(proc: subprocess.Popen, paths: Paths) -> None:
 def stop(cwd: Path) -> Optional[dict]:
     """Stop the devnet of ``cwd`` and remove its state file; None when there was none.
 
-    Only processes verified to be this devnet's (by their command line) are signalled.
+    Only processes verified to be this devnet's (by their command line) are signalled. Anvil
+    gets SIGINT first and writes its chain to ``anvil-state.json`` on the way out: the next
+    ``up`` resumes it.
     """
     paths = Paths(Path(cwd).resolve())
     state = read_state(paths)
@@ -390,13 +535,13 @@ devnet_app = typer.Typer(
 
 
 @contextlib.contextmanager
-def _handled(ctx: typer.Context) -> Iterator[None]:
+def _handled(ctx: typer.Context, json_mode: bool = False) -> Iterator[None]:
     """The CLI's one error handler (a DtnsessError becomes one line and its exit code)."""
     from .cli import error_handler  # NOTE: lazy: cli imports this module while it loads
 
     obj = ctx.find_root().obj if ctx is not None else None
     debug = bool(getattr(obj, "debug", False)) or os.environ.get("DTNSESS_DEBUG", "") not in ("", "0")
-    with error_handler(debug):
+    with error_handler(debug, json_mode):
         yield
 
 
@@ -441,32 +586,66 @@ def _rel(path: Optional[str]) -> str:
         return path
 
 
+_PORT = typer.Option(DEFAULT_PORT, "--port", help="Port for Anvil on 127.0.0.1.")
+_BLOCK_TIME = typer.Option(None, "--block-time", metavar="S",
+                           help="Mine a block every S seconds (default: a block per transaction).")
+_DECIMALS = typer.Option(6, "--decimals", help="Decimals of the mock fee token (a new chain).")
+_RESPONDER = typer.Option(
+    None, "--responder", metavar="COMMAND",
+    help="Shell command that answers: the prompt on stdin, the answer on stdout "
+         "(non-zero exit or timeout: a FAILURE answer with its stderr).")
+_RESPONDER_TIMEOUT = typer.Option(30.0, "--responder-timeout", metavar="S",
+                                  help="Seconds the --responder command may run.")
+_JSON = typer.Option(False, "--json", help="Print one JSON document.")
+
+
 @devnet_app.command("up")
 def up_cmd(
     ctx: typer.Context,
-    port: int = typer.Option(DEFAULT_PORT, "--port", help="Port for Anvil on 127.0.0.1."),
-    block_time: Optional[float] = typer.Option(
-        None, "--block-time", metavar="S",
-        help="Mine a block every S seconds (default: a block per transaction)."),
-    decimals: int = typer.Option(6, "--decimals", help="Decimals of the mock fee token."),
-    responder: Optional[str] = typer.Option(
-        None, "--responder", metavar="COMMAND",
-        help="Shell command that answers: the prompt on stdin, the answer on stdout "
-             "(non-zero exit or timeout: a FAILURE answer with its stderr)."),
-    responder_timeout: float = typer.Option(
-        30.0, "--responder-timeout", metavar="S", help="Seconds the --responder command may run."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
+    port: int = _PORT,
+    block_time: Optional[float] = _BLOCK_TIME,
+    decimals: int = _DECIMALS,
+    responder: Optional[str] = _RESPONDER,
+    responder_timeout: float = _RESPONDER_TIMEOUT,
+    json_out: bool = _JSON,
 ) -> None:
     """Start Anvil, deploy the system, fund dev accounts 0..8, start the responder.
 
-    Writes ./.dtnsess-devnet.json, which the other commands read (lowest precedence).
+    Writes ./.dtnsess-devnet.json, which the other commands read (lowest precedence). The chain
+    is saved in .dtnsess-devnet/: `up` after `down` (or after Anvil died) resumes it.
 
-    If this directory's devnet already runs, reports it and starts nothing.
+    If this directory's devnet already runs, reports it and starts nothing (a dead responder is
+    restarted; Anvil is not touched).
     """
+    _up(ctx, port, block_time, decimals, responder, responder_timeout, json_out, reset=False)
+
+
+@devnet_app.command("reset")
+def reset_cmd(
+    ctx: typer.Context,
+    port: int = _PORT,
+    block_time: Optional[float] = _BLOCK_TIME,
+    decimals: int = _DECIMALS,
+    responder: Optional[str] = _RESPONDER,
+    responder_timeout: float = _RESPONDER_TIMEOUT,
+    json_out: bool = _JSON,
+) -> None:
+    """Stop the devnet, forget its saved chain, and start a new, empty one (as `up`)."""
+    _up(ctx, port, block_time, decimals, responder, responder_timeout, json_out, reset=True)
+
+
+def _up(ctx, port, block_time, decimals, responder, responder_timeout, json_out, *,
+        reset: bool) -> None:
     from .render import Renderer
 
     r = Renderer(_json_mode(ctx, json_out))
-    with _handled(ctx), r.status("starting the devnet"):
+    with _handled(ctx, r.json_mode), r.status("starting the devnet"):
+        if reset:
+            paths = Paths(Path.cwd().resolve())
+            if stop(paths.cwd) is not None:
+                r.info("stopped the running devnet")
+            if forget_chain(paths):
+                r.info("deleted the saved chain")
         state, started = start(Path.cwd(), port=port, block_time=block_time, decimals=decimals,
                                responder=responder, responder_timeout=responder_timeout,
                                notify=r.info)
@@ -474,9 +653,11 @@ def up_cmd(
         r.info("devnet already running: nothing started (`dtnsess devnet down` first to change "
                "its options)")
     data = dict(public_view(state), started=started)
-    title = "devnet started" if started else "devnet already running"
+    title = ("devnet repaired (responder restarted)" if state.get("repaired")
+             else "devnet resumed" if state.get("resumed_at_block") is not None and started
+             else "devnet started" if started else "devnet already running")
     r.emit(data, lambda con: (con.print(r.kv(title, _summary_rows(state))),
-                              con.print("next: dtnsess create 50")))
+                              con.print("next: dtnsess create 50", markup=False)))
 
 
 @devnet_app.command("status")
@@ -490,7 +671,7 @@ def status_cmd(
     from .render import Renderer
 
     r = Renderer(_json_mode(ctx, json_out))
-    with _handled(ctx):
+    with _handled(ctx, r.json_mode):
         st = status(Path.cwd(), log_lines=lines if logs else 0)
     if st is None:
         r.emit({"running": False}, "devnet is not running")
@@ -507,7 +688,8 @@ def status_cmd(
                 rows[i] = (name, f"{'alive' if p['alive'] else 'DEAD'}, " + rows[i][1])
         con.print(r.kv("devnet", rows))
         if logs:
-            con.print(f"--- {_rel(st['logs'].get('responder'))} (last {lines} lines)")
+            con.print(f"--- {_rel(st['logs'].get('responder'))} (last {lines} lines)",
+                      markup=False)
             for line in st.get("responder_log", []):
                 con.print(line, markup=False, highlight=False, soft_wrap=True)
 
@@ -521,11 +703,13 @@ def down_cmd(
     ctx: typer.Context,
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
-    """Stop the devnet's Anvil and responder and remove the state file (safe to repeat)."""
+    """Stop the devnet's Anvil and responder and remove the state file (safe to repeat).
+
+    The chain is saved in .dtnsess-devnet/ (the next `up` resumes it; `reset` starts empty)."""
     from .render import Renderer
 
     r = Renderer(_json_mode(ctx, json_out))
-    with _handled(ctx):
+    with _handled(ctx, r.json_mode):
         result = stop(Path.cwd())
     if result is None:
         r.emit({"running": False, "stopped": {}}, "devnet is not running")
@@ -535,4 +719,8 @@ def down_cmd(
     stopped = ", ".join(f"{role} pid {pid}" for role, pid in result["stopped"].items()) or "nothing"
     logs = result.get("logs") or {}
     where = _rel(str(Path(logs["anvil"]).parent)) if logs.get("anvil") else LOG_DIR
-    r.emit(dict(result, running=False), f"devnet stopped ({stopped}); logs kept in {where}/")
+    saved = Paths(Path.cwd().resolve()).chain_dump.exists()
+    r.emit(dict(result, running=False, chain_saved=saved),
+           f"devnet stopped ({stopped}); logs kept in {where}/"
+           + ("; the chain is saved there: `dtnsess devnet up` resumes it, `dtnsess devnet "
+              "reset` starts empty" if saved else ""))

@@ -11,6 +11,7 @@ in a message.
 
 from __future__ import annotations
 
+import re
 from enum import IntEnum
 from typing import Any, Optional, Sequence
 
@@ -42,6 +43,8 @@ class DtnsessError(Exception):
     """
 
     exit_code: ExitCode = ExitCode.ERROR
+    # the transaction this error is about, when one was signed (shown, and in --json errors)
+    tx_hash: Optional[str] = None
 
     def __init__(self, message: str, *, hint: Optional[str] = None) -> None:
         super().__init__(message)
@@ -52,13 +55,20 @@ class DtnsessError(Exception):
         return self.message
 
     def to_dict(self) -> dict:
+        """The error as ``--json`` prints it (and as batch reports embed it)."""
         out: dict[str, Any] = {
-            "error": type(self).__name__,
-            "message": self.message,
-            "exit_code": int(self.exit_code),
+            "error": True,
+            "code": int(self.exit_code),
+            "name": ExitCode(self.exit_code).name,
+            "type": type(self).__name__,
+            "message": scrub(self.message),
+            "hint": scrub(self.hint) if self.hint else None,
         }
-        if self.hint:
-            out["hint"] = self.hint
+        if self.tx_hash:
+            out["tx_hash"] = self.tx_hash
+        done = getattr(self, "done", None)
+        if done:  # the steps of a multi-step command that were mined before this error
+            out["done"] = list(done)
         return out
 
 
@@ -171,8 +181,6 @@ class RevertError(DtnsessError):
     def to_dict(self) -> dict:
         out = super().to_dict()
         out.update({"revert": self.name, "reason": self.reason})
-        if self.tx_hash:
-            out["tx_hash"] = self.tx_hash
         return out
 
 
@@ -195,13 +203,17 @@ class NotAuthorizedError(DtnsessError):
 
 
 class KeystoreError(DtnsessError):
-    """Raised when a keystore cannot be found, read or decrypted (e.g. wrong password)."""
+    """Raised when a keystore cannot be used: missing, unreadable or not a keystore (a CONFIG
+    error), or its password is wrong (AUTH)."""
 
     exit_code = ExitCode.AUTH
 
-    def __init__(self, path: str, reason: str, *, hint: Optional[str] = None) -> None:
+    def __init__(self, path: str, reason: str, *, hint: Optional[str] = None,
+                 config: bool = False) -> None:
         super().__init__(f"keystore {path}: {reason}", hint=hint)
         self.path = path
+        if config:
+            self.exit_code = ExitCode.CONFIG
 
 
 class WaitTimeoutError(DtnsessError):
@@ -225,10 +237,51 @@ class WaitTimeoutError(DtnsessError):
 
     def to_dict(self) -> dict:
         out = super().to_dict()
-        if self.tx_hash:
-            out["tx_hash"] = self.tx_hash
         if self.request_id:
             out["request_id"] = self.request_id
+        return out
+
+
+class TxPendingError(DtnsessError):
+    """Raised when a signed transaction's outcome is not known: the node's reply to the send
+    was lost, the receipt wait ran out, or Ctrl-C. The journal keeps it open; nothing is resent
+    but its own signed bytes."""
+
+    exit_code = ExitCode.TIMEOUT
+
+    def __init__(self, description: str, tx_hash: str, nonce: int, reason: str, *,
+                 interrupted: bool = False, hint: Optional[str] = None) -> None:
+        super().__init__(
+            f"{description}: {reason}; tx {tx_hash} (nonce {nonce}) may still be mined",
+            hint=hint or f"check it with `dtnsess tx {tx_hash}`; the next dtnsess command from "
+                         f"this key looks it up first (do not send it again by hand)")
+        if interrupted:
+            self.exit_code = ExitCode.INTERRUPTED
+        self.tx_hash = tx_hash
+        self.nonce = nonce
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        out.update({"tx_hash": self.tx_hash, "nonce": self.nonce})
+        return out
+
+
+class NotRepeatedError(DtnsessError):
+    """Raised when a rerun finds that its earlier run's transaction (whose outcome was not known
+    then) was mined: the same command is not done twice unknowingly; nothing is sent."""
+
+    exit_code = ExitCode.ABORTED
+
+    def __init__(self, argv: str, tx_hash: str, block: Optional[int]) -> None:
+        super().__init__(
+            f"not repeated: `{argv}` was already mined in tx {tx_hash} (block {block}) by an "
+            f"earlier run whose reply was lost; nothing sent",
+            hint=f"see `dtnsess tx {tx_hash}`; run the command again to do it once more")
+        self.tx_hash = tx_hash
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        out["tx_hash"] = self.tx_hash
         return out
 
 
@@ -248,8 +301,8 @@ class LockedError(DtnsessError):
 
     exit_code = ExitCode.LOCKED
 
-    def __init__(self, path: str) -> None:
-        super().__init__(f"another cleanup is running (lock {path} is held); nothing sent")
+    def __init__(self, path: str, what: str = "another cleanup is running") -> None:
+        super().__init__(f"{what} (lock {path} is held); nothing sent")
         self.path = path
 
 
@@ -262,25 +315,107 @@ class AbortedError(DtnsessError):
         super().__init__(f"aborted: {what} not sent")
 
 
+# A path segment kept in a redacted URL: a short word ("rpc", "v2", "mainnet", "base-sepolia").
+_PLAIN_SEGMENT = re.compile(r"^[A-Za-z][A-Za-z_-]{0,23}[0-9]{0,2}$")
+_VERSION_SEGMENT = re.compile(r"^v[0-9]{1,2}$")
+_URL_IN_TEXT = re.compile(r"(?i)\b(?:https?|wss?)://[^\s'\"<>()\[\]{}]+")
+
+
 def redact_url(url: Optional[str]) -> str:
-    """An RPC URL without credentials or API-key-looking path/query parts."""
+    """An RPC URL without credentials or API-key-looking parts: ``scheme://host[:port]/...``
+    with user:pass, the query, and every path segment that is not a plain word (or that follows
+    a version segment like ``/v2/``) replaced by ``***``."""
     if not url:
         return ""
     from urllib.parse import urlsplit, urlunsplit
 
     try:
-        parts = urlsplit(url)
+        parts = urlsplit(str(url))
+        port = parts.port
     except ValueError:
         return "<unparseable url>"
     netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    if parts.username or parts.password:
+    if ":" in netloc:  # IPv6
+        netloc = f"[{netloc}]"
+    if port:
+        netloc += f":{port}"
+    if parts.username or parts.password or "@" in parts.netloc:
         netloc = "***@" + netloc
-    path = parts.path
-    # NOTE: providers (Alchemy, Infura, ...) put the API key in the last path segment
-    segs = path.split("/")
-    segs = ["***" if len(s) >= 20 else s for s in segs]
-    path = "/".join(segs)
+    # NOTE: providers put the API key in the path (Alchemy /v2/KEY, Infura /v3/KEY, QuickNode
+    # /TOKEN/, Ankr /eth/KEY): keep only plain words, and never what follows /vN/
+    segs, after_version = [], False
+    for seg in parts.path.split("/"):
+        if not seg:
+            segs.append(seg)
+            continue
+        keep = not after_version and bool(_PLAIN_SEGMENT.match(seg))
+        segs.append(seg if keep else "***")
+        after_version = bool(_VERSION_SEGMENT.match(seg))
     query = "***" if parts.query else ""
-    return urlunsplit((parts.scheme, netloc, path, query, ""))
+    return urlunsplit((parts.scheme, netloc, "/".join(segs), query, "***" if parts.fragment
+                       else ""))
+
+
+# Secrets of this run (the RPC URL's credentials and key-looking parts, the private key, the
+# keystore password): ``scrub`` replaces them wherever they appear, e.g. in a library's message
+# that quotes only the URL's path ("Max retries exceeded with url: /v2/KEY?apikey=...").
+_SECRETS: set = set()
+
+
+def remember_secret(*values: Optional[str]) -> None:
+    for v in values:
+        if v and len(str(v)) >= 4:
+            _SECRETS.add(str(v))
+            if str(v)[:2] in ("0x", "0X"):
+                _SECRETS.add(str(v)[2:])
+
+
+def remember_url(url: Optional[str]) -> None:
+    """Remember the parts of ``url`` that ``redact_url`` hides (never a password from a file:
+    a common phrase remembered as a secret would garble unrelated messages)."""
+    if not url:
+        return
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(str(url))
+    except ValueError:
+        remember_secret(str(url))
+        return
+    # NOTE: only strings long enough not to turn up by chance inside a hash or an address
+    if "@" in parts.netloc:
+        remember_secret(parts.netloc.rsplit("@", 1)[0] + "@")
+        if parts.password and len(parts.password) >= 6:
+            remember_secret(parts.password)
+    if parts.query:
+        remember_secret(parts.query)
+    shown = redact_url(url)
+    if shown != url:  # the path segments that redaction hides
+        kept = set(urlsplit(shown).path.split("/"))
+        for seg in parts.path.split("/"):
+            if seg and seg not in kept and len(seg) >= 8:
+                remember_secret(seg)
+
+
+def scrub(text: Optional[str], secrets: Sequence[str] = ()) -> str:
+    """``text`` with every URL in it redacted and each secret of this run (and ``secrets``)
+    replaced by ``***`` (for messages and tracebacks that may quote an RPC URL)."""
+    if not text:
+        return text or ""
+    out = str(text)
+    for sec in sorted({s for s in (*secrets, *_SECRETS) if s and len(s) >= 4},
+                      key=len, reverse=True):
+        out = out.replace(sec, "***")
+    out = _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), out)
+    # urllib3 quotes the path alone: "Max retries exceeded with url: /v2/KEY?apikey=..."
+    return _PATH_IN_TEXT.sub(lambda m: m.group(1) + _redact_path(m.group(2)), out)
+
+
+_PATH_IN_TEXT = re.compile(r"(?i)(\burl: )(/[^\s'\"()]*)")
+
+
+def _redact_path(path: str) -> str:
+    from urllib.parse import urlsplit
+
+    red = urlsplit(redact_url("http://h" + path))
+    return red.path + ("?" + red.query if red.query else "")

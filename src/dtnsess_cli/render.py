@@ -57,7 +57,7 @@ def _flatten(d: dict) -> dict:
     return out
 
 
-def _cell(v: Any) -> str:
+def _plain(v: Any) -> str:
     if v is None:
         return "-"
     if isinstance(v, bool):
@@ -67,6 +67,20 @@ def _cell(v: Any) -> str:
     if isinstance(v, (bytes, bytearray)):
         return "0x" + bytes(v).hex()
     return str(v)
+
+
+def text(v: Any) -> Any:
+    """``v`` as literal text for rich: never parsed as markup. Prompts, answers, model names,
+    error text and addresses come from users or the chain, and ``[/b]`` or ``[node1]`` in them
+    must print as written (rich would raise MarkupError, or swallow the brackets)."""
+    from rich.text import Text
+
+    if isinstance(v, Text) or hasattr(v, "__rich_console__"):
+        return v
+    return Text(_plain(v))
+
+
+_cell = text
 
 
 class Renderer:
@@ -122,37 +136,38 @@ class Renderer:
             if callable(human) and not hasattr(human, "__rich_console__"):
                 human(self.out)
             else:
-                self.out.print(human)
+                self.out.print(text(human) if isinstance(human, str) else human)
         self._emitted = True
 
     def kv(self, title: Optional[str], rows: Any):
         """A two-column key/value table."""
         from rich.table import Table
 
-        t = Table(title=title, show_header=False, box=None, pad_edge=False, title_justify="left")
+        t = Table(title=text(title) if title is not None else None, show_header=False, box=None,
+                  pad_edge=False, title_justify="left")
         t.add_column(style="bold")
         t.add_column(overflow="fold")
         items = rows.items() if isinstance(rows, dict) else rows
         for k, v in items:
-            t.add_row(str(k), _cell(v))
+            t.add_row(text(k), text(v))
         return t
 
     def table(self, title: Optional[str], columns: Sequence[str],
               rows: Iterable[Sequence[Any]], *, justify: Optional[dict] = None):
         from rich.table import Table
 
-        t = Table(title=title, title_justify="left")
+        t = Table(title=text(title) if title is not None else None, title_justify="left")
         justify = justify or {}
         for c in columns:
-            t.add_column(c, justify=justify.get(c, "left"), overflow="fold")
+            t.add_column(text(c), justify=justify.get(c, "left"), overflow="fold")
         for r in rows:
-            t.add_row(*(_cell(v) for v in r))
+            t.add_row(*(text(v) for v in r))
         return t
 
     # ---- stderr chatter ------------------------------------------------------------------
     def info(self, message: str) -> None:
         if not self.quiet:
-            self.err.print(message, markup=False, highlight=False)
+            self.err.print(message, markup=False, highlight=False, soft_wrap=True)
 
     def warn(self, message: str) -> None:
         self.err.print(f"warning: {message}", style="yellow", markup=False, highlight=False)
@@ -174,7 +189,7 @@ class Renderer:
         if not self.decorate:
             yield None
             return
-        with self.err.status(message, spinner="dots") as st:
+        with self.err.status(text(message), spinner="dots") as st:
             yield st
 
     @contextlib.contextmanager
@@ -185,7 +200,7 @@ class Renderer:
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        with Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=self.err, transient=False) as prog:
             task = prog.add_task(description, total=total)
             yield lambda n=1: prog.advance(task, n)

@@ -295,10 +295,25 @@ def _parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+class _Redacting(logging.Formatter):
+    """The log format, with every URL (and the run's RPC URL secrets) redacted."""
+
+    def __init__(self, inner: Optional[logging.Formatter]) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        from .errors import scrub
+
+        return scrub(self.inner.format(record))
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     args = _parse_args(argv)
     logging.basicConfig(stream=sys.stdout, level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%Y-%m-%dT%H:%M:%S")
+    for handler in logging.getLogger().handlers:  # URLs in messages and tracebacks: redacted
+        handler.setFormatter(_Redacting(handler.formatter))
     responder: Optional[Responder] = None
     stop_early = {"flag": False}
 
@@ -318,6 +333,10 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     from web3 import Web3
 
+    from .errors import redact_url, remember_url
+
+    remember_url(state["rpc_url"])
+    shown_url = redact_url(state["rpc_url"])
     w3 = Web3(Web3.HTTPProvider(state["rpc_url"], request_kwargs={"timeout": 30}))
     router = localdtn.contract(w3, "LocalDtnRouter", Web3.to_checksum_address(state["router"]))
     worker = Web3.to_checksum_address(state["worker"])
@@ -327,10 +346,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         if start is None:
             start = w3.eth.block_number
         if not w3.eth.get_code(router.address):
-            log.error("no router contract at %s on %s", router.address, state["rpc_url"])
+            log.error("no router contract at %s on %s", router.address, shown_url)
             return 1
     except Exception as exc:  # noqa: BLE001
-        log.error("chain at %s unreachable: %s", state["rpc_url"], exc)
+        log.error("chain at %s unreachable: %s", shown_url, exc)
         return 1
     responder = Responder(w3, router, worker, node, from_block=int(start), command=args.command,
                           timeout=args.timeout, poll=args.poll)
@@ -338,7 +357,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 0
     log.info("%s: node %s (worker %s) on router %s at %s, from block %d, answering with %s",
              READY_MARK, state.get("node", "0x" + node.hex()), worker, router.address,
-             state["rpc_url"], start,
+             shown_url, start,
              f"command {args.command!r} (timeout {args.timeout:g}s)" if args.command else "built-in text")
     sys.stdout.flush()
     return responder.run()

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
-from .config import Settings
+from .config import Settings, warn_if_exposed
 from .errors import ConfigError, KeystoreError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -43,9 +43,12 @@ def _read_password(settings: Settings, path: str,
         pw_path = Path(settings.password_file).expanduser()
         try:
             # Foundry's --password-file semantics: the file's content minus the trailing newline
-            return pw_path.read_text().rstrip("\r\n")
+            password = pw_path.read_text().rstrip("\r\n")
+            warn_if_exposed(pw_path, "a keystore password")
+            return password
         except OSError as exc:
-            raise KeystoreError(path, f"cannot read password file {pw_path}: {exc.strerror}") from None
+            raise KeystoreError(path, f"cannot read password file {pw_path}: {exc.strerror}",
+                               config=True) from None
     if prompt is not None:
         return prompt(f"Password for keystore {Path(path).name}")
     if sys.stdin.isatty() and sys.stderr.isatty():
@@ -54,7 +57,8 @@ def _read_password(settings: Settings, path: str,
         return typer.prompt(f"Password for keystore {Path(path).name}", hide_input=True,
                             err=True)
     raise KeystoreError(path, "a password is needed but stdin is not a terminal",
-                        hint="set DTNSESS_PASSWORD_FILE to a file holding the password")
+                        hint="set DTNSESS_PASSWORD_FILE to a file holding the password",
+                        config=True)
 
 
 def load_account(settings: Settings, *,
@@ -73,15 +77,15 @@ def load_account(settings: Settings, *,
         hint = None
         if settings.account:
             hint = f"create it with `cast wallet import {settings.account} --interactive`"
-        raise KeystoreError(path, "file not found", hint=hint) from None
+        raise KeystoreError(path, "file not found", hint=hint, config=True) from None
     except OSError as exc:
-        raise KeystoreError(path, f"cannot read: {exc.strerror}") from None
+        raise KeystoreError(path, f"cannot read: {exc.strerror}", config=True) from None
     import json
 
     try:
         keyfile = json.loads(text)
     except ValueError:
-        raise KeystoreError(path, "not a JSON keystore file") from None
+        raise KeystoreError(path, "not a JSON keystore file", config=True) from None
     password = _read_password(settings, path, prompt)
     from eth_account import Account
 
@@ -92,5 +96,6 @@ def load_account(settings: Settings, *,
         raise KeystoreError(path, "wrong password (could not decrypt)",
                             hint="check DTNSESS_PASSWORD_FILE or the password you typed") from None
     except (KeyError, TypeError, NotImplementedError):
-        raise KeystoreError(path, "not a supported Web3 Secret Storage keystore") from None
+        raise KeystoreError(path, "not a supported Web3 Secret Storage keystore",
+                            config=True) from None
     return Account.from_key(key)

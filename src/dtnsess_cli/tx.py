@@ -7,8 +7,12 @@ for the receipt with a deadline, check ``status`` (a failed receipt is replayed 
 to recover the revert data), decode the receipt's events. Everything before the send travels
 in one JSON-RPC batch: a transaction costs three round trips (batch, send, receipt).
 
-NOTE: nothing is ever resent. A receipt timeout reports the hash and exits TIMEOUT: the
-transaction may still be mined, and a resend would duplicate it.
+NOTE: a different transaction is never sent for the same intent. Each signed transaction goes
+into the journal (``journal.py``) before its broadcast (``broadcast``); when the node's reply is
+lost it is looked up by hash, and only its own signed bytes are sent again (same nonce, same
+hash: it can be mined once at most). When its outcome cannot be known (node down, receipt
+deadline, Ctrl-C) the command exits TIMEOUT (or 130) naming the hash and the nonce, and the
+journal entry stays open for the next command from that key.
 """
 
 from __future__ import annotations
@@ -20,11 +24,12 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 from .errors import (
     AbortedError,
     DtnsessError,
+    ExitCode,
     InsufficientFundsError,
     NotAuthorizedError,
     RevertError,
     RpcError,
-    WaitTimeoutError,
+    TxPendingError,
 )
 from .units import format_amount, format_eth, format_gwei
 
@@ -423,6 +428,7 @@ class TxContext:
     rpc_url: Optional[str] = None
     # the fee token's symbol when token_symbol is not known yet (only an error message needs it)
     symbol_lookup: Optional[Callable[[], str]] = None
+    journal: Any = None  # journal.Journal: every signed transaction is recorded before its send
     _event_map: Optional[dict] = None
 
     def event_map(self) -> dict:
@@ -515,21 +521,20 @@ def _rpc(ctx: TxContext, thunk: Callable[[], Any], description: str,
 
 
 def to_rpc_error(exc: BaseException, url: Optional[str]) -> DtnsessError:
-    """Map transport / node errors to RpcError (or InsufficientFundsError where obvious)."""
+    """Map transport / node errors to RpcError (a DtnsessError, e.g. from the retrying provider,
+    is returned as it is). Never the library's text: it may quote the URL and its API key."""
     from web3.exceptions import Web3RPCError
 
+    from .rpc import describe
+
+    if isinstance(exc, DtnsessError):
+        return exc
     if isinstance(exc, Web3RPCError):
         resp = exc.rpc_response or {}
         err = resp.get("error") if isinstance(resp, dict) else None
         msg = err.get("message") if isinstance(err, dict) else str(exc)
         return RpcError(url, f"node error: {msg}", default_hint=False)
-    name = type(exc).__name__
-    if "Timeout" in name:
-        return RpcError(url, "request timed out")
-    if "Connection" in name:
-        return RpcError(url, "cannot connect")
-    first = (str(exc).strip().splitlines() or [""])[0][:200]
-    return RpcError(url, f"{name}: {first}")
+    return RpcError(url, describe(exc))
 
 
 def _eth_floor_error(sender: str, value: int, facts: "ChainFacts") -> Optional[DtnsessError]:
@@ -600,7 +605,8 @@ def send_and_wait(ctx: TxContext, fn_call: Any, *, value: int = 0, description: 
                   dry_run: bool = False, confirm: bool = True,
                   token_cost: Optional[str] = None, gas_limit: Optional[int] = None,
                   follows: Optional["ChainFacts"] = None, also: Sequence[tuple] = (),
-                  on_also: Optional[Callable[[list], None]] = None) -> TxResult:
+                  on_also: Optional[Callable[[list], None]] = None,
+                  step: Optional[str] = None) -> TxResult:
     """Simulate, estimate, confirm, sign, send once, wait, check status, decode events.
 
     Three round trips when the receipt is ready at the first poll: one JSON-RPC batch (simulate,
@@ -609,9 +615,9 @@ def send_and_wait(ctx: TxContext, fn_call: Any, *, value: int = 0, description: 
     its fees (while fresh) are reused; the simulation still runs against the state after it.
     ``also``: reads (``(method, params)``) that ride in the same batch; ``on_also`` gets their raw
     responses as soon as the batch returns, before the simulation is looked at, and may raise
-    (then nothing is sent).
+    (then nothing is sent). ``step``: this transaction is a preliminary step of its command
+    (``"approve"``), recorded so in the journal.
     """
-    w3 = ctx.w3
     sender = ctx.account.address
     to, data, _ = _call_parts(fn_call)
     base_tx: dict = {"from": sender, "data": data, "value": value}
@@ -672,22 +678,138 @@ def send_and_wait(ctx: TxContext, fn_call: Any, *, value: int = 0, description: 
     if "maxFeePerGas" in tx:
         tx["type"] = 2
     signed = ctx.account.sign_transaction(tx)
-    tx_hash_b = _rpc(ctx, lambda: w3.eth.send_raw_transaction(signed.raw_transaction),
-                     description)
-    tx_hash = "0x" + bytes(tx_hash_b).hex()
+    tx_hash = "0x" + bytes(signed.hash).hex()
+    broadcast(ctx, bytes(signed.raw_transaction), tx_hash, facts.nonce, description, step=step)
     result.tx_hash = tx_hash
     result.next_facts = replace(facts, nonce=facts.nonce + 1)
 
-    # 6. wait for the receipt with a deadline (never resend)
-    receipt = wait_for_receipt(ctx, tx_hash, description)
+    # 6. wait for the receipt with a deadline (never a different transaction)
+    receipt = wait_for_receipt(ctx, tx_hash, description, facts.nonce)
     result.block_number = receipt["blockNumber"]
     result.gas_used = receipt["gasUsed"]
     result.effective_gas_price = receipt.get("effectiveGasPrice")
     result.contract_address = receipt.get("contractAddress")
     if receipt["status"] != 1:
+        journal_resolve(ctx, tx_hash, "failed", receipt["blockNumber"])
         raise _failed_receipt(ctx, base_tx, receipt, limit, description, tx_hash)
+    journal_resolve(ctx, tx_hash, "mined", receipt["blockNumber"])
     result.events = decode_logs(ctx, receipt["logs"])
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Broadcasting: the journal first, then the send; a lost reply is looked up by hash
+# ---------------------------------------------------------------------------------------------
+
+# NOTE: a lost reply is looked up by hash this many times (with a short backoff) before the
+# outcome is called unknown; each attempt costs at most one RPC timeout.
+LOOKUP_BACKOFF = (0.2, 0.5, 1.0)
+_KNOWN = ("already known", "already imported", "known transaction", "alreadyknown",
+          "already exists", "already in mempool")
+
+
+def _node_message(resp: dict) -> str:
+    err = resp.get("error") if isinstance(resp, dict) else None
+    return str(err.get("message", "") if isinstance(err, dict) else err or "")
+
+
+def journal_resolve(ctx: TxContext, tx_hash: str, status: str, block: Optional[int] = None,
+                    note: Optional[str] = None) -> None:
+    if ctx.journal is not None:
+        ctx.journal.resolve(tx_hash, status, block, note)
+
+
+def broadcast(ctx: TxContext, raw: bytes, tx_hash: str, nonce: int, description: str, *,
+              step: Optional[str] = None) -> None:
+    """Record the signed transaction in the journal, then send it. Returns when the node has it.
+
+    The node refused it (it answered with an error): that error is raised (a decoded revert, or
+    RpcError), the journal says ``dropped``. The reply was lost (dropped connection, HTTP 5xx,
+    timeout, a cut or garbled body): the transaction is looked up by hash, and when the node
+    does not know it, its own signed bytes are sent again (safe: same nonce, same hash). When
+    that cannot tell either, TxPendingError (exit 10) names the hash and the nonce; Ctrl-C
+    gives the same with exit 130. In both cases the journal entry stays open.
+    """
+    from .journal import INTENT
+
+    raw_hex = "0x" + raw.hex()
+    if ctx.journal is not None:
+        intent = dict(INTENT.get() or {})
+        if step:
+            intent["step"] = step
+        ctx.journal.record(ctx.chain_id, ctx.account.address, tx_hash, nonce, raw_hex,
+                           description, intent)
+    try:
+        try:
+            resp = ctx.w3.provider.make_request("eth_sendRawTransaction", [raw_hex])
+        except Exception as exc:  # no answer: did it arrive?
+            lost = to_rpc_error(exc, ctx.rpc_url)
+            _ensure_known(ctx, raw_hex, tx_hash, nonce, description, lost)
+            ctx.ui.info(f"{description}: the reply to the send was lost "
+                        f"({getattr(lost, 'reason', lost.message)}); the node has tx {tx_hash}")
+            return
+        if isinstance(resp, dict) and "error" in resp:
+            _refused(ctx, resp, raw_hex, tx_hash, nonce, description)
+    except KeyboardInterrupt:
+        raise TxPendingError(description, tx_hash, nonce, "interrupted while sending",
+                             interrupted=True) from None
+
+
+def _refused(ctx: TxContext, resp: dict, raw_hex: str, tx_hash: str, nonce: int,
+             description: str) -> None:
+    """The node answered the send with an error: fine when it already has these bytes; else the
+    transaction is not in the node (journal: dropped) and the error is raised."""
+    msg = _node_message(resp).lower()
+    if any(k in msg for k in _KNOWN):
+        return
+    if "nonce too low" in msg or "nonce has already been used" in msg:
+        # our own bytes may have been mined meanwhile (a lost reply, then a re-broadcast)
+        try:
+            found = ctx.w3.provider.make_request("eth_getTransactionByHash", [tx_hash])
+            if isinstance(found, dict) and found.get("result"):
+                return
+        except Exception:
+            pass
+        journal_resolve(ctx, tx_hash, "replaced", note=_node_message(resp))
+        raise RpcError(ctx.rpc_url, f"nonce {nonce} of {ctx.account.address} is already used "
+                       f"by another transaction; {description} was not sent",
+                       hint="another wallet or program sends from this key: wait for it, then "
+                            "run the command again", default_hint=False)
+    journal_resolve(ctx, tx_hash, "dropped", note=_node_message(resp))
+    raise response_error(ctx, resp, description)
+
+
+def _ensure_known(ctx: TxContext, raw_hex: str, tx_hash: str, nonce: int, description: str,
+                  cause: DtnsessError) -> None:
+    """After a lost reply: return once the node has the transaction (found by hash, or its own
+    bytes re-broadcast); TxPendingError when the node cannot tell."""
+    provider = ctx.w3.provider
+    for pause in LOOKUP_BACKOFF:
+        time.sleep(pause)
+        try:
+            try:
+                found = provider.make_request("eth_getTransactionByHash", [tx_hash])
+            except Exception as exc:  # the lookup failed too (after the read retries)
+                cause = to_rpc_error(exc, ctx.rpc_url)
+                continue
+            if "error" in found:
+                cause = response_error(ctx, found, "transaction lookup")
+                continue
+            if found.get("result"):
+                return
+            # the node does not know it: the same signed bytes again (one nonce, one hash)
+            again = provider.make_request("eth_sendRawTransaction", [raw_hex])
+            if "error" not in again:
+                return
+            _refused(ctx, again, raw_hex, tx_hash, nonce, description)
+            return
+        except DtnsessError:
+            raise
+        except Exception as exc:
+            cause = to_rpc_error(exc, ctx.rpc_url)
+    raise TxPendingError(description, tx_hash, nonce,
+                         f"the node's reply to the send was lost "
+                         f"({getattr(cause, 'reason', cause.message)})")
 
 
 # NOTE: poll receipts quickly at first (automine and fast chains answer at once), but never
@@ -695,30 +817,40 @@ def send_and_wait(ctx: TxContext, fn_call: Any, *, value: int = 0, description: 
 RECEIPT_POLL_FIRST, RECEIPT_POLL_MAX = 0.05, 0.5
 
 
-def wait_for_receipt(ctx: TxContext, tx_hash: str, description: str) -> Any:
+def wait_for_receipt(ctx: TxContext, tx_hash: str, description: str, nonce: int,
+                     timeout: Optional[float] = None) -> Any:
+    """The receipt, polled until ``timeout`` (default: the context's receipt timeout). Node
+    trouble while waiting is waited out until the deadline; then, or on Ctrl-C, TxPendingError
+    names the hash and the nonce (the journal entry stays open)."""
     from web3.exceptions import TransactionNotFound
 
-    deadline = time.monotonic() + ctx.receipt_timeout
+    timeout = ctx.receipt_timeout if timeout is None else timeout
+    deadline = time.monotonic() + timeout
     delay = RECEIPT_POLL_FIRST
-    with ctx.ui.status(f"{description}: waiting for {tx_hash[:10]}… to be mined"):
-        while True:
-            try:
-                receipt = ctx.w3.eth.get_transaction_receipt(tx_hash)
-                if receipt is not None and receipt.get("blockNumber") is not None:
-                    return receipt
-            except TransactionNotFound:
-                pass
-            except Exception as exc:
-                # a flaky node while waiting: keep waiting until the deadline, never resend
+    trouble: Optional[DtnsessError] = None
+    try:
+        with ctx.ui.status(f"{description}: waiting for {tx_hash[:10]}… to be mined"):
+            while True:
+                try:
+                    receipt = ctx.w3.eth.get_transaction_receipt(tx_hash)
+                    if receipt is not None and receipt.get("blockNumber") is not None:
+                        return receipt
+                    trouble = None
+                except TransactionNotFound:
+                    trouble = None
+                except Exception as exc:  # a flaky node: keep waiting until the deadline
+                    trouble = to_rpc_error(exc, ctx.rpc_url)
                 if time.monotonic() >= deadline:
-                    raise to_rpc_error(exc, ctx.rpc_url) from exc
-            if time.monotonic() >= deadline:
-                raise WaitTimeoutError(
-                    "the receipt", ctx.receipt_timeout, tx_hash=tx_hash,
-                    hint="the transaction may still be mined; do not resend it blindly, "
-                         "check its hash in a block explorer first")
-            time.sleep(delay)
-            delay = min(delay * 2, RECEIPT_POLL_MAX)
+                    why = (f"the node failed while waiting for the receipt ({trouble.reason})"
+                           if isinstance(trouble, RpcError) else
+                           f"not mined after {timeout:g}s")
+                    raise TxPendingError(description, tx_hash, nonce, why)
+                time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                delay = min(delay * 2, RECEIPT_POLL_MAX)
+    except KeyboardInterrupt:
+        raise TxPendingError(description, tx_hash, nonce,
+                             "interrupted while waiting for the receipt",
+                             interrupted=True) from None
 
 
 def _failed_receipt(ctx: TxContext, base_tx: dict, receipt: Any, limit: int,
@@ -822,6 +954,8 @@ def rpc_batch(ctx: TxContext, requests: Sequence[tuple], description: str) -> li
         resp = provider.make_batch_request(reqs)
     except NotImplementedError:
         resp = None
+    except DtnsessError:
+        raise
     except Exception as exc:
         raise to_rpc_error(exc, ctx.rpc_url) from exc
     if isinstance(resp, list) and len(resp) == len(reqs):
@@ -923,8 +1057,8 @@ class Pipeline:
 
     ``begin()`` reads fees, the ETH balance and the ``pending`` nonce in one round trip; the
     nonce is then counted locally. ``send()`` signs and sends one transaction (one round trip)
-    and never waits; ``collect()`` polls all receipts of what was sent in one round trip per
-    poll. Nothing is ever resent.
+    and never waits (``broadcast``: journal first, a lost reply looked up by hash); ``collect()``
+    polls all receipts of what was sent in one round trip per poll.
     """
 
     def __init__(self, ctx: TxContext) -> None:
@@ -961,8 +1095,6 @@ class Pipeline:
         """Sign ``p`` with the next nonce and send it once. The outcome is ``sent`` (accepted by
         the node), ``failed`` (rejected: the nonce is not used) or ``unknown`` (the node did not
         answer: the transaction may or may not have arrived)."""
-        from web3.exceptions import Web3RPCError
-
         ctx = self.ctx
         assert self.nonce is not None, "begin() first"
         out = Outcome(call=p.call, nonce=self.nonce, gas_estimate=p.gas_estimate,
@@ -973,19 +1105,20 @@ class Pipeline:
         signed = ctx.account.sign_transaction(tx)
         out.tx_hash = "0x" + bytes(signed.hash).hex()
         try:
-            ctx.w3.eth.send_raw_transaction(signed.raw_transaction)
-        except Exception as exc:
-            if isinstance(exc, Web3RPCError):  # the node answered: it did not take it
-                data = revert_data_from_exception(exc)
-                out.status = "failed"
-                out.error = (ctx.revert_error(data, p.call.description) if data is not None
-                             else to_rpc_error(exc, ctx.rpc_url))
-                out.tx_hash = None
-                out.nonce = None
-                return out
+            broadcast(ctx, bytes(signed.raw_transaction), out.tx_hash, self.nonce,
+                      p.call.description)
+        except TxPendingError as exc:
+            if exc.exit_code != ExitCode.TIMEOUT:  # Ctrl-C: stop here, the hash is named
+                raise
             out.status = "unknown"
-            out.error = to_rpc_error(exc, ctx.rpc_url)
+            out.error = exc
             self.nonce += 1  # NOTE: it may have arrived: never reuse its nonce in this run
+            return out
+        except DtnsessError as exc:  # the node answered: it did not take it
+            out.status = "failed"
+            out.error = exc
+            out.tx_hash = None
+            out.nonce = None
             return out
         out.status = "sent"
         self.nonce += 1
@@ -1007,6 +1140,7 @@ class Pipeline:
             elif "error" not in r:
                 o.status = "not_sent"
                 o.error = o.error or RpcError(self.ctx.rpc_url, "the transaction did not arrive")
+                journal_resolve(self.ctx, o.tx_hash, "dropped", note="not in the node")
 
     def collect(self, outs: Sequence[Outcome], on_done: Optional[Callable[[Outcome], None]] = None,
                 description: str = "transactions") -> None:
@@ -1023,8 +1157,16 @@ class Pipeline:
             try:
                 resps = rpc_batch(ctx, [("eth_getTransactionReceipt", [o.tx_hash])
                                         for o in waiting], "receipts")
+                last_exc = None
             except DtnsessError as exc:  # a flaky node while waiting: keep waiting, never resend
                 resps, last_exc = [{} for _ in waiting], exc
+            except KeyboardInterrupt:
+                hashes = ", ".join(f"{o.tx_hash} (nonce {o.nonce})" for o in waiting[1:])
+                raise TxPendingError(
+                    description, waiting[0].tx_hash, waiting[0].nonce,
+                    "interrupted while waiting for the receipt" + (
+                        f" (also still open: {hashes})" if hashes else ""),
+                    interrupted=True) from None
             still = []
             for o, r in zip(waiting, resps):
                 rec = r.get("result") if isinstance(r, dict) else None
@@ -1040,10 +1182,11 @@ class Pipeline:
             if time.monotonic() >= deadline:
                 for o in waiting:
                     o.status = "unknown"
-                    o.error = last_exc or WaitTimeoutError(
-                        "the receipt", ctx.receipt_timeout, tx_hash=o.tx_hash,
-                        hint="the transaction may still be mined; do not resend it blindly, "
-                             "check its hash in a block explorer first")
+                    o.error = TxPendingError(
+                        o.call.description, o.tx_hash, o.nonce,
+                        f"the node failed while waiting for the receipt ({last_exc.reason})"
+                        if isinstance(last_exc, RpcError) else
+                        f"not mined after {ctx.receipt_timeout:g}s")
                 return
             time.sleep(delay)
             delay = min(delay * 2, RECEIPT_POLL_MAX)
@@ -1061,10 +1204,12 @@ class Pipeline:
                        contract_address=receipt.get("contractAddress"))
         o.result = res
         if receipt["status"] != 1:
+            journal_resolve(ctx, o.tx_hash, "failed", receipt["blockNumber"])
             o.status = "failed"
             o.error = _failed_receipt(ctx, base_tx, receipt, o.gas_limit, o.call.description,
                                       o.tx_hash)
             return
+        journal_resolve(ctx, o.tx_hash, "mined", receipt["blockNumber"])
         res.events = decode_logs(ctx, receipt["logs"])
         o.status = "mined"
 

@@ -89,21 +89,39 @@ def format_amount(units: int, decimals: int, *, group: bool = False) -> str:
     return ("-" + out) if neg else out
 
 
+# cast-style numbers for ETH values: an exponent is fine ("1e5", "2.5e5wei")
+_SCI_RE = re.compile(r"^(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)e[+-]?[0-9]{1,3}$")
+_HEX_RE = re.compile(r"^0x[0-9a-f]{1,64}$")
+
+
 def parse_eth_value(text: str, *, default_unit: str = "wei", what: str = "value",
                     allow_zero: bool = True) -> int:
-    """Parse an ETH value with an optional unit suffix into wei.
+    """Parse an ETH value with an optional unit suffix into wei, as Foundry's cast does.
 
-    ``"300000"`` (wei by default), ``"300000wei"``, ``"1gwei"``, ``"0.0001ether"``, ``"0.0001 eth"``.
+    ``"300000"`` (wei by default), ``"300000wei"``, ``"1gwei"``, ``"0.0001ether"``,
+    ``"0.0001 eth"``, ``"1e5"``, ``"3e5wei"``, and hex wei ``"0x493e0"``.
     """
     if not isinstance(text, str):
         text = str(text)
     s = text.strip().lower()
+    if _HEX_RE.match(s):
+        if default_unit != "wei":
+            raise InputError(what, text, f"a hex value is in wei; give {default_unit} in decimal")
+        wei = int(s, 16)
+        if wei == 0 and not allow_zero:
+            raise InputError(what, text, "must be greater than zero")
+        return wei
     m = re.match(r"^(.*?)\s*([a-z]+)?$", s)
     num, unit = (m.group(1), m.group(2)) if m else (s, None)
     unit = unit or default_unit
     if unit not in _ETH_UNITS:
         raise InputError(what, text, f"unknown unit {unit!r} (use wei, gwei or ether)")
-    d = _to_decimal(num, what) if num else _to_decimal(text, what)
+    if num and _SCI_RE.match(num):
+        with localcontext() as ctx:
+            ctx.prec = 200
+            d = Decimal(num)
+    else:
+        d = _to_decimal(num, what) if num else _to_decimal(text, what)
     wei = _scale(d, _ETH_UNITS[unit], text, what)
     if wei == 0 and not allow_zero:
         raise InputError(what, text, "must be greater than zero")

@@ -1,0 +1,171 @@
+"""The local journal of signed transactions, and the one-sender-at-a-time lock.
+
+Every transaction is written here (raw signed bytes, hash, nonce, what it was for) BEFORE it is
+broadcast, and resolved after: ``mined`` / ``failed`` (mined, reverted) / ``replaced`` (its nonce
+went to another transaction) / ``dropped`` (the node refused it). An entry still ``open`` means
+the outcome is not known (a lost reply, a timeout, Ctrl-C): the next write from the same key
+looks it up by hash first (``client.Client``), so a rerun never repeats a mined intent unknowingly.
+
+One SQLite file (WAL mode, so concurrent processes read while one writes) in the user's state
+directory (``platformdirs``; ``DTNSESS_STATE_DIR`` overrides), keyed by (chain id, sender). It
+never holds a key: only signed transactions, which anyone may broadcast anyway.
+
+Only stdlib, filelock and platformdirs here.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from .errors import ConfigError
+
+STATE_ENV = "DTNSESS_STATE_DIR"
+OPEN, MINED, FAILED, REPLACED, DROPPED = "open", "mined", "failed", "replaced", "dropped"
+
+# The command line that caused the transactions of this run (set by cli.command), e.g.
+# {"argv": "dtnsess create 20"}; never holds a key (keys are never arguments).
+INTENT: contextvars.ContextVar[Optional[dict]] = contextvars.ContextVar("dtnsess_intent",
+                                                                       default=None)
+
+
+def state_dir() -> Path:
+    env = os.environ.get(STATE_ENV)
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir("dtnsess", appauthor=False))
+
+
+@dataclass
+class Entry:
+    chain_id: int
+    sender: str
+    tx_hash: str
+    nonce: int
+    raw: str  # 0x-hex signed transaction
+    description: str
+    intent: dict
+    status: str
+    created_at: float
+    updated_at: float
+    block: Optional[int] = None
+    note: Optional[str] = None
+
+    @property
+    def argv(self) -> str:
+        return str(self.intent.get("argv") or "")
+
+    @property
+    def final(self) -> bool:
+        """False for a preliminary step (an approval sent by `create`/`renew`)."""
+        return not self.intent.get("step")
+
+    def label(self) -> str:
+        """``tx 0xab… (nonce 5, `dtnsess create 20`)``."""
+        cmd = f", `{self.argv}`" if self.argv else ""
+        return f"tx {self.tx_hash} (nonce {self.nonce}{cmd})"
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS txs (
+    tx_hash     TEXT PRIMARY KEY,
+    chain_id    INTEGER NOT NULL,
+    sender      TEXT NOT NULL,
+    nonce       INTEGER NOT NULL,
+    raw         TEXT NOT NULL,
+    description TEXT NOT NULL,
+    intent      TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    created_at  REAL NOT NULL,
+    updated_at  REAL NOT NULL,
+    block       INTEGER,
+    note        TEXT
+);
+CREATE INDEX IF NOT EXISTS txs_open ON txs (chain_id, sender, status);
+"""
+_COLS = ("chain_id", "sender", "tx_hash", "nonce", "raw", "description", "intent", "status",
+         "created_at", "updated_at", "block", "note")
+
+
+class Journal:
+    """The journal file (``state_dir()/journal.sqlite3`` by default)."""
+
+    def __init__(self, path: Optional[Path] = None) -> None:
+        self.path = Path(path) if path else state_dir() / "journal.sqlite3"
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # autocommit: every statement is its own transaction (no long-held write locks)
+            self.db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"cannot open the transaction journal {self.path}: {exc}",
+                              hint=f"set {STATE_ENV} to a writable directory") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def record(self, chain_id: int, sender: str, tx_hash: str, nonce: int, raw: str,
+               description: str, intent: Optional[dict]) -> None:
+        now = time.time()
+        self._exec("INSERT OR REPLACE INTO txs (chain_id, sender, tx_hash, nonce, raw, "
+                   "description, intent, status, created_at, updated_at) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (chain_id, sender.lower(), tx_hash.lower(), nonce, raw, description,
+                    json.dumps(intent or {}), OPEN, now, now))
+
+    def resolve(self, tx_hash: str, status: str, block: Optional[int] = None,
+                note: Optional[str] = None) -> None:
+        self._exec("UPDATE txs SET status = ?, block = ?, note = ?, updated_at = ? "
+                   "WHERE tx_hash = ?", (status, block, note, time.time(), tx_hash.lower()))
+
+    def open_entries(self, chain_id: int, sender: str) -> list:
+        return self._select("WHERE chain_id = ? AND sender = ? AND status = ? ORDER BY nonce, "
+                            "created_at", (chain_id, sender.lower(), OPEN))
+
+    def find(self, tx_hash: str) -> Optional[Entry]:
+        rows = self._select("WHERE tx_hash = ?", (tx_hash.lower(),))
+        return rows[0] if rows else None
+
+    def _select(self, where: str, args: tuple) -> list:
+        try:
+            cur = self.db.execute(f"SELECT {', '.join(_COLS)} FROM txs {where}", args)
+            rows = cur.fetchall()
+        except sqlite3.Error as exc:
+            raise ConfigError(f"transaction journal {self.path}: {exc}") from None
+        out = []
+        for r in rows:
+            d = dict(zip(_COLS, r))
+            try:
+                d["intent"] = json.loads(d["intent"]) or {}
+            except ValueError:
+                d["intent"] = {}
+            out.append(Entry(**d))
+        return out
+
+    def _exec(self, sql: str, args: tuple) -> None:
+        try:
+            self.db.execute(sql, args)
+        except sqlite3.Error as exc:
+            raise ConfigError(f"transaction journal {self.path}: {exc}") from None
+
+
+def sender_lock(chain_id: int, address: str):
+    """The inter-process lock of one sender on one chain (a filelock.FileLock, re-entrant)."""
+    from filelock import FileLock
+
+    d = state_dir() / "locks"
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the lock directory {d}: {exc.strerror}",
+                          hint=f"set {STATE_ENV} to a writable directory") from None
+    return FileLock(str(d / f"sender-{chain_id}-{address.lower()}.lock"))
