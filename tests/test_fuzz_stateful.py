@@ -1,0 +1,520 @@
+"""Stateful fuzzing of AdvancedSessionManager on Anvil (hypothesis RuleBasedStateMachine).
+
+Three users and an attacker (who also runs a DTN node) drive random sessions, requests (with
+valid and invalid routing, callback gas and prompt sizes), answers (success, failure, and callbacks
+starved of gas), settling, closing, the pool, cleanup, withdrawals, bounded configuration changes
+by the contract owner (and attempts by the attacker), token donations and sweeps, a fee-on-transfer
+switch and time travel. Reverting actions are fine: they are mined and the machine goes on.
+
+After every step the invariants of docs/security.md ("Fuzz invariants") are checked on the chain.
+Every example starts from an evm_snapshot of one deployment (the session's system6) and reverts to
+it at the end.
+
+Budget: DTNSESS_FUZZ_EXAMPLES (default 15) examples of at most DTNSESS_FUZZ_STEPS (default 25)
+steps, derandomized unless the budget is set (`make fuzz`). The
+run's totals (steps, transactions, reverts, answers, starved callbacks, ...) are printed in the
+terminal summary.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import pytest
+from eth_utils import keccak
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from web3.logs import DISCARD
+
+from dtnsess_cli.localdtn import SYSTEM_TRUST_NAMESPACE, respond_call, transact
+from helpers import CALLBACK_GAS, REQ_PENDING, latest_ts, rpc
+
+EXAMPLES = int(os.environ.get("DTNSESS_FUZZ_EXAMPLES", "15"))
+STEPS = int(os.environ.get("DTNSESS_FUZZ_STEPS", "25"))
+# CI: the same examples every run; `make fuzz` (a larger budget) explores new ones each run
+# (replay one with pytest's --hypothesis-seed=N).
+DERANDOMIZE = "DTNSESS_FUZZ_EXAMPLES" not in os.environ
+
+TX_GAS = 8_000_000
+ANY, ALL = 0, 1
+ATTACKER_NODE = "node.attacker.evil"
+UNKNOWN_NODE_ID = keccak(text="node.nobody.ghost")
+UNKNOWN_NAMESPACE = keccak(text="trust.nobody.serves")
+
+# Routing variants (namespaces, node ids, redundancy, confidence, aggregation). "sys"/"evil" stand
+# for the registered system node and the attacker's node.
+ROUTES = [
+    ([SYSTEM_TRUST_NAMESPACE], [], 1, 8, ANY),  # the default
+    ([UNKNOWN_NAMESPACE], [], 1, 8, ANY),  # valid, but no node serves it: never answered
+    ([], ["sys"], 1, 8, ANY),
+    ([], ["evil"], 1, 8, ANY),  # a taker paying its own node
+    ([], [UNKNOWN_NODE_ID], 1, 8, ANY),  # valid, never answered
+    ([], ["sys", "evil"], 2, 8, ANY),
+    ([SYSTEM_TRUST_NAMESPACE], [], 1, 8, ALL),  # invalid: aggregation
+    ([], [], 1, 8, ANY),  # invalid: empty
+    ([SYSTEM_TRUST_NAMESPACE], [], 0, 8, ANY),  # invalid: redundancy 0
+    ([], ["sys"], 2, 8, ANY),  # invalid: redundancy above named nodes
+    ([SYSTEM_TRUST_NAMESPACE], [], 1, 11, ANY),  # invalid: confidence
+]
+
+ACTOR = st.integers(0, 3)  # users 0-2, 3 = the attacker
+SID = st.integers(0, 40)  # index into the known sessions; >= 36 means an unknown id
+REQ = st.integers(0, 10_000)  # index into the requests made so far
+
+STATS: Counter = Counter()
+
+
+@dataclass
+class Ctx:
+    w3: object
+    system: object
+    deployer: str
+    worker: str
+    users: list
+    attacker: str
+    everyone: list
+    evil_node: bytes
+    supply0: int
+
+
+CTX: Ctx | None = None
+
+
+class ManagerMachine(RuleBasedStateMachine):
+    def __init__(self):
+        super().__init__()
+        c = CTX
+        self.c = c
+        self.w3 = c.w3
+        self.s = c.system
+        self.m = c.system.manager.functions
+        self.unit = c.system.unit
+        self.actors = c.users + [c.attacker]
+        self.snapshot = rpc(self.w3, "evm_snapshot")
+        self.rids: list[tuple[bytes, int, str, int]] = []  # (request id, session, user, DTN session)
+        self.starved: set[bytes] = set()  # answered on the router, callback failed
+        self.fee_was_on = False
+        self.actor: str | None = None
+        self.action = "init"
+        self.prev = None
+        STATS["examples"] += 1
+
+    def teardown(self):
+        rpc(self.w3, "evm_revert", self.snapshot)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _sid(self, i: int) -> int:
+        n = self.m.nextSessionId().call() - 1
+        if i >= 36 or n == 0:
+            return n + 1 + i % 3  # unknown
+        return 1 + i % n
+
+    def _send(self, action: str, sender: str, fn, value: int = 0, gas: int = TX_GAS):
+        """Mine `fn` from `sender` (no estimate: a revert is mined too); return the receipt."""
+        self.action, self.actor = action, sender
+        STATS["steps"] += 1
+        STATS["transactions"] += 1
+        tx = fn.transact({"from": sender, "value": value, "gas": gas})
+        r = self.w3.eth.wait_for_transaction_receipt(tx, timeout=60)
+        if r["status"] != 1:
+            STATS["reverted"] += 1
+        else:
+            STATS[f"ok:{action}"] += 1
+        return r
+
+    def _step(self, action: str, actor: str | None = None):
+        self.action, self.actor = action, actor
+        STATS["steps"] += 1
+
+    def _node(self, name):
+        return {"sys": self.s.node_id, "evil": self.c.evil_node}.get(name, name)
+
+    # ------------------------------------------------------------------ sessions
+
+    @rule(a=ACTOR, tokens=st.sampled_from([0, 1, 5, 10, 20, 50]), odd=st.booleans())
+    def create(self, a, tokens, odd):
+        self._send("create", self.actors[a], self.m.createSession(tokens * self.unit + int(odd)))
+
+    @rule(a=ACTOR)
+    def get_or_create(self, a):
+        self._send("getOrCreate", self.actors[a], self.m.getOrCreateSession())
+
+    @rule(a=ACTOR, i=SID, tokens=st.sampled_from([0, 1, 10]))
+    def renew(self, a, i, tokens):
+        self._send("renew", self.actors[a], self.m.renewSession(self._sid(i), tokens * self.unit))
+
+    @rule(a=ACTOR, i=SID)
+    def close(self, a, i):
+        self._send("close", self.actors[a], self.m.closeSession(self._sid(i)))
+
+    @rule(a=ACTOR)
+    def close_all(self, a):
+        self._send("closeAll", self.actors[a], self.m.closeAllSessions())
+
+    @rule(a=ACTOR, i=SID)
+    def begin_close(self, a, i):
+        self._send("beginClose", self.actors[a], self.m.beginClose(self._sid(i)))
+
+    # ------------------------------------------------------------------ requests and answers
+
+    @rule(
+        a=ACTOR,
+        mode=st.sampled_from(["auto", "routing", "session"]),
+        i=SID,
+        route=st.integers(0, len(ROUTES) - 1),
+        value=st.sampled_from([0, 5_000, CALLBACK_GAS, CALLBACK_GAS]),
+        size=st.sampled_from([1, 40, 400, 3000]),
+        new_second=st.booleans(),
+    )
+    def request(self, a, mode, i, route, value, size, new_second):
+        ns, nodes, redundancy, confidence, agg = ROUTES[route]
+        routing = (ns, [self._node(n) for n in nodes], redundancy, confidence, agg)
+        prompt = "p" * size
+        model = self.s.model
+        if new_second:  # DTN request ids have one-second resolution; same-second ones collide
+            rpc(self.w3, "evm_setNextBlockTimestamp", latest_ts(self.w3) + 1)
+        if mode == "auto":
+            fn = self.m.makeAIRequest(prompt, model, ns)
+        elif mode == "routing":
+            fn = self.m.makeAIRequestWithRouting(prompt, model, routing)
+        else:
+            fn = self.m.makeAIRequestInSession(self._sid(i), prompt, model, routing)
+        r = self._send("request", self.actors[a], fn, value=value)
+        for ev in self.s.manager.events.AIRequestSubmitted().process_receipt(r, errors=DISCARD):
+            e = ev["args"]
+            self.rids.append((e["requestId"], e["sessionId"], e["user"], e["dtnSessionId"]))
+
+    @rule(j=REQ, kind=st.sampled_from(["success", "failure", "tight"]), size=st.integers(0, 600),
+          tight_gas=st.integers(60_000, 400_000))
+    def answer(self, j, kind, size, tight_gas):
+        if not self.rids:
+            return self._step("answer(none)")
+        rid = self.rids[j % len(self.rids)][0]
+        router = self.s.router
+        stored = router.functions.getRequest(rid).call()
+        if stored[6]:  # completed
+            return self._step("answer(done)")
+        ns, nodes = stored[7][0], stored[7][1]
+        mine = {self.s.node_id: self.c.worker, self.c.evil_node: self.c.attacker}
+        node = next((n for n in nodes if n in mine), None) if nodes else (
+            self.s.node_id if SYSTEM_TRUST_NAMESPACE in ns else None)
+        node = node or self.s.node_id  # not eligible: the router refuses it
+        fn = respond_call(router, rid, node=node, stored=stored,
+                          text=None if kind == "failure" else "a" * size,
+                          failure="overloaded" if kind == "failure" else None)
+        r = self._send("answer", mine[node], fn, gas=tight_gas if kind == "tight" else TX_GAS)
+        if r["status"] == 1:
+            STATS["answered"] += 1
+            failed = [*router.events.SuccessCallbackFailed().process_receipt(r, errors=DISCARD),
+                      *router.events.FailureCallbackFailed().process_receipt(r, errors=DISCARD)]
+            if failed:
+                self.starved.add(rid)
+                STATS["callback failed"] += 1
+
+    @rule(a=ACTOR, j=REQ)
+    def settle(self, a, j):
+        if not self.rids:
+            return self._step("settle(none)")
+        self._send("settle", self.actors[a], self.m.settleRequest(self.rids[j % len(self.rids)][0]))
+
+    @rule(a=ACTOR, picks=st.lists(REQ, max_size=4), junk=st.booleans())
+    def settle_many(self, a, picks, junk):
+        ids = [self.rids[j % len(self.rids)][0] for j in picks] if self.rids else []
+        if junk:
+            ids.append(keccak(text=f"junk{len(picks)}"))
+        self._send("settleMany", self.actors[a], self.m.settleRequests(ids))
+
+    # ------------------------------------------------------------------ pool
+
+    @rule(a=ACTOR, i=SID, limit=st.sampled_from([None, 0, 1, 3, 10]), nodes=st.booleans())
+    def add_to_pool(self, a, i, limit, nodes):
+        sid = self._sid(i)
+        if limit is None:
+            fn = self.m.addToPool(sid)
+        else:
+            fn = self.m.addToPoolWithLimit(sid, limit * self.m.totalFeePerRes().call(), nodes)
+        self._send("addToPool", self.actors[a], fn)
+
+    @rule(a=ACTOR)
+    def get_from_pool(self, a):
+        self._send("getFromPool", self.actors[a], self.m.getFromPool())
+
+    @rule(a=ACTOR)
+    def release_grant(self, a):
+        self._send("releaseGrant", self.actors[a], self.m.releaseGrant())
+
+    @rule(a=ACTOR, i=SID, t=ACTOR)
+    def revoke_grant(self, a, i, t):
+        self._send("revokeGrant", self.actors[a], self.m.revokeGrant(self._sid(i), self.actors[t]))
+
+    @rule(a=ACTOR, i=SID)
+    def remove_from_pool(self, a, i):
+        self._send("removeFromPool", self.actors[a], self.m.removeFromPool(self._sid(i)))
+
+    # ------------------------------------------------------------------ maintenance and money
+
+    @rule(a=ACTOR, n=st.sampled_from([None, 1, 2]))
+    def cleanup(self, a, n):
+        fn = self.m.cleanupOldSessions() if n is None else self.m.cleanupOldSessionsUpTo(n)
+        self._send("cleanup", self.actors[a], fn)
+
+    @rule(a=ACTOR)
+    def withdraw(self, a):
+        self._send("withdraw", self.actors[a], self.m.withdrawRefunds())
+
+    @rule(tokens=st.sampled_from([1, 7]))
+    def donate(self, tokens):
+        """Tokens sent straight to the manager: not owed to anyone, sweepable."""
+        self._send("donate", self.c.attacker,
+                   self.s.token.functions.transfer(self.s.manager.address, tokens * self.unit))
+
+    @rule(by_owner=st.booleans(), other_token=st.booleans())
+    def sweep(self, by_owner, other_token):
+        sender = self.c.deployer if by_owner else self.c.attacker
+        token = self.s.router.address if other_token else self.s.token.address  # router: not a token
+        self._send("sweep", sender, self.m.sweep(token, sender))
+
+    @rule(on=st.booleans())
+    def transfer_fee(self, on):
+        """MockUSDT's USDT-like transfer fee (burned): the manager must refuse short transfers in."""
+        self.fee_was_on |= on
+        self._send("transferFee", self.c.deployer, self.s.token.functions.setTransferFeeBps(100 if on else 0))
+
+    @rule(
+        by_owner=st.sampled_from([True, True, True, False]),
+        kind=st.sampled_from(["config", "fees", "timeout"]),
+        k1=st.integers(0, 4), k2=st.integers(0, 4), k3=st.integers(0, 4),
+    )
+    def configure(self, by_owner, kind, k1, k2, k3):
+        u = self.unit
+        sender = self.c.deployer if by_owner else self.c.attacker
+        if kind == "config":
+            mins = [u, 10 * u, 30 * u, 2 * 10**6 * u, 0]
+            ages = [600, 3600, 86_400, 400 * 86_400, 1]
+            pools = [0, 1, 2, 5, 101]
+            fn = self.m.updateConfig(mins[k1], ages[k2], pools[k3])
+        elif kind == "fees":
+            fees = [(u // 1000, u // 1000, u), (u // 100, u // 100, u // 2), (u // 1000, u // 1000, 3 * u),
+                    (2 * u, 0, u), (0, 0, 2000 * u)]
+            fn = self.m.setFees(*fees[k1])
+        else:
+            timeouts = [60, 900, 3600, 8 * 86_400, 0]
+            fn = self.m.setRequestTimeout(timeouts[k1])
+        self._send(kind, sender, fn)
+
+    @rule(dt=st.sampled_from(["1s", "1m", "timeout", "timeout+1", "age+1", "3h"]))
+    def travel(self, dt):
+        self._step(f"travel {dt}")
+        cfg = self.m.getConfig().call()
+        seconds = {"1s": 1, "1m": 60, "timeout": cfg[10], "timeout+1": cfg[10] + 1,
+                   "age+1": cfg[4] + 1, "3h": 3 * 3600}[dt]
+        rpc(self.w3, "evm_increaseTime", seconds)
+        rpc(self.w3, "evm_mine")
+
+    # ------------------------------------------------------------------ invariants
+
+    def _read(self):
+        w3, m, s = self.w3, self.m, self.s
+        n = m.nextSessionId().call() - 1
+        sids = list(range(1, n + 1))
+        with w3.batch_requests() as b:
+            for a in self.c.everyone + [s.manager.address, s.router.address]:
+                b.add(s.token.functions.balanceOf(a))
+            b.add(s.token.functions.totalSupply())
+            b.add(m.totalClaimable())
+            b.add(m.getActiveSessions(0, 10_000))
+            b.add(m.getPoolSessions())
+            b.add(m.getConfig())
+            b.add(m.getSessions(sids))
+            for a in self.actors:
+                b.add(m.getUserActiveSessions(a))
+            for a in self.actors:
+                b.add(m.getGrant(a))
+            for sid in sids:
+                b.add(m.getPoolOffer(sid))
+            out = b.execute()
+        k = len(self.c.everyone) + 2
+        st_ = {"balances": dict(zip(self.c.everyone + ["manager", "router"], out[:k]))}
+        (st_["supply"], st_["claimable"], (active, total), st_["pool"], st_["config"],
+         views) = out[k:k + 6]
+        st_["active"], st_["active_total"] = list(active), total
+        st_["views"] = {sid: v for sid, v in zip(sids, views)}
+        rest = out[k + 6:]
+        na = len(self.actors)
+        st_["user_active"] = dict(zip(self.actors, [list(x) for x in rest[:na]]))
+        st_["grants"] = dict(zip(self.actors, rest[na:2 * na]))
+        st_["offers"] = dict(zip(sids, rest[2 * na:]))
+        return st_
+
+    @staticmethod
+    def _owner_state(st_):
+        """The fields only a session's owner may change (cleanup may deactivate idle sessions)."""
+        out = {}
+        for sid, v in st_["views"].items():
+            offered, _taker, limit, nodes = st_["offers"][sid]
+            # view: (id, owner, balance, lastUsed, active, requestCount, dtnSessionId, pending,
+            #        lastRequestAt, pooled, hasDtnBalance, dtnBalance, closableAt, closing, pendingSince)
+            out[sid] = {"owner": v[1], "active": v[4], "funded": v[2], "dtnSession": v[6],
+                        "closing": v[13], "offered": offered, "grantLimit": limit, "nodeRouting": nodes}
+        return out
+
+    @invariant()
+    def chain_invariants(self):
+        st_ = self._read()
+        views, cfg = st_["views"], st_["config"]
+        timeout, pool_size = cfg[10], cfg[5]
+        now = latest_ts(self.w3)
+        where = f"after {self.action} by {self.actor}"
+
+        # 1. tokens are conserved: every token is held by a known account or contract
+        held = sum(st_["balances"].values())
+        assert held == st_["supply"], f"{where}: {st_['supply'] - held} tokens left the known holders"
+        if not self.fee_was_on:
+            assert st_["supply"] == self.c.supply0, f"{where}: supply changed without a transfer fee"
+        # 2. the manager can pay every credited refund
+        assert st_["balances"]["manager"] >= st_["claimable"], (
+            f"{where}: manager holds {st_['balances']['manager']} < totalClaimable {st_['claimable']}")
+
+        # 3. active sets match the records
+        active_ids = {sid for sid, v in views.items() if v[4]}
+        assert len(st_["active"]) == st_["active_total"] == len(set(st_["active"])), f"{where}: active list"
+        assert set(st_["active"]) == active_ids, f"{where}: getActiveSessions {st_['active']} != {active_ids}"
+        for a, ids in st_["user_active"].items():
+            mine = sorted(sid for sid in active_ids if views[sid][1] == a)
+            assert ids == mine, f"{where}: getUserActiveSessions({a}) {ids} != {mine}"
+
+        # 4. the pool is a subset of the active, not-closing sessions; grants are consistent
+        pool = st_["pool"]
+        assert len(pool) == len(set(pool)) <= max(pool_size, len(pool)), f"{where}: pool {pool}"
+        for sid in pool:
+            assert views[sid][4] and not views[sid][13], f"{where}: pooled session {sid} inactive/closing"
+            assert views[sid][9], f"{where}: pooled {sid} but its view says not pooled"
+            assert st_["offers"][sid][1] == "0x" + "0" * 40, f"{where}: pooled {sid} is also granted"
+        for a, (gsid, _remaining, _nodes) in st_["grants"].items():
+            if gsid:
+                assert views[gsid][4] and not views[gsid][13], f"{where}: {a} holds a grant on dead {gsid}"
+                assert st_["offers"][gsid][1] == a, f"{where}: grant of {a} on {gsid} not recorded"
+        for sid, (offered, taker, _l, _n) in st_["offers"].items():
+            if int(taker, 16):
+                assert st_["grants"].get(taker, (0,))[0] == sid, f"{where}: {sid} taker {taker} has no grant"
+                assert offered
+
+        # 5. pending counts match the router: a request counts while the manager has no outcome for
+        #    it on the session's current DTN session; only a starved callback leaves one pending
+        #    that the router has completed.
+        current = [(rid, sid) for rid, sid, _u, dtn in self.rids if views[sid][4] and views[sid][6] == dtn]
+        with self.w3.batch_requests() as b:
+            for rid, _sid in current:
+                b.add(self.m.requests(rid))
+            for rid, _sid in current:
+                b.add(self.s.router.functions.getRequest(rid))
+            out = b.execute()
+        statuses, stored = out[:len(current)], out[len(current):]
+        pending = Counter()
+        for (rid, sid), status, req in zip(current, statuses, stored):
+            completed = req[6]
+            if status[3] == REQ_PENDING:
+                pending[sid] += 1
+                assert not completed or rid in self.starved, (
+                    f"{where}: {rid.hex()} completed on the router, callback ran, still pending")
+            else:
+                assert completed, f"{where}: {rid.hex()} has an outcome but the router never answered it"
+        for sid in active_ids:
+            v = views[sid]
+            assert v[7] == pending[sid], f"{where}: session {sid} pendingRequests {v[7]} != {pending[sid]}"
+            if v[7] == 0:
+                assert v[12] == 0 and v[14] == 0, f"{where}: session {sid} deadline without pending"
+            else:
+                assert 0 < v[12] <= v[14] + timeout, f"{where}: session {sid} deadline {v[12]} too late"
+
+        # 6. only owners changed their sessions' owner-only state
+        state = self._owner_state(st_)
+        if self.prev is not None:
+            for sid, after in state.items():
+                before = self.prev.get(sid)
+                if before is None or before == after or self.actor == after["owner"]:
+                    continue
+                changed = {k for k in after if after[k] != before[k]}
+                if self.action == "cleanup" and before["active"] and not after["active"]:
+                    continue  # idle sessions are closed by anyone's cleanup
+                if changed <= {"offered", "grantLimit", "nodeRouting"} and not after["offered"] and (
+                        len(pool) >= pool_size):
+                    # A grant ended (released/exhausted) while the pool was full: the offer lapses
+                    # (contract-api.md: it returns only "if the pool has room").
+                    STATS["offer lapsed (pool full)"] += 1
+                    continue
+                pytest.fail(f"{where}: session {sid} (owner {after['owner']}) changed {changed}: "
+                            f"{before} -> {after}")
+        self.prev = state
+
+        # 7. every active session's owner can close it within requestTimeout (a call at a future time)
+        for sid in sorted(active_ids):
+            tx = {"from": views[sid][1], "to": self.s.manager.address,
+                  "data": self.s.manager.functions.closeSession(sid)._encode_transaction_data()}
+            reply = self.w3.provider.make_request("eth_call", [tx, "latest", {}, {"time": hex(now + timeout + 1)}])
+            assert "error" not in reply, (
+                f"{where}: owner cannot close session {sid} at now + requestTimeout + 1: {reply['error']}")
+        STATS["invariant checks"] += 1
+
+
+def _prepare(w3, system, accounts, deployer, worker) -> Ctx:
+    users, attacker = accounts[4:7], accounts[7]
+    for a in users + [attacker]:
+        transact(w3, system.token.functions.mint(a, 100_000 * system.unit), a)
+        transact(w3, system.token.functions.approve(system.manager.address, 2**256 - 1), a)
+    r = transact(w3, system.router.functions.registerNode(ATTACKER_NODE, attacker), deployer)
+    evil = system.router.events.NodeRegistered().process_receipt(r, errors=DISCARD)[0]["args"]["nodeId"]
+    supply = system.token.functions.totalSupply().call()
+    return Ctx(w3, system, deployer, worker, list(users), attacker, list(accounts), evil, supply)
+
+
+def _check_time_override(c: Ctx) -> None:
+    """The closability invariant relies on eth_call's block override of `time`: prove it is honoured."""
+    w3, s, u = c.w3, c.system, c.users[0]
+    snap = rpc(w3, "evm_snapshot")
+    try:
+        r = transact(w3, s.manager.functions.createSession(10 * s.unit), u)
+        sid = s.manager.events.SessionCreated().process_receipt(r, errors=DISCARD)[0]["args"]["sessionId"]
+        transact(w3, s.manager.functions.makeAIRequest("x", s.model, []), u, value=CALLBACK_GAS)
+        tx = {"from": u, "to": s.manager.address,
+              "data": s.manager.functions.closeSession(sid)._encode_transaction_data()}
+        now, timeout = latest_ts(w3), s.manager.functions.requestTimeout().call()
+        assert "error" in w3.provider.make_request("eth_call", [tx, "latest"]), "close should be pending"
+        late = w3.provider.make_request("eth_call", [tx, "latest", {}, {"time": hex(now + timeout + 1)}])
+        assert "error" not in late, f"eth_call time override not honoured: {late}"
+    finally:
+        rpc(w3, "evm_revert", snap)
+
+
+def test_fuzz_manager_invariants(w3, system6, accounts, deployer, worker, record_property):
+    global CTX
+    CTX = _prepare(w3, system6, accounts, deployer, worker)
+    _check_time_override(CTX)
+    STATS.clear()
+    started = time.monotonic()
+    conf = settings(
+        max_examples=EXAMPLES,
+        stateful_step_count=STEPS,
+        deadline=None,
+        derandomize=DERANDOMIZE,
+        database=None,
+        print_blob=True,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
+    )
+    try:
+        run_state_machine_as_test(ManagerMachine, settings=conf)
+    finally:
+        CTX = None
+        interesting = ", ".join(f"{k} {v}" for k, v in sorted(STATS.items())
+                                if k not in ("examples", "steps", "transactions", "reverted"))
+        summary = (f"fuzz: {STATS['examples']} examples, {STATS['steps']} steps, "
+                   f"{STATS['transactions']} transactions ({STATS['reverted']} reverted) in "
+                   f"{time.monotonic() - started:.0f} s; {interesting}")
+        record_property("fuzz_summary", summary)
+        print(summary)
