@@ -5,7 +5,8 @@ import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {IERC20Metadata} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Metadata.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
-import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {IDtnAi} from "./dtn/IDtnAi.sol";
 import {WithDtnAi} from "./dtn/WithDtnAi.sol";
@@ -25,37 +26,52 @@ interface IDtnSessionBalances {
 /// @title AdvancedSessionManager
 /// @notice Funded, reusable and poolable DTN AI sessions for a dApp's users.
 /// @dev Keeps the public API of the documented DTN example and fixes its defects: stable session ids
-///      across renewals, refunds that reach owners, owner-only validated configuration, fees derived
-///      from the fee token's decimals, a pending-request guard, bounded O(1) maintenance, a pool that
-///      grants usage rights, and callbacks that record each request's outcome.
-contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
+///      across renewals, refunds that reach owners, owner-only bounded configuration, fees derived
+///      from the fee token's decimals, a pending-request deadline fixed by the oldest unanswered
+///      request, bounded O(1) maintenance, a pool of revocable, spending-limited usage grants, and
+///      callbacks that record each request's outcome.
+///
+///      A user's "current session" (makeAIRequest, makeAIRequestWithRouting, getOrCreateSession) is
+///      the session the user took from the pool if that grant is live and can pay, else the user's
+///      active, not-closing session with the highest id whose DTN balance covers one answer's
+///      minimum fee (when the router exposes balances).
+contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
     // ------------------------------------------------------------------ types
 
     enum RequestStatus { None, Pending, Succeeded, Failed }
 
-    /// @dev A session in four storage slots (the example used six, plus one per index): every slot
-    ///      written on create costs ~20k gas, and ids, timestamps and token amounts fit easily.
-    ///      `sessions(id)` still returns the example's six fields as uint256/address/bool.
+    /// @dev A session in six storage slots; the first four are written on create, the grant slots
+    ///      only when pooled. `sessions(id)` still returns the example's six fields.
     struct Session {
         // slot 0
         address owner;
         uint64 lastUsed;
         bool active;
+        bool closing; // beginClose(): only the owner may make requests
+        bool allowNodeRouting; // pool takers may name trusted node ids
         // slot 1
         uint128 balance; // funds put into the current DTN session (deposit plus carried refund)
         uint64 requestCount;
         uint64 lastRequestAt;
-        // slot 2
-        uint192 dtnSessionId;
-        uint64 pendingRequests;
-        // slot 3: 1-based positions in the id arrays (swap-and-pop removal) and LRU neighbours
-        uint48 activePos;
-        uint48 userActivePos;
-        uint48 poolPos;
-        uint48 lruPrev;
-        uint48 lruNext;
+        // slot 2: written together on every request and answer
+        uint128 dtnSessionId;
+        uint32 pendingRequests;
+        uint48 closableAt; // set when pending goes 0 -> 1; later requests never move it
+        uint48 pendingSince; // start of the current pending streak
+        // slot 3: 1-based positions in the id arrays (swap-and-pop), LRU and per-user list neighbours
+        uint40 activePos;
+        uint40 poolPos;
+        uint40 lruPrev;
+        uint40 lruNext;
+        uint40 userPrev;
+        uint40 userNext;
+        // slot 4: the current pool grant
+        uint128 grantRemaining;
+        uint128 grantLimit;
+        // slot 5
+        address taker;
     }
 
     /// @dev A request in two slots; the DTN session it was made on tells a stale settle apart.
@@ -65,6 +81,13 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
         RequestStatus status;
         uint48 sessionId;
         uint256 dtnSessionId;
+    }
+
+    /// @dev The active sessions of one owner, a list in ascending id order.
+    struct UserList {
+        uint40 head;
+        uint40 tail;
+        uint40 count;
     }
 
     struct SessionView {
@@ -80,6 +103,9 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
         bool pooled;
         bool hasDtnBalance;
         uint256 dtnBalance;
+        uint256 closableAt; // the effective deadline of the pending requests (0 when none pending)
+        bool closing;
+        uint256 pendingSince; // when the oldest unanswered request of the streak was made (0: none)
     }
 
     struct Config {
@@ -118,6 +144,12 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
     event ConfigUpdated(uint256 minSessionBalance, uint256 maxSessionAge, uint256 sessionPoolSize);
     event FeesUpdated(uint256 feePerByteReq, uint256 feePerByteRes, uint256 totalFeePerRes);
     event RequestTimeoutUpdated(uint256 requestTimeout);
+    event SessionClosing(uint256 indexed sessionId, uint256 closableAt);
+    event SessionCloseSkipped(uint256 indexed sessionId, uint256 retryAfter);
+    /// @param reason GRANT_RELEASED, GRANT_REVOKED, GRANT_EXHAUSTED or GRANT_REMOVED (removed/closed).
+    event GrantEnded(uint256 indexed sessionId, address indexed user, uint8 reason);
+    event SessionRemovedFromPool(uint256 indexed sessionId);
+    event Swept(address indexed token, address indexed to, uint256 amount);
 
     // ------------------------------------------------------------------ errors
 
@@ -127,6 +159,12 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
     error InvalidConfig(string reason);
     error NothingToWithdraw();
     error ZeroAmount();
+    error AlreadyHoldsGrant(address user, uint256 sessionId);
+    error GrantExhausted(uint256 sessionId, address user, uint256 remaining);
+    error RoutingNotAllowed(uint256 sessionId);
+    error FeeOnTransferToken(uint256 expected, uint256 received);
+    error SessionBalanceTooLow(uint256 sessionId, uint256 balance, uint256 required);
+    error InvalidRouting(string reason);
 
     // ------------------------------------------------------------------ example-compatible state
 
@@ -147,13 +185,28 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
     uint256 public feePerByteReq;
     uint256 public feePerByteRes;
     uint256 public totalFeePerRes;
-    /// @notice After this long without an answer, a session's pending requests no longer block close/renew.
+    /// @notice A session's pending requests block close and renew until this long after the oldest
+    ///         unanswered one (its deadline is fixed when made: raising this never extends it).
     uint256 public requestTimeout = 15 minutes;
     /// @notice Sessions closed by `cleanupOldSessions()`; keeps one transaction far below 2^24 gas.
     uint256 public constant DEFAULT_CLEANUP_BATCH = 50;
 
+    /// @notice Upper bounds of the configuration (owner-only setters refuse more with InvalidConfig).
+    uint256 public constant MAX_SESSION_AGE = 365 days;
+    uint256 public constant MAX_REQUEST_TIMEOUT = 7 days;
+    uint256 public constant MAX_POOL_SIZE = 100;
+    /// @notice 1e6 tokens: the largest minSessionBalance.
+    uint256 public immutable MAX_MIN_SESSION_BALANCE;
+    /// @notice 1000 tokens: the largest totalFeePerRes (and per-byte fees are at most totalFeePerRes).
+    uint256 public immutable MAX_TOTAL_FEE_PER_RES;
+
+    uint8 public constant GRANT_RELEASED = 0;
+    uint8 public constant GRANT_REVOKED = 1;
+    uint8 public constant GRANT_EXHAUSTED = 2;
+    uint8 public constant GRANT_REMOVED = 3;
+
     uint256 public nextSessionId = 1;
-    /// @notice The pooled session a user took with getFromPool(); its requests may use it.
+    /// @notice The pooled session a user holds a live grant on (0 = none); its requests may use it.
     mapping(address => uint256) public poolGrant;
     /// @notice Refunds credited by cleanup, withdrawable with withdrawRefunds().
     mapping(address => uint256) public claimableRefunds;
@@ -162,15 +215,16 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
     mapping(uint256 => Session) private _sessions;
     mapping(bytes32 => Request) private _requests;
     mapping(address => bytes32[]) private _userRequests;
-    mapping(address => uint256[]) private _userActive;
+    mapping(address => UserList) private _userActive;
     // Active sessions ordered by lastUsed (head = least recently used): cleanup only visits idle ones.
     uint256 private _lruHead;
     uint256 private _lruTail;
 
     // Which id array a position field belongs to.
     uint8 private constant ACTIVE = 0;
-    uint8 private constant USER_ACTIVE = 1;
     uint8 private constant POOL = 2;
+    // Length of abi.encode(string[1]) for an empty prompt: the smallest request DTN can charge for.
+    uint256 private constant EMPTY_CALL_BYTES = 128;
 
     /// @param ai_ The DTN router. Fee defaults are derived from its fee token's decimals.
     constructor(address ai_) Ownable(msg.sender) {
@@ -183,6 +237,8 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
         feePerByteRes = unit / 1000;
         totalFeePerRes = unit; // 1 token per response at most
         minSessionBalance = 10 * unit; // 10 tokens
+        MAX_MIN_SESSION_BALANCE = _mulSat(unit, 1e6);
+        MAX_TOTAL_FEE_PER_RES = _mulSat(unit, 1000);
     }
 
     // ------------------------------------------------------------------ sessions
@@ -194,10 +250,10 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
         return _createSession(msg.sender, balance);
     }
 
-    /// @notice Returns the caller's current session (a pooled one taken by the caller first, else its
-    ///         newest active one), creating one funded with `minSessionBalance` when there is none.
+    /// @notice Returns the caller's current session (see the contract notes), creating one funded
+    ///         with `minSessionBalance` when there is none that can pay.
     function getOrCreateSession() external nonReentrant returns (uint256 sessionId) {
-        sessionId = _sessionFor(msg.sender);
+        sessionId = _sessionFor(msg.sender, _minFee(EMPTY_CALL_BYTES));
         if (sessionId == 0) return _createSession(msg.sender, minSessionBalance);
         _touch(sessionId);
     }
@@ -205,35 +261,51 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
     /// @notice Adds `additionalBalance` to a session. DTN cannot top up a session, so the DTN session
     ///         is closed and a new one is funded with its refund plus the new amount; the id stays.
     function renewSession(uint256 sessionId, uint256 additionalBalance) external nonReentrant {
-        Session storage s = _sessions[sessionId];
-        require(s.owner == msg.sender, "Not session owner");
-        require(s.active, "Session not active");
+        Session storage s = _ownedActive(sessionId);
         if (additionalBalance == 0) revert ZeroAmount();
         _requireNoPending(sessionId);
 
-        feeToken.safeTransferFrom(msg.sender, address(this), additionalBalance);
+        _pullExact(msg.sender, additionalBalance);
         uint256 refund = _closeDtnSession(sessionId);
         uint256 newBalance = refund + additionalBalance;
         // Transfer and start in one transaction: DTN credits unassigned deposits to the next starter.
-        feeToken.safeTransfer(ai.feeTarget(), newBalance);
-        s.dtnSessionId = SafeCast.toUint192(ai.startUserSession());
-        s.pendingRequests = 0;
+        _sendExact(ai.feeTarget(), newBalance);
+        s.dtnSessionId = SafeCast.toUint128(ai.startUserSession());
+        _clearPending(s);
         s.balance = SafeCast.toUint128(newBalance);
         _touch(sessionId);
         emit SessionRenewed(sessionId, newBalance);
     }
 
     /// @notice Closes a session of the caller and sends DTN's refund to the caller.
+    /// @dev Reverts RequestsPending until the deadline of the oldest unanswered request.
     function closeSession(uint256 sessionId) external nonReentrant {
         _closeOwned(sessionId);
     }
 
-    /// @notice Closes every active session of the caller.
+    /// @notice Closes every active session of the caller that can be closed now; for each one with
+    ///         pending requests before their deadline it emits SessionCloseSkipped instead.
     function closeAllSessions() external nonReentrant {
-        uint256[] storage mine = _userActive[msg.sender];
-        while (mine.length > 0) {
-            _closeOwned(mine[mine.length - 1]);
+        uint256 id = _userActive[msg.sender].head;
+        while (id != 0) {
+            uint256 next = _sessions[id].userNext;
+            (bool blocked, uint256 retryAfter) = _pendingBlock(_sessions[id]);
+            if (blocked) emit SessionCloseSkipped(id, retryAfter);
+            else _closeOwned(id);
+            id = next;
         }
+    }
+
+    /// @notice Starts closing a session: from now on only the owner may make requests in it, it
+    ///         leaves the pool and any taker's grant on it ends. Emits SessionClosing with the time
+    ///         from which closeSession succeeds.
+    function beginClose(uint256 sessionId) external {
+        Session storage s = _ownedActive(sessionId);
+        if (s.closing) _fail("Already closing");
+        s.closing = true;
+        _unpool(sessionId);
+        (bool blocked, uint256 retryAfter) = _pendingBlock(s);
+        emit SessionClosing(sessionId, blocked ? retryAfter : block.timestamp);
     }
 
     // ------------------------------------------------------------------ requests
@@ -248,7 +320,8 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
         returns (bytes32)
     {
         IDtnAi.DtnRouting memory r = routing.length == 0 ? DtnDefaults.defaultSystemTrust() : DtnDefaults.namespaces(routing);
-        return _request(_currentOrNewSession(), prompt, model, r);
+        bytes memory call_ = abi.encode(DtnDefaults.singleArray(prompt));
+        return _request(_currentOrNewSession(call_.length), call_, model, r, false);
     }
 
     /// @notice Makes an AI request with full routing (e.g. to named nodes) from the caller's current session.
@@ -258,10 +331,11 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
         nonReentrant
         returns (bytes32)
     {
-        return _request(_currentOrNewSession(), prompt, model, routing);
+        bytes memory call_ = abi.encode(DtnDefaults.singleArray(prompt));
+        return _request(_currentOrNewSession(call_.length), call_, model, routing, false);
     }
 
-    /// @notice Makes an AI request from a given session the caller owns or took from the pool.
+    /// @notice Makes an AI request from a given session the caller owns or holds a pool grant on.
     /// @dev Lets a client fan requests out over several sessions (one request per session, user and second).
     function makeAIRequestInSession(
         uint256 sessionId,
@@ -269,7 +343,7 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
         string memory model,
         IDtnAi.DtnRouting memory routing
     ) external payable nonReentrant returns (bytes32) {
-        return _request(sessionId, prompt, model, routing);
+        return _request(sessionId, abi.encode(DtnDefaults.singleArray(prompt)), model, routing, true);
     }
 
     /// @notice DTN callback for a successful answer.
@@ -285,33 +359,74 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
     /// @notice Records the outcome of an answered request whose callback failed (e.g. ran out of gas).
     function settleRequest(bytes32 requestId) external {
         Request storage info = _requests[requestId];
-        require(info.status == RequestStatus.Pending, "Request not pending");
+        if (info.status != RequestStatus.Pending) _fail("Request not pending");
         (IDtnAi.ResponseStatus status,,) = ai.fetchResponse(requestId);
         _record(requestId, info, status);
     }
 
-    // ------------------------------------------------------------------ pool
-
-    /// @notice Offers one of the caller's active sessions in the shared pool.
-    function addToPool(uint256 sessionId) external {
-        Session storage s = _sessions[sessionId];
-        require(s.owner == msg.sender, "Not session owner");
-        require(s.active, "Session not active");
-        require(s.poolPos == 0, "Already pooled");
-        require(sessionPool.length < sessionPoolSize, "Pool full");
-        _pushTo(sessionPool, POOL, sessionId);
-        emit SessionPooled(sessionId, msg.sender);
+    /// @notice settleRequest for each answered pending request in `ids`; skips the others.
+    /// @return settled How many were settled.
+    function settleRequests(bytes32[] calldata ids) external returns (uint256 settled) {
+        for (uint256 i = 0; i < ids.length; i++) {
+            Request storage info = _requests[ids[i]];
+            if (info.status != RequestStatus.Pending) continue;
+            try ai.fetchResponse(ids[i]) returns (IDtnAi.ResponseStatus status, string memory, bytes memory) {
+                if (status == IDtnAi.ResponseStatus.NA) continue;
+                _record(ids[i], info, status);
+                unchecked { settled++; }
+            } catch {}
+        }
     }
 
-    /// @notice Takes the newest pooled session: the caller's requests use it from now on. Funds and
-    ///         refunds stay with the session owner. Emits SessionTakenFromPool with the id.
+    // ------------------------------------------------------------------ pool
+
+    /// @notice Offers one of the caller's active sessions in the shared pool. A taker may spend up to
+    ///         10 answers' worth (10 * totalFeePerRes) per grant and may route by trust namespace only.
+    function addToPool(uint256 sessionId) external {
+        _addToPool(sessionId, 10 * totalFeePerRes, false);
+    }
+
+    /// @notice Offers a session in the pool with a spending limit per grant (token units, each request
+    ///         reserves totalFeePerRes of it) and whether takers may name trusted node ids.
+    function addToPoolWithLimit(uint256 sessionId, uint256 grantLimit, bool allowNodeRouting) external {
+        _addToPool(sessionId, grantLimit, allowNodeRouting);
+    }
+
+    /// @notice Takes the newest pooled session: the caller may spend up to its grant limit from it.
+    ///         Funds and refunds stay with the session owner. One grant per address at a time.
     function getFromPool() external nonReentrant returns (uint256 sessionId) {
-        require(sessionPool.length > 0, "Pool empty");
+        uint256 held = poolGrant[msg.sender];
+        if (held != 0) revert AlreadyHoldsGrant(msg.sender, held);
+        if (sessionPool.length == 0) _fail("Pool empty");
         sessionId = sessionPool[sessionPool.length - 1];
-        _poolRemove(sessionId);
+        _removeFrom(sessionPool, POOL, sessionId);
+        Session storage s = _sessions[sessionId];
+        s.taker = msg.sender;
+        s.grantRemaining = s.grantLimit;
         poolGrant[msg.sender] = sessionId;
         _touch(sessionId);
         emit SessionTakenFromPool(sessionId, msg.sender);
+    }
+
+    /// @notice Ends the caller's grant; the session returns to the pool if there is room.
+    function releaseGrant() external {
+        uint256 sessionId = poolGrant[msg.sender];
+        if (sessionId == 0) _fail("No grant");
+        _endGrant(sessionId, GRANT_RELEASED);
+    }
+
+    /// @notice Ends `user`'s grant on a session of the caller; the session returns to the pool.
+    function revokeGrant(uint256 sessionId, address user) external {
+        Session storage s = _ownedActive(sessionId);
+        if (user == address(0) || s.taker != user) _fail("No such grant");
+        _endGrant(sessionId, GRANT_REVOKED);
+    }
+
+    /// @notice Takes a session of the caller out of the pool and ends its current grant.
+    function removeFromPool(uint256 sessionId) external {
+        Session storage s = _ownedActive(sessionId);
+        if (s.poolPos == 0 && s.taker == address(0)) _fail("Not pooled");
+        _unpool(sessionId);
     }
 
     // ------------------------------------------------------------------ maintenance
@@ -323,6 +438,7 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
     }
 
     /// @notice Closes up to `maxSessions` idle sessions; refunds are credited to their owners.
+    /// @dev A session DTN refuses to close keeps its place and is tried first by the next call.
     function cleanupOldSessionsUpTo(uint256 maxSessions) external nonReentrant returns (uint256 closed) {
         if (maxSessions == 0) revert ZeroAmount();
         return _cleanup(maxSessions);
@@ -340,58 +456,87 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
 
     // ------------------------------------------------------------------ configuration (owner)
 
-    /// @notice Sets the minimum session balance (token units), idle age (seconds) and pool size.
+    /// @notice Sets the minimum session balance (token units, at most MAX_MIN_SESSION_BALANCE), idle
+    ///         age (seconds, at most MAX_SESSION_AGE) and pool size (at most MAX_POOL_SIZE).
     function updateConfig(uint256 _minSessionBalance, uint256 _maxSessionAge, uint256 _sessionPoolSize)
         external
         onlyOwner
     {
-        if (_minSessionBalance == 0) revert InvalidConfig("minimum session balance is zero");
-        if (_maxSessionAge == 0) revert InvalidConfig("max session age is zero");
-        if (_maxSessionAge < requestTimeout) revert InvalidConfig("max session age below request timeout");
-        if (_sessionPoolSize < sessionPool.length) revert InvalidConfig("pool size below current pool");
+        if (_minSessionBalance == 0) _badConfig("minimum session balance is zero");
+        if (_minSessionBalance > MAX_MIN_SESSION_BALANCE) _badConfig("minimum session balance too high");
+        if (_maxSessionAge == 0) _badConfig("max session age is zero");
+        if (_maxSessionAge > MAX_SESSION_AGE) _badConfig("max session age too high");
+        if (_maxSessionAge < requestTimeout) _badConfig("max session age below request timeout");
+        if (_sessionPoolSize > MAX_POOL_SIZE) _badConfig("pool size too high");
+        if (_sessionPoolSize < sessionPool.length) _badConfig("pool size below current pool");
         minSessionBalance = _minSessionBalance;
         maxSessionAge = _maxSessionAge;
         sessionPoolSize = _sessionPoolSize;
         emit ConfigUpdated(_minSessionBalance, _maxSessionAge, _sessionPoolSize);
     }
 
-    /// @notice Sets the fees offered to DTN nodes per request (token units).
+    /// @notice Sets the fees offered to DTN nodes per request (token units): totalFeePerRes at most
+    ///         MAX_TOTAL_FEE_PER_RES, each per-byte fee at most totalFeePerRes.
     function setFees(uint256 feePerByteReq_, uint256 feePerByteRes_, uint256 totalFeePerRes_) external onlyOwner {
-        if (totalFeePerRes_ == 0) revert InvalidConfig("max fee per response is zero");
+        if (totalFeePerRes_ == 0) _badConfig("max fee per response is zero");
+        if (totalFeePerRes_ > MAX_TOTAL_FEE_PER_RES) _badConfig("max fee per response too high");
+        if (feePerByteReq_ > totalFeePerRes_ || feePerByteRes_ > totalFeePerRes_) {
+            _badConfig("fee per byte above max fee per response");
+        }
         feePerByteReq = feePerByteReq_;
         feePerByteRes = feePerByteRes_;
         totalFeePerRes = totalFeePerRes_;
         emit FeesUpdated(feePerByteReq_, feePerByteRes_, totalFeePerRes_);
     }
 
-    /// @notice Sets how long pending requests block close and renew.
+    /// @notice Sets how long pending requests block close and renew (at most MAX_REQUEST_TIMEOUT and
+    ///         maxSessionAge). Lowering it shortens pending deadlines; raising it never extends them.
     function setRequestTimeout(uint256 requestTimeout_) external onlyOwner {
-        if (requestTimeout_ == 0) revert InvalidConfig("request timeout is zero");
-        if (requestTimeout_ > maxSessionAge) revert InvalidConfig("request timeout above max session age");
+        if (requestTimeout_ == 0) _badConfig("request timeout is zero");
+        if (requestTimeout_ > MAX_REQUEST_TIMEOUT) _badConfig("request timeout too high");
+        if (requestTimeout_ > maxSessionAge) _badConfig("request timeout above max session age");
         requestTimeout = requestTimeout_;
         emit RequestTimeoutUpdated(requestTimeout_);
     }
 
+    /// @notice Sends tokens nobody is owed to `to`: for the fee token its balance minus totalClaimable,
+    ///         for any other token everything this contract holds.
+    function sweep(address token, address to) external onlyOwner nonReentrant {
+        uint256 held = IERC20(token).balanceOf(address(this));
+        uint256 amount = held;
+        if (token == address(feeToken)) amount = held > totalClaimable ? held - totalClaimable : 0;
+        if (amount == 0) revert NothingToWithdraw();
+        IERC20(token).safeTransfer(to, amount);
+        emit Swept(token, to, amount);
+    }
+
+    /// @notice Disabled: without an owner, configuration and sweep would be frozen for good.
+    function renounceOwnership() public pure override {
+        _badConfig("renounce disabled");
+    }
+
     // ------------------------------------------------------------------ views (example)
 
-    /// @notice A session's owner, funded balance, last use, state and request count (as in the example).
+    /// @notice A session's owner, remaining balance (DTN balance when the router exposes it, else
+    ///         funded), last use, state and request count (as in the example).
     function getSessionStats(uint256 sessionId)
         external
         view
         returns (address owner, uint256 balance, uint256 lastUsed, bool active, uint256 requestCount)
     {
         Session storage s = _sessions[sessionId];
-        return (s.owner, s.balance, s.lastUsed, s.active, s.requestCount);
+        return (s.owner, _remaining(s), s.lastUsed, s.active, s.requestCount);
     }
 
-    /// @notice A session's record with the documented example's fields (sessionId 0 when unknown).
+    /// @notice A session's record with the documented example's fields (sessionId 0 when unknown);
+    ///         `balance` is what remains (see getSessionStats).
     function sessions(uint256 id)
         external
         view
         returns (uint256 sessionId, address owner, uint256 balance, uint256 lastUsed, bool active, uint256 requestCount)
     {
         Session storage s = _sessions[id];
-        return (s.owner == address(0) ? 0 : id, s.owner, s.balance, s.lastUsed, s.active, s.requestCount);
+        return (s.owner == address(0) ? 0 : id, s.owner, _remaining(s), s.lastUsed, s.active, s.requestCount);
     }
 
     /// @notice Whether a session is in the pool now.
@@ -422,6 +567,8 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
     // ------------------------------------------------------------------ views (client)
 
     /// @notice A session's full record, with its DTN-side spendable balance when the router exposes it.
+    ///         `balance` is what was funded; `closableAt` is when its pending requests stop blocking
+    ///         close and renew (0 when none is pending).
     function getSession(uint256 sessionId) public view returns (SessionView memory v) {
         Session storage s = _sessions[sessionId];
         v.sessionId = s.owner == address(0) ? 0 : sessionId;
@@ -435,6 +582,9 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
         v.lastRequestAt = s.lastRequestAt;
         v.pooled = s.poolPos != 0;
         if (s.active) (v.hasDtnBalance, v.dtnBalance) = _dtnBalance(s.dtnSessionId);
+        if (s.pendingRequests > 0) v.closableAt = _deadline(s);
+        v.closing = s.closing;
+        v.pendingSince = s.pendingSince;
     }
 
     /// @notice Several sessions' records in one call.
@@ -448,9 +598,15 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
         return userSessions[user];
     }
 
-    /// @notice The active sessions `user` owns.
-    function getUserActiveSessions(address user) external view returns (uint256[] memory) {
-        return _userActive[user];
+    /// @notice The active sessions `user` owns, in ascending id order.
+    function getUserActiveSessions(address user) external view returns (uint256[] memory ids) {
+        UserList storage l = _userActive[user];
+        ids = new uint256[](l.count);
+        uint256 n;
+        for (uint256 id = l.head; id != 0; id = _sessions[id].userNext) {
+            ids[n] = id;
+            unchecked { n++; }
+        }
     }
 
     /// @notice A page of active session ids, and how many there are in all.
@@ -468,13 +624,34 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
         return sessionPool;
     }
 
+    /// @notice The grant `user` holds: the session, what it may still spend, and whether it may name
+    ///         trusted node ids (all zero when none).
+    function getGrant(address user) external view returns (uint256 sessionId, uint256 remaining, bool allowNodeRouting) {
+        sessionId = poolGrant[user];
+        if (sessionId == 0) return (0, 0, false);
+        Session storage s = _sessions[sessionId];
+        return (sessionId, s.grantRemaining, s.allowNodeRouting);
+    }
+
+    /// @notice How a session is shared: offered (in the pool now, or granted), the current taker, the
+    ///         spending limit per grant and whether takers may name trusted node ids.
+    function getPoolOffer(uint256 sessionId)
+        external
+        view
+        returns (bool offered, address taker, uint256 grantLimit, bool allowNodeRouting)
+    {
+        Session storage s = _sessions[sessionId];
+        return (s.poolPos != 0 || s.taker != address(0), s.taker, s.grantLimit, s.allowNodeRouting);
+    }
+
     /// @notice Up to `max` sessions that cleanup would close now, least recently used first.
     function getIdleSessions(uint256 max) external view returns (uint256[] memory ids) {
         ids = new uint256[](max);
         uint256 n;
         for (uint256 id = _lruHead; id != 0 && n < max; id = _sessions[id].lruNext) {
             if (!_isIdle(id)) break;
-            ids[n++] = id;
+            ids[n] = id;
+            unchecked { n++; }
         }
         assembly {
             mstore(ids, n)
@@ -488,10 +665,17 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
         returns (bytes32[] memory ids, uint256 total)
     {
         bytes32[] storage all = _userRequests[user];
+        uint256[] storage asWords;
+        uint256[] memory out;
+        // Same layout as uint256[]: one pagination routine serves both (bytecode size limit).
+        assembly {
+            asWords.slot := all.slot
+        }
         total = all.length;
-        uint256 end = offset >= total ? offset : (limit > total - offset ? total : offset + limit);
-        ids = new bytes32[](end - offset);
-        for (uint256 i = offset; i < end; i++) ids[i - offset] = all[i];
+        out = _slice(asWords, offset, limit);
+        assembly {
+            ids := out
+        }
     }
 
     /// @notice Everything a client needs to know about this manager's configuration, in one call.
@@ -513,42 +697,69 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
     // ------------------------------------------------------------------ internals: sessions
 
     function _createSession(address owner_, uint256 amount) private returns (uint256 sessionId) {
-        require(amount >= minSessionBalance, "Balance too low");
+        if (amount < minSessionBalance) _fail("Balance too low");
         // Transfer and start in one transaction: DTN credits unassigned deposits to the next starter.
-        feeToken.safeTransferFrom(owner_, ai.feeTarget(), amount);
+        address target = ai.feeTarget();
+        uint256 before = feeToken.balanceOf(target);
+        feeToken.safeTransferFrom(owner_, target, amount);
+        _requireReceived(amount, feeToken.balanceOf(target) - before);
         uint256 dtnSessionId = ai.startUserSession();
 
         sessionId = nextSessionId++;
-        require(sessionId <= type(uint48).max, "Too many sessions"); // ids are stored as uint48
+        if (sessionId > type(uint40).max) _fail("Too many sessions"); // ids are stored as uint40
         Session storage s = _sessions[sessionId];
         s.owner = owner_;
         s.lastUsed = uint64(block.timestamp);
         s.active = true;
         s.balance = SafeCast.toUint128(amount);
-        s.dtnSessionId = SafeCast.toUint192(dtnSessionId);
+        s.dtnSessionId = SafeCast.toUint128(dtnSessionId);
         userSessions[owner_].push(sessionId);
         _pushTo(activeSessions, ACTIVE, sessionId);
-        _pushTo(_userActive[owner_], USER_ACTIVE, sessionId);
+        _userAppend(owner_, sessionId);
         _lruAppend(sessionId);
         emit SessionCreated(sessionId, owner_, amount);
     }
 
-    function _sessionFor(address user) private view returns (uint256) {
+    /// @dev The user's current session that can pay `need` (see the contract notes), or 0.
+    function _sessionFor(address user, uint256 need) private view returns (uint256) {
         uint256 granted = poolGrant[user];
-        if (granted != 0 && _sessions[granted].active) return granted;
-        uint256[] storage mine = _userActive[user];
-        return mine.length == 0 ? 0 : mine[mine.length - 1];
+        if (granted != 0) {
+            Session storage g = _sessions[granted];
+            if (g.grantRemaining >= totalFeePerRes && _canPay(g, need)) return granted;
+        }
+        for (uint256 id = _userActive[user].tail; id != 0; id = _sessions[id].userPrev) {
+            Session storage s = _sessions[id];
+            if (!s.closing && _canPay(s, need)) return id;
+        }
+        return 0;
     }
 
-    function _currentOrNewSession() private returns (uint256 sessionId) {
-        sessionId = _sessionFor(msg.sender);
+    function _canPay(Session storage s, uint256 need) private view returns (bool) {
+        (bool ok, uint256 b) = _dtnBalance(s.dtnSessionId);
+        return !ok || b >= need;
+    }
+
+    /// @dev The least one answer can cost: the request's bytes at feePerByteReq, capped like DTN's
+    ///      charge at totalFeePerRes, at least 1 unit.
+    function _minFee(uint256 callBytes) private view returns (uint256 fee) {
+        fee = callBytes * feePerByteReq;
+        if (fee > totalFeePerRes) fee = totalFeePerRes;
+        if (fee == 0) fee = 1;
+    }
+
+    function _currentOrNewSession(uint256 callBytes) private returns (uint256 sessionId) {
+        sessionId = _sessionFor(msg.sender, _minFee(callBytes));
         if (sessionId == 0) sessionId = _createSession(msg.sender, minSessionBalance);
     }
 
+    function _ownedActive(uint256 sessionId) private view returns (Session storage s) {
+        s = _sessions[sessionId];
+        if (s.owner != msg.sender) _fail("Not session owner");
+        if (!s.active) _fail("Session not active");
+    }
+
     function _closeOwned(uint256 sessionId) private {
-        Session storage s = _sessions[sessionId];
-        require(s.owner == msg.sender, "Not session owner");
-        require(s.active, "Session not active");
+        Session storage s = _ownedActive(sessionId);
         _requireNoPending(sessionId);
         uint256 refund = _closeDtnSession(sessionId);
         _deactivate(sessionId);
@@ -568,11 +779,12 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
         Session storage s = _sessions[sessionId];
         s.active = false;
         s.balance = 0;
-        s.pendingRequests = 0;
+        _clearPending(s);
         _removeFrom(activeSessions, ACTIVE, sessionId);
-        _removeFrom(_userActive[s.owner], USER_ACTIVE, sessionId);
+        _userRemove(s.owner, sessionId);
         _lruRemove(sessionId);
-        if (s.poolPos != 0) _poolRemove(sessionId);
+        if (s.poolPos != 0) _removeFrom(sessionPool, POOL, sessionId);
+        if (s.taker != address(0)) _endGrant(sessionId, GRANT_REMOVED);
     }
 
     function _credit(uint256 sessionId, address owner_, uint256 amount) private {
@@ -581,11 +793,30 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
         emit RefundCredited(sessionId, owner_, amount);
     }
 
+    /// @dev The effective deadline of a session's pending requests: the one fixed when the streak
+    ///      began, or earlier if requestTimeout was lowered since. Saturating.
+    function _deadline(Session storage s) private view returns (uint256) {
+        uint256 fixedAt = s.closableAt;
+        uint256 now_ = _addSat(s.pendingSince, requestTimeout);
+        return now_ < fixedAt ? now_ : fixedAt;
+    }
+
+    function _pendingBlock(Session storage s) private view returns (bool blocked, uint256 retryAfter) {
+        if (s.pendingRequests == 0) return (false, 0);
+        retryAfter = _deadline(s);
+        blocked = block.timestamp < retryAfter;
+    }
+
     function _requireNoPending(uint256 sessionId) private view {
         Session storage s = _sessions[sessionId];
-        if (s.pendingRequests > 0 && block.timestamp < s.lastRequestAt + requestTimeout) {
-            revert RequestsPending(sessionId, s.pendingRequests, s.lastRequestAt + requestTimeout);
-        }
+        (bool blocked, uint256 retryAfter) = _pendingBlock(s);
+        if (blocked) revert RequestsPending(sessionId, s.pendingRequests, retryAfter);
+    }
+
+    function _clearPending(Session storage s) private {
+        s.pendingRequests = 0;
+        s.closableAt = 0;
+        s.pendingSince = 0;
     }
 
     function _isIdle(uint256 sessionId) private view returns (bool) {
@@ -594,49 +825,132 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
 
     function _cleanup(uint256 maxSessions) private returns (uint256 closed) {
         uint256 visited;
-        uint256 firstFailed; // failed sessions move to the tail: stop when one comes round again
         uint256 id = _lruHead;
-        while (id != 0 && id != firstFailed && visited < maxSessions && _isIdle(id)) {
-            visited++;
+        while (id != 0 && visited < maxSessions && _isIdle(id)) {
+            unchecked { visited++; }
             Session storage s = _sessions[id];
             uint256 next = s.lruNext;
             uint256 before = feeToken.balanceOf(address(this));
-            // One session DTN refuses to close must not block everyone else's cleanup.
+            // One session DTN refuses to close must not block everyone else's cleanup. It keeps its
+            // place (it is still idle), so the next call tries it first again.
             try ai.closeUserSession(s.dtnSessionId) {
                 uint256 refund = feeToken.balanceOf(address(this)) - before;
                 address owner_ = s.owner;
                 _deactivate(id);
                 if (refund > 0) _credit(id, owner_, refund);
                 emit SessionClosed(id, owner_, refund);
-                closed++;
+                unchecked { closed++; }
             } catch (bytes memory reason) {
-                if (firstFailed == 0) firstFailed = id;
-                _lruRemove(id);
-                _lruAppend(id); // retried after the others, not first every time
                 emit CleanupFailed(id, reason);
             }
             id = next;
         }
     }
 
+    // ------------------------------------------------------------------ internals: tokens in
+
+    /// @dev Takes exactly `amount` from `from` into this contract, or reverts FeeOnTransferToken.
+    function _pullExact(address from, uint256 amount) private {
+        uint256 before = feeToken.balanceOf(address(this));
+        feeToken.safeTransferFrom(from, address(this), amount);
+        _requireReceived(amount, feeToken.balanceOf(address(this)) - before);
+    }
+
+    /// @dev Sends `amount` to `to` and checks that all of it arrived.
+    function _sendExact(address to, uint256 amount) private {
+        uint256 before = feeToken.balanceOf(to);
+        feeToken.safeTransfer(to, amount);
+        _requireReceived(amount, feeToken.balanceOf(to) - before);
+    }
+
+    function _requireReceived(uint256 expected, uint256 received) private pure {
+        if (received != expected) revert FeeOnTransferToken(expected, received);
+    }
+
+    // ------------------------------------------------------------------ internals: pool
+
+    function _addToPool(uint256 sessionId, uint256 grantLimit, bool allowNodeRouting) private {
+        Session storage s = _ownedActive(sessionId);
+        if (s.closing) _fail("Session closing");
+        if (s.poolPos != 0 || s.taker != address(0)) _fail("Already pooled");
+        if (sessionPool.length >= sessionPoolSize) _fail("Pool full");
+        if (grantLimit < totalFeePerRes) _badConfig("grant limit below one response");
+        s.grantLimit = SafeCast.toUint128(grantLimit);
+        s.allowNodeRouting = allowNodeRouting;
+        _pushTo(sessionPool, POOL, sessionId);
+        emit SessionPooled(sessionId, msg.sender);
+    }
+
+    /// @dev Out of the pool and no grant: removeFromPool, beginClose.
+    function _unpool(uint256 sessionId) private {
+        Session storage s = _sessions[sessionId];
+        bool wasOffered = s.poolPos != 0 || s.taker != address(0);
+        if (s.poolPos != 0) _removeFrom(sessionPool, POOL, sessionId);
+        if (s.taker != address(0)) _endGrant(sessionId, GRANT_REMOVED);
+        if (wasOffered) emit SessionRemovedFromPool(sessionId);
+    }
+
+    /// @dev Ends the session's grant; released, revoked and exhausted sessions go back to the pool
+    ///      when the session is active, not closing and the pool has room.
+    function _endGrant(uint256 sessionId, uint8 reason) private {
+        Session storage s = _sessions[sessionId];
+        address taker = s.taker;
+        delete poolGrant[taker];
+        s.taker = address(0);
+        s.grantRemaining = 0;
+        emit GrantEnded(sessionId, taker, reason);
+        if (reason != GRANT_REMOVED && s.active && !s.closing && sessionPool.length < sessionPoolSize) {
+            _pushTo(sessionPool, POOL, sessionId);
+        }
+    }
+
+    /// @dev A taker's request: allowed routing, and totalFeePerRes reserved from the grant.
+    function _spendGrant(uint256 sessionId, Session storage s, IDtnAi.DtnRouting memory routing) private {
+        if (poolGrant[msg.sender] != sessionId || s.closing) revert NotAllowedToUseSession(sessionId, msg.sender);
+        if (routing.trustedNodeIds.length > 0 && !s.allowNodeRouting) revert RoutingNotAllowed(sessionId);
+        uint256 fee = totalFeePerRes;
+        uint256 remaining = s.grantRemaining;
+        if (remaining < fee) revert GrantExhausted(sessionId, msg.sender, remaining);
+        remaining -= fee;
+        s.grantRemaining = uint128(remaining);
+        if (remaining < fee) _endGrant(sessionId, GRANT_EXHAUSTED);
+    }
+
     // ------------------------------------------------------------------ internals: requests
 
-    function _request(uint256 sessionId, string memory prompt, string memory model, IDtnAi.DtnRouting memory routing)
-        private
-        returns (bytes32 requestId)
-    {
+    /// @dev Refuses routing the router accepts but no node would ever answer.
+    function _checkRouting(IDtnAi.DtnRouting memory routing) private pure {
+        if (routing.aggregationType != IDtnAi.AggregationType.ANY) _badRouting("aggregation must be ANY");
+        uint256 nodes = routing.trustedNodeIds.length;
+        if (routing.trustNamespaceIds.length == 0 && nodes == 0) _badRouting("no namespace and no node");
+        if (routing.redundancy == 0) _badRouting("redundancy is zero");
+        if (routing.redundancy > 1 && nodes < routing.redundancy) _badRouting("redundancy above named nodes");
+        if (routing.confidenceLevel > 10) _badRouting("confidence level above 10");
+    }
+
+    function _request(
+        uint256 sessionId,
+        bytes memory call_,
+        string memory model,
+        IDtnAi.DtnRouting memory routing,
+        bool checkBalance
+    ) private returns (bytes32 requestId) {
         Session storage s = _sessions[sessionId];
-        require(s.active, "Session not active");
-        if (s.owner != msg.sender && poolGrant[msg.sender] != sessionId) {
-            revert NotAllowedToUseSession(sessionId, msg.sender);
-        }
+        if (!s.active) _fail("Session not active");
+        _checkRouting(routing);
+        if (s.owner != msg.sender) _spendGrant(sessionId, s, routing);
         uint256 dtnSessionId = s.dtnSessionId;
+        if (checkBalance) {
+            (bool ok, uint256 b) = _dtnBalance(dtnSessionId);
+            uint256 need = _minFee(call_.length);
+            if (ok && b < need) revert SessionBalanceTooLow(sessionId, b, need);
+        }
         requestId = ai.request{value: msg.value}(
             dtnSessionId,
             keccak256(abi.encodePacked(model)),
             routing,
             IDtnAi.DtnRequest({
-                call: abi.encode(DtnDefaults.singleArray(prompt)),
+                call: call_,
                 extraParams: "",
                 calltype: IDtnAi.CallType.DIRECT,
                 feePerByteReq: feePerByteReq,
@@ -658,9 +972,14 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
             dtnSessionId: dtnSessionId
         });
         _userRequests[msg.sender].push(requestId);
+        if (s.pendingRequests == 0) {
+            // The deadline is fixed by the oldest unanswered request: later ones never move it.
+            s.pendingSince = uint48(block.timestamp);
+            s.closableAt = uint48(_addSat(block.timestamp, requestTimeout));
+        }
         s.pendingRequests += 1;
         s.lastRequestAt = uint64(block.timestamp);
-        s.requestCount += 1;
+        unchecked { s.requestCount += 1; } // uint64: not reachable
         _touch(sessionId);
         emit AIRequestSubmitted(requestId, sessionId, msg.sender, dtnSessionId);
     }
@@ -685,8 +1004,18 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
         Session storage st = _sessions[info.sessionId];
         // A renewal or close resets the count. A request of an earlier DTN session can still be settled
         // (answered before the renewal, callback failed); it must not uncount a request of the new one.
-        if (info.dtnSessionId == st.dtnSessionId && st.pendingRequests > 0) st.pendingRequests -= 1;
+        if (info.dtnSessionId == st.dtnSessionId && st.pendingRequests > 0) {
+            if (st.pendingRequests == 1) _clearPending(st);
+            else st.pendingRequests -= 1;
+        }
         emit AIRequestCompleted(requestId, info.sessionId, info.user, status);
+    }
+
+    /// @dev What a session has left: its DTN balance when the router exposes it, else what was funded.
+    function _remaining(Session storage s) private view returns (uint256) {
+        if (!s.active) return s.balance;
+        (bool ok, uint256 b) = _dtnBalance(s.dtnSessionId);
+        return ok ? b : s.balance;
     }
 
     function _dtnBalance(uint256 dtnSessionId) private view returns (bool ok, uint256 balance) {
@@ -704,6 +1033,39 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
         }
     }
 
+    // ------------------------------------------------------------------ internals: errors
+
+    // One revert site per error with a reason string keeps the bytecode under the 24 KB limit.
+    function _fail(string memory reason) private pure {
+        revert(reason);
+    }
+
+    function _badConfig(string memory reason) private pure {
+        revert InvalidConfig(reason);
+    }
+
+    function _badRouting(string memory reason) private pure {
+        revert InvalidRouting(reason);
+    }
+
+    // ------------------------------------------------------------------ internals: arithmetic
+
+    function _addSat(uint256 a, uint256 b) private pure returns (uint256) {
+        unchecked {
+            uint256 c = a + b;
+            if (c < a || c > type(uint48).max) return type(uint48).max;
+            return c;
+        }
+    }
+
+    function _mulSat(uint256 a, uint256 b) private pure returns (uint256) {
+        unchecked {
+            if (a == 0) return 0;
+            uint256 c = a * b;
+            return c / a == b ? c : type(uint256).max;
+        }
+    }
+
     // ------------------------------------------------------------------ internals: sets and lists
 
     function _touch(uint256 sessionId) private {
@@ -717,10 +1079,10 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
     function _lruAppend(uint256 id) private {
         uint256 tail = _lruTail;
         Session storage s = _sessions[id];
-        s.lruPrev = uint48(tail);
+        s.lruPrev = uint40(tail);
         s.lruNext = 0;
         if (tail == 0) _lruHead = id;
-        else _sessions[tail].lruNext = uint48(id);
+        else _sessions[tail].lruNext = uint40(id);
         _lruTail = id;
     }
 
@@ -729,27 +1091,47 @@ contract AdvancedSessionManager is WithDtnAi, Ownable, ReentrancyGuard {
         uint256 prev = s.lruPrev;
         uint256 next = s.lruNext;
         if (prev == 0) _lruHead = next;
-        else _sessions[prev].lruNext = uint48(next);
+        else _sessions[prev].lruNext = uint40(next);
         if (next == 0) _lruTail = prev;
-        else _sessions[next].lruPrev = uint48(prev);
+        else _sessions[next].lruPrev = uint40(prev);
         s.lruPrev = 0;
         s.lruNext = 0;
     }
 
-    function _poolRemove(uint256 sessionId) private {
-        _removeFrom(sessionPool, POOL, sessionId);
+    /// @dev New ids are the highest, so appending keeps each user's list in ascending id order.
+    function _userAppend(address user, uint256 id) private {
+        UserList storage l = _userActive[user];
+        uint256 tail = l.tail;
+        _sessions[id].userPrev = uint40(tail);
+        if (tail == 0) l.head = uint40(id);
+        else _sessions[tail].userNext = uint40(id);
+        l.tail = uint40(id);
+        unchecked { l.count += 1; }
+    }
+
+    function _userRemove(address user, uint256 id) private {
+        UserList storage l = _userActive[user];
+        Session storage s = _sessions[id];
+        uint256 prev = s.userPrev;
+        uint256 next = s.userNext;
+        if (prev == 0) l.head = uint40(next);
+        else _sessions[prev].userNext = uint40(next);
+        if (next == 0) l.tail = uint40(prev);
+        else _sessions[next].userPrev = uint40(prev);
+        unchecked { l.count -= 1; }
+        s.userPrev = 0;
+        s.userNext = 0;
     }
 
     function _pos(uint256 id, uint8 which) private view returns (uint256) {
         Session storage s = _sessions[id];
-        return which == ACTIVE ? s.activePos : which == USER_ACTIVE ? s.userActivePos : s.poolPos;
+        return which == ACTIVE ? s.activePos : s.poolPos;
     }
 
     function _setPos(uint256 id, uint8 which, uint256 pos) private {
         Session storage s = _sessions[id];
-        if (which == ACTIVE) s.activePos = uint48(pos);
-        else if (which == USER_ACTIVE) s.userActivePos = uint48(pos);
-        else s.poolPos = uint48(pos);
+        if (which == ACTIVE) s.activePos = uint40(pos);
+        else s.poolPos = uint40(pos);
     }
 
     function _pushTo(uint256[] storage arr, uint8 which, uint256 id) private {

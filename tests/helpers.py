@@ -177,6 +177,7 @@ def session(system, sid: int) -> dict:
     names = [
         "sessionId", "owner", "balance", "lastUsed", "active", "requestCount", "dtnSessionId",
         "pendingRequests", "lastRequestAt", "pooled", "hasDtnBalance", "dtnBalance",
+        "closableAt", "closing", "pendingSince",
     ]
     return dict(zip(names, system.manager.functions.getSession(sid).call()))
 

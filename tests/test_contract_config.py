@@ -134,6 +134,10 @@ def test_owner_updates_config_and_it_takes_effect(system, deployer, user, worker
 def test_ownership_transfer_moves_the_right_to_configure(system, deployer, stranger):
     m = system.manager.functions
     transact(system.w3, m.transferOwnership(stranger), deployer)
+    # two steps (Ownable2Step): the old owner keeps the right until the new one accepts
+    assert m.owner().call() == deployer and m.pendingOwner().call() == stranger
+    assert_reverts(call_from(m.setRequestTimeout(60), stranger), "OwnableUnauthorizedAccount", stranger)
+    transact(system.w3, m.acceptOwnership(), stranger)
     transact(system.w3, m.setRequestTimeout(60), stranger)
     assert m.requestTimeout().call() == 60
     assert_reverts(call_from(m.setRequestTimeout(61), deployer), "OwnableUnauthorizedAccount", deployer)

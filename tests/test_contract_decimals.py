@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from dtnsess_cli.localdtn import transact
 from helpers import (  # noqa: F401 - conserved/system are fixtures
+    CALLBACK_GAS,
     answer,
     ask,
     assert_reason,
+    assert_reverts,
     bal,
     call_from,
     conserved,
     create,
+    default_routing,
     dtn_balance,
     fund,
     next_second,
@@ -71,8 +74,9 @@ def test_small_answer_is_charged_per_byte(system, user, worker):
     assert dtn_balance(system, sid) == 50 * system.unit - expected
 
 
-def test_a_spent_session_pays_the_node_nothing_more(system, deployer, user, worker):
-    """DTN does not check the balance at request time: once spent, answers are charged 0 (never negative)."""
+def test_a_session_that_cannot_pay_one_answer_is_not_used(system, deployer, user, worker):
+    """DTN charges what is left when a session cannot cover an answer; the manager no longer sends
+    such requests: a named session is refused, the automatic choice skips it (issue 7, finding 6)."""
     m = system.manager.functions
     transact(system.w3, m.setFees(system.unit, system.unit, 7 * system.unit), deployer)
     fund(system, user, 100)
@@ -80,16 +84,14 @@ def test_a_spent_session_pays_the_node_nothing_more(system, deployer, user, work
     rid, _ = ask(system, user, "x" * 50)
     answer(system, rid, "y" * 50)
     assert dtn_balance(system, sid) == 3 * system.unit
+    assert m.getSessionStats(sid).call()[1] == 3 * system.unit  # what remains, not what was funded
     next_second(system.w3)
-    rid2, _ = ask(system, user, "x" * 50)
-    before = bal(system, worker)
-    answer(system, rid2, "y" * 50)
-    assert bal(system, worker) - before == 3 * system.unit
-    assert dtn_balance(system, sid) == 0
-    next_second(system.w3)
-    rid3, _ = ask(system, user, "x")
-    answer(system, rid3, "y")
-    assert bal(system, worker) - before == 3 * system.unit
+    # one answer costs at least min(request bytes * fee per byte, max fee) = 7 tokens here
+    req = m.makeAIRequestInSession(sid, "x" * 50, system.model, default_routing())
+    assert_reverts(call_from(req, user, CALLBACK_GAS), "SessionBalanceTooLow", sid, 3 * system.unit,
+                   7 * system.unit)
+    new_sid = m.nextSessionId().call()
+    assert m.getOrCreateSession().call({"from": user}) == new_sid  # would create a new one
     before_user = bal(system, user)
     transact(system.w3, m.closeSession(sid), user)
-    assert bal(system, user) == before_user
+    assert bal(system, user) - before_user == 3 * system.unit

@@ -202,13 +202,15 @@ def test_routing_the_node_does_not_serve_cannot_be_answered(system, user):
     assert_reason(lambda: answer(system, rid2), "Node not eligible for this request")
 
 
-def test_aggregation_other_than_any_is_never_answered(system, user):
+def test_aggregation_other_than_any_is_refused(system, user):
+    """No node answers it (the router refuses the answer), so the manager refuses the request."""
     fund(system, user, 100)
     sid, _ = create(system, user, 50)
-    rid, _ = ask(system, user, route=routing([SYSTEM_TRUST_NAMESPACE], aggregation=ALL))
-    assert_reason(lambda: answer(system, rid), "Aggregation not supported")
-    assert request_status(system, rid) == REQ_PENDING
-    assert session(system, sid)["dtnBalance"] == 50 * system.unit
+    fn = system.manager.functions.makeAIRequestInSession(
+        sid, "hi", system.model, routing([SYSTEM_TRUST_NAMESPACE], aggregation=ALL))
+    assert_reverts(call_from(fn, user, CALLBACK_GAS), "InvalidRouting", "aggregation must be ANY")
+    s = session(system, sid)
+    assert (s["requestCount"], s["pendingRequests"], s["dtnBalance"]) == (0, 0, 50 * system.unit)
 
 
 def test_only_the_node_worker_can_respond(system, user, stranger):

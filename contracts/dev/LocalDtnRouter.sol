@@ -265,8 +265,8 @@ contract LocalDtnRouter is IDtnAi {
 
     function _callback(bytes32 requestId, StoredRequest storage r, ResponseStatus status) private {
         uint256 gasForCallback = r.callbackGas;
-        // Without this, a node could starve the callback (63/64 rule) and gas estimation would do so.
-        require(gasleft() > gasForCallback + gasForCallback / 63 + 10_000, "Not enough gas for callback");
+        // NOTE: like the deployed router, no check that gasleft() covers the callback: a node that
+        // sends too little gas starves it (63/64 rule), SuccessCallbackFailed, and the answer stands.
         bool success = status == ResponseStatus.SUCCESS;
         bytes4 selector = success ? r.callback.success : r.callback.failure;
         (bool ok, bytes memory data) =

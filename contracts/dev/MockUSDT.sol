@@ -6,10 +6,14 @@ import {ERC20} from "@openzeppelin/contracts/token/ERC20/ERC20.sol";
 /// @title MockUSDT
 /// @notice Fee token for local chains and tests: decimals fixed at deploy, open mint (a faucet).
 /// @dev Like the real USDT/USDC it can block an address; blocked addresses cannot send or receive.
+///      Like USDT it has a transfer fee (off by default): the recipient gets the amount minus the fee,
+///      the fee is burned.
 contract MockUSDT is ERC20 {
     uint8 private immutable _decimals;
     address public immutable admin;
     mapping(address => bool) public blocked;
+    /// @notice Fee on transfers (not mints or burns) in basis points; 0 = none.
+    uint256 public transferFeeBps;
 
     error AddressBlocked(address account);
 
@@ -34,9 +38,18 @@ contract MockUSDT is ERC20 {
         blocked[account] = isBlocked;
     }
 
+    /// @notice Sets the transfer fee in basis points (admin only, at most 10%).
+    function setTransferFeeBps(uint256 bps) external {
+        require(msg.sender == admin, "Only admin");
+        require(bps <= 1000, "Fee too high");
+        transferFeeBps = bps;
+    }
+
     function _update(address from, address to, uint256 value) internal override {
         if (blocked[from]) revert AddressBlocked(from);
         if (blocked[to]) revert AddressBlocked(to);
-        super._update(from, to, value);
+        uint256 fee = from == address(0) || to == address(0) ? 0 : value * transferFeeBps / 10_000;
+        if (fee > 0) super._update(from, address(0), fee);
+        super._update(from, to, value - fee);
     }
 }

@@ -87,6 +87,9 @@ class SessionView:
     last_request_at: int
     pooled: bool
     dtn_balance: Optional[Amount]
+    closable_at: int = 0  # when pending requests stop blocking close/renew (0: none pending)
+    closing: bool = False
+    pending_since: int = 0
 
 
 @dataclass
@@ -514,6 +517,7 @@ class Client:
             active=bool(t[4]), request_count=int(t[5]), dtn_session_id=int(t[6]),
             pending_requests=int(t[7]), last_request_at=int(t[8]), pooled=bool(t[9]),
             dtn_balance=a(t[11]) if t[10] else None,
+            closable_at=int(t[12]), closing=bool(t[13]), pending_since=int(t[14]),
         )
 
     def _session_tuple(self, session_id: int) -> tuple:
@@ -842,7 +846,7 @@ class Client:
         if s.pending_requests:
             from .tx import requests_pending_error
 
-            retry_after = s.last_request_at + int(self._config_tuple()[10])
+            retry_after = s.closable_at  # fixed by the oldest unanswered request
             # NOTE: the chain's clock decides, not ours (they differ on dev chains, and by drift)
             now = self._call(lambda: self.w3.eth.get_block("latest")["timestamp"], "latest block")
             if now < retry_after:
@@ -865,10 +869,26 @@ class Client:
             r.data["closed"] = []
             r.data["note"] = "no active sessions"
             return r
+        # NOTE: the contract skips sessions whose pending requests still block close
+        # (SessionCloseSkipped); when that is every one of them, refuse like close does.
+        blocked = [s for s in mine if s.pending_requests and s.closable_at]
+        if blocked and len(blocked) == len(mine):
+            from .tx import requests_pending_error
+
+            now = self._call(lambda: self.w3.eth.get_block("latest")["timestamp"], "latest block")
+            first = min(blocked, key=lambda s: s.closable_at)
+            if now < first.closable_at:
+                raise requests_pending_error(f"closing all {len(mine)} of your sessions",
+                                             first.session_id, first.pending_requests,
+                                             first.closable_at)
         res = self._send(self.manager.functions.closeAllSessions(),
                          description=f"close all {len(mine)} of your sessions")
         r.txs.append(res)
         r.data["closed"] = self._closed_from(res)
+        skipped = self._events(res, "SessionCloseSkipped")
+        if skipped:
+            r.data["skipped"] = [{"session_id": int(e.args["sessionId"]),
+                                  "retry_after": int(e.args["retryAfter"])} for e in skipped]
         return r
 
     def _closed_from(self, res) -> list:

@@ -156,5 +156,16 @@ def respond(
 ) -> dict:
     """Answer a request as the node `node` would: honest sizes, success with `text` or a failure."""
     router = getattr(system_or_router, "router", system_or_router)
-    fn = respond_call(router, request_id, node=node, text=text, failure=failure)
+    stored = router.functions.getRequest(request_id).call()
+    fn = respond_call(router, request_id, node=node, text=text, failure=failure, stored=stored)
+    if gas is None:
+        gas = respond_gas(router.w3, fn.estimate_gas({"from": worker}), stored[4])
     return transact(router.w3, fn, worker, gas=gas)
+
+
+def respond_gas(w3, estimate: int, callback_gas: int) -> int:
+    """The gas limit for a respondToRequest: 1.5x the estimate (as the deployed node sends) plus
+    the callback's full allowance. Neither router checks that gas is left for the callback, so an
+    estimate can be one that starves it (the call succeeds, the callback fails)."""
+    gas = estimate * 3 // 2 + callback_gas + callback_gas // 63
+    return min(gas, int(w3.eth.get_block("latest")["gasLimit"]))

@@ -245,9 +245,9 @@ class Responder:
         reason = self._revert_reason(lambda: gas_box.append(fn.estimate_gas({"from": self.worker})))
         if reason is not None:
             return f"skipped: would revert ({reason})"
-        # NOTE: +20% over the estimate; the router requires gasleft() to cover the callback gas,
-        # so the estimate already includes the callback's full allowance.
-        gas = gas_box[0] * 12 // 10
+        # NOTE: the router does not check that gas is left for the callback (like the deployed
+        # one), so the estimate alone may starve it: add the callback's full allowance.
+        gas = localdtn.respond_gas(self.w3, gas_box[0], int(stored[4]))
         receipt = localdtn.transact(self.w3, fn, self.worker, gas=gas)
         self.answered += 1
         what = "answered" if answer.ok else f"answered FAILURE ({_trim(answer.failure, 120)})"
