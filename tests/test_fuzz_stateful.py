@@ -18,6 +18,7 @@ terminal summary.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections import Counter
@@ -27,17 +28,24 @@ import pytest
 from eth_utils import keccak
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
 from web3.logs import DISCARD
 
 from dtnsess_cli.localdtn import SYSTEM_TRUST_NAMESPACE, respond_call, transact
-from helpers import CALLBACK_GAS, REQ_PENDING, latest_ts, rpc
+from helpers import CALLBACK_GAS, REQ_PENDING, latest_ts, rpc, tx_revert
 
 EXAMPLES = int(os.environ.get("DTNSESS_FUZZ_EXAMPLES", "15"))
 STEPS = int(os.environ.get("DTNSESS_FUZZ_STEPS", "25"))
 # CI: the same examples every run; `make fuzz` (a larger budget) explores new ones each run
 # (replay one with pytest's --hypothesis-seed=N).
 DERANDOMIZE = "DTNSESS_FUZZ_EXAMPLES" not in os.environ
+DEBUG = os.environ.get("DTNSESS_FUZZ_DEBUG") == "1"  # count revert reasons in the summary
 
 TX_GAS = 8_000_000
 ANY, ALL = 0, 1
@@ -62,10 +70,25 @@ ROUTES = [
 ]
 
 ACTOR = st.integers(0, 3)  # users 0-2, 3 = the attacker
-SID = st.integers(0, 40)  # index into the known sessions; >= 36 means an unknown id
+# A session: < 24 one of the actor's own (when it has one), < 36 any known one, else an unknown id.
+SID = st.integers(0, 40)
 REQ = st.integers(0, 10_000)  # index into the requests made so far
 
 STATS: Counter = Counter()
+
+
+def step(**strategies):
+    """@rule that counts the steps run (printed in the summary)."""
+
+    def deco(f):
+        @functools.wraps(f)
+        def counted(self, **kw):
+            STATS["steps"] += 1
+            return f(self, **kw)
+
+        return rule(**strategies)(counted)
+
+    return deco
 
 
 @dataclass
@@ -97,7 +120,9 @@ class ManagerMachine(RuleBasedStateMachine):
         self.snapshot = rpc(self.w3, "evm_snapshot")
         self.rids: list[tuple[bytes, int, str, int]] = []  # (request id, session, user, DTN session)
         self.starved: set[bytes] = set()  # answered on the router, callback failed
-        self.fee_was_on = False
+        self.answered: set[bytes] = set()
+        self.answerable: list[bytes] = []
+        self.fee_burned = False  # an outgoing transfer paid MockUSDT's fee (burned)
         self.actor: str | None = None
         self.action = "init"
         self.prev = None
@@ -108,61 +133,77 @@ class ManagerMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------------ helpers
 
-    def _sid(self, i: int) -> int:
+    def _sid(self, i: int, a: int | None = None) -> int:
         n = self.m.nextSessionId().call() - 1
         if i >= 36 or n == 0:
             return n + 1 + i % 3  # unknown
+        if i < 24 and a is not None:
+            mine = self.m.getUserSessions(self.actors[a]).call()
+            if mine:
+                return mine[i % len(mine)]
         return 1 + i % n
 
     def _send(self, action: str, sender: str, fn, value: int = 0, gas: int = TX_GAS):
         """Mine `fn` from `sender` (no estimate: a revert is mined too); return the receipt."""
         self.action, self.actor = action, sender
-        STATS["steps"] += 1
         STATS["transactions"] += 1
         tx = fn.transact({"from": sender, "value": value, "gas": gas})
         r = self.w3.eth.wait_for_transaction_receipt(tx, timeout=60)
         if r["status"] != 1:
             STATS["reverted"] += 1
+            if DEBUG:
+                STATS[f"revert:{action}:{tx_revert(self.w3, tx).reason}"] += 1
         else:
             STATS[f"ok:{action}"] += 1
         return r
 
     def _step(self, action: str, actor: str | None = None):
         self.action, self.actor = action, actor
-        STATS["steps"] += 1
 
     def _node(self, name):
         return {"sys": self.s.node_id, "evil": self.c.evil_node}.get(name, name)
 
     # ------------------------------------------------------------------ sessions
 
-    @rule(a=ACTOR, tokens=st.sampled_from([0, 1, 5, 10, 20, 50]), odd=st.booleans())
+    @initialize(tokens=st.lists(st.sampled_from([10, 12, 20, 50]), min_size=3, max_size=6),
+                pooled=st.integers(0, 5), limit=st.sampled_from([None, 1, 3]), nodes=st.booleans())
+    def sessions_to_start_with(self, tokens, pooled, limit, nodes):
+        """A few sessions (users and attacker) and one pooled, so short runs reach the interesting states."""
+        for k, t in enumerate(tokens):
+            self._send("create", self.actors[k % 4], self.m.createSession(t * self.unit))
+        sid = 1 + pooled % len(tokens)
+        owner = self.actors[(sid - 1) % 4]
+        fee = self.m.totalFeePerRes().call()
+        fn = self.m.addToPool(sid) if limit is None else self.m.addToPoolWithLimit(sid, limit * fee, nodes)
+        self._send("addToPool", owner, fn)
+
+    @step(a=ACTOR, tokens=st.sampled_from([0, 1, 5, 10, 20, 50]), odd=st.booleans())
     def create(self, a, tokens, odd):
         self._send("create", self.actors[a], self.m.createSession(tokens * self.unit + int(odd)))
 
-    @rule(a=ACTOR)
+    @step(a=ACTOR)
     def get_or_create(self, a):
         self._send("getOrCreate", self.actors[a], self.m.getOrCreateSession())
 
-    @rule(a=ACTOR, i=SID, tokens=st.sampled_from([0, 1, 10]))
+    @step(a=ACTOR, i=SID, tokens=st.sampled_from([0, 1, 10]))
     def renew(self, a, i, tokens):
-        self._send("renew", self.actors[a], self.m.renewSession(self._sid(i), tokens * self.unit))
+        self._send("renew", self.actors[a], self.m.renewSession(self._sid(i, a), tokens * self.unit))
 
-    @rule(a=ACTOR, i=SID)
+    @step(a=ACTOR, i=SID)
     def close(self, a, i):
-        self._send("close", self.actors[a], self.m.closeSession(self._sid(i)))
+        self._send("close", self.actors[a], self.m.closeSession(self._sid(i, a)))
 
-    @rule(a=ACTOR)
+    @step(a=ACTOR)
     def close_all(self, a):
         self._send("closeAll", self.actors[a], self.m.closeAllSessions())
 
-    @rule(a=ACTOR, i=SID)
+    @step(a=ACTOR, i=SID)
     def begin_close(self, a, i):
-        self._send("beginClose", self.actors[a], self.m.beginClose(self._sid(i)))
+        self._send("beginClose", self.actors[a], self.m.beginClose(self._sid(i, a)))
 
     # ------------------------------------------------------------------ requests and answers
 
-    @rule(
+    @step(
         a=ACTOR,
         mode=st.sampled_from(["auto", "routing", "session"]),
         i=SID,
@@ -183,22 +224,30 @@ class ManagerMachine(RuleBasedStateMachine):
         elif mode == "routing":
             fn = self.m.makeAIRequestWithRouting(prompt, model, routing)
         else:
-            fn = self.m.makeAIRequestInSession(self._sid(i), prompt, model, routing)
+            fn = self.m.makeAIRequestInSession(self._sid(i, a), prompt, model, routing)
         r = self._send("request", self.actors[a], fn, value=value)
         for ev in self.s.manager.events.AIRequestSubmitted().process_receipt(r, errors=DISCARD):
             e = ev["args"]
             self.rids.append((e["requestId"], e["sessionId"], e["user"], e["dtnSessionId"]))
+            # One of our nodes may answer it (else it stays pending: the locking attack of finding 1).
+            if mode == "auto":
+                ours = not ns or SYSTEM_TRUST_NAMESPACE in ns
+            else:
+                ours = bool({"sys", "evil"} & set(nodes)) if nodes else SYSTEM_TRUST_NAMESPACE in ns
+            if ours:
+                self.answerable.append(e["requestId"])
 
-    @rule(j=REQ, kind=st.sampled_from(["success", "failure", "tight"]), size=st.integers(0, 600),
-          tight_gas=st.integers(60_000, 400_000))
+    @step(j=REQ, kind=st.sampled_from(["success", "failure", "tight"]), size=st.integers(0, 600),
+          tight_gas=st.integers(250_000, 500_000))
     def answer(self, j, kind, size, tight_gas):
-        if not self.rids:
+        # Mostly requests one of our nodes can answer; sometimes any (the router refuses those).
+        pick = self.answerable if j % 5 else [r[0] for r in self.rids]
+        open_ = [rid for rid in pick if rid not in self.answered]
+        if not open_:
             return self._step("answer(none)")
-        rid = self.rids[j % len(self.rids)][0]
+        rid = open_[j % len(open_)]
         router = self.s.router
         stored = router.functions.getRequest(rid).call()
-        if stored[6]:  # completed
-            return self._step("answer(done)")
         ns, nodes = stored[7][0], stored[7][1]
         mine = {self.s.node_id: self.c.worker, self.c.evil_node: self.c.attacker}
         node = next((n for n in nodes if n in mine), None) if nodes else (
@@ -209,20 +258,23 @@ class ManagerMachine(RuleBasedStateMachine):
                           failure="overloaded" if kind == "failure" else None)
         r = self._send("answer", mine[node], fn, gas=tight_gas if kind == "tight" else TX_GAS)
         if r["status"] == 1:
+            self.answered.add(rid)
             STATS["answered"] += 1
             failed = [*router.events.SuccessCallbackFailed().process_receipt(r, errors=DISCARD),
                       *router.events.FailureCallbackFailed().process_receipt(r, errors=DISCARD)]
             if failed:
                 self.starved.add(rid)
                 STATS["callback failed"] += 1
+            if DEBUG:
+                STATS[f"answer:{kind}:cbgas={stored[4]}:failed={bool(failed)}"] += 1
 
-    @rule(a=ACTOR, j=REQ)
+    @step(a=ACTOR, j=REQ)
     def settle(self, a, j):
         if not self.rids:
             return self._step("settle(none)")
         self._send("settle", self.actors[a], self.m.settleRequest(self.rids[j % len(self.rids)][0]))
 
-    @rule(a=ACTOR, picks=st.lists(REQ, max_size=4), junk=st.booleans())
+    @step(a=ACTOR, picks=st.lists(REQ, max_size=4), junk=st.booleans())
     def settle_many(self, a, picks, junk):
         ids = [self.rids[j % len(self.rids)][0] for j in picks] if self.rids else []
         if junk:
@@ -231,61 +283,70 @@ class ManagerMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------------ pool
 
-    @rule(a=ACTOR, i=SID, limit=st.sampled_from([None, 0, 1, 3, 10]), nodes=st.booleans())
+    @step(a=ACTOR, i=SID, limit=st.sampled_from([None, 0, 1, 3, 10]), nodes=st.booleans())
     def add_to_pool(self, a, i, limit, nodes):
-        sid = self._sid(i)
+        sid = self._sid(i, a)
         if limit is None:
             fn = self.m.addToPool(sid)
         else:
             fn = self.m.addToPoolWithLimit(sid, limit * self.m.totalFeePerRes().call(), nodes)
         self._send("addToPool", self.actors[a], fn)
 
-    @rule(a=ACTOR)
+    @step(a=ACTOR)
     def get_from_pool(self, a):
         self._send("getFromPool", self.actors[a], self.m.getFromPool())
 
-    @rule(a=ACTOR)
+    @step(a=ACTOR)
     def release_grant(self, a):
         self._send("releaseGrant", self.actors[a], self.m.releaseGrant())
 
-    @rule(a=ACTOR, i=SID, t=ACTOR)
+    @step(a=ACTOR, i=SID, t=ACTOR)
     def revoke_grant(self, a, i, t):
-        self._send("revokeGrant", self.actors[a], self.m.revokeGrant(self._sid(i), self.actors[t]))
+        self._send("revokeGrant", self.actors[a], self.m.revokeGrant(self._sid(i, a), self.actors[t]))
 
-    @rule(a=ACTOR, i=SID)
+    @step(a=ACTOR, i=SID)
     def remove_from_pool(self, a, i):
-        self._send("removeFromPool", self.actors[a], self.m.removeFromPool(self._sid(i)))
+        self._send("removeFromPool", self.actors[a], self.m.removeFromPool(self._sid(i, a)))
 
     # ------------------------------------------------------------------ maintenance and money
 
-    @rule(a=ACTOR, n=st.sampled_from([None, 1, 2]))
+    @step(a=ACTOR, n=st.sampled_from([None, 1, 2]))
     def cleanup(self, a, n):
         fn = self.m.cleanupOldSessions() if n is None else self.m.cleanupOldSessionsUpTo(n)
         self._send("cleanup", self.actors[a], fn)
 
-    @rule(a=ACTOR)
+    @step(a=ACTOR)
     def withdraw(self, a):
         self._send("withdraw", self.actors[a], self.m.withdrawRefunds())
 
-    @rule(tokens=st.sampled_from([1, 7]))
+    @step(tokens=st.sampled_from([1, 7]))
     def donate(self, tokens):
         """Tokens sent straight to the manager: not owed to anyone, sweepable."""
         self._send("donate", self.c.attacker,
                    self.s.token.functions.transfer(self.s.manager.address, tokens * self.unit))
 
-    @rule(by_owner=st.booleans(), other_token=st.booleans())
+    @step(by_owner=st.booleans(), other_token=st.booleans())
     def sweep(self, by_owner, other_token):
         sender = self.c.deployer if by_owner else self.c.attacker
         token = self.s.router.address if other_token else self.s.token.address  # router: not a token
         self._send("sweep", sender, self.m.sweep(token, sender))
 
-    @rule(on=st.booleans())
-    def transfer_fee(self, on):
-        """MockUSDT's USDT-like transfer fee (burned): the manager must refuse short transfers in."""
-        self.fee_was_on |= on
-        self._send("transferFee", self.c.deployer, self.s.token.functions.setTransferFeeBps(100 if on else 0))
+    @step(a=ACTOR, i=SID, what=st.sampled_from(["create", "renew", "close", "withdraw"]))
+    def with_transfer_fee(self, a, i, what):
+        """One action while MockUSDT charges a USDT-like 1% transfer fee (burned): tokens coming in
+        short must be refused (FeeOnTransferToken); tokens going out may arrive short."""
+        self._send("transferFee", self.c.deployer, self.s.token.functions.setTransferFeeBps(100))
+        fn = {"create": lambda: self.m.createSession(20 * self.unit),
+              "renew": lambda: self.m.renewSession(self._sid(i, a), 5 * self.unit),
+              "close": lambda: self.m.closeSession(self._sid(i, a)),
+              "withdraw": lambda: self.m.withdrawRefunds()}[what]()
+        r = self._send(f"{what} with fee", self.actors[a], fn)
+        if r["status"] == 1:
+            self.fee_burned = True
+        self._send("transferFee", self.c.deployer, self.s.token.functions.setTransferFeeBps(0))
+        self.action, self.actor = f"{what} with fee", self.actors[a]
 
-    @rule(
+    @step(
         by_owner=st.sampled_from([True, True, True, False]),
         kind=st.sampled_from(["config", "fees", "timeout"]),
         k1=st.integers(0, 4), k2=st.integers(0, 4), k3=st.integers(0, 4),
@@ -307,7 +368,7 @@ class ManagerMachine(RuleBasedStateMachine):
             fn = self.m.setRequestTimeout(timeouts[k1])
         self._send(kind, sender, fn)
 
-    @rule(dt=st.sampled_from(["1s", "1m", "timeout", "timeout+1", "age+1", "3h"]))
+    @step(dt=st.sampled_from(["1s", "1m", "timeout", "timeout+1", "age+1", "3h"]))
     def travel(self, dt):
         self._step(f"travel {dt}")
         cfg = self.m.getConfig().call()
@@ -315,6 +376,12 @@ class ManagerMachine(RuleBasedStateMachine):
                    "age+1": cfg[4] + 1, "3h": 3 * 3600}[dt]
         rpc(self.w3, "evm_increaseTime", seconds)
         rpc(self.w3, "evm_mine")
+
+    # Hypothesis picks among rules uniformly: requests and answers, where the money moves, get
+    # more weight.
+    request_2 = request
+    request_3 = request
+    answer_2 = answer
 
     # ------------------------------------------------------------------ invariants
 
@@ -374,7 +441,7 @@ class ManagerMachine(RuleBasedStateMachine):
         # 1. tokens are conserved: every token is held by a known account or contract
         held = sum(st_["balances"].values())
         assert held == st_["supply"], f"{where}: {st_['supply'] - held} tokens left the known holders"
-        if not self.fee_was_on:
+        if not self.fee_burned:
             assert st_["supply"] == self.c.supply0, f"{where}: supply changed without a transfer fee"
         # 2. the manager can pay every credited refund
         assert st_["balances"]["manager"] >= st_["claimable"], (
@@ -408,12 +475,14 @@ class ManagerMachine(RuleBasedStateMachine):
         #    it on the session's current DTN session; only a starved callback leaves one pending
         #    that the router has completed.
         current = [(rid, sid) for rid, sid, _u, dtn in self.rids if views[sid][4] and views[sid][6] == dtn]
-        with self.w3.batch_requests() as b:
-            for rid, _sid in current:
-                b.add(self.m.requests(rid))
-            for rid, _sid in current:
-                b.add(self.s.router.functions.getRequest(rid))
-            out = b.execute()
+        out = []
+        if current:  # an empty JSON-RPC batch is an invalid request
+            with self.w3.batch_requests() as b:
+                for rid, _sid in current:
+                    b.add(self.m.requests(rid))
+                for rid, _sid in current:
+                    b.add(self.s.router.functions.getRequest(rid))
+                out = b.execute()
         statuses, stored = out[:len(current)], out[len(current):]
         pending = Counter()
         for (rid, sid), status, req in zip(current, statuses, stored):
@@ -453,10 +522,12 @@ class ManagerMachine(RuleBasedStateMachine):
         self.prev = state
 
         # 7. every active session's owner can close it within requestTimeout (a call at a future time)
-        for sid in sorted(active_ids):
-            tx = {"from": views[sid][1], "to": self.s.manager.address,
-                  "data": self.s.manager.functions.closeSession(sid)._encode_transaction_data()}
-            reply = self.w3.provider.make_request("eth_call", [tx, "latest", {}, {"time": hex(now + timeout + 1)}])
+        later = {"time": hex(now + timeout + 1)}
+        calls = [("eth_call", [{"from": views[sid][1], "to": self.s.manager.address,
+                                "data": self.s.manager.functions.closeSession(sid)._encode_transaction_data()},
+                               "latest", {}, later]) for sid in sorted(active_ids)]
+        replies = self.w3.provider.make_batch_request(calls) if calls else []
+        for sid, reply in zip(sorted(active_ids), replies):
             assert "error" not in reply, (
                 f"{where}: owner cannot close session {sid} at now + requestTimeout + 1: {reply['error']}")
         STATS["invariant checks"] += 1
