@@ -404,6 +404,8 @@ class ManagerMachine(RuleBasedStateMachine):
                 b.add(m.getGrant(a))
             for sid in sids:
                 b.add(m.getPoolOffer(sid))
+            for a in self.c.everyone:
+                b.add(m.claimableRefunds(a))
             out = b.execute()
         k = len(self.c.everyone) + 2
         st_ = {"balances": dict(zip(self.c.everyone + ["manager", "router"], out[:k]))}
@@ -415,7 +417,8 @@ class ManagerMachine(RuleBasedStateMachine):
         na = len(self.actors)
         st_["user_active"] = dict(zip(self.actors, [list(x) for x in rest[:na]]))
         st_["grants"] = dict(zip(self.actors, rest[na:2 * na]))
-        st_["offers"] = dict(zip(sids, rest[2 * na:]))
+        st_["offers"] = dict(zip(sids, rest[2 * na:2 * na + len(sids)]))
+        st_["claims"] = rest[2 * na + len(sids):]
         return st_
 
     @staticmethod
@@ -446,6 +449,8 @@ class ManagerMachine(RuleBasedStateMachine):
         # 2. the manager can pay every credited refund
         assert st_["balances"]["manager"] >= st_["claimable"], (
             f"{where}: manager holds {st_['balances']['manager']} < totalClaimable {st_['claimable']}")
+
+        assert sum(st_["claims"]) == st_["claimable"], f"{where}: claimableRefunds do not add up to totalClaimable"
 
         # 3. active sets match the records
         active_ids = {sid for sid, v in views.items() if v[4]}
