@@ -67,11 +67,9 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
         uint40 lruNext;
         uint40 userPrev;
         uint40 userNext;
-        // slot 4: the current pool grant
-        uint128 grantRemaining;
-        uint128 grantLimit;
-        // slot 5
+        // slot 4: who holds the pool grant, and the spending limit of each grant
         address taker;
+        uint96 grantLimit;
     }
 
     /// @dev A request in two slots; the DTN session it was made on tells a stale settle apart.
@@ -81,6 +79,12 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
         RequestStatus status;
         uint48 sessionId;
         uint256 dtnSessionId;
+    }
+
+    /// @dev A taker's grant: one slot, so a taker's request reads and writes one word.
+    struct Grant {
+        uint40 sessionId;
+        uint128 remaining;
     }
 
     /// @dev The active sessions of one owner, a list in ascending id order.
@@ -206,8 +210,6 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
     uint8 public constant GRANT_REMOVED = 3;
 
     uint256 public nextSessionId = 1;
-    /// @notice The pooled session a user holds a live grant on (0 = none); its requests may use it.
-    mapping(address => uint256) public poolGrant;
     /// @notice Refunds credited by cleanup, withdrawable with withdrawRefunds().
     mapping(address => uint256) public claimableRefunds;
     uint256 public totalClaimable;
@@ -216,6 +218,7 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
     mapping(bytes32 => Request) private _requests;
     mapping(address => bytes32[]) private _userRequests;
     mapping(address => UserList) private _userActive;
+    mapping(address => Grant) private _grants;
     // Active sessions ordered by lastUsed (head = least recently used): cleanup only visits idle ones.
     uint256 private _lruHead;
     uint256 private _lruTail;
@@ -395,22 +398,21 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
     /// @notice Takes the newest pooled session: the caller may spend up to its grant limit from it.
     ///         Funds and refunds stay with the session owner. One grant per address at a time.
     function getFromPool() external nonReentrant returns (uint256 sessionId) {
-        uint256 held = poolGrant[msg.sender];
+        uint256 held = _grants[msg.sender].sessionId;
         if (held != 0) revert AlreadyHoldsGrant(msg.sender, held);
         if (sessionPool.length == 0) _fail("Pool empty");
         sessionId = sessionPool[sessionPool.length - 1];
         _removeFrom(sessionPool, POOL, sessionId);
         Session storage s = _sessions[sessionId];
         s.taker = msg.sender;
-        s.grantRemaining = s.grantLimit;
-        poolGrant[msg.sender] = sessionId;
+        _grants[msg.sender] = Grant(uint40(sessionId), s.grantLimit);
         _touch(sessionId);
         emit SessionTakenFromPool(sessionId, msg.sender);
     }
 
     /// @notice Ends the caller's grant; the session returns to the pool if there is room.
     function releaseGrant() external {
-        uint256 sessionId = poolGrant[msg.sender];
+        uint256 sessionId = _grants[msg.sender].sessionId;
         if (sessionId == 0) _fail("No grant");
         _endGrant(sessionId, GRANT_RELEASED);
     }
@@ -624,13 +626,16 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
         return sessionPool;
     }
 
+    /// @notice The pooled session `user` holds a live grant on (0 = none); its requests may use it.
+    function poolGrant(address user) external view returns (uint256) {
+        return _grants[user].sessionId;
+    }
+
     /// @notice The grant `user` holds: the session, what it may still spend, and whether it may name
     ///         trusted node ids (all zero when none).
     function getGrant(address user) external view returns (uint256 sessionId, uint256 remaining, bool allowNodeRouting) {
-        sessionId = poolGrant[user];
-        if (sessionId == 0) return (0, 0, false);
-        Session storage s = _sessions[sessionId];
-        return (sessionId, s.grantRemaining, s.allowNodeRouting);
+        Grant storage g = _grants[user];
+        return (g.sessionId, g.remaining, g.sessionId != 0 && _sessions[g.sessionId].allowNodeRouting);
     }
 
     /// @notice How a session is shared: offered (in the pool now, or granted), the current taker, the
@@ -700,9 +705,9 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
         if (amount < minSessionBalance) _fail("Balance too low");
         // Transfer and start in one transaction: DTN credits unassigned deposits to the next starter.
         address target = ai.feeTarget();
-        uint256 before = feeToken.balanceOf(target);
+        uint256 before = _held(target);
         feeToken.safeTransferFrom(owner_, target, amount);
-        _requireReceived(amount, feeToken.balanceOf(target) - before);
+        _requireReceived(amount, _held(target) - before);
         uint256 dtnSessionId = ai.startUserSession();
 
         sessionId = nextSessionId++;
@@ -722,11 +727,9 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
 
     /// @dev The user's current session that can pay `need` (see the contract notes), or 0.
     function _sessionFor(address user, uint256 need) private view returns (uint256) {
-        uint256 granted = poolGrant[user];
-        if (granted != 0) {
-            Session storage g = _sessions[granted];
-            if (g.grantRemaining >= totalFeePerRes && _canPay(g, need)) return granted;
-        }
+        Grant storage g = _grants[user];
+        uint256 granted = g.sessionId;
+        if (granted != 0 && g.remaining >= totalFeePerRes && _canPay(_sessions[granted], need)) return granted;
         for (uint256 id = _userActive[user].tail; id != 0; id = _sessions[id].userPrev) {
             Session storage s = _sessions[id];
             if (!s.closing && _canPay(s, need)) return id;
@@ -770,9 +773,9 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
 
     /// @dev Closes the DTN session and returns exactly what DTN refunded (measured, not assumed).
     function _closeDtnSession(uint256 sessionId) private returns (uint256 refund) {
-        uint256 before = feeToken.balanceOf(address(this));
+        uint256 before = _held(address(this));
         ai.closeUserSession(_sessions[sessionId].dtnSessionId);
-        refund = feeToken.balanceOf(address(this)) - before;
+        refund = _held(address(this)) - before;
     }
 
     function _deactivate(uint256 sessionId) private {
@@ -830,11 +833,11 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
             unchecked { visited++; }
             Session storage s = _sessions[id];
             uint256 next = s.lruNext;
-            uint256 before = feeToken.balanceOf(address(this));
+            uint256 before = _held(address(this));
             // One session DTN refuses to close must not block everyone else's cleanup. It keeps its
             // place (it is still idle), so the next call tries it first again.
             try ai.closeUserSession(s.dtnSessionId) {
-                uint256 refund = feeToken.balanceOf(address(this)) - before;
+                uint256 refund = _held(address(this)) - before;
                 address owner_ = s.owner;
                 _deactivate(id);
                 if (refund > 0) _credit(id, owner_, refund);
@@ -851,16 +854,21 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
 
     /// @dev Takes exactly `amount` from `from` into this contract, or reverts FeeOnTransferToken.
     function _pullExact(address from, uint256 amount) private {
-        uint256 before = feeToken.balanceOf(address(this));
+        uint256 before = _held(address(this));
         feeToken.safeTransferFrom(from, address(this), amount);
-        _requireReceived(amount, feeToken.balanceOf(address(this)) - before);
+        _requireReceived(amount, _held(address(this)) - before);
     }
 
     /// @dev Sends `amount` to `to` and checks that all of it arrived.
     function _sendExact(address to, uint256 amount) private {
-        uint256 before = feeToken.balanceOf(to);
+        uint256 before = _held(to);
         feeToken.safeTransfer(to, amount);
-        _requireReceived(amount, feeToken.balanceOf(to) - before);
+        _requireReceived(amount, _held(to) - before);
+    }
+
+    /// @dev The fee-token balance of `who`: one call site keeps the bytecode under the size limit.
+    function _held(address who) private view returns (uint256) {
+        return feeToken.balanceOf(who);
     }
 
     function _requireReceived(uint256 expected, uint256 received) private pure {
@@ -874,8 +882,8 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
         if (s.closing) _fail("Session closing");
         if (s.poolPos != 0 || s.taker != address(0)) _fail("Already pooled");
         if (sessionPool.length >= sessionPoolSize) _fail("Pool full");
-        if (grantLimit < totalFeePerRes) _badConfig("grant limit below one response");
-        s.grantLimit = SafeCast.toUint128(grantLimit);
+        if (grantLimit < totalFeePerRes || grantLimit > type(uint96).max) _badConfig("grant limit out of range");
+        s.grantLimit = uint96(grantLimit);
         s.allowNodeRouting = allowNodeRouting;
         _pushTo(sessionPool, POOL, sessionId);
         emit SessionPooled(sessionId, msg.sender);
@@ -895,9 +903,8 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
     function _endGrant(uint256 sessionId, uint8 reason) private {
         Session storage s = _sessions[sessionId];
         address taker = s.taker;
-        delete poolGrant[taker];
+        delete _grants[taker];
         s.taker = address(0);
-        s.grantRemaining = 0;
         emit GrantEnded(sessionId, taker, reason);
         if (reason != GRANT_REMOVED && s.active && !s.closing && sessionPool.length < sessionPoolSize) {
             _pushTo(sessionPool, POOL, sessionId);
@@ -906,13 +913,14 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
 
     /// @dev A taker's request: allowed routing, and totalFeePerRes reserved from the grant.
     function _spendGrant(uint256 sessionId, Session storage s, IDtnAi.DtnRouting memory routing) private {
-        if (poolGrant[msg.sender] != sessionId || s.closing) revert NotAllowedToUseSession(sessionId, msg.sender);
+        Grant storage g = _grants[msg.sender];
+        if (g.sessionId != sessionId || s.closing) revert NotAllowedToUseSession(sessionId, msg.sender);
         if (routing.trustedNodeIds.length > 0 && !s.allowNodeRouting) revert RoutingNotAllowed(sessionId);
         uint256 fee = totalFeePerRes;
-        uint256 remaining = s.grantRemaining;
+        uint256 remaining = g.remaining;
         if (remaining < fee) revert GrantExhausted(sessionId, msg.sender, remaining);
         remaining -= fee;
-        s.grantRemaining = uint128(remaining);
+        g.remaining = uint128(remaining);
         if (remaining < fee) _endGrant(sessionId, GRANT_EXHAUSTED);
     }
 
