@@ -84,6 +84,8 @@ def step(**strategies):
         @functools.wraps(f)
         def counted(self, **kw):
             STATS["steps"] += 1
+            if DEBUG:
+                STATS[f"rule:{f.__name__}"] += 1
             return f(self, **kw)
 
         return rule(**strategies)(counted)
@@ -166,9 +168,12 @@ class ManagerMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------------ sessions
 
     @initialize(tokens=st.lists(st.sampled_from([10, 12, 20, 50]), min_size=3, max_size=6),
-                pooled=st.integers(0, 5), limit=st.sampled_from([None, 1, 3]), nodes=st.booleans())
-    def sessions_to_start_with(self, tokens, pooled, limit, nodes):
-        """A few sessions (users and attacker) and one pooled, so short runs reach the interesting states."""
+                pooled=st.integers(0, 5), limit=st.sampled_from([None, 1, 3]), nodes=st.booleans(),
+                asks=st.lists(st.tuples(st.integers(0, 5), st.sampled_from([0, 5_000, CALLBACK_GAS, CALLBACK_GAS])),
+                              min_size=2, max_size=6))
+    def sessions_to_start_with(self, tokens, pooled, limit, nodes, asks):
+        """A few sessions (users and attacker), one pooled, and requests in them (valid routing; some
+        no node serves, some with starved callbacks), so short runs reach the interesting states."""
         for k, t in enumerate(tokens):
             self._send("create", self.actors[k % 4], self.m.createSession(t * self.unit))
         sid = 1 + pooled % len(tokens)
@@ -176,6 +181,9 @@ class ManagerMachine(RuleBasedStateMachine):
         fee = self.m.totalFeePerRes().call()
         fn = self.m.addToPool(sid) if limit is None else self.m.addToPoolWithLimit(sid, limit * fee, nodes)
         self._send("addToPool", owner, fn)
+        for k, (route, value) in enumerate(asks):
+            n = k % len(tokens)
+            self._ask(n % 4, "session", 1 + n, route, value, 40, True)
 
     @step(a=ACTOR, tokens=st.sampled_from([0, 1, 5, 10, 20, 50]), odd=st.booleans())
     def create(self, a, tokens, odd):
@@ -213,6 +221,10 @@ class ManagerMachine(RuleBasedStateMachine):
         new_second=st.booleans(),
     )
     def request(self, a, mode, i, route, value, size, new_second):
+        sid = self._sid(i, a) if mode == "session" else None
+        self._ask(a, mode, sid, route, value, size, new_second)
+
+    def _ask(self, a, mode, sid, route, value, size, new_second):
         ns, nodes, redundancy, confidence, agg = ROUTES[route]
         routing = (ns, [self._node(n) for n in nodes], redundancy, confidence, agg)
         prompt = "p" * size
@@ -224,7 +236,7 @@ class ManagerMachine(RuleBasedStateMachine):
         elif mode == "routing":
             fn = self.m.makeAIRequestWithRouting(prompt, model, routing)
         else:
-            fn = self.m.makeAIRequestInSession(self._sid(i, a), prompt, model, routing)
+            fn = self.m.makeAIRequestInSession(sid, prompt, model, routing)
         r = self._send("request", self.actors[a], fn, value=value)
         for ev in self.s.manager.events.AIRequestSubmitted().process_receipt(r, errors=DISCARD):
             e = ev["args"]
@@ -236,6 +248,8 @@ class ManagerMachine(RuleBasedStateMachine):
                 ours = bool({"sys", "evil"} & set(nodes)) if nodes else SYSTEM_TRUST_NAMESPACE in ns
             if ours:
                 self.answerable.append(e["requestId"])
+            if self.m.getSession(e["sessionId"]).call()[1] != e["user"]:
+                STATS["taker requests"] += 1
 
     @step(j=REQ, kind=st.sampled_from(["success", "failure", "tight"]), size=st.integers(0, 600),
           tight_gas=st.integers(250_000, 500_000))
@@ -346,27 +360,35 @@ class ManagerMachine(RuleBasedStateMachine):
         self._send("transferFee", self.c.deployer, self.s.token.functions.setTransferFeeBps(0))
         self.action, self.actor = f"{what} with fee", self.actors[a]
 
-    @step(
-        by_owner=st.sampled_from([True, True, True, False]),
-        kind=st.sampled_from(["config", "fees", "timeout"]),
-        k1=st.integers(0, 4), k2=st.integers(0, 4), k3=st.integers(0, 4),
-    )
-    def configure(self, by_owner, kind, k1, k2, k3):
-        u = self.unit
+    # Settings in whole tokens (fees: thousandths of a token) and seconds; valid ones and each kind
+    # of out-of-bounds value. The attacker tries them too (OwnableUnauthorizedAccount).
+    CONFIGS = [(10, 3600, 5), (1, 86_400, 2), (30, 1800, 1), (10, 86_400, 0), (5, 7200, 3),
+               (2 * 10**6, 3600, 5), (0, 3600, 5), (10, 400 * 86_400, 5), (10, 1, 5), (10, 86_400, 101)]
+    FEES = [(1, 1, 1000), (10, 10, 500), (1, 1, 3000), (2, 2, 20), (2000, 0, 1000), (0, 0, 2_000_000), (0, 0, 0)]
+    TIMEOUTS = [60, 900, 3600, 8 * 86_400, 0]
+
+    @step(by_owner=st.sampled_from([True, True, True, False]), cfg=st.sampled_from(CONFIGS))
+    def update_config(self, by_owner, cfg):
         sender = self.c.deployer if by_owner else self.c.attacker
-        if kind == "config":
-            mins = [u, 10 * u, 30 * u, 2 * 10**6 * u, 0]
-            ages = [600, 3600, 86_400, 400 * 86_400, 1]
-            pools = [0, 1, 2, 5, 101]
-            fn = self.m.updateConfig(mins[k1], ages[k2], pools[k3])
-        elif kind == "fees":
-            fees = [(u // 1000, u // 1000, u), (u // 100, u // 100, u // 2), (u // 1000, u // 1000, 3 * u),
-                    (2 * u, 0, u), (0, 0, 2000 * u)]
-            fn = self.m.setFees(*fees[k1])
-        else:
-            timeouts = [60, 900, 3600, 8 * 86_400, 0]
-            fn = self.m.setRequestTimeout(timeouts[k1])
-        self._send(kind, sender, fn)
+        self._send("config", sender, self.m.updateConfig(cfg[0] * self.unit, cfg[1], cfg[2]))
+
+    @step(by_owner=st.sampled_from([True, True, True, False]), fees=st.sampled_from(FEES))
+    def set_fees(self, by_owner, fees):
+        sender = self.c.deployer if by_owner else self.c.attacker
+        self._send("fees", sender, self.m.setFees(*(f * self.unit // 1000 for f in fees)))
+
+    @step(by_owner=st.sampled_from([True, True, True, False]), timeout=st.sampled_from(TIMEOUTS))
+    def set_request_timeout(self, by_owner, timeout):
+        sender = self.c.deployer if by_owner else self.c.attacker
+        self._send("timeout", sender, self.m.setRequestTimeout(timeout))
+
+    @step(a=ACTOR, n=st.sampled_from([None, 1]))
+    def idle_then_cleanup(self, a, n):
+        """Everything goes idle (maxSessionAge + 1 s), then anyone's cleanup credits the refunds."""
+        rpc(self.w3, "evm_increaseTime", self.m.maxSessionAge().call() + 1)
+        rpc(self.w3, "evm_mine")
+        fn = self.m.cleanupOldSessions() if n is None else self.m.cleanupOldSessionsUpTo(n)
+        self._send("cleanup", self.actors[a], fn)
 
     @step(dt=st.sampled_from(["1s", "1m", "timeout", "timeout+1", "age+1", "3h"]))
     def travel(self, dt):
@@ -382,6 +404,8 @@ class ManagerMachine(RuleBasedStateMachine):
     request_2 = request
     request_3 = request
     answer_2 = answer
+    get_from_pool_2 = get_from_pool
+    add_to_pool_2 = add_to_pool
 
     # ------------------------------------------------------------------ invariants
 
