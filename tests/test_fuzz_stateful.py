@@ -491,10 +491,12 @@ class ManagerMachine(RuleBasedStateMachine):
             assert views[sid][4] and not views[sid][13], f"{where}: pooled session {sid} inactive/closing"
             assert views[sid][9], f"{where}: pooled {sid} but its view says not pooled"
             assert st_["offers"][sid][1] == "0x" + "0" * 40, f"{where}: pooled {sid} is also granted"
-        for a, (gsid, _remaining, _nodes) in st_["grants"].items():
+        for a, (gsid, remaining, nodes) in st_["grants"].items():
             if gsid:
                 assert views[gsid][4] and not views[gsid][13], f"{where}: {a} holds a grant on dead {gsid}"
-                assert st_["offers"][gsid][1] == a, f"{where}: grant of {a} on {gsid} not recorded"
+                offered, taker, limit, offer_nodes = st_["offers"][gsid]
+                assert taker == a, f"{where}: grant of {a} on {gsid} not recorded"
+                assert remaining <= limit and nodes == offer_nodes, f"{where}: grant of {a} beyond the offer"
         for sid, (offered, taker, _l, _n) in st_["offers"].items():
             if int(taker, 16):
                 assert st_["grants"].get(taker, (0,))[0] == sid, f"{where}: {sid} taker {taker} has no grant"
