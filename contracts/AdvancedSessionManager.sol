@@ -373,11 +373,16 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
         for (uint256 i = 0; i < ids.length; i++) {
             Request storage info = _requests[ids[i]];
             if (info.status != RequestStatus.Pending) continue;
+            uint256 gasBefore = gasleft();
             try ai.fetchResponse(ids[i]) returns (IDtnAi.ResponseStatus status, string memory, bytes memory) {
                 if (status == IDtnAi.ResponseStatus.NA) continue;
                 _record(ids[i], info, status);
                 unchecked { settled++; }
-            } catch {}
+            } catch {
+                // An unanswered id is skipped, but running out of gas must revert: otherwise a gas
+                // estimate finds the limit at which every fetch fails and the tx settles nothing.
+                if (gasleft() <= gasBefore / 64) _fail("Out of gas");
+            }
         }
     }
 
@@ -417,7 +422,8 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
         _endGrant(sessionId, GRANT_RELEASED);
     }
 
-    /// @notice Ends `user`'s grant on a session of the caller; the session returns to the pool.
+    /// @notice Ends `user`'s grant on a session of the caller. The session stays out of the pool (else the
+    ///         revoked taker could take it straight back); addToPool offers it again.
     function revokeGrant(uint256 sessionId, address user) external {
         Session storage s = _ownedActive(sessionId);
         if (user == address(0) || s.taker != user) _fail("No such grant");
@@ -898,15 +904,15 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
         if (wasOffered) emit SessionRemovedFromPool(sessionId);
     }
 
-    /// @dev Ends the session's grant; released, revoked and exhausted sessions go back to the pool
-    ///      when the session is active, not closing and the pool has room.
+    /// @dev Ends the session's grant; released and exhausted sessions go back to the pool when the session
+    ///      is active, not closing and the pool has room. Revoked and removed ones stay out.
     function _endGrant(uint256 sessionId, uint8 reason) private {
         Session storage s = _sessions[sessionId];
         address taker = s.taker;
         delete _grants[taker];
         s.taker = address(0);
         emit GrantEnded(sessionId, taker, reason);
-        if (reason != GRANT_REMOVED && s.active && !s.closing && sessionPool.length < sessionPoolSize) {
+        if (reason != GRANT_REMOVED && reason != GRANT_REVOKED && s.active && !s.closing && sessionPool.length < sessionPoolSize) {
             _pushTo(sessionPool, POOL, sessionId);
         }
     }

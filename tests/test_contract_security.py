@@ -208,10 +208,15 @@ def test_f2_owner_revokes_a_grant(system, user, stranger, accounts):
     r = transact(w3, m.revokeGrant(sid, stranger), user)
 
     assert one_event(system.manager, "GrantEnded", r) == {"sessionId": sid, "user": stranger, "reason": REVOKED}
-    assert m.poolGrant(stranger).call() == 0 and _pool(system) == [sid]
+    # The session stays out of the pool: the revoked taker cannot take it straight back.
+    assert m.poolGrant(stranger).call() == 0 and _pool(system) == []
+    assert m.getPoolOffer(sid).call()[:2] == [False, "0x" + "0" * 40]
+    assert_reason(call_from(m.getFromPool(), stranger), "Pool empty")
     req = m.makeAIRequestInSession(sid, "hi", system.model, default_routing())
     assert_reverts(call_from(req, stranger, CALLBACK_GAS), "NotAllowedToUseSession", sid, stranger)
     assert m.getGrant(stranger).call() == [0, 0, False]
+    transact(w3, m.addToPool(sid), user)  # the owner may offer it again
+    assert _pool(system) == [sid]
 
 
 def test_f2_owner_removes_from_pool_and_ends_the_grant(system, user, stranger, accounts):
