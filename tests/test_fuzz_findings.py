@@ -1,13 +1,11 @@
-"""Contract findings of the issue-7 security review (fuzz/slither helper), one regular test each.
+"""Contract findings of the issue-7 security review (fuzz/slither), one regular test each.
 
-FUZZ FINDING tests are marked xfail(strict=True) while the contract still has the bug: the suite
-stays green, and the day the contract is fixed the test passes, strict xfail turns that into a
-failure, and the marker must be removed. Details: /work/plan/fuzz-findings.md and docs/security.md.
+A FUZZ FINDING test is marked xfail(strict=True) while the contract still has the bug (the suite
+stays green; once fixed, the strict xfail fails until the marker is removed). F-1 is fixed.
+Details: docs/security.md ("Fuzz invariants").
 """
 
 from __future__ import annotations
-
-import pytest
 
 from dtnsess_cli.localdtn import transact
 from helpers import (  # noqa: F401 - conserved/system are fixtures
@@ -27,13 +25,12 @@ from helpers import (  # noqa: F401 - conserved/system are fixtures
 STARVED = 2_000  # callback gas (msg.value) that starves the manager's callback
 
 
-@pytest.mark.xfail(strict=True, reason="FUZZ FINDING F-1: settleRequests with its own gas estimate settles nothing")
 def test_settle_requests_sent_with_its_gas_estimate_settles(system, user, stranger):
-    """eth_estimateGas finds the lowest gas at which settleRequests does not revert. Its try/catch
-    around fetchResponse also catches running out of gas inside that static call, so at the
-    estimated limit every fetch fails, every id is skipped, and the transaction succeeds having
-    settled nothing (the simulation with more gas says 1). Any client or keeper that sends it the
-    usual way pays for a no-op and the session stays blocked until requestTimeout."""
+    """FUZZ FINDING F-1 (fixed): eth_estimateGas finds the lowest gas at which settleRequests does
+    not revert. Its try/catch around fetchResponse also caught running out of gas inside that
+    static call, so at the estimated limit every fetch failed, every id was skipped and the
+    transaction succeeded having settled nothing (the simulation with more gas said 1). Now an
+    out-of-gas fetch reverts the call, so the estimate covers the fetches."""
     w3 = system.w3
     m = system.manager.functions
     fund(system, user, 100)
