@@ -314,13 +314,30 @@ class ManagerMachine(RuleBasedStateMachine):
     def release_grant(self, a):
         self._send("releaseGrant", self.actors[a], self.m.releaseGrant())
 
-    @step(a=ACTOR, i=SID, t=ACTOR)
-    def revoke_grant(self, a, i, t):
-        self._send("revokeGrant", self.actors[a], self.m.revokeGrant(self._sid(i, a), self.actors[t]))
+    def _granted(self, a: int, i: int) -> tuple[int, str] | None:
+        """One of the actor's sessions some taker holds a grant on, and the taker."""
+        held = []
+        for sid in self.m.getUserActiveSessions(self.actors[a]).call():
+            taker = self.m.getPoolOffer(sid).call()[1]
+            if int(taker, 16):
+                held.append((sid, taker))
+        return held[i % len(held)] if held else None
 
-    @step(a=ACTOR, i=SID)
-    def remove_from_pool(self, a, i):
-        self._send("removeFromPool", self.actors[a], self.m.removeFromPool(self._sid(i, a)))
+    @step(a=ACTOR, i=SID, t=ACTOR, exact=st.booleans())
+    def revoke_grant(self, a, i, t, exact):
+        sid, user = self._sid(i, a), self.actors[t]
+        if exact and (found := self._granted(a, i)):  # the owner revokes the taker it sees
+            sid, user = found
+        self._send("revokeGrant", self.actors[a], self.m.revokeGrant(sid, user))
+
+    @step(a=ACTOR, i=SID, exact=st.booleans())
+    def remove_from_pool(self, a, i, exact):
+        sid = self._sid(i, a)
+        if exact:
+            offered = [x for x in self.m.getUserActiveSessions(self.actors[a]).call()
+                       if self.m.getPoolOffer(x).call()[0]]
+            sid = offered[i % len(offered)] if offered else sid
+        self._send("removeFromPool", self.actors[a], self.m.removeFromPool(sid))
 
     # ------------------------------------------------------------------ maintenance and money
 
