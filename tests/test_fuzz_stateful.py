@@ -11,9 +11,9 @@ Every example starts from an evm_snapshot of one deployment (the session's syste
 it at the end.
 
 Budget: DTNSESS_FUZZ_EXAMPLES (default 15) examples of at most DTNSESS_FUZZ_STEPS (default 25)
-steps, derandomized unless the budget is set (`make fuzz`). The
-run's totals (steps, transactions, reverts, answers, starved callbacks, ...) are printed in the
-terminal summary.
+steps, derandomized unless the budget is set (`make fuzz`). The run's totals (steps,
+transactions, reverts, answers, starved callbacks, ...) are printed in the terminal summary;
+DTNSESS_FUZZ_DEBUG=1 adds the revert reasons and how often each rule ran.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import pytest
 from eth_utils import keccak
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -611,6 +611,7 @@ def _check_time_override(c: Ctx) -> None:
 
 
 def test_fuzz_manager_invariants(w3, system6, accounts, deployer, worker, record_property):
+    """Random multi-user and attacker steps keep the invariants; the summary says how much ran."""
     global CTX
     CTX = _prepare(w3, system6, accounts, deployer, worker)
     _check_time_override(CTX)
@@ -623,8 +624,7 @@ def test_fuzz_manager_invariants(w3, system6, accounts, deployer, worker, record
         derandomize=DERANDOMIZE,
         database=None,
         print_blob=True,
-        suppress_health_check=list(HealthCheck),
-        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
+        suppress_health_check=list(HealthCheck),  # a chain step takes milliseconds, not microseconds
     )
     try:
         run_state_machine_as_test(ManagerMachine, settings=conf)
