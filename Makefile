@@ -1,6 +1,7 @@
 # dtnsess developer tasks. `make test` works from a fresh clone: it creates
 # .venv, installs the package (editable, with the dev extra), runs `npm ci`
-# for the pinned node tools, checks that abi/ is fresh, then runs pytest.
+# for the pinned node tools, checks that abi/ is fresh, runs slither (`make lint`),
+# then runs pytest (with a short stateful fuzz run; `make fuzz` runs a long one).
 
 PY ?= python3
 VENV := .venv
@@ -8,11 +9,22 @@ VPY := $(VENV)/bin/python
 INSTALL_STAMP := $(VENV)/.dtnsess-installed
 NPM_STAMP := node_modules/.dtnsess-npm-ci
 
-.PHONY: test abi check install clean distclean demo
+.PHONY: test lint fuzz abi check install clean distclean demo
 
 test: $(INSTALL_STAMP) $(NPM_STAMP)
 	$(VPY) -m dtnsess_cli.compile --check
+	$(VPY) scripts/lint.py
 	$(VPY) -m pytest
+
+# Slither over contracts/ (offline, pinned solc); fails on any finding not accepted in slither.triage.json.
+lint: $(INSTALL_STAMP) $(NPM_STAMP)
+	$(VPY) scripts/lint.py
+
+# The stateful fuzz test with a long budget (examples of up to FUZZ_STEPS steps each).
+FUZZ_EXAMPLES ?= 500
+FUZZ_STEPS ?= 50
+fuzz: $(INSTALL_STAMP) $(NPM_STAMP)
+	DTNSESS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) DTNSESS_FUZZ_STEPS=$(FUZZ_STEPS) $(VPY) -m pytest tests/test_fuzz_stateful.py -s
 
 check: $(INSTALL_STAMP) $(NPM_STAMP)
 	$(VPY) -m dtnsess_cli.compile --check

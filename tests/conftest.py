@@ -144,3 +144,12 @@ def _isolate_chain(request):
     finally:
         reply = web3.provider.make_request("evm_revert", [snapshot])
         assert reply.get("result") is True, f"evm_revert({snapshot}) failed: {reply}"
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print what tests recorded as `*_summary` properties (the fuzz run's step counts)."""
+    for outcome in ("passed", "failed"):
+        for report in terminalreporter.stats.get(outcome, []):
+            for name, value in getattr(report, "user_properties", []):
+                if name.endswith("_summary") and report.when == "call":
+                    terminalreporter.write_line(str(value))
