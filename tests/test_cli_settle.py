@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from cli_helpers import assert_error, assert_ok, create_via_cli, load_json, make_cli, nonce, token_units  # noqa: F401
 from dtnsess_cli.errors import ExitCode
-from dtnsess_cli.localdtn import respond
+from dtnsess_cli.localdtn import respond, transact
 from helpers import (  # noqa: F401 - conserved/system are fixtures
     REQ_PENDING,
     REQ_SUCCEEDED,
@@ -24,13 +24,13 @@ from helpers import (  # noqa: F401 - conserved/system are fixtures
     increase_time,
     latest_ts,
     next_second,
+    one_event,
     request_status,
     session,
     system,
 )
 from test_cli_errors import fails
 
-STARVED = "5000"  # wei = callback gas: far too little for the manager's onSuccess
 
 
 def rid_bytes(rid: str) -> bytes:
@@ -41,9 +41,15 @@ def answer(system, rid: str, text: str = "an answer") -> dict:
     return respond(system, rid_bytes(rid), worker=system.worker, node=system.node_id, text=text)
 
 
-def starved(cli, system, *args: str, role: str = "user") -> str:
-    """A request whose answer arrives but whose callback runs out of gas; its id."""
-    rid = cli.json("request", "starve me", "--value", STARVED, *args, role=role)["request_id"]
+def starved(cli, system, *, role: str = "user") -> str:
+    """A request whose answer arrives but whose callback runs out of gas; its id.
+
+    Sent straight to the manager with 5000 wei of callback gas (the CLI refuses so little: that
+    is the point of its --value floor), from the role's current session (its pool grant first)."""
+    sender = system.w3.eth.account.from_key(cli.key(role)).address
+    fn = system.manager.functions.makeAIRequest("starve me", system.model, [])
+    sent = transact(system.w3, fn, sender, value=5000)
+    rid = "0x" + bytes(one_event(system.manager, "AIRequestSubmitted", sent)["requestId"]).hex()
     rcpt = answer(system, rid)
     assert events(system.router, "SuccessCallbackFailed", rcpt), "the callback did not fail"
     assert request_status(system, rid_bytes(rid)) == REQ_PENDING
