@@ -310,6 +310,17 @@ class ManagerMachine(RuleBasedStateMachine):
     def get_from_pool(self, a):
         self._send("getFromPool", self.actors[a], self.m.getFromPool())
 
+    @step(a=ACTOR, asks=st.lists(st.tuples(st.sampled_from(["auto", "session"]), st.integers(0, 5),
+                                        st.sampled_from([0, 5_000, CALLBACK_GAS])), min_size=1, max_size=4))
+    def take_and_use(self, a, asks):
+        """A taker (often the attacker) takes a pooled session and spends its grant at once: valid
+        routing, its own node, nodes nobody runs; until the grant is exhausted or refused."""
+        self._send("getFromPool", self.actors[a], self.m.getFromPool())
+        sid = self.m.poolGrant(self.actors[a]).call()
+        for mode, route, value in asks:
+            self._ask(a, mode, sid, route, value, 40, True)
+        self.action, self.actor = "take and use", self.actors[a]
+
     @step(a=ACTOR)
     def release_grant(self, a):
         self._send("releaseGrant", self.actors[a], self.m.releaseGrant())
