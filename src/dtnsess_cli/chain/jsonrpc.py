@@ -94,8 +94,7 @@ def url_secrets(url: Optional[str]) -> list:
         out.append(parts.netloc.rsplit("@", 1)[0])
         if parts.password:
             out.append(parts.password)
-    if parts.query:
-        out.append(parts.query)
+    out += [x for x in (parts.query, parts.fragment) if x]
     kept = set(urlsplit(redact_url(url)).path.split("/"))
     out += [s for s in parts.path.split("/") if s and s not in kept]
     return [s for s in out if len(s) >= 4]
