@@ -568,3 +568,33 @@ def test_event_decoder_skips_unknown_and_mismatched_logs():
     assert dec.decode_log(dict(good, topics=["0x" + "ee" * 32])) is None
     assert dec.decode_log(dict(good, topics=[])) is None
     assert dec.decode_log(dict(good, data="0x1234")) is None  # malformed data: skipped
+
+
+def test_state_override_and_receipt_format(system6, user, stranger):
+    """eth_call with a state override (the balance of an account set for the call only), and a
+    raw receipt formatted with web3's types."""
+    from dtnsess_cli.artifacts import all_abis
+    from dtnsess_cli.chain.abi import encode, keccak
+    from dtnsess_cli.chain.contract import format_receipt
+    from helpers import fund
+
+    rpc = JsonRpc(system6.w3.provider.endpoint_uri)
+    tok = Contract(system6.token.address, all_abis()["MockUSDT"])
+    call = tok.call("balanceOf", stranger)
+    assert call.decode(rpc.call(*call.request())) == 0
+    # OpenZeppelin 5 ERC20: _balances is slot 0 -> balances[a] at keccak(a . 0)
+    slot = "0x" + keccak(encode(["address", "uint256"], [stranger, 0])).hex()
+    over = {tok.address: {"stateDiff": {slot: "0x" + (12345).to_bytes(32, "big").hex()}}}
+    assert call.decode(rpc.call(*call.request(overrides=over))) == 12345
+    assert call.decode(rpc.call(*call.request())) == 0  # only for that call
+
+    fund(system6, user, 1, approve=False)
+    h = system6.token.functions.transfer(stranger, 7).transact({"from": user})
+    system6.w3.eth.wait_for_transaction_receipt(h)
+    raw = rpc.call("eth_getTransactionReceipt", ["0x" + bytes(h).hex()])
+    got = format_receipt(raw)
+    ref = system6.w3.eth.get_transaction_receipt(h)
+    for k in ("blockNumber", "gasUsed", "cumulativeGasUsed", "effectiveGasPrice", "status",
+              "transactionIndex", "from", "to", "contractAddress"):
+        assert got.get(k) == ref.get(k), k
+    assert format_receipt(None) is None

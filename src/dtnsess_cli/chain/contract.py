@@ -24,13 +24,19 @@ class Call:
     function: Function
 
     def request(self, block: Any = "latest", *, sender: Optional[str] = None,
-                value: int = 0) -> tuple:
+                value: int = 0, overrides: Optional[dict] = None) -> tuple:
+        """The ``eth_call`` request; ``overrides`` is a state override set (geth/Anvil third
+        parameter: ``{address: {"stateDiff": {slot: value}}}``), e.g. to simulate a call as if
+        an approval sent in the same batch were already mined."""
         tx: dict = {"to": self.to, "data": self.data}
         if sender:
             tx["from"] = sender
         if value:
             tx["value"] = hex(value)
-        return ("eth_call", [tx, block if isinstance(block, str) else hex(block)])
+        params: list = [tx, block if isinstance(block, str) else hex(block)]
+        if overrides:
+            params.append(overrides)
+        return ("eth_call", params)
 
     def decode(self, result: Any) -> Any:
         return self.function.decode_output(result)
@@ -53,6 +59,28 @@ class Contract:
 
     def __repr__(self) -> str:
         return f"Contract({self.address})"
+
+
+_RECEIPT_INTS = ("blockNumber", "gasUsed", "cumulativeGasUsed", "effectiveGasPrice", "status",
+                 "transactionIndex", "type", "blobGasUsed", "blobGasPrice")
+
+
+def format_receipt(raw: Optional[dict]) -> Optional[dict]:
+    """A JSON-RPC receipt with web3's types where the send path reads them: quantities as ints,
+    ``contractAddress``/``from``/``to`` checksummed; hashes stay 0x-hex strings and ``logs`` stay
+    raw (:class:`~dtnsess_cli.chain.abi.EventDecoder` takes them as they are). None stays None
+    (not mined yet)."""
+    if raw is None:
+        return None
+    out = dict(raw)
+    for k in _RECEIPT_INTS:
+        v = out.get(k)
+        if isinstance(v, str):
+            out[k] = int(v, 16)
+    for k in ("contractAddress", "from", "to"):
+        if out.get(k):
+            out[k] = to_checksum_address(out[k])
+    return out
 
 
 def read(rpc: Any, calls: Sequence[Call], *, block: Any = "latest",
