@@ -97,10 +97,10 @@ def bench_imports(runs: int) -> dict:
     base = median(times["python -c pass"])
     web3_t = median(times["web3"])
     print(f"\nImport time, fresh processes, {runs} runs each, interleaved")
-    print(f"{'import':38} {'median s':>9} {'min–max s':>13} {'- python':>9} {'/ web3':>7}")
+    print(f"{'import':44} {'median s':>9} {'min–max s':>13} {'- python':>9} {'/ web3':>7}")
     for label, _ in IMPORTS:
         m = median(times[label])
-        print(f"{label:38} {m:9.3f} {spread(times[label]):>13} {m - base:9.3f} {m / web3_t:7.2f}")
+        print(f"{label:44} {m:9.3f} {spread(times[label]):>13} {m - base:9.3f} {m / web3_t:7.2f}")
     return times
 
 
@@ -155,10 +155,10 @@ def bench_stats(runs: int, delay_ms: float) -> None:
           f"interleaved")
     print(f"  lean output: {out}")
     ref = median(times.get("cast call x2 (native)", [float("nan")]))
-    print(f"{'command':38} {'median s':>9} {'min–max s':>13} {'trips':>6} {'/ cast':>7}")
+    print(f"{'command':44} {'median s':>9} {'min–max s':>13} {'trips':>6} {'/ cast':>7}")
     for label in cases:
         m = median(times[label])
-        print(f"{label:38} {m:9.3f} {spread(times[label]):>13} {median(trips[label]):6.0f} "
+        print(f"{label:44} {m:9.3f} {spread(times[label]):>13} {median(trips[label]):6.0f} "
               f"{m / ref:7.2f}")
 
 
