@@ -17,6 +17,8 @@
      @foundry-rs/cast@1.7.1` when missing);
    - today: `dtnsess --json stats ID` (web3 on the command path).
    Round trips per run come from the proxy.
+3. In-process costs once imported: signing a transaction, decoding 200 session structs
+   (lean vs eth-account / eth-abi; web3's return normalizers would add to the latter).
 """
 
 from __future__ import annotations
@@ -162,6 +164,42 @@ def bench_stats(runs: int, delay_ms: float) -> None:
               f"{m / ref:7.2f}")
 
 
+def bench_inprocess() -> None:
+    """Per-operation costs once imported: signing (request --file signs one tx per prompt) and
+    decoding 200 session structs (`sessions`), lean vs the reference libraries."""
+    import eth_abi
+    from eth_account import Account
+
+    from dtnsess_cli.chain import abi
+    from dtnsess_cli.chain.signing import LocalSigner
+
+    key = "0x" + "11" * 32
+    lean, ref = LocalSigner(key), Account.from_key(key)
+    tx = {"to": lean.address, "value": 0, "data": "0x" + "12" * 400, "nonce": 0, "gas": 300_000,
+          "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9, "chainId": 31337, "type": 2}
+    sess = "(uint256,address,uint256,uint256,bool,uint256,uint256,uint256,uint256,bool,bool,uint256)[]"
+    data = eth_abi.encode([sess], [[(i, lean.address, i, i, True, i, i, i, i, False, True, i)
+                                    for i in range(200)]])
+
+    def per_call(fn, n):
+        fn()
+        t = time.perf_counter()
+        for i in range(n):
+            fn()
+        return (time.perf_counter() - t) / n * 1000
+
+    print("\nIn-process, per operation (ms)")
+    print(f"{'operation':44} {'lean':>9} {'reference':>10} {'ratio':>7}")
+    for label, a, b in (
+        ("sign an EIP-1559 tx (400 B data)", lambda: lean.sign_transaction(tx),
+         lambda: ref.sign_transaction(tx)),
+        ("decode 200 Session structs", lambda: abi.decode([sess], data),
+         lambda: eth_abi.decode([sess], data)),
+    ):
+        x, y = per_call(a, 100), per_call(b, 100)
+        print(f"{label:44} {x:9.3f} {y:10.3f} {x / y:7.2f}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=7)
@@ -170,6 +208,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     print(header("chain_startup.py"))
     bench_imports(args.runs)
+    bench_inprocess()
     if not args.skip_read:
         bench_stats(args.runs, args.delay_ms)
     return 0
