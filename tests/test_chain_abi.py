@@ -283,6 +283,10 @@ def test_encode_call_by_name_and_wrong_arity():
     with pytest.raises(AbiError):
         approve.encode_call(spender)
     with pytest.raises(AbiError):
+        approve.encode_call(spender=spender, value=5, amount=5)
+    with pytest.raises(AbiError):
+        approve.encode_call(spender=spender)
+    with pytest.raises(AbiError):
         tok.function("nope")
     with pytest.raises(AbiDecodeError):
         tok.function("decimals").decode_output("0x")  # no contract at the address

@@ -494,6 +494,9 @@ class Function:
         if kwargs:
             if args:
                 raise AbiError(f"{self.name}: pass arguments by position or by name, not both")
+            unknown = sorted(set(kwargs) - set(self.inputs.names))
+            if unknown:
+                raise AbiError(f"{self.name}: no argument named {unknown[0]!r}")
             args = tuple(kwargs[n] if n in kwargs else _missing(self.name, n)
                          for n in self.inputs.names)
         if len(args) != len(self.inputs.components):
