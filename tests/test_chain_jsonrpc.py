@@ -39,7 +39,7 @@ class FaultServer:
     (a batch reply missing its last entry), ratelimit_before (JSON-RPC error -32005).
     """
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, tls: tuple = ()) -> None:
         self.upstream = upstream
         self.faults: list = []
         self.seen: list = []  # method label per HTTP request
@@ -60,7 +60,15 @@ class FaultServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        scheme = "http"
+        if tls:  # (cert file, key file): serve HTTPS
+            import ssl
+
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
@@ -598,3 +606,39 @@ def test_state_override_and_receipt_format(system6, user, stranger):
               "transactionIndex", "from", "to", "contractAddress"):
         assert got.get(k) == ref.get(k), k
     assert format_receipt(None) is None
+
+
+# ------------------------------------------------------------------------------ https
+
+@pytest.fixture
+def tls_files(tmp_path):
+    import shutil
+    import subprocess
+
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is needed to make a self-signed certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    return cert, key
+
+
+def test_https_with_a_trusted_certificate_and_an_untrusted_one(anvil, tls_files):
+    import ssl
+
+    srv = FaultServer(anvil.url, tls=tls_files)
+    try:
+        trusted = ssl.create_default_context(cafile=str(tls_files[0]))
+        rpc = JsonRpc(srv.url, ssl_context=trusted)
+        assert rpc.call("eth_chainId") == "0x7a69"
+        assert rpc.batch([("eth_chainId", []), ("eth_blockNumber", [])])[0]["result"] == "0x7a69"
+        assert rpc.round_trips == 2 and len(srv.peers) == 1  # one TLS connection kept alive
+        # the system's CAs do not know this certificate: not retried, nothing was sent
+        with pytest.raises(RpcTransportError) as exc:
+            fast_rpc(srv.url).call("eth_sendRawTransaction", ["0x00"])
+        e = exc.value
+        assert e.reason == "TLS certificate verification failed" and not e.transient
+        assert e.attempts == 1 and e.maybe_sent is False
+    finally:
+        srv.close()

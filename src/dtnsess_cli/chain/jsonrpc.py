@@ -125,6 +125,7 @@ class JsonRpc:
     def __init__(self, url: str, *, timeout: float = DEFAULT_TIMEOUT,
                  retry_seconds: float = DEFAULT_RETRY_SECONDS, backoff: float = 0.1,
                  max_backoff: float = 2.0, headers: Optional[dict] = None,
+                 ssl_context: Any = None,
                  sleep: Callable[[float], None] = time.sleep,
                  jitter: Callable[[], float] = random.random) -> None:
         try:
@@ -154,6 +155,7 @@ class JsonRpc:
         self.retry_seconds = float(retry_seconds)
         self.backoff, self.max_backoff = backoff, max_backoff
         self._sleep, self._jitter = sleep, jitter
+        self._ssl_context = ssl_context  # None: the system's CAs (ssl.create_default_context)
         self._conn: Optional[http.client.HTTPConnection] = None
         self._last_used = 0.0
         self._id = 0
@@ -216,8 +218,9 @@ class JsonRpc:
             if self._https:
                 import ssl
 
-                self._conn = http.client.HTTPSConnection(
-                    self._host, self._port, timeout=timeout, context=ssl.create_default_context())
+                ctx = self._ssl_context or ssl.create_default_context()
+                self._conn = http.client.HTTPSConnection(self._host, self._port, timeout=timeout,
+                                                         context=ctx)
             else:
                 self._conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
         conn = self._conn
