@@ -9,7 +9,7 @@ VPY := $(VENV)/bin/python
 INSTALL_STAMP := $(VENV)/.dtnsess-installed
 NPM_STAMP := node_modules/.dtnsess-npm-ci
 
-.PHONY: test lint fuzz abi check install clean distclean demo
+.PHONY: test lint fuzz abi check install clean distclean demo bench
 
 test: $(INSTALL_STAMP) $(NPM_STAMP)
 	$(VPY) -m dtnsess_cli.compile --check
@@ -53,6 +53,11 @@ $(NPM_STAMP): package-lock.json package.json
 # The main job end to end on a local devnet (scripts/demo.sh), through the installed script.
 demo: $(INSTALL_STAMP) $(NPM_STAMP)
 	DTNSESS="$(CURDIR)/$(VENV)/bin/dtnsess" PYTHON="$(CURDIR)/$(VPY)" bash scripts/demo.sh
+
+# Every benchmark in bench/ (about 15 minutes on 2 cores); results go to stdout, recorded by hand
+# in bench/RESULTS.md.
+bench: $(INSTALL_STAMP) $(NPM_STAMP)
+	sh bench/run_all.sh
 
 clean:
 	rm -rf dist build .pytest_cache src/*.egg-info

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Run every benchmark in turn with the project's venv; output goes to stdout.
-#   sh bench/run_all.sh            (from the repository root; ~10 minutes on 2 cores)
+#   sh bench/run_all.sh            (from the repository root; ~15 minutes on 2 cores)
 # Each script starts its own Anvil on 127.0.0.1 and stops it on exit.
 set -e
 cd "$(dirname "$0")"
@@ -9,3 +9,4 @@ $PY startup.py --runs 10
 $PY gas.py
 $PY rpc.py --rounds 3 --show-sequence
 $PY batch.py
+$PY vs_cast.py --runs 5

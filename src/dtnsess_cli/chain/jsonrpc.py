@@ -1,0 +1,372 @@
+"""A small HTTP JSON-RPC client on ``http.client``: one kept-alive connection, batches,
+read retries, and URLs that never show their credentials.
+
+- :meth:`JsonRpc.call` makes one call and returns its ``result``; a JSON-RPC error object
+  raises :class:`RpcResponseError` (``code``, ``message``, ``data``: a revert's data is there).
+- :meth:`JsonRpc.batch` sends many calls in ONE HTTP request and returns one reply dict per
+  call, in the calls' order (``{"result": ...}`` or ``{"error": {...}}``), leaving per-call
+  errors to the caller (a revert in one entry does not hide the others).
+- Reads are retried with exponential backoff and jitter while the failure looks transient -- a
+  refused or dropped connection, no reply in time, HTTP 429 or 5xx, a body cut off or not JSON,
+  a batch reply missing entries, a JSON-RPC "rate limited" error -- until ``retry_seconds`` have
+  passed; then one :class:`RpcTransportError` says what failed, in words.
+- ``eth_sendRawTransaction`` (and any batch holding one) is sent once and never retried: whether
+  the node took the transaction is for the send path to find out by its hash.
+  ``RpcTransportError.maybe_sent`` says whether the request may have reached the node.
+- ``round_trips`` counts HTTP requests (retries included), for tests and benchmarks.
+
+NOTE: the URL's userinfo (sent as HTTP Basic auth), query and key-looking path segments appear
+in no message: every message uses :func:`redact_url`, never library text.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import random
+import re
+import socket
+import time
+from typing import Any, Callable, Optional, Sequence
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from .errors import RpcResponseError, RpcTransportError
+
+DEFAULT_TIMEOUT = 30.0  # one HTTP request (connect, and each wait for bytes)
+DEFAULT_RETRY_SECONDS = 20.0  # the total time reads may spend retrying
+# Methods that change the chain: sent once, never retried here.
+WRITE_METHODS = frozenset({"eth_sendRawTransaction", "eth_sendTransaction"})
+# JSON-RPC error codes providers use for "slow down" (HTTP 200 with an error object).
+RATE_LIMIT_CODES = frozenset({429, -32005, -32029})
+# NOTE: an idle keep-alive connection may have been closed by the server; a read just retries,
+# but a send must not find out after writing: it gets a fresh connection past this idle time.
+SEND_IDLE_REUSE = 1.0
+
+
+# ---------------------------------------------------------------------------------- redaction
+
+# A path segment kept in a redacted URL: a short word ("rpc", "v2", "mainnet", "base-sepolia").
+_PLAIN_SEGMENT = re.compile(r"^[A-Za-z][A-Za-z_-]{0,23}[0-9]{0,2}$")
+_VERSION_SEGMENT = re.compile(r"^v[0-9]{1,2}$")
+
+
+def redact_url(url: Optional[str]) -> str:
+    """``scheme://host[:port]/...`` with user:pass, the query, the fragment and every path
+    segment that is not a plain word (or that follows a version segment like ``/v2/``)
+    replaced by ``***``. Providers put API keys in all of these (Alchemy ``/v2/KEY``, Infura
+    ``/v3/KEY``, QuickNode ``/TOKEN/``, Ankr ``/eth/KEY``, ``?apikey=``)."""
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(str(url))
+        port = parts.port
+    except ValueError:
+        return "<unparseable url>"
+    netloc = parts.hostname or ""
+    if ":" in netloc:  # IPv6
+        netloc = f"[{netloc}]"
+    if port:
+        netloc += f":{port}"
+    if "@" in parts.netloc:
+        netloc = "***@" + netloc
+    segs, after_version = [], False
+    for seg in parts.path.split("/"):
+        if not seg:
+            segs.append(seg)
+            continue
+        keep = not after_version and bool(_PLAIN_SEGMENT.match(seg))
+        segs.append(seg if keep else "***")
+        after_version = bool(_VERSION_SEGMENT.match(seg))
+    return urlunsplit((parts.scheme, netloc, "/".join(segs), "***" if parts.query else "",
+                       "***" if parts.fragment else ""))
+
+
+def url_secrets(url: Optional[str]) -> list:
+    """The parts of ``url`` that :func:`redact_url` hides (to scrub them from other text)."""
+    if not url:
+        return []
+    try:
+        parts = urlsplit(str(url))
+    except ValueError:
+        return [str(url)]
+    out = []
+    if "@" in parts.netloc:
+        out.append(parts.netloc.rsplit("@", 1)[0])
+        if parts.password:
+            out.append(parts.password)
+    out += [x for x in (parts.query, parts.fragment) if x]
+    kept = set(urlsplit(redact_url(url)).path.split("/"))
+    out += [s for s in parts.path.split("/") if s and s not in kept]
+    return [s for s in out if len(s) >= 4]
+
+
+# ---------------------------------------------------------------------------------- the client
+
+class _Transient(Exception):
+    """A failure that the same read may not meet again (retried within the budget)."""
+
+    def __init__(self, reason: str, status: Optional[int] = None) -> None:
+        super().__init__(reason)
+        self.reason, self.status = reason, status
+
+
+class _Fatal(Exception):
+    """A failure that asking again will not fix (HTTP 401, a bad host name, ...)."""
+
+    def __init__(self, reason: str, status: Optional[int] = None) -> None:
+        super().__init__(reason)
+        self.reason, self.status = reason, status
+
+
+class JsonRpc:
+    """One JSON-RPC endpoint over HTTP(S) with a kept-alive connection. Not thread-safe: one
+    per thread (a command is one thread; the connection is the point)."""
+
+    def __init__(self, url: str, *, timeout: float = DEFAULT_TIMEOUT,
+                 retry_seconds: float = DEFAULT_RETRY_SECONDS, backoff: float = 0.1,
+                 max_backoff: float = 2.0, headers: Optional[dict] = None,
+                 ssl_context: Any = None,
+                 sleep: Callable[[float], None] = time.sleep,
+                 jitter: Callable[[], float] = random.random) -> None:
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            raise RpcTransportError("connect", "the RPC URL is invalid", url="<unparseable url>",
+                                    transient=False, maybe_sent=False) from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise RpcTransportError("connect", "the RPC URL must be http:// or https://host",
+                                    url=redact_url(url), transient=False, maybe_sent=False)
+        self.url = redact_url(url)  # NOTE: the only form of the URL this object keeps in sight
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname
+        self._port = port or (443 if self._https else 80)
+        self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._headers = {"Content-Type": "application/json", "Accept": "application/json",
+                         "User-Agent": "dtnsess"}
+        if parts.username is not None or parts.password is not None:
+            import base64
+
+            cred = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+            self._headers["Authorization"] = "Basic " + base64.b64encode(cred.encode()).decode()
+        if headers:
+            self._headers.update(headers)
+        self.timeout = float(timeout)
+        self.retry_seconds = float(retry_seconds)
+        self.backoff, self.max_backoff = backoff, max_backoff
+        self._sleep, self._jitter = sleep, jitter
+        self._ssl_context = ssl_context  # None: the system's CAs (ssl.create_default_context)
+        self._conn: Optional[http.client.HTTPConnection] = None
+        self._last_used = 0.0
+        self._id = 0
+        self.round_trips = 0  # HTTP requests made, retries included
+        self.retries = 0  # of which retries
+
+    # ------------------------------------------------------------------ public
+    def call(self, method: str, params: Sequence[Any] = ()) -> Any:
+        """One call; its ``result``. A JSON-RPC error raises :class:`RpcResponseError`."""
+        self._id += 1
+        req = {"jsonrpc": "2.0", "id": self._id, "method": method, "params": list(params)}
+        retry = method not in WRITE_METHODS
+        rid = self._id
+        reply = self._exchange(req, method, retry=retry,
+                               check=lambda r: _check_single(r, rid, retry))
+        if "error" in reply:
+            err = reply["error"] if isinstance(reply["error"], dict) else {"message": str(reply["error"])}
+            raise RpcResponseError(method, err.get("code"), str(err.get("message", "")),
+                                   err.get("data"))
+        return reply.get("result")
+
+    def batch(self, calls: Sequence[tuple]) -> list:
+        """Many ``(method, params)`` in one HTTP request; one reply dict per call, in order."""
+        if not calls:
+            return []
+        first = self._id + 1
+        reqs = []
+        for method, params in calls:
+            self._id += 1
+            reqs.append({"jsonrpc": "2.0", "id": self._id, "method": method,
+                         "params": list(params)})
+        methods = [m for m, _ in calls]
+        label = methods[0] if len(set(methods)) == 1 else "batch"
+        label = f"{label} (batch of {len(calls)})" if len(calls) > 1 else label
+        retry = not any(m in WRITE_METHODS for m in methods)
+        return self._exchange(reqs, label, retry=retry,
+                              check=lambda r: _order_batch(r, first, len(calls), retry))
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+    def __enter__(self) -> "JsonRpc":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"JsonRpc({self.url})"
+
+    # ------------------------------------------------------------------ internals
+    def _connection(self, timeout: float, fresh: bool) -> http.client.HTTPConnection:
+        if self._conn is not None and fresh:
+            self.close()
+        if self._conn is None:
+            if self._https:
+                import ssl
+
+                ctx = self._ssl_context or ssl.create_default_context()
+                self._conn = http.client.HTTPSConnection(self._host, self._port, timeout=timeout,
+                                                         context=ctx)
+            else:
+                self._conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+        conn = self._conn
+        conn.timeout = timeout
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
+        return conn
+
+    def _exchange(self, payload: Any, label: str, *, retry: bool,
+                  check: Callable[[Any], Any]) -> Any:
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        start = time.monotonic()
+        deadline = start + (self.retry_seconds if retry else 0.0)
+        attempt = 0
+        while True:
+            attempt += 1
+            now = time.monotonic()
+            # NOTE: the first attempt has the full timeout; later ones only what is left of the
+            # retry budget (at least 1 s), so the total stays bounded
+            timeout = self.timeout if attempt == 1 else min(self.timeout, max(deadline - now, 1.0))
+            sent = False
+            try:
+                fresh = not retry and self._conn is not None \
+                    and now - self._last_used > SEND_IDLE_REUSE
+                conn = self._connection(timeout, fresh)
+                if conn.sock is None:
+                    conn.connect()
+                sent = True  # from here on the node may have the request
+                self.round_trips += 1
+                conn.request("POST", self._path, body, self._headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                self._last_used = time.monotonic()
+                return check(_parse(resp.status, resp.reason, data))
+            except (_Transient, _Fatal, OSError, http.client.HTTPException) as exc:
+                self.close()
+                transient, reason, status = _classify(exc)
+                elapsed = time.monotonic() - start
+                if retry and transient:
+                    pause = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
+                    pause *= 0.5 + 0.5 * self._jitter()
+                    if time.monotonic() + pause < deadline:
+                        self.retries += 1
+                        self._sleep(pause)
+                        continue
+                raise RpcTransportError(label, reason, url=self.url, attempts=attempt,
+                                        elapsed=elapsed, transient=transient,
+                                        maybe_sent=sent, status=status) from None
+
+
+def _parse(status: int, reason: str, data: bytes) -> Any:
+    """The JSON reply of an HTTP response, or the transient/fatal failure it is."""
+    reply: Any = None
+    try:
+        reply = json.loads(data) if data else None
+    except ValueError:
+        reply = None
+    if status == 200:
+        if reply is None:
+            raise _Transient("the reply is not JSON" if data else "the reply is empty")
+        return reply
+    text = f"HTTP {status}" + (f" {reason}" if reason and len(reason) < 40 else "")
+    if status == 429:
+        raise _Transient(text + " (rate limited)", status)
+    if status >= 500:
+        raise _Transient(text, status)
+    # NOTE: some nodes answer a JSON-RPC error with HTTP 400: take the reply when it is one
+    if isinstance(reply, (dict, list)) and _looks_jsonrpc(reply):
+        return reply
+    if status in (401, 403):
+        text += " (check the API key or credentials in the RPC URL)"
+    raise _Fatal(text, status)
+
+
+def _looks_jsonrpc(reply: Any) -> bool:
+    items = reply if isinstance(reply, list) else [reply]
+    return bool(items) and all(isinstance(r, dict) and ("result" in r or "error" in r)
+                               for r in items)
+
+
+def _rate_limited(reply: dict) -> bool:
+    err = reply.get("error")
+    return isinstance(err, dict) and err.get("code") in RATE_LIMIT_CODES
+
+
+def _check_single(reply: Any, rid: int, retry: bool) -> dict:
+    if isinstance(reply, list) and len(reply) == 1:
+        reply = reply[0]
+    if not isinstance(reply, dict) or not ("result" in reply or "error" in reply):
+        raise _Transient("the reply is not a JSON-RPC response")
+    if retry and _rate_limited(reply):
+        raise _Transient(f"rate limited by the node ({reply['error'].get('message', '')[:60]})")
+    if reply.get("id") not in (rid, None) and "error" not in reply:
+        raise _Transient("the reply answers another request")
+    return reply
+
+
+def _order_batch(reply: Any, first: int, n: int, retry: bool) -> list:
+    if isinstance(reply, dict) and "error" in reply:
+        # the node refused the batch as a whole (no batches, too large, ...)
+        if retry and _rate_limited(reply):
+            raise _Transient("rate limited by the node")
+        return [reply] * n
+    if not isinstance(reply, list):
+        raise _Transient("the reply to a batch is not a list")
+    by_id = {}
+    for r in reply:
+        if isinstance(r, dict) and isinstance(r.get("id"), int):
+            by_id[r["id"]] = r
+    out = []
+    for i in range(first, first + n):
+        r = by_id.get(i)
+        if r is None or not ("result" in r or "error" in r):
+            raise _Transient(f"the batch reply lacks entries ({len(by_id)} of {n})")
+        if retry and _rate_limited(r):
+            raise _Transient("rate limited by the node")
+        out.append(r)
+    return out
+
+
+def _classify(exc: BaseException) -> tuple:
+    """(transient?, what happened in words, HTTP status or None)."""
+    if isinstance(exc, _Transient):
+        return True, exc.reason, exc.status
+    if isinstance(exc, _Fatal):
+        return False, exc.reason, exc.status
+    if isinstance(exc, socket.gaierror):
+        return False, "cannot connect (host name not found)", None
+    if isinstance(exc, ConnectionRefusedError):
+        return True, "cannot connect (connection refused)", None
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return True, "no reply in time (timed out)", None
+    if isinstance(exc, http.client.IncompleteRead):
+        return True, "the reply was cut off mid-body", None
+    if isinstance(exc, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
+                        ConnectionAbortedError)):
+        return True, "the connection dropped without a reply", None
+    try:
+        import ssl
+
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return False, "TLS certificate verification failed", None
+        if isinstance(exc, ssl.SSLError):
+            return True, "TLS error", None
+    except ImportError:  # pragma: no cover - Python without ssl
+        pass
+    if isinstance(exc, http.client.HTTPException):
+        return True, "the reply is not valid HTTP", None
+    return True, f"network error ({type(exc).__name__})", None
