@@ -2,7 +2,8 @@
 
 Methods mirror the contract's functions in snake_case, take token amounts as exact human
 strings or Amounts, return plain dataclasses and never print. Every write goes through
-``tx.send_and_wait``. web3 is imported here, when a command runs, never at start-up.
+``chain.send.send_and_wait``. Only the chain layer (``dtnsess_cli.chain``) talks to the node:
+no web3 on the command path.
 """
 
 from __future__ import annotations
@@ -225,7 +226,7 @@ def parse_request_id(text: str) -> bytes:
 
 def routing_id(name: str, prefix: str = "") -> bytes:
     """A namespace or node id: 0x-32-byte hex as is, else keccak256(abi.encodePacked(name))."""
-    from eth_utils import keccak
+    from .chain.abi import keccak
 
     s = (name or "").strip()
     if not s:
@@ -238,18 +239,17 @@ def routing_id(name: str, prefix: str = "") -> bytes:
             return bytes.fromhex(s[2:])
         except ValueError:
             raise InputError("routing id", name, "not hex") from None
-    return keccak(text=prefix + s)
+    return keccak(prefix + s)
 
 
 SYSTEM_TRUST = "trust.system.authored"
 
 
 def system_trust_id() -> bytes:
-    from eth_abi import encode as abi_encode
-    from eth_utils import keccak
+    from .chain.abi import encode, keccak
 
     # NOTE: system trust hashes with abi.encode (not encodePacked), as the deployed DTN does
-    return keccak(abi_encode(["string"], [SYSTEM_TRUST]))
+    return keccak(encode(["string"], [SYSTEM_TRUST]))
 
 
 def namespace_routing_id(name: str) -> bytes:
@@ -277,11 +277,13 @@ def decode_text_answer(data: bytes) -> Optional[str]:
     """A text answer is abi.encode(string); None when the bytes are not that."""
     if not data:
         return ""
-    from eth_abi import decode as abi_decode
+    from .chain.abi import decode
 
+    # NOTE: decoded as bytes (the same layout), then strict UTF-8: bad bytes are "not text"
+    # (decode(["string"]) would replace them)
     try:
-        (text,) = abi_decode(["string"], bytes(data))
-        return text
+        (raw,) = decode(["bytes"], bytes(data))
+        return raw.decode("utf-8")
     except Exception:
         return None
 
@@ -311,6 +313,44 @@ def check_rpc_url(url: str) -> str:
 
 def _hex(b: Any) -> str:
     return "0x" + bytes(b).hex()
+
+
+def _topic_bytes(t: Any) -> bytes:
+    return bytes.fromhex(t[2:]) if isinstance(t, str) else bytes(t)
+
+
+def completion_topics() -> list:
+    """Topic 0 of the manager's and the router's "request answered" events (eth_getLogs)."""
+    from .chain.abi import keccak
+
+    return [keccak("AIRequestCompleted(bytes32,uint256,address,uint8)"),
+            keccak("RequestCompleted(bytes32,uint8)")]
+
+
+@functools.lru_cache(maxsize=None)
+def _abi_of(name: str) -> Any:
+    """The parsed ABI of an artifact (``"ERC20"``: the minimal one here; ``"router"``: IDtnAi
+    with the router's views), once per run."""
+    from .artifacts import load_artifact
+    from .chain.abi import ContractAbi
+
+    if name == "ERC20":
+        return ContractAbi(ERC20_ABI)
+    if name == "router":
+        abi = list(load_artifact("IDtnAi")["abi"])
+        try:
+            abi += load_artifact("IDtnRouterViews")["abi"]
+        except DtnsessError:
+            pass
+        return ContractAbi(abi)
+    return ContractAbi(load_artifact(name)["abi"])
+
+
+def contract_at(address: str, name: str) -> Any:
+    """A ``chain.contract.Contract`` for artifact ``name`` at ``address``."""
+    from .chain.contract import Contract
+
+    return Contract(address, _abi_of(name))
 
 
 def _when(ts: int) -> str:
@@ -393,7 +433,7 @@ class Client:
         self.ui = ui
         self.receipt_timeout = (env_seconds("DTNSESS_RECEIPT_TIMEOUT", 120.0)
                                 if receipt_timeout is None else receipt_timeout)
-        self._w3 = None
+        self._rpc = None
         self._account = None
         self._chain_id: Optional[int] = None
         self._manager = None
@@ -409,31 +449,44 @@ class Client:
 
     # ---------------------------------------------------------------- connection
     @property
-    def w3(self):
-        if self._w3 is None:
-            from .rpc import make_web3
+    def rpc(self):
+        """The JSON-RPC connection (``chain.jsonrpc.JsonRpc``: kept alive, reads retried)."""
+        if self._rpc is None:
+            from .rpc import connect
 
-            self._w3 = make_web3(check_rpc_url(self.settings.require_rpc()))
-        return self._w3
+            self._rpc = connect(check_rpc_url(self.settings.require_rpc()))
+        return self._rpc
 
-    def _call(self, thunk, what: str):
-        """A read: node trouble becomes RpcError, a revert a decoded RevertError."""
-        from . import tx
+    def _raw(self, method: str, params: Sequence[Any], what: str) -> Any:
+        """One JSON-RPC read's result: node trouble becomes RpcError, a revert a decoded
+        RevertError."""
+        from .chain import send as tx
 
-        try:
-            return thunk()
-        except DtnsessError:
-            raise
-        except Exception as exc:
-            data = tx.revert_data_from_exception(exc)
-            if data is not None:
-                raise self._read_ctx().revert_error(data, what) from None
-            raise tx.to_rpc_error(exc, self.settings.rpc_url) from exc
+        resp = tx.raw_request(self._read_ctx(), method, list(params))
+        if "error" in resp:
+            raise tx.response_error(self._read_ctx(), resp, what)
+        return resp["result"]
+
+    def _block_number(self) -> int:
+        return int(self._raw("eth_blockNumber", [], "block number"), 16)
+
+    def _logs(self, start: int, end: int, address: Any, topics: Sequence[Any]) -> list:
+        """eth_getLogs over blocks ``start..end`` (raw logs: hex strings)."""
+        def hx(t: Any) -> Any:
+            if t is None or isinstance(t, str):
+                return t
+            if isinstance(t, (list, tuple)):
+                return [hx(x) for x in t]
+            return _hex(t)
+
+        return self._raw("eth_getLogs", [{"fromBlock": hex(start), "toBlock": hex(end),
+                                          "address": address, "topics": hx(list(topics))}],
+                         "eth_getLogs")
 
     @property
     def chain_id(self) -> int:
         if self._chain_id is None:
-            self._check_chain(self._call(lambda: self.w3.eth.chain_id, "chain id"))
+            self._check_chain(int(self._raw("eth_chainId", [], "chain id"), 16))
         return self._chain_id
 
     def _check_chain(self, cid: int) -> None:
@@ -444,7 +497,7 @@ class Client:
         self._chain_id = cid
 
     def address_arg(self, value: str, what: str = "address") -> str:
-        from eth_utils import is_checksum_address, to_checksum_address
+        from .chain.abi import is_checksum_address, to_checksum_address
 
         v = check_address(value, what)
         body = v[2:]
@@ -462,8 +515,7 @@ class Client:
         if self._manager is None:
             from .artifacts import load_artifact
 
-            abi = load_artifact("AdvancedSessionManager")["abi"]
-            self._manager = self.w3.eth.contract(address=self.manager_address, abi=abi)
+            self._manager = contract_at(self.manager_address, "AdvancedSessionManager")
         return self._manager
 
     @property
@@ -481,7 +533,7 @@ class Client:
     def _connect_requests(self) -> list:
         """What ``_take_connect`` checks: the chain id (unless known) and getConfig()."""
         head: list = [] if self._chain_id is not None else [("eth_chainId", [])]
-        return head + [self._mgr.functions.getConfig()]
+        return head + [self._mgr.call("getConfig")]
 
     def _take_connect(self, rows: list) -> None:
         """Check the chain id, then getConfig(); only when getConfig() fails is the code looked
@@ -518,7 +570,7 @@ class Client:
     @property
     def token(self):
         if self._token is None:
-            self._token = self.w3.eth.contract(address=self._config_tuple()[1], abi=ERC20_ABI)
+            self._token = contract_at(self._config_tuple()[1], "ERC20")
         return self._token
 
     @property
@@ -531,7 +583,7 @@ class Client:
         """[symbol()] while the symbol is unknown (to ride in a batch; see ``_take_symbol``)."""
         if self._symbol is not None or not self.settings.contract:
             return []
-        return [self.token.functions.symbol()]
+        return [self.token.call("symbol")]
 
     def _take_symbol(self, rows: list) -> None:
         if rows:
@@ -541,14 +593,7 @@ class Client:
     @property
     def router(self):
         if self._router is None:
-            from .artifacts import load_artifact
-
-            abi = list(load_artifact("IDtnAi")["abi"])
-            try:
-                abi += load_artifact("IDtnRouterViews")["abi"]
-            except DtnsessError:
-                pass
-            self._router = self.w3.eth.contract(address=self._config_tuple()[0], abi=abi)
+            self._router = contract_at(self._config_tuple()[0], "router")
         return self._router
 
     def amount(self, units: int) -> Amount:
@@ -572,38 +617,40 @@ class Client:
 
     def _error_decoder(self):
         if self._errors is None:
-            from . import tx
             from .artifacts import all_abis
+            from .chain.abi import ErrorDecoder
 
             try:
                 abis = list(all_abis().values())
             except DtnsessError:
                 abis = []
-            self._errors = tx.ErrorDecoder(abis)
+            self._errors = ErrorDecoder(abis)
         return self._errors
 
     def _read_ctx(self):
         """A context for reads: decodes reverts and looks up fees; needs no key."""
-        from . import tx
+        from .chain import send as tx
+        from .manager.reverts import friendly
 
         dec = None
         try:
             dec = self.decimals if self._config_raw is not None else None
         except DtnsessError:
             pass
-        return tx.TxContext(w3=self.w3, account=None, chain_id=self._chain_id or 0,
+        return tx.TxContext(rpc=self.rpc, account=None, chain_id=self._chain_id or 0,
                             ui=self.ui, errors=self._error_decoder(), token_decimals=dec,
-                            token_symbol=self._symbol or "", rpc_url=self.settings.rpc_url)
+                            token_symbol=self._symbol or "", rpc_url=self.settings.rpc_url,
+                            friendly=friendly)
 
     @property
     def txctx(self):
         if self._txctx is None:
-            from . import tx
-            from .artifacts import load_artifact
+            from .chain import send as tx
+            from .manager.reverts import friendly
 
             event_abis = self._event_abis()
             self._txctx = tx.TxContext(
-                w3=self.w3, account=self.account, chain_id=self.chain_id, ui=self.ui,
+                rpc=self.rpc, account=self.account, friendly=friendly, chain_id=self.chain_id, ui=self.ui,
                 errors=self._error_decoder(), event_abis=event_abis, yes=self.settings.yes,
                 receipt_timeout=self.receipt_timeout,
                 token_decimals=self.decimals if self.settings.contract else None,
@@ -648,7 +695,7 @@ class Client:
         was interrupted) before anything new is sent; one line each on stderr. A pending one is
         waited for; one the node lost is re-broadcast (its own signed bytes). When the entry
         that is found mined was this very command, it is not repeated (NotRepeatedError)."""
-        from . import tx
+        from .chain import send as tx
         from .journal import DROPPED, FAILED, INTENT, MINED, REPLACED
 
         entries = self._journal.open_entries(self.settings.chain_id or self.chain_id,
@@ -676,7 +723,7 @@ class Client:
                                  f"(nothing of `{e.description}` was done)")
                     continue
                 if not known:  # the node lost it: its own signed bytes again
-                    again = ctx.w3.provider.make_request("eth_sendRawTransaction", [e.raw])
+                    again = tx.raw_request(ctx, "eth_sendRawTransaction", [e.raw])
                     msg = tx._node_message(again).lower()
                     if "error" in again and not any(k in msg for k in tx._KNOWN):
                         self._journal.resolve(e.tx_hash, DROPPED, note=msg)
@@ -691,9 +738,7 @@ class Client:
                                    f"{e.label()} ({e.description}); nothing new was sent")
                     raise
             else:
-                from web3._utils.method_formatters import receipt_formatter
-
-                rec = receipt_formatter(rec)
+                rec = tx.format_receipt(rec)
             block = rec["blockNumber"]
             if rec["status"] == 1:
                 self._journal.resolve(e.tx_hash, MINED, block)
@@ -724,7 +769,7 @@ class Client:
         symbol, when still unknown, rides in the transaction's batch (results show amounts), and
         so do ``reads``, whose raw responses ``check`` gets before anything is sent (it may
         raise: then nothing is)."""
-        from . import tx
+        from .chain import send as tx
 
         ctx = self.txctx
         sym = self._symbol_requests()
@@ -748,7 +793,7 @@ class Client:
     def tx_view(self, tx_hash: str) -> TxView:
         """Status, block, gas, fee and decoded events of a transaction, with the journal's
         record of what it was for (an open entry is resolved when the chain has settled it)."""
-        from . import tx
+        from .chain import send as tx
         from .journal import FAILED, MINED, OPEN, Journal
 
         h = (tx_hash or "").strip()
@@ -767,7 +812,7 @@ class Client:
         for r in (r_rec, r_tx):
             if "error" in r:
                 raise tx.response_error(ctx, r, "transaction lookup")
-        from eth_utils import to_checksum_address
+        from .chain.abi import to_checksum_address
 
         def cs(a: Optional[str]) -> Optional[str]:
             return to_checksum_address(a) if a else None
@@ -780,9 +825,7 @@ class Client:
             view.nonce = int(t["nonce"], 16)
         rec = r_rec.get("result")
         if rec and rec.get("blockNumber"):
-            from web3._utils.method_formatters import receipt_formatter
-
-            rec = receipt_formatter(rec)
+            rec = tx.format_receipt(rec)
             view.block, view.gas_used = rec["blockNumber"], rec["gasUsed"]
             view.sender, view.to = view.sender or cs(rec["from"]), view.to or cs(rec.get("to"))
             price = rec.get("effectiveGasPrice")
@@ -823,11 +866,11 @@ class Client:
 
     # ---------------------------------------------------------------- views
     def owner(self) -> str:
-        return self._calls([self._mgr.functions.owner()], "owner()")[0]
+        return self._calls([self._mgr.call("owner")], "owner()")[0]
 
     def config(self) -> ConfigView:
         c = self._config_tuple()
-        (owner,) = self._calls_and_symbol([self._mgr.functions.owner()], "owner()")
+        (owner,) = self._calls_and_symbol([self._mgr.call("owner")], "owner()")
         a = self.amount
         return ConfigView(
             manager=self.manager.address, owner=owner, ai=c[0], fee_token=c[1],
@@ -851,7 +894,7 @@ class Client:
         )
 
     def _session_tuple(self, session_id: int) -> tuple:
-        (t,) = self._calls([self._mgr.functions.getSession(session_id)], "getSession")
+        (t,) = self._calls([self._mgr.call("getSession", session_id)], "getSession")
         if int(t[1], 16) == 0:
             raise InputError("session", str(session_id), "no such session")
         return t
@@ -861,10 +904,10 @@ class Client:
 
     def sessions(self, user: Optional[str] = None) -> list:
         user = self.address_arg(user, "user address") if user else self.address
-        (ids,) = self._calls([self._mgr.functions.getUserSessions(user)], "getUserSessions")
+        (ids,) = self._calls([self._mgr.call("getUserSessions", user)], "getUserSessions")
         if not ids:
             return []
-        (views,) = self._calls_and_symbol([self._mgr.functions.getSessions(list(ids))],
+        (views,) = self._calls_and_symbol([self._mgr.call("getSessions", list(ids))],
                                           "getSessions")
         return [self._session_view(v) for v in views]
 
@@ -873,10 +916,10 @@ class Client:
         m = self._mgr
         # two round trips: [chain id, getConfig, ETH, refunds], then what needs the token address
         eth, claim = self._calls([("eth_getBalance", [user, "latest"]),
-                                  m.functions.claimableRefunds(user)], ["balance", "claimableRefunds"])
+                                  m.call("claimableRefunds", user)], ["balance", "claimableRefunds"])
         eth = int(eth, 16)
-        bal, allw = self._calls_and_symbol([self.token.functions.balanceOf(user),
-                                            self.token.functions.allowance(user, m.address)],
+        bal, allw = self._calls_and_symbol([self.token.call("balanceOf", user),
+                                            self.token.call("allowance", user, m.address)],
                                            ["balanceOf", "allowance"])
         return Balances(address=user, eth=Amount(eth, 18, "ETH"), token=self.amount(bal),
                         allowance=self.amount(allw), claimable_refunds=self.amount(claim),
@@ -885,12 +928,12 @@ class Client:
     def allowance(self, user: Optional[str] = None) -> Amount:
         user = user or self.address
         (units,) = self._calls_and_symbol(
-            [self.token.functions.allowance(user, self._mgr.address)], "allowance")
+            [self.token.call("allowance", user, self._mgr.address)], "allowance")
         return self.amount(units)
 
     def claimable_refunds(self, user: Optional[str] = None) -> Amount:
         user = user or self.address
-        (units,) = self._calls([self._mgr.functions.claimableRefunds(user)], "claimableRefunds")
+        (units,) = self._calls([self._mgr.call("claimableRefunds", user)], "claimableRefunds")
         return self.amount(units)
 
     def pool_status(self) -> dict:
@@ -901,16 +944,16 @@ class Client:
             me = self.address
         except DtnsessError:  # no key: the pool alone
             me = None
-        reads = [m.functions.getPoolStatus(), m.functions.getPoolSessions()]
+        reads = [m.call("getPoolStatus"), m.call("getPoolSessions")]
         if me:
-            reads += [m.functions.getUserActiveSessions(me), m.functions.getGrant(me)]
+            reads += [m.call("getUserActiveSessions", me), m.call("getGrant", me)]
         got = self._calls(reads, ["getPoolStatus", "getPoolSessions", "getUserActiveSessions",
                                   "getGrant"][:len(reads)])
         (size, max_size), ids = got[0], [int(i) for i in got[1]]
         own = [int(i) for i in got[2]] if me else []
         cands = list(dict.fromkeys(ids + own))
-        rows = self._calls_and_symbol([m.functions.getPoolOffer(i) for i in cands]
-                                      + ([m.functions.getSessions(cands)] if cands else []),
+        rows = self._calls_and_symbol([m.call("getPoolOffer", i) for i in cands]
+                                      + ([m.call("getSessions", cands)] if cands else []),
                                       "getPoolOffer")
         owners = {int(v[0]): v[1] for v in rows[-1]} if cands else {}
         offers = []
@@ -929,7 +972,7 @@ class Client:
 
     def request_info(self, request_id: bytes) -> RequestView:
         ((sid, user, created, status),) = self._calls(
-            [self._mgr.functions.requests(request_id)], "requests")
+            [self._mgr.call("requests", request_id)], "requests")
         return RequestView(_hex(request_id), int(sid), user, int(created),
                            REQUEST_STATUS.get(int(status), str(status)))
 
@@ -940,30 +983,26 @@ class Client:
 
     @staticmethod
     def _requests(reads: Sequence[Any], block: Any = "latest") -> list:
-        from . import tx
+        from .chain import send as tx
 
         out = []
         for r in reads:
             if isinstance(r, tuple):
                 out.append(r)
             else:
-                to, data, _ = tx._call_parts(r)
-                out.append(("eth_call", [{"to": to, "data": data}, block]))
+                out.append(r.request(block))
         return out
 
     def _rows(self, reads: Sequence[Any], resps: Sequence[dict], what: Any) -> list:
         """``(ok, value)`` per read: the decoded result, or the DtnsessError it failed with."""
-        from . import tx
+        from .chain import send as tx
 
         ctx = self._read_ctx()
         out = []
         for i, (r, resp) in enumerate(zip(reads, resps)):
             label = what if isinstance(what, str) else what[i]
             if "error" in resp or "result" not in resp:
-                exc = tx.response_exception(resp)
-                data = tx.revert_data_from_exception(exc)
-                out.append((False, ctx.revert_error(data, label) if data is not None
-                            else tx.to_rpc_error(exc, self.settings.rpc_url)))
+                out.append((False, tx.response_error(ctx, resp, label)))
             elif isinstance(r, tuple):
                 out.append((True, resp["result"]))
             else:
@@ -974,7 +1013,7 @@ class Client:
         return out
 
     def _batch(self, reads: Sequence[Any], what: Any, block: Any = "latest") -> list:
-        from . import tx
+        from .chain import send as tx
 
         if not reads:
             return []
@@ -1011,7 +1050,7 @@ class Client:
         if not ids:
             return []
         m = self._mgr
-        rows = self._calls([m.functions.requests(rid) for rid in ids], "requests")
+        rows = self._calls([m.call("requests", rid) for rid in ids], "requests")
         return [RequestView(_hex(rid), int(r[0]), r[1], int(r[2]),
                             REQUEST_STATUS.get(int(r[3]), str(r[3]))) for rid, r in zip(ids, rows)]
 
@@ -1020,10 +1059,10 @@ class Client:
         """The user's newest ``limit`` requests, oldest first (2-3 round trips for any count)."""
         user = self.address_arg(user, "user address") if user else self.address
         m = self._mgr
-        ((ids, total),) = self._calls([m.functions.getUserRequests(user, 0, limit)],
+        ((ids, total),) = self._calls([m.call("getUserRequests", user, 0, limit)],
                                       "getUserRequests")
         if int(total) > limit:  # only the newest `limit`
-            ((ids, _),) = self._calls([m.functions.getUserRequests(user, int(total) - limit,
+            ((ids, _),) = self._calls([m.call("getUserRequests", user, int(total) - limit,
                                                                     limit)], "getUserRequests")
         out = self.request_infos([bytes(i) for i in ids])
         self._mark_answered(out)
@@ -1047,7 +1086,7 @@ class Client:
         ids = [bytes(i) for i in ids]
         if not ids:
             return {}
-        rows = self._batch([self.router.functions.fetchResponse(i) for i in ids], "fetchResponse")
+        rows = self._batch([self.router.call("fetchResponse", i) for i in ids], "fetchResponse")
         out = {}
         for rid, (ok, v) in zip(ids, rows):
             if not ok and not isinstance(v, RevertError):
@@ -1063,7 +1102,7 @@ class Client:
         (head,) = self._calls([("eth_blockNumber", [])], "block number")
         m = self._mgr
         (ok, req), (answered, resp) = self._batch(
-            [m.functions.requests(rid), self.router.functions.fetchResponse(rid)],
+            [m.call("requests", rid), self.router.call("fetchResponse", rid)],
             ["requests", "fetchResponse"], block=head)
         if not ok:
             raise req
@@ -1096,7 +1135,6 @@ class Client:
         """Wait until the request is answered: look first (it may be answered already), then
         poll eth_getLogs from ``from_block`` for the manager's or the router's completion."""
         rid = parse_request_id(request_id) if isinstance(request_id, str) else bytes(request_id)
-        from eth_utils import keccak
 
         # NOTE: the request is made and paid for: node trouble while waiting (after the read
         # retries) is waited out until the deadline, never a reason to give up early
@@ -1112,21 +1150,17 @@ class Client:
         first = tolerant(lambda: self.response(rid))
         if first is not None and first.status != "pending":
             return first
-        topics = [[keccak(text="AIRequestCompleted(bytes32,uint256,address,uint8)"),
-                   keccak(text="RequestCompleted(bytes32,uint8)")], rid]
+        topics = [completion_topics(), rid]
         start = from_block
         deadline = time.monotonic() + timeout
         with self.ui.status(f"waiting for the answer to {_hex(rid)[:10]}…"):
             while True:
-                head = tolerant(lambda: self._call(lambda: self.w3.eth.block_number,
-                                                   "block number"))
+                head = tolerant(self._block_number)
                 if start is None:
                     start = head
                 if head is not None and head >= start:
-                    logs = tolerant(lambda: self._call(lambda: self.w3.eth.get_logs({
-                        "fromBlock": start, "toBlock": head,
-                        "address": [self.manager.address, self.router.address],
-                        "topics": topics}), "eth_getLogs"))
+                    logs = tolerant(lambda: self._logs(
+                        start, head, [self.manager.address, self.router.address], topics))
                     if logs:
                         ans = tolerant(lambda: self.response(rid))
                         if ans is not None:
@@ -1148,7 +1182,7 @@ class Client:
             raise InputError("session", str(session_id), "the session is closed")
         if s.owner != self.address:
             if allow_grant:
-                (grant,) = self._calls([self._mgr.functions.poolGrant(self.address)],
+                (grant,) = self._calls([self._mgr.call("poolGrant", self.address)],
                                        "poolGrant")
                 if int(grant) == session_id:
                     return s
@@ -1159,8 +1193,8 @@ class Client:
     def _token_position(self) -> tuple:
         """(fee token balance, allowance for the manager) of the sender, in one round trip."""
         return tuple(self._calls_and_symbol(
-            [self.token.functions.balanceOf(self.address),
-             self.token.functions.allowance(self.address, self._mgr.address)],
+            [self.token.call("balanceOf", self.address),
+             self.token.call("allowance", self.address, self._mgr.address)],
             ["balanceOf", "allowance"]))
 
     def _require_tokens(self, units: int, have: int) -> None:
@@ -1178,7 +1212,7 @@ class Client:
             return True
         target = MAX_UINT256 if approve_max else units
         shown = "unlimited" if approve_max else f"{format_amount(units, self.decimals)} {self.symbol}"
-        res = self._send(self.token.functions.approve(self.manager.address, target),
+        res = self._send(self.token.call("approve", self.manager.address, target),
                          description=f"approve {shown} for the session manager", step="approve")
         result.txs.append(res)
         result.data["approved"] = "unlimited" if approve_max else self.amount(target)
@@ -1190,7 +1224,7 @@ class Client:
         units = MAX_UINT256 if unlimited else self.parse(amount or "", allow_zero=True)
         shown = "unlimited" if unlimited else f"{format_amount(units, self.decimals)} {self.symbol}"
         r = WriteResult("approve", dry_run=self.settings.dry_run)
-        r.txs.append(self._send(self.token.functions.approve(self.manager.address, units),
+        r.txs.append(self._send(self.token.call("approve", self.manager.address, units),
                                 description=f"approve {shown} for the session manager"))
         r.data["allowance"] = "unlimited" if unlimited else self.amount(units)
         return r
@@ -1221,7 +1255,7 @@ class Client:
             raise InputError("amount", amount, f"below the minimum session balance "
                              f"{format_amount(cfg[3], self.decimals)} {self.symbol}")
         r = WriteResult("create", dry_run=self.settings.dry_run)
-        res = self._pay_and_send(r, units, approve_max, self.manager.functions.createSession(units),
+        res = self._pay_and_send(r, units, approve_max, self.manager.call("createSession", units),
                                  lambda: f"create a session with "
                                          f"{format_amount(units, self.decimals)} {self.symbol}",
                                  "createSession")
@@ -1253,7 +1287,7 @@ class Client:
             r.error = exc  # the settle was sent: show it, then the refusal
             return r
         res = self._pay_and_send(r, units, approve_max,
-                                 self.manager.functions.renewSession(session_id, units),
+                                 self.manager.call("renewSession", session_id, units),
                                  lambda: f"add {format_amount(units, self.decimals)} "
                                          f"{self.symbol} to session {session_id}",
                                  "renewSession")
@@ -1269,7 +1303,7 @@ class Client:
         """Refuse a renewal the contract would refuse (RequestsPending) before its approval is
         sent. Close needs no such check: its simulation decodes the same revert."""
         if s.pending_requests:
-            from .tx import requests_pending_error
+            from .manager.reverts import requests_pending_error
 
             retry_after = s.closable_at  # fixed by the oldest unanswered request
             # NOTE: the chain's clock decides, not ours (they differ on dev chains, and by drift)
@@ -1293,7 +1327,7 @@ class Client:
             r.data["note"] = "dry run: the close is simulated only after the settle"
             return r
         try:
-            res = self._send(self.manager.functions.closeSession(session_id),
+            res = self._send(self.manager.call("closeSession", session_id),
                              description=f"close session {session_id}", follows=prev)
         except RevertError as exc:
             if exc.name != "RequestsPending":
@@ -1309,12 +1343,12 @@ class Client:
     def _begin_closing(self, r: WriteResult, s: SessionView, exc: Any, prev: Any) -> None:
         """The close of ``s`` is refused (``exc``: RequestsPending): mark the session closing
         unless it is, and set ``r.error`` to the refusal with the time to retry."""
-        from .tx import requests_pending_error
+        from .manager.reverts import requests_pending_error
 
         _, pending, retry_after = (int(x) for x in exc.args_)
         sid = s.session_id
         if not s.closing:
-            res = self._send(self.manager.functions.beginClose(sid),
+            res = self._send(self.manager.call("beginClose", sid),
                              description=f"begin closing session {sid} (no new requests from "
                                          f"others)", follows=prev)
             r.txs.append(res)
@@ -1360,7 +1394,7 @@ class Client:
                 raise r.error
             return r
         n = len(mine) - len(blocked)
-        res = self._send(self.manager.functions.closeAllSessions(),
+        res = self._send(self.manager.call("closeAllSessions"),
                          description=f"close {n} of your sessions" + (
                              f" (skipping {len(blocked)} with pending requests)" if blocked
                              else ""), follows=prev)
@@ -1387,16 +1421,16 @@ class Client:
     # ---------------------------------------------------------------- settling
     def _chain_now(self) -> int:
         """The latest block's timestamp: the chain's clock decides deadlines, not ours."""
-        return int(self._call(lambda: self.w3.eth.get_block("latest")["timestamp"],
-                              "latest block"))
+        return int(self._raw("eth_getBlockByNumber", ["latest", False], "latest block")
+                   ["timestamp"], 16)
 
     def _block_before(self, ts: int) -> tuple:
         """(the last block before timestamp ``ts``, the head): every block from it on has the
         transactions of second ``ts`` (several blocks may share a second). A search that probes
         16 blocks per round trip, so ~6 round trips on a chain of 20M blocks."""
-        head = self._call(lambda: self.w3.eth.get_block("latest"), "latest block")
-        top = int(head["number"])
-        if int(head["timestamp"]) < ts:
+        head = self._raw("eth_getBlockByNumber", ["latest", False], "latest block")
+        top = int(head["number"], 16)
+        if int(head["timestamp"], 16) < ts:
             return top, top
         lo, hi = 0, top  # ts(lo) < ts <= ts(hi), or lo is the genesis block
         while hi - lo > 1:
@@ -1416,7 +1450,7 @@ class Client:
         """Ids of the requests made in ``sessions`` (anyone's: pool takers' too) since their
         pending streak began: AIRequestSubmitted logs with the sessionId topic, from the block
         before the oldest ``pending_since``, in ranges of LOG_CHUNK blocks (one round trip)."""
-        from eth_utils import keccak
+        from .chain.abi import keccak
 
         busy = [s for s in sessions if s.pending_requests]
         if not busy:
@@ -1425,7 +1459,7 @@ class Client:
         since = min(s.pending_since or max(0, s.closable_at - timeout) for s in busy)
         start, head = self._block_before(since)
         start = max(start, head - MAX_LOG_BLOCKS + 1, 0)
-        topic0 = "0x" + keccak(text="AIRequestSubmitted(bytes32,uint256,address,uint256)").hex()
+        topic0 = "0x" + keccak("AIRequestSubmitted(bytes32,uint256,address,uint256)").hex()
         sids = ["0x" + s.session_id.to_bytes(32, "big").hex() for s in busy]
         reqs = [("eth_getLogs", [{"fromBlock": hex(a), "toBlock": hex(min(a + LOG_CHUNK - 1, head)),
                                   "address": self._mgr.address, "topics": [topic0, None, sids]}])
@@ -1444,10 +1478,10 @@ class Client:
         ids = dict.fromkeys(self._session_request_ids(sessions))
         if mine:
             m = self._mgr
-            ((own, total),) = self._calls([m.functions.getUserRequests(self.address, 0, 200)],
+            ((own, total),) = self._calls([m.call("getUserRequests", self.address, 0, 200)],
                                           "getUserRequests")
             if int(total) > 200:  # the newest 200 (as `requests`)
-                ((own, _),) = self._calls([m.functions.getUserRequests(
+                ((own, _),) = self._calls([m.call("getUserRequests",
                     self.address, int(total) - 200, 200)], "getUserRequests")
             ids.update(dict.fromkeys(bytes(i) for i in own))
         views = [v for v in self.request_infos(list(ids)) if v.status == "pending"]
@@ -1465,12 +1499,12 @@ class Client:
         goes to ``r.data["settled"]``."""
         ids = [bytes.fromhex(t["request"].request_id[2:]) for t in todo]
         n = len(ids)
-        m = self.manager.functions
+        m = self.manager
         what = f"settle {n} answered request{'s' if n != 1 else ''} (callback failed)"
         if n == 1:
-            res = self._send(m.settleRequest(ids[0]), description=what, follows=follows)
+            res = self._send(m.call("settleRequest", ids[0]), description=what, follows=follows)
         else:
-            res = self._send(m.settleRequests(ids), description=what, follows=follows,
+            res = self._send(m.call("settleRequests", ids), description=what, follows=follows,
                              gas_limit=self._settle_gas(ids))
         r.txs.append(res)
         if res.dry_run:
@@ -1491,10 +1525,10 @@ class Client:
         NOTE: eth_estimateGas of settleRequests itself is too low: it catches a failed
         fetchResponse, and the search for the least gas that does not revert lands where the
         starved inner call fails quietly (63/64 rule); mined with that limit it runs out of gas."""
-        from . import tx
+        from .chain import send as tx
 
-        m = self.manager.functions
-        preps = tx.prepare_many(self.txctx, [tx.Call(m.settleRequest(i), f"settle {_hex(i)}")
+        m = self.manager
+        preps = tx.prepare_many(self.txctx, [tx.Call(m.call("settleRequest", i), f"settle {_hex(i)}")
                                              for i in ids])
         for p in preps:
             if p.error is not None:
@@ -1577,7 +1611,7 @@ class Client:
     def _funded_sessions(self, ids: list, size: int) -> list:
         """The sessions of ``ids`` whose DTN balance can pay a ``size``-byte prompt (one round
         trip); the others are skipped with a note, and none left is a FUNDS error."""
-        (views,) = self._calls_and_symbol([self._mgr.functions.getSessions(list(ids))],
+        (views,) = self._calls_and_symbol([self._mgr.call("getSessions", list(ids))],
                                           "getSessions")
         need = max(self._request_fee(size), 1)
         views = [self._session_view(v) for v in views]
@@ -1637,22 +1671,22 @@ class Client:
         if session_id is not None:
             self._check_dtn_balance(self._owned_active(session_id, allow_grant=True), size)
         else:
-            mf = self._mgr.functions
-            own, grant = self._calls([mf.getUserActiveSessions(self.address),
-                                      mf.poolGrant(self.address)], "getUserActiveSessions")
+            mf = self._mgr
+            own, grant = self._calls([mf.call("getUserActiveSessions", self.address),
+                                      mf.call("poolGrant", self.address)], "getUserActiveSessions")
             candidates = ([int(grant)] if int(grant) else []) + ([int(own[-1])] if own else [])
-        m = self.manager.functions
+        m = self.manager
         if session_id is not None:
             if kind == "namespaces":
                 routing = (routing, [], 1, 8, AGGREGATION_ANY)
             elif kind == "system":
                 routing = system_trust_routing()
-            fn = m.makeAIRequestInSession(session_id, prompt, model, routing)
+            fn = m.call("makeAIRequestInSession", session_id, prompt, model, routing)
         elif kind == "nodes":
-            fn = m.makeAIRequestWithRouting(prompt, model, routing)
+            fn = m.call("makeAIRequestWithRouting", prompt, model, routing)
         else:
-            fn = m.makeAIRequest(prompt, model, routing or [])
-        reads = [m.getSession(c) for c in candidates]
+            fn = m.call("makeAIRequest", prompt, model, routing or [])
+        reads = [m.call("getSession", c) for c in candidates]
 
         def check(resps: list) -> None:
             rows = self._rows(reads, resps, "getSession")
@@ -1688,8 +1722,8 @@ class Client:
     def active_session_ids(self) -> list:
         """The caller's usable sessions: its own active ones, plus a pool grant."""
         m = self._mgr
-        own, grant = self._calls([m.functions.getUserActiveSessions(self.address),
-                                  m.functions.poolGrant(self.address)], "getUserActiveSessions")
+        own, grant = self._calls([m.call("getUserActiveSessions", self.address),
+                                  m.call("poolGrant", self.address)], "getUserActiveSessions")
         ids = [int(i) for i in own]
         grant = int(grant)
         if grant and grant not in ids:
@@ -1710,7 +1744,7 @@ class Client:
             raise InputError("session", str(session_id), "already in the pool")
         if s.closing:
             raise InputError("session", str(session_id), "the session is closing")
-        ((size, max_size),) = self._calls([self._mgr.functions.getPoolStatus()],
+        ((size, max_size),) = self._calls([self._mgr.call("getPoolStatus")],
                                           "getPoolStatus")
         if size >= max_size:
             raise InputError("session", str(session_id), f"the pool is full ({size}/{max_size})")
@@ -1722,13 +1756,13 @@ class Client:
             raise InputError("--limit", limit, f"below one answer's maximum fee "
                              f"({format_amount(fee, self.decimals)} {self.symbol}): a taker could "
                              f"not make a single request")
-        m = self.manager.functions
+        m = self.manager
         shown = f"{format_amount(units, self.decimals)} {self.symbol}"
         r = WriteResult("pool-add", dry_run=self.settings.dry_run)
         if limit is None and not allow_nodes:
-            fn = m.addToPool(session_id)
+            fn = m.call("addToPool", session_id)
         else:
-            fn = m.addToPoolWithLimit(session_id, units, allow_nodes)
+            fn = m.call("addToPoolWithLimit", session_id, units, allow_nodes)
         r.txs.append(self._send(fn, description=f"add session {session_id} to the pool (grant "
                                                 f"limit {shown}" + (", node routing allowed"
                                                                     if allow_nodes else "") + ")"))
@@ -1738,7 +1772,7 @@ class Client:
 
     def _pool_offer(self, session_id: int) -> dict:
         ((offered, taker, limit, nodes),) = self._calls(
-            [self._mgr.functions.getPoolOffer(session_id)], "getPoolOffer")
+            [self._mgr.call("getPoolOffer", session_id)], "getPoolOffer")
         taker = None if int(taker, 16) == 0 else taker
         return {"offered": bool(offered), "taker": taker, "grant_limit": int(limit),
                 "allow_node_routing": bool(nodes)}
@@ -1762,7 +1796,7 @@ class Client:
         if not offer["offered"]:
             raise InputError("session", str(session_id), "not offered in the pool")
         r = WriteResult("pool-remove", dry_run=self.settings.dry_run)
-        res = self._send(self.manager.functions.removeFromPool(session_id),
+        res = self._send(self.manager.call("removeFromPool", session_id),
                          description=f"remove session {session_id} from the pool"
                          + (f" (ends the grant of {offer['taker']})" if offer["taker"] else ""))
         r.txs.append(res)
@@ -1785,7 +1819,7 @@ class Client:
             raise InputError("taker address", user, f"holds no grant on session {session_id}"
                              + (f" (its taker is {offer['taker']})" if offer["taker"] else ""))
         r = WriteResult("pool-revoke", dry_run=self.settings.dry_run)
-        res = self._send(self.manager.functions.revokeGrant(session_id, who),
+        res = self._send(self.manager.call("revokeGrant", session_id, who),
                          description=f"revoke {who}'s grant on session {session_id}")
         r.txs.append(res)
         r.data.update({"session_id": session_id, "user": who})
@@ -1795,13 +1829,13 @@ class Client:
         return r
 
     def _is_pooled(self, session_id: int) -> bool:
-        (pooled,) = self._calls([self._mgr.functions.isPooled(session_id)], "isPooled")
+        (pooled,) = self._calls([self._mgr.call("isPooled", session_id)], "isPooled")
         return bool(pooled)
 
     def grant(self, user: Optional[str] = None) -> Optional[dict]:
         """The pool grant ``user`` (default: the caller) holds, or None."""
         who = self.address_arg(user, "user address") if user else self.address
-        ((sid, remaining, nodes),) = self._calls([self._mgr.functions.getGrant(who)], "getGrant")
+        ((sid, remaining, nodes),) = self._calls([self._mgr.call("getGrant", who)], "getGrant")
         if not int(sid):
             return None
         return {"session_id": int(sid), "remaining": self.amount(remaining),
@@ -1817,7 +1851,7 @@ class Client:
         if g is None:
             r.data["note"] = "you hold no pool grant"
             return r
-        res = self._send(self.manager.functions.releaseGrant(),
+        res = self._send(self.manager.call("releaseGrant"),
                          description=f"release your grant on session {g['session_id']}")
         r.txs.append(res)
         r.data["session_id"] = g["session_id"]
@@ -1828,8 +1862,8 @@ class Client:
 
     @_writes
     def get_from_pool(self) -> WriteResult:
-        m = self._mgr.functions
-        (size, _), (held, _, _) = self._calls([m.getPoolStatus(), m.getGrant(self.address)],
+        m = self._mgr
+        (size, _), (held, _, _) = self._calls([m.call("getPoolStatus"), m.call("getGrant", self.address)],
                                               ["getPoolStatus", "getGrant"])
         if int(held):  # one grant per address (the contract: AlreadyHoldsGrant)
             raise InputError("pool", "get", f"you already hold a pool grant (session {held})",
@@ -1837,7 +1871,7 @@ class Client:
         if not size:
             raise InputError("pool", "get", "the pool is empty")
         r = WriteResult("pool-get", dry_run=self.settings.dry_run)
-        res = self._send(self.manager.functions.getFromPool(), description="take a session from the pool")
+        res = self._send(self.manager.call("getFromPool"), description="take a session from the pool")
         r.txs.append(res)
         ev = self._events(res, "SessionTakenFromPool")
         r.data["session_id"] = int(ev[0].args["sessionId"]) if ev else (
@@ -1847,12 +1881,12 @@ class Client:
         return r
 
     def idle_sessions(self, max_n: int) -> list:
-        (ids,) = self._calls([self._mgr.functions.getIdleSessions(max_n)], "getIdleSessions")
+        (ids,) = self._calls([self._mgr.call("getIdleSessions", max_n)], "getIdleSessions")
         return [int(i) for i in ids]
 
     def gas_price(self) -> int:
         """The node's current gas price (eth_gasPrice), in wei."""
-        return int(self._call(lambda: self.w3.eth.gas_price, "gas price"))
+        return int(self._raw("eth_gasPrice", [], "gas price"), 16)
 
     @_writes
     def cleanup(self, max_n: int) -> WriteResult:
@@ -1862,7 +1896,7 @@ class Client:
         if not idle:
             r.data["closed"] = []
             return r
-        res = self._send(self.manager.functions.cleanupOldSessionsUpTo(max_n),
+        res = self._send(self.manager.call("cleanupOldSessionsUpTo", max_n),
                          description=f"clean up {len(idle)} idle session{'s' if len(idle) != 1 else ''}")
         r.txs.append(res)
         r.data["closed"] = self._closed_from(res)
@@ -1880,7 +1914,7 @@ class Client:
         r.data["amount"] = have
         if have.units == 0:  # like cleanup: nothing to do is not an error, and nothing is sent
             return r
-        res = self._send(self.manager.functions.withdrawRefunds(),
+        res = self._send(self.manager.call("withdrawRefunds"),
                          description=f"withdraw {have.human()} of refunds")
         r.txs.append(res)
         return r
@@ -1903,19 +1937,19 @@ class Client:
         self._check_config_bounds(c, min_balance, max_age, pool_size, fee_per_byte_req,
                                   fee_per_byte_res, max_fee_per_response, request_timeout)
         r = WriteResult("config-update", dry_run=self.settings.dry_run)
-        m = self.manager.functions
+        m = self.manager
         # NOTE: setRequestTimeout must not exceed maxSessionAge, and updateConfig's age must not be
         # below the timeout: order the two calls so the intermediate state is valid.
         def do_timeout():
             if request_timeout is not None:
-                r.txs.append(self._send(m.setRequestTimeout(request_timeout),
+                r.txs.append(self._send(m.call("setRequestTimeout", request_timeout),
                                         description=f"set the request timeout to {request_timeout}s"))
         def do_config():
             if min_balance is not None or max_age is not None or pool_size is not None:
                 mb = self.parse(min_balance, "minimum balance") if min_balance is not None else c[3]
                 ma = max_age if max_age is not None else c[4]
                 ps = pool_size if pool_size is not None else c[5]
-                r.txs.append(self._send(m.updateConfig(mb, ma, ps),
+                r.txs.append(self._send(m.call("updateConfig", mb, ma, ps),
                                         description=f"update config: min balance "
                                         f"{format_amount(mb, self.decimals)}, max age {ma}s, pool {ps}"))
         if request_timeout is not None and max_age is not None and request_timeout > c[4]:
@@ -1929,7 +1963,7 @@ class Client:
                 if fee_per_byte_res is not None else c[8]
             ft = self.parse(max_fee_per_response, "max fee per response") \
                 if max_fee_per_response is not None else c[9]
-            r.txs.append(self._send(m.setFees(fq, fs, ft), description="set fees"))
+            r.txs.append(self._send(m.call("setFees", fq, fs, ft), description="set fees"))
         if not r.txs:
             raise InputError("config update", "", "nothing to change",
                              hint="pass at least one of --min-balance, --max-age, --pool-size, "
@@ -1985,9 +2019,9 @@ class Client:
                                      hint="only the owner may sweep")
         fee_token = self.token.address
         tok = self.address_arg(token, "--token") if token else fee_token
-        erc = self.w3.eth.contract(address=tok, abi=ERC20_ABI)
-        held, claimable = self._calls([erc.functions.balanceOf(self._mgr.address),
-                                       self._mgr.functions.totalClaimable()],
+        erc = contract_at(tok, "ERC20")
+        held, claimable = self._calls([erc.call("balanceOf", self._mgr.address),
+                                       self._mgr.call("totalClaimable")],
                                       ["balanceOf", "totalClaimable"])
         units = max(0, int(held) - int(claimable)) if tok == fee_token else int(held)
         r = WriteResult("sweep", dry_run=self.settings.dry_run)
@@ -1999,7 +2033,7 @@ class Client:
             return r
         shown = f"{format_amount(units, self.decimals)} {self.symbol}" if is_fee \
             else f"{units} units of {tok}"
-        res = self._send(self.manager.functions.sweep(tok, dest),
+        res = self._send(self.manager.call("sweep", tok, dest),
                          description=f"sweep {shown} to {dest}")
         r.txs.append(res)
         return r
@@ -2010,15 +2044,17 @@ class Client:
 
         ai = self.address_arg(ai_address, "DTN router address (--ai)")
         _ = self.chain_id
-        code = self._call(lambda: self.w3.eth.get_code(ai), "code lookup")
-        if not code:
+        from .chain.abi import constructor_data, to_hex
+        from .chain.send import Deploy
+
+        code = self._raw("eth_getCode", [ai, "latest"], "code lookup")
+        if code in (None, "", "0x"):
             raise NoContractError(ai, "no contract code at the DTN router address (--ai)")
-        probe = self.w3.eth.contract(address=ai, abi=load_artifact("IDtnAi")["abi"])
-        token = self._call(lambda: probe.functions.feeToken().call(), "feeToken() of --ai")
+        probe = contract_at(ai, "IDtnAi").call("feeToken")
+        token = probe.decode(self._raw(*probe.request(), "feeToken() of --ai"))
         art = load_artifact("AdvancedSessionManager")
-        factory = self.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
         r = WriteResult("deploy", dry_run=self.settings.dry_run)
-        res = self._send(factory.constructor(ai),
+        res = self._send(Deploy(to_hex(constructor_data(art["abi"], art["bytecode"], ai))),
                          description="deploy AdvancedSessionManager")
         r.txs.append(res)
         r.data.update({"ai": ai, "fee_token": token, "contract": res.contract_address,
@@ -2046,7 +2082,7 @@ class Client:
         """
         from collections import deque
 
-        from . import tx
+        from .chain import send as tx
 
         prompts = list(prompts)
         if not prompts:
@@ -2080,7 +2116,7 @@ class Client:
             routing = (routing, [], 1, 8, AGGREGATION_ANY)
         elif kind == "system":
             routing = system_trust_routing()
-        m = self.manager.functions
+        m = self.manager
         ctx = self.txctx
         n = len(prompts)
         entries = [{"index": i + 1, "prompt": p, "status": "not sent", "session_id": None,
@@ -2090,7 +2126,7 @@ class Client:
                "dry_run": self.settings.dry_run, "error": None}
 
         def call(i: int, sid: int) -> Any:
-            return tx.Call(m.makeAIRequestInSession(sid, prompts[i], model, routing),
+            return tx.Call(m.call("makeAIRequestInSession", sid, prompts[i], model, routing),
                            description=f"request {i + 1} in session {sid}", value=value, tag=i)
 
         if self.settings.dry_run:
@@ -2219,31 +2255,26 @@ class Client:
                          from_block: Optional[int] = None, poll: float = 1.0) -> list:
         """Wait for the answers to many requests at once (one eth_getLogs per poll, one
         progress bar); returns a ResponseView per id, ``pending`` for those still unanswered."""
-        from eth_utils import keccak
-
         rids = [parse_request_id(r) if isinstance(r, str) else bytes(r) for r in request_ids]
         done: dict[bytes, ResponseView] = {}
         infos = {bytes.fromhex(v.request_id[2:]): v for v in self.request_infos(rids)}
         for rid in rids:
             if infos[rid].status in ("succeeded", "failed"):
                 done[rid] = self.response(rid)
-        topics = [[keccak(text="AIRequestCompleted(bytes32,uint256,address,uint8)"),
-                   keccak(text="RequestCompleted(bytes32,uint8)")]]
-        start = from_block if from_block is not None else self._call(
-            lambda: self.w3.eth.block_number, "block number")
+        topics = [completion_topics()]
+        start = from_block if from_block is not None else self._block_number()
         deadline = time.monotonic() + timeout
         with self.ui.progress("answers", len(rids)) as advance:
             advance(len(done))
             while len(done) < len(rids):
                 try:  # node trouble while waiting is waited out until the deadline
-                    head = self._call(lambda: self.w3.eth.block_number, "block number")
+                    head = self._block_number()
                     if head >= start:
                         todo = [r for r in rids if r not in done]
-                        logs = self._call(lambda: self.w3.eth.get_logs({
-                            "fromBlock": start, "toBlock": head,
-                            "address": [self.manager.address, self.router.address],
-                            "topics": topics + [todo]}), "eth_getLogs")
-                        for rid in {bytes(lg["topics"][1]) for lg in logs}:
+                        logs = self._logs(start, head,
+                                          [self.manager.address, self.router.address],
+                                          topics + [todo])
+                        for rid in {_topic_bytes(lg["topics"][1]) for lg in logs}:
                             if rid in todo:
                                 done[rid] = self.response(rid)
                                 advance(1)
