@@ -79,7 +79,7 @@ def unit(system) -> int:
 
 
 def open_entries(env) -> list:
-    from dtnsess_cli.journal import Journal
+    from dtnsess_cli.chain.journal import Journal
 
     j = Journal()
     try:

@@ -133,13 +133,10 @@ def _classify(exc: BaseException) -> DtnsessError:
 
     mod = type(exc).__module__ or ""
     name = type(exc).__name__
-    if mod.startswith(("requests", "urllib3", "aiohttp")) or name in (
-            "ProviderConnectionError", "RequestTimedOut"):
-        from .rpc import describe
+    if name in ("RpcTransportError", "RpcResponseError"):  # the chain layer's, if one slips by
+        from .chain.send import rpc_error
 
-        return RpcError(None, describe(exc))
-    if mod.startswith("web3") and name in ("Web3RPCError", "MethodUnavailable"):
-        return RpcError(None, f"node error: {scrub(str(getattr(exc, 'message', exc)))}")
+        return rpc_error(exc, None)
     first = (str(exc).strip().splitlines() or [""])[0][:200]
     err = DtnsessError(f"internal error: {name}: {scrub(first)}",
                        hint="rerun with --debug for the traceback, and please report it")
@@ -190,7 +187,7 @@ def command(typer_app: typer.Typer, name: Optional[str] = None, **kw: Any) -> Ca
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            from .journal import INTENT
+            from .chain.journal import INTENT
 
             local = CliOptions(**{n: kwargs.pop(n) for n in _GLOBAL_NAMES})
             click_ctx = kwargs.pop("dtnsess_ctx")
@@ -252,7 +249,7 @@ class Run:
     @property
     def client(self):
         if self._client is None:
-            from .client import Client  # imports web3: only when a command needs the chain
+            from .client import Client  # the chain layer: only when a command needs the chain
 
             self._client = Client(self.settings, self.ui)
         return self._client

@@ -667,7 +667,7 @@ class Client:
         open the journal."""
         from filelock import Timeout
 
-        from .journal import Journal, sender_lock
+        from .chain.journal import Journal, sender_lock
 
         addr = self.address
         chain = self.settings.chain_id or self.chain_id
@@ -696,7 +696,7 @@ class Client:
         waited for; one the node lost is re-broadcast (its own signed bytes). When the entry
         that is found mined was this very command, it is not repeated (NotRepeatedError)."""
         from .chain import send as tx
-        from .journal import DROPPED, FAILED, INTENT, MINED, REPLACED
+        from .chain.journal import DROPPED, FAILED, INTENT, MINED, REPLACED
 
         entries = self._journal.open_entries(self.settings.chain_id or self.chain_id,
                                              self.address)
@@ -794,7 +794,7 @@ class Client:
         """Status, block, gas, fee and decoded events of a transaction, with the journal's
         record of what it was for (an open entry is resolved when the chain has settled it)."""
         from .chain import send as tx
-        from .journal import FAILED, MINED, OPEN, Journal
+        from .chain.journal import FAILED, MINED, OPEN, Journal
 
         h = (tx_hash or "").strip()
         try:

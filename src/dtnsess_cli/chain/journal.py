@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 STATE_ENV = "DTNSESS_STATE_DIR"
 OPEN, MINED, FAILED, REPLACED, DROPPED = "open", "mined", "failed", "replaced", "dropped"
