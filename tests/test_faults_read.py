@@ -145,11 +145,13 @@ def test_a_send_is_never_retried_by_the_read_layer(anvil, proxy, w3, private_key
         "to": accounts[6], "value": 1, "gas": 21000, "maxFeePerGas": 10**10,
         "maxPriorityFeePerGas": 10**9, "nonce": w3.eth.get_transaction_count(acct.address),
         "chainId": 31337, "type": 2}).raw_transaction
-    pw3 = _web3(proxy.url)
+    from dtnsess_cli.chain.errors import RpcTransportError
+
+    rpc = _rpc(proxy.url)
     proxy.fault("eth_sendRawTransaction", kind)
-    with pytest.raises(Exception) as info:
-        pw3.provider.make_request("eth_sendRawTransaction", ["0x" + raw.hex()])
-    assert not isinstance(info.value, RpcError)  # left as it is for the sending side
+    with pytest.raises(RpcTransportError) as info:  # left as it is for the sending side
+        rpc.call("eth_sendRawTransaction", ["0x" + raw.hex()])
+    assert info.value.attempts == 1
     assert proxy.seen.count("eth_sendRawTransaction") == 1
 
 
