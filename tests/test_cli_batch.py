@@ -227,7 +227,7 @@ def test_request_file_dry_run_sends_nothing(cli_env, user, tmp_path):
 def test_request_file_wait_answers_and_timeout(cli_env, user, tmp_path, monkeypatch):
     """--wait with --file: one wait for all answers; answered ones are printed, the rest are
     reported pending and the exit code is TIMEOUT."""
-    from dtnsess_cli.client import Client
+    from dtnsess_cli.manager import Client
     from tests.helpers import answer
 
     system = cli_env

@@ -21,21 +21,19 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Optional, Sequence
 
-from .abi import PANIC_CODES, DecodedLog, DecodedRevert, ErrorDecoder, EventDecoder, to_hex  # noqa: F401
-from .contract import Call as ContractCall, format_receipt
-from .errors import RpcResponseError, RpcTransportError, revert_data_of
-
 from ..errors import (
     AbortedError,
     DtnsessError,
     ExitCode,
     InsufficientFundsError,
-    NotAuthorizedError,
     RevertError,
     RpcError,
     TxPendingError,
 )
-from ..units import format_amount, format_eth, format_gwei
+from ..units import format_eth, format_gwei
+from .abi import DecodedLog, DecodedRevert, ErrorDecoder, EventDecoder
+from .contract import format_receipt  # noqa: F401 - also the receipt format of its callers
+from .errors import RpcResponseError, RpcTransportError, revert_data_of
 
 GAS_MARGIN_NUM, GAS_MARGIN_DEN = 12, 10  # +20% over the estimate
 # Newer Ethereum forks cap a transaction at 2^24 gas: the margin must not push a fitting one over.
@@ -74,16 +72,6 @@ def plain_revert(dec: DecodedRevert, description: str, tx_hash: Optional[str],
 # ---------------------------------------------------------------------------------------------
 # Sending
 # ---------------------------------------------------------------------------------------------
-
-@dataclass
-class DecodedEvent:
-    name: str
-    address: str
-    args: dict
-    log_index: int
-    block_number: int
-    tx_hash: str
-
 
 @dataclass
 class TxResult:
