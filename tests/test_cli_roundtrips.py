@@ -17,7 +17,9 @@ from helpers import answer, fund
 # command -> most round trips allowed (bench/RESULTS.md §2 has the sequences)
 BOUNDS = {
     "balance": 2,      # [chain id, getConfig, ETH, refunds], [symbol, balanceOf, allowance]
-    "create 50": 8,    # connect, [symbol, balanceOf, allowance], approve (3), create (3)
+    # connect, [symbol, balanceOf, allowance], [both simulated (the create through a state
+    # override of the allowance), estimated, fees, nonce], [both sent], [both receipts]
+    "create 50": 5,
     "request hi": 4,   # connect, the transaction (3)
     "stats 1": 2,      # [chain id, getConfig, getSession], [symbol]
     "sessions": 2,     # [chain id, getConfig, getUserSessions], [getSessions, symbol]
@@ -77,29 +79,54 @@ def test_a_transaction_is_one_batch_a_send_and_a_receipt(make_cli, system6, user
     assert after and set(after) == {"eth_getTransactionReceipt"}, rt
 
 
-def test_create_after_an_approval_reuses_nonce_and_fees(make_cli, system6, user, monkeypatch):
-    """The create's batch still simulates (after the approval is mined) but reads neither the
-    nonce nor the fees again."""
+def test_create_with_its_approval_goes_back_to_back(make_cli, system6, user, monkeypatch):
+    """Approve and create: one batch simulates both (the create as if the approval were mined:
+    a state override of the allowance, read back in the same batch), one batch sends both
+    (consecutive nonces), one poll gets both receipts."""
     cli = make_cli(system6)
     fund(system6, user, 100, approve=False)
     with count_round_trips(monkeypatch) as rt:
         out = load_json(cli("create", "50", "--yes", "--json"))
     assert [t["description"].split()[0] for t in out["transactions"]] == ["approve", "create"]
-    first, second = [m for m in rt.methods if "eth_estimateGas" in m]
-    assert "eth_getTransactionCount" in first and "eth_getBlockByNumber" in first
-    assert second == "batch[eth_call,eth_estimateGas,eth_getBalance]", rt
+    (sim,) = [m for m in rt.methods if "eth_estimateGas" in m]
+    assert sim.count("eth_estimateGas") == 2 and "eth_getTransactionCount" in sim, rt
+    assert "batch[eth_sendRawTransaction,eth_sendRawTransaction]" in rt.methods, rt
+    assert rt.methods[-1] == "batch[eth_getTransactionReceipt,eth_getTransactionReceipt]", rt
+    assert trips(rt) == 5, rt
+    assert system6.token.functions.allowance(user, system6.manager.address).call() == 0
+
+
+def test_an_unknown_allowance_slot_falls_back_to_one_by_one(make_cli, system6, user,
+                                                            monkeypatch):
+    """When the override does not show in the allowance read back (a token with another storage
+    layout), nothing is sent from that batch: approve, then create, as before."""
+    from dtnsess_cli.manager import base
+
+    monkeypatch.setattr(base, "ALLOWANCE_SLOTS", (7,))  # not where MockUSDT keeps it
+    cli = make_cli(system6)
+    fund(system6, user, 100, approve=False)
+    with count_round_trips(monkeypatch) as rt:
+        out = load_json(cli("create", "50", "--yes", "--json"))
+    assert [t["description"].split()[0] for t in out["transactions"]] == ["approve", "create"]
+    assert rt.methods.count("eth_sendRawTransaction") == 2, rt  # one at a time
+    assert out["session_id"] and system6.token.functions.allowance(
+        user, system6.manager.address).call() == 0
 
 
 @pytest.fixture
 def no_batches(monkeypatch):
     """A node that refuses JSON-RPC batches (it answers a batch with one error object)."""
-    from web3 import HTTPProvider
+    from dtnsess_cli.chain.jsonrpc import JsonRpc
 
-    def refuse(self, requests):
-        return {"jsonrpc": "2.0", "id": None,
-                "error": {"code": -32600, "message": "batch requests are not supported"}}
+    exchange = JsonRpc._exchange
 
-    monkeypatch.setattr(HTTPProvider, "make_batch_request", refuse)
+    def refuse(self, payload, label, *, retry, check):
+        if isinstance(payload, list):  # the node's one error object for the whole batch
+            return check({"jsonrpc": "2.0", "id": None,
+                          "error": {"code": -32600, "message": "batch requests are not supported"}})
+        return exchange(self, payload, label, retry=retry, check=check)
+
+    monkeypatch.setattr(JsonRpc, "_exchange", refuse)
 
 
 def test_a_node_without_batches_gets_the_requests_one_by_one(make_cli, system6, user, no_batches):

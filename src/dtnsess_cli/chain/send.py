@@ -628,6 +628,10 @@ class Call:
     value: int = 0
     gas_limit: Optional[int] = None
     tag: Any = None  # the caller's own reference (e.g. the prompt's index)
+    # a state override set for the simulation and the estimate (eth_call's third parameter):
+    # e.g. the allowance an approval sent in the same batch will set (see send_together)
+    overrides: Optional[dict] = None
+    step: Optional[str] = None  # recorded in the journal (e.g. "approve")
 
 
 @dataclass
@@ -724,12 +728,8 @@ def _decode_return(ctx: TxContext, fn_call: Any, raw: str) -> Any:
     return None if fn is None else fn.decode_output(raw)
 
 
-def prepare_many(ctx: TxContext, calls: Sequence[Call]) -> list:
-    """Simulate and estimate every call against ``pending``, in one round trip.
-
-    A call whose simulation or estimate reverts gets its decoded error in ``Prepared.error``
-    (nothing is raised for it: the caller decides); node trouble raises RpcError.
-    """
+def _prep_requests(ctx: TxContext, calls: Sequence[Call]) -> tuple:
+    """(Prepared per call, the eth_call/eth_estimateGas requests that fill them)."""
     sender = ctx.account.address
     reqs: list = []
     preps: list = []
@@ -739,13 +739,18 @@ def prepare_many(ctx: TxContext, calls: Sequence[Call]) -> list:
         if to:
             base_tx["to"] = to
         preps.append(Prepared(call=c, base_tx=base_tx))
-        reqs.append(("eth_call", [_json_tx(base_tx), SIM_BLOCK]))
+        extra = [c.overrides] if c.overrides else []
+        reqs.append(("eth_call", [_json_tx(base_tx), SIM_BLOCK] + extra))
         if c.gas_limit is None:
-            reqs.append(("eth_estimateGas", [_json_tx(base_tx), SIM_BLOCK]))
-    resps = iter(rpc_batch(ctx, reqs, "simulation"))
+            reqs.append(("eth_estimateGas", [_json_tx(base_tx), SIM_BLOCK] + extra))
+    return preps, reqs
+
+
+def _prep_take(ctx: TxContext, preps: Sequence[Prepared], resps: Sequence[dict]) -> None:
+    it = iter(resps)
     for p in preps:
-        sim = next(resps)
-        est = next(resps) if p.call.gas_limit is None else {"result": _hexq(p.call.gas_limit)}
+        sim = next(it)
+        est = next(it) if p.call.gas_limit is None else {"result": _hexq(p.call.gas_limit)}
         if "error" in sim or sim.get("result") is None:
             p.error = response_error(ctx, sim, p.call.description)
             continue
@@ -759,6 +764,16 @@ def prepare_many(ctx: TxContext, calls: Sequence[Call]) -> list:
         p.gas_estimate = int(est["result"], 16)
         p.gas_limit = (gas_limit_for(p.gas_estimate)
                        if p.call.gas_limit is None else p.call.gas_limit)
+
+
+def prepare_many(ctx: TxContext, calls: Sequence[Call]) -> list:
+    """Simulate and estimate every call against ``pending``, in one round trip.
+
+    A call whose simulation or estimate reverts gets its decoded error in ``Prepared.error``
+    (nothing is raised for it: the caller decides); node trouble raises RpcError.
+    """
+    preps, reqs = _prep_requests(ctx, calls)
+    _prep_take(ctx, preps, rpc_batch(ctx, reqs, "simulation"))
     return preps
 
 
@@ -778,10 +793,12 @@ class Pipeline:
         self.balance = 0
         self.nonce: Optional[int] = None
 
-    def begin(self) -> None:
+    def begin(self, facts: Optional[ChainFacts] = None) -> None:
+        """Fees, ETH balance and nonce: read now (one round trip), or ``facts`` already read."""
         ctx = self.ctx
-        facts = _facts_from(ctx, rpc_batch(ctx, _fact_requests(ctx.account.address),
-                                           "fee lookup"))
+        if facts is None:
+            facts = _facts_from(ctx, rpc_batch(ctx, _fact_requests(ctx.account.address),
+                                               "fee lookup"))
         self.fees, self.max_fee = facts.fees, facts.max_fee
         self.balance, self.nonce = facts.balance, facts.nonce
 
@@ -833,6 +850,78 @@ class Pipeline:
         out.status = "sent"
         self.nonce += 1
         return out
+
+    def send_all(self, preps: Sequence[Prepared]) -> list:
+        """Sign every prepared call with consecutive nonces, record them all in the journal,
+        and send them in ONE JSON-RPC batch (one round trip, never retried). Each reply is read
+        as ``broadcast`` reads a single one: a lost reply is looked up by hash (its own bytes
+        sent again if the node lacks it), a refusal marks it ``failed``. A transaction sent
+        behind a refused one waits for a nonce that never comes: it is ``unknown`` (its hash and
+        nonce named; the journal entry stays open), never collected."""
+        ctx = self.ctx
+        assert self.nonce is not None, "begin() first"
+        outs, raws = [], []
+        for i, p in enumerate(preps):
+            nonce = self.nonce + i
+            tx = dict(p.base_tx, nonce=nonce, gas=p.gas_limit, chainId=ctx.chain_id, **self.fees)
+            if "maxFeePerGas" in tx:
+                tx["type"] = 2
+            signed = ctx.account.sign_transaction(tx)
+            outs.append(Outcome(call=p.call, nonce=nonce, gas_estimate=p.gas_estimate,
+                                gas_limit=p.gas_limit, tx_hash="0x" + bytes(signed.hash).hex()))
+            raws.append("0x" + bytes(signed.raw_transaction).hex())
+        if ctx.journal is not None:
+            from .journal import INTENT
+
+            for o, raw in zip(outs, raws):
+                intent = dict(INTENT.get() or {})
+                if o.call.step:
+                    intent["step"] = o.call.step
+                ctx.journal.record(ctx.chain_id, ctx.account.address, o.tx_hash, o.nonce, raw,
+                                   o.call.description, intent)
+        self.nonce += len(preps)  # NOTE: each may have arrived: never reuse these nonces here
+        try:
+            try:
+                resps: list = ctx.rpc.batch([("eth_sendRawTransaction", [r]) for r in raws])
+                lost: Optional[DtnsessError] = None
+            except RpcTransportError as exc:  # no answer: did they arrive? (asked one by one)
+                resps, lost = [None] * len(raws), rpc_error(exc, ctx.rpc_url)
+            errs = [r.get("error") if r else None for r in resps]
+            if len(raws) > 1 and errs[0] is not None and all(e == errs[0] for e in errs):
+                # NOTE: a node that refuses batches answers the whole batch with one error (it
+                # took none of them): send them one by one (each its own bytes: never twice)
+                resps = []
+                for raw in raws:
+                    try:
+                        resps.append(raw_request(ctx, "eth_sendRawTransaction", [raw]))
+                    except RpcError as exc:
+                        resps.append(None)
+                        lost = exc
+            gap: Optional[Outcome] = None  # the first one the node refused
+            for o, raw, resp in zip(outs, raws, resps):
+                try:
+                    if resp is None:
+                        _ensure_known(ctx, raw, o.tx_hash, o.nonce, o.call.description, lost)
+                    elif "error" in resp:
+                        _refused(ctx, resp, raw, o.tx_hash, o.nonce, o.call.description)
+                    o.status = "sent"
+                except TxPendingError as exc:
+                    if exc.exit_code != ExitCode.TIMEOUT:
+                        raise
+                    o.status, o.error = "unknown", exc
+                except DtnsessError as exc:  # the node answered: it did not take this one
+                    o.status, o.error = "failed", exc
+                if gap is None and o.status == "failed":
+                    gap = o
+                elif gap is not None and o.status == "sent":
+                    o.status = "unknown"
+                    o.error = TxPendingError(
+                        o.call.description, o.tx_hash, o.nonce,
+                        f"it waits in the node for nonce {gap.nonce}, which was refused")
+        except KeyboardInterrupt:
+            raise TxPendingError(outs[0].call.description, outs[0].tx_hash, outs[0].nonce,
+                                 "interrupted while sending", interrupted=True) from None
+        return outs
 
     def resolve_unknown(self, outs: Sequence[Outcome]) -> None:
         """Ask the node once whether each ``unknown`` transaction arrived (then it is ``sent``)."""
@@ -968,4 +1057,46 @@ def send_many(ctx: TxContext, calls: Sequence[Call], *, headline: str, dry_run: 
             break
     pipe.resolve_unknown(outs)
     pipe.collect(outs, on_done)
+    return outs
+
+
+def send_together(ctx: TxContext, calls: Sequence[Call], *, headline: str, confirm: bool = True,
+                  token_cost: Optional[str] = None, extra: Sequence[tuple] = (),
+                  accept: Optional[Callable[[list], bool]] = None) -> Optional[list]:
+    """Send calls that depend on each other in order (an approval, then what spends it) back
+    to back: three round trips instead of three per call.
+
+    1. one batch: every call's simulation and estimate (each with its ``Call.overrides``: the
+       state the earlier calls will leave), fees, ETH balance, nonce, and ``extra`` reads;
+       ``accept`` gets the ``extra`` replies first: False -> None is returned, nothing was sent
+       (the caller sends one by one); a revert raises, nothing is sent.
+    2. ETH for all checked, one confirmation, then all signed (consecutive nonces), journaled,
+       and sent in one batch (``Pipeline.send_all``).
+    3. the receipts of all, polled in one batch per poll.
+
+    Returns one Outcome per call (``mined``, ``failed``, ``unknown``), as ``send_many``.
+    """
+    preps, reqs = _prep_requests(ctx, calls)
+    facts_reqs = _fact_requests(ctx.account.address)
+    resps = rpc_batch(ctx, reqs + facts_reqs + list(extra), headline)
+    n, m = len(reqs), len(facts_reqs)
+    if accept is not None and not accept(resps[n + m:]):
+        return None
+    _prep_take(ctx, preps, resps[:n])
+    for p in preps:
+        if p.error is not None:
+            raise p.error
+    pipe = Pipeline(ctx)
+    pipe.begin(_facts_from(ctx, resps[n:n + m]))
+    limit_total = sum(p.gas_limit for p in preps)
+    value_total = sum(p.call.value for p in preps)
+    pipe.check_funds(limit_total, value_total, len(preps))
+    if confirm:
+        pipe.confirm(headline, sum(p.gas_estimate for p in preps), limit_total, value_total,
+                     token_cost)
+    outs = pipe.send_all(preps)
+    pipe.collect(outs, description=headline)
+    for o, p in zip(outs, preps):
+        if o.result is not None:
+            o.result.return_value = p.return_value
     return outs

@@ -200,6 +200,26 @@ def _abi_of(name: str) -> Any:
     return ContractAbi(load_artifact(name)["abi"])
 
 
+# Where ERC-20s keep ``allowance[owner][spender]``: the mapping's slot in common layouts
+# (OpenZeppelin 4/5: 1; solmate: 4; Tether: 5; Circle's FiatToken: 10, ...). A state override
+# writes the value at all of them (other slots' nested-mapping keys are never read), and the
+# caller reads the allowance back through it to know it took.
+ALLOWANCE_SLOTS = (1, 0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 51, 52)
+
+
+def allowance_override(token: str, owner: str, spender: str, value: int) -> dict:
+    """An eth_call state override that makes ``token.allowance(owner, spender) == value``
+    for Solidity mapping(address => mapping(address => uint256)) layouts."""
+    from ..chain.abi import keccak
+
+    def word(x: Any) -> bytes:
+        return bytes.fromhex(x[2:]).rjust(32, b"\0") if isinstance(x, str) else x.to_bytes(32, "big")
+
+    diff = {"0x" + keccak(word(spender) + keccak(word(owner) + word(slot))).hex():
+            "0x" + value.to_bytes(32, "big").hex() for slot in ALLOWANCE_SLOTS}
+    return {token: {"stateDiff": diff}}
+
+
 def contract_at(address: str, name: str) -> Any:
     """A ``chain.contract.Contract`` for artifact ``name`` at ``address``."""
     from ..chain.contract import Contract

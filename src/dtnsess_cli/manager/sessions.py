@@ -13,7 +13,7 @@ from ..errors import (
     RevertError,
 )
 from ..units import Amount, format_amount
-from .base import MAX_UINT256, _when, _all_blocked_error, _writes
+from .base import MAX_UINT256, allowance_override, _when, _all_blocked_error, _writes
 from .views import SessionView, Balances, WriteResult
 
 
@@ -136,6 +136,12 @@ class Sessions:
         ``describe`` is called only after the token reads, whose batch also brings the symbol."""
         have, allowed = self._token_position()
         self._require_tokens(units, have)
+        # NOTE: back to back only when nobody is asked: a person confirms each step as before
+        if allowed < units and not self.settings.dry_run \
+                and (self.settings.yes or not self.ui.interactive):
+            res = self._approve_then_send(r, units, approve_max, fn, describe())
+            if res is not None:
+                return res
         if not self._ensure_allowance(units, approve_max, r, allowed):
             r.data["note"] = f"dry run: {what} is simulated only after the approval"
             return None
@@ -145,6 +151,46 @@ class Sessions:
                          follows=r.txs[-1] if r.txs else None)
         r.txs.append(res)
         return res
+
+    def _approve_then_send(self, r: WriteResult, units: int, approve_max: bool, fn,
+                           description: str):
+        """The approval and ``fn`` back to back (``chain.send.send_together``): ``fn`` is
+        simulated as if the approval were mined (a state override of the allowance), both are
+        sent in one batch and their receipts polled together. The override is checked by
+        reading the allowance back through it in the same batch; a token whose allowance is not
+        where the override puts it gets None here (nothing sent): the caller goes one by one."""
+        from ..chain import send as tx
+
+        target = MAX_UINT256 if approve_max else units
+        shown = "unlimited" if approve_max else f"{format_amount(units, self.decimals)} {self.symbol}"
+        owner, spender = self.address, self._mgr.address
+        overrides = allowance_override(self.token.address, owner, spender, target)
+        check = self.token.call("allowance", owner, spender)
+
+        def accept(resps: list) -> bool:
+            try:
+                return "error" not in resps[0] and check.decode(resps[0]["result"]) == target
+            except Exception:  # not an ERC-20 answer: the careful way
+                return False
+
+        calls = [tx.Call(self.token.call("approve", spender, target),
+                         f"approve {shown} for the session manager", step="approve"),
+                 tx.Call(fn, description, overrides=overrides)]
+        outs = tx.send_together(
+            self.txctx, calls, headline=f"approve {shown}, then {description}",
+            token_cost=f"{format_amount(units, self.decimals)} {self.symbol}",
+            extra=[check.request(tx.SIM_BLOCK, overrides=overrides)], accept=accept)
+        if outs is None:
+            return None
+        for o in outs:
+            if o.status == "mined":
+                self._done.append(o.result)
+        for o in outs:
+            if o.status != "mined":
+                raise o.error
+        r.txs += [o.result for o in outs]
+        r.data["approved"] = "unlimited" if approve_max else self.amount(target)
+        return outs[1].result
 
     @_writes
     def create_session(self, amount: str, approve_max: bool = False) -> WriteResult:
