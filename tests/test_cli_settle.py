@@ -16,6 +16,7 @@ from dtnsess_cli.localdtn import respond
 from helpers import (  # noqa: F401 - conserved/system are fixtures
     REQ_PENDING,
     REQ_SUCCEEDED,
+    ask,
     bal,
     conserved,
     dtn_balance,
@@ -42,8 +43,14 @@ def answer(system, rid: str, text: str = "an answer") -> dict:
 
 
 def starved(cli, system, *args: str, role: str = "user") -> str:
-    """A request whose answer arrives but whose callback runs out of gas; its id."""
-    rid = cli.json("request", "starve me", "--value", STARVED, *args, role=role)["request_id"]
+    """A request whose answer arrives but whose callback runs out of gas; its id. Made through
+    the contract: the CLI refuses a --value this low (MIN_CALLBACK_VALUE_WEI)."""
+    from eth_account import Account
+
+    who = Account.from_key(cli.key(role)).address
+    m = system.manager.functions
+    sid = m.getGrant(who).call()[0] or m.getUserActiveSessions(who).call()[-1]
+    rid = "0x" + bytes(ask(system, who, "starve me", sid=sid, value=int(STARVED))[0]).hex()
     rcpt = answer(system, rid)
     assert events(system.router, "SuccessCallbackFailed", rcpt), "the callback did not fail"
     assert request_status(system, rid_bytes(rid)) == REQ_PENDING
