@@ -21,7 +21,7 @@ BOUNDS = {
     # override of the allowance), estimated, fees, nonce], [both sent], [both receipts]
     "create 50": 5,
     "request hi": 4,   # connect, the transaction (3)
-    "stats 1": 2,      # [chain id, getConfig, getSession], [symbol]
+    "stats 1": 2,      # [chain id, getConfig, getSession], [symbol] (1 once the symbol is known)
     "sessions": 2,     # [chain id, getConfig, getUserSessions], [getSessions, symbol]
     "close 1": 4,      # [chain id, getConfig, getSession], the transaction (3, symbol rides)
     "cleanup": 1,      # [chain id, getConfig, getIdleSessions] (nothing idle: no transaction)
@@ -32,8 +32,12 @@ BOUNDS = {
 def trips(rt) -> int:
     """Round trips, not counting receipt polls after the first per transaction (a block that is
     not mined yet at the first poll is the node's timing, not the client's)."""
-    polls = rt.methods.count("eth_getTransactionReceipt")
-    return rt.posts - max(0, polls - rt.methods.count("eth_sendRawTransaction"))
+    def only(m: str, method: str) -> bool:
+        return m == method or (m.startswith("batch[") and set(m[6:-1].split(",")) == {method})
+
+    polls = sum(1 for m in rt.methods if only(m, "eth_getTransactionReceipt"))
+    sends = sum(1 for m in rt.methods if "eth_sendRawTransaction" in m)
+    return rt.posts - max(0, polls - sends)
 
 
 SCENARIO = [
@@ -138,3 +142,31 @@ def test_a_node_without_batches_gets_the_requests_one_by_one(make_cli, system6, 
     # a revert is still decoded by selector (ERC20InsufficientBalance -> FUNDS) and nothing sent
     r = cli("create", "60", "--yes")
     assert_error(r, ExitCode.FUNDS, "have 50", "need 60")
+
+
+def test_reads_take_one_round_trip_once_the_fee_token_is_known(make_cli, system6, user,
+                                                               monkeypatch, tmp_path):
+    """stats and balance: [chain id, getConfig, the data] in one batch once a run has read the
+    token's symbol (remembered per manager); a remembered token that is not the one getConfig()
+    names is not used."""
+    import json
+
+    monkeypatch.setenv("DTNSESS_STATE_DIR", str(tmp_path / "state"))
+    cli = make_cli(system6)
+    fund(system6, user, 100, approve=False)
+    create = load_json(cli("create", "50", "--yes", "--json"))
+    sid = str(create["session_id"])
+    for args in (["stats", sid], ["balance"]):
+        with count_round_trips(monkeypatch) as rt:
+            out = load_json(cli(*args, "--json"))
+        assert rt.posts == 1, rt
+    assert out["token"] == "50" or out["token"].startswith("50")
+    # a stale entry (another token) costs the second round trip again, and the right answer
+    path = tmp_path / "state" / "tokens.json"
+    data = json.loads(path.read_text())
+    (key,) = data
+    data[key].update(token="0x" + "11" * 20, symbol="WRONG")
+    path.write_text(json.dumps(data))
+    with count_round_trips(monkeypatch) as rt:
+        out = load_json(cli("balance", "--json"))
+    assert rt.posts == 2 and "WRONG" not in json.dumps(out), rt

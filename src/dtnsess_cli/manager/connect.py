@@ -8,6 +8,7 @@ from typing import Any, Optional, Sequence
 
 from ..config import Settings, check_address
 from ..errors import (
+    DtnsessError,
     ChainMismatchError,
     InputError,
     NoContractError,
@@ -143,6 +144,10 @@ class Connection:
                 raise NoContractError(addr)
             raise NoContractError(addr, "not an AdvancedSessionManager (getConfig() failed)")
         self._config_raw = tuple(cfg)
+        if self._symbol is None:
+            hit = self._cached_token()
+            if hit is not None and hit.get("token") == self._config_raw[1]:
+                self._symbol = hit["symbol"]
 
     def _connect(self, also: Sequence[Any] = (), what: Any = "read") -> list:
         """Chain id and getConfig() in one round trip, with ``also`` (reads that need only the
@@ -179,6 +184,52 @@ class Connection:
         if rows:
             ok, sym = rows[0]
             self._symbol = str(sym)[:16] if ok else "tokens"  # symbol() is optional in ERC-20
+            if ok and self._config_raw is not None:
+                self._remember_token(self._config_raw[1], self._symbol)
+
+    # NOTE: the fee token's address and symbol are remembered per manager between runs, so a
+    # read needs no second round trip for symbol() (the token is only known from getConfig()).
+    # Every run still reads getConfig(): a cached entry is used only when its token is the one
+    # getConfig() names, on the same chain. A cache that cannot be read or written is no cache.
+    def _token_cache_path(self) -> Any:
+        from ..chain.journal import state_dir
+
+        return state_dir() / "tokens.json"
+
+    def _cached_token(self) -> Optional[dict]:
+        import json
+
+        try:
+            entry = json.loads(self._token_cache_path().read_text()).get(self.manager_address)
+        except (OSError, ValueError, AttributeError, DtnsessError):
+            return None
+        if not isinstance(entry, dict) or not isinstance(entry.get("symbol"), str):
+            return None
+        if self._chain_id is not None and entry.get("chain") != self._chain_id:
+            return None
+        return entry
+
+    def _remember_token(self, token: str, symbol: str) -> None:
+        import json
+        import os
+
+        try:
+            path = self._token_cache_path()
+            try:
+                data = json.loads(path.read_text())
+                data = data if isinstance(data, dict) else {}
+            except (OSError, ValueError):
+                data = {}
+            want = {"chain": self._chain_id, "token": token, "symbol": symbol}
+            if data.get(self.manager_address) == want:
+                return
+            data[self.manager_address] = want
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}")
+            tmp.write_text(json.dumps(data, indent=1))
+            os.replace(tmp, path)
+        except (OSError, DtnsessError):
+            pass
 
     @property
     def router(self):

@@ -13,7 +13,7 @@ from ..errors import (
     RevertError,
 )
 from ..units import Amount, format_amount
-from .base import MAX_UINT256, allowance_override, _when, _all_blocked_error, _writes
+from .base import MAX_UINT256, allowance_override, contract_at, _when, _all_blocked_error, _writes
 from .views import SessionView, Balances, WriteResult
 
 
@@ -54,13 +54,30 @@ class Sessions:
     def balances(self, user: Optional[str] = None) -> Balances:
         user = self.address_arg(user, "address") if user else self.address
         m = self._mgr
-        # two round trips: [chain id, getConfig, ETH, refunds], then what needs the token address
-        eth, claim = self._calls([("eth_getBalance", [user, "latest"]),
-                                  m.call("claimableRefunds", user)], ["balance", "claimableRefunds"])
+        reads = [("eth_getBalance", [user, "latest"]), m.call("claimableRefunds", user)]
+        labels = ["balance", "claimableRefunds", "balanceOf", "allowance"]
+        # one round trip when the fee token is remembered from an earlier run (getConfig() in
+        # the same batch confirms it); else two: what needs the token address comes second
+        hit = self._cached_token() if self._config_raw is None else None
+        got = None
+        if hit is not None:
+            tok = contract_at(hit["token"], "ERC20")
+            head = self._connect_requests()
+            rows = self._batch(head + reads + [tok.call("balanceOf", user),
+                                               tok.call("allowance", user, m.address)],
+                               ["getConfig()"] * len(head) + labels)
+            self._take_connect(rows[:len(head)])
+            got = self._values(rows[len(head):len(head) + 2])
+            if tok.address == self.token.address and all(ok for ok, _ in rows[len(head) + 2:]):
+                got += self._values(rows[len(head) + 2:])
+        else:
+            got = self._calls(reads, labels[:2])
+        if len(got) == 2:  # the token's part, now that getConfig() named it
+            got += self._calls_and_symbol([self.token.call("balanceOf", user),
+                                           self.token.call("allowance", user, m.address)],
+                                          labels[2:])
+        eth, claim, bal, allw = got
         eth = int(eth, 16)
-        bal, allw = self._calls_and_symbol([self.token.call("balanceOf", user),
-                                            self.token.call("allowance", user, m.address)],
-                                           ["balanceOf", "allowance"])
         return Balances(address=user, eth=Amount(eth, 18, "ETH"), token=self.amount(bal),
                         allowance=self.amount(allw), claimable_refunds=self.amount(claim),
                         token_address=self.token.address, spender=m.address)
