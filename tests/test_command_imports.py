@@ -13,9 +13,8 @@ import pytest
 
 from helpers import fund
 
-# NOTE: pydantic is not in the list: typer 0.29 itself imports it to coerce parameters
 HEAVY = ("web3", "eth_abi", "eth_account", "eth_utils", "eth_keys", "eth_keyfile", "eth_typing",
-         "hexbytes", "rlp", "requests", "urllib3", "aiohttp", "tenacity")
+         "hexbytes", "rlp", "requests", "urllib3", "pydantic", "aiohttp", "tenacity")
 
 # run one command in process, then report which heavy modules it loaded (on stderr's last line)
 PROBE = (
