@@ -82,8 +82,7 @@ class Writes:
         from ..chain.journal import Journal, sender_lock
 
         addr = self.address
-        chain = self.settings.chain_id or self.chain_id
-        lock = sender_lock(chain, addr)
+        lock = sender_lock(addr)
         try:
             lock.acquire(timeout=0)
         except Timeout:
@@ -110,6 +109,8 @@ class Writes:
         from ..chain import send as tx
         from ..chain.journal import DROPPED, FAILED, INTENT, MINED, REPLACED
 
+        if not self._journal.has_open(self.address):  # the usual case: no chain id needed
+            return
         entries = self._journal.open_entries(self.settings.chain_id or self.chain_id,
                                              self.address)
         if not entries:
