@@ -893,7 +893,7 @@ class Pipeline:
             except RpcTransportError as exc:  # no answer: did they arrive? (asked one by one)
                 resps, lost = [None] * len(raws), rpc_error(exc, ctx.rpc_url)
             errs = [r.get("error") if r else None for r in resps]
-            if len(raws) > 1 and errs[0] is not None and all(e == errs[0] for e in errs):
+            if len(raws) > 1 and _batch_refused(errs):
                 # NOTE: a node that refuses batches answers the whole batch with one error (it
                 # took none of them): send them one by one (each its own bytes: never twice)
                 resps = []
@@ -1069,6 +1069,15 @@ def send_many(ctx: TxContext, calls: Sequence[Call], *, headline: str, dry_run: 
     pipe.resolve_unknown(outs)
     pipe.collect(outs, on_done)
     return outs
+
+
+def _batch_refused(errs: Sequence[Any]) -> bool:
+    """Is this the one error of a node that does not take JSON-RPC batches (in every entry)?
+    (Not the same refusal of each transaction, e.g. "replacement transaction underpriced".)"""
+    e = errs[0] if errs else None
+    if not isinstance(e, dict) or any(x != e for x in errs):
+        return False
+    return e.get("code") == -32600 or "batch" in str(e.get("message", "")).lower()
 
 
 def send_together(ctx: TxContext, calls: Sequence[Call], *, headline: str, confirm: bool = True,

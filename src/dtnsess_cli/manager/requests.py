@@ -619,14 +619,16 @@ class Requests:
                     pipe.confirm(f"{n} requests to {model} over {len(ids)} session"
                                  f"{'s' if len(ids) != 1 else ''}", est * n, limit * n, value * n)
                     confirmed = True
+                # one round trip for the whole wave's sends (``Pipeline.send_all``: journaled
+                # first, each reply read as a single send's)
                 sent = []
-                for i, sid, p in to_send:
-                    o = pipe.send(p)
-                    sent.append((i, sid, o))
-                    entries[i].update(session_id=sid, tx_hash=o.tx_hash)
-                    if o.status != "sent":
-                        stop = o.error
-                        break
+                if to_send:
+                    for (i, sid, p), o in zip(to_send, pipe.send_all([p for _, _, p in to_send])):
+                        sent.append((i, sid, o))
+                        entries[i].update(session_id=sid,
+                                          tx_hash=None if o.status == "failed" else o.tx_hash)
+                        if o.status != "sent" and stop is None:
+                            stop = o.error
                 sent_any = sent_any or any(o.status != "failed" for _, _, o in sent)
                 outs = [o for _, _, o in sent]
                 pipe.resolve_unknown(outs)
