@@ -9,6 +9,10 @@ before each measurement; each measurement runs inside evm_snapshot/evm_revert.
 
   sequential: N processes `dtnsess request "prompt i" --yes --json`, one after the other
   file:       one process `dtnsess request --file prompts.txt --yes --json` (fans out over K)
+  cast:       N `cast send ... makeAIRequest(prompt, model, [])` on one session, one after the
+              other, as a user's shell loop would (native cast from node_modules, pinned); a send
+              that collides with the previous request's second (RequestIdCollision: DTN ids have
+              one-second resolution) is sent again in the next second, as such a loop must
 
 Requests are not answered (pending requests do not block new ones). Printed: wall time,
 requests per second, round trips, and the ratio file/sequential in requests per second. DTN ids
@@ -30,6 +34,20 @@ from _common import anvil, cli_env, header, median, rpc, web3_for
 from latency_proxy import LatencyProxy
 
 DTNSESS = Path(sys.executable).parent / "dtnsess"
+CAST = Path(__file__).resolve().parent.parent / "node_modules" / "@foundry-rs" / "cast-linux-amd64" / "bin" / "cast"
+MODEL = "model.system.openai-gpt-4"
+
+
+def cast_request(url: str, manager: str, key: str, prompt: str, cwd: str):
+    """One `cast send` of makeAIRequest; a same-second collision is retried in the next second."""
+    cmd = [str(CAST), "send", "--rpc-url", url, "--private-key", key, "--value", "300000", manager,
+           "makeAIRequest(string,string,bytes32[])", prompt, MODEL, "[]"]
+    for _ in range(5):
+        p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120)
+        if p.returncode == 0 or "revert" not in (p.stderr + p.stdout).lower():
+            return p
+        time.sleep(1.0 - time.time() % 1.0 + 0.01)  # the next second
+    return p
 
 
 def cli(argv, env, cwd):
@@ -48,6 +66,8 @@ def main(argv=None) -> int:
     ap.add_argument("--delay-ms", default="0,50")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--block-time", default="0,2", help="0 = automine; else seconds per block")
+    ap.add_argument("--modes", default="sequential,file,cast",
+                    help="comma-separated: sequential, file, cast (the first listed is the base)")
     args = ap.parse_args(argv)
     block_times = [float(x) for x in args.block_time.split(",")]
     ks = [int(x) for x in args.sessions.split(",")]
@@ -81,18 +101,22 @@ def measure(args, bt, ks, delays, rows, failures) -> None:
                 for delay in delays:
                     proxy.delay_ms = delay
                     for k in ks:
-                        for mode in ("sequential", "file"):
-                            if mode == "sequential" and k != ks[0]:
+                        for mode in args.modes.split(","):
+                            if mode != "file" and k != ks[0]:
                                 continue  # a single request always uses the newest session
                             snap = rpc(node.url, "evm_snapshot")
                             try:
-                                for _ in range(k):
+                                for _ in range(1 if mode == "cast" else k):
                                     transact(w3, system.manager.functions.createSession(50 * unit), user)
                                 block = w3.eth.block_number
                                 proxy.take()
                                 t = time.perf_counter()
                                 if mode == "sequential":
                                     codes = [cli(["request", p, "--yes"], env, cwd) for p in prompts]
+                                elif mode == "cast":
+                                    codes = [cast_request(proxy.url, system.manager.address,
+                                                          env["DTNSESS_PRIVATE_KEY"], p, cwd)
+                                             for p in prompts]
                                 else:
                                     codes = [cli(["request", "--file", str(pfile), "--yes"], env, cwd)]
                                 wall = time.perf_counter() - t
@@ -111,7 +135,7 @@ def measure(args, bt, ks, delays, rows, failures) -> None:
 
 def report(args, block_times, ks, delays, rows, failures) -> None:
     print(f"\nN = {args.n} prompts; medians over {args.rounds} round(s); block 0 = automine")
-    hdr = f"{'block s':>7} {'mode':11} {'K':>2} {'+ms':>4} {'sent':>4} {'wall s':>7} {'req/s':>6} {'trips':>6} {'trips/req':>9} {'vs sequential':>13}"
+    hdr = f"{'block s':>7} {'mode':11} {'K':>2} {'+ms':>4} {'sent':>4} {'wall s':>7} {'req/s':>6} {'trips':>6} {'trips/req':>9} {'vs ' + args.modes.split(',')[0]:>13}"
     print(hdr)
     print("-" * len(hdr))
 
@@ -122,16 +146,17 @@ def report(args, block_times, ks, delays, rows, failures) -> None:
         return {"wall": median([r["wall"] for r in rs]), "sent": median([r["sent"] for r in rs]),
                 "trips": median([r["trips"] for r in rs])}
 
+    modes = args.modes.split(",")
     for bt, delay in ((b, d) for b in block_times for d in delays):
-        seq = agg("sequential", ks[0], delay, bt)
+        seq = agg(modes[0], ks[0], delay, bt)  # the base of the ratio: the first mode listed
         seq_rate = seq["sent"] / seq["wall"] if seq else None
-        for mode, k in [("sequential", ks[0])] + [("file", k) for k in ks]:
+        for mode, k in [(m, ks[0]) for m in modes if m != "file"] + [("file", k) for k in ks]:
             a = agg(mode, k, delay, bt)
             if a is None:
                 continue
             rate = a["sent"] / a["wall"]
             ratio = f"{rate / seq_rate:.2f}" if seq_rate else "-"
-            kk = "-" if mode == "sequential" else str(k)
+            kk = "-" if mode != "file" else str(k)
             print(f"{bt:7.0f} {mode:11} {kk:>2} {delay:4.0f} {a['sent']:4.0f} {a['wall']:7.2f} {rate:6.2f} {a['trips']:6.0f} "
                   f"{a['trips'] / max(a['sent'], 1):9.1f} {ratio:>13}")
     if failures:

@@ -1,12 +1,14 @@
-"""Start-up time: `dtnsess --help` vs `python -c "import web3"` vs `python -c pass`.
+"""Start-up time: `dtnsess --help` and a command vs `python -c "import web3"` vs `python -c pass`.
 
     .venv/bin/python bench/startup.py [--runs 10]
 
 Each command runs `--runs` times as a fresh process (the installed console script
 .venv/bin/dtnsess, and the venv's python); the median wall time is reported with min–max as
-the noise. Then, in a fresh interpreter, the CLI's `--help` path is run in-process and
-`sys.modules` is checked: web3 (and eth_account, rich's heavy parts are allowed) must not be
-imported by `--help` (STYLE.md item 6).
+the noise. `dtnsess stats 1` runs against a closed local port (no node, no retries: it fails
+at once with exit 5), so it measures what a command pays before its first round trip: the
+interpreter, Typer, the command path and the chain layer. Then, in fresh interpreters, `--help`
+and that `stats 1` are run in-process and `sys.modules` is checked: neither may import web3,
+eth-abi, eth-account, eth-utils or requests (issue 9; STYLE.md item 6).
 """
 
 from __future__ import annotations
@@ -32,23 +34,29 @@ buf = io.StringIO()
 code = 0
 with contextlib.redirect_stdout(buf):
     try:
-        cli.app(["--help"], prog_name="dtnsess", standalone_mode=True)
+        cli.app(sys.argv[1:], prog_name="dtnsess", standalone_mode=True)
     except SystemExit as e:
         code = e.code or 0
-heavy = sorted({m.split(".")[0] for m in sys.modules} & {"web3", "eth_account", "eth_abi", "aiohttp", "requests", "websockets", "solcx"})
+heavy = sorted({m.split(".")[0] for m in sys.modules} & {"web3", "eth_account", "eth_abi", "eth_utils", "aiohttp", "requests", "websockets", "solcx"})
 print(json.dumps({"exit": code, "heavy": heavy, "modules": len(sys.modules)}))
 """
 
 
-def time_cmd(cmd: list[str], runs: int) -> list[float]:
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "0"}
+# a command with nowhere to go: connection refused at once, no retries (exit 5)
+NO_NODE = {"DTNSESS_RPC_URL": "http://127.0.0.1:9", "DTNSESS_CONTRACT": "0x" + "12" * 20,
+           "DTNSESS_RPC_RETRY_SECONDS": "0", "DTNSESS_PRIVATE_KEY": "", "NO_COLOR": "1"}
+
+
+def time_cmd(cmd: list[str], runs: int, extra_env: dict | None = None,
+             ok_codes: tuple = (0,)) -> list[float]:
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "0", **(extra_env or {})}
     subprocess.run(cmd, capture_output=True, env=env, check=False)  # warm the page cache / .pyc
     out = []
     for _ in range(runs):
         t = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, env=env, check=False)
         out.append(time.perf_counter() - t)
-        if proc.returncode != 0:
+        if proc.returncode not in ok_codes:
             raise RuntimeError(f"{cmd} exited {proc.returncode}: {proc.stderr.decode()[-500:]}")
     return out
 
@@ -62,14 +70,15 @@ def main(argv=None) -> int:
         print(f"{DTNSESS} not found: install the package into this venv (make install)")
         return 1
     cases = [
-        ("python -c pass", [str(PY), "-c", "pass"]),
-        ('python -c "import web3"', [str(PY), "-c", "import web3"]),
-        ("dtnsess --help", [str(DTNSESS), "--help"]),
+        ("python -c pass", [str(PY), "-c", "pass"], None, (0,)),
+        ('python -c "import web3"', [str(PY), "-c", "import web3"], None, (0,)),
+        ("dtnsess --help", [str(DTNSESS), "--help"], None, (0,)),
+        ("dtnsess stats 1 (no node)", [str(DTNSESS), "stats", "1"], NO_NODE, (5,)),
     ]
     results = {}
-    for label, cmd in cases:
+    for label, cmd, extra, ok in cases:
         try:
-            results[label] = time_cmd(cmd, args.runs)
+            results[label] = time_cmd(cmd, args.runs, extra, ok)
         except RuntimeError as exc:
             print(f"{label}: failed: {exc}")
     base = median(results.get("python -c pass", [float("nan")]))
@@ -79,15 +88,21 @@ def main(argv=None) -> int:
         m = median(xs)
         print(f"{label:34} {m:9.3f} {spread(xs):>13} {m - base:9.3f} {m / web3_t:15.2f}")
 
-    probe = subprocess.run([str(PY), "-c", PROBE], capture_output=True, text=True, cwd=REPO, check=False)
-    try:
-        info = json.loads(probe.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        print(f"\nsys.modules probe failed: {probe.stderr[-500:]}")
-        return 1
-    ok = "web3" not in info["heavy"]
-    print(f"\n--help in-process: exit {info['exit']}, {info['modules']} modules loaded, heavy modules: "
-          f"{info['heavy'] or 'none'} -> web3 {'NOT imported (ok)' if ok else 'IMPORTED (regression)'}")
+    ok = True
+    for argv, extra in ((["--help"], None), (["stats", "1"], NO_NODE)):
+        probe = subprocess.run([str(PY), "-c", PROBE, *argv], capture_output=True, text=True,
+                               cwd=REPO, check=False, env={**os.environ, **(extra or {})})
+        try:
+            info = json.loads(probe.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            print(f"\nsys.modules probe failed: {probe.stderr[-500:]}")
+            return 1
+        clean = not info["heavy"]
+        ok = ok and clean
+        print(f"\n{' '.join(argv)} in-process: exit {info['exit']}, {info['modules']} modules loaded, "
+              f"heavy modules: {info['heavy'] or 'none'} -> "
+              f"{'none of web3/eth-*/requests (ok)' if clean else 'IMPORTED (regression)'}", end="")
+    print()
     helpt = median(results.get("dtnsess --help", [float("nan")]))
     print(f"ratio dtnsess --help / import web3 = {helpt / web3_t:.2f}; "
           f"--help costs {helpt - base:.3f}s above a bare interpreter")

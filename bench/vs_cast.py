@@ -106,7 +106,10 @@ def prepare(node_url: str, n_other: int) -> Setup:
     mgr, tok = system.manager, system.token
     for who, amount in ((user, 1_000), (other, 20 * n_other + 100)):
         transact(w3, tok.functions.mint(who, amount * s.unit), deployer)
-        transact(w3, tok.functions.approve(mgr.address, 2**255), who)
+    # NOTE: the user's allowance is used up by its first session, so `create` and `renew` include
+    # their approval on both sides (issue 9: "create (approve included)")
+    transact(w3, tok.functions.approve(mgr.address, 100 * s.unit), user)
+    transact(w3, tok.functions.approve(mgr.address, 2**255), other)
     transact(w3, mgr.functions.createSession(100 * s.unit), user)
     for _ in range(n_other):
         transact(w3, mgr.functions.createSession(10 * s.unit), other)

@@ -147,22 +147,21 @@ class RoundTrips:
 
 @contextmanager
 def count_round_trips(monkeypatch):
-    """Count HTTP POSTs (what a remote node's latency is paid for): web3's request cache and
-    JSON-RPC batches are seen as they really are."""
-    from web3._utils.http_session_manager import HTTPSessionManager
+    """Count HTTP POSTs (what a remote node's latency is paid for), JSON-RPC batches as they
+    really are: every request of the client goes through ``chain.jsonrpc.JsonRpc._exchange``."""
+    from dtnsess_cli.chain.jsonrpc import JsonRpc
 
     rt = RoundTrips()
-    post = HTTPSessionManager.make_post_request
+    exchange = JsonRpc._exchange
 
-    def make_post_request(self, endpoint_uri, data, **kwargs):
-        body = json.loads(data)
+    def counted(self, payload, label, **kwargs):
         rt.posts += 1
-        rt.methods.append("batch[" + ",".join(r["method"] for r in body) + "]"
-                          if isinstance(body, list) else body["method"])
-        return post(self, endpoint_uri, data, **kwargs)
+        rt.methods.append("batch[" + ",".join(r["method"] for r in payload) + "]"
+                          if isinstance(payload, list) else payload["method"])
+        return exchange(self, payload, label, **kwargs)
 
     with monkeypatch.context() as mp:
-        mp.setattr(HTTPSessionManager, "make_post_request", make_post_request)
+        mp.setattr(JsonRpc, "_exchange", counted)
         yield rt
 
 

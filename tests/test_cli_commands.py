@@ -307,7 +307,7 @@ def test_request_wait_answer_arrives_during_the_wait(make_cli, system, user, w3)
 
 def test_request_wait_when_answered_before_waiting(make_cli, system6, user, monkeypatch):
     """The answer is mined between the request's receipt and the first look: no wait."""
-    from dtnsess_cli import client as client_mod
+    from dtnsess_cli import manager as client_mod
 
     cli = make_cli(system6)
     fund(system6, user, 100, approve=False)

@@ -17,9 +17,11 @@ from helpers import answer, fund
 # command -> most round trips allowed (bench/RESULTS.md §2 has the sequences)
 BOUNDS = {
     "balance": 2,      # [chain id, getConfig, ETH, refunds], [symbol, balanceOf, allowance]
-    "create 50": 8,    # connect, [symbol, balanceOf, allowance], approve (3), create (3)
+    # connect, [symbol, balanceOf, allowance], [both simulated (the create through a state
+    # override of the allowance), estimated, fees, nonce], [both sent], [both receipts]
+    "create 50": 5,
     "request hi": 4,   # connect, the transaction (3)
-    "stats 1": 2,      # [chain id, getConfig, getSession], [symbol]
+    "stats 1": 2,      # [chain id, getConfig, getSession], [symbol] (1 once the symbol is known)
     "sessions": 2,     # [chain id, getConfig, getUserSessions], [getSessions, symbol]
     "close 1": 4,      # [chain id, getConfig, getSession], the transaction (3, symbol rides)
     "cleanup": 1,      # [chain id, getConfig, getIdleSessions] (nothing idle: no transaction)
@@ -30,8 +32,12 @@ BOUNDS = {
 def trips(rt) -> int:
     """Round trips, not counting receipt polls after the first per transaction (a block that is
     not mined yet at the first poll is the node's timing, not the client's)."""
-    polls = rt.methods.count("eth_getTransactionReceipt")
-    return rt.posts - max(0, polls - rt.methods.count("eth_sendRawTransaction"))
+    def only(m: str, method: str) -> bool:
+        return m == method or (m.startswith("batch[") and set(m[6:-1].split(",")) == {method})
+
+    polls = sum(1 for m in rt.methods if only(m, "eth_getTransactionReceipt"))
+    sends = sum(1 for m in rt.methods if "eth_sendRawTransaction" in m)
+    return rt.posts - max(0, polls - sends)
 
 
 SCENARIO = [
@@ -77,29 +83,54 @@ def test_a_transaction_is_one_batch_a_send_and_a_receipt(make_cli, system6, user
     assert after and set(after) == {"eth_getTransactionReceipt"}, rt
 
 
-def test_create_after_an_approval_reuses_nonce_and_fees(make_cli, system6, user, monkeypatch):
-    """The create's batch still simulates (after the approval is mined) but reads neither the
-    nonce nor the fees again."""
+def test_create_with_its_approval_goes_back_to_back(make_cli, system6, user, monkeypatch):
+    """Approve and create: one batch simulates both (the create as if the approval were mined:
+    a state override of the allowance, read back in the same batch), one batch sends both
+    (consecutive nonces), one poll gets both receipts."""
     cli = make_cli(system6)
     fund(system6, user, 100, approve=False)
     with count_round_trips(monkeypatch) as rt:
         out = load_json(cli("create", "50", "--yes", "--json"))
     assert [t["description"].split()[0] for t in out["transactions"]] == ["approve", "create"]
-    first, second = [m for m in rt.methods if "eth_estimateGas" in m]
-    assert "eth_getTransactionCount" in first and "eth_getBlockByNumber" in first
-    assert second == "batch[eth_call,eth_estimateGas,eth_getBalance]", rt
+    (sim,) = [m for m in rt.methods if "eth_estimateGas" in m]
+    assert sim.count("eth_estimateGas") == 2 and "eth_getTransactionCount" in sim, rt
+    assert "batch[eth_sendRawTransaction,eth_sendRawTransaction]" in rt.methods, rt
+    assert rt.methods[-1] == "batch[eth_getTransactionReceipt,eth_getTransactionReceipt]", rt
+    assert trips(rt) == 5, rt
+    assert system6.token.functions.allowance(user, system6.manager.address).call() == 0
+
+
+def test_an_unknown_allowance_slot_falls_back_to_one_by_one(make_cli, system6, user,
+                                                            monkeypatch):
+    """When the override does not show in the allowance read back (a token with another storage
+    layout), nothing is sent from that batch: approve, then create, as before."""
+    from dtnsess_cli.manager import base
+
+    monkeypatch.setattr(base, "ALLOWANCE_SLOTS", (7,))  # not where MockUSDT keeps it
+    cli = make_cli(system6)
+    fund(system6, user, 100, approve=False)
+    with count_round_trips(monkeypatch) as rt:
+        out = load_json(cli("create", "50", "--yes", "--json"))
+    assert [t["description"].split()[0] for t in out["transactions"]] == ["approve", "create"]
+    assert rt.methods.count("eth_sendRawTransaction") == 2, rt  # one at a time
+    assert out["session_id"] and system6.token.functions.allowance(
+        user, system6.manager.address).call() == 0
 
 
 @pytest.fixture
 def no_batches(monkeypatch):
     """A node that refuses JSON-RPC batches (it answers a batch with one error object)."""
-    from web3 import HTTPProvider
+    from dtnsess_cli.chain.jsonrpc import JsonRpc
 
-    def refuse(self, requests):
-        return {"jsonrpc": "2.0", "id": None,
-                "error": {"code": -32600, "message": "batch requests are not supported"}}
+    exchange = JsonRpc._exchange
 
-    monkeypatch.setattr(HTTPProvider, "make_batch_request", refuse)
+    def refuse(self, payload, label, *, retry, check):
+        if isinstance(payload, list):  # the node's one error object for the whole batch
+            return check({"jsonrpc": "2.0", "id": None,
+                          "error": {"code": -32600, "message": "batch requests are not supported"}})
+        return exchange(self, payload, label, retry=retry, check=check)
+
+    monkeypatch.setattr(JsonRpc, "_exchange", refuse)
 
 
 def test_a_node_without_batches_gets_the_requests_one_by_one(make_cli, system6, user, no_batches):
@@ -111,3 +142,31 @@ def test_a_node_without_batches_gets_the_requests_one_by_one(make_cli, system6, 
     # a revert is still decoded by selector (ERC20InsufficientBalance -> FUNDS) and nothing sent
     r = cli("create", "60", "--yes")
     assert_error(r, ExitCode.FUNDS, "have 50", "need 60")
+
+
+def test_reads_take_one_round_trip_once_the_fee_token_is_known(make_cli, system6, user,
+                                                               monkeypatch, tmp_path):
+    """stats and balance: [chain id, getConfig, the data] in one batch once a run has read the
+    token's symbol (remembered per manager); a remembered token that is not the one getConfig()
+    names is not used."""
+    import json
+
+    monkeypatch.setenv("DTNSESS_STATE_DIR", str(tmp_path / "state"))
+    cli = make_cli(system6)
+    fund(system6, user, 100, approve=False)
+    create = load_json(cli("create", "50", "--yes", "--json"))
+    sid = str(create["session_id"])
+    for args in (["stats", sid], ["balance"]):
+        with count_round_trips(monkeypatch) as rt:
+            out = load_json(cli(*args, "--json"))
+        assert rt.posts == 1, rt
+    assert out["token"] == "50" or out["token"].startswith("50")
+    # a stale entry (another token) costs the second round trip again, and the right answer
+    path = tmp_path / "state" / "tokens.json"
+    data = json.loads(path.read_text())
+    (key,) = data
+    data[key].update(token="0x" + "11" * 20, symbol="WRONG")
+    path.write_text(json.dumps(data))
+    with count_round_trips(monkeypatch) as rt:
+        out = load_json(cli("balance", "--json"))
+    assert rt.posts == 2 and "WRONG" not in json.dumps(out), rt

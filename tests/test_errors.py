@@ -58,7 +58,7 @@ def test_decode_revert_by_selector():
     from eth_abi import encode
     from eth_utils import keccak
 
-    from dtnsess_cli.tx import ErrorDecoder
+    from dtnsess_cli.chain.abi import ErrorDecoder
 
     dec = ErrorDecoder([[_abi_error("RequestsPending", "uint256", "uint256", "uint256"),
                          _abi_error("NothingToWithdraw")]])
@@ -80,9 +80,11 @@ def test_friendly_mapping_of_owner_errors():
     from eth_abi import encode
     from eth_utils import keccak
 
-    from dtnsess_cli.tx import ErrorDecoder, TxContext
+    from dtnsess_cli.chain.abi import ErrorDecoder
+    from dtnsess_cli.chain.send import TxContext
+    from dtnsess_cli.manager.reverts import friendly
 
-    ctx = TxContext(w3=None, account=None, chain_id=1, ui=None,
+    ctx = TxContext(rpc=None, account=None, chain_id=1, ui=None, friendly=friendly,
                     errors=ErrorDecoder([[_abi_error("OwnableUnauthorizedAccount", "address")]]))
     data = keccak(text="OwnableUnauthorizedAccount(address)")[:4] + encode(["address"], ["0x" + "11" * 20])
     exc = ctx.revert_error(data, "config update")
@@ -90,7 +92,7 @@ def test_friendly_mapping_of_owner_errors():
 
 
 def test_gas_limit_margin_never_crosses_the_per_transaction_cap():
-    from dtnsess_cli.tx import TX_GAS_CAP, gas_limit_for
+    from dtnsess_cli.chain.send import TX_GAS_CAP, gas_limit_for
 
     assert gas_limit_for(100_000) == 120_000
     assert gas_limit_for(14_000_000) == TX_GAS_CAP  # 16.8M would exceed 2^24

@@ -7,7 +7,8 @@ from eth_utils import keccak
 
 from dtnsess_cli.artifacts import all_abis
 from dtnsess_cli.errors import RevertError
-from dtnsess_cli.tx import ErrorDecoder, _friendly
+from dtnsess_cli.chain.abi import ErrorDecoder
+from dtnsess_cli.manager.reverts import friendly as _friendly
 
 USER = "0x" + "ab" * 20
 

@@ -220,7 +220,7 @@ def test_cast_style_values(make_cli, system6, user, value, wei):
 def test_namespace_system_trust_routes_to_system_trust(make_cli, system6, user):
     """`--namespace trust.system.authored` is the router's abi.encode hash: the system-trust node
     can answer it. Another name (encodePacked) is not served by that node."""
-    from dtnsess_cli.client import system_trust_id
+    from dtnsess_cli.manager import system_trust_id
 
     cli = make_cli(system6)
     fund(system6, user, 100, approve=False)
@@ -245,7 +245,7 @@ def test_namespace_system_trust_routes_to_system_trust(make_cli, system6, user):
 def test_response_reads_both_records_at_one_block(make_cli, system6, user, monkeypatch):
     """An answer mined between the manager's read and the router's read used to look like a
     callback that did not run. Both are now read at one block: pending, no note."""
-    from dtnsess_cli import client as client_mod
+    from dtnsess_cli import manager as client_mod
 
     cli = make_cli(system6)
     fund(system6, user, 100, approve=False)

@@ -40,30 +40,27 @@ def pcli(make_cli, system6, proxy, private_keys, monkeypatch):
     return Cli(system6, private_keys, monkeypatch, proxy.url)
 
 
-def _web3(url, retry_for=8.0, timeout=1.0):
-    from dtnsess_cli.rpc import make_web3
+def _rpc(url, retry_for=8.0, timeout=1.0):
+    from dtnsess_cli.rpc import connect
 
-    return make_web3(url, retry_for=retry_for, timeout=timeout)
+    return connect(url, retry_for=retry_for, timeout=timeout)
 
 
 @pytest.mark.parametrize("kind,status", KINDS)
 def test_a_single_read_succeeds_after_one_fault(anvil, proxy, kind, status):
-    w3 = _web3(proxy.url)
+    rpc = _rpc(proxy.url)
     proxy.fault("eth_blockNumber", kind, status=status, hang=5.0)
-    assert w3.eth.block_number >= 0
+    assert int(rpc.call("eth_blockNumber"), 16) >= 0
     assert proxy.fired == [("eth_blockNumber", kind)]
     assert proxy.seen.count("eth_blockNumber") == 2  # the fault, then the retry
 
 
 @pytest.mark.parametrize("kind,status", KINDS)
 def test_a_batch_succeeds_after_one_fault(anvil, proxy, kind, status):
-    w3 = _web3(proxy.url)
+    rpc = _rpc(proxy.url)
     proxy.fault("eth_getBalance", kind, status=status, hang=5.0)
-    with w3.batch_requests() as batch:
-        batch.add(w3.eth.get_block_number())
-        batch.add(w3.eth.get_balance("0x" + "11" * 20))
-        resps = batch.execute()
-    assert len(resps) == 2
+    resps = rpc.batch([("eth_blockNumber", []), ("eth_getBalance", ["0x" + "11" * 20, "latest"])])
+    assert len(resps) == 2 and all("result" in r for r in resps)
     assert proxy.fired and proxy.fired[0][1] == kind
     assert sum(1 for s in proxy.seen if s.startswith("[")) == 2
 
@@ -148,11 +145,13 @@ def test_a_send_is_never_retried_by_the_read_layer(anvil, proxy, w3, private_key
         "to": accounts[6], "value": 1, "gas": 21000, "maxFeePerGas": 10**10,
         "maxPriorityFeePerGas": 10**9, "nonce": w3.eth.get_transaction_count(acct.address),
         "chainId": 31337, "type": 2}).raw_transaction
-    pw3 = _web3(proxy.url)
+    from dtnsess_cli.chain.errors import RpcTransportError
+
+    rpc = _rpc(proxy.url)
     proxy.fault("eth_sendRawTransaction", kind)
-    with pytest.raises(Exception) as info:
-        pw3.provider.make_request("eth_sendRawTransaction", ["0x" + raw.hex()])
-    assert not isinstance(info.value, RpcError)  # left as it is for the sending side
+    with pytest.raises(RpcTransportError) as info:  # left as it is for the sending side
+        rpc.call("eth_sendRawTransaction", ["0x" + raw.hex()])
+    assert info.value.attempts == 1
     assert proxy.seen.count("eth_sendRawTransaction") == 1
 
 

@@ -79,13 +79,21 @@ def unit(system) -> int:
 
 
 def open_entries(env) -> list:
-    from dtnsess_cli.journal import Journal
+    from dtnsess_cli.chain.journal import Journal
 
     j = Journal()
     try:
         return j.open_entries(31337, env.user)
     finally:
         j.close()
+
+
+def one_by_one(monkeypatch) -> None:
+    """approve, then create, each sent and waited for on its own (what happens when the token's
+    allowance slot is unknown): a token layout the state override does not match."""
+    from dtnsess_cli.manager import base
+
+    monkeypatch.setattr(base, "ALLOWANCE_SLOTS", (7,))
 
 
 def one_error(res) -> str:
@@ -102,7 +110,9 @@ def one_error(res) -> str:
 
 def _create(env):
     fund(env.system, env.user, 100, approve=False)  # create must approve first
-    return ("create", "20"), 1  # fault the create, after the approval went through
+    # the approval and the create go in one batch of sends (chain.send.send_together): the
+    # fault hits that batch, and both are looked up by hash (or their own bytes sent again)
+    return ("create", "20"), 0
 
 
 def _create_ok(env, before, after):
@@ -167,13 +177,16 @@ def test_lost_send_reply_is_looked_up_and_succeeds(env, command, kind):
 
 
 @pytest.mark.parametrize("command", list(COMMANDS))
-def test_node_gone_after_send_exits_10_and_rerun_does_not_repeat(env, command):
+def test_node_gone_after_send_exits_10_and_rerun_does_not_repeat(env, command, monkeypatch):
     """The node took the transaction, then nothing answers: exit 10 naming the hash, the nonce
     and `dtnsess tx`; the chain did it once. The rerun reports the earlier transaction as mined
     and does not do it again (exit 13, nothing sent); `dtnsess tx` shows what it did; a third
     run (knowingly) does it again."""
     prepare, check = COMMANDS[command]
     args, skip = prepare(env)
+    if command == "create":  # the approval mined first, then the create's send is faulted
+        one_by_one(monkeypatch)
+        skip = 1
     before = env.truth()
     env.proxy.fault("eth_sendRawTransaction", "drop_after", skip=skip)
     # every lookup fails (reads retry: so each of their attempts)
@@ -237,9 +250,10 @@ def test_receipt_wait_deadline_exits_10_with_hash(env):
     assert env.truth() == after
 
 
-def test_refused_second_step_names_the_mined_first(env):
-    """create = approve + create: the approval is mined, the create is refused by the node; the
-    error says what was done (the approval, its hash) before what failed."""
+def test_refused_second_step_names_the_mined_first(env, monkeypatch):
+    """create = approve + create, one by one: the approval is mined, the create is refused by the
+    node; the error says what was done (the approval, its hash) before what failed."""
+    one_by_one(monkeypatch)
     fund(env.system, env.user, 100, approve=False)
     before = env.truth()
     env.proxy.fault("eth_sendRawTransaction", "rpcerror_before", skip=1,
@@ -287,8 +301,8 @@ def test_sigint_during_receipt_wait_prints_hash_and_rerun_resolves(env, tmp_path
     assert SCRIPT.is_file()
     args, _ = _create(env)
     before = env.truth()
-    # the approval's receipt comes through; the create's wait hangs
-    env.proxy.fault("eth_getTransactionReceipt", "hang_before", skip=1, times=1000, hang=20)
+    # approve and create were sent together; the wait for their receipts hangs
+    env.proxy.fault("eth_getTransactionReceipt", "hang_before", times=1000, hang=20)
     p = subprocess.Popen([str(SCRIPT), *args, "--yes"], env=script_env(env), cwd=tmp_path,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -301,9 +315,9 @@ def test_sigint_during_receipt_wait_prints_hash_and_rerun_resolves(env, tmp_path
     assert p.returncode == 130, err
     assert "Traceback" not in err and env.key[2:] not in out + err
     line = one_error_text(err)
-    h = HASH.findall(line)[-1]  # after the approval's hash (a mined step)
-    assert "interrupted while waiting for the receipt" in line and f"dtnsess tx {h}" in err
-    assert [e.tx_hash for e in open_entries(env)] == [h]
+    h, first = HASH.findall(line)[:2]  # "also still open:" the create's, then the approval's
+    assert "interrupted while waiting for the receipt" in line and f"dtnsess tx {first}" in err
+    assert [e.tx_hash for e in open_entries(env)] == [first, h]
     env.proxy.clear()
     after = env.truth()
     _create_ok(env, before, after)  # mined (automine) while we were interrupted
@@ -313,24 +327,26 @@ def test_sigint_during_receipt_wait_prints_hash_and_rerun_resolves(env, tmp_path
     assert env.truth() == after
 
 
-def test_sigint_in_an_approval_wait_lets_the_rerun_go_on(env, tmp_path):
-    """Ctrl-C while waiting for the approval of `create`: the open entry is a preliminary step,
-    so the rerun reports it mined and goes on with the create only (no second approval)."""
+def test_sigint_in_an_approval_wait_lets_the_rerun_go_on(env, monkeypatch):
+    """Ctrl-C while waiting for the approval of `create` (sent one by one: the token's allowance
+    slot is unknown to the override): the open entry is a preliminary step, so the rerun reports
+    it mined and goes on with the create only (no second approval). In process: the receipt wait
+    is interrupted the way Ctrl-C interrupts it."""
+    from dtnsess_cli.chain import send
+    from dtnsess_cli.errors import TxPendingError
+
+    one_by_one(monkeypatch)
     args, _ = _create(env)
     before = env.truth()
-    env.proxy.fault("eth_getTransactionReceipt", "hang_before", times=1000, hang=20)
-    p = subprocess.Popen([str(SCRIPT), *args, "--yes"], env=script_env(env), cwd=tmp_path,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert env.proxy.wait_fired(1, timeout=30), "no receipt wait seen"
-        p.send_signal(signal.SIGINT)
-        _, err = p.communicate(timeout=30)
-    finally:
-        if p.poll() is None:
-            p.kill()
-    assert p.returncode == 130, err
-    h = HASH.search(one_error_text(err)).group(0)
-    env.proxy.clear()
+    with monkeypatch.context() as mp:
+        def interrupted(ctx, tx_hash, description, nonce, timeout=None):
+            raise TxPendingError(description, tx_hash, nonce,
+                                 "interrupted while waiting for the receipt", interrupted=True)
+
+        mp.setattr(send, "wait_for_receipt", interrupted)
+        res = env.cli(*args, "--yes")
+    assert res.exit_code == 130, res.output
+    h = HASH.search(one_error(res)).group(0)
     rerun = env.cli(*args, "--yes")
     assert rerun.exit_code == 0, rerun.output
     assert f"earlier tx {h}" in rerun.stderr and "mined in block" in rerun.stderr

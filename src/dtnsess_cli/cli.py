@@ -19,7 +19,7 @@ from typing import Annotated, Any, Callable, Iterator, List, NoReturn, Optional
 import typer
 
 from .config import CliOptions, resolve_settings
-from .errors import DtnsessError, ExitCode, InputError, LockedError, GasPriceTooHighError, RpcError
+from .errors import DtnsessError, ExitCode, InputError, LockedError, GasPriceTooHighError
 
 HELP = """Client for the Deep Trust Network AdvancedSessionManager contract.
 
@@ -131,15 +131,11 @@ def error_handler(debug: bool = False, json_mode: bool = False) -> Iterator[None
 def _classify(exc: BaseException) -> DtnsessError:
     from .errors import scrub
 
-    mod = type(exc).__module__ or ""
     name = type(exc).__name__
-    if mod.startswith(("requests", "urllib3", "aiohttp")) or name in (
-            "ProviderConnectionError", "RequestTimedOut"):
-        from .rpc import describe
+    if name in ("RpcTransportError", "RpcResponseError"):  # the chain layer's, if one slips by
+        from .chain.send import rpc_error
 
-        return RpcError(None, describe(exc))
-    if mod.startswith("web3") and name in ("Web3RPCError", "MethodUnavailable"):
-        return RpcError(None, f"node error: {scrub(str(getattr(exc, 'message', exc)))}")
+        return rpc_error(exc, None)
     first = (str(exc).strip().splitlines() or [""])[0][:200]
     err = DtnsessError(f"internal error: {name}: {scrub(first)}",
                        hint="rerun with --debug for the traceback, and please report it")
@@ -190,7 +186,7 @@ def command(typer_app: typer.Typer, name: Optional[str] = None, **kw: Any) -> Ca
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            from .journal import INTENT
+            from .chain.journal import INTENT
 
             local = CliOptions(**{n: kwargs.pop(n) for n in _GLOBAL_NAMES})
             click_ctx = kwargs.pop("dtnsess_ctx")
@@ -252,7 +248,7 @@ class Run:
     @property
     def client(self):
         if self._client is None:
-            from .client import Client  # imports web3: only when a command needs the chain
+            from .manager import Client  # the chain layer: only when a command needs the chain
 
             self._client = Client(self.settings, self.ui)
         return self._client
@@ -356,7 +352,7 @@ def balance(
     """ETH, fee token, allowance and claimable refunds."""
     run = Run(g)
     b = run.client.balances(user)
-    from .client import MAX_UINT256
+    from .manager import MAX_UINT256
 
     allowance = "unlimited" if b.allowance.units >= MAX_UINT256 else b.allowance.human()
     run.ui.emit(b, run.ui.kv(f"Balances of {b.address}", [
@@ -401,7 +397,7 @@ def renew(
     *, g: CliOptions,
 ) -> None:
     """Add funds to a session (its id stays the same)."""
-    from .client import parse_session_id
+    from .manager import parse_session_id
 
     run = Run(g)
     res = run.client.renew_session(parse_session_id(session), amount, approve_max)
@@ -424,7 +420,7 @@ def close(
     # NOTE: blocked, `close ID` sends beginClose (others can no longer add requests) and exits 7
     # with the time to retry; `close --all` closes the others and lists the skipped ones (exit 7
     # only when none could close). Typer keeps docstring line breaks: one line per paragraph.
-    from .client import parse_session_id
+    from .manager import parse_session_id
 
     if (session is None) == (not all_):
         raise_input("arguments", session or "", "give a SESSION id or --all (not both)")
@@ -489,7 +485,7 @@ def request(
         return
     if sessions_n is not None:
         raise_input("--sessions", str(sessions_n), "only with --file (use --session for one)")
-    from .client import parse_session_id
+    from .manager import parse_session_id
 
     sid = parse_session_id(session) if session else None
     res = c.make_ai_request(prompt, model=model, namespaces=namespace or [], nodes=node or [],
@@ -646,7 +642,7 @@ def requests_(
     """A user's requests: session, age, status (stuck ones visible)."""
     run = Run(g)
     rows = run.client.requests(user, pending)
-    from .client import ANSWERED
+    from .manager import ANSWERED
 
     stuck = sum(1 for r in rows if r.status == ANSWERED)
     run.ui.emit({"requests": rows}, run.ui.table(
@@ -708,7 +704,7 @@ def pool_add(
     *, g: CliOptions,
 ) -> None:
     """Offer one of your active sessions in the shared pool."""
-    from .client import parse_session_id
+    from .manager import parse_session_id
 
     run = Run(g)
     res = run.client.add_to_pool(parse_session_id(session), limit, allow_nodes)
@@ -734,7 +730,7 @@ def pool_get(*, g: CliOptions) -> None:
 def pool_remove(session: Annotated[str, typer.Argument(help="session id")], *,
                 g: CliOptions) -> None:
     """Take your session out of the pool (ends its taker's grant)."""
-    from .client import parse_session_id
+    from .manager import parse_session_id
 
     run = Run(g)
     res = run.client.remove_from_pool(parse_session_id(session))
@@ -750,7 +746,7 @@ def pool_revoke(
     *, g: CliOptions,
 ) -> None:
     """End a taker's grant on your session (it stays out of the pool until you add it again)."""
-    from .client import parse_session_id
+    from .manager import parse_session_id
 
     run = Run(g)
     res = run.client.revoke_grant(parse_session_id(session), address)
@@ -834,7 +830,7 @@ _SESSION_COLS = ["id", "owner", "funded", "remaining (DTN)", "active", "pooled",
 @command(app, "stats")
 def stats(session: Annotated[str, typer.Argument(help="session id")], *, g: CliOptions) -> None:
     """One session's full record."""
-    from .client import parse_session_id
+    from .manager import parse_session_id
 
     run = Run(g)
     s = run.client.session(parse_session_id(session))

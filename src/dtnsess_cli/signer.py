@@ -1,7 +1,8 @@
 """Load the signing key: a raw private key from env/.env, or a Foundry-compatible keystore.
 
 A key is never a command-line argument, never printed, never part of an error message,
-log line or JSON document. Callers get an eth_account ``LocalAccount`` and use ``.address``.
+log line or JSON document. Callers get a ``chain.signing.LocalSigner`` (``.address``,
+``.sign_transaction``; the shape of eth-account's ``LocalAccount``, without its start-up cost).
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from .config import Settings, warn_if_exposed
 from .errors import ConfigError, KeystoreError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from eth_account.signers.local import LocalAccount
+    from .chain.signing import LocalSigner
 
 
-def _from_private_key(raw: str, source: str) -> "LocalAccount":
-    from eth_account import Account
+def _from_private_key(raw: str, source: str) -> "LocalSigner":
+    from .chain.errors import InvalidKeyError
+    from .chain.signing import LocalSigner
 
     key = raw.strip()
     if key.startswith(("0x", "0X")):
@@ -29,11 +31,12 @@ def _from_private_key(raw: str, source: str) -> "LocalAccount":
                           hint="DTNSESS_PRIVATE_KEY must be 0x followed by 64 hex digits")
     try:
         int(key, 16)
-        return Account.from_key("0x" + key)
     except (ValueError, TypeError):
         raise ConfigError(f"the private key from {source} is not valid hex",
                           hint="DTNSESS_PRIVATE_KEY must be 0x followed by 64 hex digits") from None
-    except Exception:  # eth_keys.ValidationError and friends: an out-of-range key
+    try:
+        return LocalSigner("0x" + key)
+    except (InvalidKeyError, ValueError):  # zero, or not below the curve order
         raise ConfigError(f"the private key from {source} is not a valid secp256k1 key") from None
 
 
@@ -62,7 +65,7 @@ def _read_password(settings: Settings, path: str,
 
 
 def load_account(settings: Settings, *,
-                 prompt: Optional[Callable[[str], str]] = None) -> "LocalAccount":
+                 prompt: Optional[Callable[[str], str]] = None) -> "LocalSigner":
     """The signing account for ``settings``; ConfigError when none is configured."""
     settings.require_key()
     if settings.key_kind == "private_key":
@@ -87,15 +90,18 @@ def load_account(settings: Settings, *,
     except ValueError:
         raise KeystoreError(path, "not a JSON keystore file", config=True) from None
     password = _read_password(settings, path, prompt)
-    from eth_account import Account
+    from .chain import errors as chain_errors
+    from .chain.signing import LocalSigner, decrypt_keystore
 
     try:
-        key = Account.decrypt(keyfile, password)
-    except ValueError:
-        # eth_keyfile raises ValueError("MAC mismatch") for a wrong password
+        key = decrypt_keystore(keyfile, password)
+    except chain_errors.WrongPasswordError:
         raise KeystoreError(path, "wrong password (could not decrypt)",
                             hint="check DTNSESS_PASSWORD_FILE or the password you typed") from None
-    except (KeyError, TypeError, NotImplementedError):
+    except chain_errors.KeystoreError:
         raise KeystoreError(path, "not a supported Web3 Secret Storage keystore",
                             config=True) from None
-    return Account.from_key(key)
+    try:
+        return LocalSigner(key)
+    except (chain_errors.InvalidKeyError, ValueError):
+        raise KeystoreError(path, "the keystore holds an invalid key", config=True) from None

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections import namedtuple
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 from Crypto.Hash import keccak as _keccak
 
@@ -347,11 +347,21 @@ class _Tuple(AbiType):
         self.dynamic = any(c.dynamic for c in self.components)
         self.size = 32 if self.dynamic else sum(c.size for c in self.components)
         self.canonical = "(" + ",".join(c.canonical for c in self.components) + ")"
-        self._make = tuple
-        if self.names and len(self.names) == len(self.components) and all(self.names) \
-                and len(set(self.names)) == len(self.names):
-            cls = namedtuple(_identifier(struct) or "Struct", self.names, rename=True)
-            self._make = cls._make
+        self._struct = struct
+        self._maker: Optional[Callable[[Any], tuple]] = None
+
+    def _make(self, values: Any) -> tuple:
+        """A namedtuple when every component is named, else a plain tuple.
+
+        NOTE: the namedtuple class is made on first use: creating one compiles code (~0.5 ms),
+        and an ABI has dozens of functions of which a command decodes a few."""
+        if self._maker is None:
+            self._maker = tuple
+            if self.names and len(self.names) == len(self.components) and all(self.names) \
+                    and len(set(self.names)) == len(self.names):
+                self._maker = namedtuple(_identifier(self._struct) or "Struct", self.names,
+                                         rename=True)._make
+        return self._maker(values)
 
     def encode(self, value: Any) -> bytes:
         if isinstance(value, dict):

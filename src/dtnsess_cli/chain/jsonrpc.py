@@ -287,11 +287,11 @@ def _parse(status: int, reason: str, data: bytes) -> Any:
         raise _Transient(text + " (rate limited)", status)
     if status >= 500:
         raise _Transient(text, status)
+    if status in (401, 403):  # whatever the body says (providers add a JSON error object)
+        raise _Fatal(text + " (check the API key or credentials in the RPC URL)", status)
     # NOTE: some nodes answer a JSON-RPC error with HTTP 400: take the reply when it is one
     if isinstance(reply, (dict, list)) and _looks_jsonrpc(reply):
         return reply
-    if status in (401, 403):
-        text += " (check the API key or credentials in the RPC URL)"
     raise _Fatal(text, status)
 
 

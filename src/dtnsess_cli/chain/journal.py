@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 STATE_ENV = "DTNSESS_STATE_DIR"
 OPEN, MINED, FAILED, REPLACED, DROPPED = "open", "mined", "failed", "replaced", "dropped"
@@ -127,6 +127,11 @@ class Journal:
         self._exec("UPDATE txs SET status = ?, block = ?, note = ?, updated_at = ? "
                    "WHERE tx_hash = ?", (status, block, note, time.time(), tx_hash.lower()))
 
+    def has_open(self, sender: str) -> bool:
+        """Has ``sender`` open entries on any chain? (No chain id needed: no round trip.)"""
+        return bool(self._select("WHERE sender = ? AND status = ? LIMIT 1",
+                                 (sender.lower(), OPEN)))
+
     def open_entries(self, chain_id: int, sender: str) -> list:
         return self._select("WHERE chain_id = ? AND sender = ? AND status = ? ORDER BY nonce, "
                             "created_at", (chain_id, sender.lower(), OPEN))
@@ -158,8 +163,12 @@ class Journal:
             raise ConfigError(f"transaction journal {self.path}: {exc}") from None
 
 
-def sender_lock(chain_id: int, address: str):
-    """The inter-process lock of one sender on one chain (a filelock.FileLock, re-entrant)."""
+def sender_lock(address: str):
+    """The inter-process lock of one sender (a filelock.FileLock, re-entrant).
+
+    NOTE: one lock per key whatever the chain: keying it by chain id would cost a round trip
+    (eth_chainId) before every write, and one key rarely sends on two chains at the same time
+    (then they simply take turns)."""
     from filelock import FileLock
 
     d = state_dir() / "locks"
@@ -168,4 +177,4 @@ def sender_lock(chain_id: int, address: str):
     except OSError as exc:
         raise ConfigError(f"cannot create the lock directory {d}: {exc.strerror}",
                           hint=f"set {STATE_ENV} to a writable directory") from None
-    return FileLock(str(d / f"sender-{chain_id}-{address.lower()}.lock"))
+    return FileLock(str(d / f"sender-{address.lower()}.lock"))

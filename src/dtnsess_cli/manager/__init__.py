@@ -1,0 +1,54 @@
+"""The AdvancedSessionManager, its fee token and DTN as Python methods (``Client``).
+
+Methods mirror the contract's functions in snake_case, take token amounts as exact human
+strings or Amounts, return plain dataclasses (``views``) and never print. Every write goes
+through ``chain.send`` (simulate, estimate, journal, sign, send once, receipt). Only the chain
+layer (``dtnsess_cli.chain``) talks to the node: no web3 on the command path.
+
+By domain: ``connect`` (the node, getConfig(), batched reads), ``writes`` (key, sender lock,
+journal, the one send), ``sessions``, ``requests`` (one, many, answers, settling), ``pool``,
+``maintenance`` (cleanup, refunds, configuration, sweep, deploy, doctor); ``base`` holds ids,
+routing and constants, ``reverts`` the manager's errors in words.
+"""
+
+from __future__ import annotations
+
+from .base import (  # noqa: F401 - the public names of the session manager
+    AGGREGATION_ANY,
+    ANSWERED,
+    DEFAULT_CALLBACK_GAS_WEI,
+    ERC20_ABI,
+    MAX_PROMPT_BYTES,
+    MAX_UINT256,
+    REQUEST_STATUS,
+    SYSTEM_TRUST,
+    check_rpc_url,
+    decode_text_answer,
+    namespace_routing_id,
+    node_routing_id,
+    parse_request_id,
+    parse_session_id,
+    routing_id,
+    system_trust_id,
+    system_trust_routing,
+)
+from .connect import Connection
+from .maintenance import Maintenance
+from .pool import Pool
+from .requests import Requests
+from .sessions import Sessions
+from .views import (  # noqa: F401
+    Balances,
+    Check,
+    ConfigView,
+    RequestView,
+    ResponseView,
+    SessionView,
+    TxView,
+    WriteResult,
+)
+from .writes import Writes
+
+
+class Client(Connection, Writes, Sessions, Requests, Pool, Maintenance):
+    """One connection to one AdvancedSessionManager; caches what does not change per run."""

@@ -1,0 +1,294 @@
+"""Constants and helpers shared by the session manager's modules: ids and routing, the
+minimal ERC-20 ABI, contracts by artifact name, and ``_writes`` (one sender at a time)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from typing import Any, Optional, Sequence
+
+from ..errors import ConfigError, DtnsessError, InputError, RevertError
+
+
+REQUEST_STATUS = {0: "none", 1: "pending", 2: "succeeded", 3: "failed"}
+
+
+# pending on the manager, but the router holds the answer: its callback failed (`dtnsess settle`)
+ANSWERED = "answered, callback failed"
+MAX_UINT256 = 2**256 - 1
+DEFAULT_CALLBACK_GAS_WEI = 300_000
+
+
+# the manager's documented configuration bounds (MAX_SESSION_AGE, MAX_REQUEST_TIMEOUT,
+# MAX_POOL_SIZE); the token bounds depend on decimals (see _check_config_bounds)
+MAX_SESSION_AGE = 365 * 86400
+MAX_REQUEST_TIMEOUT = 7 * 86400
+MAX_POOL_SIZE = 100
+
+
+# NOTE: a prompt is stored on chain by the router: ~740 gas per byte measured against the local
+# DTN (16 KB: 12.1M gas); newer forks cap a transaction at 2^24 gas (~22 KB), and the answer's
+# transaction must fit as well, so 16 KB leaves room.
+MAX_PROMPT_BYTES = 16 * 1024
+PROMPT_GAS_PER_BYTE = 740
+AGGREGATION_ANY = 0
+ERC20_ABI = [
+    {"type": "function", "name": n, "stateMutability": "view", "inputs": i,
+     "outputs": [{"name": "", "type": o}]}
+    for n, i, o in (
+        ("decimals", [], "uint8"),
+        ("symbol", [], "string"),
+        ("balanceOf", [{"name": "a", "type": "address"}], "uint256"),
+        ("allowance", [{"name": "o", "type": "address"}, {"name": "s", "type": "address"}], "uint256"),
+    )
+] + [
+    {"type": "function", "name": "approve", "stateMutability": "nonpayable",
+     "inputs": [{"name": "spender", "type": "address"}, {"name": "value", "type": "uint256"}],
+     "outputs": [{"name": "", "type": "bool"}]},
+    {"type": "event", "name": "Transfer", "anonymous": False, "inputs": [
+        {"name": "from", "type": "address", "indexed": True},
+        {"name": "to", "type": "address", "indexed": True},
+        {"name": "value", "type": "uint256", "indexed": False}]},
+    {"type": "event", "name": "Approval", "anonymous": False, "inputs": [
+        {"name": "owner", "type": "address", "indexed": True},
+        {"name": "spender", "type": "address", "indexed": True},
+        {"name": "value", "type": "uint256", "indexed": False}]},
+]
+
+
+def parse_session_id(text: Any) -> int:
+    try:
+        v = int(str(text).strip(), 10)
+    except ValueError:
+        raise InputError("session id", str(text), "not a whole number") from None
+    if v <= 0:
+        raise InputError("session id", str(text), "session ids start at 1")
+    return v
+
+
+def parse_request_id(text: str) -> bytes:
+    s = (text or "").strip()
+    h = s[2:] if s[:2].lower() == "0x" else s
+    if len(h) != 64:
+        raise InputError("request id", text, "expected 0x followed by 64 hex digits")
+    try:
+        return bytes.fromhex(h)
+    except ValueError:
+        raise InputError("request id", text, "not hex") from None
+
+
+def routing_id(name: str, prefix: str = "") -> bytes:
+    """A namespace or node id: 0x-32-byte hex as is, else keccak256(abi.encodePacked(name))."""
+    from ..chain.abi import keccak
+
+    s = (name or "").strip()
+    if not s:
+        raise InputError("routing name", name, "empty")
+    if s[:2].lower() == "0x":
+        if len(s) != 66:
+            raise InputError("routing id", name, "expected 0x followed by 64 hex digits (a "
+                             "32-byte id), or a name")
+        try:
+            return bytes.fromhex(s[2:])
+        except ValueError:
+            raise InputError("routing id", name, "not hex") from None
+    return keccak(prefix + s)
+
+
+SYSTEM_TRUST = "trust.system.authored"
+
+
+def system_trust_id() -> bytes:
+    from ..chain.abi import encode, keccak
+
+    # NOTE: system trust hashes with abi.encode (not encodePacked), as the deployed DTN does
+    return keccak(encode(["string"], [SYSTEM_TRUST]))
+
+
+def namespace_routing_id(name: str) -> bytes:
+    """``--namespace``: a 0x 32-byte id as is; ``trust.system.authored`` is system trust (the
+    router's own abi.encode hash, the only one nodes serve it under); any other name is
+    keccak256(abi.encodePacked(name)), as the node registry hashes namespace names."""
+    if (name or "").strip() == SYSTEM_TRUST:
+        return system_trust_id()
+    return routing_id(name)
+
+
+def node_routing_id(name: str) -> bytes:
+    """``--node tester.node1`` -> keccak256(abi.encodePacked("node.tester.node1"))."""
+    s = (name or "").strip()
+    if s[:2].lower() == "0x" and len(s) == 66:
+        return routing_id(s)
+    return routing_id(s if s.startswith("node.") else "node." + s)
+
+
+def system_trust_routing() -> tuple:
+    return ([system_trust_id()], [], 1, 8, AGGREGATION_ANY)
+
+
+def decode_text_answer(data: bytes) -> Optional[str]:
+    """A text answer is abi.encode(string); None when the bytes are not that."""
+    if not data:
+        return ""
+    from ..chain.abi import decode
+
+    # NOTE: decoded as bytes (the same layout), then strict UTF-8: bad bytes are "not text"
+    # (decode(["string"]) would replace them)
+    try:
+        (raw,) = decode(["bytes"], bytes(data))
+        return raw.decode("utf-8")
+    except Exception:
+        return None
+
+
+def check_rpc_url(url: str) -> str:
+    """An http(s) URL with a host and a valid port, else ConfigError (shown redacted)."""
+    from urllib.parse import urlsplit
+
+    from ..errors import redact_url
+
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as exc:
+        reason = "its port is not 0-65535" if "port" in str(exc).lower() else "it is malformed"
+        raise ConfigError(f"invalid RPC URL: {reason}",
+                          hint="e.g. --rpc-url http://127.0.0.1:8545") from None
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError(f"unsupported RPC URL scheme {parts.scheme or '(none)'!r}",
+                          hint="use an http:// or https:// JSON-RPC endpoint")
+    if not parts.hostname or port == 0:
+        raise ConfigError(f"invalid RPC URL {redact_url(url)}: no host" if not parts.hostname
+                          else "invalid RPC URL: port 0",
+                          hint="e.g. --rpc-url http://127.0.0.1:8545")
+    return url.strip()
+
+
+def _hex(b: Any) -> str:
+    return "0x" + bytes(b).hex()
+
+
+def _topic_bytes(t: Any) -> bytes:
+    return bytes.fromhex(t[2:]) if isinstance(t, str) else bytes(t)
+
+
+def completion_topics() -> list:
+    """Topic 0 of the manager's and the router's "request answered" events (eth_getLogs)."""
+    from ..chain.abi import keccak
+
+    return [keccak("AIRequestCompleted(bytes32,uint256,address,uint8)"),
+            keccak("RequestCompleted(bytes32,uint8)")]
+
+
+@functools.lru_cache(maxsize=None)
+def _abi_of(name: str) -> Any:
+    """The parsed ABI of an artifact (``"ERC20"``: the minimal one here; ``"router"``: IDtnAi
+    with the router's views), once per run."""
+    from ..artifacts import load_artifact
+    from ..chain.abi import ContractAbi
+
+    if name == "ERC20":
+        return ContractAbi(ERC20_ABI)
+    if name == "router":
+        abi = list(load_artifact("IDtnAi")["abi"])
+        try:
+            abi += load_artifact("IDtnRouterViews")["abi"]
+        except DtnsessError:
+            pass
+        return ContractAbi(abi)
+    return ContractAbi(load_artifact(name)["abi"])
+
+
+# Where ERC-20s keep ``allowance[owner][spender]``: the mapping's slot in common layouts
+# (OpenZeppelin 4/5: 1; solmate: 4; Tether: 5; Circle's FiatToken: 10, ...). A state override
+# writes the value at all of them (other slots' nested-mapping keys are never read), and the
+# caller reads the allowance back through it to know it took.
+ALLOWANCE_SLOTS = (1, 0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 51, 52)
+
+
+def allowance_override(token: str, owner: str, spender: str, value: int) -> dict:
+    """An eth_call state override that makes ``token.allowance(owner, spender) == value``
+    for Solidity mapping(address => mapping(address => uint256)) layouts."""
+    from ..chain.abi import keccak
+
+    def word(x: Any) -> bytes:
+        return bytes.fromhex(x[2:]).rjust(32, b"\0") if isinstance(x, str) else x.to_bytes(32, "big")
+
+    diff = {"0x" + keccak(word(spender) + keccak(word(owner) + word(slot))).hex():
+            "0x" + value.to_bytes(32, "big").hex() for slot in ALLOWANCE_SLOTS}
+    return {token: {"stateDiff": diff}}
+
+
+def contract_at(address: str, name: str) -> Any:
+    """A ``chain.contract.Contract`` for artifact ``name`` at ``address``."""
+    from ..chain.contract import Contract
+
+    return Contract(address, _abi_of(name))
+
+
+def _when(ts: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(int(ts)))
+
+
+def _all_blocked_error(skipped: Sequence[dict]) -> DtnsessError:
+    err = RevertError(
+        "closing all your sessions", "every one has unanswered requests",
+        name="RequestsPending",
+        hint="retry then (answers that arrive before are settled by close itself); "
+             "`dtnsess close ID` also stops others from adding requests to a session")
+    err.message = "no session can close yet: " + "; ".join(
+        f"session {k['session_id']} has unanswered requests until {_when(k['retry_after'])}"
+        for k in skipped)
+    return err
+
+
+# eth_getLogs: blocks per query (providers cap the range, often at 10000) and at most this many
+# blocks back (a pending streak older than the request timeout, at most 7 days, no longer
+# blocks a close; 1M blocks is 23 days of Base's 2 s blocks)
+LOG_CHUNK = 5_000
+MAX_LOG_BLOCKS = 1_000_000
+
+
+def env_seconds(name: str, default: float) -> float:
+    """A duration in seconds from the environment (tests shorten the RPC and receipt waits)."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if not v > 0:
+        raise ConfigError(f"{name}={text!r} is not a positive number of seconds")
+    return v
+
+
+# how long a write waits for another process sending from the same key
+SENDER_LOCK_WAIT = 600.0
+
+
+def _writes(method):
+    """A write: one sender at a time (the per-(chain, sender) lock, held until it returns, so
+    the reads that decide what to send, the nonces and the receipts of parallel processes do
+    not interleave); this key's open journal entries resolved first; and when a later step
+    fails, the error names the steps already mined. A dry run takes none of this."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.settings.dry_run or self._writing:
+            return method(self, *args, **kwargs)
+        self._writing = True
+        try:
+            with self._sender_locked():
+                self._resolve_open()
+                self._done = []
+                try:
+                    return method(self, *args, **kwargs)
+                except DtnsessError as exc:
+                    self._name_done(exc)
+                    raise
+        finally:
+            self._writing = False
+
+    return wrapper

@@ -1,0 +1,330 @@
+"""The node and the manager: the JSON-RPC connection, the chain id, getConfig() and the
+fee token, and the batched reads every view is made of (one round trip each).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+from ..config import Settings, check_address
+from ..errors import (
+    DtnsessError,
+    ChainMismatchError,
+    InputError,
+    NoContractError,
+)
+from ..units import Amount, parse_amount
+from .base import ERC20_ABI, check_rpc_url, _hex, contract_at, env_seconds
+from .views import ConfigView
+
+
+class Connection:
+    """Connection handling, configuration and batched reads (the base of ``Client``)."""
+
+    def __init__(self, settings: Settings, ui: Any, *,
+                 receipt_timeout: Optional[float] = None) -> None:
+        self.settings = settings
+        self.ui = ui
+        self.receipt_timeout = (env_seconds("DTNSESS_RECEIPT_TIMEOUT", 120.0)
+                                if receipt_timeout is None else receipt_timeout)
+        self._rpc = None
+        self._account = None
+        self._chain_id: Optional[int] = None
+        self._manager = None
+        self._config_raw: Optional[tuple] = None
+        self._token = None
+        self._router = None
+        self._symbol: Optional[str] = None
+        self._txctx = None
+        self._errors = None
+        self._journal = None
+        self._writing = False
+        self._done: list = []  # TxResults mined by this write (see _writes)
+
+    @property
+    def rpc(self):
+        """The JSON-RPC connection (``chain.jsonrpc.JsonRpc``: kept alive, reads retried)."""
+        if self._rpc is None:
+            from ..rpc import connect
+
+            self._rpc = connect(check_rpc_url(self.settings.require_rpc()))
+        return self._rpc
+
+    def _raw(self, method: str, params: Sequence[Any], what: str) -> Any:
+        """One JSON-RPC read's result: node trouble becomes RpcError, a revert a decoded
+        RevertError."""
+        from ..chain import send as tx
+
+        resp = tx.raw_request(self._read_ctx(), method, list(params))
+        if "error" in resp:
+            raise tx.response_error(self._read_ctx(), resp, what)
+        return resp["result"]
+
+    def _block_number(self) -> int:
+        return int(self._raw("eth_blockNumber", [], "block number"), 16)
+
+    def _logs(self, start: int, end: int, address: Any, topics: Sequence[Any]) -> list:
+        """eth_getLogs over blocks ``start..end`` (raw logs: hex strings)."""
+        def hx(t: Any) -> Any:
+            if t is None or isinstance(t, str):
+                return t
+            if isinstance(t, (list, tuple)):
+                return [hx(x) for x in t]
+            return _hex(t)
+
+        return self._raw("eth_getLogs", [{"fromBlock": hex(start), "toBlock": hex(end),
+                                          "address": address, "topics": hx(list(topics))}],
+                         "eth_getLogs")
+
+    @property
+    def chain_id(self) -> int:
+        if self._chain_id is None:
+            self._check_chain(int(self._raw("eth_chainId", [], "chain id"), 16))
+        return self._chain_id
+
+    def _check_chain(self, cid: int) -> None:
+        expected = self.settings.chain_id
+        if expected is not None and cid != expected:
+            src = self.settings.sources.get("chain_id", "the configuration")
+            raise ChainMismatchError(expected, cid, source=src)
+        self._chain_id = cid
+
+    def address_arg(self, value: str, what: str = "address") -> str:
+        from ..chain.abi import is_checksum_address, to_checksum_address
+
+        v = check_address(value, what)
+        body = v[2:]
+        if body != body.lower() and body != body.upper() and not is_checksum_address(v):
+            raise InputError(what, value, "bad checksum (mixed case that is not EIP-55)")
+        return to_checksum_address(v)
+
+    @property
+    def manager_address(self) -> str:
+        return self.address_arg(self.settings.require_contract(), "contract address")
+
+    @property
+    def _mgr(self):
+        """The manager's contract object (no round trip; ``manager`` is the checked one)."""
+        if self._manager is None:
+            self._manager = contract_at(self.manager_address, "AdvancedSessionManager")
+        return self._manager
+
+    @property
+    def manager(self):
+        # NOTE: the chain id and getConfig() before the first use of the address, whatever it
+        # is: a view of a codeless address otherwise surfaces as a node error
+        self._config_tuple()
+        return self._mgr
+
+    def _config_tuple(self) -> tuple:
+        if self._config_raw is None:
+            self._connect()
+        return self._config_raw
+
+    def _connect_requests(self) -> list:
+        """What ``_take_connect`` checks: the chain id (unless known) and getConfig()."""
+        head: list = [] if self._chain_id is not None else [("eth_chainId", [])]
+        return head + [self._mgr.call("getConfig")]
+
+    def _take_connect(self, rows: list) -> None:
+        """Check the chain id, then getConfig(); only when getConfig() fails is the code looked
+        at, to tell "no contract code" from "not an AdvancedSessionManager"."""
+        rows = list(rows)
+        if self._chain_id is None:
+            ok, cid = rows.pop(0)
+            if not ok:
+                raise cid
+            self._check_chain(int(cid, 16))
+        ok, cfg = rows.pop(0)
+        if not ok:
+            addr = self._mgr.address
+            (code,) = self._values(self._batch([("eth_getCode", [addr, "latest"])],
+                                               "code lookup"))
+            if code in (None, "", "0x"):
+                raise NoContractError(addr)
+            raise NoContractError(addr, "not an AdvancedSessionManager (getConfig() failed)")
+        self._config_raw = tuple(cfg)
+        if self._symbol is None:
+            hit = self._cached_token()
+            if hit is not None and hit.get("token") == self._config_raw[1]:
+                self._symbol = hit["symbol"]
+
+    def _connect(self, also: Sequence[Any] = (), what: Any = "read") -> list:
+        """Chain id and getConfig() in one round trip, with ``also`` (reads that need only the
+        manager's address) riding along; returns the results of ``also``."""
+        head = self._connect_requests()
+        labels = what if isinstance(what, str) else ["getConfig()"] * len(head) + list(what)
+        rows = self._batch(head + list(also), labels)
+        self._take_connect(rows[:len(head)])
+        return self._values(rows[len(head):])
+
+    @property
+    def decimals(self) -> int:
+        return int(self._config_tuple()[2])
+
+    @property
+    def token(self):
+        if self._token is None:
+            self._token = contract_at(self._config_tuple()[1], "ERC20")
+        return self._token
+
+    @property
+    def symbol(self) -> str:
+        if self._symbol is None:
+            self._calls_and_symbol([], "symbol()")
+        return self._symbol
+
+    def _symbol_requests(self) -> list:
+        """[symbol()] while the symbol is unknown (to ride in a batch; see ``_take_symbol``)."""
+        if self._symbol is not None or not self.settings.contract:
+            return []
+        return [self.token.call("symbol")]
+
+    def _take_symbol(self, rows: list) -> None:
+        if rows:
+            ok, sym = rows[0]
+            self._symbol = str(sym)[:16] if ok else "tokens"  # symbol() is optional in ERC-20
+            if ok and self._config_raw is not None:
+                self._remember_token(self._config_raw[1], self._symbol)
+
+    # NOTE: the fee token's address and symbol are remembered per manager between runs, so a
+    # read needs no second round trip for symbol() (the token is only known from getConfig()).
+    # Every run still reads getConfig(): a cached entry is used only when its token is the one
+    # getConfig() names, on the same chain. A cache that cannot be read or written is no cache.
+    def _token_cache_path(self) -> Any:
+        from ..chain.journal import state_dir
+
+        return state_dir() / "tokens.json"
+
+    def _cached_token(self) -> Optional[dict]:
+        import json
+
+        try:
+            entry = json.loads(self._token_cache_path().read_text()).get(self.manager_address)
+        except (OSError, ValueError, AttributeError, DtnsessError):
+            return None
+        if not isinstance(entry, dict) or not isinstance(entry.get("symbol"), str):
+            return None
+        if self._chain_id is not None and entry.get("chain") != self._chain_id:
+            return None
+        return entry
+
+    def _remember_token(self, token: str, symbol: str) -> None:
+        import json
+        import os
+
+        try:
+            path = self._token_cache_path()
+            try:
+                data = json.loads(path.read_text())
+                data = data if isinstance(data, dict) else {}
+            except (OSError, ValueError):
+                data = {}
+            want = {"chain": self._chain_id, "token": token, "symbol": symbol}
+            if data.get(self.manager_address) == want:
+                return
+            data[self.manager_address] = want
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}")
+            tmp.write_text(json.dumps(data, indent=1))
+            os.replace(tmp, path)
+        except (OSError, DtnsessError):
+            pass
+
+    @property
+    def router(self):
+        if self._router is None:
+            self._router = contract_at(self._config_tuple()[0], "router")
+        return self._router
+
+    def amount(self, units: int) -> Amount:
+        return Amount(int(units), self.decimals, self.symbol)
+
+    def parse(self, text: str, what: str = "amount", allow_zero: bool = False) -> int:
+        return parse_amount(text, self.decimals, what=what, allow_zero=allow_zero)
+
+    def _event_abis(self) -> list:
+        from ..artifacts import load_artifact
+
+        return [load_artifact("AdvancedSessionManager")["abi"], load_artifact("IDtnAi")["abi"],
+                ERC20_ABI]
+
+    def _events(self, res, name: str, address: Optional[str] = None) -> list:
+        addr = address or self.manager.address
+        return [e for e in res.events if e.name == name and e.address == addr]
+
+    def owner(self) -> str:
+        return self._calls([self._mgr.call("owner")], "owner()")[0]
+
+    def config(self) -> ConfigView:
+        c = self._config_tuple()
+        (owner,) = self._calls_and_symbol([self._mgr.call("owner")], "owner()")
+        a = self.amount
+        return ConfigView(
+            manager=self.manager.address, owner=owner, ai=c[0], fee_token=c[1],
+            token_symbol=self.symbol, token_decimals=int(c[2]), min_session_balance=a(c[3]),
+            max_session_age=int(c[4]), session_pool_size=int(c[5]), pool_length=int(c[6]),
+            fee_per_byte_req=a(c[7]), fee_per_byte_res=a(c[8]), total_fee_per_res=a(c[9]),
+            request_timeout=int(c[10]), active_count=int(c[11]),
+        )
+
+    @staticmethod
+    def _requests(reads: Sequence[Any], block: Any = "latest") -> list:
+        out = []
+        for r in reads:
+            if isinstance(r, tuple):
+                out.append(r)
+            else:
+                out.append(r.request(block))
+        return out
+
+    def _rows(self, reads: Sequence[Any], resps: Sequence[dict], what: Any) -> list:
+        """``(ok, value)`` per read: the decoded result, or the DtnsessError it failed with."""
+        from ..chain import send as tx
+
+        ctx = self._read_ctx()
+        out = []
+        for i, (r, resp) in enumerate(zip(reads, resps)):
+            label = what if isinstance(what, str) else what[i]
+            if "error" in resp or "result" not in resp:
+                out.append((False, tx.response_error(ctx, resp, label)))
+            elif isinstance(r, tuple):
+                out.append((True, resp["result"]))
+            else:
+                try:
+                    out.append((True, tx._decode_return(ctx, r, resp["result"])))
+                except Exception as exc:  # e.g. "0x" from an address without code
+                    out.append((False, tx.to_rpc_error(exc, self.settings.rpc_url)))
+        return out
+
+    def _batch(self, reads: Sequence[Any], what: Any, block: Any = "latest") -> list:
+        from ..chain import send as tx
+
+        if not reads:
+            return []
+        resps = tx.rpc_batch(self._read_ctx(), self._requests(reads, block), "read")
+        return self._rows(reads, resps, what)
+
+    @staticmethod
+    def _values(rows: list) -> list:
+        for ok, v in rows:
+            if not ok:
+                raise v
+        return [v for _, v in rows]
+
+    def _calls(self, fns: Sequence[Any], what: Any) -> list:
+        """The results of several reads, in order, in one round trip; the first failed read
+        raises its error. ``what``: one label, or one per read. The first batch of a run also
+        carries the chain id and getConfig() (``_connect``)."""
+        if self._config_raw is None and self.settings.contract:
+            return self._connect(fns, what)
+        return self._values(self._batch(fns, what))
+
+    def _calls_and_symbol(self, fns: Sequence[Any], what: Any) -> list:
+        """``_calls`` with the token's symbol() riding along while it is unknown."""
+        self._config_tuple()
+        sym = self._symbol_requests()
+        labels = what if isinstance(what, str) else list(what) + ["symbol()"]
+        rows = self._batch(list(fns) + sym, labels)
+        self._take_symbol(rows[len(fns):])
+        return self._values(rows[:len(fns)])

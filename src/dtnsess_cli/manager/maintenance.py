@@ -1,0 +1,301 @@
+"""The owner's and cron's side: cleanup, refunds, configuration, sweep, deploy, doctor.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from ..errors import (
+    DtnsessError,
+    InputError,
+    InsufficientFundsError,
+    NoContractError,
+    NotAuthorizedError,
+)
+from ..units import format_amount
+from .base import (
+    MAX_UINT256,
+    MAX_SESSION_AGE,
+    MAX_REQUEST_TIMEOUT,
+    MAX_POOL_SIZE,
+    contract_at,
+    _writes,
+)
+from .views import WriteResult, Check
+
+
+class Maintenance:
+    """Cleanup, refunds, configuration, sweep, deploy and doctor."""
+
+    def idle_sessions(self, max_n: int) -> list:
+        (ids,) = self._calls([self._mgr.call("getIdleSessions", max_n)], "getIdleSessions")
+        return [int(i) for i in ids]
+
+    def gas_price(self) -> int:
+        """The node's current gas price (eth_gasPrice), in wei."""
+        return int(self._raw("eth_gasPrice", [], "gas price"), 16)
+
+    @_writes
+    def cleanup(self, max_n: int) -> WriteResult:
+        r = WriteResult("cleanup", dry_run=self.settings.dry_run)
+        idle = self.idle_sessions(max_n)
+        r.data["idle"] = idle
+        if not idle:
+            r.data["closed"] = []
+            return r
+        res = self._send(self.manager.call("cleanupOldSessionsUpTo", max_n),
+                         description=f"clean up {len(idle)} idle session{'s' if len(idle) != 1 else ''}")
+        r.txs.append(res)
+        r.data["closed"] = self._closed_from(res)
+        total = sum(int(e.args["amount"]) for e in self._events(res, "RefundCredited"))
+        r.data["refunds_credited"] = self.amount(total)
+        failed = self._events(res, "CleanupFailed")
+        if failed:
+            r.data["failed"] = [int(e.args["sessionId"]) for e in failed]
+        return r
+
+    @_writes
+    def withdraw_refunds(self) -> WriteResult:
+        have = self.claimable_refunds()
+        r = WriteResult("refunds-withdraw", dry_run=self.settings.dry_run)
+        r.data["amount"] = have
+        if have.units == 0:  # like cleanup: nothing to do is not an error, and nothing is sent
+            return r
+        res = self._send(self.manager.call("withdrawRefunds"),
+                         description=f"withdraw {have.human()} of refunds")
+        r.txs.append(res)
+        return r
+
+    @_writes
+    def update_config(self, *, min_balance: Optional[str] = None, max_age: Optional[int] = None,
+                      pool_size: Optional[int] = None, fee_per_byte_req: Optional[str] = None,
+                      fee_per_byte_res: Optional[str] = None,
+                      max_fee_per_response: Optional[str] = None,
+                      request_timeout: Optional[int] = None) -> WriteResult:
+        c = self._config_tuple()
+        owner = self.owner()
+        if owner != self.address:
+            raise NotAuthorizedError(f"{self.address} is not the contract owner ({owner})",
+                                     hint="only the deployer may change the configuration")
+        for name, v in (("max age", max_age), ("pool size", pool_size),
+                        ("request timeout", request_timeout)):
+            if v is not None and v < 0:
+                raise InputError(name, str(v), "must not be negative")
+        self._check_config_bounds(c, min_balance, max_age, pool_size, fee_per_byte_req,
+                                  fee_per_byte_res, max_fee_per_response, request_timeout)
+        r = WriteResult("config-update", dry_run=self.settings.dry_run)
+        m = self.manager
+        # NOTE: setRequestTimeout must not exceed maxSessionAge, and updateConfig's age must not be
+        # below the timeout: order the two calls so the intermediate state is valid.
+        def do_timeout():
+            if request_timeout is not None:
+                r.txs.append(self._send(m.call("setRequestTimeout", request_timeout),
+                                        description=f"set the request timeout to {request_timeout}s"))
+        def do_config():
+            if min_balance is not None or max_age is not None or pool_size is not None:
+                mb = self.parse(min_balance, "minimum balance") if min_balance is not None else c[3]
+                ma = max_age if max_age is not None else c[4]
+                ps = pool_size if pool_size is not None else c[5]
+                r.txs.append(self._send(m.call("updateConfig", mb, ma, ps),
+                                        description=f"update config: min balance "
+                                        f"{format_amount(mb, self.decimals)}, max age {ma}s, pool {ps}"))
+        if request_timeout is not None and max_age is not None and request_timeout > c[4]:
+            do_config(); do_timeout()
+        else:
+            do_timeout(); do_config()
+        if fee_per_byte_req is not None or fee_per_byte_res is not None or max_fee_per_response is not None:
+            fq = self.parse(fee_per_byte_req, "fee per byte (request)", allow_zero=True) \
+                if fee_per_byte_req is not None else c[7]
+            fs = self.parse(fee_per_byte_res, "fee per byte (response)", allow_zero=True) \
+                if fee_per_byte_res is not None else c[8]
+            ft = self.parse(max_fee_per_response, "max fee per response") \
+                if max_fee_per_response is not None else c[9]
+            r.txs.append(self._send(m.call("setFees", fq, fs, ft), description="set fees"))
+        if not r.txs:
+            raise InputError("config update", "", "nothing to change",
+                             hint="pass at least one of --min-balance, --max-age, --pool-size, "
+                                  "--fee-per-byte-req, --fee-per-byte-res, --max-fee-per-response, "
+                                  "--request-timeout")
+        self._config_raw = None
+        if not self.settings.dry_run:
+            r.data["config"] = self.config()
+        return r
+
+    def _check_config_bounds(self, c: tuple, min_balance, max_age, pool_size, fee_req, fee_res,
+                             fee_total, timeout) -> None:
+        """The contract's documented bounds (it enforces them with InvalidConfig; checked here
+        first for a clear message and nothing sent)."""
+        d, sym = self.decimals, self.symbol
+        if max_age is not None and max_age > MAX_SESSION_AGE:
+            raise InputError("--max-age", str(max_age), f"at most {MAX_SESSION_AGE} s (365 days)")
+        if timeout is not None and timeout > MAX_REQUEST_TIMEOUT:
+            raise InputError("--request-timeout", str(timeout),
+                             f"at most {MAX_REQUEST_TIMEOUT} s (7 days)")
+        age = max_age if max_age is not None else int(c[4])
+        if timeout is not None and timeout > age:
+            raise InputError("--request-timeout", str(timeout), f"above the max session age "
+                             f"({age} s)")
+        if max_age is not None and timeout is None and int(c[10]) > max_age:
+            raise InputError("--max-age", str(max_age), f"below the request timeout "
+                             f"({int(c[10])} s)")
+        if pool_size is not None and pool_size > MAX_POOL_SIZE:
+            raise InputError("--pool-size", str(pool_size), f"at most {MAX_POOL_SIZE}")
+        if min_balance is not None and self.parse(min_balance, "minimum balance") > 10 ** (d + 6):
+            raise InputError("--min-balance", min_balance, f"at most 1000000 {sym}")
+        total = self.parse(fee_total, "max fee per response") if fee_total is not None else int(c[9])
+        if fee_total is not None and total > 1000 * 10**d:
+            raise InputError("--max-fee-per-response", fee_total, f"at most 1000 {sym}")
+        for opt, text, cur in (("--fee-per-byte-req", fee_req, c[7]),
+                               ("--fee-per-byte-res", fee_res, c[8])):
+            v = self.parse(text, opt, allow_zero=True) if text is not None else int(cur)
+            if v > total and (text is not None or fee_total is not None):
+                raise InputError(opt if text is not None else "--max-fee-per-response",
+                                 text if text is not None else fee_total,
+                                 f"a per-byte fee ({format_amount(v, d)} {sym}) may not exceed "
+                                 f"the max fee per response ({format_amount(total, d)} {sym})")
+
+    @_writes
+    def sweep(self, to: str, token: Optional[str] = None) -> WriteResult:
+        """Owner only: send tokens the manager holds but owes nobody to ``to`` (for the fee
+        token its balance minus the credited refunds; any other token all of it). Nothing to
+        sweep: nothing sent."""
+        dest = self.address_arg(to, "recipient address")
+        owner = self.owner()
+        if owner != self.address:
+            raise NotAuthorizedError(f"{self.address} is not the contract owner ({owner})",
+                                     hint="only the owner may sweep")
+        fee_token = self.token.address
+        tok = self.address_arg(token, "--token") if token else fee_token
+        erc = contract_at(tok, "ERC20")
+        held, claimable = self._calls([erc.call("balanceOf", self._mgr.address),
+                                       self._mgr.call("totalClaimable")],
+                                      ["balanceOf", "totalClaimable"])
+        units = max(0, int(held) - int(claimable)) if tok == fee_token else int(held)
+        r = WriteResult("sweep", dry_run=self.settings.dry_run)
+        is_fee = tok == fee_token
+        r.data.update({"token": tok, "to": dest,
+                       "amount": self.amount(units) if is_fee else str(units)})
+        if not units:
+            r.data["note"] = "nothing to sweep"
+            return r
+        shown = f"{format_amount(units, self.decimals)} {self.symbol}" if is_fee \
+            else f"{units} units of {tok}"
+        res = self._send(self.manager.call("sweep", tok, dest),
+                         description=f"sweep {shown} to {dest}")
+        r.txs.append(res)
+        return r
+
+    @_writes
+    def deploy(self, ai_address: str) -> WriteResult:
+        from ..artifacts import load_artifact
+
+        ai = self.address_arg(ai_address, "DTN router address (--ai)")
+        _ = self.chain_id
+        from ..chain.abi import constructor_data, to_hex
+        from ..chain.send import Deploy
+
+        code = self._raw("eth_getCode", [ai, "latest"], "code lookup")
+        if code in (None, "", "0x"):
+            raise NoContractError(ai, "no contract code at the DTN router address (--ai)")
+        probe = contract_at(ai, "IDtnAi").call("feeToken")
+        token = probe.decode(self._raw(*probe.request(), "feeToken() of --ai"))
+        art = load_artifact("AdvancedSessionManager")
+        r = WriteResult("deploy", dry_run=self.settings.dry_run)
+        res = self._send(Deploy(to_hex(constructor_data(art["abi"], art["bytecode"], ai))),
+                         description="deploy AdvancedSessionManager")
+        r.txs.append(res)
+        r.data.update({"ai": ai, "fee_token": token, "contract": res.contract_address,
+                       "compiler": art.get("compiler")})
+        return r
+
+    def doctor(self) -> list:
+        checks: list[Check] = []
+
+        def run(name, fn, required=True):
+            try:
+                ok, detail = fn()
+            except DtnsessError as exc:
+                checks.append(Check(name, False, exc.message, required, int(exc.exit_code)))
+                return False
+            checks.append(Check(name, ok, detail, required))
+            return ok
+
+        s = self.settings
+        from ..errors import redact_url
+
+        # NOTE: two round trips: [block number, chain id, getConfig, ETH balance], then the
+        # token's [symbol, balance, allowance]; each check still reports on its own
+        try:
+            me = self.address
+            key_error = None
+        except DtnsessError as exc:
+            me, key_error = None, exc
+        if not run("rpc", lambda: (True, f"{redact_url(s.require_rpc())}")):
+            return checks
+        head = [("eth_blockNumber", []), ("eth_chainId", [])]
+        try:
+            connect = self._connect_requests()[1:] if s.contract else []  # chain id is in head
+        except DtnsessError:  # a malformed address: the contract check below reports it
+            connect = []
+        eth_read = [("eth_getBalance", [me, "latest"])] if me else []
+        try:
+            rows = self._batch(head + connect + eth_read,
+                               ["block", "chain id"] + ["getConfig()"] * len(connect) + ["balance"])
+        except DtnsessError as exc:
+            checks[-1] = Check("rpc", False, exc.message, code=int(exc.exit_code))
+            return checks
+        ok, block = rows[0]
+        checks[-1] = Check("rpc", ok, f"{redact_url(s.require_rpc())} at block {int(block, 16)}"
+                           if ok else block.message, code=1 if ok else int(block.exit_code))
+        if not ok:
+            return checks
+
+        def chain():
+            ok, cid = rows[1]
+            if not ok:
+                raise cid
+            self._check_chain(int(cid, 16))
+            return True, f"{self._chain_id}" + (
+                "" if s.chain_id else " (not pinned: set --chain-id or DTNSESS_CHAIN_ID)")
+        if not run("chain id", chain):
+            return checks
+
+        def contract():
+            addr = self.manager_address  # ConfigError / InputError without a usable address
+            self._take_connect(rows[2:2 + len(connect)])
+            return True, f"{addr} has code, AdvancedSessionManager (getConfig ok)"
+        contract_ok = run("contract", contract)
+        token = None
+        if contract_ok and me:
+            try:
+                token = self._token_position()
+            except DtnsessError as exc:
+                token = exc
+        if contract_ok:
+            run("fee token", lambda: (True, f"{self.symbol} at {self.token.address}, "
+                                             f"{self.decimals} decimals"))
+
+        def key():
+            if key_error is not None:
+                raise key_error
+            return True, f"{me}" + (" (devnet dev account)" if s.devnet_key else "")
+        if run("key", key):
+            def eth():
+                ok, bal = rows[-1]
+                if not ok:
+                    raise bal
+                bal = int(bal, 16)
+                if bal == 0:
+                    raise InsufficientFundsError("ETH for gas", "0 ETH", "some",
+                                                 hint=f"send ETH to {me}")
+                return True, f"{format_amount(bal, 18)} ETH"
+            run("ETH for gas", eth)
+            if contract_ok:
+                if isinstance(token, DtnsessError):
+                    checks.append(Check("token balance", False, token.message, False))
+                elif token is not None:
+                    bal, allowed = self.amount(token[0]), self.amount(token[1])
+                    checks.append(Check("token balance", bal.units > 0, bal.human(), False))
+                    checks.append(Check("allowance", None, allowed.human()
+                                        if allowed.units < MAX_UINT256 else "unlimited", False))
+        return checks

@@ -1,0 +1,724 @@
+"""AI requests: one (``make_ai_request``) or many pipelined over sessions
+(``request_batch``), their status and answers, waiting for them, and settling answered ones.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Optional, Sequence
+
+from ..errors import (
+    DtnsessError,
+    InputError,
+    InsufficientFundsError,
+    RevertError,
+    RpcError,
+    WaitTimeoutError,
+)
+from ..units import format_amount
+from .base import (
+    REQUEST_STATUS,
+    ANSWERED,
+    DEFAULT_CALLBACK_GAS_WEI,
+    MAX_PROMPT_BYTES,
+    PROMPT_GAS_PER_BYTE,
+    AGGREGATION_ANY,
+    parse_request_id,
+    namespace_routing_id,
+    node_routing_id,
+    system_trust_routing,
+    decode_text_answer,
+    _hex,
+    _topic_bytes,
+    completion_topics,
+    LOG_CHUNK,
+    MAX_LOG_BLOCKS,
+    _writes,
+)
+from .views import SessionView, RequestView, ResponseView, WriteResult
+
+
+class Requests:
+    """Requests, answers, batches and settling."""
+
+    def request_info(self, request_id: bytes) -> RequestView:
+        ((sid, user, created, status),) = self._calls(
+            [self._mgr.call("requests", request_id)], "requests")
+        return RequestView(_hex(request_id), int(sid), user, int(created),
+                           REQUEST_STATUS.get(int(status), str(status)))
+
+    def request_infos(self, request_ids: Sequence[bytes]) -> list:
+        """``requests(id)`` of many ids in one round trip (a JSON-RPC batch), in order."""
+        ids = [bytes(i) for i in request_ids]
+        if not ids:
+            return []
+        m = self._mgr
+        rows = self._calls([m.call("requests", rid) for rid in ids], "requests")
+        return [RequestView(_hex(rid), int(r[0]), r[1], int(r[2]),
+                            REQUEST_STATUS.get(int(r[3]), str(r[3]))) for rid, r in zip(ids, rows)]
+
+    def requests(self, user: Optional[str] = None, pending_only: bool = False,
+                 limit: int = 200) -> list:
+        """The user's newest ``limit`` requests, oldest first (2-3 round trips for any count)."""
+        user = self.address_arg(user, "user address") if user else self.address
+        m = self._mgr
+        ((ids, total),) = self._calls([m.call("getUserRequests", user, 0, limit)],
+                                      "getUserRequests")
+        if int(total) > limit:  # only the newest `limit`
+            ((ids, _),) = self._calls([m.call("getUserRequests", user, int(total) - limit,
+                                                                    limit)], "getUserRequests")
+        out = self.request_infos([bytes(i) for i in ids])
+        self._mark_answered(out)
+        if pending_only:
+            out = [r for r in out if r.status in ("pending", ANSWERED)]
+        return out
+
+    def _mark_answered(self, views: Sequence[RequestView]) -> None:
+        """Pending requests the router has answered become ANSWERED (one round trip)."""
+        pend = [v for v in views if v.status == "pending"]
+        answered = self._answered([bytes.fromhex(v.request_id[2:]) for v in pend])
+        for v in pend:
+            if bytes.fromhex(v.request_id[2:]) in answered:
+                v.status = ANSWERED
+
+    def _answered(self, ids: Sequence[bytes]) -> dict:
+        """{id: "succeeded" | "failed"} for those ``ids`` the router has answered: fetchResponse
+        does not revert (it reverts while a request is unanswered). One round trip."""
+        from ..errors import RevertError
+
+        ids = [bytes(i) for i in ids]
+        if not ids:
+            return {}
+        rows = self._batch([self.router.call("fetchResponse", i) for i in ids], "fetchResponse")
+        out = {}
+        for rid, (ok, v) in zip(ids, rows):
+            if not ok and not isinstance(v, RevertError):
+                raise v  # node trouble, not "unanswered"
+            if ok and int(v[0]) in (1, 2):
+                out[rid] = "succeeded" if int(v[0]) == 1 else "failed"
+        return out
+
+    def response(self, request_id: Any) -> ResponseView:
+        """The manager's record and the router's answer of a request, both read at one block
+        (at two blocks, an answer mined in between looked like a callback that did not run)."""
+        rid = parse_request_id(request_id) if isinstance(request_id, str) else bytes(request_id)
+        (head,) = self._calls([("eth_blockNumber", [])], "block number")
+        m = self._mgr
+        (ok, req), (answered, resp) = self._batch(
+            [m.call("requests", rid), self.router.call("fetchResponse", rid)],
+            ["requests", "fetchResponse"], block=head)
+        if not ok:
+            raise req
+        sid, user, created, status = req
+        info = RequestView(_hex(rid), int(sid), user, int(created),
+                           REQUEST_STATUS.get(int(status), str(status)))
+        if info.status == "none":
+            raise InputError("request id", _hex(rid), "unknown to this session manager")
+        if not answered:
+            if not isinstance(resp, RevertError):
+                raise resp
+            # "Request not completed" while pending (decoded by selector: Error(string))
+            return ResponseView(_hex(rid), "pending", info.status, "", None,
+                                session_id=info.session_id, user=info.user,
+                                created_at=info.created_at)
+        status, message, data = resp
+        st = {1: "succeeded", 2: "failed"}.get(int(status), "unknown")
+        answer = decode_text_answer(data) if st == "succeeded" else None
+        note = None
+        if info.status == "pending" and st in ("succeeded", "failed"):
+            note = (f"answered, but the manager's callback failed: run `dtnsess settle "
+                    f"{_hex(rid)}` to record it")
+        return ResponseView(_hex(rid), st, info.status, message, answer,
+                            response_hex=_hex(data) if answer is None and data else None,
+                            session_id=info.session_id, user=info.user,
+                            created_at=info.created_at, note=note)
+
+    def wait_for_answer(self, request_id: Any, timeout: float, from_block: Optional[int] = None,
+                        poll: float = 1.0) -> ResponseView:
+        """Wait until the request is answered: look first (it may be answered already), then
+        poll eth_getLogs from ``from_block`` for the manager's or the router's completion."""
+        rid = parse_request_id(request_id) if isinstance(request_id, str) else bytes(request_id)
+
+        # NOTE: the request is made and paid for: node trouble while waiting (after the read
+        # retries) is waited out until the deadline, never a reason to give up early
+        trouble: list = []
+
+        def tolerant(fn):
+            try:
+                return fn()
+            except RpcError as exc:
+                trouble[:] = [exc]
+                return None
+
+        first = tolerant(lambda: self.response(rid))
+        if first is not None and first.status != "pending":
+            return first
+        topics = [completion_topics(), rid]
+        start = from_block
+        deadline = time.monotonic() + timeout
+        with self.ui.status(f"waiting for the answer to {_hex(rid)[:10]}…"):
+            while True:
+                head = tolerant(self._block_number)
+                if start is None:
+                    start = head
+                if head is not None and head >= start:
+                    logs = tolerant(lambda: self._logs(
+                        start, head, [self.manager.address, self.router.address], topics))
+                    if logs:
+                        ans = tolerant(lambda: self.response(rid))
+                        if ans is not None:
+                            return ans
+                    elif logs is not None:
+                        start = head + 1
+                if time.monotonic() >= deadline:
+                    hint = f"check later with `dtnsess response {_hex(rid)}`"
+                    if trouble:
+                        hint += f"; the node also failed while waiting: {trouble[0].reason}"
+                    raise WaitTimeoutError("the answer", timeout, request_id=_hex(rid),
+                                           hint=hint)
+                time.sleep(min(poll, max(0.05, deadline - time.monotonic())))
+
+    def _chain_now(self) -> int:
+        """The latest block's timestamp: the chain's clock decides deadlines, not ours."""
+        return int(self._raw("eth_getBlockByNumber", ["latest", False], "latest block")
+                   ["timestamp"], 16)
+
+    def _block_before(self, ts: int) -> tuple:
+        """(the last block before timestamp ``ts``, the head): every block from it on has the
+        transactions of second ``ts`` (several blocks may share a second). A search that probes
+        16 blocks per round trip, so ~6 round trips on a chain of 20M blocks."""
+        head = self._raw("eth_getBlockByNumber", ["latest", False], "latest block")
+        top = int(head["number"], 16)
+        if int(head["timestamp"], 16) < ts:
+            return top, top
+        lo, hi = 0, top  # ts(lo) < ts <= ts(hi), or lo is the genesis block
+        while hi - lo > 1:
+            step = max(1, (hi - lo) // 16)
+            probes = list(range(lo + step, hi, step))
+            blocks = self._values(self._batch(
+                [("eth_getBlockByNumber", [hex(n), False]) for n in probes], "block lookup"))
+            for n, b in zip(probes, blocks):
+                if int(b["timestamp"], 16) < ts:
+                    lo = n
+                else:
+                    hi = n
+                    break
+        return lo, top
+
+    def _session_request_ids(self, sessions: Sequence[SessionView]) -> list:
+        """Ids of the requests made in ``sessions`` (anyone's: pool takers' too) since their
+        pending streak began: AIRequestSubmitted logs with the sessionId topic, from the block
+        before the oldest ``pending_since``, in ranges of LOG_CHUNK blocks (one round trip)."""
+        from ..chain.abi import keccak
+
+        busy = [s for s in sessions if s.pending_requests]
+        if not busy:
+            return []
+        timeout = int(self._config_tuple()[10])
+        since = min(s.pending_since or max(0, s.closable_at - timeout) for s in busy)
+        start, head = self._block_before(since)
+        start = max(start, head - MAX_LOG_BLOCKS + 1, 0)
+        topic0 = "0x" + keccak("AIRequestSubmitted(bytes32,uint256,address,uint256)").hex()
+        sids = ["0x" + s.session_id.to_bytes(32, "big").hex() for s in busy]
+        reqs = [("eth_getLogs", [{"fromBlock": hex(a), "toBlock": hex(min(a + LOG_CHUNK - 1, head)),
+                                  "address": self._mgr.address, "topics": [topic0, None, sids]}])
+                for a in range(start, head + 1, LOG_CHUNK)]
+        ids: dict = {}
+        for logs in self._values(self._batch(reqs, "eth_getLogs")):
+            for lg in logs:
+                ids[bytes.fromhex(lg["topics"][1][2:])] = True
+        return list(ids)
+
+    def answered_pending(self, sessions: Sequence[SessionView] = (),
+                         mine: bool = False) -> list:
+        """Requests the manager counts pending although the router has answered them (their
+        callback failed), as RequestViews (status ANSWERED, ``router`` set): those made in
+        ``sessions`` during their pending streak, and with ``mine`` the caller's own."""
+        ids = dict.fromkeys(self._session_request_ids(sessions))
+        if mine:
+            m = self._mgr
+            ((own, total),) = self._calls([m.call("getUserRequests", self.address, 0, 200)],
+                                          "getUserRequests")
+            if int(total) > 200:  # the newest 200 (as `requests`)
+                ((own, _),) = self._calls([m.call("getUserRequests",
+                    self.address, int(total) - 200, 200)], "getUserRequests")
+            ids.update(dict.fromkeys(bytes(i) for i in own))
+        views = [v for v in self.request_infos(list(ids)) if v.status == "pending"]
+        answered = self._answered([bytes.fromhex(v.request_id[2:]) for v in views])
+        out = []
+        for v in views:
+            st = answered.get(bytes.fromhex(v.request_id[2:]))
+            if st:
+                v.status = ANSWERED
+                out.append({"request": v, "answer": st})
+        return out
+
+    def _send_settle(self, r: WriteResult, todo: Sequence[dict], follows: Any = None):
+        """One settleRequests transaction for ``todo`` (answered_pending rows); what it settled
+        goes to ``r.data["settled"]``."""
+        ids = [bytes.fromhex(t["request"].request_id[2:]) for t in todo]
+        n = len(ids)
+        m = self.manager
+        what = f"settle {n} answered request{'s' if n != 1 else ''} (callback failed)"
+        if n == 1:
+            res = self._send(m.call("settleRequest", ids[0]), description=what, follows=follows)
+        else:
+            res = self._send(m.call("settleRequests", ids), description=what, follows=follows,
+                             gas_limit=self._settle_gas(ids))
+        r.txs.append(res)
+        if res.dry_run:
+            done = {t["request"].request_id: t for t in todo}
+            r.data["settled"] = [{"request_id": k, "session_id": t["request"].session_id,
+                                  "status": t["answer"]} for k, t in done.items()]
+        else:
+            r.data["settled"] = [
+                {"request_id": _hex(e.args["requestId"]), "session_id": int(e.args["sessionId"]),
+                 "status": "succeeded" if int(e.args["status"]) == 1 else "failed"}
+                for e in self._events(res, "AIRequestCompleted")]
+        return res
+
+    def _settle_gas(self, ids: Sequence[bytes]) -> int:
+        """The gas limit of settleRequests(ids): the sum of each settleRequest's estimate (one
+        round trip), less the repeated base cost, plus the loop, +20%.
+
+        NOTE: eth_estimateGas of settleRequests itself is too low: it catches a failed
+        fetchResponse, and the search for the least gas that does not revert lands where the
+        starved inner call fails quietly (63/64 rule); mined with that limit it runs out of gas."""
+        from ..chain import send as tx
+
+        m = self.manager
+        preps = tx.prepare_many(self.txctx, [tx.Call(m.call("settleRequest", i), f"settle {_hex(i)}")
+                                             for i in ids])
+        for p in preps:
+            if p.error is not None:
+                raise p.error
+        total = sum(p.gas_estimate for p in preps) - 21_000 * (len(ids) - 1)
+        return tx.gas_limit_for(total + 10_000 + 2_000 * len(ids))
+
+    def _settle_answered(self, r: WriteResult, sessions: Sequence[SessionView]):
+        """Before a close or renew: settle the answered requests blocking ``sessions``, in one
+        transaction (its TxResult), or None when there are none."""
+        if not any(s.pending_requests for s in sessions):
+            return None
+        todo = self.answered_pending(sessions)
+        if not todo:
+            return None
+        return self._send_settle(r, todo)
+
+    @_writes
+    def settle(self, request_id: Optional[str] = None) -> WriteResult:
+        """Record the answers of requests whose callback failed: one ``request_id``, or all
+        the caller's own and those in the caller's sessions. Nothing to settle: nothing sent."""
+        from ..errors import RevertError
+
+        r = WriteResult("settle", dry_run=self.settings.dry_run)
+        r.data["settled"] = []
+        if request_id is not None:
+            rid = parse_request_id(request_id)
+            info = self.request_info(rid)
+            if info.status == "none":
+                raise InputError("request id", _hex(rid), "unknown to this session manager")
+            if info.status != "pending":
+                r.data["note"] = f"request {_hex(rid)} is already settled ({info.status})"
+                return r
+            st = self._answered([rid]).get(rid)
+            if st is None:
+                raise RevertError(f"settling request {_hex(rid)}", "it has no answer yet",
+                                  hint=f"settle records an answer whose callback failed; wait "
+                                       f"for it (`dtnsess response {_hex(rid)}`)")
+            info.status = ANSWERED
+            todo = [{"request": info, "answer": st}]
+        else:
+            mine = [s for s in self.sessions() if s.active and s.owner == self.address]
+            todo = self.answered_pending(mine, mine=True)
+        if not todo:
+            r.data["note"] = "nothing to settle"
+            return r
+        self._send_settle(r, todo)
+        return r
+
+    def _routing(self, namespaces: Sequence[str], nodes: Sequence[str]):
+        if namespaces and nodes:
+            raise InputError("routing", "--namespace/--node", "use either namespaces or nodes")
+        if nodes:
+            return ("nodes", ([], [node_routing_id(n) for n in nodes], 1, 8, AGGREGATION_ANY))
+        if namespaces:
+            return ("namespaces", [namespace_routing_id(n) for n in namespaces])
+        return ("system", None)
+
+    def _request_fee(self, size: int) -> int:
+        """What DTN charges the session for a ``size``-byte prompt (its request bytes): the
+        per-byte fee, capped by the per-request maximum."""
+        c = self._config_tuple()
+        return min(size * int(c[7]), int(c[9]))
+
+    def _check_dtn_balance(self, s: SessionView, size: int) -> None:
+        """Refuse a request the session cannot pay for: DTN would take it and pay the node
+        what is left (0 when empty), so the answer would go unpaid."""
+        if s.dtn_balance is None:  # the router does not show balances: nothing to go by
+            return
+        need = max(self._request_fee(size), 1)
+        if s.dtn_balance.units < need:
+            sym = self.symbol
+            raise InsufficientFundsError(
+                f"DTN balance in session {s.session_id}",
+                f"{format_amount(s.dtn_balance.units, self.decimals)} {sym}",
+                f"{format_amount(need, self.decimals)} {sym} for this {size}-byte prompt",
+                hint=f"add funds with `dtnsess renew {s.session_id} AMOUNT`, or use another "
+                     f"session (--session)")
+
+    def _funded_sessions(self, ids: list, size: int) -> list:
+        """The sessions of ``ids`` whose DTN balance can pay a ``size``-byte prompt (one round
+        trip); the others are skipped with a note, and none left is a FUNDS error."""
+        (views,) = self._calls_and_symbol([self._mgr.call("getSessions", list(ids))],
+                                          "getSessions")
+        need = max(self._request_fee(size), 1)
+        views = [self._session_view(v) for v in views]
+        ok = [v.session_id for v in views if v.dtn_balance is None or v.dtn_balance.units >= need]
+        low = [v for v in views if v.session_id not in ok]
+        if low and not ok:
+            self._check_dtn_balance(low[0], size)  # raises, naming the first one
+        if low:
+            self.ui.info(f"skipping session{'s' if len(low) != 1 else ''} "
+                         f"{', '.join(str(v.session_id) for v in low)}: DTN balance too low "
+                         f"(`dtnsess renew ID AMOUNT`)")
+        return ok
+
+    def _prompt_too_large(self, size: int, session_id: Optional[int]) -> DtnsessError:
+        """The refusal of an oversized prompt: its size, what a byte costs (gas and DTN fee)
+        and what the paying session holds. Nothing is sent."""
+        c = self._config_tuple()
+        sym = self.symbol
+        per_byte = format_amount(int(c[7]), self.decimals)
+        holds = ""
+        try:
+            sid = session_id
+            if sid is None:
+                ids = self.active_session_ids()
+                sid = ids[-1] if ids else None
+            if sid is not None:
+                v = self.session(sid)
+                bal = v.dtn_balance if v.dtn_balance is not None else v.balance
+                holds = f"; session {sid} holds {bal.human()}"
+        except DtnsessError:
+            pass
+        return InputError(
+            "prompt", f"({size} bytes)",
+            f"{size} bytes is more than {MAX_PROMPT_BYTES} (a prompt costs about "
+            f"{PROMPT_GAS_PER_BYTE} gas per byte to send, ~{size * PROMPT_GAS_PER_BYTE:,} gas "
+            f"here, and a transaction holds at most {2**24:,}; DTN charges {per_byte} {sym} "
+            f"per byte, at most {format_amount(int(c[9]), self.decimals)} {sym} per "
+            f"request{holds})",
+            hint="shorten the prompt, or split it into several requests")
+
+    @_writes
+    def make_ai_request(self, prompt: str, *, model: Optional[str] = None,
+                        namespaces: Sequence[str] = (), nodes: Sequence[str] = (),
+                        value: int = DEFAULT_CALLBACK_GAS_WEI,
+                        session_id: Optional[int] = None) -> WriteResult:
+        if not prompt or not prompt.strip():
+            raise InputError("prompt", prompt, "empty")
+        model = model or self.settings.model
+        kind, routing = self._routing(namespaces, nodes)
+        size = len(prompt.encode("utf-8"))
+        if size > MAX_PROMPT_BYTES:
+            raise self._prompt_too_large(size, session_id)
+        # NOTE: which session pays: the given one, else the contract's choice (a live pool
+        # grant, else the newest own active session); its DTN balance is read in the
+        # transaction's own batch and checked before anything is sent
+        candidates: list = []
+        if session_id is not None:
+            self._check_dtn_balance(self._owned_active(session_id, allow_grant=True), size)
+        else:
+            mf = self._mgr
+            own, grant = self._calls([mf.call("getUserActiveSessions", self.address),
+                                      mf.call("poolGrant", self.address)], "getUserActiveSessions")
+            candidates = ([int(grant)] if int(grant) else []) + ([int(own[-1])] if own else [])
+        m = self.manager
+        if session_id is not None:
+            if kind == "namespaces":
+                routing = (routing, [], 1, 8, AGGREGATION_ANY)
+            elif kind == "system":
+                routing = system_trust_routing()
+            fn = m.call("makeAIRequestInSession", session_id, prompt, model, routing)
+        elif kind == "nodes":
+            fn = m.call("makeAIRequestWithRouting", prompt, model, routing)
+        else:
+            fn = m.call("makeAIRequest", prompt, model, routing or [])
+        reads = [m.call("getSession", c) for c in candidates]
+
+        def check(resps: list) -> None:
+            rows = self._rows(reads, resps, "getSession")
+            views = [self._session_view(v, symbol="") for ok, v in rows if ok]
+            for v in views:  # the first live candidate is the one the contract uses
+                if v.active:
+                    self._check_dtn_balance(v, size)
+                    return
+
+        r = WriteResult("request", dry_run=self.settings.dry_run)
+        try:
+            res = self._send(fn, value=value, description=f"AI request to {model}",
+                             reads=reads, check=check)
+        except InsufficientFundsError as exc:
+            # Without a session the contract opens one with the minimum balance; say so.
+            if session_id is None and "fee token" in exc.what and not self.active_session_ids():
+                minimum = format_amount(self._config_tuple()[3], self.decimals)
+                exc.hint = (f"you have no active session, so the contract would open one with "
+                            f"{minimum} {self.symbol}: run `dtnsess create AMOUNT` first")
+            raise
+        r.txs.append(res)
+        ev = self._events(res, "AIRequestSubmitted")
+        rid = ev[0].args["requestId"] if ev else res.return_value
+        r.data.update({"request_id": _hex(rid) if rid is not None else None,
+                       "session_id": int(ev[0].args["sessionId"]) if ev else session_id,
+                       "model": model, "routing": kind, "value_wei": str(value),
+                       "block": res.block_number})
+        created = self._events(res, "SessionCreated")
+        if created:
+            r.data["created_session"] = int(created[0].args["sessionId"])
+        return r
+
+    def active_session_ids(self) -> list:
+        """The caller's usable sessions: its own active ones, plus a pool grant."""
+        m = self._mgr
+        own, grant = self._calls([m.call("getUserActiveSessions", self.address),
+                                  m.call("poolGrant", self.address)], "getUserActiveSessions")
+        ids = [int(i) for i in own]
+        grant = int(grant)
+        if grant and grant not in ids:
+            try:
+                if self.session(grant).active:
+                    ids.append(grant)
+            except InputError:
+                pass
+        return ids
+
+    @_writes
+    def request_batch(self, prompts: Sequence[str], *, model: Optional[str] = None,
+                      namespaces: Sequence[str] = (), nodes: Sequence[str] = (),
+                      value: int = DEFAULT_CALLBACK_GAS_WEI,
+                      sessions: Optional[int] = None) -> dict:
+        """Fan prompts out over the caller's usable sessions, pipelined (``tx.Pipeline``).
+
+        DTN request ids have one-second resolution, so a session takes at most one request per
+        second: with K sessions, each wave sends up to K transactions (one per session, nonces
+        counted locally) without waiting in between, then collects their receipts; a session is
+        used again one second after its last request was seen mined. A collision the simulation
+        finds sends nothing and the prompt waits for a later second; one found in a receipt (the
+        manager reverts ``RequestIdCollision``, so no request was made) is retried once.
+
+        On the first error nothing more is sent; what was sent is waited for, and the result
+        tells, per prompt: ``sent`` (request id), ``failed`` (no request was made), ``unknown``
+        (check the tx hash before sending it again) or ``not sent``. Raises only when nothing
+        was sent.
+        """
+        from collections import deque
+
+        from ..chain import send as tx
+
+        prompts = list(prompts)
+        if not prompts:
+            raise InputError("prompts", "", "no prompts")
+        for i, p in enumerate(prompts):
+            if not p.strip():
+                raise InputError(f"prompt {i + 1}", p, "empty")
+            if len(p.encode("utf-8")) > MAX_PROMPT_BYTES:
+                err = self._prompt_too_large(len(p.encode("utf-8")), None)
+                err.message = f"line {i + 1}: {err.message}"
+                raise err
+        ids = self.active_session_ids()
+        hint = "create sessions with `dtnsess create AMOUNT` (one session serves one request " \
+               "per second)"
+        if not ids:
+            raise InputError("sessions", "", "you have no active session", hint=hint)
+        ids = self._funded_sessions(ids, max(len(p.encode("utf-8")) for p in prompts))
+        if sessions is not None:
+            if sessions < 1:
+                raise InputError("--sessions", str(sessions), "must be at least 1")
+            if len(ids) < sessions:
+                raise InputError("--sessions", str(sessions),
+                                 f"you have {len(ids)} usable active session"
+                                 f"{'s' if len(ids) != 1 else ''}",
+                                 hint=f"create {sessions - len(ids)} more with `dtnsess create "
+                                      f"AMOUNT` (one session serves one request per second)")
+            ids = ids[:sessions]
+        model = model or self.settings.model
+        kind, routing = self._routing(namespaces, nodes)
+        if kind == "namespaces":
+            routing = (routing, [], 1, 8, AGGREGATION_ANY)
+        elif kind == "system":
+            routing = system_trust_routing()
+        m = self.manager
+        ctx = self.txctx
+        n = len(prompts)
+        entries = [{"index": i + 1, "prompt": p, "status": "not sent", "session_id": None,
+                    "request_id": None, "tx_hash": None, "block": None, "block_timestamp": None}
+                   for i, p in enumerate(prompts)]
+        out = {"model": model, "sessions": ids, "requests": entries,
+               "dry_run": self.settings.dry_run, "error": None}
+
+        def call(i: int, sid: int) -> Any:
+            return tx.Call(m.call("makeAIRequestInSession", sid, prompts[i], model, routing),
+                           description=f"request {i + 1} in session {sid}", value=value, tag=i)
+
+        if self.settings.dry_run:
+            preps = tx.prepare_many(ctx, [call(i, ids[i % len(ids)]) for i in range(n)])
+            for e, p in zip(entries, preps):
+                e["session_id"] = ids[(e["index"] - 1) % len(ids)]
+                if p.error is None:
+                    e.update(status="simulated", gas_estimate=p.gas_estimate)
+                else:
+                    e.update(status="failed", error=p.error.message)
+            return out
+
+        pipe = tx.Pipeline(ctx)
+        pipe.begin()
+        queue = deque(range(n))
+        deferred: dict[int, int] = {}  # simulation collisions per prompt (nothing sent)
+        retried: set = set()  # prompts resent after a collision in a receipt
+        ready_at = {sid: 0.0 for sid in ids}  # monotonic time a session may be used again
+        stop: Optional[DtnsessError] = None
+        confirmed = False
+        sent_any = False
+        gas_used = fee = 0
+        with self.ui.progress("requests", n) as advance:
+            while queue and stop is None:
+                now = time.monotonic()
+                free = [sid for sid in ids if ready_at[sid] <= now]
+                if not free:
+                    time.sleep(max(0.01, min(ready_at.values()) - now))
+                    continue
+                wave = [(queue.popleft(), sid) for sid in free[:len(queue)]]
+                preps = tx.prepare_many(ctx, [call(i, sid) for i, sid in wave])
+                to_send, later = [], []
+                for (i, sid), p in zip(wave, preps):
+                    err = p.error
+                    if err is None:
+                        to_send.append((i, sid, p))
+                    elif getattr(err, "name", None) == "RequestIdCollision" \
+                            and deferred.get(i, 0) < 3:
+                        # the session already has a request this second: try a later one
+                        deferred[i] = deferred.get(i, 0) + 1
+                        ready_at[sid] = now + 1.0
+                        later.append(i)
+                    else:
+                        entries[i].update(session_id=sid, status="failed", error=err.message)
+                        stop = err
+                        break
+                if stop is not None:  # send only the prompts before the failed one
+                    failed_i = next(i for i, _ in wave if entries[i]["status"] == "failed")
+                    pos = [i for i, _ in wave].index(failed_i)
+                    to_send = [t for t in to_send if [i for i, _ in wave].index(t[0]) < pos]
+                queue.extendleft(reversed(later))
+                if not confirmed and to_send:
+                    # NOTE: one confirmation and one funds check for the whole batch, from the
+                    # largest estimate of the first wave (requests cost about the same).
+                    limit = max(p.gas_limit for _, _, p in to_send)
+                    est = max(p.gas_estimate for _, _, p in to_send)
+                    pipe.check_funds(limit * n, value * n, n)
+                    pipe.confirm(f"{n} requests to {model} over {len(ids)} session"
+                                 f"{'s' if len(ids) != 1 else ''}", est * n, limit * n, value * n)
+                    confirmed = True
+                # one round trip for the whole wave's sends (``Pipeline.send_all``: journaled
+                # first, each reply read as a single send's)
+                sent = []
+                if to_send:
+                    for (i, sid, p), o in zip(to_send, pipe.send_all([p for _, _, p in to_send])):
+                        sent.append((i, sid, o))
+                        entries[i].update(session_id=sid,
+                                          tx_hash=None if o.status == "failed" else o.tx_hash)
+                        if o.status != "sent" and stop is None:
+                            stop = o.error
+                sent_any = sent_any or any(o.status != "failed" for _, _, o in sent)
+                outs = [o for _, _, o in sent]
+                pipe.resolve_unknown(outs)
+                pipe.collect(outs)
+                seen = time.monotonic()
+                collided = []
+                for i, sid, o in sent:
+                    ready_at[sid] = seen + 1.0
+                    e = entries[i]
+                    if o.result is not None and o.result.gas_used is not None:
+                        gas_used += o.result.gas_used
+                        fee += o.result.fee_wei
+                    if o.status == "mined":
+                        ev = [x for x in self._events(o.result, "AIRequestSubmitted")]
+                        rid = ev[0].args["requestId"] if ev else None
+                        e.update(status="sent", request_id=_hex(rid) if rid else None,
+                                 block=o.result.block_number)
+                        e.pop("error", None)
+                        advance(1)
+                    elif (o.status == "failed" and o.tx_hash and i not in retried
+                          and getattr(o.error, "name", None) == "RequestIdCollision"):
+                        collided.append(i)  # reverted: no request was made, safe to resend
+                    else:
+                        e.update(status="unknown" if o.status == "unknown" else (
+                            "not sent" if o.status == "not_sent" else "failed"),
+                            error=o.error.message if o.error else None)
+                        stop = stop or o.error
+                for i in collided:
+                    if stop is None:
+                        retried.add(i)
+                        entries[i]["retried"] = True
+                    else:
+                        entries[i].update(status="failed", error="request id collision (not "
+                                          "retried: the batch stopped)")
+                queue.extendleft(reversed([i for i in collided if stop is None]))
+        if stop is not None and not sent_any:
+            raise stop
+        # the second each request landed in: its block's timestamp (one round trip)
+        blocks = sorted({e["block"] for e in entries if e["block"] is not None})
+        if blocks:
+            try:
+                resps = tx.rpc_batch(ctx, [("eth_getBlockByNumber", [hex(b), False])
+                                           for b in blocks], "block lookup")
+                ts = {b: int(r["result"]["timestamp"], 16) for b, r in zip(blocks, resps)
+                      if isinstance(r.get("result"), dict)}
+                for e in entries:
+                    if e["block"] is not None:
+                        e["block_timestamp"] = ts.get(e["block"])
+            except DtnsessError:  # the requests are made; only the report lacks the second
+                pass
+        out.update(transactions=sum(1 for e in entries if e["tx_hash"]),
+                   gas_used=gas_used, fee_eth=format_amount(fee, 18))
+        if stop is not None:
+            out["error"] = stop.to_dict()
+        return out
+
+    def wait_for_answers(self, request_ids: Sequence[str], timeout: float,
+                         from_block: Optional[int] = None, poll: float = 1.0) -> list:
+        """Wait for the answers to many requests at once (one eth_getLogs per poll, one
+        progress bar); returns a ResponseView per id, ``pending`` for those still unanswered."""
+        rids = [parse_request_id(r) if isinstance(r, str) else bytes(r) for r in request_ids]
+        done: dict[bytes, ResponseView] = {}
+        infos = {bytes.fromhex(v.request_id[2:]): v for v in self.request_infos(rids)}
+        for rid in rids:
+            if infos[rid].status in ("succeeded", "failed"):
+                done[rid] = self.response(rid)
+        topics = [completion_topics()]
+        start = from_block if from_block is not None else self._block_number()
+        deadline = time.monotonic() + timeout
+        with self.ui.progress("answers", len(rids)) as advance:
+            advance(len(done))
+            while len(done) < len(rids):
+                try:  # node trouble while waiting is waited out until the deadline
+                    head = self._block_number()
+                    if head >= start:
+                        todo = [r for r in rids if r not in done]
+                        logs = self._logs(start, head,
+                                          [self.manager.address, self.router.address],
+                                          topics + [todo])
+                        for rid in {_topic_bytes(lg["topics"][1]) for lg in logs}:
+                            if rid in todo:
+                                done[rid] = self.response(rid)
+                                advance(1)
+                        start = head + 1
+                except RpcError:
+                    pass
+                if len(done) == len(rids) or time.monotonic() >= deadline:
+                    break
+                time.sleep(min(poll, max(0.05, deadline - time.monotonic())))
+        out = []
+        for rid in rids:
+            out.append(done.get(rid) or ResponseView(_hex(rid), "pending", "pending", "", None))
+        return out

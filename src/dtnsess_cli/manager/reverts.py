@@ -1,0 +1,107 @@
+"""The session manager's, its fee token's and DTN's reverts, in words a user can act on.
+
+``friendly`` is the ``TxContext.friendly`` of the manager's send path: a decoded revert
+(``chain.abi.DecodedRevert``) becomes the DtnsessError a command shows.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+from ..chain.abi import DecodedRevert, _fmt_arg
+from ..errors import DtnsessError, InsufficientFundsError, NotAuthorizedError, RevertError
+from ..units import format_amount
+
+
+def requests_pending_error(description: str, session_id: int, pending: int, retry_after: int, *,
+                           data: Optional[str] = None,
+                           tx_hash: Optional[str] = None) -> RevertError:
+    """The manager's RequestsPending(sessionId, pending, retryAfter), for people."""
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(int(retry_after)))
+    return RevertError(
+        description,
+        f"session {session_id} has {pending} pending request{'s' if pending != 1 else ''}; "
+        f"retry after {when}",
+        name="RequestsPending", args=(session_id, pending, retry_after), data=data,
+        tx_hash=tx_hash,
+        hint="wait for the answers (`dtnsess requests --pending`); closing now would strand them",
+    )
+
+
+# Friendly messages for well-known reverts of the manager, the token and the DTN router.
+def friendly(dec: DecodedRevert, description: str, tx_hash: Optional[str],
+              token_decimals: Optional[int], token_symbol: str) -> DtnsessError:
+    a = dec.args
+
+    def tok(n: int) -> str:
+        if token_decimals is None:
+            return f"{n} units"
+        return f"{format_amount(n, token_decimals)} {token_symbol}".rstrip()
+
+    name = dec.name
+    if name == "OwnableUnauthorizedAccount":
+        return NotAuthorizedError(f"{description}: {a[0]} is not the contract owner",
+                                  hint="only the deployer (owner) may do this")
+    if name == "NotAllowedToUseSession":
+        return NotAuthorizedError(f"{description}: {a[1]} may not use session {a[0]}",
+                                  hint="use your own session, or take one with `dtnsess pool get`")
+    if name == "Error" and a and a[0] in ("Not session owner", "Not owner"):
+        return NotAuthorizedError(f"{description}: you are not the owner of this session")
+    if name == "RequestsPending":
+        return requests_pending_error(description, *a, data=dec.data, tx_hash=tx_hash)
+    if name == "RequestIdCollision":
+        return RevertError(
+            description, f"request id {_fmt_arg(a[0])} is already in use this second",
+            name=name, args=a, data=dec.data, tx_hash=tx_hash,
+            hint="DTN allows one request per session and user per second: retry in a second "
+                 "or use another session",
+        )
+    if name == "ERC20InsufficientBalance":
+        return InsufficientFundsError("fee token balance", tok(a[1]), tok(a[2]))
+    if name == "ERC20InsufficientAllowance":
+        return InsufficientFundsError("fee token allowance", tok(a[1]), tok(a[2]),
+                                      hint="run `dtnsess approve AMOUNT`")
+    if name == "NothingToWithdraw":
+        return RevertError(description, "no refunds to withdraw", name=name, args=a,
+                           data=dec.data, tx_hash=tx_hash)
+    if name == "InvalidConfig":
+        return RevertError(description, f"invalid configuration: {a[0]}", name=name, args=a,
+                           data=dec.data, tx_hash=tx_hash)
+    if name == "ZeroAmount":
+        return RevertError(description, "amount must be greater than zero", name=name,
+                           data=dec.data, tx_hash=tx_hash)
+    # the pool, routing and token errors of the security fixes (issue 7)
+    known = {
+        "AlreadyHoldsGrant": lambda: (
+            f"{a[0]} already holds a pool grant (session {a[1]})",
+            "one pooled session per address: `dtnsess pool release` first"),
+        "GrantExhausted": lambda: (
+            f"the pool grant on session {a[0]} is spent ({tok(a[2])} left, less than one "
+            f"answer's maximum fee)", "take another with `dtnsess pool get`, or use your own session"),
+        "RoutingNotAllowed": lambda: (
+            f"the owner of session {a[0]} lets pool takers route by trust namespace only",
+            "drop --node (use --namespace, or the default system trust)"),
+        "SessionBalanceTooLow": lambda: (
+            f"session {a[0]} has {tok(a[1])} left, less than the {tok(a[2])} one answer needs",
+            "add funds with `dtnsess renew SESSION AMOUNT`, or use another session"),
+        "InvalidRouting": lambda: (f"invalid routing: {a[0]}", None),
+        "FeeOnTransferToken": lambda: (
+            f"the fee token delivered {tok(a[1])} of {tok(a[0])}: tokens that take a fee on "
+            f"transfer are not supported", None),
+    }
+    if name in known:
+        reason, hint = known[name]()
+        return RevertError(description, reason, name=name, args=a, data=dec.data,
+                           tx_hash=tx_hash, hint=hint)
+    hint = None
+    if name == "Error" and a and a[0] == "Balance too low":
+        hint = "the amount is below the contract's minimum session balance (`dtnsess config show`)"
+    elif name == "Error" and a and a[0] == "Model does not exist":
+        hint = "use a full registry name such as model.system.openai-gpt-4 (--model)"
+    elif name == "Error" and a and a[0] == "Insufficient callback gas":
+        hint = "raise --value (it must cover the callback gas)"
+    elif name == "Error" and a and a[0] == "Already closing":
+        hint = "the session is closing already: `dtnsess close ID` once its requests are answered"
+    return RevertError(description, dec.reason, name=name, args=a, data=dec.data,
+                       tx_hash=tx_hash, hint=hint)

@@ -1,0 +1,127 @@
+"""What the session manager's methods return: plain dataclasses (the renderer shows them,
+``--json`` prints them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..errors import scrub, DtnsessError
+from ..units import Amount
+
+
+@dataclass
+class ConfigView:
+    manager: str
+    owner: str
+    ai: str
+    fee_token: str
+    token_symbol: str
+    token_decimals: int
+    min_session_balance: Amount
+    max_session_age: int
+    session_pool_size: int
+    pool_length: int
+    fee_per_byte_req: Amount
+    fee_per_byte_res: Amount
+    total_fee_per_res: Amount
+    request_timeout: int
+    active_count: int
+
+@dataclass
+class SessionView:
+    session_id: int
+    owner: str
+    balance: Amount
+    last_used: int
+    active: bool
+    request_count: int
+    dtn_session_id: int
+    pending_requests: int
+    last_request_at: int
+    pooled: bool
+    dtn_balance: Optional[Amount]
+    closable_at: int = 0  # when pending requests stop blocking close/renew (0: none pending)
+    closing: bool = False
+    pending_since: int = 0
+
+@dataclass
+class Balances:
+    address: str
+    eth: Amount
+    token: Amount
+    allowance: Amount
+    claimable_refunds: Amount
+    token_address: str
+    spender: str
+
+@dataclass
+class RequestView:
+    request_id: str
+    session_id: int
+    user: str
+    created_at: int
+    status: str
+
+@dataclass
+class ResponseView:
+    request_id: str
+    status: str  # pending | succeeded | failed | unknown
+    manager_status: str
+    message: str
+    answer: Optional[str]
+    response_hex: Optional[str] = None
+    session_id: Optional[int] = None
+    user: Optional[str] = None
+    created_at: Optional[int] = None
+    note: Optional[str] = None
+
+@dataclass
+class WriteResult:
+    """A write's outcome: the transactions sent (or simulated) and what they produced."""
+
+    action: str
+    txs: list = field(default_factory=list)  # tx.TxResult
+    data: dict = field(default_factory=dict)
+    dry_run: bool = False
+    # what stopped the command after it sent something (close blocked by pending requests):
+    # the result is still shown, then this error, and its exit code
+    error: Optional[DtnsessError] = None
+
+    def to_dict(self) -> dict:
+        out = {"action": self.action, "dry_run": self.dry_run}
+        out.update(self.data)
+        out["transactions"] = [t.summary() for t in self.txs]
+        if self.error is not None:
+            out["error"] = self.error.to_dict()
+        return out
+
+@dataclass
+class TxView:
+    """``dtnsess tx HASH``: what the chain says about a transaction, and what it was for."""
+
+    tx_hash: str
+    status: str  # pending | mined | failed | unknown
+    block: Optional[int] = None
+    sender: Optional[str] = None
+    to: Optional[str] = None
+    nonce: Optional[int] = None
+    gas_used: Optional[int] = None
+    fee: Optional[Amount] = None
+    events: list = field(default_factory=list)  # {"name", "address", "args"}
+    revert: Optional[str] = None
+    what: Optional[str] = None  # the journal's description, when this machine sent it
+    command: Optional[str] = None  # the journal's command line
+    journal: Optional[str] = None  # the journal's status
+
+@dataclass
+class Check:
+    name: str
+    ok: Optional[bool]  # None = skipped / informational
+    detail: str
+    required: bool = True
+    # the exit code a failed check stands for (README's table: rpc 5, chain 6, config 3, ...)
+    code: int = 1
+
+    def __post_init__(self) -> None:
+        self.detail = scrub(self.detail)

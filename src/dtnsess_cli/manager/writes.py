@@ -1,0 +1,268 @@
+"""The manager's side of the send path: the key, the sender lock, the journal's open
+entries, and ``_send`` (``chain.send.send_and_wait`` with the manager's reverts and reads).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator, Optional, Sequence
+
+from ..errors import DtnsessError, InputError, LockedError, NotRepeatedError, TxPendingError
+from ..units import Amount
+from .base import SENDER_LOCK_WAIT
+from .views import TxView
+
+
+class Writes:
+    """Keys, the sender lock, the journal and the one send (see ``chain.send``)."""
+
+    @property
+    def account(self):
+        if self._account is None:
+            from ..signer import load_account
+
+            self._account = load_account(self.settings)
+        return self._account
+
+    @property
+    def address(self) -> str:
+        return self.account.address
+
+    def _error_decoder(self):
+        if self._errors is None:
+            from ..artifacts import all_abis
+            from ..chain.abi import ErrorDecoder
+
+            try:
+                abis = list(all_abis().values())
+            except DtnsessError:
+                abis = []
+            self._errors = ErrorDecoder(abis)
+        return self._errors
+
+    def _read_ctx(self):
+        """A context for reads: decodes reverts and looks up fees; needs no key."""
+        from ..chain import send as tx
+        from .reverts import friendly
+
+        dec = None
+        try:
+            dec = self.decimals if self._config_raw is not None else None
+        except DtnsessError:
+            pass
+        return tx.TxContext(rpc=self.rpc, account=None, chain_id=self._chain_id or 0,
+                            ui=self.ui, errors=self._error_decoder(), token_decimals=dec,
+                            token_symbol=self._symbol or "", rpc_url=self.settings.rpc_url,
+                            friendly=friendly)
+
+    @property
+    def txctx(self):
+        if self._txctx is None:
+            from ..chain import send as tx
+            from .reverts import friendly
+
+            event_abis = self._event_abis()
+            self._txctx = tx.TxContext(
+                rpc=self.rpc, account=self.account, friendly=friendly, chain_id=self.chain_id, ui=self.ui,
+                errors=self._error_decoder(), event_abis=event_abis, yes=self.settings.yes,
+                receipt_timeout=self.receipt_timeout,
+                token_decimals=self.decimals if self.settings.contract else None,
+                token_symbol=self._symbol or "",
+                symbol_lookup=(lambda: self.symbol) if self.settings.contract else None,
+                rpc_url=self.settings.rpc_url, journal=self._journal,
+            )
+        return self._txctx
+
+    @contextlib.contextmanager
+    def _sender_locked(self) -> Iterator[None]:
+        """Hold this key's sender lock (waiting for another process up to SENDER_LOCK_WAIT) and
+        open the journal."""
+        from filelock import Timeout
+
+        from ..chain.journal import Journal, sender_lock
+
+        addr = self.address
+        lock = sender_lock(addr)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            self.ui.info(f"waiting for another dtnsess process sending from {addr}")
+            try:
+                lock.acquire(timeout=SENDER_LOCK_WAIT)
+            except Timeout:
+                raise LockedError(lock.lock_file, f"another dtnsess process is still sending "
+                                  f"from {addr} after {SENDER_LOCK_WAIT:g}s") from None
+        try:
+            if self._journal is None:
+                self._journal = Journal()
+                if self._txctx is not None:
+                    self._txctx.journal = self._journal
+            yield
+        finally:
+            lock.release()
+
+    def _resolve_open(self) -> None:
+        """Resolve this key's open journal entries (an earlier run lost a reply, timed out or
+        was interrupted) before anything new is sent; one line each on stderr. A pending one is
+        waited for; one the node lost is re-broadcast (its own signed bytes). When the entry
+        that is found mined was this very command, it is not repeated (NotRepeatedError)."""
+        from ..chain import send as tx
+        from ..chain.journal import DROPPED, FAILED, INTENT, MINED, REPLACED
+
+        if not self._journal.has_open(self.address):  # the usual case: no chain id needed
+            return
+        entries = self._journal.open_entries(self.settings.chain_id or self.chain_id,
+                                             self.address)
+        if not entries:
+            return
+        ctx = self.txctx
+        reqs: list = []
+        for e in entries:
+            reqs += [("eth_getTransactionReceipt", [e.tx_hash]),
+                     ("eth_getTransactionByHash", [e.tx_hash])]
+        reqs.append(("eth_getTransactionCount", [self.address, "latest"]))
+        resps = tx.rpc_batch(ctx, reqs, "journal lookup")
+        mined_nonce = int(resps[-1].get("result") or "0x0", 16)
+        argv = (INTENT.get() or {}).get("argv")
+        repeat = None
+        for i, e in enumerate(entries):
+            rec = resps[2 * i].get("result")
+            known = resps[2 * i + 1].get("result")
+            what = f"earlier {e.label()}"
+            if not (rec and rec.get("blockNumber")):
+                if not known and mined_nonce > e.nonce:
+                    self._journal.resolve(e.tx_hash, REPLACED, note="nonce used by another tx")
+                    self.ui.info(f"{what}: never mined, its nonce went to another transaction "
+                                 f"(nothing of `{e.description}` was done)")
+                    continue
+                if not known:  # the node lost it: its own signed bytes again
+                    again = tx.raw_request(ctx, "eth_sendRawTransaction", [e.raw])
+                    msg = tx._node_message(again).lower()
+                    if "error" in again and not any(k in msg for k in tx._KNOWN):
+                        self._journal.resolve(e.tx_hash, DROPPED, note=msg)
+                        self.ui.info(f"{what}: the node refused it ({msg}); nothing of "
+                                     f"`{e.description}` was done")
+                        continue
+                self.ui.info(f"{what}: pending; waiting for it before sending anything new")
+                try:
+                    rec = tx.wait_for_receipt(ctx, e.tx_hash, e.description, e.nonce)
+                except TxPendingError as exc:
+                    exc.message = (f"an earlier transaction from this key is still pending: "
+                                   f"{e.label()} ({e.description}); nothing new was sent")
+                    raise
+            else:
+                rec = tx.format_receipt(rec)
+            block = rec["blockNumber"]
+            if rec["status"] == 1:
+                self._journal.resolve(e.tx_hash, MINED, block)
+                self.ui.info(f"{what}: mined in block {block} ({e.description})")
+                if e.final and argv and e.argv == argv:
+                    repeat = (e, block)
+            else:
+                self._journal.resolve(e.tx_hash, FAILED, block)
+                self.ui.info(f"{what}: reverted in block {block}; only its gas was spent "
+                             f"({e.description} was not done)")
+        if repeat is not None:
+            raise NotRepeatedError(repeat[0].argv, repeat[0].tx_hash, repeat[1])
+
+    def _name_done(self, exc: DtnsessError) -> None:
+        """Prefix a later step's error with the steps of this write that were mined."""
+        done = [t for t in self._done if t.tx_hash and t.tx_hash != getattr(exc, "tx_hash", 0)]
+        if not done:
+            return
+        steps = "; ".join(f"{t.description}: mined in tx {t.tx_hash} (block {t.block_number})"
+                          for t in done)
+        exc.message = f"{steps}; then {exc.message}"
+        exc.done = [t.summary() for t in done]  # type: ignore[attr-defined]
+
+    def _send(self, fn, *, description: str, value: int = 0, token_cost: Optional[str] = None,
+              follows: Any = None, step: Optional[str] = None, reads: Sequence[Any] = (),
+              check: Optional[Any] = None, gas_limit: Optional[int] = None):
+        """``tx.send_and_wait``; ``follows``: the TxResult this run sent just before. The token
+        symbol, when still unknown, rides in the transaction's batch (results show amounts), and
+        so do ``reads``, whose raw responses ``check`` gets before anything is sent (it may
+        raise: then nothing is)."""
+        from ..chain import send as tx
+
+        ctx = self.txctx
+        sym = self._symbol_requests()
+
+        def take(resps: list) -> None:
+            self._take_symbol(self._rows(sym, resps[:len(sym)], "symbol()"))
+            ctx.token_symbol = self._symbol or ""
+            if check is not None:
+                check(list(resps[len(sym):]))
+
+        res = tx.send_and_wait(ctx, fn, value=value, description=description,
+                               dry_run=self.settings.dry_run, confirm=True,
+                               token_cost=token_cost,
+                               follows=follows.next_facts if follows is not None else None,
+                               also=self._requests(list(sym) + list(reads)), on_also=take,
+                               step=step, gas_limit=gas_limit)
+        if not res.dry_run:
+            self._done.append(res)
+        return res
+
+    def tx_view(self, tx_hash: str) -> TxView:
+        """Status, block, gas, fee and decoded events of a transaction, with the journal's
+        record of what it was for (an open entry is resolved when the chain has settled it)."""
+        from ..chain import send as tx
+        from ..chain.journal import FAILED, MINED, OPEN, Journal
+
+        h = (tx_hash or "").strip()
+        try:
+            ok = h[:2].lower() == "0x" and len(h) == 66 and bytes.fromhex(h[2:]) is not None
+        except ValueError:
+            ok = False
+        if not ok:
+            raise InputError("transaction hash", tx_hash, "expected 0x followed by 64 hex digits")
+        h = h.lower()
+        _ = self.chain_id
+        ctx = self._read_ctx()
+        ctx.event_abis = self._event_abis()
+        r_rec, r_tx = tx.rpc_batch(ctx, [("eth_getTransactionReceipt", [h]),
+                                         ("eth_getTransactionByHash", [h])], "transaction lookup")
+        for r in (r_rec, r_tx):
+            if "error" in r:
+                raise tx.response_error(ctx, r, "transaction lookup")
+        from ..chain.abi import to_checksum_address
+
+        def cs(a: Optional[str]) -> Optional[str]:
+            return to_checksum_address(a) if a else None
+
+        view = TxView(tx_hash=h, status="unknown")
+        t = r_tx.get("result")
+        if t:
+            view.status = "pending"
+            view.sender, view.to = cs(t.get("from")), cs(t.get("to"))
+            view.nonce = int(t["nonce"], 16)
+        rec = r_rec.get("result")
+        if rec and rec.get("blockNumber"):
+            rec = tx.format_receipt(rec)
+            view.block, view.gas_used = rec["blockNumber"], rec["gasUsed"]
+            view.sender, view.to = view.sender or cs(rec["from"]), view.to or cs(rec.get("to"))
+            price = rec.get("effectiveGasPrice")
+            if price is not None:
+                view.fee = Amount(rec["gasUsed"] * price, 18, "ETH")
+            view.status = "mined" if rec["status"] == 1 else "failed"
+            view.events = [{"name": e.name, "address": e.address, "args": e.args}
+                           for e in tx.decode_logs(ctx, rec["logs"])]
+            if view.status == "failed" and t:
+                base = {"from": t["from"], "data": t.get("input", "0x"),
+                        "value": int(t.get("value", "0x0"), 16)}
+                if t.get("to"):
+                    base["to"] = t["to"]
+                err = tx._failed_receipt(ctx, base, rec, int(t["gas"], 16), "the transaction", h)
+                view.revert = getattr(err, "reason", err.message)
+        try:
+            j = self._journal or Journal()
+            e = j.find(h)
+        except DtnsessError:  # no journal here: the chain's part is still worth showing
+            e = None
+        if e is not None:
+            view.what, view.command = e.description, e.argv or None
+            if e.status == OPEN and view.status in ("mined", "failed"):
+                j.resolve(h, MINED if view.status == "mined" else FAILED, view.block)
+                e.status = MINED if view.status == "mined" else FAILED
+            view.journal = e.status
+        return view

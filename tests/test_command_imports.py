@@ -1,0 +1,67 @@
+"""No command imports web3 or the libraries it is built on (issue 9): each command runs in a
+fresh interpreter against Anvil, and afterwards ``sys.modules`` must hold none of them. They
+cost ~1.5 s of start-up per command; the chain layer (``dtnsess_cli.chain``) replaces them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from helpers import fund
+
+HEAVY = ("web3", "eth_abi", "eth_account", "eth_utils", "eth_keys", "eth_keyfile", "eth_typing",
+         "hexbytes", "rlp", "requests", "urllib3", "pydantic", "aiohttp", "tenacity")
+
+# run one command in process, then report which heavy modules it loaded (on stderr's last line)
+PROBE = (
+    "import json, sys\n"
+    "from dtnsess_cli.cli import main\n"
+    "try:\n"
+    "    rc = main(sys.argv[1:])\n"
+    "except SystemExit as exc:\n"
+    "    rc = exc.code\n"
+    "heavy = sorted({m.split('.')[0] for m in sys.modules} & set(%r))\n"
+    "sys.stderr.write('\\nHEAVY ' + json.dumps({'rc': rc, 'heavy': heavy}) + '\\n')\n"
+) % (HEAVY,)
+
+
+@pytest.fixture
+def run(anvil, system6, private_keys, tmp_path):
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("DTNSESS_") and k not in ("ETH_RPC_URL", "FOUNDRY_DIR")}
+    env.update(HOME=str(tmp_path), DTNSESS_LOCK_DIR=str(tmp_path), DTNSESS_RPC_URL=anvil.url,
+               DTNSESS_CONTRACT=system6.manager.address, DTNSESS_CHAIN_ID="31337",
+               DTNSESS_PRIVATE_KEY=private_keys[1])
+
+    def go(*args: str, ok: bool = True) -> dict:
+        p = subprocess.run([sys.executable, "-c", PROBE, *args, "--json"], cwd=tmp_path,
+                           env=env, capture_output=True, text=True, timeout=120)
+        report = json.loads(p.stderr.strip().splitlines()[-1].split("HEAVY ", 1)[1])
+        assert (report["rc"] in (0, None)) == ok, (args, p.stderr)
+        assert report["heavy"] == [], f"dtnsess {' '.join(args)} imported {report['heavy']}"
+        return json.loads(p.stdout)
+
+    return go
+
+
+def test_commands_never_import_web3(run, system6, user):
+    fund(system6, user, 100, approve=False)
+    created = run("create", "20", "--yes")  # approve + create: signing, journal, receipts
+    sid = str(created["session_id"])
+    run("stats", sid)
+    assert any(int(s["session_id"]) == int(sid) for s in run("sessions")["sessions"])
+    run("balance")
+    tx_hash = created["transactions"][-1]["tx_hash"]
+    assert run("tx", tx_hash)["status"] == "mined"  # events decoded
+    run("close", sid, "--yes")
+    other = str(run("create", "20", "--yes")["session_id"])
+    assert run("request", "hello", "--session", other, "--yes")["request_id"].startswith("0x")
+    run("requests")
+    run("cleanup")
+    # a revert decoded from the ABI (a stranger's session): an error, still nothing heavy
+    err = run("close", "999999", "--yes", ok=False)
+    assert err["error"]
