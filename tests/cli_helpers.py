@@ -182,7 +182,7 @@ def token_units(system, tokens: str | int) -> int:
 def answer_later(system, request_id: bytes, delay: float = 1.0, text: str = "later answer",
                  failure: Optional[str] = None) -> threading.Thread:
     """Answer ``request_id`` from a background thread after ``delay`` seconds (a DTN node)."""
-    from dtnsess_cli.localdtn import respond
+    from dtnsess_cli.devnet.localdtn import respond
 
     errors: list = []
 

@@ -12,7 +12,7 @@ import importlib
 
 import pytest
 
-from dtnsess_cli.anvil import AnvilProcess
+from dtnsess_cli.devnet.anvil import AnvilProcess
 
 # Session-scoped fixtures that change chain state. The autouse snapshot
 # fixture instantiates the ones a test uses *before* taking its snapshot, so
@@ -57,7 +57,7 @@ def accounts(w3):
 @pytest.fixture(scope="session")
 def private_keys():
     """Private keys of the dev accounts, same order as `accounts` (public test keys)."""
-    from dtnsess_cli.anvil import dev_private_keys
+    from dtnsess_cli.devnet.anvil import dev_private_keys
 
     return dev_private_keys(10)
 
@@ -90,11 +90,11 @@ def worker(accounts):
 
 def _deploy(w3, deployer, worker, decimals):
     try:
-        localdtn = importlib.import_module("dtnsess_cli.localdtn")
+        localdtn = importlib.import_module("dtnsess_cli.devnet.localdtn")
     except ModuleNotFoundError as exc:
-        if exc.name != "dtnsess_cli.localdtn":
+        if exc.name != "dtnsess_cli.devnet.localdtn":
             raise
-        pytest.skip("dtnsess_cli.localdtn (deploy_system) does not exist yet")
+        pytest.skip("dtnsess_cli.devnet.localdtn (deploy_system) does not exist yet")
     return localdtn.deploy_system(w3, deployer, decimals=decimals, worker=worker)
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from cli_helpers import answer_later, assert_error, assert_ok, create_via_cli, load_json, make_cli, nonce, token_units  # noqa: F401
 from dtnsess_cli.errors import ExitCode
-from dtnsess_cli.localdtn import SYSTEM_TRUST_NAMESPACE, respond
+from dtnsess_cli.devnet.localdtn import SYSTEM_TRUST_NAMESPACE, respond
 from helpers import (  # noqa: F401 - conserved/system are fixtures
     CALLBACK_GAS,
     bal,

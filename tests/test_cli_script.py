@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from dtnsess_cli.errors import ExitCode
-from dtnsess_cli.localdtn import respond
+from dtnsess_cli.devnet.localdtn import respond
 from helpers import bal, conserved, dtn_balance, fund, next_second, session  # noqa: F401
 
 SCRIPT = Path(sys.executable).parent / "dtnsess"

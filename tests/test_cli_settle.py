@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from cli_helpers import assert_error, assert_ok, create_via_cli, load_json, make_cli, nonce, token_units  # noqa: F401
 from dtnsess_cli.errors import ExitCode
-from dtnsess_cli.localdtn import respond
+from dtnsess_cli.devnet.localdtn import respond
 from helpers import (  # noqa: F401 - conserved/system are fixtures
     REQ_PENDING,
     REQ_SUCCEEDED,

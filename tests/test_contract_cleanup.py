@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from dtnsess_cli.localdtn import transact
+from dtnsess_cli.devnet.localdtn import transact
 from helpers import (  # noqa: F401 - conserved/system are fixtures
     MAX_TX_GAS,
     answer,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dtnsess_cli.localdtn import transact
+from dtnsess_cli.devnet.localdtn import transact
 from helpers import (  # noqa: F401 - conserved/system are fixtures
     answer,
     ask,

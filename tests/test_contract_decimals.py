@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dtnsess_cli.localdtn import transact
+from dtnsess_cli.devnet.localdtn import transact
 from helpers import (  # noqa: F401 - conserved/system are fixtures
     CALLBACK_GAS,
     answer,

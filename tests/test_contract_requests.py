@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from eth_utils import keccak
 
-from dtnsess_cli.localdtn import SYSTEM_TRUST_NAMESPACE, decode_answer, prompt_of, respond, transact
+from dtnsess_cli.devnet.localdtn import SYSTEM_TRUST_NAMESPACE, decode_answer, prompt_of, respond, transact
 from helpers import (  # noqa: F401 - conserved/system are fixtures
     ALL,
     CALLBACK_GAS,
@@ -368,7 +368,7 @@ def test_manager_rejects_a_same_second_collision(system, user, mode, answered):
 
 def _respond_stub(system, rid):
     """respondToRequest for a request that is not mined yet (sizes given, not read)."""
-    from dtnsess_cli.localdtn import encode_answer
+    from dtnsess_cli.devnet.localdtn import encode_answer
 
     payload = encode_answer("answer to first")
     return system.router.functions.respondToRequest(rid, 1, "", payload, system.node_id, 100, len(payload))

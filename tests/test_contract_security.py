@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from eth_utils import keccak
 
-from dtnsess_cli.localdtn import SYSTEM_TRUST_NAMESPACE, deploy, transact
+from dtnsess_cli.devnet.localdtn import SYSTEM_TRUST_NAMESPACE, deploy, transact
 from helpers import (  # noqa: F401 - conserved/system are fixtures
     CALLBACK_GAS,
     REQ_FAILED,

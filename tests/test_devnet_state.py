@@ -11,8 +11,8 @@ import signal
 import socket
 import time
 
-from dtnsess_cli.anvil import free_port
-from dtnsess_cli.devnet import _port_free
+from dtnsess_cli.devnet.anvil import free_port
+from dtnsess_cli.devnet.stack import _port_free
 from test_devnet import Chain, _wait_gone, devnet_dir, dtnsess  # noqa: F401 - fixture
 
 

@@ -64,7 +64,7 @@ def test_missing_keystore_is_a_config_error(make_cli, system6, tmp_path):
 
 
 def test_doctor_on_a_dead_rpc_exits_5(make_cli, system6):
-    from dtnsess_cli.anvil import free_port
+    from dtnsess_cli.devnet.anvil import free_port
 
     cli = make_cli(system6)
     r = cli("doctor", env={"DTNSESS_RPC_URL": f"http://127.0.0.1:{free_port()}"})

@@ -7,7 +7,7 @@ Details: docs/security.md ("Fuzz invariants").
 
 from __future__ import annotations
 
-from dtnsess_cli.localdtn import transact
+from dtnsess_cli.devnet.localdtn import transact
 from helpers import (  # noqa: F401 - conserved/system are fixtures
     REQ_PENDING,
     REQ_SUCCEEDED,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from dtnsess_cli import artifacts
-from dtnsess_cli.anvil import AnvilProcess, rpc
+from dtnsess_cli.devnet.anvil import AnvilProcess, rpc
 
 ROOT = Path(__file__).resolve().parents[1]
 MAIN_ARTIFACT = ROOT / "abi" / "AdvancedSessionManager.json"

@@ -169,7 +169,7 @@ def test_scrub_finds_urls_and_quoted_paths():
 def test_responder_log_lines_are_redacted():
     import logging
 
-    from dtnsess_cli.responder import _Redacting
+    from dtnsess_cli.devnet.responder import _Redacting
 
     fmt = _Redacting(logging.Formatter("%(levelname)s %(message)s"))
     try:
