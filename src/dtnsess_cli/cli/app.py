@@ -16,6 +16,7 @@ import sys
 from typing import Annotated, Any, Callable, Iterator, NoReturn, Optional
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from ..config import CliOptions, resolve_settings
 from ..errors import DtnsessError, ExitCode, InputError, RpcError
@@ -30,16 +31,48 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 config, 4 input, 5 rpc, 6 chain, 7 reverte
 9 auth, 10 timeout, 11 gas price, 12 locked, 13 aborted, 130 interrupted.
 """
 
-app = typer.Typer(
-    name="dtnsess",
-    help=HELP,
-    no_args_is_help=True,
-    add_completion=True,
-    # NOTE: locals can hold a key: never let Typer print them
-    pretty_exceptions_enable=False,
-    pretty_exceptions_show_locals=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+
+def _format_options(cmd: Any, ctx: Any, formatter: Any) -> None:
+    """Arguments, the command's own options, then the global ones, each in its own section
+    (the sections rich help drew as panels, without importing rich)."""
+    sections: dict = {"Arguments": [], "Options": []}
+    for param in cmd.get_params(ctx):
+        row = param.get_help_record(ctx)
+        if row is not None:
+            title = ("Arguments" if param.param_type_name == "argument"
+                     else getattr(param, "rich_help_panel", None) or "Options")
+            sections.setdefault(title, []).append(row)
+    for title, rows in sections.items():
+        if rows:
+            with formatter.section(title):
+                formatter.write_dl(rows)
+
+
+class _Command(TyperCommand):
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        _format_options(self, ctx, formatter)
+
+
+class _Group(TyperGroup):
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        _format_options(self, ctx, formatter)
+        self.format_commands(ctx, formatter)
+
+
+def group(**kw: Any) -> typer.Typer:
+    """A Typer app (the root or a command group) with plain Click help.
+
+    NOTE: rich help (Typer's default) imports typer.rich_utils -> rich.markdown/markdown_it,
+    ~0.1 s of every ``--help`` and completion, and its markup swallows the ``[env: ...]``
+    notes of the options' help.
+    """
+    return typer.Typer(cls=_Group, rich_markup_mode=None, no_args_is_help=True,
+                       # NOTE: locals can hold a key: never let Typer print them
+                       pretty_exceptions_enable=False, pretty_exceptions_show_locals=False, **kw)
+
+
+app = group(name="dtnsess", help=HELP, add_completion=True,
+            context_settings={"help_option_names": ["-h", "--help"]})
 
 # ------------------------------------------------------------------------------- global options
 
@@ -60,10 +93,12 @@ ChainIdOpt = Annotated[Optional[int], typer.Option(
     "--chain-id", help="refuse to run on another chain [env: DTNSESS_CHAIN_ID]",
     rich_help_panel=_G, show_default=False)]
 AccountOpt = Annotated[Optional[str], typer.Option(
-    "--account", help="Foundry keystore name (~/.foundry/keystores/NAME) [env: DTNSESS_ACCOUNT]",
+    "--account", help="Foundry keystore name (~/.foundry/keystores/NAME) [env: DTNSESS_ACCOUNT]; "
+                      "a raw key only from the environment or .env [env: DTNSESS_PRIVATE_KEY]",
     rich_help_panel=_G, show_default=False)]
 KeystoreOpt = Annotated[Optional[str], typer.Option(
-    "--keystore", help="keystore file path [env: DTNSESS_KEYSTORE]", rich_help_panel=_G,
+    "--keystore", help="keystore file path [env: DTNSESS_KEYSTORE]; its password from a file "
+                       "[env: DTNSESS_PASSWORD_FILE]", rich_help_panel=_G,
     show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout",
                                        rich_help_panel=_G)]
@@ -200,7 +235,7 @@ def command(typer_app: typer.Typer, name: Optional[str] = None, **kw: Any) -> Ca
         wrapper.__annotations__ = {**{p.name: p.annotation for p in own},
                                    **{n: a for n, a, _ in _GLOBALS},
                                    "dtnsess_ctx": typer.Context}
-        typer_app.command(name, **kw)(wrapper)
+        typer_app.command(name, cls=_Command, **kw)(wrapper)
         return func
 
     return deco
@@ -329,9 +364,10 @@ def main(argv: Optional[list] = None) -> int:
     except typer.Exit as exc:
         return int(exc.exit_code)
     except _UsageError as exc:
-        message = " ".join(exc.format_message().split())
-        if not message:  # a group called without a command: its help was printed
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a group called without a command
+            sys.stdout.write(exc.format_message() + "\n")
             return int(ExitCode.USAGE)
+        message = " ".join(exc.format_message().split())
         sys.stderr.write(f"error: {message}\n")
         cmd = exc.ctx.command_path if exc.ctx else "dtnsess"
         hint = f"see '{cmd} --help'"

@@ -14,13 +14,10 @@ import typer
 from ..config import DEVNET_STATE_FILE
 from ..devnet import DEFAULT_PORT, FUNDED_ACCOUNTS, LOG_DIR, MINT_TOKENS
 from ..errors import ExitCode
-from .app import app, debug_enabled, error_handler
+from .app import app, debug_enabled, error_handler, group
 
-devnet_app = typer.Typer(
-    help="A local chain with the whole DTN system (Anvil, token, router, manager) that answers "
-         "requests.",
-    no_args_is_help=True,
-)
+devnet_app = group(help="A local chain with the whole DTN system (Anvil, token, router, "
+                        "manager) that answers requests.")
 
 
 @contextlib.contextmanager

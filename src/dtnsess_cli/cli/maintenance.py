@@ -11,10 +11,10 @@ import typer
 
 from ..config import CliOptions
 from ..errors import ExitCode, GasPriceTooHighError, LockedError
-from .app import Run, app, command, debug_enabled, error_handler, raise_input
+from .app import Run, app, command, debug_enabled, error_handler, group, raise_input
 
-config_app = typer.Typer(help="Show or change configuration.", no_args_is_help=True)
-refunds_app = typer.Typer(help="Refunds credited by cleanup.", no_args_is_help=True)
+config_app = group(help="Show or change configuration.")
+refunds_app = group(help="Refunds credited by cleanup.")
 app.add_typer(config_app, name="config")
 app.add_typer(refunds_app, name="refunds")
 
@@ -22,7 +22,7 @@ app.add_typer(refunds_app, name="refunds")
 @command(app, "deploy")
 def deploy(
     ai: Annotated[Optional[str], typer.Option("--ai", help="DTN router address (default: the "
-                                               "network preset's router)")] = None,
+                                               "network preset's router) [env: DTNSESS_ROUTER]")] = None,
     write_env: Annotated[bool, typer.Option("--write-env", help="write DTNSESS_CONTRACT to ./.env")] = False,
     *, g: CliOptions,
 ) -> None:
@@ -51,7 +51,10 @@ def cleanup(
         "--max-gas-price", help="do nothing (exit 11) above this gas price, in gwei")] = None,
     *, g: CliOptions,
 ) -> None:
-    """For cron: close idle sessions; never prompts; locked; one line of output."""
+    """For cron: close idle sessions; never prompts; locked; one line of output.
+
+    The lock file is kept in DTNSESS_LOCK_DIR (default: the temp dir).
+    """
     from ..units import format_gwei, parse_gwei
 
     g.yes = True  # NOTE: cron never answers a prompt

@@ -7,9 +7,9 @@ from typing import Annotated, Optional
 import typer
 
 from ..config import CliOptions
-from .app import Run, app, command
+from .app import Run, app, command, group
 
-pool_app = typer.Typer(help="The shared session pool.", no_args_is_help=True)
+pool_app = group(help="The shared session pool.")
 app.add_typer(pool_app, name="pool")
 
 
