@@ -10,10 +10,13 @@ import time
 import pytest
 from eth_account import Account
 
-from cli_helpers import assert_error, create_via_cli, make_cli, nonce  # noqa: F401
+from cli_helpers import assert_error, create_via_cli, nonce
 from dtnsess_cli.devnet.anvil import free_port
 from dtnsess_cli.errors import ExitCode
-from helpers import bal, conserved, fund, increase_time, session, system  # noqa: F401 - fixtures
+from helpers import bal, fund, increase_time, session
+
+# the token-conservation check after every test (tests/fixtures/chain.py)
+pytestmark = pytest.mark.usefixtures("conserved")
 
 
 class Sent:

@@ -10,14 +10,15 @@ the deployed DTN.
 
 from __future__ import annotations
 
-from cli_helpers import assert_error, assert_ok, create_via_cli, load_json, make_cli, nonce, token_units  # noqa: F401
+import pytest
+
+from cli_helpers import assert_error, assert_ok, create_via_cli, load_json, nonce, token_units
 from dtnsess_cli.errors import ExitCode
 from dtnsess_cli.devnet.localdtn import respond
-from helpers import (  # noqa: F401 - conserved/system are fixtures
+from helpers import (
     REQ_PENDING,
     REQ_SUCCEEDED,
     bal,
-    conserved,
     dtn_balance,
     events,
     fund,
@@ -26,9 +27,11 @@ from helpers import (  # noqa: F401 - conserved/system are fixtures
     next_second,
     request_status,
     session,
-    system,
 )
 from test_cli_errors import fails
+
+# the token-conservation check after every test (tests/fixtures/chain.py)
+pytestmark = pytest.mark.usefixtures("conserved")
 
 STARVED = "5000"  # wei = callback gas: far too little for the manager's onSuccess
 

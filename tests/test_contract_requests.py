@@ -6,7 +6,7 @@ import pytest
 from eth_utils import keccak
 
 from dtnsess_cli.devnet.localdtn import SYSTEM_TRUST_NAMESPACE, decode_answer, prompt_of, respond, transact
-from helpers import (  # noqa: F401 - conserved/system are fixtures
+from helpers import (
     ALL,
     CALLBACK_GAS,
     REQ_FAILED,
@@ -18,7 +18,6 @@ from helpers import (  # noqa: F401 - conserved/system are fixtures
     assert_reverts,
     bal,
     call_from,
-    conserved,
     create,
     default_routing,
     events,
@@ -37,9 +36,11 @@ from helpers import (  # noqa: F401 - conserved/system are fixtures
     routing,
     send,
     session,
-    system,
     tx_revert,
 )
+
+# the token-conservation check after every test (tests/fixtures/chain.py)
+pytestmark = pytest.mark.usefixtures("conserved")
 
 
 def _request_size(system, rid) -> int:

@@ -12,8 +12,13 @@ import time
 
 import pytest
 
-from cli_helpers import (assert_error, assert_ok, create_via_cli, load_json,  # noqa: F401
-                         make_cli, nonce)
+from cli_helpers import (
+    assert_error,
+    assert_ok,
+    create_via_cli,
+    load_json,
+    nonce,
+)
 from dtnsess_cli.errors import ExitCode
 from helpers import answer, fund
 

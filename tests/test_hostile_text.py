@@ -9,8 +9,12 @@ import time
 
 import pytest
 
-from cli_helpers import (assert_error, assert_ok, create_via_cli, load_json,  # noqa: F401
-                         make_cli)
+from cli_helpers import (
+    assert_error,
+    assert_ok,
+    create_via_cli,
+    load_json,
+)
 from dtnsess_cli.errors import ExitCode
 from dtnsess_cli.devnet.localdtn import respond
 from helpers import fail, fund

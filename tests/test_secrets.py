@@ -11,7 +11,7 @@ import os
 import pytest
 from eth_account import Account
 
-from cli_helpers import Cli, assert_ok, create_via_cli, make_cli  # noqa: F401
+from cli_helpers import Cli, assert_ok, create_via_cli
 from dtnsess_cli.errors import redact_url, scrub
 from faultproxy import FaultProxy
 from helpers import fund

@@ -99,6 +99,8 @@ def up_cmd(
 
     If this directory's devnet already runs, reports it and starts nothing (a dead responder is
     restarted; Anvil is not touched).
+
+    Anvil is the pinned binary from node_modules (`npm ci`), or the one in DTNSESS_ANVIL.
     """
     _up(ctx, port, block_time, decimals, responder, responder_timeout, json_out, reset=False)
 
@@ -113,7 +115,10 @@ def reset_cmd(
     responder_timeout: float = _RESPONDER_TIMEOUT,
     json_out: bool = _JSON,
 ) -> None:
-    """Stop the devnet, forget its saved chain, and start a new, empty one (as `up`)."""
+    """Stop the devnet, forget its saved chain, and start a new, empty one (as `up`).
+
+    Anvil is the pinned binary from node_modules (`npm ci`), or the one in DTNSESS_ANVIL.
+    """
     _up(ctx, port, block_time, decimals, responder, responder_timeout, json_out, reset=True)
 
 
