@@ -386,6 +386,3 @@ def main(argv: Optional[list] = None) -> int:
         return int(ExitCode.ABORTED)
     return int(rc) if isinstance(rc, int) else 0
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
