@@ -2,8 +2,9 @@
 `close`/`renew` settle them by themselves; a close blocked by genuinely unanswered requests marks
 the session closing and says when to retry; `close --all` closes what it can.
 
-A starved callback: the request's --value is the callback gas (1 wei per gas unit), so a small
-value makes the router's call of the manager's onSuccess run out of gas. The router keeps the
+A starved callback: the request's --value is the callback gas (1 wei per gas unit), so the
+smallest value the CLI takes (30000) with a long answer (~4 KB needs ~50000 gas) makes the
+router's call of the manager's onSuccess run out of gas. The router keeps the
 SUCCESS answer (SuccessCallbackFailed) while the manager still counts the request pending, as on
 the deployed DTN.
 """
@@ -33,7 +34,8 @@ from test_cli_errors import fails
 # the token-conservation check after every test (tests/fixtures/chain.py)
 pytestmark = pytest.mark.usefixtures("conserved")
 
-STARVED = "5000"  # wei = callback gas: far too little for the manager's onSuccess
+STARVED = "30000"  # wei = callback gas: the CLI's minimum, too little for a long answer
+LONG_ANSWER = "an answer " * 400  # 4000 bytes
 
 
 def rid_bytes(rid: str) -> bytes:
@@ -47,7 +49,7 @@ def answer(system, rid: str, text: str = "an answer") -> dict:
 def starved(cli, system, *args: str, role: str = "user") -> str:
     """A request whose answer arrives but whose callback runs out of gas; its id."""
     rid = cli.json("request", "starve me", "--value", STARVED, *args, role=role)["request_id"]
-    rcpt = answer(system, rid)
+    rcpt = answer(system, rid, LONG_ANSWER)
     assert events(system.router, "SuccessCallbackFailed", rcpt), "the callback did not fail"
     assert request_status(system, rid_bytes(rid)) == REQ_PENDING
     next_second(system.w3)
@@ -86,7 +88,7 @@ def test_requests_and_response_show_answered_callback_failed(make_cli, system, u
     out = cli.json("response", rid)
     assert out["status"] == "succeeded" and out["manager_status"] == "pending"
     assert f"dtnsess settle {rid}" in out["note"]
-    assert out["answer"] == "an answer"
+    assert out["answer"] == LONG_ANSWER
 
 
 # ----------------------------------------------------------------------------- settle
