@@ -80,7 +80,7 @@ def spread(xs) -> str:
 @contextmanager
 def anvil(*extra_args: str, **start_kwargs):
     """A fresh Anvil on 127.0.0.1 (stopped on exit, also on error)."""
-    from dtnsess_cli.anvil import AnvilProcess
+    from dtnsess_cli.devnet.anvil import AnvilProcess
 
     node = AnvilProcess()
     try:
@@ -149,7 +149,7 @@ def compile_example() -> dict:
 
 
 def deploy_artifact(w3, artifact: dict, sender: str, *args):
-    from dtnsess_cli.localdtn import transact
+    from dtnsess_cli.devnet.localdtn import transact
 
     factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
     receipt = transact(w3, factory.constructor(*args), sender)
@@ -160,7 +160,7 @@ def cli_env(rpc_url: str, manager: str) -> dict:
     """Environment for the dtnsess script as Anvil dev account 1 (a public test key, never printed)."""
     import os
 
-    from dtnsess_cli.anvil import dev_private_keys
+    from dtnsess_cli.devnet.anvil import dev_private_keys
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DTNSESS_", "ETH_RPC_URL"))}
     env.update({

@@ -82,7 +82,7 @@ def main(argv=None) -> int:
 
 
 def measure(args, bt, ks, delays, rows, failures) -> None:
-    from dtnsess_cli.localdtn import deploy_system, transact
+    from dtnsess_cli.devnet.localdtn import deploy_system, transact
 
     kw = {"block_time": bt} if bt > 0 else {}
     with anvil(**kw) as node, tempfile.TemporaryDirectory(prefix="dtnsess-bench-batch-") as cwd:

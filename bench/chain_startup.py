@@ -113,7 +113,7 @@ def cast_sig(fn) -> str:
 def bench_stats(runs: int, delay_ms: float) -> None:
     from dtnsess_cli.artifacts import load_artifact
     from dtnsess_cli.chain.abi import ContractAbi
-    from dtnsess_cli.localdtn import deploy_system, transact
+    from dtnsess_cli.devnet.localdtn import deploy_system, transact
 
     have_cast = CAST.exists()
     if not have_cast:

@@ -22,7 +22,7 @@ import time
 
 from _common import header, compile_example, deploy_artifact, rpc, rpc_batch, web3_for, anvil
 
-from dtnsess_cli.localdtn import SYSTEM_TRUST_NAMESPACE, deploy_system, respond, transact
+from dtnsess_cli.devnet.localdtn import SYSTEM_TRUST_NAMESPACE, deploy_system, respond, transact
 from web3.logs import DISCARD
 
 TX_CAP = 2**24  # EIP-7825 (Osaka) per-transaction gas cap

@@ -81,7 +81,7 @@ def run_cli(argv: list[str], env: dict, cwd: str) -> tuple[float, subprocess.Com
 
 def answer_latest_request(system, from_block: int) -> bool:
     """Answer the newest request as the devnet node would (straight to Anvil, not counted)."""
-    from dtnsess_cli.localdtn import respond
+    from dtnsess_cli.devnet.localdtn import respond
 
     logs = system.router.events.RequestCreated.get_logs(from_block=from_block)
     if not logs:
@@ -120,7 +120,7 @@ def main(argv=None) -> int:
         print(f"{DTNSESS} not found (make install)")
         return 1
 
-    from dtnsess_cli.localdtn import deploy_system, transact
+    from dtnsess_cli.devnet.localdtn import deploy_system, transact
 
     results: dict = {}
     sequences: dict = {}

@@ -96,8 +96,8 @@ def scenarios(s: Setup) -> dict:
 
 
 def prepare(node_url: str, n_other: int) -> Setup:
-    from dtnsess_cli.anvil import dev_private_keys
-    from dtnsess_cli.localdtn import deploy_system, respond, transact
+    from dtnsess_cli.devnet.anvil import dev_private_keys
+    from dtnsess_cli.devnet.localdtn import deploy_system, respond, transact
 
     w3 = web3_for(node_url)
     deployer, user, other = w3.eth.accounts[0], w3.eth.accounts[1], w3.eth.accounts[2]

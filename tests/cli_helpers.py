@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import pytest
 from typer.testing import CliRunner
@@ -82,13 +82,6 @@ def isolate_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.setenv("DTNSESS_LOCK_DIR", str(locks))
     # NOTE: reads retry for 20 s by default; a test that meets a dead node should not wait that
     monkeypatch.setenv("DTNSESS_RPC_RETRY_SECONDS", "1")
-
-
-@pytest.fixture
-def make_cli(anvil, private_keys, monkeypatch, tmp_path) -> Callable[[Any], Cli]:
-    """``make_cli(system6)`` -> a Cli bound to that system's manager, isolated from the host."""
-    isolate_env(monkeypatch, tmp_path)
-    return lambda system: Cli(system, private_keys, monkeypatch, anvil.url)
 
 
 # ----------------------------------------------------------------------------- assertions
@@ -181,7 +174,7 @@ def token_units(system, tokens: str | int) -> int:
 def answer_later(system, request_id: bytes, delay: float = 1.0, text: str = "later answer",
                  failure: Optional[str] = None) -> threading.Thread:
     """Answer ``request_id`` from a background thread after ``delay`` seconds (a DTN node)."""
-    from dtnsess_cli.localdtn import respond
+    from dtnsess_cli.devnet.localdtn import respond
 
     errors: list = []
 

@@ -1,9 +1,10 @@
 """Shared helpers for the contract tests (tests/test_contract_*.py).
 
-Deploying, sending and answering reuse dtnsess_cli.localdtn (deploy_system, transact, respond,
+Deploying, sending and answering reuse dtnsess_cli.devnet.localdtn (deploy_system, transact, respond,
 node_id, decode_answer); revert data is decoded with dtnsess_cli.tx's ErrorDecoder. What is here
 is only what the tests need on top: funding, session/request shortcuts, revert capture, chain
-time control and the token-conservation invariant checked after every test.
+time control and the token-conservation invariant (checked after a test by the `conserved`
+fixture, tests/fixtures/chain.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from eth_abi import encode as abi_encode
 from web3.exceptions import ContractLogicError, Web3RPCError
 
 from dtnsess_cli.artifacts import all_abis
-from dtnsess_cli.localdtn import SYSTEM_TRUST_NAMESPACE, model_id, respond, transact
+from dtnsess_cli.devnet.localdtn import SYSTEM_TRUST_NAMESPACE, model_id, respond, transact
 from dtnsess_cli.tx import DecodedRevert, ErrorDecoder, revert_data_from_exception
 
 # Wei forwarded as callback gas: the manager's onSuccess/onError need well under this.
@@ -275,17 +276,3 @@ def check_conservation(system, holders: Iterable[str]) -> None:
     assert held[manager.address] == manager.functions.totalClaimable().call(), (
         "the manager holds tokens other than credited refunds"
     )
-
-
-@pytest.fixture(autouse=True)
-def conserved(_isolate_chain, system6, system18, accounts):
-    """Autouse in every module that imports it: after the test, before evm_revert, check both systems."""
-    yield
-    for system in (system6, system18):
-        check_conservation(system, accounts)
-
-
-@pytest.fixture(params=["system6", "system18"])
-def system(request, system6, system18):
-    """The whole local system with a 6- and an 18-decimal fee token."""
-    return request.getfixturevalue(request.param)

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dtnsess_cli.cli import app
-from dtnsess_cli.localdtn import prompt_of
+from dtnsess_cli.devnet.localdtn import prompt_of
 from cli_helpers import count_round_trips
 from tests.helpers import CALLBACK_GAS, REQ_PENDING, ask, create, fund, next_second
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from cli_helpers import make_cli  # noqa: F401 - fixture
 from dtnsess_cli.errors import ExitCode
-from helpers import conserved  # noqa: F401 - fixture
 from test_cli_errors import fails
+
+# the token-conservation check after every test (tests/fixtures/chain.py)
+pytestmark = pytest.mark.usefixtures("conserved")
 
 
 @pytest.mark.parametrize("args, fragments", [

@@ -11,20 +11,29 @@ import sys
 
 import pytest
 
-from cli_helpers import answer_later, assert_error, assert_ok, create_via_cli, load_json, make_cli, nonce, token_units  # noqa: F401
+from cli_helpers import (
+    answer_later,
+    assert_error,
+    assert_ok,
+    create_via_cli,
+    load_json,
+    nonce,
+    token_units,
+)
 from dtnsess_cli.errors import ExitCode
-from dtnsess_cli.localdtn import SYSTEM_TRUST_NAMESPACE, respond
-from helpers import (  # noqa: F401 - conserved/system are fixtures
+from dtnsess_cli.devnet.localdtn import SYSTEM_TRUST_NAMESPACE, respond
+from helpers import (
     CALLBACK_GAS,
     bal,
-    conserved,
     dtn_balance,
     fund,
     increase_time,
     next_second,
     session,
-    system,
 )
+
+# the token-conservation check after every test (tests/fixtures/chain.py)
+pytestmark = pytest.mark.usefixtures("conserved")
 
 MAX = 2**256 - 1
 

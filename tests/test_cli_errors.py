@@ -10,10 +10,13 @@ import time
 import pytest
 from eth_account import Account
 
-from cli_helpers import assert_error, create_via_cli, make_cli, nonce  # noqa: F401
-from dtnsess_cli.anvil import free_port
+from cli_helpers import assert_error, create_via_cli, nonce
+from dtnsess_cli.devnet.anvil import free_port
 from dtnsess_cli.errors import ExitCode
-from helpers import bal, conserved, fund, increase_time, session, system  # noqa: F401 - fixtures
+from helpers import bal, fund, increase_time, session
+
+# the token-conservation check after every test (tests/fixtures/chain.py)
+pytestmark = pytest.mark.usefixtures("conserved")
 
 
 class Sent:
@@ -120,7 +123,7 @@ def test_no_eth_for_gas(make_cli, system, deployer, w3):
     assert w3.eth.get_balance(fresh.address) == 0
     fails(cli, ["approve", "10"], ExitCode.FUNDS, "ETH for gas", "have 0 ETH", key=key)
     # with tokens but no ETH: create stops at its first transaction
-    from dtnsess_cli.localdtn import transact
+    from dtnsess_cli.devnet.localdtn import transact
 
     transact(w3, system.token.functions.mint(fresh.address, 100 * 10**system.decimals), deployer)
     try:

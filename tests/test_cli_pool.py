@@ -7,10 +7,15 @@ trip is checked against the chain (getPoolOffer, getGrant, isPooled) and the eve
 
 from __future__ import annotations
 
-from cli_helpers import assert_error, assert_ok, create_via_cli, make_cli, nonce, token_units  # noqa: F401
+import pytest
+
+from cli_helpers import assert_error, assert_ok, create_via_cli, nonce, token_units
 from dtnsess_cli.errors import ExitCode
-from helpers import bal, conserved, events, fund, session, system  # noqa: F401 - fixtures
+from helpers import bal, events, fund, session
 from test_cli_errors import fails
+
+# the token-conservation check after every test (tests/fixtures/chain.py)
+pytestmark = pytest.mark.usefixtures("conserved")
 
 
 def offer(system, sid: int) -> tuple:

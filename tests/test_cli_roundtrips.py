@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from cli_helpers import assert_error, assert_ok, count_round_trips, load_json, make_cli  # noqa: F401
+from cli_helpers import assert_error, assert_ok, count_round_trips, load_json
 from dtnsess_cli.errors import ExitCode
 from helpers import answer, fund
 

@@ -2,35 +2,40 @@
 `close`/`renew` settle them by themselves; a close blocked by genuinely unanswered requests marks
 the session closing and says when to retry; `close --all` closes what it can.
 
-A starved callback: the request's --value is the callback gas (1 wei per gas unit), so a small
-value makes the router's call of the manager's onSuccess run out of gas. The router keeps the
+A starved callback: the request's --value is the callback gas (1 wei per gas unit), so the
+smallest value the CLI takes (30000) with a long answer (~4 KB needs ~50000 gas) makes the
+router's call of the manager's onSuccess run out of gas. The router keeps the
 SUCCESS answer (SuccessCallbackFailed) while the manager still counts the request pending, as on
 the deployed DTN.
 """
 
 from __future__ import annotations
 
-from cli_helpers import assert_error, assert_ok, create_via_cli, load_json, make_cli, nonce, token_units  # noqa: F401
+import pytest
+
+from cli_helpers import assert_error, assert_ok, create_via_cli, load_json, nonce, token_units
 from dtnsess_cli.errors import ExitCode
-from dtnsess_cli.localdtn import respond, transact
-from helpers import (  # noqa: F401 - conserved/system are fixtures
+from dtnsess_cli.devnet.localdtn import respond
+from helpers import (
     REQ_PENDING,
     REQ_SUCCEEDED,
     bal,
-    conserved,
     dtn_balance,
     events,
     fund,
     increase_time,
     latest_ts,
     next_second,
-    one_event,
     request_status,
     session,
-    system,
 )
 from test_cli_errors import fails
 
+# the token-conservation check after every test (tests/fixtures/chain.py)
+pytestmark = pytest.mark.usefixtures("conserved")
+
+STARVED = "30000"  # wei = callback gas: the CLI's minimum, too little for a long answer
+LONG_ANSWER = "an answer " * 400  # 4000 bytes
 
 
 def rid_bytes(rid: str) -> bytes:
@@ -41,16 +46,10 @@ def answer(system, rid: str, text: str = "an answer") -> dict:
     return respond(system, rid_bytes(rid), worker=system.worker, node=system.node_id, text=text)
 
 
-def starved(cli, system, *, role: str = "user") -> str:
-    """A request whose answer arrives but whose callback runs out of gas; its id.
-
-    Sent straight to the manager with 5000 wei of callback gas (the CLI refuses so little: that
-    is the point of its --value floor), from the role's current session (its pool grant first)."""
-    sender = system.w3.eth.account.from_key(cli.key(role)).address
-    fn = system.manager.functions.makeAIRequest("starve me", system.model, [])
-    sent = transact(system.w3, fn, sender, value=5000)
-    rid = "0x" + bytes(one_event(system.manager, "AIRequestSubmitted", sent)["requestId"]).hex()
-    rcpt = answer(system, rid)
+def starved(cli, system, *args: str, role: str = "user") -> str:
+    """A request whose answer arrives but whose callback runs out of gas; its id."""
+    rid = cli.json("request", "starve me", "--value", STARVED, *args, role=role)["request_id"]
+    rcpt = answer(system, rid, LONG_ANSWER)
     assert events(system.router, "SuccessCallbackFailed", rcpt), "the callback did not fail"
     assert request_status(system, rid_bytes(rid)) == REQ_PENDING
     next_second(system.w3)
@@ -89,7 +88,7 @@ def test_requests_and_response_show_answered_callback_failed(make_cli, system, u
     out = cli.json("response", rid)
     assert out["status"] == "succeeded" and out["manager_status"] == "pending"
     assert f"dtnsess settle {rid}" in out["note"]
-    assert out["answer"] == "an answer"
+    assert out["answer"] == LONG_ANSWER
 
 
 # ----------------------------------------------------------------------------- settle

@@ -6,15 +6,14 @@ import time
 
 import pytest
 
-from dtnsess_cli.localdtn import transact
-from helpers import (  # noqa: F401 - conserved/system are fixtures
+from dtnsess_cli.devnet.localdtn import transact
+from helpers import (
     MAX_TX_GAS,
     answer,
     ask,
     assert_reverts,
     bal,
     call_from,
-    conserved,
     create,
     dtn_balance,
     events,
@@ -25,8 +24,10 @@ from helpers import (  # noqa: F401 - conserved/system are fixtures
     rpc,
     send,
     session,
-    system,
 )
+
+# the token-conservation check after every test (tests/fixtures/chain.py)
+pytestmark = pytest.mark.usefixtures("conserved")
 
 
 def _age_out(system):

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from dtnsess_cli.localdtn import transact
-from helpers import (  # noqa: F401 - conserved/system are fixtures
+from dtnsess_cli.devnet.localdtn import transact
+from helpers import (
     answer,
     ask,
     assert_reason,
     assert_reverts,
     bal,
     call_from,
-    conserved,
     create,
     dtn_balance,
     events,
@@ -25,8 +24,10 @@ from helpers import (  # noqa: F401 - conserved/system are fixtures
     tx_revert,
     one_event,
     session,
-    system,
 )
+
+# the token-conservation check after every test (tests/fixtures/chain.py)
+pytestmark = pytest.mark.usefixtures("conserved")
 
 
 def _config(system):

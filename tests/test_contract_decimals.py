@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dtnsess_cli.localdtn import transact
-from helpers import (  # noqa: F401 - conserved/system are fixtures
+import pytest
+
+from dtnsess_cli.devnet.localdtn import transact
+from helpers import (
     CALLBACK_GAS,
     answer,
     ask,
@@ -11,7 +13,6 @@ from helpers import (  # noqa: F401 - conserved/system are fixtures
     assert_reverts,
     bal,
     call_from,
-    conserved,
     create,
     default_routing,
     dtn_balance,
@@ -19,8 +20,10 @@ from helpers import (  # noqa: F401 - conserved/system are fixtures
     next_second,
     one_event,
     session,
-    system,
 )
+
+# the token-conservation check after every test (tests/fixtures/chain.py)
+pytestmark = pytest.mark.usefixtures("conserved")
 
 
 def test_defaults_follow_the_token_decimals(system):

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from dtnsess_cli.localdtn import transact
-from helpers import (  # noqa: F401 - conserved/system are fixtures
+import pytest
+
+from dtnsess_cli.devnet.localdtn import transact
+from helpers import (
     answer,
     ask,
     assert_reason,
     assert_reverts,
     bal,
     call_from,
-    conserved,
     create,
     default_routing,
     dtn_balance,
@@ -19,8 +20,10 @@ from helpers import (  # noqa: F401 - conserved/system are fixtures
     increase_time,
     one_event,
     session,
-    system,
 )
+
+# the token-conservation check after every test (tests/fixtures/chain.py)
+pytestmark = pytest.mark.usefixtures("conserved")
 
 
 def _pool(system):

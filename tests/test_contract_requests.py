@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from eth_utils import keccak
 
-from dtnsess_cli.localdtn import SYSTEM_TRUST_NAMESPACE, decode_answer, prompt_of, respond, transact
-from helpers import (  # noqa: F401 - conserved/system are fixtures
+from dtnsess_cli.devnet.localdtn import SYSTEM_TRUST_NAMESPACE, decode_answer, prompt_of, respond, transact
+from helpers import (
     ALL,
     CALLBACK_GAS,
     REQ_FAILED,
@@ -18,7 +18,6 @@ from helpers import (  # noqa: F401 - conserved/system are fixtures
     assert_reverts,
     bal,
     call_from,
-    conserved,
     create,
     default_routing,
     events,
@@ -37,9 +36,11 @@ from helpers import (  # noqa: F401 - conserved/system are fixtures
     routing,
     send,
     session,
-    system,
     tx_revert,
 )
+
+# the token-conservation check after every test (tests/fixtures/chain.py)
+pytestmark = pytest.mark.usefixtures("conserved")
 
 
 def _request_size(system, rid) -> int:
@@ -368,7 +369,7 @@ def test_manager_rejects_a_same_second_collision(system, user, mode, answered):
 
 def _respond_stub(system, rid):
     """respondToRequest for a request that is not mined yet (sizes given, not read)."""
-    from dtnsess_cli.localdtn import encode_answer
+    from dtnsess_cli.devnet.localdtn import encode_answer
 
     payload = encode_answer("answer to first")
     return system.router.functions.respondToRequest(rid, 1, "", payload, system.node_id, 100, len(payload))

@@ -6,10 +6,11 @@ plus the starved-callback -> settle path. Named test_f<N>_... after the finding.
 
 from __future__ import annotations
 
+import pytest
 from eth_utils import keccak
 
-from dtnsess_cli.localdtn import SYSTEM_TRUST_NAMESPACE, deploy, transact
-from helpers import (  # noqa: F401 - conserved/system are fixtures
+from dtnsess_cli.devnet.localdtn import SYSTEM_TRUST_NAMESPACE, deploy, transact
+from helpers import (
     CALLBACK_GAS,
     REQ_FAILED,
     REQ_PENDING,
@@ -20,7 +21,6 @@ from helpers import (  # noqa: F401 - conserved/system are fixtures
     assert_reverts,
     bal,
     call_from,
-    conserved,
     create,
     default_routing,
     dtn_balance,
@@ -38,8 +38,10 @@ from helpers import (  # noqa: F401 - conserved/system are fixtures
     routing,
     send,
     session,
-    system,
 )
+
+# the token-conservation check after every test (tests/fixtures/chain.py)
+pytestmark = pytest.mark.usefixtures("conserved")
 
 RELEASED, REVOKED, EXHAUSTED, REMOVED = 0, 1, 2, 3  # GrantEnded reasons
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from dtnsess_cli.localdtn import transact
-from helpers import (  # noqa: F401 - conserved/system are fixtures
+from dtnsess_cli.devnet.localdtn import transact
+from helpers import (
     answer,
     ask,
     assert_reason,
     assert_reverts,
     bal,
     call_from,
-    conserved,
     create,
     dtn_balance,
     events,
@@ -24,9 +23,11 @@ from helpers import (  # noqa: F401 - conserved/system are fixtures
     send,
     receipt,
     session,
-    system,
     tx_revert,
 )
+
+# the token-conservation check after every test (tests/fixtures/chain.py)
+pytestmark = pytest.mark.usefixtures("conserved")
 
 
 def test_create_moves_tokens_to_dtn_session(system, user):

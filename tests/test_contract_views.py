@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from dtnsess_cli.localdtn import transact
-from helpers import (  # noqa: F401 - conserved/system are fixtures
+import pytest
+
+from dtnsess_cli.devnet.localdtn import transact
+from helpers import (
     REQ_PENDING,
     REQ_SUCCEEDED,
     answer,
     ask,
-    conserved,
     create,
     fund,
     increase_time,
     next_second,
     session,
-    system,
 )
+
+# the token-conservation check after every test (tests/fixtures/chain.py)
+pytestmark = pytest.mark.usefixtures("conserved")
 
 
 def _ts(system, rcpt):

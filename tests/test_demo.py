@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dtnsess_cli.anvil import dev_private_keys, free_port
+from dtnsess_cli.devnet.anvil import dev_private_keys, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "scripts" / "demo.sh"

@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 from web3.logs import DISCARD
 
-from dtnsess_cli import localdtn
-from dtnsess_cli.anvil import free_port
-from dtnsess_cli.responder import Responder, default_answer, run_command
+from dtnsess_cli.devnet import localdtn
+from dtnsess_cli.devnet.anvil import free_port
+from dtnsess_cli.devnet.responder import Responder, default_answer, run_command
 
 DTNSESS = str(Path(sys.executable).with_name("dtnsess"))
 if not Path(DTNSESS).exists():  # pragma: no cover - non-venv runs

@@ -11,8 +11,8 @@ import signal
 import socket
 import time
 
-from dtnsess_cli.anvil import free_port
-from dtnsess_cli.devnet import _port_free
+from dtnsess_cli.devnet.anvil import free_port
+from dtnsess_cli.devnet.stack import _port_free
 from test_devnet import Chain, _wait_gone, devnet_dir, dtnsess  # noqa: F401 - fixture
 
 
@@ -33,13 +33,21 @@ def _ok(d, *args) -> dict:
 
 
 def _wait_dumped(d, since: float, timeout: float = 10.0) -> None:
-    """Anvil writes its state every second: wait for a write after ``since``."""
+    """Anvil writes its state every second: wait for a write after ``since`` that has finished.
+
+    NOTE: the mtime changes with the first bytes of a write; a SIGKILL then truncates the file
+    (Anvil does not write it atomically), so the write must also parse as JSON.
+    """
     dump = d / ".dtnsess-devnet" / "anvil-state.json"
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if dump.exists() and dump.stat().st_mtime > since + 0.05:
-            return
-        time.sleep(0.1)
+            try:
+                json.loads(dump.read_text())
+                return
+            except ValueError:  # still being written
+                pass
+        time.sleep(0.05)
     raise AssertionError("anvil did not write its state")
 
 

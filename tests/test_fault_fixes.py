@@ -12,8 +12,13 @@ import time
 
 import pytest
 
-from cli_helpers import (assert_error, assert_ok, create_via_cli, load_json,  # noqa: F401
-                         make_cli, nonce)
+from cli_helpers import (
+    assert_error,
+    assert_ok,
+    create_via_cli,
+    load_json,
+    nonce,
+)
 from dtnsess_cli.errors import ExitCode
 from helpers import answer, fund
 
@@ -64,7 +69,7 @@ def test_missing_keystore_is_a_config_error(make_cli, system6, tmp_path):
 
 
 def test_doctor_on_a_dead_rpc_exits_5(make_cli, system6):
-    from dtnsess_cli.anvil import free_port
+    from dtnsess_cli.devnet.anvil import free_port
 
     cli = make_cli(system6)
     r = cli("doctor", env={"DTNSESS_RPC_URL": f"http://127.0.0.1:{free_port()}"})

@@ -11,8 +11,15 @@ import time
 
 import pytest
 
-from cli_helpers import (Cli, answer_later, assert_error, assert_ok, create_via_cli, load_json,
-                         make_cli, nonce)  # noqa: F401 - make_cli is a fixture
+from cli_helpers import (
+    Cli,
+    answer_later,
+    assert_error,
+    assert_ok,
+    create_via_cli,
+    load_json,
+    nonce,
+)
 from dtnsess_cli.errors import ExitCode, RpcError
 from faultproxy import FaultProxy
 from helpers import fund

@@ -448,7 +448,7 @@ def test_lost_by_the_node_is_rebroadcast_by_the_next_command(env):
 def test_nonce_taken_by_another_transaction_is_reported_replaced(env):
     """The node lost the open transaction and another wallet used its nonce: the next command
     says it was never mined, and then does what it was asked (the request once)."""
-    from dtnsess_cli.localdtn import transact
+    from dtnsess_cli.devnet.localdtn import transact
 
     args, h = _pending_request_then_forgotten(env)
     transact(env.w3, env.system.token.functions.approve(env.system.manager.address, 1), env.user)

@@ -7,20 +7,23 @@ Details: docs/security.md ("Fuzz invariants").
 
 from __future__ import annotations
 
-from dtnsess_cli.localdtn import transact
-from helpers import (  # noqa: F401 - conserved/system are fixtures
+import pytest
+
+from dtnsess_cli.devnet.localdtn import transact
+from helpers import (
     REQ_PENDING,
     REQ_SUCCEEDED,
     answer,
     ask,
-    conserved,
     create,
     events,
     fund,
     request_status,
     session,
-    system,
 )
+
+# the token-conservation check after every test (tests/fixtures/chain.py)
+pytestmark = pytest.mark.usefixtures("conserved")
 
 STARVED = 2_000  # callback gas (msg.value) that starves the manager's callback
 

@@ -37,7 +37,7 @@ from hypothesis.stateful import (
 )
 from web3.logs import DISCARD
 
-from dtnsess_cli.localdtn import SYSTEM_TRUST_NAMESPACE, respond_call, transact
+from dtnsess_cli.devnet.localdtn import SYSTEM_TRUST_NAMESPACE, respond_call, transact
 from helpers import CALLBACK_GAS, REQ_PENDING, latest_ts, rpc, tx_revert
 
 EXAMPLES = int(os.environ.get("DTNSESS_FUZZ_EXAMPLES", "15"))

@@ -9,10 +9,14 @@ import time
 
 import pytest
 
-from cli_helpers import (assert_error, assert_ok, create_via_cli, load_json,  # noqa: F401
-                         make_cli)
+from cli_helpers import (
+    assert_error,
+    assert_ok,
+    create_via_cli,
+    load_json,
+)
 from dtnsess_cli.errors import ExitCode
-from dtnsess_cli.localdtn import respond
+from dtnsess_cli.devnet.localdtn import respond
 from helpers import fail, fund
 
 HOSTILE = "[/b] close a tag that is not open [bold]and[/] [link=http://x]y[/link] \\[x]"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from dtnsess_cli import artifacts
-from dtnsess_cli.anvil import AnvilProcess, rpc
+from dtnsess_cli.devnet.anvil import AnvilProcess, rpc
 
 ROOT = Path(__file__).resolve().parents[1]
 MAIN_ARTIFACT = ROOT / "abi" / "AdvancedSessionManager.json"
@@ -133,7 +134,12 @@ def test_anvil_process_is_gone_after_stop(tmp_path: Path):
 
 def test_session_fixture_stops_anvil_even_when_tests_fail(tmp_path: Path):
     """Run a failing test in a child pytest with our conftest; its Anvil must be gone."""
+    # the conftest, the fixture plugins it registers and the helper modules they import
     (tmp_path / "conftest.py").write_text((ROOT / "tests" / "conftest.py").read_text())
+    shutil.copytree(ROOT / "tests" / "fixtures", tmp_path / "fixtures",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("helpers.py", "cli_helpers.py"):
+        shutil.copy(ROOT / "tests" / name, tmp_path / name)
     pid_file = tmp_path / "pid"
     (tmp_path / "test_child.py").write_text(
         textwrap.dedent(

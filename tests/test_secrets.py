@@ -11,7 +11,7 @@ import os
 import pytest
 from eth_account import Account
 
-from cli_helpers import Cli, assert_ok, create_via_cli, make_cli  # noqa: F401
+from cli_helpers import Cli, assert_ok, create_via_cli
 from dtnsess_cli.errors import redact_url, scrub
 from faultproxy import FaultProxy
 from helpers import fund
@@ -169,7 +169,7 @@ def test_scrub_finds_urls_and_quoted_paths():
 def test_responder_log_lines_are_redacted():
     import logging
 
-    from dtnsess_cli.responder import _Redacting
+    from dtnsess_cli.devnet.responder import _Redacting
 
     fmt = _Redacting(logging.Formatter("%(levelname)s %(message)s"))
     try:

@@ -64,7 +64,8 @@ def find_anvil() -> str:
         if not (Path(env).is_file() and os.access(env, os.X_OK)):
             raise AnvilError(f"{ENV_ANVIL}={env} is not an executable file")
         return env
-    starts = [Path.cwd().resolve(), Path(__file__).resolve().parents[2]]
+    # the source checkout this module runs from (src/dtnsess_cli/devnet/anvil.py)
+    starts = [Path.cwd().resolve(), Path(__file__).resolve().parents[3]]
     seen: set[Path] = set()
     for start in starts:
         for directory in (start, *start.parents):

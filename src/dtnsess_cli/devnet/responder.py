@@ -1,6 +1,6 @@
 """A DTN node for the devnet: answers the requests of a LocalDtnRouter.
 
-Started by ``dtnsess devnet up`` as ``python -m dtnsess_cli.responder --state FILE``. It polls
+Started by ``dtnsess devnet up`` as ``python -m dtnsess_cli.devnet.responder --state FILE``. It polls
 ``eth_getLogs`` for ``RequestCreated`` from the router (no node-side filters), reads each request
 with ``getRequest``, decodes the prompt and answers with ``respondToRequest`` from the node's
 worker account (an unlocked Anvil account), with honest request and response sizes.
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from dtnsess_cli import localdtn
+from . import localdtn
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_POLL = 0.25
@@ -125,7 +125,7 @@ class Responder:
                  poll: float = DEFAULT_POLL) -> None:
         from eth_utils import keccak
 
-        from dtnsess_cli.artifacts import all_abis
+        from ..artifacts import all_abis
         from dtnsess_cli.tx import ErrorDecoder
 
         self.w3 = w3
@@ -283,7 +283,7 @@ def _is_connection_error(exc: BaseException) -> bool:
 # -- entry point -------------------------------------------------------------------------------
 
 def _parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m dtnsess_cli.responder", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m dtnsess_cli.devnet.responder", description=__doc__.split("\n")[0])
     p.add_argument("--state", required=True, help="the devnet state file (.dtnsess-devnet.json)")
     p.add_argument("--command", default=None,
                    help="shell command: prompt on stdin, answer on stdout (default: built-in text)")
@@ -303,7 +303,7 @@ class _Redacting(logging.Formatter):
         self.inner = inner or logging.Formatter()
 
     def format(self, record: logging.LogRecord) -> str:
-        from .errors import scrub
+        from ..errors import scrub
 
         return scrub(self.inner.format(record))
 
@@ -333,7 +333,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     from web3 import Web3
 
-    from .errors import redact_url, remember_url
+    from ..errors import redact_url, remember_url
 
     remember_url(state["rpc_url"])
     shown_url = redact_url(state["rpc_url"])

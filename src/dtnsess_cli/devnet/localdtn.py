@@ -12,7 +12,7 @@ from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
-from dtnsess_cli.artifacts import load_artifact
+from ..artifacts import load_artifact
 
 DEFAULT_MODEL = "model.system.openai-gpt-4"
 DEFAULT_NODE = "node.devnet.responder"

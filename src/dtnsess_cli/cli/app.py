@@ -1,0 +1,384 @@
+"""The app every command hangs on: the Typer root, the global options, the one error
+handler, the ``@command`` decorator (global options after any command), ``Run`` (settings,
+renderer and the client of one run) and ``main``.
+
+No chain calls here; ``manager`` (and the chain layer) is imported only when a command runs, so
+``dtnsess --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import os
+import sys
+from typing import Annotated, Any, Callable, Iterator, NoReturn, Optional
+
+import typer
+from typer.core import TyperCommand, TyperGroup
+
+from ..config import CliOptions, resolve_settings
+from ..errors import DtnsessError, ExitCode, InputError
+
+HELP = """Client for the Deep Trust Network AdvancedSessionManager contract.
+
+Configuration comes from flags, then DTNSESS_* environment variables, then ./.env, then
+--network presets, then a local devnet's .dtnsess-devnet.json. A private key is never a flag:
+set DTNSESS_PRIVATE_KEY (environment or .env) or use a Foundry keystore (--account / --keystore).
+
+Exit codes: 0 ok, 1 error, 2 usage, 3 config, 4 input, 5 rpc, 6 chain, 7 reverted, 8 funds,
+9 auth, 10 timeout, 11 gas price, 12 locked, 13 aborted, 130 interrupted.
+"""
+
+
+def _format_options(cmd: Any, ctx: Any, formatter: Any) -> None:
+    """Arguments, the command's own options, then the global ones, each in its own section
+    (the sections rich help drew as panels, without importing rich)."""
+    sections: dict = {"Arguments": [], "Options": []}
+    for param in cmd.get_params(ctx):
+        row = param.get_help_record(ctx)
+        if row is not None:
+            title = ("Arguments" if param.param_type_name == "argument"
+                     else getattr(param, "rich_help_panel", None) or "Options")
+            sections.setdefault(title, []).append(row)
+    for title, rows in sections.items():
+        if rows:
+            with formatter.section(title):
+                formatter.write_dl(rows)
+
+
+class _Command(TyperCommand):
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        _format_options(self, ctx, formatter)
+
+
+class _Group(TyperGroup):
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        _format_options(self, ctx, formatter)
+        self.format_commands(ctx, formatter)
+
+
+def group(**kw: Any) -> typer.Typer:
+    """A Typer app (the root or a command group) with plain Click help.
+
+    NOTE: rich help (Typer's default) imports typer.rich_utils -> rich.markdown/markdown_it,
+    ~0.1 s of every ``--help`` and completion, and its markup swallows the ``[env: ...]``
+    notes of the options' help.
+    """
+    return typer.Typer(cls=_Group, rich_markup_mode=None, no_args_is_help=True,
+                       # NOTE: locals can hold a key: never let Typer print them
+                       pretty_exceptions_enable=False, pretty_exceptions_show_locals=False, **kw)
+
+
+app = group(name="dtnsess", help=HELP, add_completion=True,
+            context_settings={"help_option_names": ["-h", "--help"]})
+
+# ------------------------------------------------------------------------------- global options
+
+# Click's UsageError (newer typer releases vendor click; reach it through its subclass)
+_UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+_G = "Global options"
+RpcUrlOpt = Annotated[Optional[str], typer.Option(
+    "--rpc-url", help="JSON-RPC URL [env: DTNSESS_RPC_URL, ETH_RPC_URL]", rich_help_panel=_G,
+    show_default=False)]
+ContractOpt = Annotated[Optional[str], typer.Option(
+    "--contract", help="AdvancedSessionManager address [env: DTNSESS_CONTRACT]",
+    rich_help_panel=_G, show_default=False)]
+NetworkOpt = Annotated[Optional[str], typer.Option(
+    "--network", help="preset: base | local [env: DTNSESS_NETWORK]", rich_help_panel=_G,
+    show_default=False)]
+ChainIdOpt = Annotated[Optional[int], typer.Option(
+    "--chain-id", help="refuse to run on another chain [env: DTNSESS_CHAIN_ID]",
+    rich_help_panel=_G, show_default=False)]
+AccountOpt = Annotated[Optional[str], typer.Option(
+    "--account", help="Foundry keystore name (~/.foundry/keystores/NAME) [env: DTNSESS_ACCOUNT]; "
+                      "a raw key only from the environment or .env [env: DTNSESS_PRIVATE_KEY]",
+    rich_help_panel=_G, show_default=False)]
+KeystoreOpt = Annotated[Optional[str], typer.Option(
+    "--keystore", help="keystore file path [env: DTNSESS_KEYSTORE]; its password from a file "
+                       "[env: DTNSESS_PASSWORD_FILE]", rich_help_panel=_G,
+    show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout",
+                                       rich_help_panel=_G)]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation",
+                                      rich_help_panel=_G)]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="simulate only; send nothing",
+                                         rich_help_panel=_G)]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="show tracebacks [env: DTNSESS_DEBUG=1]",
+                                        rich_help_panel=_G)]
+
+_GLOBALS = [
+    ("rpc_url", RpcUrlOpt, None), ("contract", ContractOpt, None), ("network", NetworkOpt, None),
+    ("chain_id", ChainIdOpt, None), ("account", AccountOpt, None), ("keystore", KeystoreOpt, None),
+    ("json", JsonOpt, False), ("yes", YesOpt, False), ("dry_run", DryRunOpt, False),
+    ("debug", DebugOpt, False),
+]
+_GLOBAL_NAMES = [n for n, _, _ in _GLOBALS]
+
+
+@app.callback()
+def _root(ctx: typer.Context, rpc_url: RpcUrlOpt = None, contract: ContractOpt = None,
+          network: NetworkOpt = None, chain_id: ChainIdOpt = None, account: AccountOpt = None,
+          keystore: KeystoreOpt = None, json: JsonOpt = False, yes: YesOpt = False,
+          dry_run: DryRunOpt = False, debug: DebugOpt = False) -> None:
+    ctx.obj = CliOptions(rpc_url, contract, network, chain_id, account, keystore, json, yes,
+                         dry_run, debug)
+
+
+def debug_enabled(opts: Optional[CliOptions] = None) -> bool:
+    return bool(opts and opts.debug) or os.environ.get("DTNSESS_DEBUG", "") not in ("", "0")
+
+
+@contextlib.contextmanager
+def error_handler(debug: bool = False, json_mode: bool = False) -> Iterator[None]:
+    """THE error handler: a DtnsessError becomes one `error:` line (+ hint) on stderr, with
+    ``--json`` also one JSON document on stdout, and its exit code.
+
+    Used by every command (so in-process CliRunner runs get exit codes) and by ``main()``.
+    """
+    try:
+        yield
+    except (typer.Exit, typer.Abort, _UsageError):
+        raise
+    except DtnsessError as exc:
+        _report(exc, debug, json_mode)
+        raise typer.Exit(int(exc.exit_code)) from None
+    except KeyboardInterrupt as exc:
+        err = DtnsessError("interrupted")
+        setattr(err, STDOUT_DONE, getattr(exc, STDOUT_DONE, False))
+        _report(err, False, json_mode, ExitCode.INTERRUPTED)
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    except Exception as exc:  # noqa: BLE001 - classified below, never a bare traceback
+        mapped = _classify(exc)
+        _report(mapped, debug, json_mode)
+        raise typer.Exit(int(mapped.exit_code)) from None
+
+
+def _classify(exc: BaseException) -> DtnsessError:
+    from ..errors import scrub
+
+    name = type(exc).__name__
+    if name in ("RpcTransportError", "RpcResponseError"):  # the chain layer's, if one slips by
+        from ..chain.send import rpc_error
+
+        return rpc_error(exc, None)
+    first = (str(exc).strip().splitlines() or [""])[0][:200]
+    err = DtnsessError(f"internal error: {name}: {scrub(first)}",
+                       hint="rerun with --debug for the traceback, and please report it")
+    return err
+
+
+# NOTE: set on an exception whose command already printed its one JSON document (e.g. a
+# request that was sent before its wait failed): the error then goes to stderr only.
+STDOUT_DONE = "dtnsess_stdout_done"
+
+
+def _report(exc: DtnsessError, debug: bool, json_mode: bool = False,
+            code: Optional[ExitCode] = None) -> None:
+    from ..errors import scrub
+
+    if debug:
+        import traceback
+
+        # NOTE: library messages quote the RPC URL (requests' "... for url: ..."): redacted
+        sys.stderr.write(scrub(traceback.format_exc()))
+    # one line, whatever the message holds
+    sys.stderr.write("error: " + " ".join(scrub(exc.message).split()) + "\n")
+    if exc.hint:
+        sys.stderr.write(f"hint: {scrub(exc.hint)}\n")
+    sys.stderr.flush()
+    if json_mode and not getattr(exc, STDOUT_DONE, False):
+        import json
+
+        doc = exc.to_dict()
+        if code is not None:
+            doc.update(code=int(code), name=code.name)
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        sys.stdout.flush()
+
+
+def command(typer_app: typer.Typer, name: Optional[str] = None, **kw: Any) -> Callable:
+    """Register a command that also accepts every global option after its name
+    (``dtnsess create 50 --json``) and receives them merged as ``g: CliOptions``."""
+
+    def deco(func: Callable) -> Callable:
+        sig = inspect.signature(func, eval_str=True)  # `from __future__ import annotations`
+        own = [p for p in sig.parameters.values() if p.name != "g"]
+        extra = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a)
+                 for n, a, d in _GLOBALS]
+        # Typer injects the click context into a parameter annotated typer.Context
+        extra.append(inspect.Parameter("dtnsess_ctx", inspect.Parameter.KEYWORD_ONLY,
+                                       annotation=typer.Context))
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            from ..chain.journal import INTENT
+
+            local = CliOptions(**{n: kwargs.pop(n) for n in _GLOBAL_NAMES})
+            click_ctx = kwargs.pop("dtnsess_ctx")
+            root = click_ctx.find_root().obj
+            g = local.merged_over(root if isinstance(root, CliOptions) else CliOptions())
+            token = INTENT.set({"argv": _intent_argv(click_ctx)})
+            try:
+                with error_handler(debug_enabled(g), g.json):
+                    return func(*args, g=g, **kwargs)
+            finally:
+                INTENT.reset(token)
+
+        wrapper.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {**{p.name: p.annotation for p in own},
+                                   **{n: a for n, a, _ in _GLOBALS},
+                                   "dtnsess_ctx": typer.Context}
+        typer_app.command(name, cls=_Command, **kw)(wrapper)
+        return func
+
+    return deco
+
+
+def _intent_argv(ctx: Any) -> str:
+    """The command line as the journal records it (``dtnsess create 20``): the command's own
+    arguments and options, not the global ones (a key is never an argument)."""
+    import shlex
+
+    names = []
+    c = ctx
+    while c is not None and c.parent is not None:
+        names.insert(0, c.info_name)
+        c = c.parent
+    words = ["dtnsess"] + names
+    for p in ctx.command.params:
+        v = ctx.params.get(p.name)
+        if p.name in _GLOBAL_NAMES or v in (None, False, (), []) or v == p.default:
+            continue
+        opt = [] if p.param_type_name == "argument" else [p.opts[0]]
+        if v is True:
+            words += opt
+            continue
+        for item in (v if isinstance(v, (list, tuple)) else [v]):
+            text = str(item)
+            words += opt + [shlex.quote(text if len(text) <= 80 else text[:77] + "...")]
+    return " ".join(words)
+
+
+class Run:
+    """One command run: settings, renderer and (lazily) the client."""
+
+    def __init__(self, g: CliOptions) -> None:
+        from ..render import Renderer
+
+        self.g = g
+        self.settings = resolve_settings(g)
+        self.ui = Renderer(json_mode=g.json)
+        self._client = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            from ..manager import Client  # the chain layer: only when a command needs the chain
+
+            self._client = Client(self.settings, self.ui)
+        return self._client
+
+    def write(self, res: Any, headline: str, lines: Optional[list] = None) -> None:
+        """Render a WriteResult."""
+        data = res.to_dict()
+        if self.g.json:
+            self.ui.emit(data)
+            self.fail_after(res)
+            return
+
+        def human(out) -> None:
+            tag = "[dry run] " if res.dry_run else ""
+            out.print(f"{tag}{headline}", markup=False)
+            for k, v in (lines or []):
+                out.print(f"  {k}: {v}", markup=False)
+            for t in res.txs:
+                if t.dry_run:
+                    out.print(f"  would send: {t.description} (gas ~{t.gas_estimate}, at most "
+                              f"{t.summary().get('max_fee_eth')} ETH)", markup=False)
+                else:
+                    out.print(f"  tx {t.tx_hash} (block {t.block_number}, gas {t.gas_used}, "
+                              f"fee {t.summary().get('fee_eth')} ETH)", markup=False)
+        self.ui.emit(data, human)
+        self.fail_after(res)
+
+    @staticmethod
+    def fail_after(res: Any) -> None:
+        """A result that carries an error (something was sent, then the command was refused):
+        the error line follows the result, with its exit code."""
+        err = getattr(res, "error", None)
+        if err is not None:
+            _report(err, False)
+            raise typer.Exit(int(err.exit_code))
+
+
+def settled_lines(data: dict) -> list:
+    verb = "to settle" if data.get("dry_run") else "settled"
+    return [(f"{verb} {x['request_id']}", f"{x['status']} (session {x['session_id']})")
+            for x in data.get("settled") or []]
+
+
+def fmt_when(ts: int) -> str:
+    """A deadline: the local time, no "ago" (the chain's clock may run ahead of ours)."""
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(int(ts))) if ts else "-"
+
+
+def fmt_time(ts: int) -> str:
+    import time
+
+    if not ts:
+        return "-"
+    age = int(time.time()) - int(ts)
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(int(ts)))
+    if age < 0:
+        return when
+    if age < 120:
+        return f"{when} ({age}s ago)"
+    if age < 7200:
+        return f"{when} ({age // 60}m ago)"
+    return f"{when} ({age // 3600}h ago)"
+
+
+def raise_input(what: str, value: str, reason: str) -> NoReturn:
+    raise InputError(what, value, reason)
+
+
+def main(argv: Optional[list] = None) -> int:
+    """Console-script entry point. Commands turn DtnsessError into exit codes themselves (so
+    CliRunner sees them too); this catches what happens outside a command body."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or debug_enabled()
+    json_mode = "--json" in args
+    try:
+        with error_handler(debug, json_mode):
+            # NOTE: not standalone, so usage errors reach us and print as one line, like the rest
+            rc = app(args=args, prog_name="dtnsess", standalone_mode=False)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except _UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a group called without a command
+            sys.stdout.write(exc.format_message() + "\n")
+            return int(ExitCode.USAGE)
+        message = " ".join(exc.format_message().split())
+        sys.stderr.write(f"error: {message}\n")
+        cmd = exc.ctx.command_path if exc.ctx else "dtnsess"
+        hint = f"see '{cmd} --help'"
+        if any(a.startswith("-") and a[1:2].isdigit() for a in args):
+            hint += "; amounts are positive (put '--' before an argument that starts with '-')"
+        sys.stderr.write(f"hint: {hint}\n")
+        if json_mode:
+            import json
+
+            sys.stdout.write(json.dumps({"error": True, "code": int(ExitCode.USAGE),
+                                         "name": "USAGE", "type": "UsageError",
+                                         "message": message, "hint": hint}, indent=2) + "\n")
+        return int(ExitCode.USAGE)
+    except typer.Abort:
+        _report(DtnsessError("aborted"), False, json_mode, ExitCode.ABORTED)
+        return int(ExitCode.ABORTED)
+    return int(rc) if isinstance(rc, int) else 0
+

@@ -1,0 +1,186 @@
+"""Owner and operator commands: ``deploy``, ``cleanup`` (cron), ``sweep``, ``doctor``,
+``config show|update|contract`` and ``refunds withdraw``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..config import CliOptions
+from ..errors import ExitCode, GasPriceTooHighError, LockedError
+from .app import Run, app, command, debug_enabled, error_handler, group, raise_input
+
+config_app = group(help="Show or change configuration.")
+refunds_app = group(help="Refunds credited by cleanup.")
+app.add_typer(config_app, name="config")
+app.add_typer(refunds_app, name="refunds")
+
+
+@command(app, "deploy")
+def deploy(
+    ai: Annotated[Optional[str], typer.Option("--ai", help="DTN router address (default: the "
+                                               "network preset's router) [env: DTNSESS_ROUTER]")] = None,
+    write_env: Annotated[bool, typer.Option("--write-env", help="write DTNSESS_CONTRACT to ./.env")] = False,
+    *, g: CliOptions,
+) -> None:
+    """Deploy the bundled AdvancedSessionManager."""
+    run = Run(g)
+    ai = ai or run.settings.router
+    if not ai:
+        raise_input("--ai", "", "the DTN router address is required (no network preset gives one)")
+    res = run.client.deploy(ai)
+    addr = res.data.get("contract")
+    if write_env and addr and not res.dry_run:
+        from ..config import write_env_value
+
+        write_env_value(Path.cwd() / ".env", "DTNSESS_CONTRACT", addr)
+        res.data["wrote_env"] = str(Path.cwd() / ".env")
+    run.write(res, f"AdvancedSessionManager deployed at {addr}" if addr else "deploy simulated",
+              [("DTN router", res.data["ai"]), ("fee token", res.data["fee_token"])])
+
+
+@command(app, "cleanup")
+def cleanup(
+    max_: Annotated[int, typer.Option(
+        "--max", help="close at most N sessions (150 keeps a transaction under 2^24 gas)",
+        min=1, max=150)] = 50,
+    max_gas_price: Annotated[Optional[str], typer.Option(
+        "--max-gas-price", help="do nothing (exit 11) above this gas price, in gwei")] = None,
+    *, g: CliOptions,
+) -> None:
+    """For cron: close idle sessions; never prompts; locked; one line of output.
+
+    The lock file is kept in DTNSESS_LOCK_DIR (default: the temp dir).
+    """
+    from ..units import format_gwei, parse_gwei
+
+    g.yes = True  # NOTE: cron never answers a prompt
+    with error_handler(debug_enabled(g), g.json):
+        limit = parse_gwei(max_gas_price, "--max-gas-price") if max_gas_price else None
+    run = Run(g)
+    c = run.client
+    with error_handler(debug_enabled(g), g.json):
+        lock = _cleanup_lock(run)
+        try:
+            with lock.acquire(timeout=0):
+                if limit is not None:
+                    price = c.gas_price()
+                    if price > limit:
+                        raise GasPriceTooHighError(format_gwei(price), format_gwei(limit))
+                res = c.cleanup(max_)
+        except Exception as exc:
+            if type(exc).__name__ == "Timeout":  # filelock.Timeout: held by another run
+                raise LockedError(lock.lock_file) from None
+            raise
+    closed = res.data.get("closed", [])
+    refunds = res.data.get("refunds_credited")
+    if g.json:
+        run.ui.emit(res.to_dict())
+        return
+    if not res.data.get("idle"):
+        line = "cleanup: nothing to do"
+    elif res.dry_run:
+        line = f"cleanup (dry run): would close {len(res.data['idle'])} idle sessions"
+    else:
+        ids = ",".join(str(x["session_id"]) for x in closed) or "-"
+        line = (f"cleanup: closed {len(closed)} session{'s' if len(closed) != 1 else ''} [{ids}], "
+                f"refunds credited {refunds.human() if refunds else 0}, tx {res.txs[0].tx_hash}")
+        if res.data.get("failed"):
+            line += f", failed {res.data['failed']}"
+    run.ui.emit(res.to_dict(), line)
+
+
+def _cleanup_lock(run: Run):
+    """One lock per (chain, contract): the same address on two chains is two contracts."""
+    import tempfile
+
+    from filelock import FileLock
+
+    lock_dir = Path(os.environ.get("DTNSESS_LOCK_DIR") or tempfile.gettempdir())
+    contract = (run.settings.contract or "none").lower()
+    # NOTE: a pinned chain id is checked against the node before anything is sent; otherwise
+    # ask the node (the connect batch then skips its eth_chainId)
+    chain = run.settings.chain_id or run.client.chain_id
+    return FileLock(str(lock_dir / f"dtnsess-cleanup-{chain}-{contract}.lock"))
+
+
+@command(config_app, "show")
+def config_show(*, g: CliOptions) -> None:
+    """The resolved configuration and where each value came from (secrets redacted)."""
+    run = Run(g)
+    rows = run.settings.show()
+    run.ui.emit({"config": rows}, run.ui.table("Configuration", ["name", "value", "source"],
+                                                [(r["name"], r["value"] or "-", r["source"])
+                                                 for r in rows]))
+
+
+@command(config_app, "update")
+def config_update(
+    min_balance: Annotated[Optional[str], typer.Option("--min-balance", help="tokens, at most 1000000")] = None,
+    max_age: Annotated[Optional[int], typer.Option("--max-age", help="seconds, at most 31536000 (365 days)", min=1)] = None,
+    pool_size: Annotated[Optional[int], typer.Option("--pool-size", help="at most 100", min=0)] = None,
+    fee_per_byte_req: Annotated[Optional[str], typer.Option("--fee-per-byte-req", help="tokens, at most the max fee per response")] = None,
+    fee_per_byte_res: Annotated[Optional[str], typer.Option("--fee-per-byte-res", help="tokens, at most the max fee per response")] = None,
+    max_fee_per_response: Annotated[Optional[str], typer.Option("--max-fee-per-response", help="tokens, at most 1000")] = None,
+    request_timeout: Annotated[Optional[int], typer.Option("--request-timeout", help="seconds, at most 604800 (7 days) and the max age", min=1)] = None,
+    *, g: CliOptions,
+) -> None:
+    """Change the contract's configuration (owner only)."""
+    run = Run(g)
+    res = run.client.update_config(
+        min_balance=min_balance, max_age=max_age, pool_size=pool_size,
+        fee_per_byte_req=fee_per_byte_req, fee_per_byte_res=fee_per_byte_res,
+        max_fee_per_response=max_fee_per_response, request_timeout=request_timeout)
+    run.write(res, "configuration updated" if not res.dry_run else "configuration update simulated")
+
+
+@command(config_app, "contract")
+def config_contract(*, g: CliOptions) -> None:
+    """The contract's on-chain configuration (fees, limits, pool)."""
+    run = Run(g)
+    cfg = run.client.config()
+    run.ui.emit(cfg, run.ui.kv("AdvancedSessionManager",
+                               [(k, getattr(cfg, k)) for k in cfg.__dataclass_fields__]))
+
+
+@command(refunds_app, "withdraw")
+def refunds_withdraw(*, g: CliOptions) -> None:
+    """Withdraw refunds credited to you by cleanup."""
+    run = Run(g)
+    res = run.client.withdraw_refunds()
+    amount = res.data["amount"]
+    run.write(res, f"withdrew {amount.human()}" if amount.units else "nothing to withdraw")
+
+
+@command(app, "sweep")
+def sweep(
+    to: Annotated[str, typer.Argument(help="recipient address")],
+    token: Annotated[Optional[str], typer.Option("--token", help="token address (default: the "
+                                                 "fee token)", show_default=False)] = None,
+    *, g: CliOptions,
+) -> None:
+    """Owner only: send tokens the contract holds but owes nobody (never credited refunds)."""
+    run = Run(g)
+    res = run.client.sweep(to, token)
+    amount = res.data["amount"]
+    shown = amount.human() if hasattr(amount, "human") else f"{amount} units"
+    run.write(res, f"swept {shown} to {res.data['to']}" if res.txs and not res.dry_run
+              else ("nothing to sweep" if not res.txs else f"would sweep {shown}"))
+
+
+@command(app, "doctor")
+def doctor(*, g: CliOptions) -> None:
+    """Check RPC, chain, contract, token, key and gas funds."""
+    run = Run(g)
+    checks = run.client.doctor()
+    mark = {True: "ok", False: "FAIL", None: "info"}
+    run.ui.emit({"checks": checks, "ok": all(c.ok is not False for c in checks if c.required)},
+                run.ui.table("dtnsess doctor", ["check", "result", "detail"],
+                             [(c.name, mark[c.ok] if c.required or c.ok is not False else "warn",
+                               c.detail) for c in checks]))
+    failed = [c for c in checks if c.ok is False and c.required]
+    if failed:  # the exit code of the first failed check (a dead RPC is 5, as in README)
+        raise typer.Exit(int(failed[0].code or ExitCode.ERROR))

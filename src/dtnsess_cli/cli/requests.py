@@ -1,0 +1,279 @@
+"""Request commands: ``request`` (one prompt, or ``--file`` fanned out over sessions),
+``response``, ``requests``, ``settle``, ``tx``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any, List, Optional
+
+import typer
+
+from ..config import CliOptions
+from ..errors import DtnsessError, ExitCode, InputError
+from .app import (STDOUT_DONE, Run, app, command, debug_enabled, error_handler, fmt_time,
+                  raise_input, settled_lines)
+
+
+@command(app, "request")
+def request(
+    prompt: Annotated[Optional[str], typer.Argument(help="the prompt")] = None,
+    file: Annotated[Optional[Path], typer.Option("--file", help="one prompt per line; fans out "
+                                                 "over your active sessions")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="full model name [env: DTNSESS_MODEL]")] = None,
+    namespace: Annotated[Optional[List[str]], typer.Option("--namespace", help="trust namespace "
+                                                          "(name or 0x id); repeatable")] = None,
+    node: Annotated[Optional[List[str]], typer.Option("--node", help="node name, e.g. "
+                                                     "tester.node1; repeatable")] = None,
+    value: Annotated[str, typer.Option("--value", help="ETH sent as the callback gas, 1 wei per "
+                                       "gas unit: 300000 (wei), 5e5, 0x493e0, 500000wei; "
+                                       "30000 to 10000000")] = "300000",
+    session: Annotated[Optional[str], typer.Option("--session", help="use this session")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="wait for the answer")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="seconds to wait for the answer")] = 300.0,
+    sessions_n: Annotated[Optional[int], typer.Option(
+        "--sessions", help="with --file: use N of your active sessions (N requests per second)",
+        show_default=False)] = None,
+    *, g: CliOptions,
+) -> None:
+    """Make an AI request (system trust unless --namespace/--node); print the request id."""
+    from ..units import parse_eth_value
+
+    if (prompt is None) == (file is None):
+        raise_input("arguments", prompt or "", "give a PROMPT or --file (not both)")
+    with error_handler(debug_enabled(g), g.json):
+        wei = parse_eth_value(value, what="--value")
+        _check_callback_value(value, wei)
+        if timeout <= 0:
+            raise InputError("--timeout", str(timeout), "must be positive")
+    run = Run(g)
+    c = run.client
+    if file is not None:
+        _request_file(run, file, model, namespace or [], node or [], wei, sessions_n,
+                      wait, timeout)
+        return
+    if sessions_n is not None:
+        raise_input("--sessions", str(sessions_n), "only with --file (use --session for one)")
+    from ..manager import parse_session_id
+
+    sid = parse_session_id(session) if session else None
+    res = c.make_ai_request(prompt, model=model, namespaces=namespace or [], nodes=node or [],
+                            value=wei, session_id=sid)
+    rid = res.data.get("request_id")
+    if wait and rid and not res.dry_run:
+        if not g.json:
+            run.ui.info(f"request {rid} sent; waiting for the answer")
+        try:
+            ans = c.wait_for_answer(rid, timeout, from_block=res.data.get("block"))
+        except (DtnsessError, KeyboardInterrupt) as exc:
+            # NOTE: the request is sent and paid for: with --json a script still gets its id
+            # on stdout (or it might send it again), with the error in the same document
+            if g.json:
+                res.data["response"] = None
+                res.data["error"] = (exc.to_dict() if isinstance(exc, DtnsessError) else
+                                     {"error": True, "code": int(ExitCode.INTERRUPTED),
+                                      "name": "INTERRUPTED", "message": "interrupted"})
+                run.ui.emit(res.to_dict())
+                setattr(exc, STDOUT_DONE, True)
+            raise
+        res.data["response"] = ans
+        data = res.to_dict()
+        if g.json:
+            run.ui.emit(data)
+        else:
+            run.ui.emit(data, _response_human(ans))
+        if ans.status == "failed":
+            raise typer.Exit(int(ExitCode.ERROR))
+        return
+    run.write(res, f"request {rid} sent" if rid and not res.dry_run else "request simulated",
+              [("session", res.data.get("session_id")), ("model", res.data["model"])])
+
+
+# NOTE: the value is also the callback gas, one wei per gas unit (DTN-FACTS): the node's answer
+# must carry that much gas, so more than a transaction may hold (2^24 on newer forks) makes the
+# request unanswerable (1gwei asks for 10^9 gas). Too little and the callback runs out of gas on
+# the real DTN (measured: ~26k gas for a short answer, 37k at 2 KB, 71k at 8 KB, 118.5k at 16 KB):
+# the answer stands but the manager never records it.
+MAX_CALLBACK_VALUE_WEI = 10_000_000
+MIN_CALLBACK_VALUE_WEI = 30_000
+
+
+def _check_callback_value(text: str, wei: int) -> None:
+    if wei < MIN_CALLBACK_VALUE_WEI:
+        raise InputError("--value", text, f"{wei} wei is {wei} gas for the callback; an answer "
+                         f"needs about 26000 (short) to 118500 (16 KB), so at least "
+                         f"{MIN_CALLBACK_VALUE_WEI}",
+                         hint="the value is the callback gas in wei; the default 300000 covers "
+                              "answers up to ~16 KB")
+    if wei > MAX_CALLBACK_VALUE_WEI:
+        raise InputError("--value", text, f"{wei} wei asks for {wei} gas for the callback, more "
+                         f"than a node's answer can carry (at most {MAX_CALLBACK_VALUE_WEI} wei)",
+                         hint="the value is the callback gas in wei; the default is 300000")
+
+
+def _request_file(run: Run, path: Path, model, namespaces, nodes, wei: int,
+                  sessions_n: Optional[int], wait: bool, timeout: float) -> None:
+    """`request --file`: the batch's report (a table, or JSON) whatever happened; exit non-zero
+    unless every prompt got a request id (and, with --wait, an answer)."""
+    with error_handler(debug_enabled(run.g), run.g.json):
+        try:
+            prompts = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+        except OSError as exc:
+            raise InputError("--file", str(path), exc.strerror or "cannot read") from None
+        except UnicodeDecodeError:
+            raise InputError("--file", str(path), "not UTF-8 text") from None
+        if not prompts:
+            raise InputError("--file", str(path), "no prompts in the file")
+        c = run.client
+        out = c.request_batch(prompts, model=model, namespaces=namespaces, nodes=nodes,
+                              value=wei, sessions=sessions_n)
+        rows = out["requests"]
+        ok = all(r["status"] in ("sent", "simulated") for r in rows)
+        if wait and ok and not out["dry_run"]:
+            first = min(r["block"] for r in rows)
+            answers = c.wait_for_answers([r["request_id"] for r in rows], timeout,
+                                         from_block=first)
+            for r, a in zip(rows, answers):
+                r["response"] = a
+    err = out.get("error")
+    if run.g.json:
+        run.ui.emit(out)
+    else:
+        counts: dict = {}
+        for r in rows:
+            counts[r["status"]] = counts.get(r["status"], 0) + 1
+        title = (f"{len(rows)} prompt{'s' if len(rows) != 1 else ''} over "
+                 f"{len(out['sessions'])} session{'s' if len(out['sessions']) != 1 else ''}: "
+                 + ", ".join(f"{v} {k}" for k, v in counts.items()))
+        cols = ["#", "session", "request id", "status", "prompt"]
+        if wait:
+            cols += ["answer"]
+
+        def cells(r):
+            row = [r["index"], r.get("session_id"), r.get("request_id"),
+                   r["status"] + (f" (tx {r['tx_hash']})" if r["status"] == "unknown" else ""),
+                   r["prompt"] if len(r["prompt"]) <= 40 else r["prompt"][:39] + "…"]
+            if wait:
+                a = r.get("response")
+                row.append(None if a is None else (a.answer if a.status == "succeeded"
+                                                   else f"[{a.status}] {a.message}".strip()))
+            return row
+        run.ui.emit(out, run.ui.table(title, cols, [cells(r) for r in rows]))
+    if err:
+        sys.stderr.write("error: " + " ".join(str(err["message"]).split())
+                         + " (the batch stopped; see the table for what was sent)\n")
+        if err.get("hint"):
+            sys.stderr.write(f"hint: {err['hint']}\n")
+        raise typer.Exit(int(err.get("code") or ExitCode.ERROR))
+    if not ok:
+        raise typer.Exit(int(ExitCode.ERROR))
+    if wait and any(r.get("response") is None or r["response"].status != "succeeded"
+                    for r in rows):
+        pending = sum(1 for r in rows if r.get("response") and r["response"].status == "pending")
+        if pending:
+            sys.stderr.write(f"error: {pending} answer{'s' if pending != 1 else ''} still pending "
+                             f"after {timeout:g}s\n")
+            raise typer.Exit(int(ExitCode.TIMEOUT))
+        raise typer.Exit(int(ExitCode.ERROR))
+
+
+def _response_human(ans):
+    def human(out) -> None:
+        out.print(f"request {ans.request_id}: {ans.status}", markup=False)
+        if ans.note:
+            out.print(f"note: {ans.note}", markup=False)
+        if ans.message:
+            out.print(f"message: {ans.message}", markup=False)
+        if ans.answer is not None:
+            out.print(ans.answer, markup=False)
+        elif ans.response_hex:
+            out.print(f"response (raw): {ans.response_hex}", markup=False)
+    return human
+
+
+@command(app, "response")
+def response(
+    request_id: Annotated[str, typer.Argument(help="0x request id")],
+    *, g: CliOptions,
+) -> None:
+    """Status and decoded answer of a request."""
+    run = Run(g)
+    ans = run.client.response(request_id)
+    run.ui.emit(ans, _response_human(ans))
+
+
+@command(app, "requests")
+def requests_(
+    pending: Annotated[bool, typer.Option("--pending", help="only pending ones")] = False,
+    user: Annotated[Optional[str], typer.Option("--user", help="another address")] = None,
+    *, g: CliOptions,
+) -> None:
+    """A user's requests: session, age, status (stuck ones visible)."""
+    run = Run(g)
+    rows = run.client.requests(user, pending)
+    from ..manager import ANSWERED
+
+    stuck = sum(1 for r in rows if r.status == ANSWERED)
+    run.ui.emit({"requests": rows}, run.ui.table(
+        f"{len(rows)} request{'s' if len(rows) != 1 else ''}"
+        + (f" ({stuck} answered, callback failed: `dtnsess settle --all`)" if stuck else ""),
+        ["request id", "session", "created", "status"],
+        [(r.request_id, r.session_id, fmt_time(r.created_at), r.status) for r in rows]))
+
+
+@command(app, "settle")
+def settle(
+    request_id: Annotated[Optional[str], typer.Argument(help="0x request id")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="every answered request still pending: "
+                                       "yours, and those in your sessions")] = False,
+    *, g: CliOptions,
+) -> None:
+    """Record answers whose callback failed (they block close and renew until settled)."""
+    if (request_id is None) == (not all_):
+        raise_input("arguments", request_id or "", "give a REQUEST_ID or --all (not both)")
+    run = Run(g)
+    res = run.client.settle(request_id)
+    n = len(res.data["settled"])
+    head = (res.data.get("note") if not res.txs
+            else f"{'would settle' if res.dry_run else 'settled'} {n} request{'s' if n != 1 else ''}")
+    run.write(res, head, settled_lines(res.to_dict()))
+
+
+@command(app, "tx")
+def tx_(
+    tx_hash: Annotated[str, typer.Argument(help="0x transaction hash")],
+    *, g: CliOptions,
+) -> None:
+    """A transaction: pending/mined/failed/unknown, block, gas, fee, events, what it did."""
+    run = Run(g)
+    v = run.client.tx_view(tx_hash)
+
+    def human(out) -> None:
+        head = f"tx {v.tx_hash}: {v.status}"
+        if v.block is not None:
+            head += f" in block {v.block}"
+        out.print(head, markup=False)
+        if v.what:
+            out.print(f"  what: {v.what}" + (f" (`{v.command}`)" if v.command else ""),
+                      markup=False)
+        for k, val in (("from", v.sender), ("to", v.to), ("nonce", v.nonce),
+                       ("gas used", v.gas_used), ("fee", v.fee.human() if v.fee else None),
+                       ("reverted", v.revert)):
+            if val is not None:
+                out.print(f"  {k}: {val}", markup=False)
+        for e in v.events:
+            args = ", ".join(f"{k}={_event_arg(a)}" for k, a in e["args"].items())
+            out.print(f"  event {e['name']}({args})", markup=False)
+        if v.status == "unknown":
+            out.print("  the node does not know this transaction (never sent, dropped, or "
+                      "another chain)", markup=False)
+
+    run.ui.emit(v, human)
+    if v.status == "unknown":
+        raise typer.Exit(int(ExitCode.ERROR))
+
+
+def _event_arg(a: Any) -> str:
+    if isinstance(a, (bytes, bytearray)):
+        return "0x" + bytes(a).hex()
+    return str(a)
