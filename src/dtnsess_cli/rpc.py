@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from typing import Any, Optional
 
-from .errors import ConfigError, RpcError
+from .errors import ConfigError
 
 ENV_RETRY_SECONDS = "DTNSESS_RPC_RETRY_SECONDS"
 ENV_TIMEOUT = "DTNSESS_RPC_TIMEOUT"
@@ -54,16 +54,6 @@ def retry_seconds(env: Optional[dict] = None) -> float:
 def request_timeout(env: Optional[dict] = None) -> float:
     """How long one HTTP request may wait for its reply (``DTNSESS_RPC_TIMEOUT``)."""
     return _seconds(ENV_TIMEOUT, DEFAULT_TIMEOUT, 0.1, "e.g. 30", env)
-
-
-def describe(exc: BaseException) -> str:
-    """What went wrong on the wire, in words (never a library's text, which may hold the URL)."""
-    if isinstance(exc, RpcError):
-        return exc.reason
-    reason = getattr(exc, "reason", None)  # chain.errors.RpcTransportError
-    if isinstance(reason, str) and reason:
-        return reason
-    return f"unexpected failure ({type(exc).__name__})"
 
 
 def connect(url: str, *, timeout: Optional[float] = None,

@@ -1,7 +1,7 @@
 """The exceptions of the chain layer: one family, mapped to the CLI's errors in one place.
 
 NOTE: no message here ever holds a private key, a password or an RPC URL's credentials:
-URLs are redacted (:func:`dtnsess_cli.chain.jsonrpc.redact_url`) before they reach a message.
+URLs are redacted (:func:`dtnsess_cli.errors.redact_url`) before they reach a message.
 """
 
 from __future__ import annotations

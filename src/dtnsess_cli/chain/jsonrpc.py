@@ -24,12 +24,12 @@ from __future__ import annotations
 import http.client
 import json
 import random
-import re
 import socket
 import time
 from typing import Any, Callable, Optional, Sequence
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
+from ..errors import redact_url  # the one redaction rule of the project (a leaf module)
 from .errors import RpcResponseError, RpcTransportError
 
 DEFAULT_TIMEOUT = 30.0  # one HTTP request (connect, and each wait for bytes)
@@ -41,63 +41,6 @@ RATE_LIMIT_CODES = frozenset({429, -32005, -32029})
 # NOTE: an idle keep-alive connection may have been closed by the server; a read just retries,
 # but a send must not find out after writing: it gets a fresh connection past this idle time.
 SEND_IDLE_REUSE = 1.0
-
-
-# ---------------------------------------------------------------------------------- redaction
-
-# A path segment kept in a redacted URL: a short word ("rpc", "v2", "mainnet", "base-sepolia").
-_PLAIN_SEGMENT = re.compile(r"^[A-Za-z][A-Za-z_-]{0,23}[0-9]{0,2}$")
-_VERSION_SEGMENT = re.compile(r"^v[0-9]{1,2}$")
-
-
-def redact_url(url: Optional[str]) -> str:
-    """``scheme://host[:port]/...`` with user:pass, the query, the fragment and every path
-    segment that is not a plain word (or that follows a version segment like ``/v2/``)
-    replaced by ``***``. Providers put API keys in all of these (Alchemy ``/v2/KEY``, Infura
-    ``/v3/KEY``, QuickNode ``/TOKEN/``, Ankr ``/eth/KEY``, ``?apikey=``)."""
-    if not url:
-        return ""
-    try:
-        parts = urlsplit(str(url))
-        port = parts.port
-    except ValueError:
-        return "<unparseable url>"
-    netloc = parts.hostname or ""
-    if ":" in netloc:  # IPv6
-        netloc = f"[{netloc}]"
-    if port:
-        netloc += f":{port}"
-    if "@" in parts.netloc:
-        netloc = "***@" + netloc
-    segs, after_version = [], False
-    for seg in parts.path.split("/"):
-        if not seg:
-            segs.append(seg)
-            continue
-        keep = not after_version and bool(_PLAIN_SEGMENT.match(seg))
-        segs.append(seg if keep else "***")
-        after_version = bool(_VERSION_SEGMENT.match(seg))
-    return urlunsplit((parts.scheme, netloc, "/".join(segs), "***" if parts.query else "",
-                       "***" if parts.fragment else ""))
-
-
-def url_secrets(url: Optional[str]) -> list:
-    """The parts of ``url`` that :func:`redact_url` hides (to scrub them from other text)."""
-    if not url:
-        return []
-    try:
-        parts = urlsplit(str(url))
-    except ValueError:
-        return [str(url)]
-    out = []
-    if "@" in parts.netloc:
-        out.append(parts.netloc.rsplit("@", 1)[0])
-        if parts.password:
-            out.append(parts.password)
-    out += [x for x in (parts.query, parts.fragment) if x]
-    kept = set(urlsplit(redact_url(url)).path.split("/"))
-    out += [s for s in parts.path.split("/") if s and s not in kept]
-    return [s for s in out if len(s) >= 4]
 
 
 # ---------------------------------------------------------------------------------- the client
