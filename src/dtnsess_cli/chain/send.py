@@ -344,7 +344,7 @@ def _confirm(ctx: TxContext, headline: str, gas: str, gas_limit: int, max_fee: i
 
 def send_and_wait(ctx: TxContext, fn_call: Any, *, value: int = 0, description: str,
                   dry_run: bool = False, confirm: bool = True,
-                  token_cost: Optional[str] = None, gas_limit: Optional[int] = None,
+                  token_cost: Optional[str] = None,
                   follows: Optional["ChainFacts"] = None, also: Sequence[tuple] = (),
                   on_also: Optional[Callable[[list], None]] = None,
                   step: Optional[str] = None) -> TxResult:
@@ -366,9 +366,8 @@ def send_and_wait(ctx: TxContext, fn_call: Any, *, value: int = 0, description: 
         base_tx["to"] = to
 
     # 1. one round trip: simulate (a revert here means nothing is sent), estimate, and the facts
-    reqs = [("eth_call", [_json_tx(base_tx), SIM_BLOCK])]
-    if gas_limit is None:
-        reqs.append(("eth_estimateGas", [_json_tx(base_tx), SIM_BLOCK]))
+    reqs = [("eth_call", [_json_tx(base_tx), SIM_BLOCK]),
+            ("eth_estimateGas", [_json_tx(base_tx), SIM_BLOCK])]
     n_sim = len(reqs)
     if follows is not None and time.monotonic() - follows.fetched_at > FEES_MAX_AGE:
         follows = replace(follows, fees=None)  # too old: read them again (same batch)
@@ -386,11 +385,8 @@ def send_and_wait(ctx: TxContext, fn_call: Any, *, value: int = 0, description: 
     ret = _decode_return(ctx, fn_call, resps[0]["result"])
 
     # 2. gas (+20%) and EIP-1559 fees
-    if gas_limit is None:
-        est = int(resps[1]["result"], 16)
-        limit = gas_limit_for(est)
-    else:
-        est = limit = gas_limit
+    est = int(resps[1]["result"], 16)
+    limit = gas_limit_for(est)
     facts = facts_of()
     fees, max_fee = facts.fees, facts.max_fee
     result = TxResult(description=description, dry_run=dry_run, sender=sender, to=to,

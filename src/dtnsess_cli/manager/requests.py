@@ -263,8 +263,7 @@ class Requests:
         if n == 1:
             res = self._send(m.call("settleRequest", ids[0]), description=what, follows=follows)
         else:
-            res = self._send(m.call("settleRequests", ids), description=what, follows=follows,
-                             gas_limit=self._settle_gas(ids))
+            res = self._send(m.call("settleRequests", ids), description=what, follows=follows)
         r.txs.append(res)
         if res.dry_run:
             done = {t["request"].request_id: t for t in todo}
@@ -276,24 +275,6 @@ class Requests:
                  "status": "succeeded" if int(e.args["status"]) == 1 else "failed"}
                 for e in self._events(res, "AIRequestCompleted")]
         return res
-
-    def _settle_gas(self, ids: Sequence[bytes]) -> int:
-        """The gas limit of settleRequests(ids): the sum of each settleRequest's estimate (one
-        round trip), less the repeated base cost, plus the loop, +20%.
-
-        NOTE: eth_estimateGas of settleRequests itself is too low: it catches a failed
-        fetchResponse, and the search for the least gas that does not revert lands where the
-        starved inner call fails quietly (63/64 rule); mined with that limit it runs out of gas."""
-        from ..chain import send as tx
-
-        m = self.manager
-        preps = tx.prepare_many(self.txctx, [tx.Call(m.call("settleRequest", i), f"settle {_hex(i)}")
-                                             for i in ids])
-        for p in preps:
-            if p.error is not None:
-                raise p.error
-        total = sum(p.gas_estimate for p in preps) - 21_000 * (len(ids) - 1)
-        return tx.gas_limit_for(total + 10_000 + 2_000 * len(ids))
 
     def _settle_answered(self, r: WriteResult, sessions: Sequence[SessionView]):
         """Before a close or renew: settle the answered requests blocking ``sessions``, in one

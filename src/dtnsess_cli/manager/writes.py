@@ -177,7 +177,7 @@ class Writes:
 
     def _send(self, fn, *, description: str, value: int = 0, token_cost: Optional[str] = None,
               follows: Any = None, step: Optional[str] = None, reads: Sequence[Any] = (),
-              check: Optional[Any] = None, gas_limit: Optional[int] = None):
+              check: Optional[Any] = None):
         """``tx.send_and_wait``; ``follows``: the TxResult this run sent just before. The token
         symbol, when still unknown, rides in the transaction's batch (results show amounts), and
         so do ``reads``, whose raw responses ``check`` gets before anything is sent (it may
@@ -198,7 +198,7 @@ class Writes:
                                token_cost=token_cost,
                                follows=follows.next_facts if follows is not None else None,
                                also=self._requests(list(sym) + list(reads)), on_also=take,
-                               step=step, gas_limit=gas_limit)
+                               step=step)
         if not res.dry_run:
             self._done.append(res)
         return res
