@@ -1,7 +1,7 @@
 """Shared helpers for the contract tests (tests/test_contract_*.py).
 
 Deploying, sending and answering reuse dtnsess_cli.devnet.localdtn (deploy_system, transact, respond,
-node_id, decode_answer); revert data is decoded with dtnsess_cli.tx's ErrorDecoder. What is here
+node_id, decode_answer); revert data is decoded with dtnsess_cli.chain.abi's ErrorDecoder. What is here
 is only what the tests need on top: funding, session/request shortcuts, revert capture, chain
 time control and the token-conservation invariant (checked after a test by the `conserved`
 fixture, tests/fixtures/chain.py).
@@ -18,7 +18,7 @@ from web3.exceptions import ContractLogicError, Web3RPCError
 
 from dtnsess_cli.artifacts import all_abis
 from dtnsess_cli.devnet.localdtn import SYSTEM_TRUST_NAMESPACE, model_id, respond, transact
-from dtnsess_cli.tx import DecodedRevert, ErrorDecoder, revert_data_from_exception
+from dtnsess_cli.devnet.reverts import DecodedRevert, ErrorDecoder, revert_data_from_exception
 
 # Wei forwarded as callback gas: the manager's onSuccess/onError need well under this.
 CALLBACK_GAS = 300_000

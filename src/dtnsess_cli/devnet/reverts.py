@@ -1,15 +1,12 @@
-"""Compatibility names for the devnet tooling and the test helpers, which use web3.
-
-The send path is ``dtnsess_cli.chain.send``; revert decoding is ``dtnsess_cli.chain.abi``. Only
-``revert_data_from_exception`` lives here: it reads web3's exceptions, so nothing on the command
-path uses it (the responder and the tests, which drive the chain through web3, do).
+"""Revert data out of web3's exceptions, for the devnet tooling and the tests (which drive the
+chain through web3). The command path decodes reverts with ``dtnsess_cli.chain.abi`` directly.
 """
 
 from __future__ import annotations
 
 from typing import Optional
 
-from .chain.abi import PANIC_CODES, DecodedRevert, ErrorDecoder  # noqa: F401
+from ..chain.abi import PANIC_CODES, DecodedRevert, ErrorDecoder  # noqa: F401
 
 __all__ = ["PANIC_CODES", "DecodedRevert", "ErrorDecoder", "revert_data_from_exception"]
 
@@ -23,7 +20,7 @@ def revert_data_from_exception(exc: BaseException) -> Optional[str]:
     """
     from web3.exceptions import ContractLogicError, Web3RPCError
 
-    from .chain.errors import revert_data_of
+    from ..chain.errors import revert_data_of
 
     if isinstance(exc, ContractLogicError):
         data = exc.data
