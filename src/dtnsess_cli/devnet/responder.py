@@ -126,7 +126,7 @@ class Responder:
         from eth_utils import keccak
 
         from ..artifacts import all_abis
-        from dtnsess_cli.devnet.reverts import ErrorDecoder
+        from .reverts import ErrorDecoder
 
         self.w3 = w3
         self.router = router
@@ -257,7 +257,7 @@ class Responder:
 
     def _revert_reason(self, thunk: Callable[[], Any]) -> Optional[str]:
         """None when ``thunk`` (a call or an estimate) succeeds, else the decoded revert reason."""
-        from dtnsess_cli.devnet.reverts import revert_data_from_exception
+        from .reverts import revert_data_from_exception
 
         try:
             thunk()
