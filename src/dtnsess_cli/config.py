@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from .errors import ConfigError, InputError, redact_url, remember_secret, remember_url
+from .models import DEFAULT_TEXT_MODEL, DTN_MODELS
 
 DEVNET_STATE_FILE = ".dtnsess-devnet.json"
-DEFAULT_MODEL = "model.system.openai-gpt-4"
+DEFAULT_MODEL = DEFAULT_TEXT_MODEL
 
 # Network presets. NOTE: the manager contract is the user's own deployment, so no preset
 # names a contract; the DTN router address is informative (deploy --ai default on Base).
@@ -32,6 +33,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "rpc_url": "https://mainnet.base.org",
         "chain_id": 8453,
         "router": "0x45B80f551646fDaC777A4991FbdA748Fc5A72194",
+        # what DTN's deployment module registers there (`dtnsess models`)
+        "model": DEFAULT_TEXT_MODEL,
+        "models": [m.name for m in DTN_MODELS],
     },
     "local": {
         "rpc_url": "http://127.0.0.1:8545",
@@ -84,6 +88,9 @@ class Settings:
     router: Optional[str] = None
     token: Optional[str] = None
     model: str = DEFAULT_MODEL
+    # the models `dtnsess models` lists when no devnet knows them (a preset's list)
+    models: list = field(default_factory=list)
+    ipfs_gateway: Optional[str] = None  # DTNSESS_IPFS_GATEWAY, or the devnet's own
     private_key: Optional[str] = field(default=None, repr=False)
     keystore: Optional[str] = None
     account: Optional[str] = None
@@ -143,6 +150,7 @@ class Settings:
         add("contract", self.contract, "contract")
         add("router", self.router, "router")
         add("model", self.model, "model")
+        add("ipfs_gateway", self.ipfs_gateway, "ipfs_gateway")
         if self.key_kind == "private_key":
             label = "private key (redacted)"
             if self.devnet_key:
@@ -304,6 +312,7 @@ def resolve_settings(
     model = pick("model", None, "DTNSESS_MODEL")
     s.router = pick("router", None, "DTNSESS_ROUTER")
     s.password_file = pick("password_file", None, "DTNSESS_PASSWORD_FILE")
+    s.ipfs_gateway = pick("ipfs_gateway", None, "DTNSESS_IPFS_GATEWAY")
 
     # Keys: a keystore/account and a raw private key may both be configured; the one from
     # the higher-precedence layer wins (flags beat env beat .env).
@@ -318,6 +327,9 @@ def resolve_settings(
             if getattr(s, key) is None and preset.get(key) is not None:
                 setattr(s, key, preset[key])
                 sources[key] = f"{PRESET} {s.network}"
+        if model is None and preset.get("model"):
+            model, sources["model"] = preset["model"], f"{PRESET} {s.network}"
+        s.models = list(preset.get("models") or [])
 
     # 5. devnet state: only when it describes the chain we are pointed at (or nothing is set),
     # so a stray state file never lends a local contract address to a remote RPC.
@@ -338,6 +350,10 @@ def resolve_settings(
             s.token = state["token"]
         if model is None and state.get("model"):
             model, sources["model"] = state["model"], dn
+        if s.ipfs_gateway is None and state.get("ipfs_gateway"):
+            s.ipfs_gateway, sources["ipfs_gateway"] = state["ipfs_gateway"], dn
+        if state.get("models"):
+            s.models = [m["name"] if isinstance(m, dict) else str(m) for m in state["models"]]
         accounts = state.get("accounts") or []
         dev_chain = s.chain_id is None or s.chain_id in DEV_CHAIN_IDS
         if (private_key is None and keystore is None and account is None and dev_chain

@@ -43,7 +43,7 @@ def _summary_rows(state: dict) -> list[tuple[str, Any]]:
     logs = state.get("logs") or {}
     n = len(state.get("accounts") or [])
     answering = (f"command {state['responder_command']!r}" if state.get("responder_command")
-                 else "built-in text")
+                 else "built-in text") + " (images: a generated PNG)"
     return [
         ("rpc_url", state.get("rpc_url")),
         ("chain_id", state.get("chain_id")),
@@ -51,6 +51,8 @@ def _summary_rows(state: dict) -> list[tuple[str, Any]]:
         ("router", state.get("router")),
         ("token", f"{state.get('token')} ({state.get('decimals')} decimals)"),
         ("model", state.get("model")),
+        ("models", f"{len(state.get('models') or [])} registered (`dtnsess models`)"),
+        ("ipfs", f"gateway {state.get('ipfs_gateway')}, store {_rel(state.get('ipfs_dir'))}"),
         ("node", f"{state.get('node')} (worker {state.get('worker')})"),
         ("accounts", f"{n} dev accounts; 0..{FUNDED_ACCOUNTS - 1} hold "
                      f"{MINT_TOKENS:,} tokens each (keys in {DEVNET_STATE_FILE})"),

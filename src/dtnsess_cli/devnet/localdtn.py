@@ -13,14 +13,17 @@ from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
 from ..artifacts import load_artifact
+from ..models import DEFAULT_IMAGE_MODEL, DEFAULT_TEXT_MODEL, DTN_MODELS, ModelSpec, spec_or_text
 
-DEFAULT_MODEL = "model.system.openai-gpt-4"
+DEFAULT_MODEL = DEFAULT_TEXT_MODEL
+IMAGE_MODEL = DEFAULT_IMAGE_MODEL
 DEFAULT_NODE = "node.devnet.responder"
 # NOTE: system trust is hashed with abi.encode (not encodePacked), as on the deployed DTN.
 SYSTEM_TRUST_NAMESPACE = keccak(abi_encode(["string"], ["trust.system.authored"]))
 
 STATUS_SUCCESS = 1
 STATUS_FAILURE = 2
+CALL_IPFS, CALL_DIRECT = 0, 1  # IDtnAi.CallType
 
 
 def node_id(full_name: str) -> bytes:
@@ -86,11 +89,13 @@ def deploy_system(
     node: str = DEFAULT_NODE,
     symbol: str = "USDT",
 ) -> LocalSystem:
-    """Deploy the whole local system and register a model and a node serving system trust."""
+    """Deploy the whole local system, register the models DTN registers on Base (and ``model``)
+    and a node serving system trust."""
     worker = worker or deployer
     token = deploy(w3, "MockUSDT", deployer, f"Mock {symbol}", symbol, decimals)
     router = deploy(w3, "LocalDtnRouter", deployer, token.address)
-    transact(w3, router.functions.registerModel(model), deployer)
+    for name in model_names(model):
+        transact(w3, router.functions.registerModel(name), deployer)
     nid = node_id(node)
     transact(w3, router.functions.registerNode(node, worker), deployer)
     transact(w3, router.functions.addNodeToNamespace(nid, SYSTEM_TRUST_NAMESPACE), deployer)
@@ -98,6 +103,69 @@ def deploy_system(
     transact(w3, router.functions.setFailureFeePerByte(10**decimals // 10_000), deployer)
     manager = deploy(w3, "AdvancedSessionManager", deployer, router.address)
     return LocalSystem(w3, deployer, token, router, manager, decimals, model, node, nid, worker)
+
+
+def model_names(default: str = DEFAULT_MODEL) -> list:
+    """The names the devnet registers: DTN's Base models, plus ``default`` if it is another."""
+    names = [m.name for m in DTN_MODELS]
+    return names if default in names else names + [default]
+
+
+def model_specs(default: str = DEFAULT_MODEL) -> list:
+    """The registered models as the devnet state records them."""
+    return [{"name": n, "kind": spec_or_text(n).kind, "api": spec_or_text(n).api,
+             "specs": spec_or_text(n).specs} for n in model_names(default)]
+
+
+SPEC_BY_ID = {model_id(m.name): m for m in DTN_MODELS}
+
+
+def spec_of_id(mid: bytes) -> ModelSpec:
+    """The API spec of a registered model by its id (a text model's for any other)."""
+    return SPEC_BY_ID.get(bytes(mid)) or ModelSpec("", "", ("string[]",), "string")
+
+
+def decode_call(spec: ModelSpec, call: bytes) -> tuple:
+    """A request's ``call`` decoded with the input types of its model's API, as the node does;
+    raises ValueError when the bytes are not that."""
+    try:
+        return tuple(abi_decode(list(spec.inputs), bytes(call)))
+    except Exception as exc:  # noqa: BLE001 - eth_abi raises several kinds
+        raise ValueError(f"call is not abi.encode({', '.join(spec.inputs)}): {exc}") from None
+
+
+def make_png(width: int, height: int, seed: bytes = b"") -> bytes:
+    """A PNG of ``width`` x ``height``: a two-colour checkerboard (colours from ``seed``), one bit
+    per pixel, so even 4096x4096 deflates to a few KB (an answer the chain can carry)."""
+    import hashlib
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    digest = hashlib.sha256(seed).digest()
+    palette = digest[:3] + bytes(255 - b for b in digest[:3])
+    cell = 32
+
+    def row(phase: int) -> bytes:
+        bits = 0
+        out = bytearray()
+        for x in range(width):
+            bits = (bits << 1) | ((x // cell + phase) & 1)
+            if x % 8 == 7:
+                out.append(bits)
+                bits = 0
+        if width % 8:
+            out.append(bits << (8 - width % 8))
+        return b"\x00" + bytes(out)  # filter type 0 per row
+
+    rows = (row(0), row(1))
+    raw = b"".join(rows[(y // cell) & 1] for y in range(height))
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 3, 0, 0, 0)  # 1 bit, palette
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"PLTE", palette)
+            + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
 
 
 def prompt_of(call: bytes) -> str:
@@ -114,6 +182,11 @@ def encode_answer(text: str) -> bytes:
     return abi_encode(["string"], [text])
 
 
+def encode_bytes(data: bytes) -> bytes:
+    """An image answer as DTN carries it (DIRECT): abi.encode(bytes)."""
+    return abi_encode(["bytes"], [bytes(data)])
+
+
 def decode_answer(data: bytes) -> str:
     (text,) = abi_decode(["string"], data)
     return text
@@ -127,16 +200,20 @@ def respond_call(
     text: str | None = None,
     failure: str | None = None,
     stored: Any = None,
+    payload: bytes | None = None,
 ):
     """The `respondToRequest` call a node would send, with honest request and response sizes.
 
-    A success carries `text` as abi.encode(string); `failure` makes it a FAILURE answer with
-    that message. `stored` is the request as `getRequest` returned it (read when omitted).
+    A success carries `text` as abi.encode(string), or `payload` as given (already encoded);
+    `failure` makes it a FAILURE answer with that message. `stored` is the request as
+    `getRequest` returned it (read when omitted).
     """
     req = stored if stored is not None else router.functions.getRequest(request_id).call()
     call_bytes = req[8][0]  # StoredRequest.request.call
     if failure is not None:
         status, message, payload = STATUS_FAILURE, failure, b""
+    elif payload is not None:
+        status, message = STATUS_SUCCESS, ""
     else:
         status, message, payload = STATUS_SUCCESS, "", encode_answer(text if text is not None else "")
     return router.functions.respondToRequest(

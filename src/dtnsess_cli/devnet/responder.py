@@ -5,9 +5,14 @@ Started by ``dtnsess devnet up`` as ``python -m dtnsess_cli.devnet.responder --s
 with ``getRequest``, decodes the prompt and answers with ``respondToRequest`` from the node's
 worker account (an unlocked Anvil account), with honest request and response sizes.
 
-The answer is a deterministic text built from the prompt, or, with ``--command``, the stdout of a
-shell command that gets the prompt on stdin (a FAILURE answer carrying its stderr when it exits
-non-zero or runs past ``--timeout``). Requests it cannot answer (not eligible, aggregation other
+The call is decoded with the input types of the request's model's API, as a DTN node does
+(``string[]`` for the text models, ``string[], uint64, uint64`` for the image model). A text answer
+is a deterministic text built from the prompt, or, with ``--command``, the stdout of a shell
+command that gets the prompt on stdin (a FAILURE answer carrying its stderr when it exits non-zero
+or runs past ``--timeout``); an image answer is a small generated PNG of the requested size. DIRECT
+requests get ``abi.encode(string)`` / ``abi.encode(bytes)``; IPFS requests get the output stored in
+a content-addressed directory and ``abi.encode(string CID)`` (CIDv1, raw, sha2-256), and the
+responder serves that directory as an IPFS HTTP gateway on 127.0.0.1 (``GET /ipfs/<cid>``). Requests it cannot answer (not eligible, aggregation other
 than ANY, closed session: the transaction would revert) are simulated first and skipped with the
 reason in the log. Restarts are safe: a request already completed, or already answered by this
 node, is skipped. One log line per request on stdout (the devnet points it at its log file).
@@ -39,6 +44,7 @@ MAX_MESSAGE = 500  # characters of a command's stderr carried in a FAILURE answe
 LOG_CHUNK = 5_000  # blocks per eth_getLogs call
 MAX_ATTEMPTS = 3  # transient failures (RPC errors) before a request is given up
 READY_MARK = "responder ready"
+MAX_IMAGE_SIDE = 4096  # a generated image's sides (the PNG stays a few KB at any size)
 
 log = logging.getLogger("dtnsess.responder")
 
@@ -51,10 +57,11 @@ def default_answer(prompt: str) -> str:
 
 @dataclass
 class Answer:
-    """What the node answers: a success ``text`` or a ``failure`` message."""
+    """What the node answers: a success ``text`` (or image ``data``) or a ``failure`` message."""
 
     text: Optional[str] = None
     failure: Optional[str] = None
+    data: Optional[bytes] = None
 
     @property
     def ok(self) -> bool:
@@ -122,7 +129,7 @@ class Responder:
 
     def __init__(self, w3, router, worker: str, node_id: bytes, *, from_block: int,
                  command: Optional[str] = None, timeout: float = DEFAULT_TIMEOUT,
-                 poll: float = DEFAULT_POLL) -> None:
+                 poll: float = DEFAULT_POLL, ipfs: Optional["IpfsStore"] = None) -> None:
         from eth_utils import keccak
 
         from ..artifacts import all_abis
@@ -136,6 +143,7 @@ class Responder:
         self.command = command
         self.timeout = timeout
         self.poll = poll
+        self.ipfs = ipfs
         self.stopping = False
         self.topic = "0x" + keccak(text="RequestCreated(bytes32,uint256,address)").hex()
         self.errors = ErrorDecoder(all_abis().values())
@@ -234,13 +242,12 @@ class Responder:
         if reason is not None:
             return f"skipped: would revert ({reason})"
 
-        prompt = localdtn.prompt_of(bytes(stored[8][0]))
-        if self.command:
-            answer = run_command(self.command, prompt, self.timeout, lambda: self.stopping)
-        else:
-            answer = Answer(text=default_answer(prompt))
+        prompt, answer = self._answer(stored)
+        payload = None
+        if answer.ok:
+            payload, answer = self._encode(answer, int(stored[8][2]))
         fn = localdtn.respond_call(self.router, request_id, node=self.node_id,
-                                   text=answer.text, failure=answer.failure, stored=stored)
+                                   failure=answer.failure, payload=payload, stored=stored)
         gas_box: list[int] = []
         reason = self._revert_reason(lambda: gas_box.append(fn.estimate_gas({"from": self.worker})))
         if reason is not None:
@@ -251,9 +258,40 @@ class Responder:
         receipt = localdtn.transact(self.w3, fn, self.worker, gas=gas)
         self.answered += 1
         what = "answered" if answer.ok else f"answered FAILURE ({_trim(answer.failure, 120)})"
-        size = len(localdtn.encode_answer(answer.text)) if answer.ok else 0
+        size = len(payload) if answer.ok else 0
         return (f"{what}; prompt {_short(prompt)}; response {size} bytes; "
                 f"tx 0x{bytes(receipt['transactionHash']).hex()} gas {receipt['gasUsed']}")
+
+    def _answer(self, stored: Any) -> tuple:
+        """(prompt, Answer) for a stored request: its call decoded with its model's input types
+        (undecodable: a FAILURE answer, as a node's decoding error would be)."""
+        spec = localdtn.spec_of_id(bytes(stored[1]))
+        try:
+            args = localdtn.decode_call(spec, bytes(stored[8][0]))
+        except ValueError as exc:
+            return "", Answer(failure=str(exc)[:MAX_MESSAGE])
+        prompt = "\n".join(args[0])
+        if spec.kind == "image":
+            width, height = int(args[1]), int(args[2])
+            if not (1 <= width <= MAX_IMAGE_SIDE and 1 <= height <= MAX_IMAGE_SIDE):
+                return prompt, Answer(failure=f"image size {width}x{height} is outside "
+                                              f"1..{MAX_IMAGE_SIDE} pixels a side")
+            return prompt, Answer(data=localdtn.make_png(width, height, prompt.encode()))
+        if self.command:
+            return prompt, run_command(self.command, prompt, self.timeout, lambda: self.stopping)
+        return prompt, Answer(text=default_answer(prompt))
+
+    def _encode(self, answer: Answer, calltype: int) -> tuple:
+        """(response bytes, answer): DIRECT abi-encodes the output (string or bytes); IPFS
+        stores it and abi-encodes its CID."""
+        if calltype == localdtn.CALL_IPFS:
+            if self.ipfs is None:
+                return None, Answer(failure="this node has no IPFS store")
+            output = answer.data if answer.data is not None else (answer.text or "").encode()
+            return localdtn.encode_answer(self.ipfs.put(output)), answer
+        if answer.data is not None:
+            return localdtn.encode_bytes(answer.data), answer
+        return localdtn.encode_answer(answer.text or ""), answer
 
     def _revert_reason(self, thunk: Callable[[], Any]) -> Optional[str]:
         """None when ``thunk`` (a call or an estimate) succeeds, else the decoded revert reason."""
@@ -267,6 +305,73 @@ class Responder:
                 raise
             return self.errors.decode(data).reason
         return None
+
+
+class IpfsStore:
+    """A content-addressed directory: one file per CID (CIDv1, raw codec, sha2-256)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def put(self, data: bytes) -> str:
+        from ..media import cid_of
+
+        cid = cid_of(data)
+        path = self.root / cid
+        if not path.exists():
+            tmp = path.with_name(f".{cid}.{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        return cid
+
+    def get(self, cid: str) -> Optional[bytes]:
+        from ..media import parse_cid
+
+        # NOTE: only a well-formed CID names a file here (no paths from the URL)
+        if parse_cid(cid) is None or not cid.isalnum():
+            return None
+        try:
+            return (self.root / cid).read_bytes()
+        except OSError:
+            return None
+
+
+class Gateway:
+    """An IPFS HTTP gateway for an IpfsStore on 127.0.0.1 (``GET /ipfs/<cid>``), in a thread."""
+
+    def __init__(self, store: IpfsStore, port: int = 0, host: str = "127.0.0.1") -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                parts = self.path.split("?", 1)[0].strip("/").split("/")
+                data = store.get(parts[1]) if len(parts) == 2 and parts[0] == "ipfs" else None
+                if data is None:
+                    self.send_error(404, "not found")
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, fmt: str, *args: Any) -> None:
+                log.info("gateway: %s", fmt % args)
+
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://{host}:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self) -> "Gateway":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def _short(text: str, limit: int = 60) -> str:
@@ -292,6 +397,11 @@ def _parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--poll", type=float, default=DEFAULT_POLL, help="seconds between polls")
     p.add_argument("--from-block", type=int, default=None,
                    help="first block to scan (default: the state file's start_block)")
+    p.add_argument("--ipfs-dir", default=None,
+                   help="content-addressed store for IPFS answers (default: the state file's)")
+    p.add_argument("--gateway-port", type=int, default=None,
+                   help="serve the store on 127.0.0.1:PORT (default: the port of the state "
+                        "file's ipfs_gateway; 0 picks one)")
     return p.parse_args(argv)
 
 
@@ -351,16 +461,35 @@ def main(argv: Optional[list[str]] = None) -> int:
     except Exception as exc:  # noqa: BLE001
         log.error("chain at %s unreachable: %s", shown_url, exc)
         return 1
+    store = gateway = None
+    ipfs_dir = args.ipfs_dir or state.get("ipfs_dir")
+    if ipfs_dir:
+        store = IpfsStore(Path(ipfs_dir))
+        port = args.gateway_port
+        if port is None and state.get("ipfs_gateway"):
+            from urllib.parse import urlsplit
+
+            port = urlsplit(state["ipfs_gateway"]).port
+        try:
+            gateway = Gateway(store, port or 0).start()
+        except OSError as exc:
+            log.error("cannot serve the IPFS gateway on 127.0.0.1:%s: %s", port, exc)
+            return 1
     responder = Responder(w3, router, worker, node, from_block=int(start), command=args.command,
-                          timeout=args.timeout, poll=args.poll)
+                          timeout=args.timeout, poll=args.poll, ipfs=store)
     if stop_early["flag"]:
         return 0
-    log.info("%s: node %s (worker %s) on router %s at %s, from block %d, answering with %s",
+    log.info("%s: node %s (worker %s) on router %s at %s, from block %d, answering with %s%s",
              READY_MARK, state.get("node", "0x" + node.hex()), worker, router.address,
              shown_url, start,
-             f"command {args.command!r} (timeout {args.timeout:g}s)" if args.command else "built-in text")
+             f"command {args.command!r} (timeout {args.timeout:g}s)" if args.command else "built-in text",
+             f"; IPFS gateway {gateway.url}" if gateway else "")
     sys.stdout.flush()
-    return responder.run()
+    try:
+        return responder.run()
+    finally:
+        if gateway is not None:
+            gateway.stop()
 
 
 if __name__ == "__main__":

@@ -71,6 +71,11 @@ class Paths:
         return self.log_dir / "responder.log"
 
     @property
+    def ipfs_dir(self) -> Path:
+        """The responder's content-addressed store for IPFS answers (kept with the chain)."""
+        return self.log_dir / "ipfs"
+
+    @property
     def chain_dump(self) -> Path:
         """Anvil's own state (``--state``): accounts, code, storage, blocks."""
         return self.log_dir / "anvil-state.json"
@@ -169,6 +174,13 @@ def _port_free(port: int, host: str = "127.0.0.1") -> bool:
         except OSError:
             return False
     return True
+
+
+def _free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (the kernel's choice)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
 
 
 def _tail(path: Path, lines: int) -> list[str]:
@@ -275,6 +287,9 @@ def start(
                    f"(`dtnsess devnet reset --decimals {decimals}` starts a new chain)")
         state["responder_command"] = responder
         state["responder_timeout"] = responder_timeout
+        # the responder serves IPFS answers on this port (the CLI's default gateway here)
+        state["ipfs_dir"] = str(paths.ipfs_dir)
+        state["ipfs_gateway"] = f"http://127.0.0.1:{_free_port()}"
         _write_state(paths, state)
 
         notify("starting the responder")
@@ -407,6 +422,7 @@ def _deploy(node, paths: Paths, decimals: int, block_time: Optional[float], noti
         "token": system.token.address,
         "decimals": decimals,
         "model": system.model,
+        "models": localdtn.model_specs(system.model),
         "node": system.node,
         "node_id": "0x" + system.node_id.hex(),
         "worker": system.worker,

@@ -142,6 +142,33 @@ def decode_text_answer(data: bytes) -> Optional[str]:
         return None
 
 
+def decode_answer(data: bytes) -> tuple:
+    """What a success answer carries, sniffed (a request's model and call type are not on
+    chain where a client can read them): ``("text", str)``, ``("image", bytes)`` (PNG, JPEG,
+    WebP or GIF by magic bytes), ``("cid", str)`` (an abi-encoded string that parses as a CID:
+    an IPFS answer), ``("bytes", bytes)`` (abi-encoded bytes of another kind), or
+    ``("raw", bytes)`` when ``data`` is not abi.encode(string|bytes) at all."""
+    from ..chain.abi import decode
+    from ..media import parse_cid, sniff_image
+
+    data = bytes(data or b"")
+    if not data:
+        return "text", ""
+    try:
+        (raw,) = decode(["bytes"], data)  # abi.encode(string) has the same layout
+    except Exception:
+        return "raw", data
+    if sniff_image(raw) is not None:
+        return "image", raw
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "bytes", raw
+    if parse_cid(text) is not None:
+        return "cid", text
+    return "text", text
+
+
 def check_rpc_url(url: str) -> str:
     """An http(s) URL with a host and a valid port, else ConfigError (shown redacted)."""
     from urllib.parse import urlsplit

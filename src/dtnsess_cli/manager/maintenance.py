@@ -208,6 +208,35 @@ class Maintenance:
                        "compiler": art.get("compiler")})
         return r
 
+    def check_model(self, model: str) -> tuple:
+        """(ok, detail) of "does the router know ``model``": a request simulated as the manager
+        would send it, from one of the manager's active sessions (the router checks the session
+        and the value before the model). ok is None when it cannot be told (no active session,
+        or another revert). Three round trips."""
+        from ..chain.abi import keccak
+        from .base import system_trust_routing
+
+        m = self._mgr
+        ((ids, _total),) = self._calls([m.call("getActiveSessions", 0, 1)], "getActiveSessions")
+        if not ids:
+            return None, (f"{model}: not checked (the manager has no active session to simulate "
+                          f"a request from; `dtnsess create AMOUNT` makes one)")
+        (raw,) = self._calls([m.call("getSession", int(ids[0]))], "getSession")
+        dtn_sid = int(self._session_view(raw, symbol="").dtn_session_id)
+        manager = self.manager_address
+        call = self.router.call(
+            "request", dtn_sid, keccak(model), system_trust_routing(),
+            (b"", b"", 1, 0, 0, 0), (b"\x00" * 4, b"\x00" * 4, manager), manager, 0)
+        ((ok, err),) = self._batch([call.request(sender=manager)], "request (simulated)")
+        if ok:
+            return True, f"{model} is registered (a request simulates)"
+        reason = getattr(err, "reason", None) or err.message
+        if "Model does not exist" in reason:
+            raise InputError("model", model, "the DTN router says \"Model does not exist\"",
+                             hint="use a registered full name (`dtnsess models`, --model, "
+                                  "DTNSESS_MODEL)")
+        return None, f"{model}: not checked (the simulated request reverts: {reason})"
+
     def doctor(self) -> list:
         checks: list[Check] = []
 
@@ -274,6 +303,7 @@ class Maintenance:
         if contract_ok:
             run("fee token", lambda: (True, f"{self.symbol} at {self.token.address}, "
                                              f"{self.decimals} decimals"))
+            run("model", lambda: self.check_model(s.model))
 
         def key():
             if key_error is not None:

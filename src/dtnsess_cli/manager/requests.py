@@ -27,7 +27,7 @@ from .base import (
     namespace_routing_id,
     node_routing_id,
     system_trust_routing,
-    decode_text_answer,
+    decode_answer,
     _hex,
     _topic_bytes,
     completion_topics,
@@ -36,6 +36,36 @@ from .base import (
     _writes,
 )
 from .views import SessionView, RequestView, ResponseView, WriteResult
+
+
+def set_content(view: ResponseView, kind: str, value, *, source: Optional[dict] = None) -> None:
+    """Fill ``view``'s typed fields from a decoded answer (``decode_answer``), or, with
+    ``source`` (gateway, verified), from the content a CID named."""
+    from ..media import sniff_image
+
+    if source is None:
+        view.kind = kind
+    if kind == "cid":
+        view.cid, view.ipfs_url = value, f"ipfs://{value}"
+        return
+    if kind == "text":
+        data = value.encode("utf-8")
+        view.content = {"type": "text", "size": len(data)}
+        if source is None:
+            view.answer = value
+        else:
+            view.content["text"] = value
+    elif kind == "image":
+        data = bytes(value)
+        img = sniff_image(data)
+        view.content = {"type": "image", "format": img.type, "mime": img.mime,
+                        "size": img.size, "width": img.width, "height": img.height}
+    else:  # bytes, raw
+        data = bytes(value)
+        view.content = {"type": "bytes", "size": len(data)}
+    if source is not None:
+        view.content.update(source)
+    view._data = data
 
 
 class Requests:
@@ -123,15 +153,42 @@ class Requests:
                                 created_at=info.created_at)
         status, message, data = resp
         st = {1: "succeeded", 2: "failed"}.get(int(status), "unknown")
-        answer = decode_text_answer(data) if st == "succeeded" else None
         note = None
         if info.status == "pending" and st in ("succeeded", "failed"):
             note = (f"answered, but the manager's callback failed: run `dtnsess settle "
                     f"{_hex(rid)}` to record it")
-        return ResponseView(_hex(rid), st, info.status, message, answer,
-                            response_hex=_hex(data) if answer is None and data else None,
+        view = ResponseView(_hex(rid), st, info.status, message, None,
                             session_id=info.session_id, user=info.user,
                             created_at=info.created_at, note=note)
+        if st == "succeeded":
+            set_content(view, *decode_answer(data))
+        if view.answer is None and data:
+            view.response_hex = _hex(data)
+        return view
+
+    def fetch_ipfs(self, view: ResponseView, gateway: Optional[str] = None) -> bool:
+        """Fetch the content of an IPFS answer (``view.kind == "cid"``) through ``gateway``
+        (default: the configured DTNSESS_IPFS_GATEWAY, or the devnet's) into ``view.content``;
+        False when there is no gateway. Bytes that do not hash to a raw/sha2-256 CID raise
+        GatewayError (nothing is taken from a gateway that lies)."""
+        from ..errors import redact_url
+        from ..media import fetch_cid, parse_cid, sniff_image
+
+        gateway = gateway or self.settings.ipfs_gateway
+        cid = parse_cid(view.cid or "")
+        if not gateway or cid is None:
+            return False
+        data, verified = fetch_cid(gateway, cid)
+        if sniff_image(data) is not None:
+            kind, value = "image", data
+        else:
+            try:
+                kind, value = "text", data.decode("utf-8")
+            except UnicodeDecodeError:
+                kind, value = "bytes", data
+        set_content(view, kind, value, source={"gateway": redact_url(gateway),
+                                               "verified": verified})
+        return True
 
     def wait_for_answer(self, request_id: Any, timeout: float, from_block: Optional[int] = None,
                         poll: float = 1.0) -> ResponseView:

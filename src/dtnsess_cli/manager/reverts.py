@@ -98,7 +98,8 @@ def friendly(dec: DecodedRevert, description: str, tx_hash: Optional[str],
     if name == "Error" and a and a[0] == "Balance too low":
         hint = "the amount is below the contract's minimum session balance (`dtnsess config show`)"
     elif name == "Error" and a and a[0] == "Model does not exist":
-        hint = "use a full registry name such as model.system.openai-gpt-4 (--model)"
+        hint = ("use a full registry name such as model.system.openai-gpt-5-nano (--model; "
+                "`dtnsess models` lists the known ones)")
     elif name == "Error" and a and a[0] == "Insufficient callback gas":
         hint = "raise --value (it must cover the callback gas)"
     elif name == "Error" and a and a[0] == "Already closing":

@@ -75,6 +75,14 @@ class ResponseView:
     user: Optional[str] = None
     created_at: Optional[int] = None
     note: Optional[str] = None
+    # what a success answer carries: text | image | cid (an IPFS answer) | bytes | raw
+    kind: Optional[str] = None
+    cid: Optional[str] = None
+    ipfs_url: Optional[str] = None
+    # the content: {"type": "text"|"image"|"bytes", "size", and for images "format", "mime",
+    # "width", "height"; fetched from a gateway also "gateway" and "verified"}
+    content: Optional[dict] = None
+    _data: Optional[bytes] = field(default=None, repr=False)  # the content's bytes (--out)
 
 @dataclass
 class WriteResult:
