@@ -324,7 +324,7 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
     {
         IDtnAi.DtnRouting memory r = routing.length == 0 ? DtnDefaults.defaultSystemTrust() : DtnDefaults.namespaces(routing);
         bytes memory call_ = abi.encode(DtnDefaults.singleArray(prompt));
-        return _request(_currentOrNewSession(call_.length), call_, model, r, false);
+        return _request(_currentOrNewSession(call_.length), call_, IDtnAi.CallType.DIRECT, model, r, false);
     }
 
     /// @notice Makes an AI request with full routing (e.g. to named nodes) from the caller's current session.
@@ -335,7 +335,7 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
         returns (bytes32)
     {
         bytes memory call_ = abi.encode(DtnDefaults.singleArray(prompt));
-        return _request(_currentOrNewSession(call_.length), call_, model, routing, false);
+        return _request(_currentOrNewSession(call_.length), call_, IDtnAi.CallType.DIRECT, model, routing, false);
     }
 
     /// @notice Makes an AI request from a given session the caller owns or holds a pool grant on.
@@ -346,7 +346,25 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
         string memory model,
         IDtnAi.DtnRouting memory routing
     ) external payable nonReentrant returns (bytes32) {
-        return _request(sessionId, abi.encode(DtnDefaults.singleArray(prompt)), model, routing, true);
+        return _request(sessionId, abi.encode(DtnDefaults.singleArray(prompt)), IDtnAi.CallType.DIRECT, model, routing, true);
+    }
+
+    /// @notice Makes an AI request with the caller's own encoded call (the model API's input types,
+    ///         e.g. `abi.encode(string[], uint64, uint64)` for an image), sent to DTN unchanged with
+    ///         `calltype` (IPFS: the node answers the CID of the output stored on IPFS; DIRECT: the
+    ///         output itself). Fees and balance checks count the call's bytes.
+    /// @param sessionId 0 = the caller's current session (created when there is none), as makeAIRequest;
+    ///        otherwise a session the caller owns or holds a pool grant on, as makeAIRequestInSession.
+    function makeAIRequestWithCall(
+        uint256 sessionId,
+        bytes calldata encodedCall,
+        IDtnAi.CallType calltype,
+        string calldata model,
+        IDtnAi.DtnRouting calldata routing
+    ) external payable nonReentrant returns (bytes32 requestId) {
+        if (encodedCall.length == 0) _fail("Empty call");
+        if (sessionId == 0) return _request(_currentOrNewSession(encodedCall.length), encodedCall, calltype, model, routing, false);
+        return _request(sessionId, encodedCall, calltype, model, routing, true);
     }
 
     /// @notice DTN callback for a successful answer.
@@ -945,6 +963,7 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
     function _request(
         uint256 sessionId,
         bytes memory call_,
+        IDtnAi.CallType calltype,
         string memory model,
         IDtnAi.DtnRouting memory routing,
         bool checkBalance
@@ -966,7 +985,7 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
             IDtnAi.DtnRequest({
                 call: call_,
                 extraParams: "",
-                calltype: IDtnAi.CallType.DIRECT,
+                calltype: calltype,
                 feePerByteReq: feePerByteReq,
                 feePerByteRes: feePerByteRes,
                 totalFeePerRes: totalFeePerRes

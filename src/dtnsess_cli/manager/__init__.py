@@ -16,6 +16,8 @@ from __future__ import annotations
 from .base import (  # noqa: F401 - the public names of the session manager
     AGGREGATION_ANY,
     ANSWERED,
+    CALLTYPE_DIRECT,
+    CALLTYPE_IPFS,
     DEFAULT_CALLBACK_GAS_WEI,
     ERC20_ABI,
     MAX_PROMPT_BYTES,

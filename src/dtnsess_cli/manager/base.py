@@ -33,6 +33,8 @@ MAX_POOL_SIZE = 100
 MAX_PROMPT_BYTES = 16 * 1024
 PROMPT_GAS_PER_BYTE = 740
 AGGREGATION_ANY = 0
+# IDtnAi.CallType: with IPFS the node stores the output on IPFS and answers its CID
+CALLTYPE_IPFS, CALLTYPE_DIRECT = 0, 1
 ERC20_ABI = [
     {"type": "function", "name": n, "stateMutability": "view", "inputs": i,
      "outputs": [{"name": "", "type": o}]}

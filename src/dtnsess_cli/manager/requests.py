@@ -23,6 +23,8 @@ from .base import (
     MAX_PROMPT_BYTES,
     PROMPT_GAS_PER_BYTE,
     AGGREGATION_ANY,
+    CALLTYPE_DIRECT,
+    CALLTYPE_IPFS,
     parse_request_id,
     namespace_routing_id,
     node_routing_id,
@@ -422,7 +424,8 @@ class Requests:
                          f"(`dtnsess renew ID AMOUNT`)")
         return ok
 
-    def _prompt_too_large(self, size: int, session_id: Optional[int]) -> DtnsessError:
+    def _prompt_too_large(self, size: int, session_id: Optional[int],
+                          what: str = "prompt") -> DtnsessError:
         """The refusal of an oversized prompt: its size, what a byte costs (gas and DTN fee)
         and what the paying session holds. Nothing is sent."""
         c = self._config_tuple()
@@ -441,26 +444,41 @@ class Requests:
         except DtnsessError:
             pass
         return InputError(
-            "prompt", f"({size} bytes)",
-            f"{size} bytes is more than {MAX_PROMPT_BYTES} (a prompt costs about "
+            what, f"({size} bytes)",
+            f"{size} bytes is more than {MAX_PROMPT_BYTES} (a {what} costs about "
             f"{PROMPT_GAS_PER_BYTE} gas per byte to send, ~{size * PROMPT_GAS_PER_BYTE:,} gas "
             f"here, and a transaction holds at most {2**24:,}; DTN charges {per_byte} {sym} "
             f"per byte, at most {format_amount(int(c[9]), self.decimals)} {sym} per "
             f"request{holds})",
-            hint="shorten the prompt, or split it into several requests")
+            hint=f"shorten the {what}, or split it into several requests")
 
     @_writes
-    def make_ai_request(self, prompt: str, *, model: Optional[str] = None,
+    def make_ai_request(self, prompt: Optional[str], *, model: Optional[str] = None,
                         namespaces: Sequence[str] = (), nodes: Sequence[str] = (),
                         value: int = DEFAULT_CALLBACK_GAS_WEI,
-                        session_id: Optional[int] = None) -> WriteResult:
-        if not prompt or not prompt.strip():
-            raise InputError("prompt", prompt, "empty")
+                        session_id: Optional[int] = None, call: Optional[bytes] = None,
+                        calltype: int = CALLTYPE_DIRECT) -> WriteResult:
+        """One AI request. With ``call`` (the model API's ABI-encoded input, e.g.
+        ``abi.encode(string[], uint64, uint64)`` for an image model) instead of a ``prompt``, it
+        goes through ``makeAIRequestWithCall``: the bytes reach DTN unchanged with ``calltype``
+        (CALLTYPE_DIRECT: the answer is the output; CALLTYPE_IPFS: its CID)."""
+        if call is not None:
+            if prompt is not None:
+                raise InputError("prompt", prompt, "give a prompt or an encoded call, not both")
+            if calltype not in (CALLTYPE_IPFS, CALLTYPE_DIRECT):
+                raise InputError("call type", str(calltype), "must be 0 (IPFS) or 1 (DIRECT)")
+            call = bytes(call)
+            if not call:
+                raise InputError("call", "", "empty")
+            size = len(call)
+        else:
+            if not prompt or not prompt.strip():
+                raise InputError("prompt", prompt or "", "empty")
+            size = len(prompt.encode("utf-8"))
         model = model or self.settings.model
         kind, routing = self._routing(namespaces, nodes)
-        size = len(prompt.encode("utf-8"))
         if size > MAX_PROMPT_BYTES:
-            raise self._prompt_too_large(size, session_id)
+            raise self._prompt_too_large(size, session_id, "call" if call is not None else "prompt")
         # NOTE: which session pays: the given one, else the contract's choice (a live pool
         # grant, else the newest own active session); its DTN balance is read in the
         # transaction's own batch and checked before anything is sent
@@ -473,11 +491,14 @@ class Requests:
                                       mf.call("poolGrant", self.address)], "getUserActiveSessions")
             candidates = ([int(grant)] if int(grant) else []) + ([int(own[-1])] if own else [])
         m = self.manager
-        if session_id is not None:
+        if session_id is not None or call is not None:
             if kind == "namespaces":
                 routing = (routing, [], 1, 8, AGGREGATION_ANY)
             elif kind == "system":
                 routing = system_trust_routing()
+        if call is not None:
+            fn = m.call("makeAIRequestWithCall", session_id or 0, call, calltype, model, routing)
+        elif session_id is not None:
             fn = m.call("makeAIRequestInSession", session_id, prompt, model, routing)
         elif kind == "nodes":
             fn = m.call("makeAIRequestWithRouting", prompt, model, routing)
@@ -511,6 +532,9 @@ class Requests:
                        "session_id": int(ev[0].args["sessionId"]) if ev else session_id,
                        "model": model, "routing": kind, "value_wei": str(value),
                        "block": res.block_number})
+        if call is not None:
+            r.data.update(calltype="ipfs" if calltype == CALLTYPE_IPFS else "direct",
+                          call_bytes=size)
         created = self._events(res, "SessionCreated")
         if created:
             r.data["created_session"] = int(created[0].args["sessionId"])
