@@ -34,6 +34,14 @@ def request(
     sessions_n: Annotated[Optional[int], typer.Option(
         "--sessions", help="with --file: use N of your active sessions (N requests per second)",
         show_default=False)] = None,
+    image: Annotated[Optional[str], typer.Option(
+        "--image", metavar="WxH", help="an image request of WIDTHxHEIGHT pixels (16..4096 a "
+        "side), to model.system.openai-gpt-image-1 unless --model", show_default=False)] = None,
+    ipfs: Annotated[bool, typer.Option("--ipfs", help="call type IPFS: the node answers the "
+                                       "output's CID (fetched through DTNSESS_IPFS_GATEWAY)")] = False,
+    out: Annotated[Optional[Path], typer.Option("--out", help="with --wait: write the answer's "
+                                                "content (image bytes) to FILE")] = None,
+    force: Annotated[bool, typer.Option("--force", help="let --out overwrite an existing file")] = False,
     *, g: CliOptions,
 ) -> None:
     """Make an AI request (system trust unless --namespace/--node); print the request id."""
@@ -41,11 +49,14 @@ def request(
 
     if (prompt is None) == (file is None):
         raise_input("arguments", prompt or "", "give a PROMPT or --file (not both)")
+    if file is not None and (image or ipfs or out):
+        raise_input("--file", str(file), "--image, --ipfs and --out take one PROMPT")
     with error_handler(debug_enabled(g), g.json):
         wei = parse_eth_value(value, what="--value")
         _check_callback_value(value, wei)
         if timeout <= 0:
             raise InputError("--timeout", str(timeout), "must be positive")
+        size = _media_checks(image, out, force, wait)
     run = Run(g)
     c = run.client
     if file is not None:
@@ -57,19 +68,27 @@ def request(
     from ..manager import parse_session_id
 
     sid = parse_session_id(session) if session else None
-    res = c.make_ai_request(prompt, model=model, namespaces=namespace or [], nodes=node or [],
-                            value=wei, session_id=sid)
+    call, calltype, model = _encoded_call(run, prompt, size, ipfs, out, model)
+    if call is None:
+        res = c.make_ai_request(prompt, model=model, namespaces=namespace or [],
+                                nodes=node or [], value=wei, session_id=sid)
+    else:
+        res = c.make_ai_request(None, call=call, calltype=calltype, model=model,
+                                namespaces=namespace or [], nodes=node or [], value=wei,
+                                session_id=sid)
     rid = res.data.get("request_id")
     if wait and rid and not res.dry_run:
         if not g.json:
             run.ui.info(f"request {rid} sent; waiting for the answer")
+        ans = None
         try:
             ans = c.wait_for_answer(rid, timeout, from_block=res.data.get("block"))
+            _deliver(run, ans, out, force, res.data)
         except (DtnsessError, KeyboardInterrupt) as exc:
             # NOTE: the request is sent and paid for: with --json a script still gets its id
             # on stdout (or it might send it again), with the error in the same document
             if g.json:
-                res.data["response"] = None
+                res.data["response"] = ans  # None unless the content could not be delivered
                 res.data["error"] = (exc.to_dict() if isinstance(exc, DtnsessError) else
                                      {"error": True, "code": int(ExitCode.INTERRUPTED),
                                       "name": "INTERRUPTED", "message": "interrupted"})
@@ -87,6 +106,83 @@ def request(
         return
     run.write(res, f"request {rid} sent" if rid and not res.dry_run else "request simulated",
               [("session", res.data.get("session_id")), ("model", res.data["model"])])
+
+
+def _media_checks(image: Optional[str], out: Optional[Path], force: bool,
+                  wait: bool) -> Optional[tuple]:
+    """What --image/--out need, checked before anything is read or sent: (width, height)."""
+    from ..media import check_output, parse_size
+
+    size = parse_size(image) if image is not None else None
+    if out is not None:
+        if not wait:
+            raise InputError("--out", str(out), "needs --wait (or later: `dtnsess response ID "
+                             "--out FILE`)")
+        check_output(out, force)
+    return size
+
+
+def _encoded_call(run: Run, prompt: str, size: Optional[tuple], ipfs: bool,
+                  out: Optional[Path], model: Optional[str]) -> tuple:
+    """(call bytes or None for a plain prompt, call type, model) of a request: an image
+    request is abi.encode(string[] lines, uint64 width, uint64 height) to an image model;
+    --ipfs sends the model's call with call type IPFS. A known model of the other kind is
+    refused (its node could not decode the call)."""
+    from ..chain.abi import encode
+    from ..errors import ConfigError
+    from ..manager import CALLTYPE_DIRECT, CALLTYPE_IPFS
+    from ..models import DEFAULT_IMAGE_MODEL, spec_of
+
+    name = model or (DEFAULT_IMAGE_MODEL if size else run.settings.model)
+    spec = spec_of(name)
+    if spec is not None and (spec.kind == "image") != bool(size):
+        raise InputError("--model" if model else "model", name,
+                         f"an image model: give --image WxH" if spec.kind == "image"
+                         else f"a text model: --image needs an image model such as "
+                              f"{DEFAULT_IMAGE_MODEL}")
+    if ipfs and out is not None and not run.settings.ipfs_gateway:
+        raise ConfigError("--out with --ipfs needs an IPFS gateway to fetch the answer from",
+                          hint="set DTNSESS_IPFS_GATEWAY, e.g. https://ipfs.io")
+    if not size and not ipfs:
+        return None, CALLTYPE_DIRECT, model
+    if not prompt or not prompt.strip():
+        raise InputError("prompt", prompt or "", "empty")
+    lines = [prompt]  # NOTE: one line, as the prompt functions of the contract send it
+    call = (encode(["string[]", "uint64", "uint64"], [lines, size[0], size[1]]) if size
+            else encode(["string[]"], [lines]))
+    return call, CALLTYPE_IPFS if ipfs else CALLTYPE_DIRECT, name
+
+
+def _deliver(run: Run, ans: Any, out: Optional[Path], force: bool,
+             data: Optional[dict] = None) -> None:
+    """An answer's content: fetched through the IPFS gateway when it is a CID and a gateway
+    is set, and written to ``out``. A gateway error is raised after the fetch is recorded in
+    ``ans.content``; nothing is written then."""
+    from ..errors import ConfigError
+    from ..media import GatewayError, write_output
+
+    if ans.status != "succeeded":
+        if out is not None:
+            raise DtnsessError(f"request {ans.request_id} is {ans.status}: nothing written to "
+                               f"{out}")
+        return
+    if ans.kind == "cid" and run.settings.ipfs_gateway:
+        try:
+            run.client.fetch_ipfs(ans)
+        except GatewayError as exc:
+            ans.content = {"error": exc.message}
+            raise
+    if out is None:
+        return
+    if ans._data is None:
+        raise ConfigError(f"the answer is the IPFS CID {ans.cid}: nothing to write without a "
+                          f"gateway", hint="set DTNSESS_IPFS_GATEWAY, e.g. https://ipfs.io")
+    write_output(out, ans._data, force)
+    written = {"path": str(out), "size": len(ans._data)}
+    if ans.content is not None:
+        ans.content["written"] = written
+    if data is not None:
+        data["out"] = written
 
 
 # NOTE: the value is also the callback gas, one wei per gas unit (DTN-FACTS): the node's answer
@@ -184,9 +280,34 @@ def _response_human(ans):
             out.print(f"note: {ans.note}", markup=False)
         if ans.message:
             out.print(f"message: {ans.message}", markup=False)
+        if ans.cid:
+            out.print(f"cid: {ans.cid}", markup=False)
+            out.print(f"url: {ans.ipfs_url}", markup=False)
+        content = ans.content or {}
+        if content.get("gateway"):
+            check = ("verified: hashes to the CID" if content.get("verified")
+                     else "not verified: only raw sha2-256 CIDs can be checked")
+            out.print(f"fetched from {content['gateway']} ({check})", markup=False)
+        elif ans.kind == "cid" and "error" not in content:
+            out.print("not fetched: set DTNSESS_IPFS_GATEWAY to fetch it", markup=False)
         if ans.answer is not None:
             out.print(ans.answer, markup=False)
-        elif ans.response_hex:
+        elif content.get("type") == "text":
+            out.print(content.get("text", ""), markup=False)
+        elif content.get("type") == "image":
+            dims = (f", {content['width']}x{content['height']}"
+                    if content.get("width") and content.get("height") else "")
+            out.print(f"image: {content['format'].upper()}{dims}, {content['size']:,} bytes",
+                      markup=False)
+        elif content.get("type") == "bytes":
+            out.print(f"content: {content['size']:,} bytes (not text or a known image type)",
+                      markup=False)
+        if content.get("written"):
+            w = content["written"]
+            out.print(f"wrote {w['size']:,} bytes to {w['path']}", markup=False)
+        elif content.get("type") in ("image", "bytes"):
+            out.print("(save it with --out FILE)", markup=False)
+        if ans.answer is None and ans.kind in (None, "raw", "bytes") and ans.response_hex:
             out.print(f"response (raw): {ans.response_hex}", markup=False)
     return human
 
@@ -194,12 +315,58 @@ def _response_human(ans):
 @command(app, "response")
 def response(
     request_id: Annotated[str, typer.Argument(help="0x request id")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="write the answer's content "
+                                                "(image bytes) to FILE")] = None,
+    force: Annotated[bool, typer.Option("--force", help="let --out overwrite an existing file")] = False,
     *, g: CliOptions,
 ) -> None:
-    """Status and decoded answer of a request."""
+    """Status and decoded answer of a request (text, image, or IPFS CID)."""
+    from ..media import check_output
+
+    check_output(out, force)
     run = Run(g)
     ans = run.client.response(request_id)
+    try:
+        _deliver(run, ans, out, force)
+    except DtnsessError as exc:
+        # NOTE: what the chain says is shown all the same (a CID, its status); then the error
+        run.ui.emit(ans, _response_human(ans))
+        setattr(exc, STDOUT_DONE, True)
+        raise
     run.ui.emit(ans, _response_human(ans))
+
+
+@command(app, "models")
+def models(*, g: CliOptions) -> None:
+    """The models this client knows: the devnet's registered ones, or the network preset's
+    list (DTN's deployment on Base); the configured default is marked."""
+    from ..models import spec_of
+
+    run = Run(g)
+    s = run.settings
+    names = list(s.models)
+    source = ("devnet" if s.devnet_file and names else
+              f"preset {s.network}" if names else None)
+    if s.model not in names:
+        names.append(s.model)  # the configured one, whatever the list says
+    rows = []
+    for n in names:
+        spec = spec_of(n)
+        rows.append({"name": n, "kind": spec.kind if spec else None,
+                     "api": spec.api if spec else None, "specs": spec.specs if spec else None,
+                     "default": n == s.model, "listed": n in s.models})
+    doc = {"models": rows, "default": s.model, "source": source}
+
+    def human(out) -> None:
+        out.print(run.ui.table(
+            f"{len(s.models)} model{'s' if len(s.models) != 1 else ''} "
+            + (f"({source})" if source else "(no list: a devnet or --network base gives one)"),
+            ["model", "kind", "specs", "default"],
+            [(r["name"], r["kind"] or "?", r["specs"] or "?",
+              "default" + ("" if r["listed"] else " (not in the list)") if r["default"] else "")
+             for r in rows]))
+
+    run.ui.emit(doc, human)
 
 
 @command(app, "requests")
