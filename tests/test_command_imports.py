@@ -65,3 +65,18 @@ def test_commands_never_import_web3(run, system6, user):
     # a revert decoded from the ABI (a stranger's session): an error, still nothing heavy
     err = run("close", "999999", "--yes", ok=False)
     assert err["error"]
+
+
+def test_image_ipfs_and_model_commands_never_import_web3(run, system6, user):
+    """Images, IPFS answers, models and doctor's model check: the chain layer and the stdlib."""
+    from dtnsess_cli.chain.abi import encode
+    from dtnsess_cli.devnet.localdtn import make_png, respond
+
+    fund(system6, user, 100, approve=False)
+    run("create", "20", "--yes")
+    rid = run("request", "a cat", "--image", "64x48", "--yes")["request_id"]
+    respond(system6, bytes.fromhex(rid[2:]), worker=system6.worker, node=system6.node_id,
+            payload=encode(["bytes"], [make_png(64, 48)]))
+    assert run("response", rid)["kind"] == "image"
+    run("models")
+    run("doctor")

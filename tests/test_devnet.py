@@ -25,6 +25,7 @@ from web3.logs import DISCARD
 from dtnsess_cli.devnet import localdtn
 from dtnsess_cli.devnet.anvil import free_port
 from dtnsess_cli.devnet.responder import Responder, default_answer, run_command
+from dtnsess_cli.media import cid_of
 
 DTNSESS = str(Path(sys.executable).with_name("dtnsess"))
 if not Path(DTNSESS).exists():  # pragma: no cover - non-venv runs
@@ -239,7 +240,9 @@ def test_devnet_lifecycle(devnet_dir):
                 "node_id", "worker", "deployer", "pids", "logs", "accounts"):
         assert key in state, key
     assert state["chain_id"] == 31337 and state["decimals"] == 6
-    assert state["model"] == "model.system.openai-gpt-4"
+    assert state["model"] == localdtn.DEFAULT_MODEL == "model.system.openai-gpt-5-nano"
+    assert [m["name"] for m in state["models"]] == localdtn.model_names()
+    assert state["ipfs_gateway"].startswith("http://127.0.0.1:")
     assert state["node"] == "node.devnet.responder"
     assert state["worker"] == state["accounts"][9]["address"]
     assert state["deployer"] == state["accounts"][0]["address"]
@@ -267,6 +270,20 @@ def test_devnet_lifecycle(devnet_dir):
     for i in range(9):
         assert chain.token.functions.balanceOf(chain.account(i)).call() == 1_000_000 * chain.unit
     assert chain.token.functions.balanceOf(chain.account(9)).call() == 0
+
+    # the four models, and an image answered as a PNG through the installed script
+    models = dtnsess(devnet_dir, "models", "--json")
+    assert models.returncode == 0, models.stderr
+    doc = json.loads(models.stdout)
+    assert doc["source"] == "devnet" and [m["name"] for m in doc["models"]] == localdtn.model_names()
+    made = dtnsess(devnet_dir, "create", "20", "--yes")
+    assert made.returncode == 0, made.stderr
+    img = dtnsess(devnet_dir, "request", "a cat", "--image", "64x48", "--ipfs", "--out", "cat.png",
+                  "--wait", "--yes")
+    assert img.returncode == 0, img.stderr
+    assert "image: PNG, 64x48" in img.stdout and "verified" in img.stdout
+    data = (devnet_dir / "cat.png").read_bytes()
+    assert data.startswith(b"\x89PNG") and f"cid: {cid_of(data)}" in img.stdout
 
     down = dtnsess(devnet_dir, "devnet", "down")
     assert down.returncode == 0, down.stderr
@@ -355,7 +372,12 @@ def test_devnet_responder_command(devnet_dir):
     rid = chain.request(chain.account(4), "still there?")
     assert localdtn.decode_answer(chain.wait_answer(rid)[2]) == "STILL THERE?"
 
-    log = (devnet_dir / ".dtnsess-devnet" / "responder.log").read_text()
+    # NOTE: the responder logs a request after its answer is mined: give the line a moment
+    log_path = devnet_dir / ".dtnsess-devnet" / "responder.log"
+    deadline = time.monotonic() + 5
+    while log_path.read_text().count(": answered") < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log = log_path.read_text()
     assert log.count(": answered") == 4, log
 
 

@@ -230,11 +230,14 @@ def respond(
     text: str | None = None,
     failure: str | None = None,
     gas: int | None = None,
+    payload: bytes | None = None,
 ) -> dict:
-    """Answer a request as the node `node` would: honest sizes, success with `text` or a failure."""
+    """Answer a request as the node `node` would: honest sizes, success with `text` (or the
+    encoded `payload`) or a failure."""
     router = getattr(system_or_router, "router", system_or_router)
     stored = router.functions.getRequest(request_id).call()
-    fn = respond_call(router, request_id, node=node, text=text, failure=failure, stored=stored)
+    fn = respond_call(router, request_id, node=node, text=text, failure=failure, stored=stored,
+                      payload=payload)
     if gas is None:
         gas = respond_gas(router.w3, fn.estimate_gas({"from": worker}), stored[4])
     return transact(router.w3, fn, worker, gas=gas)

@@ -208,16 +208,19 @@ class Maintenance:
                        "compiler": art.get("compiler")})
         return r
 
-    def check_model(self, model: str) -> tuple:
+    def check_model(self, model: str, active: Optional[tuple] = None) -> tuple:
         """(ok, detail) of "does the router know ``model``": a request simulated as the manager
         would send it, from one of the manager's active sessions (the router checks the session
         and the value before the model). ok is None when it cannot be told (no active session,
-        or another revert). Three round trips."""
+        or another revert). ``active``: getActiveSessions(0, 1) if already read. Up to three
+        round trips (none when there is no active session and ``active`` is given)."""
         from ..chain.abi import keccak
         from .base import system_trust_routing
 
         m = self._mgr
-        ((ids, _total),) = self._calls([m.call("getActiveSessions", 0, 1)], "getActiveSessions")
+        if active is None:
+            (active,) = self._calls([m.call("getActiveSessions", 0, 1)], "getActiveSessions")
+        ids = active[0]
         if not ids:
             return None, (f"{model}: not checked (the manager has no active session to simulate "
                           f"a request from; `dtnsess create AMOUNT` makes one)")
@@ -267,9 +270,12 @@ class Maintenance:
         except DtnsessError:  # a malformed address: the contract check below reports it
             connect = []
         eth_read = [("eth_getBalance", [me, "latest"])] if me else []
+        # the model check's first read rides along (an active session to simulate from)
+        active = [self._mgr.call("getActiveSessions", 0, 1)] if connect else []
         try:
-            rows = self._batch(head + connect + eth_read,
-                               ["block", "chain id"] + ["getConfig()"] * len(connect) + ["balance"])
+            rows = self._batch(head + connect + active + eth_read,
+                               ["block", "chain id"] + ["getConfig()"] * len(connect)
+                               + ["getActiveSessions"] * len(active) + ["balance"])
         except DtnsessError as exc:
             checks[-1] = Check("rpc", False, exc.message, code=int(exc.exit_code))
             return checks
@@ -303,7 +309,12 @@ class Maintenance:
         if contract_ok:
             run("fee token", lambda: (True, f"{self.symbol} at {self.token.address}, "
                                              f"{self.decimals} decimals"))
-            run("model", lambda: self.check_model(s.model))
+            def model():
+                ok, got = rows[2 + len(connect)]
+                if not ok:
+                    raise got
+                return self.check_model(s.model, got)
+            run("model", model)
 
         def key():
             if key_error is not None:
