@@ -265,12 +265,16 @@ def test_a_gateway_that_serves_wrong_bytes_is_refused(cli, tmp_path, lying_gatew
     (["--model", "model.system.openai-gpt-image-1"], ExitCode.INPUT, "--image"),
     (["--image", "64x64", "--out", "x.png"], ExitCode.INPUT, "needs --wait"),
     (["--image", "64x64", "--file", "prompts.txt"], None, None),
+    (["--file", "prompts.txt", "--model", "model.system.openai-gpt-image-1"], ExitCode.INPUT,
+     "image model"),
+    (["--ipfs", "--out", "x.txt", "--wait"], ExitCode.CONFIG, "gateway"),
 ])
 def test_bad_image_requests_send_nothing(cli, w3, system6, user, tmp_path, args, code, fragment):
     (tmp_path / "prompts.txt").write_text("one\n")
     before = (nonce(w3, user), _requests(system6, user))
     prompt = [] if "--file" in args else ["a cat"]
-    r = cli("request", *prompt, *args, "--yes")
+    env = {"DTNSESS_IPFS_GATEWAY": None} if "--ipfs" in args else None
+    r = cli("request", *prompt, *args, "--yes", env=env)
     if code is None:
         assert r.exit_code != 0 and "--image" in r.stderr
     else:
