@@ -104,6 +104,10 @@ def test_answers_decode_by_kind():
     assert decode_answer(encode(["string"], [cid])) == ("cid", cid)
     assert decode_answer(encode(["bytes"], [b"\xff\x00\xfe"])) == ("bytes", b"\xff\x00\xfe")
     assert decode_answer(b"\x01\x02") == ("raw", b"\x01\x02")
+    gif = b"GIF89a\x05\x00\x07\x00\x00\x00\x00"
+    assert decode_answer(encode(["bytes"], [gif])) == ("image", gif)
+    talk = "GIF89a is the animated one"  # text that starts like a GIF is still text
+    assert decode_answer(encode(["string"], [talk])) == ("text", talk)
 
 
 def test_the_base_preset_uses_a_registered_model(tmp_path):

@@ -151,7 +151,7 @@ def decode_answer(data: bytes) -> tuple:
     an IPFS answer), ``("bytes", bytes)`` (abi-encoded bytes of another kind), or
     ``("raw", bytes)`` when ``data`` is not abi.encode(string|bytes) at all."""
     from ..chain.abi import decode
-    from ..media import parse_cid, sniff_image
+    from ..media import parse_cid
 
     data = bytes(data or b"")
     if not data:
@@ -160,14 +160,26 @@ def decode_answer(data: bytes) -> tuple:
         (raw,) = decode(["bytes"], data)  # abi.encode(string) has the same layout
     except Exception:
         return "raw", data
-    if sniff_image(raw) is not None:
-        return "image", raw
+    kind, value = classify_content(raw)
+    if kind == "text" and parse_cid(value) is not None:
+        return "cid", value
+    return kind, value
+
+
+def classify_content(raw: bytes) -> tuple:
+    """``("image", bytes)``, ``("text", str)`` or ``("bytes", bytes)`` of some content."""
+    from ..media import sniff_image
+
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
+        text = None
+    # NOTE: GIF and WebP magic is ASCII ("GIF89a is..." may well be a text answer); a real
+    # header holds binary sizes, so NUL bytes (PNG and JPEG magic is not UTF-8 at all)
+    if sniff_image(raw) is not None and (text is None or "\x00" in text):
+        return "image", raw
+    if text is None:
         return "bytes", raw
-    if parse_cid(text) is not None:
-        return "cid", text
     return "text", text
 
 

@@ -174,20 +174,15 @@ class Requests:
         False when there is no gateway. Bytes that do not hash to a raw/sha2-256 CID raise
         GatewayError (nothing is taken from a gateway that lies)."""
         from ..errors import redact_url
-        from ..media import fetch_cid, parse_cid, sniff_image
+        from ..media import fetch_cid, parse_cid
+        from .base import classify_content
 
         gateway = gateway or self.settings.ipfs_gateway
         cid = parse_cid(view.cid or "")
         if not gateway or cid is None:
             return False
         data, verified = fetch_cid(gateway, cid)
-        if sniff_image(data) is not None:
-            kind, value = "image", data
-        else:
-            try:
-                kind, value = "text", data.decode("utf-8")
-            except UnicodeDecodeError:
-                kind, value = "bytes", data
+        kind, value = classify_content(data)
         set_content(view, kind, value, source={"gateway": redact_url(gateway),
                                                "verified": verified})
         return True
