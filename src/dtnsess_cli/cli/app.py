@@ -299,8 +299,9 @@ class Run:
                     out.print(f"  would send: {t.description} (gas ~{t.gas_estimate}, at most "
                               f"{t.summary().get('max_fee_eth')} ETH)", markup=False)
                 else:
-                    out.print(f"  tx {t.tx_hash} (block {t.block_number}, gas {t.gas_used}, "
-                              f"fee {t.summary().get('fee_eth')} ETH)", markup=False)
+                    out.print(f"  tx {self.ui.tx_ref(t.tx_hash)} (block {t.block_number}, "
+                              f"gas {t.gas_used}, fee {t.summary().get('fee_eth')} ETH)",
+                              markup=False)
         self.ui.emit(data, human)
         self.fail_after(res)
 
