@@ -60,7 +60,8 @@ def _read_password(settings: Settings, path: str,
         return typer.prompt(f"Password for keystore {Path(path).name}", hide_input=True,
                             err=True)
     raise KeystoreError(path, "a password is needed but stdin is not a terminal",
-                        hint="set DTNSESS_PASSWORD_FILE to a file holding the password",
+                        hint="pass --password-file PATH (or set DTNSESS_PASSWORD_FILE or "
+                             "ETH_PASSWORD to it): a file holding the password",
                         config=True)
 
 
@@ -97,7 +98,8 @@ def load_account(settings: Settings, *,
         key = decrypt_keystore(keyfile, password)
     except chain_errors.WrongPasswordError:
         raise KeystoreError(path, "wrong password (could not decrypt)",
-                            hint="check DTNSESS_PASSWORD_FILE or the password you typed") from None
+                            hint="check the password file (--password-file, DTNSESS_PASSWORD_FILE, "
+                                 "ETH_PASSWORD) or the password you typed") from None
     except chain_errors.KeystoreError:
         raise KeystoreError(path, "not a supported Web3 Secret Storage keystore",
                             config=True) from None
