@@ -171,3 +171,13 @@ def test_network_completes_to_the_presets(tmp_path, words, cword, expected):
     p = subprocess.run([str(SCRIPT)], cwd=tmp_path, env=env, capture_output=True, text=True,
                        timeout=60)
     assert p.returncode == 0 and p.stdout.split() == expected, p.stderr
+
+
+def test_a_keystore_folder_is_refused_with_a_hint(make_cli, system6, tmp_path):
+    """Foundry's ETH_KEYSTORE may name a folder; dtnsess wants the file (or --account)."""
+    cli = make_cli(system6)
+    folder = tmp_path / "keystores"
+    folder.mkdir()
+    r = cli("balance", role=None, env={"ETH_KEYSTORE": str(folder)})
+    assert_error(r, ExitCode.CONFIG, "is a directory")
+    assert "--account NAME" in r.stderr

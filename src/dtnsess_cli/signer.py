@@ -82,6 +82,10 @@ def load_account(settings: Settings, *,
         if settings.account:
             hint = f"create it with `cast wallet import {settings.account} --interactive`"
         raise KeystoreError(path, "file not found", hint=hint, config=True) from None
+    except IsADirectoryError:  # Foundry's --keystore/ETH_KEYSTORE may name a folder; not here
+        raise KeystoreError(path, "is a directory, not a keystore file",
+                            hint="name the file (--keystore DIR/NAME), or use --account NAME "
+                                 "for ~/.foundry/keystores/NAME", config=True) from None
     except OSError as exc:
         raise KeystoreError(path, f"cannot read: {exc.strerror}", config=True) from None
     import json
