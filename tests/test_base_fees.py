@@ -90,7 +90,8 @@ def test_the_cost_includes_the_l1_fee(make_cli, ready, oracle, monkeypatch):
     # the human cost line too
     r = cli("request", "hi", "--dry-run")
     assert_ok(r)
-    assert f"at most {t['max_fee_eth']} ETH" in r.stdout, r.stdout
+    assert (f"at most {t['max_fee_eth']} ETH incl. L1 data fee {t['l1_fee_eth']} ETH"
+            in r.stdout), r.stdout
 
 
 def test_eth_for_l2_gas_but_not_the_l1_fee_is_refused(make_cli, ready, oracle, user, w3):

@@ -322,12 +322,14 @@ class Run:
             for k, v in (lines or []):
                 out.print(f"  {k}: {v}", markup=False)
             for t in res.txs:
+                sm = t.summary()
+                l1 = f" incl. L1 data fee {sm['l1_fee_eth']} ETH" if sm.get("l1_fee_eth") else ""
                 if t.dry_run:
                     out.print(f"  would send: {t.description} (gas ~{t.gas_estimate}, at most "
-                              f"{t.summary().get('max_fee_eth')} ETH)", markup=False)
+                              f"{sm.get('max_fee_eth')} ETH{l1})", markup=False)
                 else:
                     out.print(f"  tx {self.ui.tx_ref(t.tx_hash)} (block {t.block_number}, "
-                              f"gas {t.gas_used}, fee {t.summary().get('fee_eth')} ETH)",
+                              f"gas {t.gas_used}, fee {sm.get('fee_eth')} ETH{l1})",
                               markup=False)
         self.ui.emit(data, human)
         self.fail_after(res)
