@@ -24,7 +24,7 @@ from dtnsess_cli.errors import ExitCode
 ROLES = {"deployer": 0, "user": 1, "stranger": 2, "worker": 3}
 
 # Every variable the configuration reads (config.py), cleared before each CLI test.
-_CONFIG_VARS = ("ETH_RPC_URL", "FOUNDRY_DIR")
+_CONFIG_VARS = ("ETH_RPC_URL", "FOUNDRY_DIR", "ETH_KEYSTORE", "ETH_KEYSTORE_ACCOUNT", "ETH_PASSWORD")
 
 
 class Cli:

@@ -26,6 +26,8 @@ the reply is lost or damaged):
 - ``badjson_before`` / ``badjson_after``: answer 200 with a body that is not JSON
 - ``rpcerror_before``: answer 200 with a JSON-RPC error ``{"code": -32000, "message": message}``
   (for a single request; in a batch every entry gets it)
+- ``method_error``: a node without that method: the request (or batch) runs, and only the
+  entries of ``method`` are answered ``{"code": -32601, "message": message}``
 
 Other attributes: ``url``; ``fired`` (list of ``(method, kind)`` that fired); ``seen`` (list of
 method labels per HTTP request: ``"eth_call"`` or ``"[eth_call,eth_estimateGas]"``);
@@ -44,7 +46,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 KINDS = ("drop_before", "drop_after", "http_before", "http_after", "hang_before", "hang_after",
-         "cut_after", "badjson_before", "badjson_after", "rpcerror_before")
+         "cut_after", "badjson_before", "badjson_after", "rpcerror_before", "method_error")
 
 
 @dataclass
@@ -121,7 +123,23 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "cut_after":
             self._reply(status, data, send_bytes=len(data) // 2)
             return self._drop()
+        if kind == "method_error" and status == 200:
+            data = _method_error(payload, json.loads(data), fault)
         self._reply(status, data)
+
+
+def _method_error(payload, replies, fault) -> bytes:
+    """``replies`` with the entries answering ``fault.method`` replaced by a JSON-RPC error."""
+    calls = payload if isinstance(payload, list) else [payload]
+    ids = {c.get("id") for c in calls if isinstance(c, dict) and c.get("method") == fault.method}
+    err = {"code": -32601, "message": fault.message}
+
+    def fix(r):
+        return ({"jsonrpc": "2.0", "id": r.get("id"), "error": err}
+                if isinstance(r, dict) and r.get("id") in ids else r)
+
+    out = [fix(r) for r in replies] if isinstance(replies, list) else fix(replies)
+    return json.dumps(out).encode()
 
 
 class FaultProxy:

@@ -13,7 +13,8 @@ from dtnsess_cli.cli import app
 # What every command that talks to the chain reads (the global options' notes).
 GLOBAL_ENV = ("DTNSESS_RPC_URL", "ETH_RPC_URL", "DTNSESS_CONTRACT", "DTNSESS_NETWORK",
               "DTNSESS_CHAIN_ID", "DTNSESS_ACCOUNT", "DTNSESS_KEYSTORE", "DTNSESS_PRIVATE_KEY",
-              "DTNSESS_PASSWORD_FILE", "DTNSESS_DEBUG")
+              "DTNSESS_PASSWORD_FILE", "DTNSESS_DEBUG", "ETH_KEYSTORE", "ETH_KEYSTORE_ACCOUNT",
+              "ETH_PASSWORD")
 # ... and what some commands read on top.
 OWN_ENV = {
     ("request",): ["DTNSESS_MODEL"],

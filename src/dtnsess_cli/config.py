@@ -2,11 +2,19 @@
 
 Precedence, highest first (written once, here):
 
-    1. command-line flags          (--rpc-url, --contract, --chain-id, --network, --account, --keystore)
-    2. environment variables       (DTNSESS_*; ETH_RPC_URL as a fallback for the RPC URL)
-    3. ./.env                      (read with python-dotenv's dotenv_values; os.environ is untouched)
+    1. command-line flags          (--rpc-url, --contract, --chain-id, --network, --account,
+                                    --keystore, --password-file)
+    2. environment variables       (DTNSESS_*; then Foundry's names for the same settings:
+                                    ETH_RPC_URL, ETH_KEYSTORE, ETH_KEYSTORE_ACCOUNT, ETH_PASSWORD)
+    3. ./.env                      (the same names; read with python-dotenv's dotenv_values;
+                                    os.environ is untouched)
     4. network preset              (--network / DTNSESS_NETWORK: base | local)
     5. devnet state file           (./.dtnsess-devnet.json written by `dtnsess devnet up`)
+
+Within a layer a DTNSESS_* name beats its Foundry alias. The signing key: of a keystore
+(--keystore / --account and their variables) and DTNSESS_PRIVATE_KEY, the one from the higher
+layer wins; in the same layer a DTNSESS_* name beats a Foundry alias, and on a full tie the
+keystore wins (the path over the account name).
 
 Only stdlib and python-dotenv here: this module is on the start-up path.
 """
@@ -67,6 +75,7 @@ class CliOptions:
     yes: bool = False
     dry_run: bool = False
     debug: bool = False
+    password_file: Optional[str] = None  # a path: a password is never an argument
 
     def merged_over(self, base: "CliOptions") -> "CliOptions":
         """These options, falling back to ``base`` for what was not given here."""
@@ -311,13 +320,15 @@ def resolve_settings(
     s.chain_id = _parse_chain_id(cid, sources["chain_id"]) if cid is not None else None
     model = pick("model", None, "DTNSESS_MODEL")
     s.router = pick("router", None, "DTNSESS_ROUTER")
-    s.password_file = pick("password_file", None, "DTNSESS_PASSWORD_FILE")
+    # NOTE: Foundry's ETH_PASSWORD is the env var of its --password-file: a path, not a password
+    s.password_file = pick("password_file", opts.password_file, "DTNSESS_PASSWORD_FILE",
+                           "ETH_PASSWORD")
     s.ipfs_gateway = pick("ipfs_gateway", None, "DTNSESS_IPFS_GATEWAY")
 
     # Keys: a keystore/account and a raw private key may both be configured; the one from
-    # the higher-precedence layer wins (flags beat env beat .env).
-    keystore = pick("keystore", opts.keystore, "DTNSESS_KEYSTORE")
-    account = pick("account", opts.account, "DTNSESS_ACCOUNT")
+    # the higher-precedence layer wins (flags beat env beat .env; see the module docstring).
+    keystore = pick("keystore", opts.keystore, "DTNSESS_KEYSTORE", "ETH_KEYSTORE")
+    account = pick("account", opts.account, "DTNSESS_ACCOUNT", "ETH_KEYSTORE_ACCOUNT")
     private_key = pick("private_key", None, "DTNSESS_PRIVATE_KEY")
 
     # 4. network preset
@@ -373,12 +384,12 @@ def resolve_settings(
         s.contract = check_address(str(s.contract), "contract address")
 
     # keystore path from --account NAME (Foundry: ~/.foundry/keystores/NAME)
-    ks_rank = min((_rank(sources.get(k)) for k in ("keystore", "account")
-                   if sources.get(k)), default=99)
-    pk_rank = _rank(sources.get("private_key")) if private_key else 99
-    if (keystore or account) and ks_rank <= pk_rank:
+    ks_rank = _rank(sources.get("keystore")) if keystore else (99, 0)
+    acct_rank = _rank(sources.get("account")) if account else (99, 0)
+    pk_rank = _rank(sources.get("private_key")) if private_key else (99, 0)
+    if (keystore or account) and min(ks_rank, acct_rank) <= pk_rank:
         s.key_kind = "keystore"
-        if keystore:
+        if keystore and ks_rank <= acct_rank:
             s.keystore = str(Path(str(keystore)).expanduser())
         else:
             s.account = str(account)
@@ -397,10 +408,12 @@ def resolve_settings(
     return s
 
 
-def _rank(source: Optional[str]) -> int:
+def _rank(source: Optional[str]) -> tuple:
+    """(layer, 1 for a Foundry alias such as ETH_KEYSTORE else 0): lower wins."""
     if not source:
-        return 99
-    return _RANK.get(source.split(" ", 1)[0], 98)
+        return (99, 0)
+    layer, _, name = source.partition(" ")
+    return (_RANK.get(layer, 98), 1 if name.startswith("ETH_") else 0)
 
 
 def write_env_value(path: Path, key: str, value: str) -> None:

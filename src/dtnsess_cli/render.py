@@ -82,6 +82,22 @@ def text(v: Any) -> Any:
 
 _cell = text
 
+# Block explorers of known chains: human output links every tx hash to its page there. JSON
+# stays as it is (a script has the chain id and the hash); devnets and other chains get no link.
+EXPLORERS = {
+    1: "https://etherscan.io",
+    10: "https://optimistic.etherscan.io",
+    8453: "https://basescan.org",
+    84532: "https://sepolia.basescan.org",
+    11155111: "https://sepolia.etherscan.io",
+}
+
+
+def explorer_url(chain_id: Optional[int], tx_hash: Optional[str]) -> Optional[str]:
+    """The explorer page of ``tx_hash`` on ``chain_id`` (None on an unknown chain)."""
+    base = EXPLORERS.get(chain_id) if chain_id is not None else None
+    return f"{base}/tx/{tx_hash}" if base and tx_hash else None
+
 
 class Renderer:
     """Output for one command run. Create one per invocation (no global consoles)."""
@@ -91,6 +107,8 @@ class Renderer:
 
         self.json_mode = json_mode
         self.quiet = quiet
+        # the chain the client is connected to (it sets this): tx hashes get explorer links
+        self.chain_id: Optional[int] = None
         # NOTE: consoles bind to sys.stdout/sys.stderr as they are now, so CliRunner's
         # swapped streams are honoured and nothing leaks between in-process runs.
         try:
@@ -122,6 +140,11 @@ class Renderer:
             return False
 
     # ---- results ---------------------------------------------------------------------
+    def tx_ref(self, tx_hash: Optional[str]) -> str:
+        """A tx hash as people see it: followed by its explorer link on a known chain."""
+        url = explorer_url(self.chain_id, tx_hash)
+        return f"{tx_hash} ({url})" if url else str(tx_hash)
+
     def emit(self, data: Any, human: Any = None) -> None:
         """The command's result: ``data`` as JSON, or ``human`` (a rich renderable, a string,
         or a callable taking the console) for people. Exactly once per command."""

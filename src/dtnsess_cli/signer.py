@@ -60,7 +60,8 @@ def _read_password(settings: Settings, path: str,
         return typer.prompt(f"Password for keystore {Path(path).name}", hide_input=True,
                             err=True)
     raise KeystoreError(path, "a password is needed but stdin is not a terminal",
-                        hint="set DTNSESS_PASSWORD_FILE to a file holding the password",
+                        hint="pass --password-file PATH (or set DTNSESS_PASSWORD_FILE or "
+                             "ETH_PASSWORD to it): a file holding the password",
                         config=True)
 
 
@@ -81,6 +82,10 @@ def load_account(settings: Settings, *,
         if settings.account:
             hint = f"create it with `cast wallet import {settings.account} --interactive`"
         raise KeystoreError(path, "file not found", hint=hint, config=True) from None
+    except IsADirectoryError:  # Foundry's --keystore/ETH_KEYSTORE may name a folder; not here
+        raise KeystoreError(path, "is a directory, not a keystore file",
+                            hint="name the file (--keystore DIR/NAME), or use --account NAME "
+                                 "for ~/.foundry/keystores/NAME", config=True) from None
     except OSError as exc:
         raise KeystoreError(path, f"cannot read: {exc.strerror}", config=True) from None
     import json
@@ -97,7 +102,8 @@ def load_account(settings: Settings, *,
         key = decrypt_keystore(keyfile, password)
     except chain_errors.WrongPasswordError:
         raise KeystoreError(path, "wrong password (could not decrypt)",
-                            hint="check DTNSESS_PASSWORD_FILE or the password you typed") from None
+                            hint="check the password file (--password-file, DTNSESS_PASSWORD_FILE, "
+                                 "ETH_PASSWORD) or the password you typed") from None
     except chain_errors.KeystoreError:
         raise KeystoreError(path, "not a supported Web3 Secret Storage keystore",
                             config=True) from None

@@ -1,8 +1,8 @@
 """The one way to send a transaction, and revert decoding.
 
 ``send_and_wait`` is used by every write: simulate (eth_call from the sender; a revert
-becomes a decoded error and nothing is sent), estimate gas (+20%), EIP-1559 fees, check ETH
-for gas, confirm with the cost (terminal only, unless --yes), sign locally, send once, wait
+becomes a decoded error and nothing is sent), estimate gas (+20%), EIP-1559 fees (the node's
+tip), the L1 data fee on OP-stack chains (Base), check ETH for all that, confirm with the cost (terminal only, unless --yes), sign locally, send once, wait
 for the receipt with a deadline, check ``status`` (a failed receipt is replayed at its block
 to recover the revert data), decode the receipt's events. Everything before the send travels
 in one JSON-RPC batch: a transaction costs three round trips (batch, send, receipt).
@@ -31,7 +31,7 @@ from ..errors import (
     TxPendingError,
 )
 from ..units import format_eth, format_gwei
-from .abi import DecodedLog, DecodedRevert, ErrorDecoder, EventDecoder
+from .abi import DecodedLog, DecodedRevert, ErrorDecoder, EventDecoder, encode, to_bytes
 from .contract import format_receipt  # noqa: F401 - also the receipt format of its callers
 from .errors import RpcResponseError, RpcTransportError, revert_data_of
 
@@ -45,6 +45,50 @@ def gas_limit_for(estimate: int) -> int:
     limit = estimate * GAS_MARGIN_NUM // GAS_MARGIN_DEN
     return TX_GAS_CAP if estimate <= TX_GAS_CAP < limit else limit
 DEFAULT_RECEIPT_TIMEOUT = 120.0
+
+# OP-stack chains (Base, OP Mainnet) charge an L1 data fee on top of gas, priced by the
+# GasPriceOracle predeploy. Elsewhere no code lives there: the eth_call answers "0x", fee 0.
+L1_GAS_PRICE_ORACLE = "0x420000000000000000000000000000000000000F"
+_GET_L1_FEE = "49948e0e"  # getL1Fee(bytes)
+# the unsigned transaction's fields the send fills in later, at a size real ones stay under
+_NONCE_SIZED, _FEE_SIZED = 2**32 - 1, 2**64 - 1
+
+
+def l1_fee_request(chain_id: int, base_tx: dict) -> tuple:
+    """The eth_call asking the oracle for ``base_tx``'s L1 data fee: ``getL1Fee`` of the unsigned
+    EIP-1559 transaction, its nonce, fees and gas not known yet (they travel in the same
+    batch) and so sized to their largest. It rides in the batch the send already makes."""
+    from .signing import rlp_encode
+
+    to = base_tx.get("to")
+    unsigned = b"\x02" + rlp_encode([
+        chain_id, _NONCE_SIZED, _FEE_SIZED, _FEE_SIZED, TX_GAS_CAP,
+        to_bytes(to) if to else b"", base_tx["value"], to_bytes(base_tx["data"]), []])
+    data = "0x" + _GET_L1_FEE + encode(["bytes"], [unsigned]).hex()
+    return ("eth_call", [{"to": L1_GAS_PRICE_ORACLE, "data": data}, "latest"])
+
+
+def l1_fee_of(resp: Any) -> int:
+    """The oracle's answer in wei: 0 where there is no oracle ("0x": a chain that is not an OP
+    stack) or it failed (the node checks the fee itself when the transaction arrives)."""
+    r = resp.get("result") if isinstance(resp, dict) else None
+    if not isinstance(r, str) or len(r) < 66:
+        return 0
+    try:
+        return int(r[2:66], 16)
+    except ValueError:
+        return 0
+
+
+def receipt_l1_fee(receipt: Any) -> int:
+    """The L1 data fee an OP-stack receipt reports (``l1Fee``); 0 elsewhere."""
+    v = receipt.get("l1Fee") if isinstance(receipt, dict) else None
+    if isinstance(v, str):
+        try:
+            return int(v, 16)
+        except ValueError:
+            return 0
+    return v if isinstance(v, int) else 0
 
 
 def _to_bytes(data: Any) -> bytes:
@@ -92,14 +136,17 @@ class TxResult:
     effective_gas_price: Optional[int] = None
     contract_address: Optional[str] = None
     events: list = field(default_factory=list)
+    # OP-stack L1 data fee in wei: the oracle's estimate before the send, the receipt's l1Fee
+    # after it (0 on other chains)
+    l1_fee: int = 0
     # for a transaction sent right after this one (its nonce, these fees): see send_and_wait
     next_facts: Optional["ChainFacts"] = field(default=None, repr=False)
 
     @property
     def fee_wei(self) -> int:
         if self.gas_used is not None and self.effective_gas_price is not None:
-            return self.gas_used * self.effective_gas_price
-        return self.gas_limit * self.max_fee_per_gas
+            return self.gas_used * self.effective_gas_price + self.l1_fee
+        return self.gas_limit * self.max_fee_per_gas + self.l1_fee
 
     def events_named(self, name: str) -> list:
         return [e for e in self.events if e.name == name]
@@ -119,6 +166,8 @@ class TxResult:
                         "gas_used": self.gas_used, "fee_eth": format_eth(self.fee_wei)})
             if self.contract_address:
                 out["contract_address"] = self.contract_address
+        if self.l1_fee:  # part of the fee above; only on OP-stack chains (elsewhere unchanged)
+            out["l1_fee_eth"] = format_eth(self.l1_fee)
         return out
 
 
@@ -149,11 +198,47 @@ def _fact_requests(sender: str, follows: Optional[ChainFacts] = None) -> list:
     reqs: list = []
     if follows is None or follows.fees is None:
         reqs += [("eth_getBlockByNumber", ["latest", False]), ("eth_maxPriorityFeePerGas", []),
-                 ("eth_gasPrice", [])]
+                 ("eth_gasPrice", []),
+                 ("eth_feeHistory", [hex(FEE_HISTORY_BLOCKS), "latest", [FEE_HISTORY_PERCENTILE]])]
     reqs.append(("eth_getBalance", [sender, "latest"]))
     if follows is None:
         reqs.append(("eth_getTransactionCount", [sender, "pending"]))
     return reqs
+
+
+# eth_feeHistory, asked in the same batch: the tip when the node lacks eth_maxPriorityFeePerGas
+FEE_HISTORY_BLOCKS, FEE_HISTORY_PERCENTILE = 5, 50
+
+
+def _quantity(resp: Any) -> Optional[int]:
+    """A JSON-RPC reply's hex quantity (None when it is an error or not a number)."""
+    r = resp.get("result") if isinstance(resp, dict) else None
+    try:
+        return int(r, 16) if isinstance(r, str) else None
+    except ValueError:
+        return None
+
+
+def _tip_of(r_tip: dict, r_hist: dict, r_price: dict, base: int) -> Optional[int]:
+    """The priority fee the node suggests: eth_maxPriorityFeePerGas; else the median of the
+    recent blocks' median tips (eth_feeHistory, blocks that carried transactions only: an
+    empty block's 0 says nothing); else eth_gasPrice minus the base fee. None: no answer.
+    NOTE: never a fixed guess: 1 gwei (web3's) is ~1000 times a Base tip."""
+    tip = _quantity(r_tip)
+    if tip is not None:
+        return tip
+    hist = r_hist.get("result") if isinstance(r_hist, dict) else None
+    if isinstance(hist, dict):
+        try:
+            tips = sorted(int(rw[0], 16) for rw, used in
+                          zip(hist.get("reward") or [], hist.get("gasUsedRatio") or [])
+                          if rw and used)
+        except (TypeError, ValueError):
+            tips = []
+        if tips:
+            return tips[len(tips) // 2]
+    price = _quantity(r_price)
+    return None if price is None else max(0, price - base)
 
 
 def _facts_from(ctx: "TxContext", resps: Sequence[dict],
@@ -162,8 +247,8 @@ def _facts_from(ctx: "TxContext", resps: Sequence[dict],
     resps = list(resps)
     fees_read = follows is None or follows.fees is None
     if fees_read:
-        r_block, r_tip, r_price = resps[:3]
-        resps = resps[3:]
+        r_block, r_tip, r_price, r_hist = resps[:4]
+        resps = resps[4:]
     r_bal = resps[0]
     r_nonce = resps[1] if follows is None else None
     checks = ([(r_block, "fee lookup")] if fees_read else []) + [(r_bal, "balance lookup")]
@@ -179,8 +264,9 @@ def _facts_from(ctx: "TxContext", resps: Sequence[dict],
                 raise response_error(ctx, r_price, "fee lookup")
             fees = {"gasPrice": int(r_price["result"], 16)}
         else:
-            # NOTE: some nodes lack eth_maxPriorityFeePerGas; 1 gwei is web3's own fallback
-            tip = int(r_tip["result"], 16) if "result" in r_tip and r_tip["result"] else 10**9
+            tip = _tip_of(r_tip, r_hist, r_price, int(base, 16))
+            if tip is None:
+                raise response_error(ctx, r_tip, "fee lookup")
             fees = {"maxPriorityFeePerGas": tip, "maxFeePerGas": 2 * int(base, 16) + tip}
         fetched_at = time.monotonic()
     else:
@@ -326,13 +412,37 @@ def _call_error(ctx: TxContext, resp: dict, description: str,
         return node
 
 
+def _check_eth(sender: str, have: int, gas_limit: int, max_fee: int, l1_fee: int, value: int,
+               count: Optional[int] = None) -> None:
+    """InsufficientFundsError unless ``have`` pays the gas at the most, the L1 data fee and the
+    value (of ``count`` transactions, a batch)."""
+    need = gas_limit * max_fee + l1_fee + value
+    if have >= need:
+        return
+    what = f" for {count} transactions" if count is not None else ""
+    raise InsufficientFundsError(
+        "ETH for gas", f"{format_eth(have)} ETH",
+        f"up to {format_eth(need)} ETH{what} ({gas_limit} gas at {format_gwei(max_fee)} gwei"
+        + (f" + {format_eth(l1_fee)} ETH L1 data fee" if l1_fee else "")
+        + (f" + {format_eth(value)} ETH value" if value else "") + ")",
+        hint=f"send ETH to {sender}")
+
+
+def cost_line(gas: str, gas_limit: int, max_fee: int, l1_fee: int = 0) -> str:
+    """The pre-flight cost of gas (and the L1 data fee on an OP-stack chain), as shown."""
+    line = f"gas: {gas} at up to {format_gwei(max_fee)} gwei"
+    if not l1_fee:
+        return line + f" = at most {format_eth(gas_limit * max_fee)} ETH"
+    return (line + f" + L1 data fee ~{format_eth(l1_fee)} ETH"
+            f" = at most {format_eth(gas_limit * max_fee + l1_fee)} ETH")
+
+
 def _confirm(ctx: TxContext, headline: str, gas: str, gas_limit: int, max_fee: int, value: int,
-             token_cost: Optional[str], question: str) -> None:
+             token_cost: Optional[str], question: str, l1_fee: int = 0) -> None:
     """Show the cost and ask (only a person at a terminal, and not with --yes); no -> abort."""
     if ctx.yes or not ctx.ui.interactive:
         return
-    cost = (f"{headline}\n  gas: {gas} at up to {format_gwei(max_fee)} gwei"
-            f" = at most {format_eth(gas_limit * max_fee)} ETH")
+    cost = f"{headline}\n  {cost_line(gas, gas_limit, max_fee, l1_fee)}"
     if value:
         cost += f"\n  value: {format_eth(value)} ETH"
     if token_cost:
@@ -373,9 +483,11 @@ def send_and_wait(ctx: TxContext, fn_call: Any, *, value: int = 0, description: 
         follows = replace(follows, fees=None)  # too old: read them again (same batch)
     reqs += _fact_requests(sender, follows)
     n_facts = len(reqs) - n_sim
+    reqs.append(l1_fee_request(ctx.chain_id, base_tx))
     resps = rpc_batch(ctx, reqs + list(also), description)
     if also and on_also is not None:
-        on_also(resps[n_sim + n_facts:])
+        on_also(resps[n_sim + n_facts + 1:])
+    l1_fee = l1_fee_of(resps[n_sim + n_facts])
     resps = resps[:n_sim + n_facts]
     facts_of = lambda: _facts_from(ctx, resps[n_sim:], follows)  # noqa: E731
     for r in resps[:n_sim]:
@@ -391,24 +503,17 @@ def send_and_wait(ctx: TxContext, fn_call: Any, *, value: int = 0, description: 
     fees, max_fee = facts.fees, facts.max_fee
     result = TxResult(description=description, dry_run=dry_run, sender=sender, to=to,
                       value=value, gas_estimate=est, gas_limit=limit, max_fee_per_gas=max_fee,
-                      return_value=ret)
+                      return_value=ret, l1_fee=l1_fee)
 
-    # 3. ETH for gas (and value)
-    need = limit * max_fee + value
-    have = facts.balance
-    if have < need:
-        raise InsufficientFundsError(
-            "ETH for gas", f"{format_eth(have)} ETH",
-            f"up to {format_eth(need)} ETH ({limit} gas at {format_gwei(max_fee)} gwei"
-            + (f" + {format_eth(value)} ETH value" if value else "") + ")",
-            hint=f"send ETH to {sender}")
+    # 3. ETH for gas, the L1 data fee (OP stack) and the value
+    _check_eth(sender, facts.balance, limit, max_fee, l1_fee, value)
     if dry_run:
         return result
 
     # 4. confirm (only a person at a terminal is asked)
     if confirm:
         _confirm(ctx, description, f"~{est} (limit {limit})", limit, max_fee, value, token_cost,
-                 "Send this transaction?")
+                 "Send this transaction?", l1_fee)
 
     # 5. sign locally and send once
     tx = dict(base_tx, nonce=facts.nonce, gas=limit, chainId=ctx.chain_id, **fees)
@@ -426,6 +531,7 @@ def send_and_wait(ctx: TxContext, fn_call: Any, *, value: int = 0, description: 
     result.gas_used = receipt["gasUsed"]
     result.effective_gas_price = receipt.get("effectiveGasPrice")
     result.contract_address = receipt.get("contractAddress")
+    result.l1_fee = receipt_l1_fee(receipt)  # what was paid, not the estimate
     if receipt["status"] != 1:
         journal_resolve(ctx, tx_hash, "failed", receipt["blockNumber"])
         raise _failed_receipt(ctx, base_tx, receipt, limit, description, tx_hash)
@@ -646,6 +752,7 @@ class Prepared:
     gas_estimate: int = 0
     gas_limit: int = 0
     error: Optional[DtnsessError] = None
+    l1_fee: int = 0  # the OP-stack L1 data fee the oracle quoted (0 elsewhere)
 
 
 @dataclass
@@ -745,6 +852,7 @@ def _prep_requests(ctx: TxContext, calls: Sequence[Call]) -> tuple:
         reqs.append(("eth_call", [_json_tx(base_tx), SIM_BLOCK] + extra))
         if c.gas_limit is None:
             reqs.append(("eth_estimateGas", [_json_tx(base_tx), SIM_BLOCK] + extra))
+        reqs.append(l1_fee_request(ctx.chain_id, base_tx))
     return preps, reqs
 
 
@@ -753,6 +861,7 @@ def _prep_take(ctx: TxContext, preps: Sequence[Prepared], resps: Sequence[dict])
     for p in preps:
         sim = next(it)
         est = next(it) if p.call.gas_limit is None else {"result": _hexq(p.call.gas_limit)}
+        p.l1_fee = l1_fee_of(next(it))
         if "error" in sim or sim.get("result") is None:
             p.error = response_error(ctx, sim, p.call.description)
             continue
@@ -804,21 +913,18 @@ class Pipeline:
         self.fees, self.max_fee = facts.fees, facts.max_fee
         self.balance, self.nonce = facts.balance, facts.nonce
 
-    def check_funds(self, gas_limit_total: int, value_total: int, count: int) -> None:
-        need = gas_limit_total * self.max_fee + value_total
-        if self.balance < need:
-            raise InsufficientFundsError(
-                "ETH for gas", f"{format_eth(self.balance)} ETH",
-                f"up to {format_eth(need)} ETH for {count} transactions ({gas_limit_total} gas "
-                f"at {format_gwei(self.max_fee)} gwei"
-                + (f" + {format_eth(value_total)} ETH value" if value_total else "") + ")",
-                hint=f"send ETH to {self.ctx.account.address}")
+    def check_funds(self, gas_limit_total: int, value_total: int, count: int,
+                    l1_fee_total: int = 0) -> None:
+        _check_eth(self.ctx.account.address, self.balance, gas_limit_total, self.max_fee,
+                   l1_fee_total, value_total, count)
 
     def confirm(self, headline: str, gas_estimate_total: int, gas_limit_total: int,
-                value_total: int, token_cost: Optional[str] = None) -> None:
+                value_total: int, token_cost: Optional[str] = None,
+                l1_fee_total: int = 0) -> None:
         """Ask once for the whole batch (terminal only, unless --yes)."""
         _confirm(self.ctx, headline, f"~{gas_estimate_total} in total (limit {gas_limit_total})",
-                 gas_limit_total, self.max_fee, value_total, token_cost, "Send these transactions?")
+                 gas_limit_total, self.max_fee, value_total, token_cost, "Send these transactions?",
+                 l1_fee_total)
 
     def send(self, p: Prepared) -> Outcome:
         """Sign ``p`` with the next nonce and send it once. The outcome is ``sent`` (accepted by
@@ -1005,7 +1111,8 @@ class Pipeline:
                        max_fee_per_gas=self.max_fee, tx_hash=o.tx_hash,
                        block_number=receipt["blockNumber"], gas_used=receipt["gasUsed"],
                        effective_gas_price=receipt.get("effectiveGasPrice"),
-                       contract_address=receipt.get("contractAddress"))
+                       contract_address=receipt.get("contractAddress"),
+                       l1_fee=receipt_l1_fee(receipt))
         o.result = res
         if receipt["status"] != 1:
             journal_resolve(ctx, o.tx_hash, "failed", receipt["blockNumber"])
@@ -1044,7 +1151,8 @@ def send_many(ctx: TxContext, calls: Sequence[Call], *, headline: str, dry_run: 
     pipe.begin()
     limit_total = sum(p.gas_limit for p in preps)
     value_total = sum(p.call.value for p in preps)
-    pipe.check_funds(limit_total, value_total, len(preps))
+    l1_total = sum(p.l1_fee for p in preps)
+    pipe.check_funds(limit_total, value_total, len(preps), l1_total)
     outs = [Outcome(call=p.call) for p in preps]
     if dry_run:
         for o, p in zip(outs, preps):
@@ -1053,11 +1161,11 @@ def send_many(ctx: TxContext, calls: Sequence[Call], *, headline: str, dry_run: 
                                 sender=ctx.account.address, to=p.base_tx.get("to"),
                                 value=p.call.value, gas_estimate=p.gas_estimate,
                                 gas_limit=p.gas_limit, max_fee_per_gas=pipe.max_fee,
-                                return_value=p.return_value)
+                                return_value=p.return_value, l1_fee=p.l1_fee)
         return outs
     if confirm:
         pipe.confirm(headline, sum(p.gas_estimate for p in preps), limit_total, value_total,
-                     token_cost)
+                     token_cost, l1_total)
     for i, p in enumerate(preps):
         outs[i] = pipe.send(p)
         if outs[i].status != "sent":
@@ -1106,10 +1214,11 @@ def send_together(ctx: TxContext, calls: Sequence[Call], *, headline: str, confi
     pipe.begin(_facts_from(ctx, resps[n:n + m]))
     limit_total = sum(p.gas_limit for p in preps)
     value_total = sum(p.call.value for p in preps)
-    pipe.check_funds(limit_total, value_total, len(preps))
+    l1_total = sum(p.l1_fee for p in preps)
+    pipe.check_funds(limit_total, value_total, len(preps), l1_total)
     if confirm:
         pipe.confirm(headline, sum(p.gas_estimate for p in preps), limit_total, value_total,
-                     token_cost)
+                     token_cost, l1_total)
     outs = pipe.send_all(preps)
     pipe.collect(outs, description=headline)
     for o, p in zip(outs, preps):

@@ -18,14 +18,16 @@ from typing import Annotated, Any, Callable, Iterator, NoReturn, Optional
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from ..config import CliOptions, resolve_settings
+from ..config import PRESETS, CliOptions, resolve_settings
 from ..errors import DtnsessError, ExitCode, InputError
 
 HELP = """Client for the Deep Trust Network AdvancedSessionManager contract.
 
 Configuration comes from flags, then DTNSESS_* environment variables, then ./.env, then
 --network presets, then a local devnet's .dtnsess-devnet.json. A private key is never a flag:
-set DTNSESS_PRIVATE_KEY (environment or .env) or use a Foundry keystore (--account / --keystore).
+set DTNSESS_PRIVATE_KEY (environment or .env) or use a Foundry keystore (--account / --keystore,
+or Foundry's ETH_KEYSTORE_ACCOUNT / ETH_KEYSTORE, its password file from --password-file or
+ETH_PASSWORD; a DTNSESS_* variable beats its Foundry name).
 
 Exit codes: 0 ok, 1 error, 2 usage, 3 config, 4 input, 5 rpc, 6 chain, 7 reverted, 8 funds,
 9 auth, 10 timeout, 11 gas price, 12 locked, 13 aborted, 130 interrupted.
@@ -80,6 +82,13 @@ app = group(name="dtnsess", help=HELP, add_completion=True,
 _UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
 _G = "Global options"
+
+
+def _complete_network(incomplete: str) -> list:
+    """Shell completion of --network: the presets."""
+    return [n for n in sorted(PRESETS) if n.startswith(incomplete.strip().lower())]
+
+
 RpcUrlOpt = Annotated[Optional[str], typer.Option(
     "--rpc-url", help="JSON-RPC URL [env: DTNSESS_RPC_URL, ETH_RPC_URL]", rich_help_panel=_G,
     show_default=False)]
@@ -88,17 +97,21 @@ ContractOpt = Annotated[Optional[str], typer.Option(
     rich_help_panel=_G, show_default=False)]
 NetworkOpt = Annotated[Optional[str], typer.Option(
     "--network", help="preset: base | local [env: DTNSESS_NETWORK]", rich_help_panel=_G,
-    show_default=False)]
+    show_default=False, autocompletion=_complete_network)]
 ChainIdOpt = Annotated[Optional[int], typer.Option(
     "--chain-id", help="refuse to run on another chain [env: DTNSESS_CHAIN_ID]",
     rich_help_panel=_G, show_default=False)]
 AccountOpt = Annotated[Optional[str], typer.Option(
-    "--account", help="Foundry keystore name (~/.foundry/keystores/NAME) [env: DTNSESS_ACCOUNT]; "
-                      "a raw key only from the environment or .env [env: DTNSESS_PRIVATE_KEY]",
+    "--account", help="Foundry keystore name (~/.foundry/keystores/NAME) [env: DTNSESS_ACCOUNT, "
+                      "ETH_KEYSTORE_ACCOUNT]; a raw key only from the environment or .env "
+                      "[env: DTNSESS_PRIVATE_KEY]",
     rich_help_panel=_G, show_default=False)]
 KeystoreOpt = Annotated[Optional[str], typer.Option(
-    "--keystore", help="keystore file path [env: DTNSESS_KEYSTORE]; its password from a file "
-                       "[env: DTNSESS_PASSWORD_FILE]", rich_help_panel=_G,
+    "--keystore", help="keystore file path [env: DTNSESS_KEYSTORE, ETH_KEYSTORE]",
+    rich_help_panel=_G, show_default=False)]
+PasswordFileOpt = Annotated[Optional[str], typer.Option(
+    "--password-file", help="file holding the keystore password (never the password itself) "
+                            "[env: DTNSESS_PASSWORD_FILE, ETH_PASSWORD]", rich_help_panel=_G,
     show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout",
                                        rich_help_panel=_G)]
@@ -113,18 +126,32 @@ _GLOBALS = [
     ("rpc_url", RpcUrlOpt, None), ("contract", ContractOpt, None), ("network", NetworkOpt, None),
     ("chain_id", ChainIdOpt, None), ("account", AccountOpt, None), ("keystore", KeystoreOpt, None),
     ("json", JsonOpt, False), ("yes", YesOpt, False), ("dry_run", DryRunOpt, False),
-    ("debug", DebugOpt, False),
+    ("debug", DebugOpt, False), ("password_file", PasswordFileOpt, None),
 ]
 _GLOBAL_NAMES = [n for n, _, _ in _GLOBALS]
+
+
+def _version(value: bool) -> None:
+    """--version: the package's version, printed before anything else is loaded."""
+    if value:
+        from .. import __version__
+
+        sys.stdout.write(f"dtnsess {__version__}\n")
+        raise typer.Exit()
+
+
+VersionOpt = Annotated[bool, typer.Option("--version", help="print the version and exit",
+                                          is_eager=True, callback=_version)]
 
 
 @app.callback()
 def _root(ctx: typer.Context, rpc_url: RpcUrlOpt = None, contract: ContractOpt = None,
           network: NetworkOpt = None, chain_id: ChainIdOpt = None, account: AccountOpt = None,
           keystore: KeystoreOpt = None, json: JsonOpt = False, yes: YesOpt = False,
-          dry_run: DryRunOpt = False, debug: DebugOpt = False) -> None:
+          dry_run: DryRunOpt = False, debug: DebugOpt = False,
+          password_file: PasswordFileOpt = None, version: VersionOpt = False) -> None:
     ctx.obj = CliOptions(rpc_url, contract, network, chain_id, account, keystore, json, yes,
-                         dry_run, debug)
+                         dry_run, debug, password_file=password_file)
 
 
 def debug_enabled(opts: Optional[CliOptions] = None) -> bool:
@@ -295,12 +322,15 @@ class Run:
             for k, v in (lines or []):
                 out.print(f"  {k}: {v}", markup=False)
             for t in res.txs:
+                sm = t.summary()
+                l1 = f" incl. L1 data fee {sm['l1_fee_eth']} ETH" if sm.get("l1_fee_eth") else ""
                 if t.dry_run:
                     out.print(f"  would send: {t.description} (gas ~{t.gas_estimate}, at most "
-                              f"{t.summary().get('max_fee_eth')} ETH)", markup=False)
+                              f"{sm.get('max_fee_eth')} ETH{l1})", markup=False)
                 else:
-                    out.print(f"  tx {t.tx_hash} (block {t.block_number}, gas {t.gas_used}, "
-                              f"fee {t.summary().get('fee_eth')} ETH)", markup=False)
+                    out.print(f"  tx {self.ui.tx_ref(t.tx_hash)} (block {t.block_number}, "
+                              f"gas {t.gas_used}, fee {sm.get('fee_eth')} ETH{l1})",
+                              markup=False)
         self.ui.emit(data, human)
         self.fail_after(res)
 

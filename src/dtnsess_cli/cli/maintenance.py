@@ -87,7 +87,8 @@ def cleanup(
     else:
         ids = ",".join(str(x["session_id"]) for x in closed) or "-"
         line = (f"cleanup: closed {len(closed)} session{'s' if len(closed) != 1 else ''} [{ids}], "
-                f"refunds credited {refunds.human() if refunds else 0}, tx {res.txs[0].tx_hash}")
+                f"refunds credited {refunds.human() if refunds else 0}, "
+                f"tx {run.ui.tx_ref(res.txs[0].tx_hash)}")
         if res.data.get("failed"):
             line += f", failed {res.data['failed']}"
     run.ui.emit(res.to_dict(), line)

@@ -254,7 +254,8 @@ def _request_file(run: Run, path: Path, model, namespaces, nodes, wei: int,
 
         def cells(r):
             row = [r["index"], r.get("session_id"), r.get("request_id"),
-                   r["status"] + (f" (tx {r['tx_hash']})" if r["status"] == "unknown" else ""),
+                   r["status"] + (f" (tx {run.ui.tx_ref(r['tx_hash'])})"
+                                  if r["status"] == "unknown" else ""),
                    r["prompt"] if len(r["prompt"]) <= 40 else r["prompt"][:39] + "…"]
             if wait:
                 a = r.get("response")
@@ -423,7 +424,7 @@ def tx_(
     v = run.client.tx_view(tx_hash)
 
     def human(out) -> None:
-        head = f"tx {v.tx_hash}: {v.status}"
+        head = f"tx {run.ui.tx_ref(v.tx_hash)}: {v.status}"
         if v.block is not None:
             head += f" in block {v.block}"
         out.print(head, markup=False)

@@ -88,6 +88,8 @@ class Connection:
             src = self.settings.sources.get("chain_id", "the configuration")
             raise ChainMismatchError(expected, cid, source=src)
         self._chain_id = cid
+        if hasattr(self.ui, "chain_id"):  # the renderer links tx hashes to this chain's explorer
+            self.ui.chain_id = cid
 
     def address_arg(self, value: str, what: str = "address") -> str:
         from ..chain.abi import is_checksum_address, to_checksum_address

@@ -672,9 +672,11 @@ class Requests:
                     # largest estimate of the first wave (requests cost about the same).
                     limit = max(p.gas_limit for _, _, p in to_send)
                     est = max(p.gas_estimate for _, _, p in to_send)
-                    pipe.check_funds(limit * n, value * n, n)
+                    l1 = max(p.l1_fee for _, _, p in to_send)  # OP stack's L1 data fee
+                    pipe.check_funds(limit * n, value * n, n, l1 * n)
                     pipe.confirm(f"{n} requests to {model} over {len(ids)} session"
-                                 f"{'s' if len(ids) != 1 else ''}", est * n, limit * n, value * n)
+                                 f"{'s' if len(ids) != 1 else ''}", est * n, limit * n, value * n,
+                                 l1_fee_total=l1 * n)
                     confirmed = True
                 # one round trip for the whole wave's sends (``Pipeline.send_all``: journaled
                 # first, each reply read as a single send's)

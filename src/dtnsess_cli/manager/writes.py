@@ -243,7 +243,8 @@ class Writes:
             view.sender, view.to = view.sender or cs(rec["from"]), view.to or cs(rec.get("to"))
             price = rec.get("effectiveGasPrice")
             if price is not None:
-                view.fee = Amount(rec["gasUsed"] * price, 18, "ETH")
+                # + the L1 data fee an OP-stack receipt reports (0 elsewhere)
+                view.fee = Amount(rec["gasUsed"] * price + tx.receipt_l1_fee(rec), 18, "ETH")
             view.status = "mined" if rec["status"] == 1 else "failed"
             view.events = [{"name": e.name, "address": e.address, "args": e.args}
                            for e in tx.decode_logs(ctx, rec["logs"])]
