@@ -278,7 +278,14 @@ def _writes(method):
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         if self.settings.dry_run or self._writing:
             return method(self, *args, **kwargs)
+        from ..chain.journal import INTENT
+
         self._writing = True
+        # NOTE: the CLI names the intent by its command line; a program calling the client
+        # gets the call (``create_session('50')``), so a rerun of a call whose transaction's
+        # outcome was lost is not repeated either (NotRepeatedError)
+        token = INTENT.set({"argv": _call_text(method.__name__, args, kwargs)}) \
+            if INTENT.get() is None else None
         try:
             with self._sender_locked():
                 self._resolve_open()
@@ -290,5 +297,16 @@ def _writes(method):
                     raise
         finally:
             self._writing = False
+            if token is not None:
+                INTENT.reset(token)
 
     return wrapper
+
+
+def _call_text(name: str, args: Sequence[Any], kwargs: dict) -> str:
+    def short(v: Any) -> str:
+        r = repr(v)
+        return r if len(r) <= 80 else r[:77] + "..."
+
+    parts = [short(a) for a in args] + [f"{k}={short(v)}" for k, v in kwargs.items()]
+    return f"{name}({', '.join(parts)})"
