@@ -320,6 +320,24 @@ def test_errors_are_raised_with_the_cli_exit_codes(anvil, w3, system6, private_k
     assert rpc.value.exit_code == ExitCode.RPC
 
 
+def test_signer_from_keystore(private_keys, user, tmp_path):
+    from eth_account import Account
+
+    from dtnsess_cli import KeystoreError, signer_from_keystore
+
+    doc = Account.encrypt(private_keys[1], "hunter22", kdf="pbkdf2", iterations=1000)
+    path = tmp_path / "ks.json"
+    path.write_text(json.dumps(doc))
+    assert signer_from_keystore(doc, "hunter22").address == user
+    assert signer_from_keystore(str(path), "hunter22").address == user
+    with pytest.raises(KeystoreError) as wrong:
+        signer_from_keystore(path, "nope")
+    assert wrong.value.exit_code == ExitCode.AUTH and "hunter22" not in wrong.value.message
+    with pytest.raises(KeystoreError) as missing:
+        signer_from_keystore(tmp_path / "none.json", "x")
+    assert missing.value.exit_code == ExitCode.CONFIG
+
+
 # ----------------------------------------------------------------------------- the package
 
 
