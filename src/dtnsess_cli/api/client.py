@@ -65,16 +65,18 @@ def signer_from_keystore(keystore: Union[str, "os.PathLike[str]", dict],
     from ..chain.signing import LocalSigner, decrypt_keystore
 
     where = "(given document)"
-    if not isinstance(keystore, dict):
+    if isinstance(keystore, dict):
+        doc = keystore
+    else:
         where = os.fspath(keystore)
         try:
-            keystore = json.loads(Path(where).expanduser().read_text())
+            doc = json.loads(Path(where).expanduser().read_text())
         except OSError as exc:
             raise KeystoreError(where, f"cannot read: {exc.strerror}", config=True) from None
         except ValueError:
             raise KeystoreError(where, "not a JSON keystore file", config=True) from None
     try:
-        return LocalSigner(decrypt_keystore(keystore, password))
+        return LocalSigner(decrypt_keystore(doc, password))
     except chain_errors.WrongPasswordError:
         raise KeystoreError(where, "wrong password (could not decrypt)") from None
     except (chain_errors.KeystoreError, chain_errors.InvalidKeyError, ValueError):
@@ -151,7 +153,7 @@ class Client(_ManagerClient):
         settings = Settings(rpc_url=url, contract=contract, chain_id=chain_id,
                             model=model or DEFAULT_MODEL, dry_run=bool(dry_run),
                             sources={"chain_id": "the Client's chain_id"})
-        self._args = dict(rpc_url=url, manager=contract, signer=signer, address=address,
+        self._args: "dict[str, Any]" = dict(rpc_url=url, manager=contract, signer=signer, address=address,
                           chain_id=chain_id, model=model, state_dir=state_dir,
                           receipt_timeout=receipt_timeout, rpc_timeout=rpc_timeout,
                           rpc_retry_seconds=rpc_retry_seconds)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, TypeVar, cast
 
 from ..errors import ConfigError, DtnsessError, InputError, RevertError
 
@@ -268,7 +268,10 @@ def env_seconds(name: str, default: float) -> float:
 SENDER_LOCK_WAIT = 600.0
 
 
-def _writes(method):
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _writes(method: _F) -> _F:
     """A write: one sender at a time (the per-(chain, sender) lock, held until it returns, so
     the reads that decide what to send, the nonces and the receipts of parallel processes do
     not interleave); this key's open journal entries resolved first; and when a later step
@@ -300,7 +303,7 @@ def _writes(method):
             if token is not None:
                 INTENT.reset(token)
 
-    return wrapper
+    return cast(_F, wrapper)  # the same signature: typed results for the API
 
 
 def _call_text(name: str, args: Sequence[Any], kwargs: dict) -> str:
