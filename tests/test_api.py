@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 
 import dtnsess_cli
-from cli_helpers import answer_later, nonce
 from dtnsess_cli import (
     ChainMismatchError,
     Client,
@@ -41,6 +40,26 @@ from dtnsess_cli import (
 from helpers import bal, fund, session
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def nonce(w3, address: str) -> int:
+    return w3.eth.get_transaction_count(address, "pending")
+
+
+def answer_later(system, request_id: str, text: str, delay: float = 0.5) -> threading.Thread:
+    """The DTN node answers ``request_id`` from a thread after ``delay`` seconds."""
+    import time
+
+    from dtnsess_cli.devnet.localdtn import respond
+
+    def run() -> None:
+        time.sleep(delay)
+        respond(system, bytes.fromhex(request_id[2:]), worker=system.worker,
+                node=system.node_id, text=text)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
 
 pytestmark = pytest.mark.usefixtures("conserved")
 
@@ -117,7 +136,7 @@ def test_local_account_create_request_answer_close(anvil, system6, private_keys,
     req = client.make_ai_request("What is DTN?", session_id=sid)
     rid = req.request_id
     assert re.fullmatch(r"0x[0-9a-f]{64}", rid) and req.session_id == sid
-    t = answer_later(s, bytes.fromhex(rid[2:]), delay=0.5, text="a decentralised AI network")
+    t = answer_later(s, rid, "a decentralised AI network")
     ans = client.wait_for_answer(rid, timeout=30, poll=0.2)
     t.join()
     assert (ans.status, ans.answer, ans.session_id) == ("succeeded", "a decentralised AI network",
@@ -353,10 +372,11 @@ def test_public_names_and_cheap_import():
             "from dtnsess_cli import Client, LocalSigner, TxResult, signer_from_key\n"
             "heavy = {'web3', 'eth_account', 'eth_abi', 'eth_utils', 'eth_keys', 'requests',\n"
             "         'rich', 'typer', 'dotenv', 'pydantic', 'aiohttp'}\n"
-            "print(before, sorted({m.split('.')[0] for m in sys.modules} & heavy))\n")
+            "print(before, sorted({m.split('.')[0] for m in sys.modules} & heavy),\n"
+            "      sorted(m for m in ('dtnsess_cli.cli', 'dtnsess_cli.render') if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True).stdout
-    assert out.strip() == "[] []"
+    assert out.strip() == "[] [] []"  # nothing but the root; no web3 & co.; not the CLI
 
 
 def test_docs_example_runs(anvil, w3, system6, private_keys, user, tmp_path):
