@@ -24,9 +24,11 @@ FORBIDDEN = {
     "manager": {"cli", "devnet"},
     "client": {"cli", "devnet"},
     "devnet": {"cli"},
+    # the public Python API: the manager for programs, never the command line or the devnet
+    "api": {"cli", "devnet"},
 }
 # NOTE: the shared leaf modules (config, errors, units, render, ...) sit under every layer.
-LEAVES_FORBIDDEN = {"cli", "devnet", "manager", "client"}
+LEAVES_FORBIDDEN = {"cli", "devnet", "manager", "client", "api"}
 
 
 def _module_name(path: Path) -> str:

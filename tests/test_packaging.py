@@ -59,6 +59,7 @@ def test_wheel_carries_artifacts(wheel: Path):
         names = set(zf.namelist())
         assert "dtnsess_cli/__init__.py" in names
         assert "dtnsess_cli/abi/AdvancedSessionManager.json" in names
+        assert "dtnsess_cli/py.typed" in names  # PEP 561: the Python API's annotations
         art = json.loads(zf.read("dtnsess_cli/abi/AdvancedSessionManager.json"))
         entry = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
         entry_points = zf.read(entry).decode()

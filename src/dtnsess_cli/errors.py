@@ -15,6 +15,14 @@ import re
 from enum import IntEnum
 from typing import Any, Optional, Sequence
 
+__all__ = [
+    "ExitCode", "DtnsessError", "ConfigError", "ArtifactError", "InputError", "RpcError",
+    "ChainMismatchError", "NoContractError", "RevertError", "InsufficientFundsError",
+    "NotAuthorizedError", "KeystoreError", "WaitTimeoutError", "TxPendingError",
+    "NotRepeatedError", "GasPriceTooHighError", "LockedError", "AbortedError", "redact_url",
+    "remember_secret", "remember_url", "scrub",
+]
+
 
 class ExitCode(IntEnum):
     """Process exit codes (documented in README). 2 stays Click's "usage"."""

@@ -8,6 +8,9 @@ from decimal import Decimal, InvalidOperation, localcontext
 
 from .errors import InputError
 
+__all__ = ["Amount", "MAX_UINT256", "parse_amount", "format_amount", "parse_eth_value",
+           "format_eth", "format_gwei", "parse_gwei"]
+
 # A plain decimal number: digits, optional fraction. No sign, no exponent, no spaces,
 # no underscores, no "inf"/"nan". A leading "." (".5") and trailing "." ("5.") are allowed.
 _DECIMAL_RE = re.compile(r"^(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)$")

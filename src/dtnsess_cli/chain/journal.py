@@ -163,15 +163,16 @@ class Journal:
             raise ConfigError(f"transaction journal {self.path}: {exc}") from None
 
 
-def sender_lock(address: str):
-    """The inter-process lock of one sender (a filelock.FileLock, re-entrant).
+def sender_lock(address: str, directory: Optional[Path] = None):
+    """The inter-process lock of one sender (a filelock.FileLock, re-entrant), in
+    ``directory`` (default: ``state_dir()``).
 
     NOTE: one lock per key whatever the chain: keying it by chain id would cost a round trip
     (eth_chainId) before every write, and one key rarely sends on two chains at the same time
     (then they simply take turns)."""
     from filelock import FileLock
 
-    d = state_dir() / "locks"
+    d = Path(directory or state_dir()) / "locks"
     try:
         d.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

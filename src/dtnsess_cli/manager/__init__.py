@@ -52,5 +52,19 @@ from .views import (  # noqa: F401
 from .writes import Writes
 
 
+__all__ = [
+    "Client", "Balances", "Check", "ConfigView", "RequestView", "ResponseView", "SessionView",
+    "TxView", "WriteResult", "AGGREGATION_ANY", "ANSWERED", "DEFAULT_CALLBACK_GAS_WEI",
+    "ERC20_ABI", "MAX_PROMPT_BYTES", "MAX_UINT256", "REQUEST_STATUS", "SYSTEM_TRUST",
+    "check_rpc_url", "decode_text_answer", "namespace_routing_id", "node_routing_id",
+    "parse_request_id", "parse_session_id", "routing_id", "system_trust_id",
+    "system_trust_routing",
+]
+
+
 class Client(Connection, Writes, Sessions, Requests, Pool, Maintenance):
-    """One connection to one AdvancedSessionManager; caches what does not change per run."""
+    """One connection to one AdvancedSessionManager; caches what does not change per run.
+
+    Built from resolved ``Settings`` and a UI (the CLI's ``Run.client``); programs use
+    ``dtnsess_cli.api.Client``, the same class built from an RPC URL, an address and a signer.
+    """

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, TypeVar, cast
 
 from ..errors import ConfigError, DtnsessError, InputError, RevertError
 
@@ -309,7 +309,10 @@ def env_seconds(name: str, default: float) -> float:
 SENDER_LOCK_WAIT = 600.0
 
 
-def _writes(method):
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _writes(method: _F) -> _F:
     """A write: one sender at a time (the per-(chain, sender) lock, held until it returns, so
     the reads that decide what to send, the nonces and the receipts of parallel processes do
     not interleave); this key's open journal entries resolved first; and when a later step
@@ -319,7 +322,14 @@ def _writes(method):
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         if self.settings.dry_run or self._writing:
             return method(self, *args, **kwargs)
+        from ..chain.journal import INTENT
+
         self._writing = True
+        # NOTE: the CLI names the intent by its command line; a program calling the client
+        # gets the call (``create_session('50')``), so a rerun of a call whose transaction's
+        # outcome was lost is not repeated either (NotRepeatedError)
+        token = INTENT.set({"argv": _call_text(method.__name__, args, kwargs)}) \
+            if INTENT.get() is None else None
         try:
             with self._sender_locked():
                 self._resolve_open()
@@ -331,5 +341,16 @@ def _writes(method):
                     raise
         finally:
             self._writing = False
+            if token is not None:
+                INTENT.reset(token)
 
-    return wrapper
+    return cast(_F, wrapper)  # the same signature: typed results for the API
+
+
+def _call_text(name: str, args: Sequence[Any], kwargs: dict) -> str:
+    def short(v: Any) -> str:
+        r = repr(v)
+        return r if len(r) <= 80 else r[:77] + "..."
+
+    parts = [short(a) for a in args] + [f"{k}={short(v)}" for k, v in kwargs.items()]
+    return f"{name}({', '.join(parts)})"

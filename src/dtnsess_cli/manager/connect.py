@@ -21,14 +21,29 @@ from .views import ConfigView
 class Connection:
     """Connection handling, configuration and batched reads (the base of ``Client``)."""
 
-    def __init__(self, settings: Settings, ui: Any, *,
-                 receipt_timeout: Optional[float] = None) -> None:
+    def __init__(self, settings: Settings, ui: Any = None, *, signer: Any = None,
+                 receipt_timeout: Optional[float] = None, state_dir: Any = None,
+                 rpc_timeout: Optional[float] = None,
+                 rpc_retry_seconds: Optional[float] = None) -> None:
+        """``ui``: the CLI's renderer; None is ``QuietUI`` (never asks, never prints).
+        ``signer``: anything with ``.address`` and ``.sign_transaction``; None loads the key
+        ``settings`` name when a write first needs it. ``state_dir``: the journal, sender
+        locks and token cache (None: ``chain.journal.state_dir()``; False: none of them).
+        The timeouts left None come from the environment (``DTNSESS_RECEIPT_TIMEOUT``,
+        ``DTNSESS_RPC_TIMEOUT``, ``DTNSESS_RPC_RETRY_SECONDS``)."""
+        if ui is None:
+            from .quiet import QuietUI
+
+            ui = QuietUI()
         self.settings = settings
         self.ui = ui
         self.receipt_timeout = (env_seconds("DTNSESS_RECEIPT_TIMEOUT", 120.0)
                                 if receipt_timeout is None else receipt_timeout)
+        self._state = state_dir
+        self._rpc_timeout = rpc_timeout
+        self._rpc_retry = rpc_retry_seconds
         self._rpc = None
-        self._account = None
+        self._account = signer
         self._chain_id: Optional[int] = None
         self._manager = None
         self._config_raw: Optional[tuple] = None
@@ -47,7 +62,8 @@ class Connection:
         if self._rpc is None:
             from ..rpc import connect
 
-            self._rpc = connect(check_rpc_url(self.settings.require_rpc()))
+            self._rpc = connect(check_rpc_url(self.settings.require_rpc()),
+                                timeout=self._rpc_timeout, retry_for=self._rpc_retry)
         return self._rpc
 
     def _raw(self, method: str, params: Sequence[Any], what: str) -> Any:
@@ -91,7 +107,8 @@ class Connection:
         if hasattr(self.ui, "chain_id"):  # the renderer links tx hashes to this chain's explorer
             self.ui.chain_id = cid
 
-    def address_arg(self, value: str, what: str = "address") -> str:
+    @staticmethod
+    def address_arg(value: str, what: str = "address") -> str:
         from ..chain.abi import is_checksum_address, to_checksum_address
 
         v = check_address(value, what)
@@ -193,16 +210,30 @@ class Connection:
     # read needs no second round trip for symbol() (the token is only known from getConfig()).
     # Every run still reads getConfig(): a cached entry is used only when its token is the one
     # getConfig() names, on the same chain. A cache that cannot be read or written is no cache.
-    def _token_cache_path(self) -> Any:
-        from ..chain.journal import state_dir
+    def _state_path(self) -> Any:
+        """The state directory (a Path), or None when this client keeps no state."""
+        from pathlib import Path
 
-        return state_dir() / "tokens.json"
+        if self._state is False:
+            return None
+        if self._state is None:
+            from ..chain.journal import state_dir
+
+            return state_dir()
+        return Path(self._state).expanduser()
+
+    def _token_cache_path(self) -> Any:
+        d = self._state_path()
+        return None if d is None else d / "tokens.json"
 
     def _cached_token(self) -> Optional[dict]:
         import json
 
         try:
-            entry = json.loads(self._token_cache_path().read_text()).get(self.manager_address)
+            path = self._token_cache_path()
+            if path is None:
+                return None
+            entry = json.loads(path.read_text()).get(self.manager_address)
         except (OSError, ValueError, AttributeError, DtnsessError):
             return None
         if not isinstance(entry, dict) or not isinstance(entry.get("symbol"), str):
@@ -217,6 +248,8 @@ class Connection:
 
         try:
             path = self._token_cache_path()
+            if path is None:
+                return
             try:
                 data = json.loads(path.read_text())
                 data = data if isinstance(data, dict) else {}

@@ -4,10 +4,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from ..errors import scrub, DtnsessError
 from ..units import Amount
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..chain.send import TxResult
+
+__all__ = ["ConfigView", "SessionView", "Balances", "RequestView", "ResponseView",
+           "WriteResult", "TxView", "Check"]
 
 
 @dataclass
@@ -89,12 +95,29 @@ class WriteResult:
     """A write's outcome: the transactions sent (or simulated) and what they produced."""
 
     action: str
-    txs: list = field(default_factory=list)  # tx.TxResult
-    data: dict = field(default_factory=dict)
+    txs: "list[TxResult]" = field(default_factory=list)
+    data: "dict[str, Any]" = field(default_factory=dict)
     dry_run: bool = False
     # what stopped the command after it sent something (close blocked by pending requests):
     # the result is still shown, then this error, and its exit code
     error: Optional[DtnsessError] = None
+
+    # typed views of ``data`` for programs (the CLI renders ``to_dict()``)
+    @property
+    def session_id(self) -> Optional[int]:
+        """The session created, renewed, requested in or taken (None when the write has none)."""
+        v = self.data.get("session_id")
+        return int(v) if v is not None else None
+
+    @property
+    def request_id(self) -> Optional[str]:
+        """The request id (0x-hex) of ``make_ai_request``."""
+        return self.data.get("request_id")
+
+    @property
+    def tx_hashes(self) -> "list[str]":
+        """The hashes of the transactions sent, in order (none for a dry run)."""
+        return [t.tx_hash for t in self.txs if t.tx_hash]
 
     def to_dict(self) -> dict:
         out = {"action": self.action, "dry_run": self.dry_run}
@@ -116,7 +139,7 @@ class TxView:
     nonce: Optional[int] = None
     gas_used: Optional[int] = None
     fee: Optional[Amount] = None
-    events: list = field(default_factory=list)  # {"name", "address", "args"}
+    events: "list[dict[str, Any]]" = field(default_factory=list)  # {"name", "address", "args"}
     revert: Optional[str] = None
     what: Optional[str] = None  # the journal's description, when this machine sent it
     command: Optional[str] = None  # the journal's command line

@@ -18,15 +18,24 @@ class Writes:
 
     @property
     def account(self):
+        """The signer (``.address``, ``.sign_transaction``): the one given, else the key the
+        settings name, loaded on first use."""
         if self._account is None:
-            from ..signer import load_account
-
-            self._account = load_account(self.settings)
+            self._account = self._load_signer()
         return self._account
+
+    def _load_signer(self):
+        from ..signer import load_account
+
+        return load_account(self.settings)
 
     @property
     def address(self) -> str:
-        return self.account.address
+        from ..chain.abi import to_checksum_address
+
+        # NOTE: checksummed: owners read from the chain are compared with it (a duck-typed
+        # signer may give its address in lower case)
+        return to_checksum_address(self.account.address)
 
     def _error_decoder(self):
         if self._errors is None:
@@ -82,7 +91,11 @@ class Writes:
         from ..chain.journal import Journal, sender_lock
 
         addr = self.address
-        lock = sender_lock(addr)
+        state = self._state_path()
+        if state is None:  # no state kept (the API's state_dir=False): no lock, no journal
+            yield
+            return
+        lock = sender_lock(addr, state)
         try:
             lock.acquire(timeout=0)
         except Timeout:
@@ -94,7 +107,7 @@ class Writes:
                                   f"from {addr} after {SENDER_LOCK_WAIT:g}s") from None
         try:
             if self._journal is None:
-                self._journal = Journal()
+                self._journal = Journal(state / "journal.sqlite3")
                 if self._txctx is not None:
                     self._txctx.journal = self._journal
             yield
@@ -109,7 +122,7 @@ class Writes:
         from ..chain import send as tx
         from ..chain.journal import DROPPED, FAILED, INTENT, MINED, REPLACED
 
-        if not self._journal.has_open(self.address):  # the usual case: no chain id needed
+        if self._journal is None or not self._journal.has_open(self.address):  # the usual case
             return
         entries = self._journal.open_entries(self.settings.chain_id or self.chain_id,
                                              self.address)
@@ -255,11 +268,13 @@ class Writes:
                     base["to"] = t["to"]
                 err = tx._failed_receipt(ctx, base, rec, int(t["gas"], 16), "the transaction", h)
                 view.revert = getattr(err, "reason", err.message)
+        e = None
         try:
-            j = self._journal or Journal()
-            e = j.find(h)
+            state = self._state_path()
+            j = self._journal or (Journal(state / "journal.sqlite3") if state else None)
+            e = j.find(h) if j is not None else None
         except DtnsessError:  # no journal here: the chain's part is still worth showing
-            e = None
+            pass
         if e is not None:
             view.what, view.command = e.description, e.argv or None
             if e.status == OPEN and view.status in ("mined", "failed"):
