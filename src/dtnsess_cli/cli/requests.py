@@ -194,12 +194,26 @@ def _response_human(ans):
 @command(app, "response")
 def response(
     request_id: Annotated[str, typer.Argument(help="0x request id")],
+    wait: Annotated[bool, typer.Option("--wait", help="wait for the answer (or the failure); "
+                                       "exit 10 when --timeout passes, 1 on a failed "
+                                       "answer")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="with --wait: seconds to wait, "
+                                           "node retries included")] = 300.0,
     *, g: CliOptions,
 ) -> None:
     """Status and decoded answer of a request."""
+    if wait and timeout <= 0:
+        raise_input("--timeout", str(timeout), "must be positive")
     run = Run(g)
-    ans = run.client.response(request_id)
+    if not wait:
+        ans = run.client.response(request_id)
+        run.ui.emit(ans, _response_human(ans))
+        return
+    # the one wait helper `request --wait` uses: it looks first, then follows the logs
+    ans = run.client.wait_for_answer(request_id, timeout)
     run.ui.emit(ans, _response_human(ans))
+    if ans.status == "failed":  # as `request --wait`: a script can tell an answer from a failure
+        raise typer.Exit(int(ExitCode.ERROR))
 
 
 @command(app, "requests")
