@@ -307,8 +307,8 @@ def _start_watch(url: str, system, tmp_path, *args: str) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
-def _stop(p: subprocess.Popen) -> str:
-    p.send_signal(signal.SIGINT)
+def _stop(p: subprocess.Popen, sig: int = signal.SIGINT) -> str:
+    p.send_signal(sig)
     try:
         _, err = p.communicate(timeout=30)
     finally:
@@ -317,7 +317,10 @@ def _stop(p: subprocess.Popen) -> str:
     return err
 
 
-def test_watch_live_then_sigint_prints_the_resume_block(cli, system6, anvil, w3, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_watch_live_then_sigint_prints_the_resume_block(cli, system6, anvil, w3, tmp_path, sig):
+    """Events as they arrive; Ctrl-C (or a supervisor's SIGTERM) ends it: exit 0, no traceback,
+    the block to resume from on stderr."""
     sid = create_via_cli(cli, "20")
     # stdout is a pipe: JSON lines without --json
     p = _start_watch(anvil.url, system6, tmp_path)
@@ -330,7 +333,7 @@ def test_watch_live_then_sigint_prints_the_resume_block(cli, system6, anvil, w3,
         head = w3.eth.block_number
         time.sleep(0.6)  # a poll past the head
     finally:
-        err = _stop(p)
+        err = _stop(p, sig)
     assert p.returncode == 0, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     assert [e["event"] for e in evs] == ["AIRequestSubmitted", "AIRequestCompleted",

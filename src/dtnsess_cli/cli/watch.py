@@ -66,11 +66,12 @@ def watch(
         tty = False
     view = _Lines() if g.json or not tty else _Table(run.ui, c.manager_address, sid, who)
     state = {"next": start, "head": head}
+    term = _on_sigterm_interrupt()
     try:
         with view:
             _follow(c, view, state, start, to_block, sid, who, interval, run.ui)
     except KeyboardInterrupt:
-        pass  # Ctrl-C is how a watch ends
+        pass  # Ctrl-C (or SIGTERM from a supervisor) is how a watch ends
     except BrokenPipeError:  # `dtnsess watch | head`: the reader is gone
         import os
 
@@ -78,6 +79,8 @@ def watch(
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         except (OSError, ValueError):
             pass
+    finally:
+        term()
     nxt = state["next"]
     msg = (f"watched blocks {start}..{nxt - 1}; resume with --from-block {nxt}" if nxt > start
            else f"no block watched yet; resume with --from-block {nxt}")
@@ -86,6 +89,20 @@ def watch(
     else:
         sys.stderr.write(msg + "\n")
         sys.stderr.flush()
+
+
+def _on_sigterm_interrupt() -> Any:
+    """SIGTERM ends a watch as Ctrl-C does (with the resume block); returns the undo."""
+    import signal
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        old = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread (an embedding program): leave signals alone
+        return lambda: None
+    return lambda: signal.signal(signal.SIGTERM, old)
 
 
 def _follow(c: Any, view: Any, state: dict, start: int, to_block: Optional[int],
@@ -103,7 +120,7 @@ def _follow(c: Any, view: Any, state: dict, start: int, to_block: Optional[int],
             if hi >= lo:
                 events = c.request_events(lo, hi, sid, who)
                 new = [e for e in events if (e["tx_hash"], e["log_index"]) not in seen]
-                _show_all(view, new)
+                _show_all(view, new, state)
                 for e in new:
                     seen[(e["tx_hash"], e["log_index"])] = e["block"]
                 state["next"] = max(nxt, hi + 1)
@@ -126,9 +143,10 @@ def _follow(c: Any, view: Any, state: dict, start: int, to_block: Optional[int],
             time.sleep(interval)
 
 
-def _show_all(view: Any, events: list) -> None:
+def _show_all(view: Any, events: list, state: dict) -> None:
     """Show a poll's events; Ctrl-C while they are written waits for the last one, so the
-    resume block never repeats or skips a line."""
+    resume block never repeats or skips a line. A reader gone mid-poll (a broken pipe): the
+    resume block is the block of the first line it missed."""
     interrupted = False
     for e in events:
         while True:
@@ -137,6 +155,9 @@ def _show_all(view: Any, events: list) -> None:
                 break
             except KeyboardInterrupt:
                 interrupted = True
+            except BrokenPipeError:
+                state["next"] = max(state["next"], e["block"])
+                raise
     if interrupted:
         raise KeyboardInterrupt
 
