@@ -199,7 +199,9 @@ def test_watch_filters_by_session_and_user(cli, system6, user, stranger, w3):
     assert {e["request_id"] for e in by_session} == {rb} and len(by_session) == 3
     assert all(e["session_id"] == other for e in by_session)
 
-    by_user = watch(cli, b0, end, "--user", stranger.lower())
+    # a read: no key needed
+    by_user = lines(cli("watch", "--from-block", str(b0), "--to-block", str(end), "--json",
+                        "--user", stranger.lower(), role=None))
     assert {e["request_id"] for e in by_user} == {rc} and len(by_user) == 3
     assert [e["event"] for e in by_user] == ["AIRequestSubmitted", "AIRequestCompleted",
                                              "AIResponseReceived"]
@@ -430,3 +432,25 @@ def test_follow_commands_never_import_web3(cli, system6, w3, tmp_path):
         assert report["rc"] in (0, None), p.stderr
         assert report["heavy"] == [], f"dtnsess {' '.join(args)} imported {report['heavy']}"
         assert "quick" in p.stdout
+
+
+def test_jsonrpc_deadline_bounds_a_read_and_its_retries(anvil):
+    """The layer under the waits: a read on a hanging node ends at ``deadline`` although its
+    own timeout (30 s) and retry budget (20 s) are longer; without one it is unchanged."""
+    from dtnsess_cli.chain.errors import RpcTransportError
+    from dtnsess_cli.chain.jsonrpc import JsonRpc
+
+    with FaultProxy(anvil.url) as proxy:
+        rpc = JsonRpc(proxy.url, timeout=30, retry_seconds=20)
+        assert int(rpc.call("eth_blockNumber"), 16) >= 0
+        proxy.fault("*", "hang_before", times=10_000, hang=60)
+        rpc.deadline = time.monotonic() + 1.0
+        started = time.monotonic()
+        with pytest.raises(RpcTransportError) as exc:
+            rpc.call("eth_blockNumber")
+        assert time.monotonic() - started < 1.6
+        assert "timed out" in exc.value.reason
+        proxy.clear()
+        rpc.deadline = None
+        assert int(rpc.call("eth_blockNumber"), 16) >= 0
+        rpc.close()
