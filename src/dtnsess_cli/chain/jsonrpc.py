@@ -104,6 +104,9 @@ class JsonRpc:
         self._id = 0
         self.round_trips = 0  # HTTP requests made, retries included
         self.retries = 0  # of which retries
+        # a time.monotonic() instant no read may run past (a wait's own deadline): it clips
+        # each attempt's timeout and the retry budget; None: no limit beyond those
+        self.deadline: Optional[float] = None
 
     # ------------------------------------------------------------------ public
     def call(self, method: str, params: Sequence[Any] = ()) -> Any:
@@ -177,6 +180,10 @@ class JsonRpc:
         body = json.dumps(payload, separators=(",", ":")).encode()
         start = time.monotonic()
         deadline = start + (self.retry_seconds if retry else 0.0)
+        # NOTE: only reads obey ``self.deadline``: a send is never cut short
+        hard = self.deadline if retry else None
+        if hard is not None:
+            deadline = min(deadline, hard)
         attempt = 0
         while True:
             attempt += 1
@@ -184,6 +191,8 @@ class JsonRpc:
             # NOTE: the first attempt has the full timeout; later ones only what is left of the
             # retry budget (at least 1 s), so the total stays bounded
             timeout = self.timeout if attempt == 1 else min(self.timeout, max(deadline - now, 1.0))
+            if hard is not None:
+                timeout = min(timeout, max(hard - now, 0.05))
             sent = False
             try:
                 fresh = not retry and self._conn is not None \

@@ -326,14 +326,22 @@ def response(
     out: Annotated[Optional[Path], typer.Option("--out", help="write the answer's content "
                                                 "(image bytes) to FILE")] = None,
     force: Annotated[bool, typer.Option("--force", help="let --out overwrite an existing file")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="wait for the answer (or the failure); "
+                                       "exit 10 when --timeout passes, 1 on a failed "
+                                       "answer")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="with --wait: seconds to wait, "
+                                           "node retries included")] = 300.0,
     *, g: CliOptions,
 ) -> None:
     """Status and decoded answer of a request (text, image, or IPFS CID)."""
     from ..media import check_output
 
+    if wait and timeout <= 0:
+        raise_input("--timeout", str(timeout), "must be positive")
     check_output(out, force)
     run = Run(g)
-    ans = run.client.response(request_id)
+    # --wait: the one wait helper `request --wait` uses (it looks first, then follows the logs)
+    ans = run.client.wait_for_answer(request_id, timeout) if wait else run.client.response(request_id)
     try:
         _deliver(run, ans, out, force)
     except DtnsessError as exc:
@@ -342,6 +350,8 @@ def response(
         setattr(exc, STDOUT_DONE, True)
         raise
     run.ui.emit(ans, _response_human(ans))
+    if ans.status == "failed":  # as `request --wait`: a script can tell an answer from a failure
+        raise typer.Exit(int(ExitCode.ERROR))
 
 
 @command(app, "models")

@@ -4,7 +4,8 @@ fee token, and the batched reads every view is made of (one round trip each).
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+import contextlib
+from typing import Any, Iterator, Optional, Sequence
 
 from ..config import Settings, check_address
 from ..errors import (
@@ -65,6 +66,17 @@ class Connection:
             self._rpc = connect(check_rpc_url(self.settings.require_rpc()),
                                 timeout=self._rpc_timeout, retry_for=self._rpc_retry)
         return self._rpc
+
+    @contextlib.contextmanager
+    def _reads_until(self, deadline: float) -> Iterator[None]:
+        """Reads (and their retries) end by ``deadline`` (time.monotonic()): a wait's total
+        time stays its timeout, however slow or flaky the node."""
+        rpc = self.rpc
+        before, rpc.deadline = rpc.deadline, deadline
+        try:
+            yield
+        finally:
+            rpc.deadline = before
 
     def _raw(self, method: str, params: Sequence[Any], what: str) -> Any:
         """One JSON-RPC read's result: node trouble becomes RpcError, a revert a decoded

@@ -39,6 +39,10 @@ from .base import (
 )
 from .views import SessionView, RequestView, ResponseView, WriteResult
 
+# the manager's events of a request's life, as `watch` follows them
+WATCH_EVENTS = ("AIRequestSubmitted", "AIRequestCompleted", "AIResponseReceived",
+                "AIRequestFailed")
+
 
 def set_content(view: ResponseView, kind: str, value, *, source: Optional[dict] = None) -> None:
     """Fill ``view``'s typed fields from a decoded answer (``decode_answer``), or, with
@@ -190,8 +194,10 @@ class Requests:
     def wait_for_answer(self, request_id: Any, timeout: float, from_block: Optional[int] = None,
                         poll: float = 1.0) -> ResponseView:
         """Wait until the request is answered: look first (it may be answered already), then
-        poll eth_getLogs from ``from_block`` for the manager's or the router's completion."""
+        poll eth_getLogs from ``from_block`` for the manager's or the router's completion.
+        Raises WaitTimeoutError after ``timeout`` seconds, reads and their retries included."""
         rid = parse_request_id(request_id) if isinstance(request_id, str) else bytes(request_id)
+        deadline = time.monotonic() + timeout
 
         # NOTE: the request is made and paid for: node trouble while waiting (after the read
         # retries) is waited out until the deadline, never a reason to give up early
@@ -204,33 +210,112 @@ class Requests:
                 trouble[:] = [exc]
                 return None
 
-        first = tolerant(lambda: self.response(rid))
-        if first is not None and first.status != "pending":
-            return first
-        topics = [completion_topics(), rid]
-        start = from_block
-        deadline = time.monotonic() + timeout
-        with self.ui.status(f"waiting for the answer to {_hex(rid)[:10]}…"):
-            while True:
-                head = tolerant(self._block_number)
-                if start is None:
-                    start = head
-                if head is not None and head >= start:
-                    logs = tolerant(lambda: self._logs(
-                        start, head, [self.manager.address, self.router.address], topics))
-                    if logs:
-                        ans = tolerant(lambda: self.response(rid))
-                        if ans is not None:
-                            return ans
-                    elif logs is not None:
-                        start = head + 1
-                if time.monotonic() >= deadline:
-                    hint = f"check later with `dtnsess response {_hex(rid)}`"
-                    if trouble:
-                        hint += f"; the node also failed while waiting: {trouble[0].reason}"
-                    raise WaitTimeoutError("the answer", timeout, request_id=_hex(rid),
-                                           hint=hint)
-                time.sleep(min(poll, max(0.05, deadline - time.monotonic())))
+        with self._reads_until(deadline):
+            first = tolerant(lambda: self.response(rid))
+            if first is not None and first.status != "pending":
+                return first
+            topics = [completion_topics(), rid]
+            start = from_block
+            with self.ui.status(f"waiting for the answer to {_hex(rid)[:10]}…"):
+                while True:
+                    head = tolerant(self._block_number)
+                    if start is None:
+                        start = head
+                    if head is not None and head >= start:
+                        logs = tolerant(lambda: self._logs(
+                            start, head, [self.manager.address, self.router.address], topics))
+                        if logs:
+                            ans = tolerant(lambda: self.response(rid))
+                            if ans is not None:
+                                return ans
+                        elif logs is not None:
+                            start = head + 1
+                    if time.monotonic() >= deadline:
+                        hint = f"check later with `dtnsess response {_hex(rid)}`"
+                        if trouble:
+                            hint += f"; the node also failed while waiting: {trouble[0].reason}"
+                        raise WaitTimeoutError("the answer", timeout, request_id=_hex(rid),
+                                               hint=hint)
+                    time.sleep(min(poll, max(0.05, deadline - time.monotonic())))
+
+    def head_block(self) -> int:
+        """The latest block's number."""
+        return self._block_number()
+
+    def request_events(self, start: int, end: int, session_id: Optional[int] = None,
+                       user: Optional[str] = None) -> list:
+        """The manager's request events in blocks ``start..end`` (``watch``), oldest first, as
+        dicts: ``event`` (its name), ``request_id``, ``session_id``, ``user``, ``status``,
+        ``block``, ``block_time``, ``tx_hash``, ``log_index``, and per event ``dtn_session_id``
+        (submitted), ``message`` (the router's message, or the failure's error), ``answer``
+        (AIRequestCompleted: the decoded text; ``response_hex`` when it is not text).
+
+        eth_getLogs (address and topic filters) in ranges of LOG_CHUNK blocks, one round trip;
+        the answers and the blocks' times in one more, only when there are events.
+        AIRequestSubmitted and AIRequestCompleted index the session and the user, so the node
+        filters them; AIResponseReceived and AIRequestFailed name only the request, and are
+        kept when their transaction's AIRequestCompleted passed the filter (the manager emits
+        them together)."""
+        m = self.manager
+        topic = {ev.name: "0x" + t.hex() for t, evs in m.abi.events.by_topic.items()
+                 for ev in evs}
+        filtered = session_id is not None or user is not None
+        queries: list = [[[topic[n] for n in WATCH_EVENTS]]]
+        if filtered:
+            sid_t = ("0x" + int(session_id).to_bytes(32, "big").hex()
+                     if session_id is not None else None)
+            user_t = ("0x" + self.address_arg(user, "user address")[2:].lower().rjust(64, "0")
+                      if user else None)
+            queries = [[[topic["AIRequestSubmitted"], topic["AIRequestCompleted"]], None,
+                        sid_t, user_t],
+                       [[topic["AIResponseReceived"], topic["AIRequestFailed"]]]]
+        reqs = [("eth_getLogs", [{"fromBlock": hex(a), "toBlock": hex(min(a + LOG_CHUNK - 1, end)),
+                                  "address": m.address, "topics": q}])
+                for a in range(start, end + 1, LOG_CHUNK) for q in queries]
+        raw = [lg for part in self._values(self._batch(reqs, "eth_getLogs")) for lg in part]
+        logs = sorted(m.abi.events.decode_logs(raw), key=lambda d: (d.block_number, d.log_index))
+        done = {(d.tx_hash, bytes(d.args["requestId"])): d for d in logs
+                if d.name == "AIRequestCompleted"}
+        if filtered:
+            logs = [d for d in logs if d.name in ("AIRequestSubmitted", "AIRequestCompleted")
+                    or (d.tx_hash, bytes(d.args["requestId"])) in done]
+        if not logs:
+            return []
+        blocks = sorted({d.block_number for d in logs})
+        answered = list(dict.fromkeys(bytes(d.args["requestId"]) for d in done.values()))
+        rows = self._batch([("eth_getBlockByNumber", [hex(b), False]) for b in blocks]
+                           + [self.router.call("fetchResponse", r) for r in answered],
+                           ["block lookup"] * len(blocks) + ["fetchResponse"] * len(answered))
+        times = {b: int(v["timestamp"], 16) if ok and isinstance(v, dict) else None
+                 for b, (ok, v) in zip(blocks, rows)}
+        answers = {r: v for r, (ok, v) in zip(answered, rows[len(blocks):]) if ok}
+        out = []
+        for d in logs:
+            rid = bytes(d.args["requestId"])
+            e = {"event": d.name, "request_id": _hex(rid), "session_id": None, "user": None,
+                 "status": None, "block": d.block_number, "block_time": times.get(d.block_number),
+                 "tx_hash": d.tx_hash, "log_index": d.log_index}
+            if d.name == "AIRequestSubmitted":
+                e.update(session_id=int(d.args["sessionId"]), user=d.args["user"],
+                         status="pending", dtn_session_id=int(d.args["dtnSessionId"]))
+            elif d.name == "AIRequestCompleted":
+                st = "succeeded" if int(d.args["status"]) == 1 else "failed"
+                e.update(session_id=int(d.args["sessionId"]), user=d.args["user"], status=st)
+                resp = answers.get(rid)
+                if resp is not None:
+                    _, message, data = resp
+                    text = decode_text_answer(data) if st == "succeeded" else None
+                    e.update(message=message, answer=text)
+                    if text is None and data:
+                        e["response_hex"] = _hex(data)
+            else:
+                c = done.get((d.tx_hash, rid))
+                if c is not None:
+                    e.update(session_id=int(c.args["sessionId"]), user=c.args["user"])
+                e.update(status="succeeded" if d.name == "AIResponseReceived" else "failed",
+                         message=d.args.get("message", d.args.get("error")))
+            out.append(e)
+        return out
 
     def _chain_now(self) -> int:
         """The latest block's timestamp: the chain's clock decides deadlines, not ours."""
@@ -757,7 +842,7 @@ class Requests:
         topics = [completion_topics()]
         start = from_block if from_block is not None else self._block_number()
         deadline = time.monotonic() + timeout
-        with self.ui.progress("answers", len(rids)) as advance:
+        with self._reads_until(deadline), self.ui.progress("answers", len(rids)) as advance:
             advance(len(done))
             while len(done) < len(rids):
                 try:  # node trouble while waiting is waited out until the deadline
