@@ -40,9 +40,10 @@ def ask(cli, prompt: str = "hello", session: int | None = None, role: str = "use
     return cli.json(*args, role=role)["request_id"]
 
 
-def answer(system, rid: str, text: str = "an answer", failure: str | None = None) -> None:
+def answer(system, rid: str, text: str = "an answer", failure: str | None = None,
+           payload: bytes | None = None) -> None:
     respond(system, rid_bytes(rid), worker=system.worker, node=system.node_id, text=text,
-            failure=failure)
+            failure=failure, payload=payload)
 
 
 def lines(result) -> list:
@@ -180,6 +181,27 @@ def test_watch_json_sees_requests_and_answers_in_order(cli, system6, user, w3):
         assert rc.blockNumber == e["block"]
         assert any(lg.logIndex == e["log_index"] for lg in rc.logs)
         assert e["block_time"] == w3.eth.get_block(e["block"]).timestamp
+
+
+def test_watch_names_image_and_ipfs_answers(cli, system6, w3):
+    from eth_abi import encode
+
+    from dtnsess_cli.devnet.localdtn import make_png
+    from dtnsess_cli.media import cid_of
+
+    s1 = create_via_cli(cli, "20")
+    b0 = w3.eth.block_number + 1
+    r_img, cid = ask(cli, "a cat", s1), cid_of(b"stored on ipfs")
+    png = make_png(32, 16)
+    answer(system6, r_img, payload=encode(["bytes"], [png]))
+    r_cid = ask(cli, "where", s1)
+    answer(system6, r_cid, cid)
+    done = {e["request_id"]: e for e in watch(cli, b0, w3.eth.block_number)
+            if e["event"] == "AIRequestCompleted"}
+    assert done[r_img]["kind"] == "image" and done[r_img]["size"] == len(png)
+    assert done[r_img]["answer"] is None and "response_hex" not in done[r_img]
+    assert done[r_cid]["kind"] == "cid" and done[r_cid]["cid"] == cid
+    assert done[r_cid]["ipfs_url"] == f"ipfs://{cid}" and done[r_cid]["answer"] is None
 
 
 def test_watch_filters_by_session_and_user(cli, system6, user, stranger, w3):

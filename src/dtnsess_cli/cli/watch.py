@@ -162,6 +162,17 @@ def _show_all(view: Any, events: list, state: dict) -> None:
         raise KeyboardInterrupt
 
 
+def _preview(e: dict) -> Optional[str]:
+    """What the table shows of an answer: its text, or what kind of content it is."""
+    if e.get("answer") is not None:
+        return e["answer"]
+    if e.get("kind") == "cid":
+        return f"ipfs://{e['cid']}"
+    if e.get("kind") == "image":
+        return f"[image, {e['size']} bytes]"
+    return e.get("message") or e.get("response_hex")
+
+
 class _Lines:
     """One JSON object per line per event, flushed at once (for scripts and pipes)."""
 
@@ -241,8 +252,7 @@ class _Table:
         else:
             r["status"] = e["status"]
         if e["event"] == "AIRequestCompleted":
-            r["answer"] = e.get("answer") if e.get("answer") is not None else (
-                e.get("message") or e.get("response_hex"))
+            r["answer"] = _preview(e)
         elif e["event"] == "AIRequestFailed" and not r["answer"]:
             r["answer"] = e.get("message")
         while len(self.rows) > TABLE_ROWS:

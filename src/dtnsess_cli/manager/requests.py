@@ -304,9 +304,13 @@ class Requests:
                 resp = answers.get(rid)
                 if resp is not None:
                     _, message, data = resp
-                    text = decode_text_answer(data) if st == "succeeded" else None
-                    e.update(message=message, answer=text)
-                    if text is None and data:
+                    kind, value = decode_answer(data) if st == "succeeded" else (None, None)
+                    e.update(message=message, kind=kind, answer=value if kind == "text" else None)
+                    if kind == "cid":
+                        e.update(cid=value, ipfs_url=f"ipfs://{value}")
+                    elif kind == "image":
+                        e["size"] = len(value)
+                    elif kind is not None:
                         e["response_hex"] = _hex(data)
             else:
                 c = done.get((d.tx_hash, rid))
