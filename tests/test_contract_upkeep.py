@@ -9,6 +9,7 @@ import pytest
 from eth_abi import encode as abi_encode
 
 from dtnsess_cli.devnet.localdtn import transact
+from dtnsess_cli.manager.base import UPKEEP_BATCH
 from helpers import (
     CALLBACK_GAS,
     ask,
@@ -86,6 +87,7 @@ def test_nothing_idle_check_is_false_and_perform_reverts(system, user):
     increase_time(system.w3, 11)
     assert _check(system, keeper) == (True, b"")
     assert session(system, sid)["active"]
+    assert m.DEFAULT_CLEANUP_BATCH().call() == UPKEEP_BATCH  # what `cleanup --check` reports
 
 
 @pytest.mark.slow
