@@ -200,3 +200,19 @@ def test_worst_case_batch_stays_under_the_perform_gas_limit(system6, deployer, a
     assert len(events(system.manager, "GrantEnded", r)) == batch // 2
     assert m.getPoolStatus().call()[0] == 0
     assert r["gasUsed"] < 0.9 * PERFORM_GAS_LIMIT  # a margin for the registry's own overhead
+
+
+def test_the_abi_is_automation_compatible():
+    """The exact AutomationCompatibleInterface shapes (selectors 0x6e04ff0d, 0x4585e33b): what a
+    registry calls and decodes."""
+    from dtnsess_cli.artifacts import load_artifact
+    from eth_utils import keccak
+
+    abi = {e["name"]: e for e in load_artifact("AdvancedSessionManager")["abi"] if e["type"] == "function"}
+    check, perform = abi["checkUpkeep"], abi["performUpkeep"]
+    assert [i["type"] for i in check["inputs"]] == ["bytes"]
+    assert [o["type"] for o in check["outputs"]] == ["bool", "bytes"]
+    assert [i["type"] for i in perform["inputs"]] == ["bytes"] and perform["outputs"] == []
+    assert perform["stateMutability"] == "nonpayable"
+    assert keccak(text="checkUpkeep(bytes)")[:4].hex() == "6e04ff0d"
+    assert keccak(text="performUpkeep(bytes)")[:4].hex() == "4585e33b"
