@@ -470,6 +470,20 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
         return _cleanup(maxSessions);
     }
 
+    /// @notice Chainlink Automation (AutomationCompatibleInterface): true when cleanup would close a
+    ///         session now (the least recently used one is idle). performData is empty.
+    function checkUpkeep(bytes calldata) external view returns (bool upkeepNeeded, bytes memory performData) {
+        uint256 head = _lruHead;
+        upkeepNeeded = head != 0 && _isIdle(head);
+    }
+
+    /// @notice Chainlink Automation: cleanupOldSessions() for any caller. performData is ignored
+    ///         (untrusted): which sessions are idle is decided here, at most DEFAULT_CLEANUP_BATCH
+    ///         per call. Reverts "Nothing closed" when it closed none (nothing idle, or DTN refused all).
+    function performUpkeep(bytes calldata) external nonReentrant {
+        if (_cleanup(DEFAULT_CLEANUP_BATCH) == 0) _fail("Nothing closed");
+    }
+
     /// @notice Pays out the caller's refunds credited by cleanup.
     function withdrawRefunds() external nonReentrant {
         uint256 amount = claimableRefunds[msg.sender];

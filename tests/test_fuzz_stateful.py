@@ -357,6 +357,14 @@ class ManagerMachine(RuleBasedStateMachine):
         fn = self.m.cleanupOldSessions() if n is None else self.m.cleanupOldSessionsUpTo(n)
         self._send("cleanup", self.actors[a], fn)
 
+    @step(a=ACTOR, data=st.sampled_from([b"", b"\xff" * 32, b"junk"]))
+    def upkeep(self, a, data):
+        """A keeper's round by anyone, with any performData: checkUpkeep says what
+        getIdleSessions says, and performUpkeep is cleanup by another name."""
+        needed, _ = self.m.checkUpkeep(b"").call()
+        assert needed == bool(self.m.getIdleSessions(1).call()), "checkUpkeep != idle sessions"
+        self._send("cleanup", self.actors[a], self.m.performUpkeep(data))
+
     @step(a=ACTOR)
     def withdraw(self, a):
         self._send("withdraw", self.actors[a], self.m.withdrawRefunds())

@@ -43,7 +43,7 @@ OZ_TARGET = "node_modules/@openzeppelin/contracts/"
 PROJECT_PREFIX = "contracts/"
 
 # NOTE: runs=1 (optimise for size): the manager is near the 24,576-byte EIP-170 limit; runs=200
-# cost 318 more bytes for 0.1-1.7% less gas per call (bench/RESULTS.md, "Optimizer runs").
+# cost 318 more bytes for 0.1-1.7% less gas per call (bench/RESULTS.md, issue 10).
 BASE_SETTINGS: dict = {
     "optimizer": {"enabled": True, "runs": 1},
     "evmVersion": "cancun",

@@ -41,6 +41,7 @@ class ExitCode(IntEnum):
     GAS_PRICE = 11  # cleanup skipped: gas price above --max-gas-price
     LOCKED = 12  # cleanup skipped: another run holds the lock
     ABORTED = 13  # the user declined the confirmation
+    UPKEEP_NEEDED = 14  # `cleanup --check`: an upkeep is needed (not an error)
     INTERRUPTED = 130  # Ctrl-C
 
 

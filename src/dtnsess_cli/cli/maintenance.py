@@ -44,11 +44,14 @@ def deploy(
 
 @command(app, "cleanup")
 def cleanup(
-    max_: Annotated[int, typer.Option(
-        "--max", help="close at most N sessions (150 keeps a transaction under 2^24 gas)",
-        min=1, max=150)] = 50,
+    max_: Annotated[Optional[int], typer.Option(
+        "--max", help="close at most N sessions (default 50; 150 keeps a transaction under "
+                      "2^24 gas)", min=1, max=150, show_default=False)] = None,
     max_gas_price: Annotated[Optional[str], typer.Option(
         "--max-gas-price", help="do nothing (exit 11) above this gas price, in gwei")] = None,
+    check: Annotated[bool, typer.Option(
+        "--check", help="only show what a keeper's performUpkeep would do now (read-only, no "
+                        "key): exit 14 when an upkeep is needed, 0 when not")] = False,
     *, g: CliOptions,
 ) -> None:
     """For cron: close idle sessions; never prompts; locked; one line of output.
@@ -59,8 +62,14 @@ def cleanup(
 
     g.yes = True  # NOTE: cron never answers a prompt
     with error_handler(debug_enabled(g), g.json):
+        if check and (max_ is not None or max_gas_price is not None):
+            raise_input("--check", "", "--max and --max-gas-price do not apply: it shows what "
+                        "one performUpkeep would do (at most 50 sessions), sending nothing")
         limit = parse_gwei(max_gas_price, "--max-gas-price") if max_gas_price else None
     run = Run(g)
+    if check:
+        return _cleanup_check(run, g)
+    max_ = 50 if max_ is None else max_
     c = run.client
     with error_handler(debug_enabled(g), g.json):
         lock = _cleanup_lock(run)
@@ -92,6 +101,30 @@ def cleanup(
         if res.data.get("failed"):
             line += f", failed {res.data['failed']}"
     run.ui.emit(res.to_dict(), line)
+
+
+def _cleanup_check(run: Run, g: CliOptions) -> None:
+    """``cleanup --check``: checkUpkeep and what performUpkeep would close, nothing sent. Exit
+    14 (UPKEEP_NEEDED) when an upkeep is needed, 0 when not: monitoring tells them apart from
+    errors (their own codes)."""
+    with error_handler(debug_enabled(g), g.json):
+        data = run.client.upkeep_check()
+    data = {"action": "cleanup-check", **data}
+    n, ids = data["count"], data["would_close"]
+    if not data["upkeep_needed"]:
+        line = "upkeep not needed: no idle session"
+    else:
+        line = (f"upkeep needed: performUpkeep would close {n} idle session{'s' if n != 1 else ''}"
+                f" [{','.join(map(str, ids))}]")
+        if data["more_idle"]:
+            line += ", more wait for the next one"
+        if data["estimated_gas"] is not None:
+            line += f", ~{data['estimated_gas']:,} gas"
+        else:
+            line += f"; it would revert: {data['perform_reverts']}"
+    run.ui.emit(data, line)
+    if data["upkeep_needed"]:
+        raise typer.Exit(int(ExitCode.UPKEEP_NEEDED))
 
 
 def _cleanup_lock(run: Run):

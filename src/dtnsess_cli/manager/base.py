@@ -25,6 +25,8 @@ DEFAULT_CALLBACK_GAS_WEI = 300_000
 MAX_SESSION_AGE = 365 * 86400
 MAX_REQUEST_TIMEOUT = 7 * 86400
 MAX_POOL_SIZE = 100
+# sessions one performUpkeep (and cleanupOldSessions) closes at most: DEFAULT_CLEANUP_BATCH
+UPKEEP_BATCH = 50
 
 
 # NOTE: a prompt is stored on chain by the router: ~740 gas per byte measured against the local

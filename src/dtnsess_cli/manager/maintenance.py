@@ -11,6 +11,7 @@ from ..errors import (
     InsufficientFundsError,
     NoContractError,
     NotAuthorizedError,
+    RevertError,
 )
 from ..units import format_amount
 from .base import (
@@ -30,6 +31,35 @@ class Maintenance:
     def idle_sessions(self, max_n: int) -> list:
         (ids,) = self._calls([self._mgr.call("getIdleSessions", max_n)], "getIdleSessions")
         return [int(i) for i in ids]
+
+    def upkeep_check(self) -> dict:
+        """What a keeper's performUpkeep would do now, read-only and without a key, in one round
+        trip: checkUpkeep(), the sessions one perform closes (the first UPKEEP_BATCH idle ones,
+        least recently used first; getIdleSessions with one more tells whether more wait) and
+        its gas estimate from the zero address (None, with the reason, when it would revert:
+        nothing idle, or DTN refuses every close)."""
+        from .base import UPKEEP_BATCH
+
+        m = self._mgr
+        est = ("eth_estimateGas", [{"from": "0x" + "00" * 20, "to": m.address,
+                                    "data": m.data("performUpkeep", b"")}])
+        head = self._connect_requests() if self._config_raw is None else []
+        rows = self._batch(head + [m.call("checkUpkeep", b""),
+                                   m.call("getIdleSessions", UPKEEP_BATCH + 1), est],
+                           ["getConfig()"] * len(head) + ["checkUpkeep", "getIdleSessions",
+                                                          "performUpkeep estimate"])
+        if head:
+            self._take_connect(rows[:len(head)])
+        rows = rows[len(head):]
+        (needed, _), idle = self._values(rows[:2])
+        ok, gas = rows[2]
+        if not ok and not isinstance(gas, RevertError):
+            raise gas  # node trouble, not "would revert"
+        idle = [int(i) for i in idle]
+        return {"upkeep_needed": bool(needed), "would_close": idle[:UPKEEP_BATCH],
+                "count": len(idle[:UPKEEP_BATCH]), "more_idle": len(idle) > UPKEEP_BATCH,
+                "batch": UPKEEP_BATCH, "estimated_gas": int(gas, 16) if ok else None,
+                "perform_reverts": None if ok else gas.reason}
 
     def gas_price(self) -> int:
         """The node's current gas price (eth_gasPrice), in wei."""
