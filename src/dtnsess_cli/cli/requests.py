@@ -350,7 +350,7 @@ def response(
         setattr(exc, STDOUT_DONE, True)
         raise
     run.ui.emit(ans, _response_human(ans))
-    if ans.status == "failed":  # as `request --wait`: a script can tell an answer from a failure
+    if wait and ans.status == "failed":  # as `request --wait`: a script can tell an answer from a failure
         raise typer.Exit(int(ExitCode.ERROR))
 
 
