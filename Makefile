@@ -63,8 +63,8 @@ $(LINT_STAMP): requirements-lint.lock
 	$(LINT_VENV)/bin/python $(PIP) --require-hashes -r requirements-lint.lock
 	@touch $@
 
-# Re-resolve both lock files to the newest releases the ranges allow (--upgrade) (pyproject.toml with the
-# dev extra; requirements-lint.in), with uv from PyPI in a throwaway virtualenv. Then `make test`.
+# Re-resolve both lock files (pyproject.toml with the dev extra; requirements-lint.in) to the
+# newest releases the ranges allow, with uv from PyPI in a throwaway virtualenv. Then `make test`.
 lock:
 	rm -rf .lock-tool && $(PY) -m venv .lock-tool
 	.lock-tool/bin/python $(PIP) uv==$(UV_VERSION)
