@@ -1,9 +1,13 @@
 """Run slither over contracts/ and fail on any finding not accepted in slither.triage.json.
 
-Usage (from the checkout, after `make install` and `npm ci`)::
+Usage (from the checkout, after `make install`, `make .venv-lint/.dtnsess-installed` and `npm ci`,
+or simply `make lint`)::
 
     .venv/bin/python scripts/lint.py          # what `make lint` runs
     .venv/bin/python scripts/lint.py --all    # also list the accepted findings
+
+slither lives in its own virtualenv, .venv-lint (slither-analyzer requires web3<8; see
+requirements-lint.in); --slither names another binary.
 
 Slither compiles through crytic-compile with the same pinned solc dtnsess_cli.compile uses (a native
 0.8.37 if installed, else solcjs behind the node wrapper that answers --version and --standard-json),
@@ -83,7 +87,7 @@ def run_slither(slither: str) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--all", action="store_true", help="also print accepted findings")
-    parser.add_argument("--slither", default=str(Path(sys.executable).with_name("slither")))
+    parser.add_argument("--slither", default=str(ROOT / ".venv-lint" / "bin" / "slither"))
     args = parser.parse_args(argv)
 
     triage = json.loads(TRIAGE.read_text())

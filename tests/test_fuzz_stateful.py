@@ -591,7 +591,7 @@ class ManagerMachine(RuleBasedStateMachine):
         # 7. every active session's owner can close it within requestTimeout (a call at a future time)
         later = {"time": hex(now + timeout + 1)}
         calls = [("eth_call", [{"from": views[sid][1], "to": self.s.manager.address,
-                                "data": self.s.manager.functions.closeSession(sid)._encode_transaction_data()},
+                                "data": self.s.manager.encode_abi("closeSession", [sid])},
                                "latest", {}, later]) for sid in sorted(active_ids)]
         replies = self.w3.provider.make_batch_request(calls) if calls else []
         for sid, reply in zip(sorted(active_ids), replies):
@@ -620,7 +620,7 @@ def _check_time_override(c: Ctx) -> None:
         sid = s.manager.events.SessionCreated().process_receipt(r, errors=DISCARD)[0]["args"]["sessionId"]
         transact(w3, s.manager.functions.makeAIRequest("x", s.model, []), u, value=CALLBACK_GAS)
         tx = {"from": u, "to": s.manager.address,
-              "data": s.manager.functions.closeSession(sid)._encode_transaction_data()}
+              "data": s.manager.encode_abi("closeSession", [sid])}
         now, timeout = latest_ts(w3), s.manager.functions.requestTimeout().call()
         assert "error" in w3.provider.make_request("eth_call", [tx, "latest"]), "close should be pending"
         late = w3.provider.make_request("eth_call", [tx, "latest", {}, {"time": hex(now + timeout + 1)}])

@@ -1,0 +1,100 @@
+"""What the package declares (issue 10): every third-party module the code imports is declared in
+pyproject.toml (src/ by the package itself, tests/ bench/ scripts/ at least by the dev extra), and
+requirements.lock pins a version inside every declared range. The lock is what `make` installs;
+`make lock` regenerates it."""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+from importlib.metadata import packages_distributions, requires
+from pathlib import Path
+
+from packaging.markers import default_environment
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCK = ROOT / "requirements.lock"
+
+
+def _declared(extra: str | None) -> dict[str, Requirement]:
+    """The package's requirements (installed metadata = pyproject.toml), optionally with an extra."""
+    env = dict(default_environment(), extra=extra or "")
+    out = {}
+    for line in requires("dtnsess") or []:
+        req = Requirement(line)
+        if req.marker is None or req.marker.evaluate(env):
+            out[canonicalize_name(req.name)] = req
+    return out
+
+
+def _local_modules() -> set[str]:
+    names = {"dtnsess_cli", "tests", "fixtures"}
+    for top in ("tests", "bench", "scripts"):
+        names |= {p.stem for p in (ROOT / top).glob("*.py")}
+    return names
+
+
+def _imports(top: str) -> dict[str, str]:
+    """First-party-free top-level module names imported anywhere under ROOT/top (lazy ones too),
+    each with one place it is imported."""
+    local, out = _local_modules(), {}
+    for path in sorted((ROOT / top).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                mod = name.split(".")[0]
+                if mod not in sys.stdlib_module_names and mod not in local and mod != "__future__":
+                    out.setdefault(mod, f"{path.relative_to(ROOT)}:{node.lineno}")
+    return out
+
+
+def _undeclared(top: str, declared: dict[str, Requirement]) -> list[str]:
+    dists = packages_distributions()
+    missing = []
+    for mod, where in sorted(_imports(top).items()):
+        names = {canonicalize_name(d) for d in dists.get(mod, [])}
+        if not names & set(declared):
+            missing.append(f"{mod} ({where}; distribution {sorted(names) or 'not installed'})")
+    return missing
+
+
+def test_src_imports_are_runtime_dependencies():
+    missing = _undeclared("src", _declared(None))
+    assert not missing, "imported by src/ but not in [project] dependencies: " + ", ".join(missing)
+
+
+def test_test_and_tool_imports_are_declared():
+    declared = _declared("dev")
+    missing = [m for top in ("tests", "bench", "scripts") for m in _undeclared(top, declared)]
+    assert not missing, "imported but not in dependencies or the dev extra: " + ", ".join(missing)
+
+
+def _pins() -> dict[str, str]:
+    """name -> version from requirements.lock, for this interpreter (the lock is universal:
+    a package may appear once per marker)."""
+    env, pins = default_environment(), {}
+    for m in re.finditer(r"^([A-Za-z0-9_.\-]+)==([^\s;\\]+)(?:\s*;\s*([^\\\n]+))?", LOCK.read_text(), re.M):
+        name, version, marker = m.groups()
+        if marker is None or Requirement(f"x; {marker.strip()}").marker.evaluate(env):
+            pins[canonicalize_name(name)] = version
+    return pins
+
+
+def test_lock_pins_a_version_inside_every_declared_range():
+    pins = _pins()
+    assert pins.get("web3"), "requirements.lock pins no web3"
+    bad = []
+    for name, req in _declared("dev").items():
+        if name not in pins:
+            bad.append(f"{req}: not in the lock")
+        elif not req.specifier.contains(pins[name], prereleases=True):
+            bad.append(f"{req}: the lock has {pins[name]}")
+    assert not bad, "requirements.lock is stale (run `make lock`): " + "; ".join(bad)
