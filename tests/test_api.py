@@ -37,7 +37,7 @@ from dtnsess_cli import (
     WriteResult,
     signer_from_key,
 )
-from helpers import bal, fund, session
+from helpers import bal, fund, next_second, session
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -149,6 +149,45 @@ def test_local_account_create_request_answer_close(anvil, system6, private_keys,
     assert 0 < refund < 20 * s.unit  # the answer was paid for
     assert bal(s, user) == before_close + refund
     assert not session(s, sid)["active"]
+
+
+def test_image_and_ipfs_requests(anvil, system6, private_keys, user, quiet):
+    from eth_abi import decode, encode
+
+    from dtnsess_cli.devnet.localdtn import make_png, respond
+    from dtnsess_cli.media import cid_of
+
+    s = system6
+    fund(s, user, 100, approve=False)
+    client = Client(anvil.url, s.manager.address, signer=signer_from_key(private_keys[1]),
+                    chain_id=31337)
+    sid = client.create_session("20").session_id
+    rid = client.make_ai_request("a red fox", image=(64, 32), session_id=sid).request_id
+    call, _, calltype, *_ = s.router.functions.getRequest(rid).call()[8]
+    assert calltype == 1 and decode(["string[]", "uint64", "uint64"], call) == (("a red fox",), 64, 32)
+    assert s.router.functions.getRequest(rid).call()[1] == s.router.functions.modelId(
+        "model.system.openai-gpt-image-1").call()
+    png = make_png(64, 32)
+    respond(s, bytes.fromhex(rid[2:]), worker=s.worker, node=s.node_id,
+            payload=encode(["bytes"], [png]))
+    ans = client.response(rid)
+    assert (ans.kind, ans.data, ans.content["width"], ans.content["height"]) == ("image", png, 64, 32)
+
+    # IPFS: the call type says so, and the answer is a CID
+    next_second(s.manager.w3)  # DTN request ids have one-second resolution
+    rid2 = client.make_ai_request("hello", ipfs=True, session_id=sid).request_id
+    call2, _, calltype2, *_ = s.router.functions.getRequest(rid2).call()[8]
+    assert calltype2 == 0 and decode(["string[]"], call2) == (("hello",),)
+    cid = cid_of(b"hello back")
+    respond(s, bytes.fromhex(rid2[2:]), worker=s.worker, node=s.node_id, text=cid)
+    ans2 = client.response(rid2)
+    assert (ans2.kind, ans2.cid, ans2.ipfs_url) == ("cid", cid, f"ipfs://{cid}")
+
+    # a text model cannot draw: refused before anything is sent
+    with pytest.raises(InputError):
+        client.make_ai_request("x", image=(64, 64), model="model.system.openai-gpt-5")
+    with pytest.raises(InputError):
+        client.make_ai_request("x", image=(8, 64))
 
 
 def test_duck_typed_signer_and_our_signer(anvil, system6, private_keys, user, quiet):

@@ -68,14 +68,9 @@ def request(
     from ..manager import parse_session_id
 
     sid = parse_session_id(session) if session else None
-    call, calltype, model = _encoded_call(run, prompt, size, ipfs, out, model)
-    if call is None:
-        res = c.make_ai_request(prompt, model=model, namespaces=namespace or [],
-                                nodes=node or [], value=wei, session_id=sid)
-    else:
-        res = c.make_ai_request(None, call=call, calltype=calltype, model=model,
-                                namespaces=namespace or [], nodes=node or [], value=wei,
-                                session_id=sid)
+    _gateway_check(run, ipfs, out)
+    res = c.make_ai_request(prompt, model=model, namespaces=namespace or [], nodes=node or [],
+                            value=wei, session_id=sid, image=size, ipfs=ipfs)
     rid = res.data.get("request_id")
     if wait and rid and not res.dry_run:
         if not g.json:
@@ -122,35 +117,12 @@ def _media_checks(image: Optional[str], out: Optional[Path], force: bool,
     return size
 
 
-def _encoded_call(run: Run, prompt: str, size: Optional[tuple], ipfs: bool,
-                  out: Optional[Path], model: Optional[str]) -> tuple:
-    """(call bytes or None for a plain prompt, call type, model) of a request: an image
-    request is abi.encode(string[] lines, uint64 width, uint64 height) to an image model;
-    --ipfs sends the model's call with call type IPFS. A known model of the other kind is
-    refused (its node could not decode the call)."""
-    from ..chain.abi import encode
+def _gateway_check(run: Run, ipfs: bool, out: Optional[Path]) -> None:
     from ..errors import ConfigError
-    from ..manager import CALLTYPE_DIRECT, CALLTYPE_IPFS
-    from ..models import DEFAULT_IMAGE_MODEL, spec_of
 
-    name = model or (DEFAULT_IMAGE_MODEL if size else run.settings.model)
-    spec = spec_of(name)
-    if spec is not None and (spec.kind == "image") != bool(size):
-        raise InputError("--model" if model else "model", name,
-                         f"an image model: give --image WxH" if spec.kind == "image"
-                         else f"a text model: --image needs an image model such as "
-                              f"{DEFAULT_IMAGE_MODEL}")
     if ipfs and out is not None and not run.settings.ipfs_gateway:
         raise ConfigError("--out with --ipfs needs an IPFS gateway to fetch the answer from",
                           hint="set DTNSESS_IPFS_GATEWAY, e.g. https://ipfs.io")
-    if not size and not ipfs:
-        return None, CALLTYPE_DIRECT, model
-    if not prompt or not prompt.strip():
-        raise InputError("prompt", prompt or "", "empty")
-    lines = [prompt]  # NOTE: one line, as the prompt functions of the contract send it
-    call = (encode(["string[]", "uint64", "uint64"], [lines, size[0], size[1]]) if size
-            else encode(["string[]"], [lines]))
-    return call, CALLTYPE_IPFS if ipfs else CALLTYPE_DIRECT, name
 
 
 def _deliver(run: Run, ans: Any, out: Optional[Path], force: bool,

@@ -44,6 +44,41 @@ WATCH_EVENTS = ("AIRequestSubmitted", "AIRequestCompleted", "AIResponseReceived"
                 "AIRequestFailed")
 
 
+def is_image_model(name: str) -> bool:
+    from ..models import spec_of
+
+    spec = spec_of(name)
+    return spec is not None and spec.kind == "image"
+
+
+def media_call(prompt: Optional[str], size: Optional[tuple], ipfs: bool,
+               model: Optional[str], default_model: str) -> tuple:
+    """(call, call type, model) of an image and/or IPFS request: an image request is
+    abi.encode(string[] lines, uint64 width, uint64 height) to an image model; ``ipfs`` sends
+    the model's call with call type IPFS. A known model of the other kind is refused (its
+    node could not decode the call)."""
+    from ..chain.abi import encode
+    from ..media import MAX_SIDE, MIN_SIDE
+    from ..models import DEFAULT_IMAGE_MODEL, spec_of
+
+    name = model or (DEFAULT_IMAGE_MODEL if size else default_model)
+    spec = spec_of(name)
+    if spec is not None and (spec.kind == "image") != bool(size):
+        raise InputError("--model" if model else "model", name,
+                         "an image model: give --image WxH" if spec.kind == "image"
+                         else f"a text model: --image needs an image model such as "
+                              f"{DEFAULT_IMAGE_MODEL}")
+    if size is not None and (len(size) != 2 or not all(
+            isinstance(v, int) and MIN_SIDE <= v <= MAX_SIDE for v in size)):
+        raise InputError("--image", str(size), f"width and height must be {MIN_SIDE}..{MAX_SIDE}")
+    if not prompt or not prompt.strip():
+        raise InputError("prompt", prompt or "", "empty")
+    lines = [prompt]  # NOTE: one line, as the prompt functions of the contract send it
+    call = (encode(["string[]", "uint64", "uint64"], [lines, size[0], size[1]]) if size
+            else encode(["string[]"], [lines]))
+    return call, CALLTYPE_IPFS if ipfs else CALLTYPE_DIRECT, name
+
+
 def set_content(view: ResponseView, kind: str, value, *, source: Optional[dict] = None) -> None:
     """Fill ``view``'s typed fields from a decoded answer (``decode_answer``), or, with
     ``source`` (gateway, verified), from the content a CID named."""
@@ -541,11 +576,19 @@ class Requests:
                         namespaces: Sequence[str] = (), nodes: Sequence[str] = (),
                         value: int = DEFAULT_CALLBACK_GAS_WEI,
                         session_id: Optional[int] = None, call: Optional[bytes] = None,
-                        calltype: int = CALLTYPE_DIRECT) -> WriteResult:
-        """One AI request. With ``call`` (the model API's ABI-encoded input, e.g.
-        ``abi.encode(string[], uint64, uint64)`` for an image model) instead of a ``prompt``, it
-        goes through ``makeAIRequestWithCall``: the bytes reach DTN unchanged with ``calltype``
-        (CALLTYPE_DIRECT: the answer is the output; CALLTYPE_IPFS: its CID)."""
+                        calltype: int = CALLTYPE_DIRECT, image: Optional[tuple] = None,
+                        ipfs: bool = False) -> WriteResult:
+        """One AI request. ``image=(width, height)`` asks an image model (by default
+        model.system.openai-gpt-image-1) for a picture of the prompt; ``ipfs=True`` has the node
+        store the output on IPFS and answer its CID. With ``call`` (the model API's ABI-encoded
+        input) instead of a ``prompt``, the bytes reach DTN unchanged through
+        ``makeAIRequestWithCall`` with ``calltype`` (CALLTYPE_DIRECT or CALLTYPE_IPFS)."""
+        if image is not None or ipfs or (call is None
+                                         and is_image_model(model or self.settings.model)):
+            if call is not None:
+                raise InputError("call", "", "give image/ipfs or an encoded call, not both")
+            call, calltype, model = media_call(prompt, image, ipfs, model, self.settings.model)
+            prompt = None
         if call is not None:
             if prompt is not None:
                 raise InputError("prompt", prompt, "give a prompt or an encoded call, not both")

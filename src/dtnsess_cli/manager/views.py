@@ -90,6 +90,12 @@ class ResponseView:
     content: Optional[dict] = None
     _data: Optional[bytes] = field(default=None, repr=False)  # the content's bytes (--out)
 
+    @property
+    def data(self) -> Optional[bytes]:
+        """The content's bytes (an image, text as UTF-8, or what a CID named once fetched with
+        ``Client.fetch_ipfs``); None while there are none."""
+        return self._data
+
 @dataclass
 class WriteResult:
     """A write's outcome: the transactions sent (or simulated) and what they produced."""
