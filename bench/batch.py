@@ -35,7 +35,7 @@ from latency_proxy import LatencyProxy
 
 DTNSESS = Path(sys.executable).parent / "dtnsess"
 CAST = Path(__file__).resolve().parent.parent / "node_modules" / "@foundry-rs" / "cast-linux-amd64" / "bin" / "cast"
-MODEL = "model.system.openai-gpt-4"
+from dtnsess_cli.models import DEFAULT_TEXT_MODEL as MODEL  # what the devnet registers
 
 
 def cast_request(url: str, manager: str, key: str, prompt: str, cwd: str):

@@ -35,7 +35,7 @@ from latency_proxy import LatencyProxy
 
 DTNSESS = Path(sys.executable).parent / "dtnsess"
 CAST = REPO / "node_modules" / "@foundry-rs" / "cast-linux-amd64" / "bin" / "cast"
-MODEL = "model.system.openai-gpt-4"
+from dtnsess_cli.models import DEFAULT_TEXT_MODEL as MODEL  # what the devnet registers
 CALLBACK_VALUE = 300_000
 
 
