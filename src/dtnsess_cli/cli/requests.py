@@ -192,13 +192,6 @@ def _request_file(run: Run, path: Path, model, namespaces, nodes, wei: int,
             raise InputError("--file", str(path), "not UTF-8 text") from None
         if not prompts:
             raise InputError("--file", str(path), "no prompts in the file")
-        from ..models import spec_of
-
-        spec = spec_of(model or run.settings.model)
-        if spec is not None and spec.kind == "image":  # its node could not decode a prompt
-            raise InputError("--model" if model else "model", spec.name,
-                             "an image model: --file sends text prompts (use --image WxH with "
-                             "one PROMPT)")
         c = run.client
         out = c.request_batch(prompts, model=model, namespaces=namespaces, nodes=nodes,
                               value=wei, sessions=sessions_n)

@@ -25,7 +25,6 @@ from .base import (  # noqa: F401 - the public names of the session manager
     REQUEST_STATUS,
     SYSTEM_TRUST,
     check_rpc_url,
-    decode_text_answer,
     namespace_routing_id,
     node_routing_id,
     parse_request_id,
@@ -56,7 +55,7 @@ __all__ = [
     "Client", "Balances", "Check", "ConfigView", "RequestView", "ResponseView", "SessionView",
     "TxView", "WriteResult", "AGGREGATION_ANY", "ANSWERED", "DEFAULT_CALLBACK_GAS_WEI",
     "ERC20_ABI", "MAX_PROMPT_BYTES", "MAX_UINT256", "REQUEST_STATUS", "SYSTEM_TRUST",
-    "check_rpc_url", "decode_text_answer", "namespace_routing_id", "node_routing_id",
+    "check_rpc_url", "namespace_routing_id", "node_routing_id",
     "parse_request_id", "parse_session_id", "routing_id", "system_trust_id",
     "system_trust_routing",
 ]

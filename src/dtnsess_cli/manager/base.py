@@ -131,21 +131,6 @@ def system_trust_routing() -> tuple:
     return ([system_trust_id()], [], 1, 8, AGGREGATION_ANY)
 
 
-def decode_text_answer(data: bytes) -> Optional[str]:
-    """A text answer is abi.encode(string); None when the bytes are not that."""
-    if not data:
-        return ""
-    from ..chain.abi import decode
-
-    # NOTE: decoded as bytes (the same layout), then strict UTF-8: bad bytes are "not text"
-    # (decode(["string"]) would replace them)
-    try:
-        (raw,) = decode(["bytes"], bytes(data))
-        return raw.decode("utf-8")
-    except Exception:
-        return None
-
-
 def decode_answer(data: bytes) -> tuple:
     """What a success answer carries, sniffed (a request's model and call type are not on
     chain where a client can read them): ``("text", str)``, ``("image", bytes)`` (PNG, JPEG,

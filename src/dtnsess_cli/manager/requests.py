@@ -708,6 +708,10 @@ class Requests:
         prompts = list(prompts)
         if not prompts:
             raise InputError("prompts", "", "no prompts")
+        if is_image_model(model or self.settings.model):  # its node could not decode a prompt
+            raise InputError("--model" if model else "model", model or self.settings.model,
+                             "an image model: --file sends text prompts (use --image WxH with "
+                             "one PROMPT)")
         for i, p in enumerate(prompts):
             if not p.strip():
                 raise InputError(f"prompt {i + 1}", p, "empty")
