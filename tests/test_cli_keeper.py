@@ -104,6 +104,7 @@ def test_check_a_workflow_config(system6, make_cli, forwarder, tmp_path, account
     for bad, name in ((dict(chainSelectorName="ethereum-mainnet-base-1"), "chain"),
                       (dict(writeGasLimit="6000000"), "write gas"),
                       (dict(maxSessions=51), "max sessions"),
+                      (dict(writeGasLimit="2000000"), "batch fits the gas"),
                       (dict(managerAddress=accounts[5]), "manager")):
         cfg = {"managerAddress": system6.manager.address, "receiverAddress": rcv, **bad}
         r = cli("keeper", "check", _config(tmp_path, **cfg), "--json", role=None)

@@ -25,6 +25,12 @@ CRE_CHAINS = {
 CRE_WRITE_GAS_QUOTA = 5_000_000
 # the most sessions one report may close: what `cleanup --max` allows (under 2^24 gas)
 MAX_BATCH = 150
+# What one report must fit in its write gas (bench/RESULTS.md, issue 17): the costliest sessions
+# to close measured 77k gas each (3.83M for a batch of 50, tests/test_contract_upkeep.py), plus
+# the forwarder's and the receiver's part. A bound the gas cannot carry closes nothing at all
+# (the cleanup runs out of gas and the receiver reports CleanupReverted).
+WORST_GAS_PER_SESSION = 77_000
+REPORT_OVERHEAD_GAS = 150_000
 ZERO_ADDRESS = "0x" + "00" * 20
 IRECEIVER_INTERFACE_ID = bytes.fromhex("805f2132")  # bytes4(keccak256("onReport(bytes,bytes)"))
 
@@ -218,6 +224,12 @@ class Keeper:
         ok_gas = isinstance(gas, str) and gas.isdigit() and 0 < int(gas) <= CRE_WRITE_GAS_QUOTA
         checks.append(Check("write gas", ok_gas, f"config {gas!r}; CRE allows at most "
                             f"{CRE_WRITE_GAS_QUOTA:,} per write"))
+        if ok_n and ok_gas:
+            bound = min(n, st["max_batch"])
+            need = REPORT_OVERHEAD_GAS + bound * WORST_GAS_PER_SESSION
+            checks.append(Check("batch fits the gas", need <= int(gas),
+                                f"{bound} sessions need up to ~{need:,} gas (worst case measured), "
+                                f"the write has {int(gas):,}"))
         checks.append(Check("schedule", bool(cfg.get("schedule")), repr(cfg.get("schedule"))))
         return checks
 
