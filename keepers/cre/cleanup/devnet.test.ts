@@ -3,6 +3,7 @@
 // LocalForwarder stand-in, with the report header (workflow identity) a DON would sign.
 // Skipped unless DTNSESS_KEEPER_RPC is set; tests/test_keeper_workflow.py sets it up and runs it.
 import { describe, expect } from 'bun:test'
+import { protoBigIntToBigint } from '@chainlink/cre-sdk'
 import { EvmMock, REPORT_METADATA_HEADER_LENGTH, newTestRuntime, test } from '@chainlink/cre-sdk/test'
 import { type Hex, bytesToHex, concat, encodeFunctionData, numberToHex, pad, parseAbi, toHex } from 'viem'
 import { type Config, networkOf, onCron } from './workflow'
@@ -42,7 +43,10 @@ function header(executionId: Hex): Hex {
 function attach(evm: EvmMock) {
 	evm.callContract = (req) => {
 		const call = { to: bytesToHex(req.call!.to), data: bytesToHex(req.call!.data) }
-		return { data: Buffer.from((rpc('eth_call', [call, 'latest']) as string).slice(2), 'hex').toString('base64') }
+		// the SDK's block constants: LAST_FINALIZED_BLOCK_NUMBER is -3, LATEST_BLOCK_NUMBER -2
+		const n = req.blockNumber ? protoBigIntToBigint(req.blockNumber) : -2n
+		const tag = n === -3n ? 'finalized' : n === -2n ? 'latest' : numberToHex(n)
+		return { data: Buffer.from((rpc('eth_call', [call, tag]) as string).slice(2), 'hex').toString('base64') }
 	}
 	evm.writeReport = (req) => {
 		const body = bytesToHex(req.report!.rawReport.slice(REPORT_METADATA_HEADER_LENGTH))

@@ -5,7 +5,7 @@ import {
 	type CronPayload,
 	CronCapability,
 	EVMClient,
-	LATEST_BLOCK_NUMBER,
+	LAST_FINALIZED_BLOCK_NUMBER,
 	type Runtime,
 	TxStatus,
 	bytesToHex,
@@ -72,7 +72,9 @@ export function networkOf(chainSelectorName: string) {
 	return network
 }
 
-/** checkUpkeep() on the manager at the latest block: true when its least recently used session is idle. */
+/** checkUpkeep() on the manager: true when its least recently used session is idle. Read at the
+ *  last finalized block, which every node of the DON sees alike (a session idle for a day is still
+ *  idle minutes later; the manager decides again on chain). */
 export function upkeepNeeded(runtime: Runtime<Config>, evm: EVMClient): boolean {
 	const reply = evm
 		.callContract(runtime, {
@@ -81,7 +83,7 @@ export function upkeepNeeded(runtime: Runtime<Config>, evm: EVMClient): boolean 
 				to: runtime.config.managerAddress as Address,
 				data: encodeFunctionData({ abi: MANAGER_ABI, functionName: 'checkUpkeep', args: ['0x'] }),
 			}),
-			blockNumber: LATEST_BLOCK_NUMBER,
+			blockNumber: LAST_FINALIZED_BLOCK_NUMBER,
 		})
 		.result()
 	const [needed] = decodeFunctionResult({
