@@ -124,3 +124,12 @@ def test_check_refuses_a_missing_or_broken_file(system6, make_cli, tmp_path):
 
 def test_the_interface_id_is_onreports_selector():
     assert IRECEIVER_INTERFACE_ID == keccak(text="onReport(bytes,bytes)")[:4]
+
+
+def test_status_of_something_else_is_one_line(system6, make_cli):
+    cli = make_cli(system6)
+    assert_error(cli("keeper", "status", system6.manager.address, role=None), ExitCode.CHAIN,
+                 "not a CleanupReceiver")
+    assert_error(cli("keeper", "status", "0x" + "34" * 20, role=None), ExitCode.CHAIN,
+                 "no contract code")
+    assert_error(cli("keeper", "status", "0x1234", role=None), ExitCode.INPUT, "receiver address")

@@ -1,5 +1,6 @@
 // The handler under the SDK's own test runtime and EVM client mock (@chainlink/cre-sdk/test).
 import { describe, expect } from 'bun:test'
+import { protoBigIntToBigint } from '@chainlink/cre-sdk'
 import { EvmMock, REPORT_METADATA_HEADER_LENGTH, addContractMock, newTestRuntime, test } from '@chainlink/cre-sdk/test'
 import { type Hex, bytesToHex, decodeAbiParameters } from 'viem'
 import { CRE_WRITE_GAS_QUOTA, type Config, MANAGER_ABI, REPORT_PARAMS, configSchema, initWorkflow, networkOf, onCron } from './workflow'
@@ -27,21 +28,28 @@ function setup(needed: boolean) {
 		checks++
 		return [needed, '0x']
 	}
+	const blocks: bigint[] = []
+	const answer = evm.callContract!
+	evm.callContract = (req) => {
+		blocks.push(protoBigIntToBigint(req.blockNumber!))
+		return answer(req)
+	}
 	const writes: { raw: Uint8Array; receiver: string; gas: bigint }[] = []
 	const receiver = addContractMock(evm, { address: CONFIG.receiverAddress as Hex, abi: [] })
 	receiver.writeReport = (input) => {
 		writes.push({ raw: input.report.rawReport, receiver: bytesToHex(input.receiver), gas: input.gasConfig.gasLimit })
 		return { txStatus: 'TX_STATUS_SUCCESS', txHash: Buffer.from('ab'.repeat(32), 'hex').toString('base64') }
 	}
-	return { evm, writes, checks: () => checks }
+	return { evm, writes, blocks, checks: () => checks }
 }
 
 describe('onCron', () => {
 	test('an idle session: one read, one report for this chain, slot and bound, within the gas quota', () => {
-		const { writes, checks } = setup(true)
+		const { writes, checks, blocks } = setup(true)
 		const runtime = newTestRuntime(null, {}, CONFIG)
 		expect(onCron(runtime, cron())).toBe(`0x${'ab'.repeat(32)}`)
 		expect(checks()).toBe(1)
+		expect(blocks).toEqual([-3n]) // LAST_FINALIZED_BLOCK_NUMBER
 		expect(writes).toHaveLength(1)
 		expect(writes[0].receiver).toBe(CONFIG.receiverAddress)
 		expect(writes[0].gas).toBe(5_000_000n)
