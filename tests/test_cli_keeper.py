@@ -56,7 +56,10 @@ def test_deploy_without_identity_says_it_refuses_reports(system6, make_cli, forw
     (["--forwarder", "FORWARDER", "--workflow-name", "x"], ExitCode.INPUT, "--workflow-owner"),
     (["--forwarder", "FORWARDER", "--workflow-id", "0x1234"], ExitCode.INPUT, "64 hex digits"),
     (["--forwarder", "FORWARDER", "--workflow-owner", "0xnothex"], ExitCode.INPUT, "workflow owner"),
-], ids=["no-forwarder", "forwarder-without-code", "name-without-owner", "short-id", "bad-owner"])
+    (["--forwarder", "FORWARDER", "--max-batch", "63"], ExitCode.INPUT, "must be 1 to 62"),
+    (["--forwarder", "FORWARDER", "--max-batch", "0"], ExitCode.INPUT, "must be 1 to 62"),
+], ids=["no-forwarder", "forwarder-without-code", "name-without-owner", "short-id", "bad-owner",
+        "batch-too-big", "batch-zero"])
 def test_deploy_refuses_bad_input_and_sends_nothing(system6, make_cli, forwarder, deployer,
                                                     args, code, fragment):
     cli = make_cli(system6)

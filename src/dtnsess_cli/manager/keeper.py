@@ -23,14 +23,14 @@ CRE_CHAINS = {
 # CRE's gas quota per EVM write transaction (PerWorkflow.ChainWrite.EVM.TransactionGasLimit,
 # docs.chain.link/cre/service-quotas)
 CRE_WRITE_GAS_QUOTA = 5_000_000
-# the most sessions one report may close: what `cleanup --max` allows (under 2^24 gas)
-MAX_BATCH = 150
 # What one report must fit in its write gas (bench/RESULTS.md, issue 17): the costliest sessions
 # to close measured 77k gas each (3.83M for a batch of 50, tests/test_contract_upkeep.py), plus
 # the forwarder's and the receiver's part. A bound the gas cannot carry closes nothing at all
 # (the cleanup runs out of gas and the receiver reports CleanupReverted).
 WORST_GAS_PER_SESSION = 77_000
 REPORT_OVERHEAD_GAS = 150_000
+# the receiver's largest cap: a batch that fits CRE's write quota in the worst case (62)
+MAX_BATCH = (CRE_WRITE_GAS_QUOTA - REPORT_OVERHEAD_GAS) // WORST_GAS_PER_SESSION
 ZERO_ADDRESS = "0x" + "00" * 20
 IRECEIVER_INTERFACE_ID = bytes.fromhex("805f2132")  # bytes4(keccak256("onReport(bytes,bytes)"))
 
@@ -83,7 +83,8 @@ class Keeper:
                                  "name the KeystoneForwarder (or the devnet's LocalForwarder)")
         forwarder = self.address_arg(forwarder, "forwarder address (--forwarder)")
         if not 1 <= max_batch <= MAX_BATCH:
-            raise InputError("--max-batch", str(max_batch), f"must be 1 to {MAX_BATCH}")
+            raise InputError("--max-batch", str(max_batch), f"must be 1 to {MAX_BATCH} (more "
+                             f"does not fit CRE's {CRE_WRITE_GAS_QUOTA:,}-gas write in the worst case)")
         identity = self._identity(workflow_id, workflow_owner, workflow_name)
         code = self._raw("eth_getCode", [forwarder, "latest"], "code lookup")
         if code in (None, "", "0x"):
@@ -115,7 +116,8 @@ class Keeper:
         if st["owner"] != self.address:
             raise NotAuthorizedError(f"{self.address} is not the receiver's owner ({st['owner']})")
         if max_batch is not None and not 1 <= max_batch <= MAX_BATCH:
-            raise InputError("--max-batch", str(max_batch), f"must be 1 to {MAX_BATCH}")
+            raise InputError("--max-batch", str(max_batch), f"must be 1 to {MAX_BATCH} (more "
+                             f"does not fit CRE's {CRE_WRITE_GAS_QUOTA:,}-gas write in the worst case)")
         calls = []
         if forwarder:
             calls.append(("setForwarder", (self.address_arg(forwarder, "forwarder address"),),
