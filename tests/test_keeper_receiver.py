@@ -266,3 +266,22 @@ def test_owner_manages_the_receiver(system6, keeper, deployer, stranger, account
     assert f.supportsInterface(bytes.fromhex("01ffc9a7")).call() is True
     assert f.supportsInterface(bytes.fromhex("ffffffff")).call() is False
     assert_reverts(lambda: deploy(w3, "CleanupReceiver", deployer, system.manager.address, ZERO, 50), "ZeroAddress")
+
+
+def test_the_stand_in_delivers_like_keystone_forwarder(system6, keeper, deployer):
+    """What the tests above rely on: a receiver without IReceiver (ERC-165) is never called and
+    never retried; a failed delivery may be retried, a delivered one not."""
+    system, (forwarder, receiver, wf_owner) = system6, keeper
+    w3, f = system.w3, forwarder.functions
+    raw = raw_report(body(w3, latest_ts(w3)), execution=5, owner=wf_owner)
+    ok, r = deliver(system, forwarder, system.manager, raw, deployer)  # not an IReceiver
+    assert ok is False and closed_ids(system, r) == []
+    tid = f.getTransmissionId(system.manager.address, (5).to_bytes(32, "big"), b"\x00\x01").call()
+    assert f.transmissionState(tid).call() == 1  # InvalidReceiver
+    assert_reverts(lambda: f.report(system.manager.address, raw, b"", []).call({"from": deployer}),
+                   "AlreadyAttempted")
+    stale = raw_report(body(w3, 0), execution=6, owner=wf_owner)  # refused by the receiver
+    assert deliver(system, forwarder, receiver, stale, deployer)[0] is False
+    tid = f.getTransmissionId(receiver.address, (6).to_bytes(32, "big"), b"\x00\x01").call()
+    assert f.transmissionState(tid).call() == 3  # Failed: open to a retry
+    f.report(receiver.address, stale, b"", []).call({"from": deployer})
