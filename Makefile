@@ -2,7 +2,7 @@
 # .venv with the locked Python set (requirements.lock) plus the package itself (editable),
 # .venv-lint with slither (requirements-lint.lock), runs `npm ci` for the pinned node tools (and in
 # keepers/cre for the CRE workflow), checks that abi/ is fresh, runs slither (`make lint`), the
-# workflow's tests (bun test), then runs pytest (with a short
+# workflow's typecheck and tests (npm test: tsc, bun test), then runs pytest (with a short
 # stateful fuzz run; `make fuzz` runs a long one). `make lock` regenerates both lock files.
 
 PY ?= python3
@@ -24,7 +24,7 @@ UV_VERSION ?= 0.13.9
 test: $(INSTALL_STAMP) $(LINT_STAMP) $(NPM_STAMP) $(CRE_STAMP)
 	$(VPY) -m dtnsess_cli.compile --check
 	$(VPY) scripts/lint.py --slither $(LINT_VENV)/bin/slither
-	cd $(CRE_DIR) && node_modules/.bin/bun test
+	cd $(CRE_DIR) && npm test --silent
 	$(VPY) -m pytest
 
 # Slither over contracts/ (offline, pinned solc); fails on any finding not accepted in slither.triage.json.
