@@ -1,7 +1,8 @@
 # dtnsess developer tasks. `make test` works from a fresh clone: it creates
 # .venv with the locked Python set (requirements.lock) plus the package itself (editable),
-# .venv-lint with slither (requirements-lint.lock), runs `npm ci` for the pinned node tools,
-# checks that abi/ is fresh, runs slither (`make lint`), then runs pytest (with a short
+# .venv-lint with slither (requirements-lint.lock), runs `npm ci` for the pinned node tools (and in
+# keepers/cre for the CRE workflow), checks that abi/ is fresh, runs slither (`make lint`), the
+# workflow's typecheck and tests (npm test: tsc, bun test), then runs pytest (with a short
 # stateful fuzz run; `make fuzz` runs a long one). `make lock` regenerates both lock files.
 
 PY ?= python3
@@ -11,6 +12,8 @@ INSTALL_STAMP := $(VENV)/.dtnsess-installed
 LINT_VENV := .venv-lint
 LINT_STAMP := $(LINT_VENV)/.dtnsess-installed
 NPM_STAMP := node_modules/.dtnsess-npm-ci
+CRE_DIR := keepers/cre
+CRE_STAMP := $(CRE_DIR)/node_modules/.dtnsess-npm-ci
 PIP := -m pip install --disable-pip-version-check -q
 # The lock files: one universal resolution (Python 3.10 and up, every platform), with hashes.
 LOCK_CMD := pip compile --upgrade --universal --python-version 3.10 --generate-hashes -q
@@ -18,9 +21,10 @@ UV_VERSION ?= 0.13.9
 
 .PHONY: test lint fuzz abi check install lock clean distclean demo bench
 
-test: $(INSTALL_STAMP) $(LINT_STAMP) $(NPM_STAMP)
+test: $(INSTALL_STAMP) $(LINT_STAMP) $(NPM_STAMP) $(CRE_STAMP)
 	$(VPY) -m dtnsess_cli.compile --check
 	$(VPY) scripts/lint.py --slither $(LINT_VENV)/bin/slither
+	cd $(CRE_DIR) && npm test --silent
 	$(VPY) -m pytest
 
 # Slither over contracts/ (offline, pinned solc); fails on any finding not accepted in slither.triage.json.
@@ -77,6 +81,11 @@ $(NPM_STAMP): package-lock.json package.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
+# The CRE keeper workflow's pinned SDK and bun (keepers/cre/package-lock.json), from npm only.
+$(CRE_STAMP): $(CRE_DIR)/package-lock.json $(CRE_DIR)/package.json
+	cd $(CRE_DIR) && npm ci --no-audit --no-fund
+	@touch $@
+
 # The main job end to end on a local devnet (scripts/demo.sh), through the installed script.
 demo: $(INSTALL_STAMP) $(NPM_STAMP)
 	DTNSESS="$(CURDIR)/$(VENV)/bin/dtnsess" PYTHON="$(CURDIR)/$(VPY)" bash scripts/demo.sh
@@ -91,4 +100,4 @@ clean:
 	find . -name __pycache__ -type d -not -path './.venv/*' -not -path './node_modules/*' -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV) $(LINT_VENV) node_modules
+	rm -rf $(VENV) $(LINT_VENV) node_modules $(CRE_DIR)/node_modules

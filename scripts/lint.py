@@ -11,9 +11,10 @@ requirements-lint.in); --slither names another binary.
 
 Slither compiles through crytic-compile with the same pinned solc dtnsess_cli.compile uses (a native
 0.8.37 if installed, else solcjs behind the node wrapper that answers --version and --standard-json),
-so nothing is downloaded. The target is the directory contracts/ with --solc-standard-json: that
-compiles contracts/*.sol (not contracts/dev, the local test router and token) and what they import;
-OpenZeppelin is read from node_modules through the remapping and its findings are filtered out.
+so nothing is downloaded. The targets are the directories in TARGETS with --solc-standard-json:
+that compiles contracts/*.sol and contracts/keepers/*.sol (not contracts/dev, the local test router,
+token and forwarder) and what they import; OpenZeppelin is read from node_modules through the
+remapping and its findings are filtered out.
 
 Triage: slither's own --triage-database keys findings by a hash that includes source line numbers,
 so every edit of the contract would invalidate it. slither.triage.json instead accepts findings by
@@ -40,6 +41,8 @@ sys.path.insert(0, str(ROOT / "src"))
 from dtnsess_cli import compile as comp  # noqa: E402
 
 TRIAGE = ROOT / "slither.triage.json"
+# Each directory's *.sol (not its subdirectories) and their imports: one slither run per directory.
+TARGETS = ("contracts", "contracts/keepers")
 OZ_REMAP = f"{comp.OZ_PREFIX}={comp.OZ_TARGET}"
 
 
@@ -59,10 +62,14 @@ def run_slither(slither: str) -> list[dict]:
     if node_modules is None:
         raise SystemExit("lint: node_modules not found: run `npm ci`")
     compiler = comp.find_compiler(node_modules)
+    return [f for target in TARGETS for f in _run_one(slither, target, compiler)]
+
+
+def _run_one(slither: str, target: str, compiler: comp.Compiler) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "slither.json"
         cmd = [
-            slither, "contracts",
+            slither, target,
             "--solc-standard-json",
             "--solc", compiler.binary,
             "--solc-remaps", OZ_REMAP,
@@ -80,7 +87,7 @@ def run_slither(slither: str) -> list[dict]:
             raise SystemExit(f"lint: slither produced no report (exit {proc.returncode})")
         report = json.loads(out.read_text())
     if not report.get("success"):
-        raise SystemExit(f"lint: slither failed: {report.get('error')}")
+        raise SystemExit(f"lint: slither failed on {target}: {report.get('error')}")
     return report.get("results", {}).get("detectors", [])
 
 

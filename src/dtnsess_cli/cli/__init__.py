@@ -10,11 +10,12 @@ command by what it is for:
 - ``pool.py``: pool add/get/remove/revoke/release/status
 - ``maintenance.py``: deploy, cleanup, sweep, doctor, config show/update/contract, refunds withdraw
 - ``devnet.py``: devnet up/reset/status/down (over ``dtnsess_cli.devnet``)
+- ``keeper.py``: keeper deploy/configure/status/check (the CRE keeper's receiver)
 """
 
 from .app import app, main
 # NOTE: importing a command module registers its commands on ``app``; this order is the order
 # of ``dtnsess --help``.
-from . import sessions, requests, watch, pool, maintenance, devnet  # noqa: E402,F401  isort: skip
+from . import sessions, requests, watch, pool, maintenance, devnet, keeper  # noqa: E402,F401  isort: skip
 
 __all__ = ["app", "main"]

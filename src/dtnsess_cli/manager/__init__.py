@@ -7,7 +7,8 @@ layer (``dtnsess_cli.chain``) talks to the node: no web3 on the command path.
 
 By domain: ``connect`` (the node, getConfig(), batched reads), ``writes`` (key, sender lock,
 journal, the one send), ``sessions``, ``requests`` (one, many, answers, settling), ``pool``,
-``maintenance`` (cleanup, refunds, configuration, sweep, deploy, doctor); ``base`` holds ids,
+``maintenance`` (cleanup, refunds, configuration, sweep, deploy, doctor), ``keeper`` (the CRE
+keeper's receiver); ``base`` holds ids,
 routing and constants, ``reverts`` the manager's errors in words.
 """
 
@@ -34,6 +35,7 @@ from .base import (  # noqa: F401 - the public names of the session manager
     system_trust_routing,
 )
 from .connect import Connection
+from .keeper import Keeper
 from .maintenance import Maintenance
 from .pool import Pool
 from .requests import Requests
@@ -61,7 +63,7 @@ __all__ = [
 ]
 
 
-class Client(Connection, Writes, Sessions, Requests, Pool, Maintenance):
+class Client(Connection, Writes, Sessions, Requests, Pool, Maintenance, Keeper):
     """One connection to one AdvancedSessionManager; caches what does not change per run.
 
     Built from resolved ``Settings`` and a UI (the CLI's ``Run.client``); programs use
