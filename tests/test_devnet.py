@@ -271,17 +271,18 @@ def test_devnet_lifecycle(devnet_dir):
         assert chain.token.functions.balanceOf(chain.account(i)).call() == 1_000_000 * chain.unit
     assert chain.token.functions.balanceOf(chain.account(9)).call() == 0
 
-    # the four models, and an image answered as a PNG through the installed script
+    # the four models (read from the chain), and an image answered over IPFS as a PNG (of the
+    # network's size) through the installed script
     models = dtnsess(devnet_dir, "models", "--json")
     assert models.returncode == 0, models.stderr
     doc = json.loads(models.stdout)
-    assert doc["source"] == "devnet" and [m["name"] for m in doc["models"]] == localdtn.model_names()
+    assert doc["source"] == "chain" and [m["name"] for m in doc["models"]] == localdtn.model_names()
     made = dtnsess(devnet_dir, "create", "20", "--yes")
     assert made.returncode == 0, made.stderr
-    img = dtnsess(devnet_dir, "request", "a cat", "--image", "64x48", "--ipfs", "--out", "cat.png",
+    img = dtnsess(devnet_dir, "request", "a cat", "--image", "64x48", "--out", "cat.png",
                   "--wait", "--yes")
     assert img.returncode == 0, img.stderr
-    assert "image: PNG, 64x48" in img.stdout and "verified" in img.stdout
+    assert "image: PNG, 1024x1024" in img.stdout and "verified" in img.stdout
     data = (devnet_dir / "cat.png").read_bytes()
     assert data.startswith(b"\x89PNG") and f"cid: {cid_of(data)}" in img.stdout
 
