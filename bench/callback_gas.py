@@ -85,7 +85,8 @@ def main() -> None:
             need = least_gas(system, user, sid, n)
             real = REAL.get(n)
             ratio = f"{need / real:.2f}" if real else "-"
-            print(f"{n:>15,} {need:>18,} {real or '-':>10} {ratio:>6}")
+            shown = f"{real:,}" if real else "-"
+            print(f"{n:>15,} {need:>18,} {shown:>10} {ratio:>6}")
 
 
 if __name__ == "__main__":

@@ -12,3 +12,4 @@ $PY batch.py
 # issue 9's scenario: 100 prompts over 20 sessions vs a cast send loop on one session
 $PY batch.py --n 100 --sessions 20 --delay-ms 50 --block-time 0 --modes cast,file
 $PY vs_cast.py --runs 5
+$PY callback_gas.py
