@@ -65,7 +65,7 @@ def test_call_sizes_match_the_abi_encoding():
         assert prompt_call_len(prompt) == len(abi_encode(["string[]"], [[prompt]])), prompt
 
 
-def test_the_devnet_charges_what_the_real_node_charges(cli, system6, make_node):
+def test_the_devnet_charges_what_the_real_node_charges(cli, system6, make_node, tmp_path):
     """"hello": 161 request bytes at 0.001 token = 0.161 token (the old devnet took 0.288 for
     request plus response bytes); the preview (--dry-run) says the same before anything is sent;
     a prompt whose fee would pass the cap is charged 0, as the node's rounding does."""
@@ -74,6 +74,9 @@ def test_the_devnet_charges_what_the_real_node_charges(cli, system6, make_node):
     per_byte, cap = m.feePerByteReq().call(), m.totalFeePerRes().call()
     preview = cli.json("request", "hello", "--dry-run")
     assert preview["dtn_fee"] == "0.161 USDT"
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("hello\nhello\n")
+    assert cli.json("request", "--file", str(prompts), "--dry-run")["dtn_fee"] == "0.322 USDT"
     doc = cli.json("request", "hello", "--wait", "--yes")
     assert doc["response"]["status"] == "succeeded" and doc["dtn_fee"] == "0.161 USDT"
     assert charged(system6, doc["request_id"]) == real_node_charge("hello", per_byte, cap) \
@@ -145,7 +148,8 @@ def test_a_named_node_or_a_namespace_node_may_answer(system6, user):
     assert system6.router.functions.getResponse(rid).call()[3] == system6.node_id
 
 
-def test_status_na_is_charged_like_a_success_and_calls_the_failure_callback(system6, user):
+def test_status_na_is_charged_like_a_success_and_calls_the_failure_callback(make_cli, system6,
+                                                                           user):
     fund(system6, user, 100)
     create(system6, user, 50)
     rid, _ = ask(system6, user, "hello")
@@ -157,6 +161,8 @@ def test_status_na_is_charged_like_a_success_and_calls_the_failure_callback(syst
     assert one_event(system6.manager, "AIRequestFailed", r)["error"] == "no answer"
     assert events(system6.router, "FailureCallbackFailed", r) == []
     assert request_status(system6, rid) == REQ_FAILED
+    got = make_cli(system6).json("response", "0x" + rid.hex())
+    assert (got["status"], got["message"]) == ("failed", "no answer")
 
 
 def test_a_node_skips_requests_under_its_price_floor_and_the_timeout_says_why(cli, system6,

@@ -286,6 +286,23 @@ def test_a_gateway_that_serves_wrong_bytes_is_refused(cli, tmp_path, lying_gatew
     assert not out.exists()
 
 
+def test_an_unverifiable_cid_is_written_but_reported_unverified(cli, system6, tmp_path,
+                                                                 lying_gateway):
+    """A CIDv0 (dag-pb) cannot be checked against the bytes: they are written, and both the
+    human and the JSON output say they are not verified."""
+    cid_v0 = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
+    doc = cli.json("request", "a moth", "--ipfs", "--yes")
+    localdtn.respond(system6, bytes.fromhex(doc["request_id"][2:]), worker=system6.worker,
+                     node=system6.node_id, text=cid_v0)
+    out = tmp_path / "moth.png"
+    env = {"DTNSESS_IPFS_GATEWAY": lying_gateway}
+    r = cli("response", doc["request_id"], "--out", str(out), env=env)
+    assert_ok(r)
+    assert "not verified" in r.stdout and "UNVERIFIED" in r.stdout and out.exists()
+    got = cli.json("response", doc["request_id"], env=env)
+    assert got["cid"] == cid_v0 and got["content"]["verified"] is False
+
+
 @pytest.mark.parametrize("args,code,fragment", [
     (["--image", "0x0"], ExitCode.INPUT, "outside 16..4096"),
     (["--image", "5000x100"], ExitCode.INPUT, "outside 16..4096"),

@@ -268,7 +268,10 @@ def _response_human(ans):
                       markup=False)
         if content.get("written"):
             w = content["written"]
-            out.print(f"wrote {w['size']:,} bytes to {w['path']}", markup=False)
+            unverified = content.get("gateway") and not content.get("verified")
+            out.print(f"wrote {w['size']:,} bytes to {w['path']}"
+                      + (" (UNVERIFIED: the gateway's bytes could not be checked against the "
+                         "CID)" if unverified else ""), markup=False)
         elif content.get("type") in ("image", "bytes"):
             out.print("(save it with --out FILE)", markup=False)
         if ans.answer is None and ans.kind in (None, "raw", "bytes") and ans.response_hex:

@@ -233,7 +233,9 @@ class Requests:
                                 session_id=info.session_id, user=info.user,
                                 created_at=info.created_at)
         status, message, data = resp
-        st = {1: "succeeded", 2: "failed"}.get(int(status), "unknown")
+        # NOTE: NA (0) on a completed request is a node's "no answer": the manager records it
+        # as failed (the router calls the failure callback)
+        st = {0: "failed", 1: "succeeded", 2: "failed"}.get(int(status), "unknown")
         note = None
         if info.status == "pending" and st in ("succeeded", "failed"):
             note = (f"answered, but the manager's callback failed: run `dtnsess settle "
@@ -796,7 +798,10 @@ class Requests:
         entries = [{"index": i + 1, "prompt": p, "status": "not sent", "session_id": None,
                     "request_id": None, "tx_hash": None, "block": None, "block_timestamp": None}
                    for i, p in enumerate(prompts)]
-        out = {"model": model, "sessions": ids, "requests": entries,
+        # what the sessions pay when DTN's node answers them all (sizes as the node reports)
+        total = sum(self._request_fee(prompt_call_len(p)) for p in prompts)
+        dtn_fee = f"{format_amount(total, self.decimals)} {self._symbol or 'tokens'}"
+        out = {"model": model, "sessions": ids, "requests": entries, "dtn_fee": dtn_fee,
                "dry_run": self.settings.dry_run, "error": None}
 
         def call(i: int, sid: int) -> Any:
@@ -860,7 +865,8 @@ class Requests:
                     l1 = max(p.l1_fee for _, _, p in to_send)  # OP stack's L1 data fee
                     pipe.check_funds(limit * n, value * n, n, l1 * n)
                     pipe.confirm(f"{n} requests to {model} over {len(ids)} session"
-                                 f"{'s' if len(ids) != 1 else ''}", est * n, limit * n, value * n,
+                                 f"{'s' if len(ids) != 1 else ''} (DTN fees {dtn_fee} in all)",
+                                 est * n, limit * n, value * n,
                                  l1_fee_total=l1 * n)
                     confirmed = True
                 # one round trip for the whole wave's sends (``Pipeline.send_all``: journaled
