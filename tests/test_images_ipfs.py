@@ -158,6 +158,111 @@ def test_fetch_verifies_the_cid(tmp_path, lying_gateway):
         media.fetch_cid(lying_gateway, media.parse_cid(cid))
 
 
+def _uvarint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _pb(field: int, value) -> bytes:
+    """One protobuf field: a varint (int) or length-delimited (bytes)."""
+    if isinstance(value, int):
+        return _uvarint(field << 3) + _uvarint(value)
+    return _uvarint(field << 3 | 2) + _uvarint(len(value)) + value
+
+
+def _b58(data: bytes) -> str:
+    alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+    n, out = int.from_bytes(data, "big"), ""
+    while n:
+        n, r = divmod(n, 58)
+        out = alphabet[r] + out
+    return "1" * (len(data) - len(data.lstrip(b"\0"))) + out
+
+
+def chunked_file(content: bytes, chunk: int = 1000) -> tuple:
+    """(CIDv0 text, CAR bytes) of ``content`` as `ipfs add --raw-leaves` lays out a file of
+    several chunks: raw leaves (CIDv1) under a dag-pb UnixFS File root (CIDv0, sha2-256), as
+    written independently of dtnsess_cli.media from the dag-pb, UnixFS and CARv1 specs."""
+    import hashlib
+
+    blocks, links = [], b""
+    for i in range(0, len(content), chunk):
+        leaf = content[i:i + chunk]
+        cid = bytes([1, 0x55, 0x12, 32]) + hashlib.sha256(leaf).digest()
+        blocks.append((cid, leaf))
+        links += _pb(2, _pb(1, cid) + _pb(2, b"") + _pb(3, len(leaf)))
+    unixfs = _pb(1, 2) + _pb(3, len(content))
+    for i in range(0, len(content), chunk):
+        unixfs += _pb(4, len(content[i:i + chunk]))
+    root = links + _pb(1, unixfs)  # dag-pb: Links (2) before Data (1)
+    root_mh = bytes([0x12, 32]) + hashlib.sha256(root).digest()
+    header = b"\xa2eroots\x81\xd8*X#\x00" + root_mh + b"gversion\x01"  # dag-cbor
+    car = _uvarint(len(header)) + header
+    for cid, data in [(root_mh, root)] + blocks:
+        car += _uvarint(len(cid) + len(data)) + cid + data
+    return _b58(root_mh), car
+
+
+def _car_gateway(car: bytes, mime: str = "application/vnd.ipld.car"):
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            wants_car = "vnd.ipld.car" in self.headers.get("Accept", "")
+            self.send_response(200)
+            self.send_header("Content-Type", mime if wants_car else "text/plain")
+            self.send_header("Content-Length", str(len(car)))
+            self.end_headers()
+            self.wfile.write(car)
+
+        def log_message(self, *a):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def test_a_chunked_file_is_verified_block_by_block_through_a_car():
+    content = bytes(range(256)) * 12  # 3,072 bytes: 4 leaves
+    cid_text, car = chunked_file(content)
+    cid = media.parse_cid(cid_text)
+    assert cid is not None and cid.version == 0 and not cid.verifiable
+    server, url = _car_gateway(car)
+    try:
+        assert media.fetch_cid(url, cid) == (content, True)
+    finally:
+        server.shutdown()
+        server.server_close()
+    # one byte of one leaf changed: refused, whichever block it is
+    bad = car[:-10] + bytes([car[-10] ^ 1]) + car[-9:]
+    server, url = _car_gateway(bad)
+    try:
+        with pytest.raises(media.GatewayError, match="does not hash to its CID"):
+            media.fetch_cid(url, cid)
+    finally:
+        server.shutdown()
+        server.server_close()
+    # a CAR of another file (its blocks are fine, but not the ones this CID names)
+    _, other = chunked_file(b"something else entirely" * 100)
+    server, url = _car_gateway(other)
+    try:
+        with pytest.raises(media.GatewayError, match="missing"):
+            media.fetch_cid(url, cid)
+    finally:
+        server.shutdown()
+        server.server_close()
+    # a gateway that sends the plain file instead: given, but marked unverified
+    server, url = _car_gateway(content, mime="text/plain")
+    try:
+        assert media.fetch_cid(url, cid) == (content, False)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 # -------------------------------------------------------------------------- on the chain
 
 @pytest.fixture

@@ -250,7 +250,7 @@ def _response_human(ans):
         content = ans.content or {}
         if content.get("gateway"):
             check = ("verified: hashes to the CID" if content.get("verified")
-                     else "not verified: only raw sha2-256 CIDs can be checked")
+                     else "not verified: the gateway sent no blocks to check against the CID")
             out.print(f"fetched from {content['gateway']} ({check})", markup=False)
         elif ans.kind == "cid" and "error" not in content:
             out.print("not fetched: set DTNSESS_IPFS_GATEWAY to fetch it", markup=False)
