@@ -116,6 +116,8 @@ def test_placeholder_prompts_are_refused_before_paying(cli, w3, system6, user, t
         client.make_ai_request(prompt)
     with pytest.raises(InputError, match="placeholder"):
         client.request_batch(["fine", prompt])
+    with pytest.raises(InputError, match="placeholder"):  # an encoded call, as the node decodes it
+        client.make_ai_request(None, call=abi_encode(["string[]"], [["fine", prompt]]))
     assert (nonce(w3, user), system6.manager.functions.getUserRequests(user, 0, 1).call()[1]) \
         == before
 
@@ -189,3 +191,23 @@ def test_a_callback_value_below_what_answers_need(cli, w3, user):
     assert_ok(r)
     assert "warning" in r.stderr and f"{CALLBACK_GAS_TYPICAL:,}" in r.stderr
     assert "settle" in r.stderr
+
+
+def test_redundancy_above_one_is_charged_but_never_completes(system6, user, deployer):
+    """As the real router: the first answer is charged and the request stays pending; a second
+    node's answer reverts."""
+    from helpers import assert_reason, REQ_PENDING
+
+    router = system6.router.functions
+    second = localdtn.node_id("node.devnet.second")
+    localdtn.transact(system6.w3, router.registerNode("node.devnet.second", deployer), deployer)
+    fund(system6, user, 100)
+    create(system6, user, 50)
+    rid, _ = ask(system6, user, "hello", route=([], [system6.node_id, second], 2, 8, 0))
+    r = answer(system6, rid, "first")
+    assert one_event(system6.router, "SessionCharged", r)["amount"] > 0
+    assert events(system6.router, "RequestCompleted", r) == []
+    assert request_status(system6, rid) == REQ_PENDING
+    assert_reason(lambda: localdtn.respond(system6, rid, worker=deployer, node=second, text="2nd"),
+                  "No responses found or multiple responses without aggregation")
+    assert request_status(system6, rid) == REQ_PENDING

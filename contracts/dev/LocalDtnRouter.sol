@@ -13,7 +13,8 @@ import {IDtnAi} from "../dtn/IDtnAi.sol";
 ///         msg.value >= callbackGas, gas-limited callbacks that may fail without undoing the answer,
 ///         fetchResponse reverting while a request is pending, status NA charged like a success with
 ///         the failure callback, named-node routing that also admits a node of the routing's trust
-///         namespaces, and a model registry listing each model's API and specs.
+///         namespaces, redundancy above 1 that charges an answer but never completes, and a model
+///         registry listing each model's API and specs.
 contract LocalDtnRouter is IDtnAi {
     using SafeERC20 for IERC20;
 
@@ -80,6 +81,8 @@ contract LocalDtnRouter is IDtnAi {
     mapping(bytes32 => Node) public nodes;
     mapping(bytes32 => mapping(bytes32 => bool)) public nodeInNamespace;
     mapping(bytes32 => mapping(bytes32 => bool)) public nodeResponded;
+    /// @notice Answers charged for a request with redundancy above 1 (which never completes).
+    mapping(bytes32 => uint256) public redundantAnswers;
     mapping(bytes32 => StoredRequest) private _requests;
     mapping(bytes32 => Response) private _responses;
 
@@ -231,6 +234,7 @@ contract LocalDtnRouter is IDtnAi {
         r.request = dtnRequest;
         r.callback = callback;
         delete _responses[requestId];
+        delete redundantAnswers[requestId];
         emit RequestCreated(requestId, sessionId, user);
     }
 
@@ -246,7 +250,14 @@ contract LocalDtnRouter is IDtnAi {
     ) external {
         StoredRequest storage r = _checkResponder(requestId, status, nodeId);
         nodeResponded[requestId][nodeId] = true;
+        if (r.routing.redundancy > 1) {
+            // NOTE: as the deployed router: with redundancy 2+ the first answer is charged but does
+            // not complete the request, a second one reverts, and the request stays pending.
+            require(redundantAnswers[requestId] == 0, "No responses found or multiple responses without aggregation");
+            redundantAnswers[requestId] = 1;
+        }
         _charge(r.sessionId, _fee(r.request, status, requestSize, responseSize), msg.sender);
+        if (r.routing.redundancy > 1) return;
         _responses[requestId] = Response(status, message, response, nodeId, block.timestamp);
         r.completed = true;
         _callback(requestId, r, status);

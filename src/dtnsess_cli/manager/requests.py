@@ -92,6 +92,20 @@ DIRECT_IMAGE_REFUSAL = ("DTN's node cannot answer an image request with call typ
                         "the request timeout; image requests go over IPFS")
 
 
+def _call_lines(call: bytes, model: str) -> list:
+    """The prompt lines of an encoded call, decoded with its model's input types as the node
+    does (none when it does not decode: the node fails it, that is not ours to refuse)."""
+    from ..chain.abi import decode
+    from ..models import spec_or_text
+
+    try:
+        args = decode(list(spec_or_text(model).inputs), bytes(call))
+    except Exception:  # noqa: BLE001 - the ABI decoder raises several kinds
+        return []
+    lines = args[0] if args else []
+    return [x for x in lines if isinstance(x, str)] if isinstance(lines, (list, tuple)) else []
+
+
 def check_prompt(prompt: Optional[str], what: str = "prompt") -> None:
     """Refuse, before anything is sent, a prompt DTN's node cannot answer: empty, or with
     ``{N}`` placeholders."""
@@ -645,6 +659,8 @@ class Requests:
                 raise InputError("call", "", "empty")
             if calltype == CALLTYPE_DIRECT and is_image_model(model or self.settings.model):
                 raise InputError("call type", "DIRECT", DIRECT_IMAGE_REFUSAL)
+            for line in _call_lines(call, model or self.settings.model):
+                check_prompt_placeholders(line, "call")
             size = call_len = len(call)
         else:
             check_prompt(prompt)
