@@ -17,8 +17,8 @@ from cli_helpers import assert_error, assert_ok, create_via_cli, load_json, nonc
 from dtnsess_cli.devnet import localdtn
 from dtnsess_cli.errors import ExitCode, InputError
 from dtnsess_cli.manager.base import node_fee, prompt_call_len
-from helpers import (REQ_FAILED, answer, ask, create, events, fund, next_second, one_event,
-                     request_status, routing)
+from helpers import (REQ_FAILED, answer, ask, create, events, fund, increase_time, next_second,
+                     one_event, request_status, routing)
 
 
 def real_node_charge(prompt: str, fee_per_byte_req: int, cap: int) -> int:
@@ -178,6 +178,10 @@ def test_a_node_skips_requests_under_its_price_floor_and_the_timeout_says_why(cl
 
     rid = re.search(r"0x[0-9a-f]{64}", r.stderr).group(0)
     assert "priced below this node's floor" in wait_for(node, rid)
+    assert cli.json("response", rid)["note"] is None  # pending, but not for long yet
+    increase_time(system6.w3, 301)
+    got = cli.json("response", rid)
+    assert got["status"] == "pending" and "priced below its minimum fee" in got["note"]
 
 
 def test_a_callback_value_below_what_answers_need(cli, w3, user):

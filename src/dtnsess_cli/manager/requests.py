@@ -43,6 +43,8 @@ from .base import (
 )
 from .views import SessionView, RequestView, ResponseView, WriteResult
 
+# a request unanswered this long was likely skipped by the node (it says nothing): say why it may be
+LONG_PENDING_SECONDS = 300
 # the manager's events of a request's life, as `watch` follows them
 WATCH_EVENTS = ("AIRequestSubmitted", "AIRequestCompleted", "AIResponseReceived",
                 "AIRequestFailed")
@@ -227,7 +229,8 @@ class Requests:
         """The manager's record and the router's answer of a request, both read at one block
         (at two blocks, an answer mined in between looked like a callback that did not run)."""
         rid = parse_request_id(request_id) if isinstance(request_id, str) else bytes(request_id)
-        (head,) = self._calls([("eth_blockNumber", [])], "block number")
+        (latest,) = self._calls([("eth_getBlockByNumber", ["latest", False])], "latest block")
+        head, now = latest["number"], int(latest["timestamp"], 16)
         m = self._mgr
         (ok, req), (answered, resp) = self._batch(
             [m.call("requests", rid), self.router.call("fetchResponse", rid)],
@@ -243,9 +246,12 @@ class Requests:
             if not isinstance(resp, RevertError):
                 raise resp
             # "Request not completed" while pending (decoded by selector: Error(string))
+            waited = now - info.created_at
+            note = (f"pending for {waited // 60} minutes: {UNANSWERED_CAUSES}"
+                    if waited >= LONG_PENDING_SECONDS else None)
             return ResponseView(_hex(rid), "pending", info.status, "", None,
                                 session_id=info.session_id, user=info.user,
-                                created_at=info.created_at)
+                                created_at=info.created_at, note=note)
         status, message, data = resp
         # NOTE: NA (0) on a completed request is a node's "no answer": the manager records it
         # as failed (the router calls the failure callback)
