@@ -392,3 +392,17 @@ def test_devnet_answers_through_the_cli_within_bound(devnet_dir):
     assert time.monotonic() - started < ANSWER_BOUND + 10
     doc = json.loads(res.stdout)
     assert doc["response"]["answer"] == default_answer("What is DTN?")
+
+
+def test_devnet_node_min_fee_leaves_cheaper_requests_pending(devnet_dir):
+    """`devnet up --node-min-fee` gives the responder a price floor, as a DTN node has: a request
+    offering less per byte is skipped without an answer, and the CLI's timeout names that cause."""
+    state = devnet_up(devnet_dir, "--node-min-fee", "1001")  # the manager offers 1000 per byte
+    assert state["node_min_fee_per_byte"] == 1001
+    made = dtnsess(devnet_dir, "create", "20", "--yes")
+    assert made.returncode == 0, made.stderr
+    r = dtnsess(devnet_dir, "request", "too cheap", "--wait", "--timeout", "4", "--yes")
+    assert r.returncode == 10, r.stderr
+    assert "priced below its minimum fee" in r.stderr
+    log = (devnet_dir / ".dtnsess-devnet" / "responder.log").read_text()
+    assert "priced below this node's floor (feePerByteReq 1000 < 1001)" in log
