@@ -13,3 +13,4 @@ $PY batch.py
 $PY batch.py --n 100 --sessions 20 --delay-ms 50 --block-time 0 --modes cast,file
 $PY vs_cast.py --runs 5
 $PY keeper_gas.py
+$PY callback_gas.py

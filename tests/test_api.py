@@ -164,10 +164,11 @@ def test_image_and_ipfs_requests(anvil, system6, private_keys, user, quiet):
     sid = client.create_session("20").session_id
     rid = client.make_ai_request("a red fox", image=(64, 32), session_id=sid).request_id
     call, _, calltype, *_ = s.router.functions.getRequest(rid).call()[8]
-    assert calltype == 1 and decode(["string[]", "uint64", "uint64"], call) == (("a red fox",), 64, 32)
+    # an image goes over IPFS: DTN's node cannot answer a DIRECT bytes output
+    assert calltype == 0 and decode(["string[]", "uint64", "uint64"], call) == (("a red fox",), 64, 32)
     assert s.router.functions.getRequest(rid).call()[1] == s.router.functions.modelId(
         "model.system.openai-gpt-image-1").call()
-    png = make_png(64, 32)
+    png = make_png(64, 32)  # what another router might answer: decoded by its magic bytes
     respond(s, bytes.fromhex(rid[2:]), worker=s.worker, node=s.node_id,
             payload=encode(["bytes"], [png]))
     ans = client.response(rid)
@@ -188,6 +189,8 @@ def test_image_and_ipfs_requests(anvil, system6, private_keys, user, quiet):
         client.make_ai_request("x", image=(64, 64), model="model.system.openai-gpt-5")
     with pytest.raises(InputError):
         client.make_ai_request("x", image=(8, 64))
+    with pytest.raises(InputError, match="DIRECT"):
+        client.make_ai_request("x", image=(64, 64), ipfs=False)
 
 
 def test_duck_typed_signer_and_our_signer(anvil, system6, private_keys, user, quiet):

@@ -3,7 +3,7 @@
 the session closing and says when to retry; `close --all` closes what it can.
 
 A starved callback: the request's --value is the callback gas (1 wei per gas unit), so the
-smallest value the CLI takes (30000) with a long answer (~4 KB needs ~50000 gas) makes the
+value 30000 (above the CLI's floor, 27000; the CLI warns) with a long answer (~4 KB needs ~48000 gas) makes the
 router's call of the manager's onSuccess run out of gas. The router keeps the
 SUCCESS answer (SuccessCallbackFailed) while the manager still counts the request pending, as on
 the deployed DTN.
@@ -34,7 +34,7 @@ from test_cli_errors import fails
 # the token-conservation check after every test (tests/fixtures/chain.py)
 pytestmark = pytest.mark.usefixtures("conserved")
 
-STARVED = "30000"  # wei = callback gas: the CLI's minimum, too little for a long answer
+STARVED = "30000"  # wei = callback gas: the CLI takes it (warning), too little for a long answer
 LONG_ANSWER = "an answer " * 400  # 4000 bytes
 
 

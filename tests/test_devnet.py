@@ -271,17 +271,18 @@ def test_devnet_lifecycle(devnet_dir):
         assert chain.token.functions.balanceOf(chain.account(i)).call() == 1_000_000 * chain.unit
     assert chain.token.functions.balanceOf(chain.account(9)).call() == 0
 
-    # the four models, and an image answered as a PNG through the installed script
+    # the four models (read from the chain), and an image answered over IPFS as a PNG (of the
+    # network's size) through the installed script
     models = dtnsess(devnet_dir, "models", "--json")
     assert models.returncode == 0, models.stderr
     doc = json.loads(models.stdout)
-    assert doc["source"] == "devnet" and [m["name"] for m in doc["models"]] == localdtn.model_names()
+    assert doc["source"] == "chain" and [m["name"] for m in doc["models"]] == localdtn.model_names()
     made = dtnsess(devnet_dir, "create", "20", "--yes")
     assert made.returncode == 0, made.stderr
-    img = dtnsess(devnet_dir, "request", "a cat", "--image", "64x48", "--ipfs", "--out", "cat.png",
+    img = dtnsess(devnet_dir, "request", "a cat", "--image", "64x48", "--out", "cat.png",
                   "--wait", "--yes")
     assert img.returncode == 0, img.stderr
-    assert "image: PNG, 64x48" in img.stdout and "verified" in img.stdout
+    assert "image: PNG, 1024x1024" in img.stdout and "verified" in img.stdout
     data = (devnet_dir / "cat.png").read_bytes()
     assert data.startswith(b"\x89PNG") and f"cid: {cid_of(data)}" in img.stdout
 
@@ -391,3 +392,17 @@ def test_devnet_answers_through_the_cli_within_bound(devnet_dir):
     assert time.monotonic() - started < ANSWER_BOUND + 10
     doc = json.loads(res.stdout)
     assert doc["response"]["answer"] == default_answer("What is DTN?")
+
+
+def test_devnet_node_min_fee_leaves_cheaper_requests_pending(devnet_dir):
+    """`devnet up --node-min-fee` gives the responder a price floor, as a DTN node has: a request
+    offering less per byte is skipped without an answer, and the CLI's timeout names that cause."""
+    state = devnet_up(devnet_dir, "--node-min-fee", "1001")  # the manager offers 1000 per byte
+    assert state["node_min_fee_per_byte"] == 1001
+    made = dtnsess(devnet_dir, "create", "20", "--yes")
+    assert made.returncode == 0, made.stderr
+    r = dtnsess(devnet_dir, "request", "too cheap", "--wait", "--timeout", "4", "--yes")
+    assert r.returncode == 10, r.stderr
+    assert "priced below its minimum fee" in r.stderr
+    log = (devnet_dir / ".dtnsess-devnet" / "responder.log").read_text()
+    assert "priced below this node's floor (feePerByteReq 1000 < 1001)" in log

@@ -204,9 +204,9 @@ def test_value_below_a_callbacks_needs_is_refused(make_cli, system6, user, w3):
     fund(system6, user, 100, approve=False)
     create_via_cli(cli, "20")
     before = nonce(w3, user)
-    for value in ("1000", "29999", "1000wei", "0x3e8"):
+    for value in ("1000", "26999", "1000wei", "0x3e8"):
         r = cli("request", "hi", "--value", value, "--yes")
-        assert_error(r, ExitCode.INPUT, "--value", "callback", "30000")
+        assert_error(r, ExitCode.INPUT, "--value", "callback", "27,000")
     assert nonce(w3, user) == before
 
 

@@ -19,7 +19,7 @@ from dtnsess_cli import media
 from dtnsess_cli.chain.abi import encode
 from dtnsess_cli.config import CliOptions, resolve_settings
 from dtnsess_cli.devnet import localdtn
-from dtnsess_cli.devnet.responder import Gateway, IpfsStore, Responder
+from dtnsess_cli.devnet.responder import Gateway, IpfsStore
 from dtnsess_cli.errors import ExitCode
 from dtnsess_cli.manager.base import decode_answer
 from dtnsess_cli.models import DTN_MODELS
@@ -158,22 +158,117 @@ def test_fetch_verifies_the_cid(tmp_path, lying_gateway):
         media.fetch_cid(lying_gateway, media.parse_cid(cid))
 
 
+def _uvarint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _pb(field: int, value) -> bytes:
+    """One protobuf field: a varint (int) or length-delimited (bytes)."""
+    if isinstance(value, int):
+        return _uvarint(field << 3) + _uvarint(value)
+    return _uvarint(field << 3 | 2) + _uvarint(len(value)) + value
+
+
+def _b58(data: bytes) -> str:
+    alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+    n, out = int.from_bytes(data, "big"), ""
+    while n:
+        n, r = divmod(n, 58)
+        out = alphabet[r] + out
+    return "1" * (len(data) - len(data.lstrip(b"\0"))) + out
+
+
+def chunked_file(content: bytes, chunk: int = 1000) -> tuple:
+    """(CIDv0 text, CAR bytes) of ``content`` as `ipfs add --raw-leaves` lays out a file of
+    several chunks: raw leaves (CIDv1) under a dag-pb UnixFS File root (CIDv0, sha2-256), as
+    written independently of dtnsess_cli.media from the dag-pb, UnixFS and CARv1 specs."""
+    import hashlib
+
+    blocks, links = [], b""
+    for i in range(0, len(content), chunk):
+        leaf = content[i:i + chunk]
+        cid = bytes([1, 0x55, 0x12, 32]) + hashlib.sha256(leaf).digest()
+        blocks.append((cid, leaf))
+        links += _pb(2, _pb(1, cid) + _pb(2, b"") + _pb(3, len(leaf)))
+    unixfs = _pb(1, 2) + _pb(3, len(content))
+    for i in range(0, len(content), chunk):
+        unixfs += _pb(4, len(content[i:i + chunk]))
+    root = links + _pb(1, unixfs)  # dag-pb: Links (2) before Data (1)
+    root_mh = bytes([0x12, 32]) + hashlib.sha256(root).digest()
+    header = b"\xa2eroots\x81\xd8*X#\x00" + root_mh + b"gversion\x01"  # dag-cbor
+    car = _uvarint(len(header)) + header
+    for cid, data in [(root_mh, root)] + blocks:
+        car += _uvarint(len(cid) + len(data)) + cid + data
+    return _b58(root_mh), car
+
+
+def _car_gateway(car: bytes, mime: str = "application/vnd.ipld.car"):
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            wants_car = "vnd.ipld.car" in self.headers.get("Accept", "")
+            self.send_response(200)
+            self.send_header("Content-Type", mime if wants_car else "text/plain")
+            self.send_header("Content-Length", str(len(car)))
+            self.end_headers()
+            self.wfile.write(car)
+
+        def log_message(self, *a):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def test_a_chunked_file_is_verified_block_by_block_through_a_car():
+    content = bytes(range(256)) * 12  # 3,072 bytes: 4 leaves
+    cid_text, car = chunked_file(content)
+    cid = media.parse_cid(cid_text)
+    assert cid is not None and cid.version == 0 and not cid.verifiable
+    server, url = _car_gateway(car)
+    try:
+        assert media.fetch_cid(url, cid) == (content, True)
+    finally:
+        server.shutdown()
+        server.server_close()
+    # one byte of one leaf changed: refused, whichever block it is
+    bad = car[:-10] + bytes([car[-10] ^ 1]) + car[-9:]
+    server, url = _car_gateway(bad)
+    try:
+        with pytest.raises(media.GatewayError, match="does not hash to its CID"):
+            media.fetch_cid(url, cid)
+    finally:
+        server.shutdown()
+        server.server_close()
+    # a CAR of another file (its blocks are fine, but not the ones this CID names)
+    _, other = chunked_file(b"something else entirely" * 100)
+    server, url = _car_gateway(other)
+    try:
+        with pytest.raises(media.GatewayError, match="missing"):
+            media.fetch_cid(url, cid)
+    finally:
+        server.shutdown()
+        server.server_close()
+    # a gateway that sends the plain file instead: given, but marked unverified
+    server, url = _car_gateway(content, mime="text/plain")
+    try:
+        assert media.fetch_cid(url, cid) == (content, False)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 # -------------------------------------------------------------------------- on the chain
 
 @pytest.fixture
-def node(w3, system6, tmp_path):
+def node(make_node, system6):
     """The devnet's responder and its IPFS gateway, running in threads for one test."""
-    store = IpfsStore(tmp_path / "ipfs")
-    gateway = Gateway(store).start()
-    responder = Responder(w3, system6.router, system6.worker, system6.node_id,
-                          from_block=w3.eth.block_number + 1, poll=0.05, ipfs=store)
-    t = threading.Thread(target=responder.run, daemon=True)
-    t.start()
-    responder.gateway_url = gateway.url
-    yield responder
-    responder.stop()
-    t.join(10)
-    gateway.stop()
+    return make_node(system6)
 
 
 @pytest.fixture
@@ -189,32 +284,67 @@ def _requests(system, user) -> int:
     return system.manager.functions.getUserRequests(user, 0, 1).call()[1]
 
 
-def test_an_image_request_writes_a_png_of_the_asked_size(cli, system6, user, tmp_path):
+def test_an_image_request_goes_over_ipfs_and_writes_the_verified_png(cli, system6, user,
+                                                                     tmp_path):
+    """`--image` sends call type IPFS (DTN's node cannot answer a DIRECT image); `--out` writes
+    the image fetched through the gateway, checked against its CID. The network decides the
+    size: DTN's image processor (and so the devnet) makes 1024x1024 whatever the call asks."""
     out = tmp_path / "fox.png"
     doc = cli.json("request", "a red fox", "--image", "320x200", "--out", str(out), "--wait",
                    "--yes")
-    assert read_png(out.read_bytes()) == (320, 200)
-    assert doc["model"] == "model.system.openai-gpt-image-1" and doc["calltype"] == "direct"
+    assert doc["model"] == "model.system.openai-gpt-image-1" and doc["calltype"] == "ipfs"
     ans = doc["response"]
-    assert ans["kind"] == "image" and ans["answer"] is None
-    assert ans["content"]["format"] == "png" and ans["content"]["mime"] == "image/png"
-    assert (ans["content"]["width"], ans["content"]["height"]) == (320, 200)
+    assert ans["kind"] == "cid" and media.cid_of(out.read_bytes()) == ans["cid"]
+    assert ans["content"]["verified"] is True and ans["content"]["format"] == "png"
+    assert read_png(out.read_bytes()) == (1024, 1024)
     assert doc["out"] == {"path": str(out), "size": out.stat().st_size}
-    # the call the node got: abi.encode(string[] lines, uint64 w, uint64 h)
+    # the call the node got: abi.encode(string[] lines, uint64 w, uint64 h), call type IPFS
     stored = system6.router.functions.getRequest(bytes.fromhex(doc["request_id"][2:])).call()
     lines, width, height = localdtn.decode_call(localdtn.spec_of_id(stored[1]), stored[8][0])
-    assert (list(lines), width, height) == (["a red fox"], 320, 200)
+    assert (list(lines), width, height, stored[8][2]) == (["a red fox"], 320, 200,
+                                                          localdtn.CALL_IPFS)
     # human output: the sniffed type and size; an existing file is not overwritten...
     next_second(system6.w3)
     r = cli("request", "a blue fox", "--image", "64x48", "--out", str(out), "--wait", "--yes")
     assert_error(r, ExitCode.INPUT, "exists")
-    assert read_png(out.read_bytes()) == (320, 200)
     # ...unless --force
     r = cli("request", "a blue fox", "--image", "64x48", "--out", str(out), "--wait", "--yes",
             "--force")
     assert_ok(r)
-    assert "image: PNG, 64x48" in r.stdout and f"to {out}" in r.stdout
-    assert read_png(out.read_bytes()) == (64, 48)
+    assert "image: PNG, 1024x1024" in r.stdout and f"to {out}" in r.stdout
+    assert "verified: hashes to the CID" in r.stdout
+
+
+def test_a_direct_image_request_is_refused_and_never_answered(cli, w3, system6, user, node):
+    """The API refuses a DIRECT image request before sending; one made anyway (straight to the
+    contract) stays pending on the devnet, as on the real network, and the node says why."""
+    import time
+
+    from dtnsess_cli import Client, signer_from_key
+    from dtnsess_cli.errors import InputError
+
+    client = Client(cli.url, system6.manager.address, signer=signer_from_key(cli.key()))
+    before = nonce(w3, user)
+    with pytest.raises(InputError, match="cannot answer an image request with call type DIRECT"):
+        client.make_ai_request("a cat", image=(64, 64), ipfs=False)
+    call = encode(["string[]", "uint64", "uint64"], [["a cat"], 64, 64])
+    with pytest.raises(InputError, match="DIRECT"):
+        client.make_ai_request(None, call=call, model=localdtn.IMAGE_MODEL)
+    assert nonce(w3, user) == before
+
+    r = localdtn.transact(w3, system6.manager.functions.makeAIRequestWithCall(
+        0, call, localdtn.CALL_DIRECT, localdtn.IMAGE_MODEL,
+        ([localdtn.SYSTEM_TRUST_NAMESPACE], [], 1, 8, 0)), user, value=300_000)
+    from web3.logs import DISCARD
+
+    (ev,) = system6.router.events.RequestCreated().process_receipt(r, errors=DISCARD)
+    rid = "0x" + ev["args"]["requestId"].hex()
+    deadline = time.monotonic() + 20
+    while not any(rid in line for line in node.log.lines) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (line,) = [ln for ln in node.log.lines if rid in ln]
+    assert "skipped" in line and "bytes output cannot be encoded" in line
+    assert cli.json("response", rid)["status"] == "pending"
 
 
 def test_ipfs_answers_are_cids_whose_gateway_bytes_hash_to_them(cli, node, tmp_path):
@@ -237,12 +367,12 @@ def test_ipfs_answers_are_cids_whose_gateway_bytes_hash_to_them(cli, node, tmp_p
     ans = doc["response"]
     assert ans["kind"] == "cid" and ans["content"]["type"] == "image"
     assert media.cid_of(out.read_bytes()) == ans["cid"]
-    assert read_png(out.read_bytes()) == (100, 80)
+    assert read_png(out.read_bytes()) == (1024, 1024)  # the network decides the size
     # human output shows the CID and its ipfs:// URL
     r = cli("response", doc["request_id"])
     assert_ok(r)
     assert f"cid: {ans['cid']}" in r.stdout and f"url: ipfs://{ans['cid']}" in r.stdout
-    assert "verified" in r.stdout and "image: PNG, 100x80" in r.stdout
+    assert "verified" in r.stdout and "image: PNG, 1024x1024" in r.stdout
 
 
 def test_a_gateway_that_serves_wrong_bytes_is_refused(cli, tmp_path, lying_gateway):
@@ -261,6 +391,23 @@ def test_a_gateway_that_serves_wrong_bytes_is_refused(cli, tmp_path, lying_gatew
     assert not out.exists()
 
 
+def test_an_unverifiable_cid_is_written_but_reported_unverified(cli, system6, tmp_path,
+                                                                 lying_gateway):
+    """A CIDv0 (dag-pb) cannot be checked against the bytes: they are written, and both the
+    human and the JSON output say they are not verified."""
+    cid_v0 = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
+    doc = cli.json("request", "a moth", "--ipfs", "--yes")
+    localdtn.respond(system6, bytes.fromhex(doc["request_id"][2:]), worker=system6.worker,
+                     node=system6.node_id, text=cid_v0)
+    out = tmp_path / "moth.png"
+    env = {"DTNSESS_IPFS_GATEWAY": lying_gateway}
+    r = cli("response", doc["request_id"], "--out", str(out), env=env)
+    assert_ok(r)
+    assert "not verified" in r.stdout and "UNVERIFIED" in r.stdout and out.exists()
+    got = cli.json("response", doc["request_id"], env=env)
+    assert got["cid"] == cid_v0 and got["content"]["verified"] is False
+
+
 @pytest.mark.parametrize("args,code,fragment", [
     (["--image", "0x0"], ExitCode.INPUT, "outside 16..4096"),
     (["--image", "5000x100"], ExitCode.INPUT, "outside 16..4096"),
@@ -272,12 +419,13 @@ def test_a_gateway_that_serves_wrong_bytes_is_refused(cli, tmp_path, lying_gatew
     (["--file", "prompts.txt", "--model", "model.system.openai-gpt-image-1"], ExitCode.INPUT,
      "image model"),
     (["--ipfs", "--out", "x.txt", "--wait"], ExitCode.CONFIG, "gateway"),
+    (["--image", "64x64", "--out", "x.png", "--wait"], ExitCode.CONFIG, "gateway"),
 ])
 def test_bad_image_requests_send_nothing(cli, w3, system6, user, tmp_path, args, code, fragment):
     (tmp_path / "prompts.txt").write_text("one\n")
     before = (nonce(w3, user), _requests(system6, user))
     prompt = [] if "--file" in args else ["a cat"]
-    env = {"DTNSESS_IPFS_GATEWAY": None} if "--ipfs" in args else None
+    env = {"DTNSESS_IPFS_GATEWAY": None} if "--out" in args and "--wait" in args else None
     r = cli("request", *prompt, *args, "--yes", env=env)
     if code is None:
         assert r.exit_code != 0 and "--image" in r.stderr
@@ -355,18 +503,31 @@ def test_doctor_fails_on_an_unregistered_model(make_cli, system6, user):
     assert "model.system.openai-gpt-4" in check["detail"] and "Model does not exist" in check["detail"]
 
 
-def test_models_lists_the_four(make_cli, system6, tmp_path):
+def test_models_reads_what_the_chain_registered(make_cli, system6, deployer):
+    """`models` lists the router's model manager's models and APIs, not a preset: a model
+    registered on the chain shows up; the preset list is only a fallback that says so."""
     cli = make_cli(system6)
-    doc = cli.json("models", "--network", "base", env={"DTNSESS_RPC_URL": None})
+    doc = cli.json("models")
+    assert doc["source"] == "chain" and doc["note"] is None
     assert [m["name"] for m in doc["models"]] == FOUR
-    assert doc["default"] == FOUR[0] and doc["source"] == "preset base"
-    assert [m["default"] for m in doc["models"]] == [True, False, False, False]
     assert [m["kind"] for m in doc["models"]] == ["text", "text", "text", "image"]
+    assert doc["models"][3]["api"] == "api.system.llm-simpleimage"
     assert doc["models"][3]["specs"] == "string[], uint64, uint64 -> bytes"
-    r = cli("models", "--network", "base")
+    assert [m["default"] for m in doc["models"]] == [True, False, False, False]
+    localdtn.transact(system6.w3, system6.router.functions.registerModel(
+        "model.acme.llama-70b", "api.system.llm-simpletext"), deployer)
+    doc = cli.json("models")
+    assert doc["models"][-1] == {"name": "model.acme.llama-70b", "api": "api.system.llm-simpletext",
+                                 "specs": "string[] -> string", "kind": "text",
+                                 "default": False, "listed": True}
+    r = cli("models")
     assert_ok(r)
-    for name in FOUR:
-        assert name in r.stdout
+    assert "5 models (registered on the chain)" in r.stdout and "model.acme.llama-70b" in r.stdout
+    # no contract to read: the preset's list, saying so
+    doc = cli.json("models", "--network", "base",
+                   env={"DTNSESS_RPC_URL": None, "DTNSESS_CONTRACT": None})
+    assert [m["name"] for m in doc["models"]] == FOUR
+    assert doc["source"] == "preset base" and "may differ" in doc["note"]
 
 
 def test_the_devnet_registers_the_four(system6):

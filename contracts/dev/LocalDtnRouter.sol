@@ -11,7 +11,10 @@ import {IDtnAi} from "../dtn/IDtnAi.sol";
 ///         session funding, per-byte charging with caps paid to the node's worker, refunds on close,
 ///         stranded requests after close, the deployed request-id formula (one-second resolution),
 ///         msg.value >= callbackGas, gas-limited callbacks that may fail without undoing the answer,
-///         and fetchResponse reverting while a request is pending.
+///         fetchResponse reverting while a request is pending, status NA charged like a success with
+///         the failure callback, named-node routing that also admits a node of the routing's trust
+///         namespaces, redundancy above 1 that charges an answer but never completes, and a model
+///         registry listing each model's API and specs.
 contract LocalDtnRouter is IDtnAi {
     using SafeERC20 for IERC20;
 
@@ -24,6 +27,13 @@ contract LocalDtnRouter is IDtnAi {
         address worker;
         bool registered;
         string name;
+    }
+
+    /// @notice A registered model as `getModelApi` reports it.
+    struct ModelApi {
+        string name;
+        string api;
+        string specs;
     }
 
     struct StoredRequest {
@@ -44,6 +54,7 @@ contract LocalDtnRouter is IDtnAi {
     event SessionCharged(uint256 indexed sessionId, uint256 amount, address indexed to);
     event SessionClosed(uint256 indexed sessionId, uint256 remainingBalance);
     event ModelRegistered(bytes32 indexed modelId, string name);
+    event ModelApiRegistered(string api, string specs);
     event NodeRegistered(bytes32 indexed nodeId, string name, address indexed worker);
     event NodeNamespaceAdded(bytes32 indexed nodeId, bytes32 indexed namespaceId);
 
@@ -63,9 +74,15 @@ contract LocalDtnRouter is IDtnAi {
 
     mapping(uint256 => Session) public sessions;
     mapping(bytes32 => bool) public modelExists;
+    mapping(bytes32 => string) private _modelNames;
+    mapping(bytes32 => string) private _modelApis;
+    mapping(string => string) private _apiSpecs;
+    bytes32[] private _modelIds;
     mapping(bytes32 => Node) public nodes;
     mapping(bytes32 => mapping(bytes32 => bool)) public nodeInNamespace;
     mapping(bytes32 => mapping(bytes32 => bool)) public nodeResponded;
+    /// @notice Answers charged for a request with redundancy above 1 (which never completes).
+    mapping(bytes32 => uint256) public redundantAnswers;
     mapping(bytes32 => StoredRequest) private _requests;
     mapping(bytes32 => Response) private _responses;
 
@@ -81,10 +98,23 @@ contract LocalDtnRouter is IDtnAi {
 
     // ---------------------------------------------------------------- registry (admin)
 
-    /// @notice Registers a model by its full name (e.g. "model.system.openai-gpt-4").
-    function registerModel(string calldata name) external onlyAdmin returns (bytes32 id) {
+    /// @notice Registers an API by its full name (e.g. "api.system.llm-simpletext") and its specs
+    ///         ("string[] -> string": the call's input types, then the output type).
+    function registerModelApi(string calldata api, string calldata specs) external onlyAdmin {
+        require(bytes(api).length > 0, "Empty API name");
+        _apiSpecs[api] = specs;
+        emit ModelApiRegistered(api, specs);
+    }
+
+    /// @notice Registers a model by its full name (e.g. "model.system.openai-gpt-5-nano") with the
+    ///         API it implements (registered first).
+    function registerModel(string calldata name, string calldata api) external onlyAdmin returns (bytes32 id) {
+        require(bytes(_apiSpecs[api]).length > 0, "API not registered");
         id = keccak256(abi.encodePacked(name));
+        if (!modelExists[id]) _modelIds.push(id);
         modelExists[id] = true;
+        _modelNames[id] = name;
+        _modelApis[id] = api;
         emit ModelRegistered(id, name);
     }
 
@@ -125,6 +155,22 @@ contract LocalDtnRouter is IDtnAi {
     /// @inheritdoc IDtnAi
     function feeTarget() external view returns (address) {
         return address(this);
+    }
+
+    /// @notice The model manager (this contract plays that role too).
+    function modelManager() external view returns (address) {
+        return address(this);
+    }
+
+    /// @notice Every registered model's id, in registration order.
+    function getModelIds() external view returns (bytes32[] memory) {
+        return _modelIds;
+    }
+
+    /// @notice A registered model's full name, API and the API's specs (empty for an unknown id).
+    function getModelApi(bytes32 id) external view returns (ModelApi memory) {
+        string memory api = _modelApis[id];
+        return ModelApi(_modelNames[id], api, _apiSpecs[api]);
     }
 
     /// @notice The session manager (this contract plays both roles).
@@ -188,6 +234,7 @@ contract LocalDtnRouter is IDtnAi {
         r.request = dtnRequest;
         r.callback = callback;
         delete _responses[requestId];
+        delete redundantAnswers[requestId];
         emit RequestCreated(requestId, sessionId, user);
     }
 
@@ -203,7 +250,14 @@ contract LocalDtnRouter is IDtnAi {
     ) external {
         StoredRequest storage r = _checkResponder(requestId, status, nodeId);
         nodeResponded[requestId][nodeId] = true;
+        if (r.routing.redundancy > 1) {
+            // NOTE: as the deployed router: with redundancy 2+ the first answer is charged but does
+            // not complete the request, a second one reverts, and the request stays pending.
+            require(redundantAnswers[requestId] == 0, "No responses found or multiple responses without aggregation");
+            redundantAnswers[requestId] = 1;
+        }
         _charge(r.sessionId, _fee(r.request, status, requestSize, responseSize), msg.sender);
+        if (r.routing.redundancy > 1) return;
         _responses[requestId] = Response(status, message, response, nodeId, block.timestamp);
         r.completed = true;
         _callback(requestId, r, status);
@@ -247,7 +301,6 @@ contract LocalDtnRouter is IDtnAi {
         require(n.worker == msg.sender, "Only the node worker can respond");
         require(!nodeResponded[requestId][nodeId], "Node already responded");
         require(!r.completed, "Request already completed");
-        require(status != ResponseStatus.NA, "Invalid status");
         require(r.routing.aggregationType == AggregationType.ANY, "Aggregation not supported");
         require(_eligible(r.routing, nodeId), "Node not eligible for this request");
     }
@@ -257,7 +310,8 @@ contract LocalDtnRouter is IDtnAi {
         view
         returns (uint256 fee)
     {
-        fee = status == ResponseStatus.SUCCESS
+        // NOTE: as on the deployed router, NA is charged like a success (and gets the failure callback)
+        fee = status != ResponseStatus.FAILURE
             ? requestSize * req.feePerByteReq + responseSize * req.feePerByteRes
             : (requestSize + responseSize) * failureFeePerByte;
         if (fee > req.totalFeePerRes) fee = req.totalFeePerRes;
@@ -288,12 +342,10 @@ contract LocalDtnRouter is IDtnAi {
         emit SessionCharged(sessionId, fee, to);
     }
 
+    /// @dev As the deployed router: a node named in trustedNodeIds, or one holding any of the trust namespaces.
     function _eligible(DtnRouting storage routing, bytes32 nodeId) private view returns (bool) {
-        if (routing.trustedNodeIds.length > 0) {
-            for (uint256 i = 0; i < routing.trustedNodeIds.length; i++) {
-                if (routing.trustedNodeIds[i] == nodeId) return true;
-            }
-            return false;
+        for (uint256 i = 0; i < routing.trustedNodeIds.length; i++) {
+            if (routing.trustedNodeIds[i] == nodeId) return true;
         }
         for (uint256 i = 0; i < routing.trustNamespaceIds.length; i++) {
             if (nodeInNamespace[nodeId][routing.trustNamespaceIds[i]]) return true;

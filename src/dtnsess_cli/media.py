@@ -1,5 +1,6 @@
 """Images and IPFS answers: image sizes, sniffing image bytes, CIDs, and fetching a CID through
-an HTTP gateway (checked against the CID when it names raw bytes hashed with sha2-256).
+an HTTP gateway, checked against the CID: a raw block by hashing it, a CIDv0 or dag-pb file
+through a trustless gateway's CAR, block by block.
 
 Stdlib only: this module is on the command path (``request --image``, ``response``).
 """
@@ -172,7 +173,10 @@ def parse_cid(text: str) -> Optional[Cid]:
     if not isinstance(text, str):
         return None
     if _CIDV0.match(text):
-        return Cid(text, 0, None, MH_SHA2_256, b"")  # digest: base58, not needed to verify
+        mh = _b58decode(text)  # a bare multihash: sha2-256, 32 bytes
+        if len(mh) != 34 or mh[:2] != bytes([MH_SHA2_256, 32]):
+            return None
+        return Cid(text, 0, None, MH_SHA2_256, mh[2:])
     if not _CIDV1_B32.match(text):
         return None
     body = text[1:].upper()
@@ -190,6 +194,120 @@ def parse_cid(text: str) -> Optional[Cid]:
     return Cid(text, 1, codec, code, digest)
 
 
+_B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+
+
+def _b58decode(text: str) -> bytes:
+    n = 0
+    for ch in text:
+        n = n * 58 + _B58.index(ch)
+    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return b"\0" * (len(text) - len(text.lstrip("1"))) + body
+
+
+# ------------------------------------------------------------ CAR: verified block by block
+
+CODEC_DAG_PB = 0x70
+CAR_MIME = "application/vnd.ipld.car"
+MAX_DAG_DEPTH = 32
+
+
+def _cid_at(buf: bytes, pos: int) -> tuple:
+    """(codec, multihash code, digest, end) of the binary CID at ``pos`` (CIDv0: a bare
+    sha2-256 multihash, dag-pb)."""
+    if buf[pos:pos + 2] == bytes([MH_SHA2_256, 32]):
+        return CODEC_DAG_PB, MH_SHA2_256, buf[pos + 2:pos + 34], pos + 34
+    version, pos = _varint(buf, pos)
+    if version != 1:
+        raise ValueError(f"CID version {version}")
+    codec, pos = _varint(buf, pos)
+    code, pos = _varint(buf, pos)
+    length, pos = _varint(buf, pos)
+    if pos + length > len(buf):
+        raise ValueError("truncated CID")
+    return codec, code, buf[pos:pos + length], pos + length
+
+
+def _protobuf(buf: bytes) -> list:
+    """(field number, value) pairs of a protobuf message: ints for varints, bytes for
+    length-delimited fields (dag-pb and UnixFS use no other wire types)."""
+    out, pos = [], 0
+    while pos < len(buf):
+        key, pos = _varint(buf, pos)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _varint(buf, pos)
+        elif wire == 2:
+            n, pos = _varint(buf, pos)
+            if pos + n > len(buf):
+                raise ValueError("truncated protobuf field")
+            value, pos = buf[pos:pos + n], pos + n
+        else:
+            raise ValueError(f"protobuf wire type {wire}")
+        out.append((field, value))
+    return out
+
+
+def car_blocks(car: bytes) -> dict:
+    """The blocks of a CARv1, each checked against its CID: {sha2-256 digest: (codec, data)}.
+    A block that does not hash to its CID, or one hashed otherwise, raises ValueError."""
+    header_len, pos = _varint(car, 0)
+    pos += header_len  # dag-cbor {roots, version}: the root we want is the CID we asked for
+    if pos > len(car):
+        raise ValueError("truncated CAR header")
+    blocks = {}
+    while pos < len(car):
+        size, pos = _varint(car, pos)
+        end = pos + size
+        if end > len(car):
+            raise ValueError("truncated CAR block")
+        codec, code, digest, start = _cid_at(car, pos)
+        data = car[start:end]
+        if code != MH_SHA2_256 or hashlib.sha256(data).digest() != digest:
+            raise ValueError(f"a block does not hash to its CID ({len(data)} bytes)")
+        blocks[bytes(digest)] = (codec, data)
+        pos = end
+    return blocks
+
+
+def car_content(cid: "Cid", car: bytes, max_bytes: int = MAX_FETCH_BYTES) -> bytes:
+    """The file ``cid`` names, rebuilt from a CAR whose every block is checked against its CID:
+    a raw block, or a UnixFS file in dag-pb (its own data, then its links' content in order).
+    Raises ValueError when a block is missing, does not hash to its CID, or is not a file."""
+    blocks = car_blocks(car)
+    out = bytearray()
+
+    def walk(codec: Optional[int], digest: bytes, depth: int) -> None:
+        if depth > MAX_DAG_DEPTH:
+            raise ValueError("DAG too deep")
+        block = blocks.get(bytes(digest))
+        if block is None:
+            raise ValueError("a block of the file is missing from the CAR")
+        codec = block[0] if codec is None else codec
+        data = block[1]
+        if codec == CODEC_RAW:
+            out.extend(data)
+        elif codec == CODEC_DAG_PB:
+            fields = _protobuf(data)
+            links = [dict(_protobuf(v)) for f, v in fields if f == 2]
+            unixfs = dict(_protobuf(next((v for f, v in fields if f == 1), b"")))
+            if unixfs.get(1, 2) not in (0, 2):  # Raw or File
+                raise ValueError(f"not a file (UnixFS type {unixfs.get(1)})")
+            out.extend(unixfs.get(2, b""))
+            for link in links:
+                c, code, d, _ = _cid_at(link.get(1, b""), 0)
+                if code != MH_SHA2_256:
+                    raise ValueError("a link is not hashed with sha2-256")
+                walk(c, d, depth + 1)
+        else:
+            raise ValueError(f"codec {CODECS.get(codec, hex(codec))} is not a file")
+        if len(out) > max_bytes:
+            raise ValueError(f"more than {max_bytes:,} bytes")
+
+    walk(CODEC_DAG_PB if cid.codec is None else cid.codec, cid.digest, 0)
+    return bytes(out)
+
+
 def gateway_url(gateway: str, cid: str) -> str:
     """``https://gw.example`` or ``https://gw.example/ipfs/`` + CID -> the content's URL."""
     base = gateway.strip().rstrip("/")
@@ -201,11 +319,10 @@ def gateway_url(gateway: str, cid: str) -> str:
 def fetch_cid(gateway: str, cid: Cid, *, max_bytes: int = MAX_FETCH_BYTES,
               timeout: float = FETCH_TIMEOUT) -> tuple:
     """The content of ``cid`` through an HTTP ``gateway``: (bytes, verified). A raw/sha2-256
-    CID is verified (bytes that do not hash to it are refused: the gateway is not trusted);
-    other CIDs cannot be checked here and come back with ``verified`` False."""
-    import urllib.error
-    import urllib.request
-
+    CID is verified by hashing the bytes; any other sha2-256 CID (CIDv0, a chunked dag-pb file)
+    is asked as a trustless gateway's CAR and rebuilt from blocks each checked against its CID.
+    Bytes that fail a check are refused (the gateway is not trusted); a gateway that answers
+    a CAR request with the plain file gives bytes that come back with ``verified`` False."""
     from .errors import redact_url
 
     if not re.match(r"^https?://", gateway.strip(), re.I):
@@ -213,12 +330,38 @@ def fetch_cid(gateway: str, cid: Cid, *, max_bytes: int = MAX_FETCH_BYTES,
                          hint="set DTNSESS_IPFS_GATEWAY")
     url = gateway_url(gateway, cid.text)
     shown = redact_url(gateway.strip())  # NOTE: redaction would hide the CID in the path
-    # NOTE: trustless gateways serve a raw block as application/vnd.ipld.raw; others the file
-    req = urllib.request.Request(url, headers={"Accept": "application/vnd.ipld.raw, */*;q=0.5",
-                                               "User-Agent": "dtnsess"})
+    if cid.verifiable:
+        # NOTE: trustless gateways serve a raw block as application/vnd.ipld.raw; others the file
+        data, _ = _get(url, "application/vnd.ipld.raw, */*;q=0.5", shown, cid, max_bytes, timeout)
+        if not cid.matches(data):
+            raise GatewayError(f"IPFS gateway {shown} sent {len(data):,} bytes that do not hash "
+                               f"to {cid.text}; refused",
+                               hint="the gateway is wrong or hostile: use another one")
+        return data, True
+    if cid.codec not in (None, CODEC_DAG_PB) or cid.hash_code != MH_SHA2_256:
+        return _get(url, "*/*", shown, cid, max_bytes, timeout)[0], False  # not a file we rebuild
+    data, mime = _get(url + "?format=car", f"{CAR_MIME};version=1, */*;q=0.1", shown, cid,
+                      max_bytes, timeout)
+    if not mime.startswith(CAR_MIME):
+        return data, False  # the plain file: nothing to check it against
+    try:
+        return car_content(cid, data, max_bytes), True
+    except ValueError as exc:
+        raise GatewayError(f"IPFS gateway {shown} sent a CAR for {cid.text} that fails "
+                           f"verification: {exc}; refused",
+                           hint="the gateway is wrong or hostile: use another one") from None
+
+
+def _get(url: str, accept: str, shown: str, cid: Cid, max_bytes: int, timeout: float) -> tuple:
+    """(body, content type) of a GET, at most ``max_bytes``; GatewayError otherwise."""
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, headers={"Accept": accept, "User-Agent": "dtnsess"})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - http(s) only
             data = resp.read(max_bytes + 1)
+            mime = resp.headers.get("Content-Type", "") or ""
     except urllib.error.HTTPError as exc:
         raise GatewayError(f"IPFS gateway {shown} answered HTTP {exc.code} for {cid.text}",
                            hint="check DTNSESS_IPFS_GATEWAY, or try another gateway") from None
@@ -229,10 +372,4 @@ def fetch_cid(gateway: str, cid: Cid, *, max_bytes: int = MAX_FETCH_BYTES,
     if len(data) > max_bytes:
         raise GatewayError(f"IPFS gateway {shown} sent more than {max_bytes:,} bytes for "
                            f"{cid.text}; refused")
-    if cid.verifiable:
-        if not cid.matches(data):
-            raise GatewayError(f"IPFS gateway {shown} sent {len(data):,} bytes that do not hash "
-                               f"to {cid.text}; refused",
-                               hint="the gateway is wrong or hostile: use another one")
-        return data, True
-    return data, False
+    return data, mime.strip().lower()

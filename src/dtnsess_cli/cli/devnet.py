@@ -43,7 +43,8 @@ def _summary_rows(state: dict) -> list[tuple[str, Any]]:
     logs = state.get("logs") or {}
     n = len(state.get("accounts") or [])
     answering = (f"command {state['responder_command']!r}" if state.get("responder_command")
-                 else "built-in text") + " (images: a generated PNG)"
+                 else "built-in text") + " (images: a generated 1024x1024 PNG, over IPFS only)"
+    floor = state.get("node_min_fee_per_byte")
     return [
         ("rpc_url", state.get("rpc_url")),
         ("chain_id", state.get("chain_id")),
@@ -53,7 +54,8 @@ def _summary_rows(state: dict) -> list[tuple[str, Any]]:
         ("model", state.get("model")),
         ("models", f"{len(state.get('models') or [])} registered (`dtnsess models`)"),
         ("ipfs", f"gateway {state.get('ipfs_gateway')}, store {_rel(state.get('ipfs_dir'))}"),
-        ("node", f"{state.get('node')} (worker {state.get('worker')})"),
+        ("node", f"{state.get('node')} (worker {state.get('worker')})"
+                 + (f", skips requests under {floor} units per byte" if floor else "")),
         ("accounts", f"{n} dev accounts; 0..{FUNDED_ACCOUNTS - 1} hold "
                      f"{MINT_TOKENS:,} tokens each (keys in {DEVNET_STATE_FILE})"),
         ("anvil", f"pid {pids.get('anvil')}, log {_rel(logs.get('anvil'))}"),
@@ -81,6 +83,10 @@ _RESPONDER = typer.Option(
          "(non-zero exit or timeout: a FAILURE answer with its stderr).")
 _RESPONDER_TIMEOUT = typer.Option(30.0, "--responder-timeout", metavar="S",
                                   help="Seconds the --responder command may run.")
+_NODE_MIN_FEE = typer.Option(
+    0, "--node-min-fee", metavar="UNITS",
+    help="The responder's price floor, like a DTN node's: requests offering less than UNITS "
+         "token base units per request byte are skipped without an answer (they stay pending).")
 _JSON = typer.Option(False, "--json", help="Print one JSON document.")
 
 
@@ -92,6 +98,7 @@ def up_cmd(
     decimals: int = _DECIMALS,
     responder: Optional[str] = _RESPONDER,
     responder_timeout: float = _RESPONDER_TIMEOUT,
+    node_min_fee: int = _NODE_MIN_FEE,
     json_out: bool = _JSON,
 ) -> None:
     """Start Anvil, deploy the system, fund dev accounts 0..8, start the responder.
@@ -104,7 +111,8 @@ def up_cmd(
 
     Anvil is the pinned binary from node_modules (`npm ci`), or the one in DTNSESS_ANVIL.
     """
-    _up(ctx, port, block_time, decimals, responder, responder_timeout, json_out, reset=False)
+    _up(ctx, port, block_time, decimals, responder, responder_timeout, node_min_fee, json_out,
+        reset=False)
 
 
 @devnet_app.command("reset")
@@ -115,17 +123,19 @@ def reset_cmd(
     decimals: int = _DECIMALS,
     responder: Optional[str] = _RESPONDER,
     responder_timeout: float = _RESPONDER_TIMEOUT,
+    node_min_fee: int = _NODE_MIN_FEE,
     json_out: bool = _JSON,
 ) -> None:
     """Stop the devnet, forget its saved chain, and start a new, empty one (as `up`).
 
     Anvil is the pinned binary from node_modules (`npm ci`), or the one in DTNSESS_ANVIL.
     """
-    _up(ctx, port, block_time, decimals, responder, responder_timeout, json_out, reset=True)
+    _up(ctx, port, block_time, decimals, responder, responder_timeout, node_min_fee, json_out,
+        reset=True)
 
 
-def _up(ctx, port, block_time, decimals, responder, responder_timeout, json_out, *,
-        reset: bool) -> None:
+def _up(ctx, port, block_time, decimals, responder, responder_timeout, node_min_fee, json_out,
+        *, reset: bool) -> None:
     from ..devnet.stack import Paths, forget_chain, public_view, start, stop
     from ..render import Renderer
 
@@ -139,7 +149,7 @@ def _up(ctx, port, block_time, decimals, responder, responder_timeout, json_out,
                 r.info("deleted the saved chain")
         state, started = start(Path.cwd(), port=port, block_time=block_time, decimals=decimals,
                                responder=responder, responder_timeout=responder_timeout,
-                               notify=r.info)
+                               node_min_fee_per_byte=node_min_fee, notify=r.info)
     if not started:
         r.info("devnet already running: nothing started (`dtnsess devnet down` first to change "
                "its options)")

@@ -27,7 +27,9 @@ def request(
                                                      "tester.node1; repeatable")] = None,
     value: Annotated[str, typer.Option("--value", help="ETH sent as the callback gas, 1 wei per "
                                        "gas unit: 300000 (wei), 5e5, 0x493e0, 500000wei; "
-                                       "30000 to 10000000")] = "300000",
+                                       "27000 to 10000000 (measured needs: 26.6k gas for a "
+                                       "short answer, 47.9k at 4,000 characters, 118k at 16 "
+                                       "KB)")] = "300000",
     session: Annotated[Optional[str], typer.Option("--session", help="use this session")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="wait for the answer")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="seconds to wait for the answer")] = 300.0,
@@ -35,10 +37,13 @@ def request(
         "--sessions", help="with --file: use N of your active sessions (N requests per second)",
         show_default=False)] = None,
     image: Annotated[Optional[str], typer.Option(
-        "--image", metavar="WxH", help="an image request of WIDTHxHEIGHT pixels (16..4096 a "
-        "side), to model.system.openai-gpt-image-1 unless --model", show_default=False)] = None,
+        "--image", metavar="WxH", help="an image request (answered over IPFS), to "
+        "model.system.openai-gpt-image-1 unless --model; WxH (16..4096 a side) is sent, but the "
+        "network decides the size: DTN's image processor makes 1024x1024",
+        show_default=False)] = None,
     ipfs: Annotated[bool, typer.Option("--ipfs", help="call type IPFS: the node answers the "
-                                       "output's CID (fetched through DTNSESS_IPFS_GATEWAY)")] = False,
+                                       "output's CID (fetched through DTNSESS_IPFS_GATEWAY); "
+                                       "implied by --image")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", help="with --wait: write the answer's "
                                                 "content (image bytes) to FILE")] = None,
     force: Annotated[bool, typer.Option("--force", help="let --out overwrite an existing file")] = False,
@@ -52,12 +57,16 @@ def request(
     if file is not None and (image or ipfs or out):
         raise_input("--file", str(file), "--image, --ipfs and --out take one PROMPT")
     with error_handler(debug_enabled(g), g.json):
+        from ..manager.base import callback_gas_warning
+
         wei = parse_eth_value(value, what="--value")
-        _check_callback_value(value, wei)
+        warning = callback_gas_warning(wei)
         if timeout <= 0:
             raise InputError("--timeout", str(timeout), "must be positive")
         size = _media_checks(image, out, force, wait)
     run = Run(g)
+    if warning:
+        run.ui.warn(warning)
     c = run.client
     if file is not None:
         _request_file(run, file, model, namespace or [], node or [], wei, sessions_n,
@@ -68,9 +77,9 @@ def request(
     from ..manager import parse_session_id
 
     sid = parse_session_id(session) if session else None
-    _gateway_check(run, ipfs, out)
+    _gateway_check(run, ipfs or size is not None, out)
     res = c.make_ai_request(prompt, model=model, namespaces=namespace or [], nodes=node or [],
-                            value=wei, session_id=sid, image=size, ipfs=ipfs)
+                            value=wei, session_id=sid, image=size, ipfs=ipfs or None)
     rid = res.data.get("request_id")
     if wait and rid and not res.dry_run:
         if not g.json:
@@ -100,7 +109,8 @@ def request(
             raise typer.Exit(int(ExitCode.ERROR))
         return
     run.write(res, f"request {rid} sent" if rid and not res.dry_run else "request simulated",
-              [("session", res.data.get("session_id")), ("model", res.data["model"])])
+              [("session", res.data.get("session_id")), ("model", res.data["model"]),
+               ("DTN fee", res.data.get("dtn_fee"))])
 
 
 def _media_checks(image: Optional[str], out: Optional[Path], force: bool,
@@ -121,7 +131,8 @@ def _gateway_check(run: Run, ipfs: bool, out: Optional[Path]) -> None:
     from ..errors import ConfigError
 
     if ipfs and out is not None and not run.settings.ipfs_gateway:
-        raise ConfigError("--out with --ipfs needs an IPFS gateway to fetch the answer from",
+        raise ConfigError("--out with --ipfs or --image needs an IPFS gateway to fetch the "
+                          "answer from",
                           hint="set DTNSESS_IPFS_GATEWAY, e.g. https://ipfs.io")
 
 
@@ -155,28 +166,6 @@ def _deliver(run: Run, ans: Any, out: Optional[Path], force: bool,
         ans.content["written"] = written
     if data is not None:
         data["out"] = written
-
-
-# NOTE: the value is also the callback gas, one wei per gas unit (DTN-FACTS): the node's answer
-# must carry that much gas, so more than a transaction may hold (2^24 on newer forks) makes the
-# request unanswerable (1gwei asks for 10^9 gas). Too little and the callback runs out of gas on
-# the real DTN (measured: ~26k gas for a short answer, 37k at 2 KB, 71k at 8 KB, 118.5k at 16 KB):
-# the answer stands but the manager never records it.
-MAX_CALLBACK_VALUE_WEI = 10_000_000
-MIN_CALLBACK_VALUE_WEI = 30_000
-
-
-def _check_callback_value(text: str, wei: int) -> None:
-    if wei < MIN_CALLBACK_VALUE_WEI:
-        raise InputError("--value", text, f"{wei} wei is {wei} gas for the callback; an answer "
-                         f"needs about 26000 (short) to 118500 (16 KB), so at least "
-                         f"{MIN_CALLBACK_VALUE_WEI}",
-                         hint="the value is the callback gas in wei; the default 300000 covers "
-                              "answers up to ~16 KB")
-    if wei > MAX_CALLBACK_VALUE_WEI:
-        raise InputError("--value", text, f"{wei} wei asks for {wei} gas for the callback, more "
-                         f"than a node's answer can carry (at most {MAX_CALLBACK_VALUE_WEI} wei)",
-                         hint="the value is the callback gas in wei; the default is 300000")
 
 
 def _request_file(run: Run, path: Path, model, namespaces, nodes, wei: int,
@@ -240,8 +229,10 @@ def _request_file(run: Run, path: Path, model, namespaces, nodes, wei: int,
                     for r in rows):
         pending = sum(1 for r in rows if r.get("response") and r["response"].status == "pending")
         if pending:
+            from ..manager.base import UNANSWERED_CAUSES
+
             sys.stderr.write(f"error: {pending} answer{'s' if pending != 1 else ''} still pending "
-                             f"after {timeout:g}s\n")
+                             f"after {timeout:g}s\nhint: {UNANSWERED_CAUSES}\n")
             raise typer.Exit(int(ExitCode.TIMEOUT))
         raise typer.Exit(int(ExitCode.ERROR))
 
@@ -259,7 +250,7 @@ def _response_human(ans):
         content = ans.content or {}
         if content.get("gateway"):
             check = ("verified: hashes to the CID" if content.get("verified")
-                     else "not verified: only raw sha2-256 CIDs can be checked")
+                     else "not verified: the gateway sent no blocks to check against the CID")
             out.print(f"fetched from {content['gateway']} ({check})", markup=False)
         elif ans.kind == "cid" and "error" not in content:
             out.print("not fetched: set DTNSESS_IPFS_GATEWAY to fetch it", markup=False)
@@ -277,7 +268,10 @@ def _response_human(ans):
                       markup=False)
         if content.get("written"):
             w = content["written"]
-            out.print(f"wrote {w['size']:,} bytes to {w['path']}", markup=False)
+            unverified = content.get("gateway") and not content.get("verified")
+            out.print(f"wrote {w['size']:,} bytes to {w['path']}"
+                      + (" (UNVERIFIED: the gateway's bytes could not be checked against the "
+                         "CID)" if unverified else ""), markup=False)
         elif content.get("type") in ("image", "bytes"):
             out.print("(save it with --out FILE)", markup=False)
         if ans.answer is None and ans.kind in (None, "raw", "bytes") and ans.response_hex:
@@ -321,33 +315,52 @@ def response(
 
 @command(app, "models")
 def models(*, g: CliOptions) -> None:
-    """The models this client knows: the devnet's registered ones, or the network preset's
-    list (DTN's deployment on Base); the configured default is marked."""
+    """The models the chain registered, with their APIs (read from the router's model manager);
+    when that cannot be read, the devnet's or the network preset's list, saying so. The
+    configured default is marked."""
     from ..models import spec_of
 
     run = Run(g)
     s = run.settings
-    names = list(s.models)
-    source = ("devnet" if s.devnet_file and names else
-              f"preset {s.network}" if names else None)
-    if s.model not in names:
-        names.append(s.model)  # the configured one, whatever the list says
-    rows = []
-    for n in names:
-        spec = spec_of(n)
-        rows.append({"name": n, "kind": spec.kind if spec else None,
+    rows: Optional[list] = None
+    note = None
+    if s.contract and s.rpc_url:
+        try:
+            rows = run.client.registered_models()
+            source = "chain"
+        except DtnsessError as exc:
+            note = f"not read from the chain: {' '.join(exc.message.split())}"
+    if rows is None:
+        source = ("devnet state" if s.devnet_file and s.models else
+                  f"preset {s.network}" if s.models else None)
+        rows = []
+        for n in s.models:
+            spec = spec_of(n)
+            rows.append({"name": n, "kind": spec.kind if spec else None,
+                         "api": spec.api if spec else None, "specs": spec.specs if spec else None})
+        if source:
+            note = (note + "; " if note else "") + f"this is the {source}'s list, which may differ"
+    listed = [r["name"] for r in rows]
+    for r in rows:
+        r.update(default=r["name"] == s.model, listed=True)
+    if s.model not in listed:  # the configured one, whatever the list says
+        spec = spec_of(s.model)
+        rows.append({"name": s.model, "kind": spec.kind if spec else None,
                      "api": spec.api if spec else None, "specs": spec.specs if spec else None,
-                     "default": n == s.model, "listed": n in s.models})
-    doc = {"models": rows, "default": s.model, "source": source}
+                     "default": True, "listed": False})
+    doc = {"models": rows, "default": s.model, "source": source, "note": note}
 
     def human(out) -> None:
         out.print(run.ui.table(
-            f"{len(s.models)} model{'s' if len(s.models) != 1 else ''} "
-            + (f"({source})" if source else "(no list: a devnet or --network base gives one)"),
-            ["model", "kind", "specs", "default"],
-            [(r["name"], r["kind"] or "?", r["specs"] or "?",
+            f"{len(listed)} model{'s' if len(listed) != 1 else ''} "
+            + (f"({'registered on the chain' if source == 'chain' else source})" if source
+               else "(no list: a contract on a chain, a devnet or --network base gives one)"),
+            ["model", "kind", "api", "specs", "default"],
+            [(r["name"], r["kind"] or "?", r["api"] or "?", r["specs"] or "?",
               "default" + ("" if r["listed"] else " (not in the list)") if r["default"] else "")
              for r in rows]))
+        if note:
+            out.print(f"note: {note}", markup=False)
 
     run.ui.emit(doc, human)
 

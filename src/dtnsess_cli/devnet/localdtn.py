@@ -24,6 +24,7 @@ SYSTEM_TRUST_NAMESPACE = keccak(abi_encode(["string"], ["trust.system.authored"]
 STATUS_SUCCESS = 1
 STATUS_FAILURE = 2
 CALL_IPFS, CALL_DIRECT = 0, 1  # IDtnAi.CallType
+FAILURE_FEE_PER_BYTE = 1  # token units per byte of a failure answer, router-wide
 
 
 def node_id(full_name: str) -> bytes:
@@ -94,13 +95,16 @@ def deploy_system(
     worker = worker or deployer
     token = deploy(w3, "MockUSDT", deployer, f"Mock {symbol}", symbol, decimals)
     router = deploy(w3, "LocalDtnRouter", deployer, token.address)
-    for name in model_names(model):
-        transact(w3, router.functions.registerModel(name), deployer)
+    specs = [spec_or_text(n) for n in model_names(model)]
+    for api, text in dict.fromkeys((m.api, m.specs) for m in specs):
+        transact(w3, router.functions.registerModelApi(api, text), deployer)
+    for m in specs:
+        transact(w3, router.functions.registerModel(m.name, m.api), deployer)
     nid = node_id(node)
     transact(w3, router.functions.registerNode(node, worker), deployer)
     transact(w3, router.functions.addNodeToNamespace(nid, SYSTEM_TRUST_NAMESPACE), deployer)
-    # Failure answers cost 0.0001 token per byte, like a router-wide rate on the deployed DTN.
-    transact(w3, router.functions.setFailureFeePerByte(10**decimals // 10_000), deployer)
+    # NOTE: the deployed router's failure rate: 1 unit per byte, whatever the token's decimals
+    transact(w3, router.functions.setFailureFeePerByte(FAILURE_FEE_PER_BYTE), deployer)
     manager = deploy(w3, "AdvancedSessionManager", deployer, router.address)
     return LocalSystem(w3, deployer, token, router, manager, decimals, model, node, nid, worker)
 
@@ -182,11 +186,6 @@ def encode_answer(text: str) -> bytes:
     return abi_encode(["string"], [text])
 
 
-def encode_bytes(data: bytes) -> bytes:
-    """An image answer as DTN carries it (DIRECT): abi.encode(bytes)."""
-    return abi_encode(["bytes"], [bytes(data)])
-
-
 def decode_answer(data: bytes) -> str:
     (text,) = abi_decode(["string"], data)
     return text
@@ -201,12 +200,15 @@ def respond_call(
     failure: str | None = None,
     stored: Any = None,
     payload: bytes | None = None,
+    sizes: tuple | None = None,
 ):
-    """The `respondToRequest` call a node would send, with honest request and response sizes.
+    """The `respondToRequest` call a node would send.
 
     A success carries `text` as abi.encode(string), or `payload` as given (already encoded);
     `failure` makes it a FAILURE answer with that message. `stored` is the request as
-    `getRequest` returned it (read when omitted).
+    `getRequest` returned it (read when omitted). `sizes` are the (requestSize, responseSize)
+    reported; by default the honest byte counts (DTN's node reports others: the responder's
+    `node_sizes`), which the router's charging rules are tested with.
     """
     req = stored if stored is not None else router.functions.getRequest(request_id).call()
     call_bytes = req[8][0]  # StoredRequest.request.call
@@ -216,9 +218,9 @@ def respond_call(
         status, message = STATUS_SUCCESS, ""
     else:
         status, message, payload = STATUS_SUCCESS, "", encode_answer(text if text is not None else "")
-    return router.functions.respondToRequest(
-        request_id, status, message, payload, node, len(call_bytes), len(payload)
-    )
+    if sizes is None:
+        sizes = (len(call_bytes), len(payload))
+    return router.functions.respondToRequest(request_id, status, message, payload, node, *sizes)
 
 
 def respond(
@@ -231,13 +233,14 @@ def respond(
     failure: str | None = None,
     gas: int | None = None,
     payload: bytes | None = None,
+    sizes: tuple | None = None,
 ) -> dict:
-    """Answer a request as the node `node` would: honest sizes, success with `text` (or the
-    encoded `payload`) or a failure."""
+    """Answer a request as the node `node` would: success with `text` (or the encoded
+    `payload`) or a failure, reporting `sizes` (default: honest ones, see respond_call)."""
     router = getattr(system_or_router, "router", system_or_router)
     stored = router.functions.getRequest(request_id).call()
     fn = respond_call(router, request_id, node=node, text=text, failure=failure, stored=stored,
-                      payload=payload)
+                      payload=payload, sizes=sizes)
     if gas is None:
         gas = respond_gas(router.w3, fn.estimate_gas({"from": worker}), stored[4])
     return transact(router.w3, fn, worker, gas=gas)

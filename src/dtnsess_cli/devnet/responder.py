@@ -1,19 +1,30 @@
-"""A DTN node for the devnet: answers the requests of a LocalDtnRouter.
+"""A DTN node for the devnet: answers the requests of a LocalDtnRouter like DTN's own node software.
 
 Started by ``dtnsess devnet up`` as ``python -m dtnsess_cli.devnet.responder --state FILE``. It polls
 ``eth_getLogs`` for ``RequestCreated`` from the router (no node-side filters), reads each request
 with ``getRequest``, decodes the prompt and answers with ``respondToRequest`` from the node's
-worker account (an unlocked Anvil account), with honest request and response sizes.
+worker account (an unlocked Anvil account).
 
-The call is decoded with the input types of the request's model's API, as a DTN node does
-(``string[]`` for the text models, ``string[], uint64, uint64`` for the image model). A text answer
-is a deterministic text built from the prompt, or, with ``--command``, the stdout of a shell
-command that gets the prompt on stdin (a FAILURE answer carrying its stderr when it exits non-zero
-or runs past ``--timeout``); an image answer is a small generated PNG of the requested size. DIRECT
-requests get ``abi.encode(string)`` / ``abi.encode(bytes)``; IPFS requests get the output stored in
-a content-addressed directory and ``abi.encode(string CID)`` (CIDv1, raw, sha2-256), and the
-responder serves that directory as an IPFS HTTP gateway on 127.0.0.1 (``GET /ipfs/<cid>``). Requests it cannot answer (not eligible, aggregation other
-than ANY, closed session: the transaction would revert) are simulated first and skipped with the
+It follows what DTN's node software does (DTN-FACTS, "What DTN's own node software does"), so
+the devnet shows users the costs and outcomes of the real network:
+- the call is decoded with the input types of the request's model's API (``string[]`` for the
+  text models, ``string[], uint64, uint64`` for the image model); an undecodable one is a FAILURE;
+- sizes as the node reports them: request size = call bytes + 1 (0 when that fee would pass the
+  per-response cap), response size 0; a failure is charged at the router's failure rate;
+- ``{0}``, ``{1}``, ... in a prompt without ``extraParams``: FAILURE "P0011: Call not parsable",
+  charged 0;
+- a DIRECT request for a ``bytes`` output (an image without IPFS) is never answered: the node
+  cannot encode it, and the request stays pending;
+- an image is 1024x1024 whatever size the call asks for;
+- requests priced below the node's floor (``--min-fee-per-byte``) are skipped without a word.
+
+A text answer is a deterministic text built from the prompt, or, with ``--command``, the stdout
+of a shell command that gets the prompt on stdin (a FAILURE answer carrying its stderr when it
+exits non-zero or runs past ``--timeout``); an image answer is a small generated PNG. IPFS
+requests get the output stored in a content-addressed directory and ``abi.encode(string CID)``
+(CIDv1, raw, sha2-256), and the responder serves that directory as an IPFS HTTP gateway on
+127.0.0.1 (``GET /ipfs/<cid>``). Requests it cannot answer (not eligible, aggregation other than
+ANY, closed session: the transaction would revert) are simulated first and skipped with the
 reason in the log. Restarts are safe: a request already completed, or already answered by this
 node, is skipped. One log line per request on stdout (the devnet points it at its log file).
 
@@ -44,7 +55,9 @@ MAX_MESSAGE = 500  # characters of a command's stderr carried in a FAILURE answe
 LOG_CHUNK = 5_000  # blocks per eth_getLogs call
 MAX_ATTEMPTS = 3  # transient failures (RPC errors) before a request is given up
 READY_MARK = "responder ready"
-MAX_IMAGE_SIDE = 4096  # a generated image's sides (the PNG stays a few KB at any size)
+# NOTE: DTN's image processor makes 1024x1024 whatever the call asks for
+IMAGE_SIDE = 1024
+UNPARSABLE = "P0011: Call not parsable"
 
 log = logging.getLogger("dtnsess.responder")
 
@@ -129,7 +142,8 @@ class Responder:
 
     def __init__(self, w3, router, worker: str, node_id: bytes, *, from_block: int,
                  command: Optional[str] = None, timeout: float = DEFAULT_TIMEOUT,
-                 poll: float = DEFAULT_POLL, ipfs: Optional["IpfsStore"] = None) -> None:
+                 poll: float = DEFAULT_POLL, ipfs: Optional["IpfsStore"] = None,
+                 min_fee_per_byte: int = 0) -> None:
         from eth_utils import keccak
 
         from ..artifacts import all_abis
@@ -144,6 +158,7 @@ class Responder:
         self.timeout = timeout
         self.poll = poll
         self.ipfs = ipfs
+        self.min_fee_per_byte = min_fee_per_byte
         self.stopping = False
         self.topic = "0x" + keccak(text="RequestCreated(bytes32,uint256,address)").hex()
         self.errors = ErrorDecoder(all_abis().values())
@@ -234,6 +249,10 @@ class Responder:
             return "skipped: already completed"
         if self.router.functions.nodeResponded(request_id, self.node_id).call():
             return "skipped: this node already responded (request id reused in the same second)"
+        dtn_request = stored[8]  # call, extraParams, calltype, feePerByteReq, feePerByteRes, cap
+        if int(dtn_request[3]) < self.min_fee_per_byte:
+            return (f"skipped: priced below this node's floor (feePerByteReq {int(dtn_request[3])} "
+                    f"< {self.min_fee_per_byte}); it stays pending")
         # Simulate with a placeholder first: a request this node cannot answer is skipped
         # before a command runs for it.
         probe = localdtn.respond_call(self.router, request_id, node=self.node_id, text="",
@@ -242,12 +261,19 @@ class Responder:
         if reason is not None:
             return f"skipped: would revert ({reason})"
 
-        prompt, answer = self._answer(stored)
+        prompt, answer = self._answer(localdtn.spec_of_id(bytes(stored[1])), dtn_request)
+        if answer.data is not None and int(dtn_request[2]) == localdtn.CALL_DIRECT:
+            # NOTE: DTN's node gets an image as base64 text, which its encoder refuses for a
+            # bytes output: it never answers
+            return ("skipped: a DIRECT request for a bytes output cannot be encoded (DTN's node "
+                    "answers images over IPFS only); it stays pending")
         payload = None
         if answer.ok:
-            payload, answer = self._encode(answer, int(stored[8][2]))
+            payload, answer = self._encode(answer, int(dtn_request[2]))
+        sizes = (0, 0) if answer.failure == UNPARSABLE else node_sizes(dtn_request)
         fn = localdtn.respond_call(self.router, request_id, node=self.node_id,
-                                   failure=answer.failure, payload=payload, stored=stored)
+                                   failure=answer.failure, payload=payload, stored=stored,
+                                   sizes=sizes)
         gas_box: list[int] = []
         reason = self._revert_reason(lambda: gas_box.append(fn.estimate_gas({"from": self.worker})))
         if reason is not None:
@@ -259,38 +285,36 @@ class Responder:
         self.answered += 1
         what = "answered" if answer.ok else f"answered FAILURE ({_trim(answer.failure, 120)})"
         size = len(payload) if answer.ok else 0
-        return (f"{what}; prompt {_short(prompt)}; response {size} bytes; "
-                f"tx 0x{bytes(receipt['transactionHash']).hex()} gas {receipt['gasUsed']}")
+        return (f"{what}; prompt {_short(prompt)}; response {size} bytes; reported sizes "
+                f"{sizes[0]}/{sizes[1]}; tx 0x{bytes(receipt['transactionHash']).hex()} "
+                f"gas {receipt['gasUsed']}")
 
-    def _answer(self, stored: Any) -> tuple:
-        """(prompt, Answer) for a stored request: its call decoded with its model's input types
+    def _answer(self, spec: Any, dtn_request: Any) -> tuple:
+        """(prompt, Answer) for a request: its call decoded with its model's input types
         (undecodable: a FAILURE answer, as a node's decoding error would be)."""
-        spec = localdtn.spec_of_id(bytes(stored[1]))
+        from ..manager.base import find_placeholder
+
         try:
-            args = localdtn.decode_call(spec, bytes(stored[8][0]))
+            args = localdtn.decode_call(spec, bytes(dtn_request[0]))
         except ValueError as exc:
             return "", Answer(failure=str(exc)[:MAX_MESSAGE])
         prompt = "\n".join(args[0])
+        if not bytes(dtn_request[1]) and find_placeholder(prompt) is not None:
+            return prompt, Answer(failure=UNPARSABLE)
         if spec.kind == "image":
-            width, height = int(args[1]), int(args[2])
-            if not (1 <= width <= MAX_IMAGE_SIDE and 1 <= height <= MAX_IMAGE_SIDE):
-                return prompt, Answer(failure=f"image size {width}x{height} is outside "
-                                              f"1..{MAX_IMAGE_SIDE} pixels a side")
-            return prompt, Answer(data=localdtn.make_png(width, height, prompt.encode()))
+            return prompt, Answer(data=localdtn.make_png(IMAGE_SIDE, IMAGE_SIDE, prompt.encode()))
         if self.command:
             return prompt, run_command(self.command, prompt, self.timeout, lambda: self.stopping)
         return prompt, Answer(text=default_answer(prompt))
 
     def _encode(self, answer: Answer, calltype: int) -> tuple:
-        """(response bytes, answer): DIRECT abi-encodes the output (string or bytes); IPFS
-        stores it and abi-encodes its CID."""
+        """(response bytes, answer): DIRECT abi-encodes the output as a string; IPFS stores it
+        and abi-encodes its CID."""
         if calltype == localdtn.CALL_IPFS:
             if self.ipfs is None:
                 return None, Answer(failure="this node has no IPFS store")
             output = answer.data if answer.data is not None else (answer.text or "").encode()
             return localdtn.encode_answer(self.ipfs.put(output)), answer
-        if answer.data is not None:
-            return localdtn.encode_bytes(answer.data), answer
         return localdtn.encode_answer(answer.text or ""), answer
 
     def _revert_reason(self, thunk: Callable[[], Any]) -> Optional[str]:
@@ -305,6 +329,14 @@ class Responder:
                 raise
             return self.errors.decode(data).reason
         return None
+
+
+def node_sizes(dtn_request: Any) -> tuple:
+    """(requestSize, responseSize) as DTN's node reports them for a stored DtnRequest."""
+    from ..manager.base import node_request_size
+
+    return node_request_size(len(bytes(dtn_request[0])), int(dtn_request[3]),
+                             int(dtn_request[5])), 0
 
 
 class IpfsStore:
@@ -394,6 +426,9 @@ def _parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                    help="shell command: prompt on stdin, answer on stdout (default: built-in text)")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
                    help=f"seconds a --command may run (default {DEFAULT_TIMEOUT:g})")
+    p.add_argument("--min-fee-per-byte", type=int, default=None,
+                   help="skip requests offering less per request byte, in token units, as a "
+                        "node's price floor does (default: the state file's, else 0)")
     p.add_argument("--poll", type=float, default=DEFAULT_POLL, help="seconds between polls")
     p.add_argument("--from-block", type=int, default=None,
                    help="first block to scan (default: the state file's start_block)")
@@ -476,7 +511,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             log.error("cannot serve the IPFS gateway on 127.0.0.1:%s: %s", port, exc)
             return 1
     responder = Responder(w3, router, worker, node, from_block=int(start), command=args.command,
-                          timeout=args.timeout, poll=args.poll, ipfs=store)
+                          timeout=args.timeout, poll=args.poll, ipfs=store,
+                          min_fee_per_byte=int(args.min_fee_per_byte
+                                               if args.min_fee_per_byte is not None
+                                               else state.get("node_min_fee_per_byte") or 0))
     if stop_early["flag"]:
         return 0
     log.info("%s: node %s (worker %s) on router %s at %s, from block %d, answering with %s%s",

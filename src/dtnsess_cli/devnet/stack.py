@@ -217,6 +217,7 @@ def start(
     decimals: int = 6,
     responder: Optional[str] = None,
     responder_timeout: float = 30.0,
+    node_min_fee_per_byte: int = 0,
     notify=lambda message: None,
 ) -> tuple[dict, bool]:
     """Start the devnet in ``cwd``; return ``(state, started)``.
@@ -237,6 +238,10 @@ def start(
         from ..errors import InputError
 
         raise InputError("block time", str(block_time), "must be positive seconds")
+    if node_min_fee_per_byte < 0:
+        from ..errors import InputError
+
+        raise InputError("node min fee", str(node_min_fee_per_byte), "must be 0 or more")
     old = read_state(paths)
     if old is not None:
         pids = old.get("pids") or {}
@@ -287,6 +292,8 @@ def start(
                    f"(`dtnsess devnet reset --decimals {decimals}` starts a new chain)")
         state["responder_command"] = responder
         state["responder_timeout"] = responder_timeout
+        # the node's price floor (token units per request byte): cheaper requests stay pending
+        state["node_min_fee_per_byte"] = node_min_fee_per_byte
         # the responder serves IPFS answers on this port (the CLI's default gateway here)
         state["ipfs_dir"] = str(paths.ipfs_dir)
         state["ipfs_gateway"] = f"http://127.0.0.1:{_free_port()}"

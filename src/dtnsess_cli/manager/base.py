@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import time
 from typing import Any, Callable, Optional, Sequence, TypeVar, cast
 
@@ -17,7 +18,45 @@ REQUEST_STATUS = {0: "none", 1: "pending", 2: "succeeded", 3: "failed"}
 # pending on the manager, but the router holds the answer: its callback failed (`dtnsess settle`)
 ANSWERED = "answered, callback failed"
 MAX_UINT256 = 2**256 - 1
+# NOTE: the value is also the callback gas, one wei per gas unit (DTN-FACTS). The manager's
+# callback reads the whole answer back, so it needs more gas for longer answers; measured by
+# bench/callback_gas.py (answer characters -> least callbackGas; bench/RESULTS.md; re-measure
+# after any change to AdvancedSessionManager.sol). Too little: the answer stands on the router
+# but the manager never records it (`dtnsess settle`).
+CALLBACK_GAS_NEEDS = ((40, 26_610), (600, 29_540), (1_000, 31_737), (2_000, 37_109),
+                      (4_000, 47_899), (8_000, 70_067), (16_384, 118_065))
+# refused below: not even a short answer (or an IPFS CID) can be recorded
+CALLBACK_GAS_FLOOR = 27_000
+# warned below: a typical LLM answer (4,000 characters, ~700 words) would fail the callback
+CALLBACK_GAS_TYPICAL = 48_000
+# the default covers the longest answer a node can send (16 KB) with 2.5x room
 DEFAULT_CALLBACK_GAS_WEI = 300_000
+# more than an answer's transaction can carry (2^24 gas on newer forks): never answered
+MAX_CALLBACK_GAS_WEI = 10_000_000
+
+
+def callback_gas_warning(wei: int) -> Optional[str]:
+    """Refuse a callback gas (``--value``) no answer fits in, or one beyond what a node's
+    answer can carry; the warning when a typical answer would fail the callback, else None."""
+    short = CALLBACK_GAS_NEEDS[0][1]
+    if wei < CALLBACK_GAS_FLOOR:
+        raise InputError("--value", str(wei), f"{wei} wei is {wei} gas for the callback; even a "
+                         f"short answer needs {short:,} (measured), so at least "
+                         f"{CALLBACK_GAS_FLOOR:,}",
+                         hint=f"the value is the callback gas in wei; the default "
+                              f"{DEFAULT_CALLBACK_GAS_WEI:,} covers answers up to 16 KB")
+    if wei > MAX_CALLBACK_GAS_WEI:
+        raise InputError("--value", str(wei), f"{wei} wei asks for {wei} gas for the callback, "
+                         f"more than a node's answer can carry (at most "
+                         f"{MAX_CALLBACK_GAS_WEI:,} wei)",
+                         hint=f"the value is the callback gas in wei; the default is "
+                              f"{DEFAULT_CALLBACK_GAS_WEI:,}")
+    if wei >= CALLBACK_GAS_TYPICAL:
+        return None
+    fits = max(n for n, need in CALLBACK_GAS_NEEDS if need <= wei)
+    return (f"--value {wei} gives the callback {wei:,} gas: an answer over ~{fits:,} characters "
+            f"fails it (a typical 4,000-character answer needs {CALLBACK_GAS_TYPICAL:,}); the "
+            f"answer then waits for `dtnsess settle`")
 
 
 # the manager's documented configuration bounds (MAX_SESSION_AGE, MAX_REQUEST_TIMEOUT,
@@ -131,6 +170,63 @@ def system_trust_routing() -> tuple:
     return ([system_trust_id()], [], 1, 8, AGGREGATION_ANY)
 
 
+# -- what DTN's own node software does with a request (DTN-FACTS, "What DTN's own node software
+# does"); the devnet's responder follows the same rules, so its charges and refusals are these
+
+# NOTE: the node's parser reads {0}, {1}, ... as placeholders filled from the request's
+# extraParams; the manager always sends them empty, and the node then answers FAILURE "P0011:
+# Call not parsable". Braces around anything else ({this}) are plain text to it.
+PLACEHOLDER = re.compile(r"\{\d+\}")
+
+
+# what a node does not report: it skips these without an answer, so the request stays pending
+UNANSWERED_CAUSES = ("no node answered; a DTN node skips without a word a request priced below "
+                     "its minimum fee, a call it cannot parse ({N} placeholders) or encode (an "
+                     "image without IPFS), and routing no node of it serves")
+
+
+def find_placeholder(prompt: str) -> Optional[str]:
+    """The first ``{N}`` placeholder in ``prompt`` (one the node cannot parse), else None."""
+    m = PLACEHOLDER.search(prompt or "")
+    return m.group(0) if m else None
+
+
+def check_prompt_placeholders(prompt: str, what: str = "prompt") -> None:
+    """Refuse, before anything is paid, a prompt DTN's node cannot parse."""
+    found = find_placeholder(prompt)
+    if found is not None:
+        raise InputError(what, _clip(prompt), f"contains {found}: DTN's node reads {{N}} as a "
+                         f"placeholder filled from the request's extraParams, which this "
+                         f"contract sends empty, so it answers FAILURE \"P0011: Call not "
+                         f"parsable\" and the request is lost",
+                         hint="write the number without braces around it, e.g. (0) or [0]")
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= limit else flat[:limit - 3] + "..."
+
+
+def node_request_size(call_len: int, fee_per_byte_req: int, total_fee_per_res: int) -> int:
+    """The ``requestSize`` DTN's node reports for a ``call_len``-byte call: call bytes + 1, or 0
+    when that size's fee would pass the per-response cap (its rounding); ``responseSize`` is
+    always 0."""
+    size = call_len + 1
+    return 0 if size * fee_per_byte_req > total_fee_per_res else size
+
+
+def node_fee(call_len: int, fee_per_byte_req: int, total_fee_per_res: int) -> int:
+    """What a successful answer by DTN's node costs the session (token units, before the
+    session's balance caps it): the router's per-byte charge of the sizes the node reports."""
+    return node_request_size(call_len, fee_per_byte_req, total_fee_per_res) * fee_per_byte_req
+
+
+def prompt_call_len(prompt: str) -> int:
+    """The size of the call the manager sends for a prompt: abi.encode(string[] [prompt])."""
+    n = len(prompt.encode("utf-8"))
+    return 4 * 32 + (n + 31) // 32 * 32
+
+
 def decode_answer(data: bytes) -> tuple:
     """What a success answer carries, sniffed (a request's model and call type are not on
     chain where a client can read them): ``("text", str)``, ``("image", bytes)`` (PNG, JPEG,
@@ -209,6 +305,11 @@ def completion_topics() -> list:
             keccak("RequestCompleted(bytes32,uint8)")]
 
 
+# NOTE: DTN-FACTS: the router keeps models and their APIs in a separate model manager; these are
+# the views `models` reads (the devnet's LocalDtnRouter serves them; another router may not)
+MODEL_MANAGER_VIEWS = ("modelManager", "getModelIds", "getModelApi")
+
+
 @functools.lru_cache(maxsize=None)
 def _abi_of(name: str) -> Any:
     """The parsed ABI of an artifact (``"ERC20"``: the minimal one here; ``"router"``: IDtnAi
@@ -218,6 +319,9 @@ def _abi_of(name: str) -> Any:
 
     if name == "ERC20":
         return ContractAbi(ERC20_ABI)
+    if name == "models":  # a model manager's views, as the devnet's router serves them
+        return ContractAbi([e for e in load_artifact("LocalDtnRouter")["abi"]
+                            if e.get("name") in MODEL_MANAGER_VIEWS])
     if name == "router":
         abi = list(load_artifact("IDtnAi")["abi"])
         try:

@@ -36,9 +36,15 @@ from .base import (
     LOG_CHUNK,
     MAX_LOG_BLOCKS,
     _writes,
+    check_prompt_placeholders,
+    UNANSWERED_CAUSES,
+    node_fee,
+    prompt_call_len,
 )
 from .views import SessionView, RequestView, ResponseView, WriteResult
 
+# a request unanswered this long was likely skipped by the node (it says nothing): say why it may be
+LONG_PENDING_SECONDS = 300
 # the manager's events of a request's life, as `watch` follows them
 WATCH_EVENTS = ("AIRequestSubmitted", "AIRequestCompleted", "AIResponseReceived",
                 "AIRequestFailed")
@@ -51,12 +57,13 @@ def is_image_model(name: str) -> bool:
     return spec is not None and spec.kind == "image"
 
 
-def media_call(prompt: Optional[str], size: Optional[tuple], ipfs: bool,
+def media_call(prompt: Optional[str], size: Optional[tuple], ipfs: Optional[bool],
                model: Optional[str], default_model: str) -> tuple:
     """(call, call type, model) of an image and/or IPFS request: an image request is
-    abi.encode(string[] lines, uint64 width, uint64 height) to an image model; ``ipfs`` sends
-    the model's call with call type IPFS. A known model of the other kind is refused (its
-    node could not decode the call)."""
+    abi.encode(string[] lines, uint64 width, uint64 height) to an image model, always with call
+    type IPFS (DTN's node cannot encode a direct ``bytes`` output: such a request is never
+    answered); ``ipfs`` sends a text model's call with call type IPFS. A known model of the
+    other kind is refused (its node could not decode the call)."""
     from ..chain.abi import encode
     from ..media import MAX_SIDE, MIN_SIDE
     from ..models import DEFAULT_IMAGE_MODEL, spec_of
@@ -71,12 +78,42 @@ def media_call(prompt: Optional[str], size: Optional[tuple], ipfs: bool,
     if size is not None and (len(size) != 2 or not all(
             isinstance(v, int) and MIN_SIDE <= v <= MAX_SIDE for v in size)):
         raise InputError("--image", str(size), f"width and height must be {MIN_SIDE}..{MAX_SIDE}")
-    if not prompt or not prompt.strip():
-        raise InputError("prompt", prompt or "", "empty")
+    if size is not None and ipfs is False:
+        raise InputError("call type", "DIRECT", DIRECT_IMAGE_REFUSAL)
+    check_prompt(prompt)
     lines = [prompt]  # NOTE: one line, as the prompt functions of the contract send it
     call = (encode(["string[]", "uint64", "uint64"], [lines, size[0], size[1]]) if size
             else encode(["string[]"], [lines]))
-    return call, CALLTYPE_IPFS if ipfs else CALLTYPE_DIRECT, name
+    return call, CALLTYPE_IPFS if (ipfs or size) else CALLTYPE_DIRECT, name
+
+
+# NOTE: DTN-FACTS: the node's AI server returns an image as base64 text, which its encoder
+# refuses for a `bytes` output; the request stays pending until the request timeout
+DIRECT_IMAGE_REFUSAL = ("DTN's node cannot answer an image request with call type DIRECT (it "
+                        "cannot encode a bytes output): the request would stay pending until "
+                        "the request timeout; image requests go over IPFS")
+
+
+def _call_lines(call: bytes, model: str) -> list:
+    """The prompt lines of an encoded call, decoded with its model's input types as the node
+    does (none when it does not decode: the node fails it, that is not ours to refuse)."""
+    from ..chain.abi import decode
+    from ..models import spec_or_text
+
+    try:
+        args = decode(list(spec_or_text(model).inputs), bytes(call))
+    except Exception:  # noqa: BLE001 - the ABI decoder raises several kinds
+        return []
+    lines = args[0] if args else []
+    return [x for x in lines if isinstance(x, str)] if isinstance(lines, (list, tuple)) else []
+
+
+def check_prompt(prompt: Optional[str], what: str = "prompt") -> None:
+    """Refuse, before anything is sent, a prompt DTN's node cannot answer: empty, or with
+    ``{N}`` placeholders."""
+    if not prompt or not prompt.strip():
+        raise InputError(what, prompt or "", "empty")
+    check_prompt_placeholders(prompt, what)
 
 
 def set_content(view: ResponseView, kind: str, value, *, source: Optional[dict] = None) -> None:
@@ -111,6 +148,25 @@ def set_content(view: ResponseView, kind: str, value, *, source: Optional[dict] 
 
 class Requests:
     """Requests, answers, batches and settling."""
+
+    def registered_models(self) -> list:
+        """The models the chain has registered, from the router's model manager: dicts with
+        ``name``, ``api``, ``specs`` and ``kind`` (image when the output is bytes), in
+        registration order. Raises a DtnsessError when the router has no such views (3 round
+        trips after the connection)."""
+        from .base import contract_at
+
+        (addr,) = self._calls([contract_at(self.router.address, "models").call("modelManager")],
+                              "modelManager()")
+        mm = contract_at(addr, "models")
+        (ids,) = self._calls([mm.call("getModelIds")], "getModelIds()")
+        rows = self._calls([mm.call("getModelApi", bytes(i)) for i in ids], "getModelApi")
+        out = []
+        for row in rows:
+            name, api, specs = row[0] if len(row) == 1 else row
+            out.append({"name": name, "api": api, "specs": specs,
+                        "kind": "image" if specs.replace(" ", "").endswith("->bytes") else "text"})
+        return out
 
     def request_info(self, request_id: bytes) -> RequestView:
         ((sid, user, created, status),) = self._calls(
@@ -173,7 +229,8 @@ class Requests:
         """The manager's record and the router's answer of a request, both read at one block
         (at two blocks, an answer mined in between looked like a callback that did not run)."""
         rid = parse_request_id(request_id) if isinstance(request_id, str) else bytes(request_id)
-        (head,) = self._calls([("eth_blockNumber", [])], "block number")
+        (latest,) = self._calls([("eth_getBlockByNumber", ["latest", False])], "latest block")
+        head, now = latest["number"], int(latest["timestamp"], 16)
         m = self._mgr
         (ok, req), (answered, resp) = self._batch(
             [m.call("requests", rid), self.router.call("fetchResponse", rid)],
@@ -189,11 +246,16 @@ class Requests:
             if not isinstance(resp, RevertError):
                 raise resp
             # "Request not completed" while pending (decoded by selector: Error(string))
+            waited = now - info.created_at
+            note = (f"pending for {waited // 60} minutes: {UNANSWERED_CAUSES}"
+                    if waited >= LONG_PENDING_SECONDS else None)
             return ResponseView(_hex(rid), "pending", info.status, "", None,
                                 session_id=info.session_id, user=info.user,
-                                created_at=info.created_at)
+                                created_at=info.created_at, note=note)
         status, message, data = resp
-        st = {1: "succeeded", 2: "failed"}.get(int(status), "unknown")
+        # NOTE: NA (0) on a completed request is a node's "no answer": the manager records it
+        # as failed (the router calls the failure callback)
+        st = {0: "failed", 1: "succeeded", 2: "failed"}.get(int(status), "unknown")
         note = None
         if info.status == "pending" and st in ("succeeded", "failed"):
             note = (f"answered, but the manager's callback failed: run `dtnsess settle "
@@ -266,7 +328,8 @@ class Requests:
                         elif logs is not None:
                             start = head + 1
                     if time.monotonic() >= deadline:
-                        hint = f"check later with `dtnsess response {_hex(rid)}`"
+                        hint = (f"{UNANSWERED_CAUSES}; check later with `dtnsess response "
+                                f"{_hex(rid)}`")
                         if trouble:
                             hint += f"; the node also failed while waiting: {trouble[0].reason}"
                         raise WaitTimeoutError("the answer", timeout, request_id=_hex(rid),
@@ -505,38 +568,38 @@ class Requests:
             return ("namespaces", [namespace_routing_id(n) for n in namespaces])
         return ("system", None)
 
-    def _request_fee(self, size: int) -> int:
-        """What DTN charges the session for a ``size``-byte prompt (its request bytes): the
-        per-byte fee, capped by the per-request maximum."""
+    def _request_fee(self, call_len: int) -> int:
+        """What DTN charges the session for an answer to a ``call_len``-byte call, as its node
+        reports sizes (call bytes + 1, none for the answer; 0 past the per-response cap)."""
         c = self._config_tuple()
-        return min(size * int(c[7]), int(c[9]))
+        return node_fee(call_len, int(c[7]), int(c[9]))
 
-    def _check_dtn_balance(self, s: SessionView, size: int) -> None:
+    def _check_dtn_balance(self, s: SessionView, call_len: int) -> None:
         """Refuse a request the session cannot pay for: DTN would take it and pay the node
         what is left (0 when empty), so the answer would go unpaid."""
         if s.dtn_balance is None:  # the router does not show balances: nothing to go by
             return
-        need = max(self._request_fee(size), 1)
+        need = max(self._request_fee(call_len), 1)
         if s.dtn_balance.units < need:
             sym = self.symbol
             raise InsufficientFundsError(
                 f"DTN balance in session {s.session_id}",
                 f"{format_amount(s.dtn_balance.units, self.decimals)} {sym}",
-                f"{format_amount(need, self.decimals)} {sym} for this {size}-byte prompt",
+                f"{format_amount(need, self.decimals)} {sym} for this {call_len}-byte call",
                 hint=f"add funds with `dtnsess renew {s.session_id} AMOUNT`, or use another "
                      f"session (--session)")
 
-    def _funded_sessions(self, ids: list, size: int) -> list:
-        """The sessions of ``ids`` whose DTN balance can pay a ``size``-byte prompt (one round
+    def _funded_sessions(self, ids: list, call_len: int) -> list:
+        """The sessions of ``ids`` whose DTN balance can pay a ``call_len``-byte call (one round
         trip); the others are skipped with a note, and none left is a FUNDS error."""
         (views,) = self._calls_and_symbol([self._mgr.call("getSessions", list(ids))],
                                           "getSessions")
-        need = max(self._request_fee(size), 1)
+        need = max(self._request_fee(call_len), 1)
         views = [self._session_view(v) for v in views]
         ok = [v.session_id for v in views if v.dtn_balance is None or v.dtn_balance.units >= need]
         low = [v for v in views if v.session_id not in ok]
         if low and not ok:
-            self._check_dtn_balance(low[0], size)  # raises, naming the first one
+            self._check_dtn_balance(low[0], call_len)  # raises, naming the first one
         if low:
             self.ui.info(f"skipping session{'s' if len(low) != 1 else ''} "
                          f"{', '.join(str(v.session_id) for v in low)}: DTN balance too low "
@@ -577,12 +640,15 @@ class Requests:
                         value: int = DEFAULT_CALLBACK_GAS_WEI,
                         session_id: Optional[int] = None, call: Optional[bytes] = None,
                         calltype: int = CALLTYPE_DIRECT, image: Optional[tuple] = None,
-                        ipfs: bool = False) -> WriteResult:
+                        ipfs: Optional[bool] = None) -> WriteResult:
         """One AI request. ``image=(width, height)`` asks an image model (by default
-        model.system.openai-gpt-image-1) for a picture of the prompt; ``ipfs=True`` has the node
-        store the output on IPFS and answer its CID. With ``call`` (the model API's ABI-encoded
-        input) instead of a ``prompt``, the bytes reach DTN unchanged through
-        ``makeAIRequestWithCall`` with ``calltype`` (CALLTYPE_DIRECT or CALLTYPE_IPFS)."""
+        model.system.openai-gpt-image-1) for a picture of the prompt, answered over IPFS (the
+        network decides the size: DTN's image processor makes 1024x1024); ``ipfs=True`` has the
+        node store a text output on IPFS and answer its CID. With ``call`` (the model API's
+        ABI-encoded input) instead of a ``prompt``, the bytes reach DTN unchanged through
+        ``makeAIRequestWithCall`` with ``calltype`` (CALLTYPE_DIRECT or CALLTYPE_IPFS).
+        Refused before anything is sent: a prompt with ``{N}`` placeholders (DTN's node
+        cannot parse it), and a DIRECT request to an image model (never answered)."""
         if image is not None or ipfs or (call is None
                                          and is_image_model(model or self.settings.model)):
             if call is not None:
@@ -597,11 +663,15 @@ class Requests:
             call = bytes(call)
             if not call:
                 raise InputError("call", "", "empty")
-            size = len(call)
+            if calltype == CALLTYPE_DIRECT and is_image_model(model or self.settings.model):
+                raise InputError("call type", "DIRECT", DIRECT_IMAGE_REFUSAL)
+            for line in _call_lines(call, model or self.settings.model):
+                check_prompt_placeholders(line, "call")
+            size = call_len = len(call)
         else:
-            if not prompt or not prompt.strip():
-                raise InputError("prompt", prompt or "", "empty")
+            check_prompt(prompt)
             size = len(prompt.encode("utf-8"))
+            call_len = prompt_call_len(prompt)
         model = model or self.settings.model
         kind, routing = self._routing(namespaces, nodes)
         if size > MAX_PROMPT_BYTES:
@@ -611,7 +681,7 @@ class Requests:
         # transaction's own batch and checked before anything is sent
         candidates: list = []
         if session_id is not None:
-            self._check_dtn_balance(self._owned_active(session_id, allow_grant=True), size)
+            self._check_dtn_balance(self._owned_active(session_id, allow_grant=True), call_len)
         else:
             mf = self._mgr
             own, grant = self._calls([mf.call("getUserActiveSessions", self.address),
@@ -638,13 +708,17 @@ class Requests:
             views = [self._session_view(v, symbol="") for ok, v in rows if ok]
             for v in views:  # the first live candidate is the one the contract uses
                 if v.active:
-                    self._check_dtn_balance(v, size)
+                    self._check_dtn_balance(v, call_len)
                     return
 
         r = WriteResult("request", dry_run=self.settings.dry_run)
+        # what the session pays when DTN's node answers (sizes as the node reports them)
+        # NOTE: the symbol only when known (read with the connection or cached): no round trip
+        fee = (f"{format_amount(self._request_fee(call_len), self.decimals)} "
+               f"{self._symbol or 'tokens'}")
         try:
-            res = self._send(fn, value=value, description=f"AI request to {model}",
-                             reads=reads, check=check)
+            res = self._send(fn, value=value, reads=reads, check=check,
+                             description=f"AI request to {model} (DTN fee {fee} per answer)")
         except InsufficientFundsError as exc:
             # Without a session the contract opens one with the minimum balance; say so.
             if session_id is None and "fee token" in exc.what and not self.active_session_ids():
@@ -658,7 +732,7 @@ class Requests:
         r.data.update({"request_id": _hex(rid) if rid is not None else None,
                        "session_id": int(ev[0].args["sessionId"]) if ev else session_id,
                        "model": model, "routing": kind, "value_wei": str(value),
-                       "block": res.block_number})
+                       "dtn_fee": fee, "block": res.block_number})
         if call is not None:
             r.data.update(calltype="ipfs" if calltype == CALLTYPE_IPFS else "direct",
                           call_bytes=size)
@@ -713,8 +787,7 @@ class Requests:
                              "an image model: --file sends text prompts (use --image WxH with "
                              "one PROMPT)")
         for i, p in enumerate(prompts):
-            if not p.strip():
-                raise InputError(f"prompt {i + 1}", p, "empty")
+            check_prompt(p, f"prompt {i + 1}")
             if len(p.encode("utf-8")) > MAX_PROMPT_BYTES:
                 err = self._prompt_too_large(len(p.encode("utf-8")), None)
                 err.message = f"line {i + 1}: {err.message}"
@@ -724,7 +797,7 @@ class Requests:
                "per second)"
         if not ids:
             raise InputError("sessions", "", "you have no active session", hint=hint)
-        ids = self._funded_sessions(ids, max(len(p.encode("utf-8")) for p in prompts))
+        ids = self._funded_sessions(ids, max(prompt_call_len(p) for p in prompts))
         if sessions is not None:
             if sessions < 1:
                 raise InputError("--sessions", str(sessions), "must be at least 1")
@@ -747,7 +820,10 @@ class Requests:
         entries = [{"index": i + 1, "prompt": p, "status": "not sent", "session_id": None,
                     "request_id": None, "tx_hash": None, "block": None, "block_timestamp": None}
                    for i, p in enumerate(prompts)]
-        out = {"model": model, "sessions": ids, "requests": entries,
+        # what the sessions pay when DTN's node answers them all (sizes as the node reports)
+        total = sum(self._request_fee(prompt_call_len(p)) for p in prompts)
+        dtn_fee = f"{format_amount(total, self.decimals)} {self._symbol or 'tokens'}"
+        out = {"model": model, "sessions": ids, "requests": entries, "dtn_fee": dtn_fee,
                "dry_run": self.settings.dry_run, "error": None}
 
         def call(i: int, sid: int) -> Any:
@@ -811,7 +887,8 @@ class Requests:
                     l1 = max(p.l1_fee for _, _, p in to_send)  # OP stack's L1 data fee
                     pipe.check_funds(limit * n, value * n, n, l1 * n)
                     pipe.confirm(f"{n} requests to {model} over {len(ids)} session"
-                                 f"{'s' if len(ids) != 1 else ''}", est * n, limit * n, value * n,
+                                 f"{'s' if len(ids) != 1 else ''} (DTN fees {dtn_fee} in all)",
+                                 est * n, limit * n, value * n,
                                  l1_fee_total=l1 * n)
                     confirmed = True
                 # one round trip for the whole wave's sends (``Pipeline.send_all``: journaled
