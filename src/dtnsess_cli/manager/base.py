@@ -171,11 +171,15 @@ def classify_content(raw: bytes) -> tuple:
 
 
 def check_rpc_url(url: str) -> str:
-    """An http(s) URL with a host and a valid port, else ConfigError (shown redacted)."""
+    """An http(s) URL with a host and a valid port, or an IPC socket path, else ConfigError
+    (shown redacted)."""
     from urllib.parse import urlsplit
 
     from ..errors import redact_url
+    from ..rpc import is_ipc_path
 
+    if is_ipc_path(url):
+        return url.strip()
     try:
         parts = urlsplit(url.strip())
         port = parts.port
@@ -183,9 +187,16 @@ def check_rpc_url(url: str) -> str:
         reason = "its port is not 0-65535" if "port" in str(exc).lower() else "it is malformed"
         raise ConfigError(f"invalid RPC URL: {reason}",
                           hint="e.g. --rpc-url http://127.0.0.1:8545") from None
+    if parts.scheme in ("ws", "wss"):
+        # NOTE: a documented refusal (docs/api.md, "Transports"): every node serving ws serves
+        # http too, and a program can hand the client its own web3 WebSocket provider
+        raise ConfigError("websocket RPC URLs (ws://, wss://) are not supported",
+                          hint="use the node's http(s) endpoint or its IPC socket path; the "
+                               "Python API also takes a web3 provider as transport=")
     if parts.scheme not in ("http", "https"):
         raise ConfigError(f"unsupported RPC URL scheme {parts.scheme or '(none)'!r}",
-                          hint="use an http:// or https:// JSON-RPC endpoint")
+                          hint="use an http:// or https:// JSON-RPC endpoint, or an IPC "
+                               "socket path")
     if not parts.hostname or port == 0:
         raise ConfigError(f"invalid RPC URL {redact_url(url)}: no host" if not parts.hostname
                           else "invalid RPC URL: port 0",

@@ -5,6 +5,7 @@ fee token, and the batched reads every view is made of (one round trip each).
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Any, Iterator, Optional, Sequence
 
 from ..config import Settings, check_address
@@ -25,13 +26,23 @@ class Connection:
     def __init__(self, settings: Settings, ui: Any = None, *, signer: Any = None,
                  receipt_timeout: Optional[float] = None, state_dir: Any = None,
                  rpc_timeout: Optional[float] = None,
-                 rpc_retry_seconds: Optional[float] = None) -> None:
+                 rpc_retry_seconds: Optional[float] = None, transport: Any = None) -> None:
         """``ui``: the CLI's renderer; None is ``QuietUI`` (never asks, never prints).
         ``signer``: anything with ``.address`` and ``.sign_transaction``; None loads the key
         ``settings`` name when a write first needs it. ``state_dir``: the journal, sender
         locks and token cache (None: ``chain.journal.state_dir()``; False: none of them).
         The timeouts left None come from the environment (``DTNSESS_RECEIPT_TIMEOUT``,
-        ``DTNSESS_RPC_TIMEOUT``, ``DTNSESS_RPC_RETRY_SECONDS``)."""
+        ``DTNSESS_RPC_TIMEOUT``, ``DTNSESS_RPC_RETRY_SECONDS``). ``transport``: a JSON-RPC
+        transport to use instead of connecting to the settings' URL (``chain.transport``),
+        shared by the threads."""
+        # NOTE: what one call works with is the calling thread's own (the kept-alive HTTP
+        # connection, the send context, the write in progress): a Client may be shared by
+        # threads; the sender lock orders their writes, the journal has a connection per thread
+        self._local = threading.local()
+        self._rpcs: list = []  # every thread's connection, for close()
+        self._rpcs_lock = threading.Lock()
+        # session id -> time.monotonic() when it may take its next request (requests.py)
+        self._pace: dict = {}
         if ui is None:
             from .quiet import QuietUI
 
@@ -43,6 +54,7 @@ class Connection:
         self._state = state_dir
         self._rpc_timeout = rpc_timeout
         self._rpc_retry = rpc_retry_seconds
+        self._transport = transport
         self._rpc = None
         self._account = signer
         self._chain_id: Optional[int] = None
@@ -57,15 +69,39 @@ class Connection:
         self._writing = False
         self._done: list = []  # TxResults mined by this write (see _writes)
 
+    # the calling thread's state (see __init__)
+    _rpc = property(lambda self: getattr(self._local, "rpc", None),
+                    lambda self, v: setattr(self._local, "rpc", v))
+    _txctx = property(lambda self: getattr(self._local, "txctx", None),
+                      lambda self, v: setattr(self._local, "txctx", v))
+    _writing = property(lambda self: getattr(self._local, "writing", False),
+                        lambda self, v: setattr(self._local, "writing", v))
+    _done = property(lambda self: self._local.__dict__.setdefault("done", []),
+                     lambda self, v: setattr(self._local, "done", v))
+
     @property
     def rpc(self):
-        """The JSON-RPC connection (``chain.jsonrpc.JsonRpc``: kept alive, reads retried)."""
+        """This thread's JSON-RPC connection (``chain.jsonrpc.JsonRpc``: kept alive, reads
+        retried)."""
         if self._rpc is None:
+            if self._transport is not None:  # the program's own: it closes it
+                self._rpc = self._transport
+                return self._rpc
             from ..rpc import connect
 
             self._rpc = connect(check_rpc_url(self.settings.require_rpc()),
                                 timeout=self._rpc_timeout, retry_for=self._rpc_retry)
+            with self._rpcs_lock:
+                self._rpcs.append(self._rpc)
         return self._rpc
+
+    def _close_connections(self) -> None:
+        """Close every thread's node connection; each reconnects on its next call."""
+        with self._rpcs_lock:
+            rpcs, self._rpcs = self._rpcs, []
+        for rpc in rpcs:
+            rpc.close()
+        self._local = threading.local()
 
     @contextlib.contextmanager
     def _reads_until(self, deadline: float) -> Iterator[None]:
@@ -161,7 +197,9 @@ class Connection:
         """Check the chain id, then getConfig(); only when getConfig() fails is the code looked
         at, to tell "no contract code" from "not an AdvancedSessionManager"."""
         rows = list(rows)
-        if self._chain_id is None:
+        # NOTE: two rows: the chain id was asked for (``_connect_requests``); decided by the
+        # rows, not by self._chain_id, which another thread may have set since they were asked
+        if len(rows) > 1:
             ok, cid = rows.pop(0)
             if not ok:
                 raise cid

@@ -296,7 +296,9 @@ class Maintenance:
             return checks
         head = [("eth_blockNumber", []), ("eth_chainId", [])]
         try:
-            connect = self._connect_requests()[1:] if s.contract else []  # chain id is in head
+            # just getConfig(): the chain id is in head (_connect_requests adds it only while
+            # the chain is unknown, i.e. before this client's first read)
+            connect = self._connect_requests()[-1:] if s.contract else []
         except DtnsessError:  # a malformed address: the contract check below reports it
             connect = []
         eth_read = [("eth_getBalance", [me, "latest"])] if me else []

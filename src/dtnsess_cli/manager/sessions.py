@@ -137,7 +137,8 @@ class Sessions:
 
     @_writes
     def approve(self, amount: Optional[str], unlimited: bool = False) -> WriteResult:
-        units = MAX_UINT256 if unlimited else self.parse(amount or "", allow_zero=True)
+        units = MAX_UINT256 if unlimited else self.parse("" if amount is None else amount,
+                                                         allow_zero=True)
         shown = "unlimited" if unlimited else f"{format_amount(units, self.decimals)} {self.symbol}"
         r = WriteResult("approve", dry_run=self.settings.dry_run)
         r.txs.append(self._send(self.token.call("approve", self.manager.address, units),

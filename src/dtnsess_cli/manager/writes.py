@@ -108,8 +108,8 @@ class Writes:
         try:
             if self._journal is None:
                 self._journal = Journal(state / "journal.sqlite3")
-                if self._txctx is not None:
-                    self._txctx.journal = self._journal
+            if self._txctx is not None:  # made before the journal, maybe by another thread
+                self._txctx.journal = self._journal
             yield
         finally:
             lock.release()
