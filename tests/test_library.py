@@ -295,6 +295,117 @@ def test_cli_through_an_unreachable_proxy_says_so(system6, user, make_cli, monke
                  secrets=("secret",))
 
 
+class _TunnelProxy(socketserver.BaseRequestHandler):
+    """A minimal CONNECT proxy: answers ``refuse`` (e.g. "407 ...") or pipes bytes both ways."""
+
+    seen: list = []
+    refuse = ""
+
+    def handle(self) -> None:
+        import select
+        import socket
+
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.request.recv(4096)
+            if not chunk:
+                return
+            head += chunk
+        lines = head.decode().split("\r\n")
+        auth = next((ln.split(":", 1)[1].strip() for ln in lines
+                     if ln.lower().startswith("proxy-authorization:")), None)
+        type(self).seen.append((lines[0], auth))
+        if type(self).refuse:
+            self.request.sendall(f"HTTP/1.1 {type(self).refuse}\r\n\r\n".encode())
+            return
+        host, port = lines[0].split()[1].rsplit(":", 1)
+        upstream = socket.create_connection((host, int(port)), timeout=10)
+        self.request.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        socks = [self.request, upstream]
+        try:
+            while True:
+                ready, _, _ = select.select(socks, [], [], 10)
+                if not ready:
+                    return
+                for sock in ready:
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    (upstream if sock is self.request else self.request).sendall(data)
+        finally:
+            upstream.close()
+
+
+class _TlsNode(http.server.BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802
+        import json
+
+        req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        body = json.dumps({"jsonrpc": "2.0", "id": req["id"], "result": "0x2105"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def _serve(server) -> threading.Thread:
+    server.daemon_threads = True
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    return t
+
+
+def test_https_goes_through_a_connect_tunnel(tmp_path):
+    """https:// through HTTPS_PROXY: CONNECT host:port (with Proxy-Authorization), then TLS to
+    the node itself (its certificate checked); a proxy that refuses says so in one line."""
+    import shutil
+    import ssl
+
+    from dtnsess_cli.chain.errors import RpcTransportError
+    from dtnsess_cli.chain.jsonrpc import JsonRpc
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True,
+                   timeout=60)
+    node = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TlsNode)
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    node.socket = server_ctx.wrap_socket(node.socket, server_side=True)
+    proxy = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _TunnelProxy)
+    _TunnelProxy.seen, _TunnelProxy.refuse = [], ""
+    _serve(node), _serve(proxy)
+    try:
+        client_ctx = ssl.create_default_context(cafile=str(cert))
+        url = f"https://localhost:{node.server_address[1]}/v2/SECRETKEY"
+        via = f"http://u:pw@127.0.0.1:{proxy.server_address[1]}"
+        rpc = JsonRpc(url, proxy=via, ssl_context=client_ctx, retry_seconds=0)
+        assert rpc.call("eth_chainId") == "0x2105"
+        (connect, auth), = _TunnelProxy.seen
+        assert connect.startswith(f"CONNECT localhost:{node.server_address[1]} HTTP/")
+        assert auth == "Basic dTpwdw=="  # u:pw, to the proxy only
+        rpc.close()
+        _TunnelProxy.refuse = "407 Proxy Authentication Required"
+        refused = JsonRpc(url, proxy=via, ssl_context=client_ctx, retry_seconds=0)
+        with pytest.raises(RpcTransportError) as info:
+            refused.call("eth_chainId")
+        msg = str(info.value)
+        assert "the proxy refused the tunnel: 407 Proxy Authentication Required" in msg, msg
+        assert "SECRETKEY" not in msg and "u:pw" not in msg
+        assert not info.value.transient
+    finally:
+        for srv in (node, proxy):
+            srv.shutdown()
+            srv.server_close()
+
+
 # ------------------------------------------------------------------------------- extras
 
 
