@@ -193,13 +193,14 @@ class Connection:
         head: list = [] if self._chain_id is not None else [("eth_chainId", [])]
         return head + [self._mgr.call("getConfig")]
 
-    def _take_connect(self, rows: list) -> None:
+    def _take_connect(self, rows: list, asked: Sequence[Any]) -> None:
         """Check the chain id, then getConfig(); only when getConfig() fails is the code looked
-        at, to tell "no contract code" from "not an AdvancedSessionManager"."""
+        at, to tell "no contract code" from "not an AdvancedSessionManager". ``asked``: the
+        requests ``rows`` answer (from ``_connect_requests``)."""
         rows = list(rows)
-        # NOTE: two rows: the chain id was asked for (``_connect_requests``); decided by the
-        # rows, not by self._chain_id, which another thread may have set since they were asked
-        if len(rows) > 1:
+        # NOTE: whether the chain id is among the rows is decided by what was asked, not by
+        # self._chain_id, which another thread may have set since
+        if asked and asked[0] == ("eth_chainId", []):
             ok, cid = rows.pop(0)
             if not ok:
                 raise cid
@@ -224,7 +225,7 @@ class Connection:
         head = self._connect_requests()
         labels = what if isinstance(what, str) else ["getConfig()"] * len(head) + list(what)
         rows = self._batch(head + list(also), labels)
-        self._take_connect(rows[:len(head)])
+        self._take_connect(rows[:len(head)], head)
         return self._values(rows[len(head):])
 
     @property

@@ -49,7 +49,7 @@ class Maintenance:
                            ["getConfig()"] * len(head) + ["checkUpkeep", "getIdleSessions",
                                                           "performUpkeep estimate"])
         if head:
-            self._take_connect(rows[:len(head)])
+            self._take_connect(rows[:len(head)], head)
         rows = rows[len(head):]
         (needed, _), idle = self._values(rows[:2])
         ok, gas = rows[2]
@@ -329,7 +329,7 @@ class Maintenance:
 
         def contract():
             addr = self.manager_address  # ConfigError / InputError without a usable address
-            self._take_connect(rows[2:2 + len(connect)])
+            self._take_connect(rows[2:2 + len(connect)], connect)
             return True, f"{addr} has code, AdvancedSessionManager (getConfig ok)"
         contract_ok = run("contract", contract)
         token = None

@@ -66,7 +66,7 @@ class Sessions:
             rows = self._batch(head + reads + [tok.call("balanceOf", user),
                                                tok.call("allowance", user, m.address)],
                                ["getConfig()"] * len(head) + labels)
-            self._take_connect(rows[:len(head)])
+            self._take_connect(rows[:len(head)], head)
             got = self._values(rows[len(head):len(head) + 2])
             if tok.address == self.token.address and all(ok for ok, _ in rows[len(head) + 2:]):
                 got += self._values(rows[len(head) + 2:])
