@@ -43,14 +43,17 @@ def journal_rows(state: Path) -> list:
 # ------------------------------------------------------------------------------- threads
 
 
-def test_one_client_shared_by_threads(anvil, w3, system6, private_keys, user, tmp_path):
+@pytest.mark.parametrize("keep_state", [True, False], ids=["journal", "state_dir=False"])
+def test_one_client_shared_by_threads(anvil, w3, system6, private_keys, user, tmp_path,
+                                      keep_state):
     """Six threads share one Client: each reads, opens a session and makes a request on it.
-    Every transaction is journaled, nonces never clash, nothing fails."""
+    Every transaction is journaled, nonces never clash (also without a state directory, where
+    no file lock exists), nothing fails."""
     s = system6
     fund(s, user, 1000, approve=False)
     state = tmp_path / "state"
     client = Client(anvil.url, s.manager.address, signer=private_keys_signer(private_keys[1]),
-                    state_dir=state)
+                    state_dir=state if keep_state else False)
     client.approve("100")  # one approval up front: the threads' creates need none
     start_nonce = nonce(w3, user)
     start = bal(s, user)
@@ -73,6 +76,8 @@ def test_one_client_shared_by_threads(anvil, w3, system6, private_keys, user, tm
     assert bal(s, user) == start - 60 * s.unit
     sent = nonce(w3, user) - start_nonce
     assert sent == 12  # 6 creates + 6 requests, nonces in sequence
+    if not keep_state:
+        return
     rows = [r for r in journal_rows(state) if r[0] >= start_nonce]
     assert [r[0] for r in rows] == list(range(start_nonce, start_nonce + 12))
     assert {r[1] for r in rows} == {"mined"}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from typing import Any, Callable, Optional, Sequence, TypeVar, cast
+from typing import Any, Callable, Optional, Sequence, TypeVar, cast, overload
 
 from ..errors import ConfigError, DtnsessError, InputError, RevertError
 
@@ -310,16 +310,31 @@ SENDER_LOCK_WAIT = 600.0
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def _writes(method: _F) -> _F:
+@overload
+def _writes(method: _F) -> _F: ...
+
+
+@overload
+def _writes(*, before: Callable[..., None]) -> Callable[[_F], _F]: ...
+
+
+def _writes(method: Optional[_F] = None, *,
+            before: Optional[Callable[..., None]] = None) -> Any:
     """A write: one sender at a time (the per-(chain, sender) lock, held until it returns, so
     the reads that decide what to send, the nonces and the receipts of parallel processes do
     not interleave); this key's open journal entries resolved first; and when a later step
-    fails, the error names the steps already mined. A dry run takes none of this."""
+    fails, the error names the steps already mined. A dry run takes none of this.
+    ``before(self, args, kwargs)``: a wait that needs no lock, made before taking it (so other
+    threads of the client write meanwhile)."""
+    if method is None:
+        return lambda m: _writes(m, before=before)
 
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         if self.settings.dry_run or self._writing:
             return method(self, *args, **kwargs)
+        if before is not None:
+            before(self, args, kwargs)
         from ..chain.journal import INTENT
 
         self._writing = True

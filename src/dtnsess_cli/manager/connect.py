@@ -41,6 +41,7 @@ class Connection:
         self._local = threading.local()
         self._rpcs: list = []  # every thread's connection, for close()
         self._rpcs_lock = threading.Lock()
+        self._threads_lock = threading.RLock()  # this client's writers, before the file lock
         # session id -> time.monotonic() when it may take its next request (requests.py)
         self._pace: dict = {}
         if ui is None:

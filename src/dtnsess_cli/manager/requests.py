@@ -571,7 +571,7 @@ class Requests:
             f"request{holds})",
             hint=f"shorten the {what}, or split it into several requests")
 
-    @_writes
+    @_writes(before=lambda self, args, kwargs: self._pace_wait(kwargs.get("session_id")))
     def make_ai_request(self, prompt: Optional[str], *, model: Optional[str] = None,
                         namespaces: Sequence[str] = (), nodes: Sequence[str] = (),
                         value: int = DEFAULT_CALLBACK_GAS_WEI,
@@ -688,10 +688,7 @@ class Requests:
         """``send()`` once ``session_id`` may take a request; again after a collision that the
         simulation found (nothing was sent)."""
         for attempt in range(self._PACE_RETRIES + 1):
-            if session_id is not None and not self.settings.dry_run:
-                wait = self._pace.get(session_id, 0.0) - time.monotonic()
-                if wait > 0:
-                    time.sleep(wait)
+            self._pace_wait(session_id)
             try:
                 return send()
             except RevertError as exc:
@@ -699,6 +696,13 @@ class Requests:
                         attempt == self._PACE_RETRIES or self.settings.dry_run:
                     raise
                 time.sleep(self._PACE_SECONDS)
+
+    def _pace_wait(self, session_id: Any) -> None:
+        """Sleep until ``session_id`` may take its next request (no-op in a dry run)."""
+        if isinstance(session_id, int) and not self.settings.dry_run:
+            wait = self._pace.get(session_id, 0.0) - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
 
     def _session_used(self, session_id: Optional[int]) -> None:
         if session_id is not None:
