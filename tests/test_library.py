@@ -477,6 +477,9 @@ def test_a_web3_provider_as_the_transport(anvil, system6, private_keys, user, tm
     assert client.session(sid).active
     assert client.simulating().create_session("10").dry_run
     assert bal(s, user) == start - 11 * s.unit
+    by = {c.name: c for c in client.doctor()}
+    assert by["rpc"].ok and by["contract"].ok, by
+    assert anvil.url not in by["rpc"].detail  # the transport's name, never its URL
 
 
 def test_websocket_urls_are_refused_with_a_way_out(system6):
