@@ -502,3 +502,23 @@ def test_every_public_member_of_client_is_documented():
     missing = [n for n in dir(Client) if not n.startswith("_")
                and not re.search(rf"(?<![\w.])(client\.)?{n}\b", code)]
     assert not missing, f"public Client members not in docs/api.md: {missing}"
+
+
+def test_documented_parameters_exist():
+    """Every `method(param, ...)` docs/api.md shows names parameters the method has (the doc
+    once showed request_batch(session_id=...), which does not exist)."""
+    import inspect
+    import re
+
+    doc = (ROOT / "docs" / "api.md").read_text()
+    wrong = []
+    for name, params in re.findall(r"`(?:client\.)?(\w+)\(([^`)]*)\)`", doc):
+        member = getattr(Client, name, None)
+        if not callable(member) or isinstance(member, type):
+            continue
+        accepted = set(inspect.signature(member).parameters)
+        for p in params.split(","):
+            p = p.strip().split("=")[0].strip()
+            if p and p[0].isidentifier() and p not in ("self",) and p not in accepted:
+                wrong.append(f"{name}({p})")
+    assert not wrong, f"docs/api.md shows parameters that do not exist: {wrong}"

@@ -327,8 +327,9 @@ class Connection:
     def amount(self, units: int) -> Amount:
         return Amount(int(units), self.decimals, self.symbol)
 
-    def parse(self, text: str, what: str = "amount", allow_zero: bool = False) -> int:
-        return parse_amount(text, self.decimals, what=what, allow_zero=allow_zero)
+    def parse(self, value: Any, what: str = "amount", allow_zero: bool = False) -> int:
+        """An exact amount of the fee token in base units (see ``units.parse_amount``)."""
+        return parse_amount(value, self.decimals, what=what, allow_zero=allow_zero)
 
     def _event_abis(self) -> list:
         from ..artifacts import load_artifact
