@@ -265,8 +265,9 @@ def installs(wheel: Path, tmp_path_factory) -> dict:
     for name in ("plain", *WEB3_MAJORS):
         py = _fresh_env(root / name)
         envs[name] = py
+        # NOTE: --no-compile: byte-compiling web3 & co. is most of an install's CPU time
         pip = [sys.executable, "-m", "pip", "--python", str(py), "install", "-q",
-               "--disable-pip-version-check", "--no-input"]
+               "--disable-pip-version-check", "--no-input", "--no-compile"]
         cmd = " && ".join(
             ([" ".join(pip + [f"'web3>={name},<{int(name) + 1}'"])] if name != "plain" else [])
             + [" ".join(pip + [str(wheel)])])

@@ -374,5 +374,6 @@ def _classify(exc: BaseException) -> tuple:
         return True, "the reply is not valid HTTP", None
     if isinstance(exc, OSError) and str(exc).startswith("Tunnel connection failed"):
         # the proxy refused CONNECT; http.client's text is "Tunnel connection failed: 407 ..."
-        return False, "the proxy refused the tunnel: " + str(exc).split(":", 1)[-1].strip()[:60], None
+        answer = str(exc).split(":", 1)[-1].strip()[:60]
+        return False, f"the proxy refused the tunnel: {answer}", None
     return True, f"network error ({type(exc).__name__})", None
