@@ -221,7 +221,7 @@ def test_session_fixture_stops_anvil_even_when_tests_fail(tmp_path: Path):
     )
     assert res.returncode == 1, res.stdout[-3000:]
     assert "1 failed, 3 passed" in res.stdout, res.stdout[-3000:]
-    assert "deliberate failure" in res.stdout
+    assert "deliberate failure" in res.stdout, res.stdout[-3000:]
     pid = int(pid_file.read_text())
     assert _gone(pid)
 
