@@ -522,3 +522,18 @@ def test_documented_parameters_exist():
             if p and p[0].isidentifier() and p not in ("self",) and p not in accepted:
                 wrong.append(f"{name}({p})")
     assert not wrong, f"docs/api.md shows parameters that do not exist: {wrong}"
+
+
+def test_an_unusable_proxy_setting_is_a_config_error(system6, user, make_cli, monkeypatch):
+    from cli_helpers import assert_error
+
+    from dtnsess_cli.errors import ExitCode
+
+    cli = make_cli(system6)
+    with monkeypatch.context() as mp:
+        for name in ("NO_PROXY", "no_proxy", "http_proxy", "all_proxy", "ALL_PROXY"):
+            mp.delenv(name, raising=False)
+        mp.setenv("HTTP_PROXY", "socks5://u:secret@127.0.0.1:1080")
+        res = cli("balance", "--user", user)
+    assert_error(res, ExitCode.CONFIG, "the proxy must be an http", secrets=("secret",))
+    assert "socks is not supported" in res.stderr

@@ -81,5 +81,7 @@ def connect(url: str, *, timeout: Optional[float] = None,
                        retry_seconds=retry_seconds() if retry_for is None else retry_for,
                        proxy=proxy_for(url))
     except RpcTransportError as exc:  # the URL is checked before: the proxy's is not usable
-        raise ConfigError(exc.reason, hint="set HTTP_PROXY / HTTPS_PROXY to http://host:port, "
-                                           "or exempt the node's host with NO_PROXY") from None
+        # NOTE: no URL in the hint: messages are redacted as a whole
+        raise ConfigError(exc.reason, hint="HTTP_PROXY / HTTPS_PROXY must name an http proxy "
+                                           "(a host and a port; socks is not supported), or "
+                                           "exempt the node's host with NO_PROXY") from None
