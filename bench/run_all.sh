@@ -14,3 +14,5 @@ $PY batch.py --n 100 --sessions 20 --delay-ms 50 --block-time 0 --modes cast,fil
 $PY vs_cast.py --runs 5
 $PY keeper_gas.py
 $PY callback_gas.py
+# issue 18: one Python API client shared by a thread pool vs one thread vs request_batch
+$PY threads.py --rounds 3

@@ -1,5 +1,6 @@
 """What the package declares (issue 10): every third-party module the code imports is declared in
-pyproject.toml (src/ by the package itself, tests/ bench/ scripts/ at least by the dev extra), and
+pyproject.toml (src/ by the package itself, its devnet and compiler by their extras, tests/
+bench/ scripts/ at least by the dev extra), and
 requirements.lock pins a version inside every declared range. The lock is what `make` installs;
 `make lock` regenerates it."""
 
@@ -20,13 +21,18 @@ LOCK = ROOT / "requirements.lock"
 
 
 def _declared(extra: str | None) -> dict[str, Requirement]:
-    """The package's requirements (installed metadata = pyproject.toml), optionally with an extra."""
+    """The package's requirements (installed metadata = pyproject.toml), optionally with an
+    extra (and the extras it names: ``dev`` includes ``dtnsess[devnet,compile]``)."""
     env = dict(default_environment(), extra=extra or "")
     out = {}
     for line in requires("dtnsess") or []:
         req = Requirement(line)
         if req.marker is None or req.marker.evaluate(env):
-            out[canonicalize_name(req.name)] = req
+            if canonicalize_name(req.name) == "dtnsess":
+                for sub in req.extras:
+                    out.update(_declared(sub))
+            else:
+                out[canonicalize_name(req.name)] = req
     return out
 
 
@@ -37,11 +43,23 @@ def _local_modules() -> set[str]:
     return names
 
 
-def _imports(top: str) -> dict[str, str]:
+# the parts of src/ that a plain install leaves out, and the extra that brings what they import
+EXTRA_PARTS = {"src/dtnsess_cli/devnet": "devnet", "src/dtnsess_cli/compile.py": "compile"}
+
+
+def _part(path: Path) -> str | None:
+    rel = path.relative_to(ROOT).as_posix()
+    return next((x for p, x in EXTRA_PARTS.items() if rel == p or rel.startswith(p + "/")), None)
+
+
+def _imports(top: str, extra: str | None = None) -> dict[str, str]:
     """First-party-free top-level module names imported anywhere under ROOT/top (lazy ones too),
-    each with one place it is imported."""
+    each with one place it is imported; for src/, only the files of the part ``extra`` needs
+    (None: the command path, what a plain install must carry)."""
     local, out = _local_modules(), {}
     for path in sorted((ROOT / top).rglob("*.py")):
+        if top == "src" and _part(path) != extra:
+            continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
                 names = [a.name for a in node.names]
@@ -56,10 +74,10 @@ def _imports(top: str) -> dict[str, str]:
     return out
 
 
-def _undeclared(top: str, declared: dict[str, Requirement]) -> list[str]:
+def _undeclared(top: str, declared: dict[str, Requirement], extra: str | None = None) -> list[str]:
     dists = packages_distributions()
     missing = []
-    for mod, where in sorted(_imports(top).items()):
+    for mod, where in sorted(_imports(top, extra).items()):
         names = {canonicalize_name(d) for d in dists.get(mod, [])}
         if not names & set(declared):
             missing.append(f"{mod} ({where}; distribution {sorted(names) or 'not installed'})")
@@ -69,6 +87,20 @@ def _undeclared(top: str, declared: dict[str, Requirement]) -> list[str]:
 def test_src_imports_are_runtime_dependencies():
     missing = _undeclared("src", _declared(None))
     assert not missing, "imported by src/ but not in [project] dependencies: " + ", ".join(missing)
+
+
+def test_devnet_and_compiler_imports_are_their_extras():
+    for extra in set(EXTRA_PARTS.values()):
+        missing = _undeclared("src", _declared(extra), extra)
+        assert not missing, f"imported by the {extra} part of src/ but not in dependencies or " \
+                            f"the {extra} extra: " + ", ".join(missing)
+
+
+def test_the_command_path_needs_no_extra():
+    """A plain install is the core set: no web3 & co. (a backend brings its own), no compiler."""
+    core = set(_declared(None))
+    assert not core & {"web3", "eth-abi", "eth-account", "eth-utils", "requests", "py-solc-x"}, core
+    assert len(core) <= 8, core
 
 
 def test_test_and_tool_imports_are_declared():

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import copy
 import hashlib
+import importlib.util
 import json
 import os
 import posixpath
@@ -449,6 +450,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--contracts", type=Path, help="sources (default: <repo>/contracts)")
     parser.add_argument("--out", type=Path, help="artifacts (default: <repo>/abi)")
     args = parser.parse_args(argv)
+    missing = [m for m in ("solcx", "packaging") if importlib.util.find_spec(m) is None]
+    if missing:  # a plain install has no compiler: it is a contributor's step
+        print(f"compile: needs the compile extra ({', '.join(missing)} not installed): "
+              f"pip install 'dtnsess[compile]'", file=sys.stderr)
+        return 1
 
     root = find_repo_root()
     contracts_dir = args.contracts or root / "contracts"

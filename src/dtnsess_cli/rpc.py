@@ -56,10 +56,32 @@ def request_timeout(env: Optional[dict] = None) -> float:
     return _seconds(ENV_TIMEOUT, DEFAULT_TIMEOUT, 0.1, "e.g. 30", env)
 
 
+def is_ipc_path(url: str) -> bool:
+    """A node's IPC socket rather than a URL: an absolute or ~ path, or a name ending in .ipc
+    (as cast and web3.py take them)."""
+    u = url.strip()
+    return "://" not in u and (u.startswith(("/", "~")) or u.endswith(".ipc"))
+
+
 def connect(url: str, *, timeout: Optional[float] = None,
             retry_for: Optional[float] = None) -> Any:
-    """A ``chain.jsonrpc.JsonRpc`` on ``url`` with the configured timeout and retry budget."""
-    from .chain.jsonrpc import JsonRpc
+    """A ``chain.jsonrpc.JsonRpc`` on ``url`` with the configured timeout and retry budget,
+    through the proxy the environment names for it (HTTP(S)_PROXY, NO_PROXY); for an IPC
+    socket path a ``chain.transport.IpcTransport``."""
+    if is_ipc_path(url):
+        from .chain.transport import IpcTransport
 
-    return JsonRpc(url, timeout=request_timeout() if timeout is None else timeout,
-                   retry_seconds=retry_seconds() if retry_for is None else retry_for)
+        return IpcTransport(os.path.expanduser(url.strip()),
+                            timeout=request_timeout() if timeout is None else timeout)
+    from .chain.errors import RpcTransportError
+    from .chain.jsonrpc import JsonRpc, proxy_for
+
+    try:
+        return JsonRpc(url, timeout=request_timeout() if timeout is None else timeout,
+                       retry_seconds=retry_seconds() if retry_for is None else retry_for,
+                       proxy=proxy_for(url))
+    except RpcTransportError as exc:  # the URL is checked before: the proxy's is not usable
+        # NOTE: no URL in the hint: messages are redacted as a whole
+        raise ConfigError(exc.reason, hint="HTTP_PROXY / HTTPS_PROXY must name an http proxy "
+                                           "(a host and a port; socks is not supported), or "
+                                           "exempt the node's host with NO_PROXY") from None

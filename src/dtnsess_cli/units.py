@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any, Union
 from decimal import Decimal, InvalidOperation, localcontext
 
 from .errors import InputError
@@ -59,17 +60,45 @@ def _scale(d: Decimal, decimals: int, text: str, what: str) -> int:
         return int(scaled)
 
 
-def parse_amount(text: str, decimals: int, *, allow_zero: bool = False,
-                 what: str = "amount") -> int:
-    """Parse a human token amount (``"12.5"``) into base units for a token with ``decimals``.
+FLOAT_REFUSED = ("a float is not exact: give a str in whole tokens ('12.5'), a Decimal, or an "
+                 "int in base units")
 
-    Rejects negative, zero (unless ``allow_zero``), NaN/inf, exponents, garbage, more
+
+def exact(value: Any, what: str) -> Any:
+    """``value`` unless it is a float or a bool, which no amount may be: ``20.5`` happens to be
+    exact, ``0.1 + 10.2`` is not, so none is taken (one message for every amount)."""
+    if isinstance(value, (float, bool)):
+        raise InputError(what, value, FLOAT_REFUSED if isinstance(value, float)
+                         else "a bool is not an amount")
+    return value
+
+
+def parse_amount(text: Union[str, int, Decimal, "Amount"], decimals: int, *,
+                 allow_zero: bool = False, what: str = "amount") -> int:
+    """A token amount in base units for a token with ``decimals``: a str or a Decimal in whole
+    tokens (``"12.5"``), an int already in base units, an ``Amount`` of this token.
+
+    Rejects floats, negative, zero (unless ``allow_zero``), NaN/inf, exponents, garbage, more
     fractional digits than the token has, and values above uint256.
     """
     if not isinstance(decimals, int) or decimals < 0 or decimals > 77:
         raise InputError("token decimals", decimals, "must be an integer between 0 and 77")
-    d = _to_decimal(text, what)
-    units = _scale(d, decimals, text, what)
+    exact(text, what)
+    if isinstance(text, Amount):
+        if text.decimals != decimals:
+            raise InputError(what, text.human(), f"an amount of {text.decimals} decimals for a "
+                             f"token of {decimals}")
+        text = text.units
+    if isinstance(text, int):
+        units = text
+        if units < 0:
+            raise InputError(what, str(text), "must not be negative")
+    else:
+        if isinstance(text, Decimal):
+            # NOTE: 'f' keeps every digit (no exponent); NaN/inf and signs fail the regex
+            text = format(text, "f")
+        d = _to_decimal(text, what)
+        units = _scale(d, decimals, text, what)
     if units == 0 and not allow_zero:
         raise InputError(what, text, "must be greater than zero")
     if units > MAX_UINT256:
@@ -105,7 +134,7 @@ def parse_eth_value(text: str, *, default_unit: str = "wei", what: str = "value"
     ``"0.0001 eth"``, ``"1e5"``, ``"3e5wei"``, and hex wei ``"0x493e0"``.
     """
     if not isinstance(text, str):
-        text = str(text)
+        text = str(exact(text, what))
     s = text.strip().lower()
     if _HEX_RE.match(s):
         if default_unit != "wei":

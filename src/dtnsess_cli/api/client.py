@@ -95,6 +95,22 @@ def _positive(name: str, value: Any, zero: bool = False) -> float:
     return v
 
 
+def _transport(obj: Any) -> Any:
+    """A transport the program hands over: a web3.py provider (``make_request``; web3 6, 7 or
+    8: HTTP, IPC, WebSocket), or an object with this package's JsonRpc interface (``call``,
+    ``batch``, ``close``)."""
+    if callable(getattr(obj, "call", None)) and callable(getattr(obj, "batch", None)):
+        if not hasattr(obj, "url"):
+            raise InputError("transport", type(obj).__name__, "needs a .url (shown in errors)")
+        return obj
+    if callable(getattr(obj, "make_request", None)):
+        from ..chain.transport import ProviderTransport
+
+        return ProviderTransport(obj)
+    raise InputError("rpc_url", type(obj).__name__, "not a URL, an IPC path or a transport "
+                     "(a web3 provider, or an object with call/batch)")
+
+
 def _text(value: Any) -> str:
     return "" if value is None else value if isinstance(value, str) else str(value)
 
@@ -102,7 +118,9 @@ def _text(value: Any) -> str:
 class Client(_ManagerClient):
     """One AdvancedSessionManager on one chain, for a program.
 
-    ``rpc_url``: an http(s) JSON-RPC endpoint. ``manager``: the AdvancedSessionManager's
+    ``rpc_url``: an http(s) JSON-RPC endpoint (HTTP(S)_PROXY and NO_PROXY are honoured), a
+    node's IPC socket path, or a transport object: a web3.py provider of any version
+    (``make_request``), e.g. a WebSocket provider. ``manager``: the AdvancedSessionManager's
     address. ``signer``: signs the writes (see :class:`Signer`); without one the client is
     read-only, and ``address`` names whose sessions, balances and requests the views show by
     default. ``chain_id``: refuse to work on another chain (ChainMismatchError). ``model``: the
@@ -121,19 +139,26 @@ class Client(_ManagerClient):
     :meth:`wait_for_answers`, :meth:`requests`, :meth:`settle`, :meth:`tx_view`, the pool
     (:meth:`pool_status`, :meth:`add_to_pool`, :meth:`get_from_pool`, ...), and the owner's
     and keeper's (:meth:`cleanup`, :meth:`withdraw_refunds`, :meth:`update_config`,
-    :meth:`sweep`, :meth:`deploy`, :meth:`doctor`). Token amounts are exact decimal strings in
-    whole tokens (``"12.5"``); results are the dataclasses of this module.
+    :meth:`sweep`, :meth:`deploy`, :meth:`doctor`). Token amounts are exact: a str or a
+    ``Decimal`` in whole tokens (``"12.5"``), an int in base units, an ``Amount``; a float is
+    refused (InputError). Results are the dataclasses of this module.
 
-    One client is one connection and one sender: use it from one thread at a time.
+    A client may be shared by threads: each thread gets its own node connection and journal
+    connection, and writes take turns on the sender lock (one nonce sequence).
     """
 
-    def __init__(self, rpc_url: str, manager: str, signer: Optional[Signer] = None, *,
+    def __init__(self, rpc_url: Any, manager: str, signer: Optional[Signer] = None, *,
                  address: Optional[str] = None, chain_id: Optional[int] = None,
                  model: Optional[str] = None, dry_run: bool = False,
                  state_dir: StateDir = None, receipt_timeout: float = 120.0,
                  rpc_timeout: float = 30.0, rpc_retry_seconds: float = 20.0) -> None:
-        url = check_rpc_url(str(rpc_url or ""))
-        remember_url(url)  # its credentials never appear in an error message
+        transport = None
+        if not isinstance(rpc_url, (str, os.PathLike)) and rpc_url is not None:
+            transport = _transport(rpc_url)
+            url = transport.url
+        else:
+            url = check_rpc_url(os.fspath(rpc_url or ""))
+            remember_url(url)  # its credentials never appear in an error message
         contract = _ManagerClient.address_arg(_text(manager), "manager address")
         if signer is not None:
             if not hasattr(signer, "address") or not callable(getattr(signer, "sign_transaction",
@@ -153,7 +178,7 @@ class Client(_ManagerClient):
         settings = Settings(rpc_url=url, contract=contract, chain_id=chain_id,
                             model=model or DEFAULT_MODEL, dry_run=bool(dry_run),
                             sources={"chain_id": "the Client's chain_id"})
-        self._args: "dict[str, Any]" = dict(rpc_url=url, manager=contract, signer=signer, address=address,
+        self._args: "dict[str, Any]" = dict(rpc_url=transport or url, manager=contract, signer=signer, address=address,
                           chain_id=chain_id, model=model, state_dir=state_dir,
                           receipt_timeout=receipt_timeout, rpc_timeout=rpc_timeout,
                           rpc_retry_seconds=rpc_retry_seconds)
@@ -161,7 +186,7 @@ class Client(_ManagerClient):
                          receipt_timeout=_positive("receipt_timeout", receipt_timeout),
                          state_dir=state_dir, rpc_timeout=_positive("rpc_timeout", rpc_timeout),
                          rpc_retry_seconds=_positive("rpc_retry_seconds", rpc_retry_seconds,
-                                                     zero=True))
+                                                     zero=True), transport=transport)
 
     def _load_signer(self):
         raise ConfigError("this Client is read-only: it was given no signer",
@@ -190,15 +215,12 @@ class Client(_ManagerClient):
         return type(self)(**dict(self._args, dry_run=True))
 
     def close(self) -> None:
-        """Close the node connection and the journal (the client reconnects if used again)."""
-        if self._rpc is not None:
-            self._rpc.close()
-            self._rpc = None
-            self._txctx = None
+        """Close the node connections (every thread's) and the journal (the client reconnects
+        if used again). Call it when no other thread is using the client."""
+        self._close_connections()
         if self._journal is not None:
             self._journal.close()
             self._journal = None
-            self._txctx = None
 
     def __enter__(self) -> "Client":
         return self

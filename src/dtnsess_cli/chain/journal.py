@@ -19,6 +19,7 @@ import contextvars
 import json
 import os
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,18 +101,44 @@ class Journal:
 
     def __init__(self, path: Optional[Path] = None) -> None:
         self.path = Path(path) if path else state_dir() / "journal.sqlite3"
+        # NOTE: one connection per thread (sqlite3 objects belong to the thread that made
+        # them; a Client may be shared by threads); WAL lets them read while one writes
+        self._local = threading.local()
+        self._all: list = []
+        self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            # autocommit: every statement is its own transaction (no long-held write locks)
-            self.db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
             self.db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"cannot open the transaction journal {self.path}: {exc}",
                               hint=f"set {STATE_ENV} to a writable directory") from None
 
+    @property
+    def db(self) -> sqlite3.Connection:
+        """This thread's connection to the journal file (opened on first use)."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            try:
+                # autocommit: every statement is its own transaction (no long-held write locks)
+                db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None,
+                                     check_same_thread=False)
+                db.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.Error as exc:
+                raise ConfigError(f"cannot open the transaction journal {self.path}: {exc}",
+                                  hint=f"set {STATE_ENV} to a writable directory") from None
+            self._local.db = db
+            with self._lock:
+                self._all.append(db)
+        return db
+
     def close(self) -> None:
-        self.db.close()
+        """Close every thread's connection (check_same_thread=False: closing is allowed from
+        any thread; the journal reopens on next use)."""
+        with self._lock:
+            dbs, self._all = self._all, []
+        for db in dbs:
+            db.close()
+        self._local = threading.local()
 
     def record(self, chain_id: int, sender: str, tx_hash: str, nonce: int, raw: str,
                description: str, intent: Optional[dict]) -> None:

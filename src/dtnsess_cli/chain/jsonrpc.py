@@ -68,7 +68,7 @@ class JsonRpc:
     def __init__(self, url: str, *, timeout: float = DEFAULT_TIMEOUT,
                  retry_seconds: float = DEFAULT_RETRY_SECONDS, backoff: float = 0.1,
                  max_backoff: float = 2.0, headers: Optional[dict] = None,
-                 ssl_context: Any = None,
+                 ssl_context: Any = None, proxy: Optional[str] = None,
                  sleep: Callable[[float], None] = time.sleep,
                  jitter: Callable[[], float] = random.random) -> None:
         try:
@@ -99,6 +99,30 @@ class JsonRpc:
         self.backoff, self.max_backoff = backoff, max_backoff
         self._sleep, self._jitter = sleep, jitter
         self._ssl_context = ssl_context  # None: the system's CAs (ssl.create_default_context)
+        # an HTTP proxy (``proxy_for``): plain http goes to it in absolute form, https through
+        # a CONNECT tunnel, as curl, requests (web3.py) and cast do
+        self._proxy: Optional[tuple] = None
+        self.proxy = redact_url(proxy) if proxy else None
+        if proxy:
+            try:
+                pp = urlsplit(proxy if "://" in proxy else "http://" + proxy)
+                pport = pp.port
+            except ValueError:
+                pp, pport = None, None
+            if pp is None or pp.scheme != "http" or not pp.hostname:
+                raise RpcTransportError("connect", "the proxy must be an http://host[:port] URL",
+                                        url=self.url, transient=False, maybe_sent=False)
+            auth = {}
+            if pp.username is not None or pp.password is not None:
+                import base64
+
+                cred = f"{unquote(pp.username or '')}:{unquote(pp.password or '')}"
+                auth["Proxy-Authorization"] = "Basic " + base64.b64encode(cred.encode()).decode()
+            self._proxy = (pp.hostname, pport or 80, auth)
+            if not self._https:
+                netloc = self._host if ":" not in self._host else f"[{self._host}]"
+                self._path = f"http://{netloc}:{self._port}{self._path}"
+                self._headers.update(auth)
         self._conn: Optional[http.client.HTTPConnection] = None
         self._last_used = 0.0
         self._id = 0
@@ -161,14 +185,16 @@ class JsonRpc:
         if self._conn is not None and fresh:
             self.close()
         if self._conn is None:
+            host, port = (self._host, self._port) if self._proxy is None else self._proxy[:2]
             if self._https:
                 import ssl
 
                 ctx = self._ssl_context or ssl.create_default_context()
-                self._conn = http.client.HTTPSConnection(self._host, self._port, timeout=timeout,
-                                                         context=ctx)
+                self._conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=ctx)
+                if self._proxy is not None:
+                    self._conn.set_tunnel(self._host, self._port, headers=self._proxy[2])
             else:
-                self._conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+                self._conn = http.client.HTTPConnection(host, port, timeout=timeout)
         conn = self._conn
         conn.timeout = timeout
         if conn.sock is not None:
@@ -210,6 +236,8 @@ class JsonRpc:
             except (_Transient, _Fatal, OSError, http.client.HTTPException) as exc:
                 self.close()
                 transient, reason, status = _classify(exc)
+                if self.proxy:
+                    reason += f" (through the proxy {self.proxy})"
                 elapsed = time.monotonic() - start
                 if retry and transient:
                     pause = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
@@ -221,6 +249,29 @@ class JsonRpc:
                 raise RpcTransportError(label, reason, url=self.url, attempts=attempt,
                                         elapsed=elapsed, transient=transient,
                                         maybe_sent=sent, status=status) from None
+
+
+def proxy_for(url: str, env: Optional[dict] = None) -> Optional[str]:
+    """The proxy the environment names for ``url``, or None: ``http_proxy`` / ``https_proxy``
+    (then ``all_proxy``; lower case before upper case) unless ``no_proxy`` matches the host,
+    as curl, requests (so web3.py) and cast read them."""
+    import urllib.request
+
+    parts = urlsplit(url)
+    if env is None:
+        proxies = urllib.request.getproxies_environment()
+    else:  # the same rules on a given mapping (tests)
+        proxies = {}
+        for name, value in sorted(env.items(), key=lambda kv: kv[0].islower()):
+            if value and name.lower().endswith("_proxy"):
+                proxies[name.lower()[:-6]] = value
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy or not parts.hostname:
+        return None
+    host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+    if urllib.request.proxy_bypass_environment(host, proxies):
+        return None
+    return proxy
 
 
 def _parse(status: int, reason: str, data: bytes) -> Any:
@@ -321,4 +372,8 @@ def _classify(exc: BaseException) -> tuple:
         pass
     if isinstance(exc, http.client.HTTPException):
         return True, "the reply is not valid HTTP", None
+    if isinstance(exc, OSError) and str(exc).startswith("Tunnel connection failed"):
+        # the proxy refused CONNECT; http.client's text is "Tunnel connection failed: 407 ..."
+        answer = str(exc).split(":", 1)[-1].strip()[:60]
+        return False, f"the proxy refused the tunnel: {answer}", None
     return True, f"network error ({type(exc).__name__})", None

@@ -12,8 +12,8 @@ from typing import Any, Iterator, Optional
 import typer
 
 from ..config import DEVNET_STATE_FILE
-from ..devnet import DEFAULT_PORT, FUNDED_ACCOUNTS, LOG_DIR, MINT_TOKENS
-from ..errors import ExitCode
+from ..devnet import DEFAULT_PORT, EXTRA, FUNDED_ACCOUNTS, LOG_DIR, MINT_TOKENS, missing_extra
+from ..errors import ConfigError, ExitCode
 from .app import app, debug_enabled, error_handler, group
 
 devnet_app = group(help="A local chain with the whole DTN system (Anvil, token, router, "
@@ -25,6 +25,10 @@ def _handled(ctx: typer.Context, json_mode: bool = False) -> Iterator[None]:
     """The CLI's one error handler (a DtnsessError becomes one line and its exit code)."""
     obj = ctx.find_root().obj if ctx is not None else None
     with error_handler(debug_enabled(obj), json_mode):
+        missing = missing_extra()
+        if missing:
+            raise ConfigError(f"`dtnsess devnet` needs the {EXTRA} extra ({', '.join(missing)} "
+                              f"not installed)", hint=f"pip install 'dtnsess[{EXTRA}]'")
         yield
 
 

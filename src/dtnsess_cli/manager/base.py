@@ -7,7 +7,7 @@ import functools
 import os
 import re
 import time
-from typing import Any, Callable, Optional, Sequence, TypeVar, cast
+from typing import Any, Callable, Optional, Sequence, TypeVar, cast, overload
 
 from ..errors import ConfigError, DtnsessError, InputError, RevertError
 
@@ -267,11 +267,15 @@ def classify_content(raw: bytes) -> tuple:
 
 
 def check_rpc_url(url: str) -> str:
-    """An http(s) URL with a host and a valid port, else ConfigError (shown redacted)."""
+    """An http(s) URL with a host and a valid port, or an IPC socket path, else ConfigError
+    (shown redacted)."""
     from urllib.parse import urlsplit
 
     from ..errors import redact_url
+    from ..rpc import is_ipc_path
 
+    if is_ipc_path(url):
+        return url.strip()
     try:
         parts = urlsplit(url.strip())
         port = parts.port
@@ -279,9 +283,16 @@ def check_rpc_url(url: str) -> str:
         reason = "its port is not 0-65535" if "port" in str(exc).lower() else "it is malformed"
         raise ConfigError(f"invalid RPC URL: {reason}",
                           hint="e.g. --rpc-url http://127.0.0.1:8545") from None
+    if parts.scheme in ("ws", "wss"):
+        # NOTE: a documented refusal (docs/api.md, "Transports"): every node serving ws serves
+        # http too, and a program can hand the client its own web3 WebSocket provider
+        raise ConfigError("websocket RPC URLs (ws://, wss://) are not supported",
+                          hint="use the node's http(s) endpoint or its IPC socket path; the "
+                               "Python API also takes a web3 provider as transport=")
     if parts.scheme not in ("http", "https"):
         raise ConfigError(f"unsupported RPC URL scheme {parts.scheme or '(none)'!r}",
-                          hint="use an http:// or https:// JSON-RPC endpoint")
+                          hint="use an http:// or https:// JSON-RPC endpoint, or an IPC "
+                               "socket path")
     if not parts.hostname or port == 0:
         raise ConfigError(f"invalid RPC URL {redact_url(url)}: no host" if not parts.hostname
                           else "invalid RPC URL: port 0",
@@ -403,16 +414,31 @@ SENDER_LOCK_WAIT = 600.0
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def _writes(method: _F) -> _F:
+@overload
+def _writes(method: _F) -> _F: ...
+
+
+@overload
+def _writes(*, before: Callable[..., None]) -> Callable[[_F], _F]: ...
+
+
+def _writes(method: Optional[_F] = None, *,
+            before: Optional[Callable[..., None]] = None) -> Any:
     """A write: one sender at a time (the per-(chain, sender) lock, held until it returns, so
     the reads that decide what to send, the nonces and the receipts of parallel processes do
     not interleave); this key's open journal entries resolved first; and when a later step
-    fails, the error names the steps already mined. A dry run takes none of this."""
+    fails, the error names the steps already mined. A dry run takes none of this.
+    ``before(self, args, kwargs)``: a wait that needs no lock, made before taking it (so other
+    threads of the client write meanwhile)."""
+    if method is None:
+        return lambda m: _writes(m, before=before)
 
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         if self.settings.dry_run or self._writing:
             return method(self, *args, **kwargs)
+        if before is not None:
+            before(self, args, kwargs)
         from ..chain.journal import INTENT
 
         self._writing = True

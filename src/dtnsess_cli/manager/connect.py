@@ -5,6 +5,7 @@ fee token, and the batched reads every view is made of (one round trip each).
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Any, Iterator, Optional, Sequence
 
 from ..config import Settings, check_address
@@ -25,13 +26,24 @@ class Connection:
     def __init__(self, settings: Settings, ui: Any = None, *, signer: Any = None,
                  receipt_timeout: Optional[float] = None, state_dir: Any = None,
                  rpc_timeout: Optional[float] = None,
-                 rpc_retry_seconds: Optional[float] = None) -> None:
+                 rpc_retry_seconds: Optional[float] = None, transport: Any = None) -> None:
         """``ui``: the CLI's renderer; None is ``QuietUI`` (never asks, never prints).
         ``signer``: anything with ``.address`` and ``.sign_transaction``; None loads the key
         ``settings`` name when a write first needs it. ``state_dir``: the journal, sender
         locks and token cache (None: ``chain.journal.state_dir()``; False: none of them).
         The timeouts left None come from the environment (``DTNSESS_RECEIPT_TIMEOUT``,
-        ``DTNSESS_RPC_TIMEOUT``, ``DTNSESS_RPC_RETRY_SECONDS``)."""
+        ``DTNSESS_RPC_TIMEOUT``, ``DTNSESS_RPC_RETRY_SECONDS``). ``transport``: a JSON-RPC
+        transport to use instead of connecting to the settings' URL (``chain.transport``),
+        shared by the threads."""
+        # NOTE: what one call works with is the calling thread's own (the kept-alive HTTP
+        # connection, the send context, the write in progress): a Client may be shared by
+        # threads; the sender lock orders their writes, the journal has a connection per thread
+        self._local = threading.local()
+        self._rpcs: list = []  # every thread's connection, for close()
+        self._rpcs_lock = threading.Lock()
+        self._threads_lock = threading.RLock()  # this client's writers, before the file lock
+        # session id -> time.monotonic() when it may take its next request (requests.py)
+        self._pace: dict = {}
         if ui is None:
             from .quiet import QuietUI
 
@@ -43,6 +55,7 @@ class Connection:
         self._state = state_dir
         self._rpc_timeout = rpc_timeout
         self._rpc_retry = rpc_retry_seconds
+        self._transport = transport
         self._rpc = None
         self._account = signer
         self._chain_id: Optional[int] = None
@@ -57,15 +70,39 @@ class Connection:
         self._writing = False
         self._done: list = []  # TxResults mined by this write (see _writes)
 
+    # the calling thread's state (see __init__)
+    _rpc = property(lambda self: getattr(self._local, "rpc", None),
+                    lambda self, v: setattr(self._local, "rpc", v))
+    _txctx = property(lambda self: getattr(self._local, "txctx", None),
+                      lambda self, v: setattr(self._local, "txctx", v))
+    _writing = property(lambda self: getattr(self._local, "writing", False),
+                        lambda self, v: setattr(self._local, "writing", v))
+    _done = property(lambda self: self._local.__dict__.setdefault("done", []),
+                     lambda self, v: setattr(self._local, "done", v))
+
     @property
     def rpc(self):
-        """The JSON-RPC connection (``chain.jsonrpc.JsonRpc``: kept alive, reads retried)."""
+        """This thread's JSON-RPC connection (``chain.jsonrpc.JsonRpc``: kept alive, reads
+        retried)."""
         if self._rpc is None:
+            if self._transport is not None:  # the program's own: it closes it
+                self._rpc = self._transport
+                return self._rpc
             from ..rpc import connect
 
             self._rpc = connect(check_rpc_url(self.settings.require_rpc()),
                                 timeout=self._rpc_timeout, retry_for=self._rpc_retry)
+            with self._rpcs_lock:
+                self._rpcs.append(self._rpc)
         return self._rpc
+
+    def _close_connections(self) -> None:
+        """Close every thread's node connection; each reconnects on its next call."""
+        with self._rpcs_lock:
+            rpcs, self._rpcs = self._rpcs, []
+        for rpc in rpcs:
+            rpc.close()
+        self._local = threading.local()
 
     @contextlib.contextmanager
     def _reads_until(self, deadline: float) -> Iterator[None]:
@@ -157,11 +194,14 @@ class Connection:
         head: list = [] if self._chain_id is not None else [("eth_chainId", [])]
         return head + [self._mgr.call("getConfig")]
 
-    def _take_connect(self, rows: list) -> None:
+    def _take_connect(self, rows: list, asked: Sequence[Any]) -> None:
         """Check the chain id, then getConfig(); only when getConfig() fails is the code looked
-        at, to tell "no contract code" from "not an AdvancedSessionManager"."""
+        at, to tell "no contract code" from "not an AdvancedSessionManager". ``asked``: the
+        requests ``rows`` answer (from ``_connect_requests``)."""
         rows = list(rows)
-        if self._chain_id is None:
+        # NOTE: whether the chain id is among the rows is decided by what was asked, not by
+        # self._chain_id, which another thread may have set since
+        if asked and asked[0] == ("eth_chainId", []):
             ok, cid = rows.pop(0)
             if not ok:
                 raise cid
@@ -186,7 +226,7 @@ class Connection:
         head = self._connect_requests()
         labels = what if isinstance(what, str) else ["getConfig()"] * len(head) + list(what)
         rows = self._batch(head + list(also), labels)
-        self._take_connect(rows[:len(head)])
+        self._take_connect(rows[:len(head)], head)
         return self._values(rows[len(head):])
 
     @property
@@ -287,8 +327,9 @@ class Connection:
     def amount(self, units: int) -> Amount:
         return Amount(int(units), self.decimals, self.symbol)
 
-    def parse(self, text: str, what: str = "amount", allow_zero: bool = False) -> int:
-        return parse_amount(text, self.decimals, what=what, allow_zero=allow_zero)
+    def parse(self, value: Any, what: str = "amount", allow_zero: bool = False) -> int:
+        """An exact amount of the fee token in base units (see ``units.parse_amount``)."""
+        return parse_amount(value, self.decimals, what=what, allow_zero=allow_zero)
 
     def _event_abis(self) -> list:
         from ..artifacts import load_artifact

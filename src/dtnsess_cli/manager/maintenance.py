@@ -49,7 +49,7 @@ class Maintenance:
                            ["getConfig()"] * len(head) + ["checkUpkeep", "getIdleSessions",
                                                           "performUpkeep estimate"])
         if head:
-            self._take_connect(rows[:len(head)])
+            self._take_connect(rows[:len(head)], head)
         rows = rows[len(head):]
         (needed, _), idle = self._values(rows[:2])
         ok, gas = rows[2]
@@ -296,7 +296,9 @@ class Maintenance:
             return checks
         head = [("eth_blockNumber", []), ("eth_chainId", [])]
         try:
-            connect = self._connect_requests()[1:] if s.contract else []  # chain id is in head
+            # just getConfig(): the chain id is in head (_connect_requests adds it only while
+            # the chain is unknown, i.e. before this client's first read)
+            connect = self._connect_requests()[-1:] if s.contract else []
         except DtnsessError:  # a malformed address: the contract check below reports it
             connect = []
         eth_read = [("eth_getBalance", [me, "latest"])] if me else []
@@ -327,7 +329,7 @@ class Maintenance:
 
         def contract():
             addr = self.manager_address  # ConfigError / InputError without a usable address
-            self._take_connect(rows[2:2 + len(connect)])
+            self._take_connect(rows[2:2 + len(connect)], connect)
             return True, f"{addr} has code, AdvancedSessionManager (getConfig ok)"
         contract_ok = run("contract", contract)
         token = None

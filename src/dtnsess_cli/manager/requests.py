@@ -15,7 +15,7 @@ from ..errors import (
     RpcError,
     WaitTimeoutError,
 )
-from ..units import format_amount
+from ..units import format_amount, parse_eth_value
 from .base import (
     REQUEST_STATUS,
     ANSWERED,
@@ -634,7 +634,7 @@ class Requests:
             f"request{holds})",
             hint=f"shorten the {what}, or split it into several requests")
 
-    @_writes
+    @_writes(before=lambda self, args, kwargs: self._pace_wait(kwargs.get("session_id")))
     def make_ai_request(self, prompt: Optional[str], *, model: Optional[str] = None,
                         namespaces: Sequence[str] = (), nodes: Sequence[str] = (),
                         value: int = DEFAULT_CALLBACK_GAS_WEI,
@@ -648,7 +648,12 @@ class Requests:
         ABI-encoded input) instead of a ``prompt``, the bytes reach DTN unchanged through
         ``makeAIRequestWithCall`` with ``calltype`` (CALLTYPE_DIRECT or CALLTYPE_IPFS).
         Refused before anything is sent: a prompt with ``{N}`` placeholders (DTN's node
-        cannot parse it), and a DIRECT request to an image model (never answered)."""
+        cannot parse it), and a DIRECT request to an image model (never answered).
+        ``value``: wei (an int, or a str with a unit: ``"300000"``, ``"1gwei"``).
+
+        Paced per session: a second request on a session waits until a second after the
+        previous one was mined (DTN's one request per session and second)."""
+        value = parse_eth_value(value)
         if image is not None or ipfs or (call is None
                                          and is_image_model(model or self.settings.model)):
             if call is not None:
@@ -716,9 +721,11 @@ class Requests:
         # NOTE: the symbol only when known (read with the connection or cached): no round trip
         fee = (f"{format_amount(self._request_fee(call_len), self.decimals)} "
                f"{self._symbol or 'tokens'}")
+        paced = session_id if session_id is not None else (candidates[0] if candidates else None)
         try:
-            res = self._send(fn, value=value, reads=reads, check=check,
-                             description=f"AI request to {model} (DTN fee {fee} per answer)")
+            res = self._paced_send(paced, lambda: self._send(
+                fn, value=value, reads=reads, check=check,
+                description=f"AI request to {model} (DTN fee {fee} per answer)"))
         except InsufficientFundsError as exc:
             # Without a session the contract opens one with the minimum balance; say so.
             if session_id is None and "fee token" in exc.what and not self.active_session_ids():
@@ -728,6 +735,8 @@ class Requests:
             raise
         r.txs.append(res)
         ev = self._events(res, "AIRequestSubmitted")
+        if ev and not res.dry_run:
+            self._session_used(int(ev[0].args["sessionId"]))
         rid = ev[0].args["requestId"] if ev else res.return_value
         r.data.update({"request_id": _hex(rid) if rid is not None else None,
                        "session_id": int(ev[0].args["sessionId"]) if ev else session_id,
@@ -740,6 +749,39 @@ class Requests:
         if created:
             r.data["created_session"] = int(created[0].args["sessionId"])
         return r
+
+    # NOTE: DTN gives a session (and user) one request per second: a second request in the
+    # same second gets the same id, which the manager refuses (RequestIdCollision). A client
+    # paces itself per session: the next request on a session waits until a second after the
+    # last one was seen mined (by any thread of this client); one that still collides in the
+    # simulation (another client, or the chain's clock) sent nothing and is tried again after
+    # a second, up to _PACE_RETRIES times.
+    _PACE_SECONDS = 1.0
+    _PACE_RETRIES = 3
+
+    def _paced_send(self, session_id: Optional[int], send: Any) -> Any:
+        """``send()`` once ``session_id`` may take a request; again after a collision that the
+        simulation found (nothing was sent)."""
+        for attempt in range(self._PACE_RETRIES + 1):
+            self._pace_wait(session_id)
+            try:
+                return send()
+            except RevertError as exc:
+                if exc.name != "RequestIdCollision" or exc.tx_hash or \
+                        attempt == self._PACE_RETRIES or self.settings.dry_run:
+                    raise
+                time.sleep(self._PACE_SECONDS)
+
+    def _pace_wait(self, session_id: Any) -> None:
+        """Sleep until ``session_id`` may take its next request (no-op in a dry run)."""
+        if isinstance(session_id, int) and not self.settings.dry_run:
+            wait = self._pace.get(session_id, 0.0) - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+
+    def _session_used(self, session_id: Optional[int]) -> None:
+        if session_id is not None:
+            self._pace[session_id] = time.monotonic() + self._PACE_SECONDS
 
     def active_session_ids(self) -> list:
         """The caller's usable sessions: its own active ones, plus a pool grant."""
@@ -779,6 +821,7 @@ class Requests:
 
         from ..chain import send as tx
 
+        value = parse_eth_value(value)
         prompts = list(prompts)
         if not prompts:
             raise InputError("prompts", "", "no prompts")

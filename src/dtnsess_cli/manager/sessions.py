@@ -66,7 +66,7 @@ class Sessions:
             rows = self._batch(head + reads + [tok.call("balanceOf", user),
                                                tok.call("allowance", user, m.address)],
                                ["getConfig()"] * len(head) + labels)
-            self._take_connect(rows[:len(head)])
+            self._take_connect(rows[:len(head)], head)
             got = self._values(rows[len(head):len(head) + 2])
             if tok.address == self.token.address and all(ok for ok, _ in rows[len(head) + 2:]):
                 got += self._values(rows[len(head) + 2:])
@@ -137,7 +137,8 @@ class Sessions:
 
     @_writes
     def approve(self, amount: Optional[str], unlimited: bool = False) -> WriteResult:
-        units = MAX_UINT256 if unlimited else self.parse(amount or "", allow_zero=True)
+        units = MAX_UINT256 if unlimited else self.parse("" if amount is None else amount,
+                                                         allow_zero=True)
         shown = "unlimited" if unlimited else f"{format_amount(units, self.decimals)} {self.symbol}"
         r = WriteResult("approve", dry_run=self.settings.dry_run)
         r.txs.append(self._send(self.token.call("approve", self.manager.address, units),

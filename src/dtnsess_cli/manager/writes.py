@@ -85,17 +85,30 @@ class Writes:
     @contextlib.contextmanager
     def _sender_locked(self) -> Iterator[None]:
         """Hold this key's sender lock (waiting for another process up to SENDER_LOCK_WAIT) and
-        open the journal."""
-        from filelock import Timeout
-
+        open the journal. This client's threads queue on a thread lock first, also without
+        state (``state_dir=False``): one nonce sequence per client; a hand-over between them is
+        immediate, where waiting on the file lock polls (every 50 ms)."""
         from ..chain.journal import Journal, sender_lock
 
         addr = self.address
         state = self._state_path()
-        if state is None:  # no state kept (the API's state_dir=False): no lock, no journal
-            yield
-            return
-        lock = sender_lock(addr, state)
+        with self._threads_lock:
+            if state is None:  # no state kept (the API's state_dir=False): no file, no journal
+                yield
+                return
+            with self._file_locked(sender_lock(addr, state), addr):
+                if self._journal is None:
+                    self._journal = Journal(state / "journal.sqlite3")
+                if self._txctx is not None:  # made before the journal, maybe by another thread
+                    self._txctx.journal = self._journal
+                yield
+
+    @contextlib.contextmanager
+    def _file_locked(self, lock: Any, addr: str) -> Iterator[None]:
+        """Hold the inter-process sender lock, waiting for another process up to
+        SENDER_LOCK_WAIT."""
+        from filelock import Timeout
+
         try:
             lock.acquire(timeout=0)
         except Timeout:
@@ -106,10 +119,6 @@ class Writes:
                 raise LockedError(lock.lock_file, f"another dtnsess process is still sending "
                                   f"from {addr} after {SENDER_LOCK_WAIT:g}s") from None
         try:
-            if self._journal is None:
-                self._journal = Journal(state / "journal.sqlite3")
-                if self._txctx is not None:
-                    self._txctx.journal = self._journal
             yield
         finally:
             lock.release()

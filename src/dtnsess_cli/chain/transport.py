@@ -1,0 +1,174 @@
+"""JSON-RPC transports besides HTTP (``jsonrpc.JsonRpc``), with its interface: ``call(method,
+params)`` returns the ``result`` or raises :class:`RpcResponseError`; ``batch(calls)`` returns
+one reply dict per call, in order; transport trouble raises :class:`RpcTransportError`;
+``close()``; ``deadline`` (ignored here: these have no retries to clip).
+
+- :class:`IpcTransport`: a node's IPC socket (geth, reth and Anvil's ``--ipc``), newline-free
+  JSON documents over a Unix socket.
+- :class:`ProviderTransport`: any object with web3.py's ``make_request(method, params)`` (a
+  provider of web3 6, 7 or 8: HTTP, IPC, WebSocket), so a backend hands the client the
+  transport it already has. No web3 is imported here.
+
+Sends are made once, as over HTTP: ``maybe_sent`` tells whether the node may have the request.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any, Optional, Sequence
+
+from .errors import RpcResponseError, RpcTransportError
+from .jsonrpc import WRITE_METHODS, _check_single, _order_batch, _Transient
+
+
+class _Base:
+    url = ""
+    deadline: Optional[float] = None  # the HTTP client's knob; nothing to clip here
+    round_trips = 0
+
+    def __init__(self) -> None:
+        self._id = 0
+
+    def _payload(self, calls: Sequence[tuple]) -> list:
+        out = []
+        for method, params in calls:
+            self._id += 1
+            out.append({"jsonrpc": "2.0", "id": self._id, "method": method,
+                        "params": list(params)})
+        return out
+
+    def call(self, method: str, params: Sequence[Any] = ()) -> Any:
+        (req,) = self._payload([(method, params)])
+        try:
+            reply = _check_single(self._exchange(req, method), req["id"], retry=False)
+        except _Transient as exc:
+            raise RpcTransportError(method, exc.reason, url=self.url,
+                                    maybe_sent=method in WRITE_METHODS) from None
+        if "error" in reply:
+            err = reply["error"] if isinstance(reply["error"], dict) else \
+                {"message": str(reply["error"])}
+            raise RpcResponseError(method, err.get("code"), str(err.get("message", "")),
+                                   err.get("data"))
+        return reply.get("result")
+
+    def batch(self, calls: Sequence[tuple]) -> list:
+        if not calls:
+            return []
+        reqs = self._payload(calls)
+        label = "batch" if len(calls) > 1 else calls[0][0]
+        try:
+            return _order_batch(self._exchange(reqs, label), reqs[0]["id"], len(reqs),
+                                retry=False)
+        except _Transient as exc:
+            raise RpcTransportError(label, exc.reason, url=self.url,
+                                    maybe_sent=any(m in WRITE_METHODS for m, _ in calls)) from None
+
+    def _exchange(self, payload: Any, label: str) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url})"
+
+
+class IpcTransport(_Base):
+    """JSON-RPC over a node's IPC socket (a path), one request at a time, kept connected."""
+
+    def __init__(self, path: str, *, timeout: float = 30.0) -> None:
+        super().__init__()
+        self.path = path
+        self.url = path  # a local path: nothing secret in it
+        self.timeout = float(timeout)
+        self._sock: Optional[socket.socket] = None
+
+    def _exchange(self, payload: Any, label: str) -> Any:
+        self.round_trips += 1
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        sent = False
+        try:
+            if self._sock is None:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(self.timeout)
+                sock.connect(self.path)
+                self._sock = sock
+            sent = True
+            self._sock.sendall(body)
+            return self._read()
+        except (OSError, ValueError) as exc:
+            self.close()
+            reason = ("cannot connect to the IPC socket" if not sent else
+                      "no reply in time (timed out)" if isinstance(exc, socket.timeout) else
+                      "the IPC connection dropped without a reply")
+            raise RpcTransportError(label, reason, url=self.url,
+                                    maybe_sent=sent and label in WRITE_METHODS | {"batch"}) \
+                from None
+
+    def _read(self) -> Any:
+        # NOTE: the socket is a stream of JSON documents without framing: read until what came
+        # parses as one complete document
+        decoder = json.JSONDecoder()
+        buf = b""
+        while True:
+            chunk = self._sock.recv(65536)
+            if not chunk:
+                raise ConnectionResetError("closed")
+            buf += chunk
+            try:
+                doc, end = decoder.raw_decode(buf.decode("utf-8").lstrip())
+            except (ValueError, UnicodeDecodeError):
+                continue  # incomplete (or cut inside a UTF-8 sequence): read on
+            return doc
+
+    def close(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            finally:
+                self._sock = None
+
+
+class ProviderTransport(_Base):
+    """JSON-RPC through a web3.py provider's ``make_request`` (web3 6, 7 or 8)."""
+
+    def __init__(self, provider: Any) -> None:
+        super().__init__()
+        if not callable(getattr(provider, "make_request", None)):
+            raise TypeError("a transport needs make_request(method, params)")
+        self.provider = provider
+        self.url = f"transport {type(provider).__name__}"
+
+    def _exchange(self, payload: Any, label: str) -> Any:
+        # NOTE: one request at a time (make_request is the one call every web3 version has;
+        # batches are asked entry by entry and answered in the batch's shape)
+        reqs = payload if isinstance(payload, list) else [payload]
+        out = []
+        for req in reqs:
+            self.round_trips += 1
+            try:
+                reply = self.provider.make_request(req["method"], req["params"])
+            # NOTE: whatever the provider raises (requests', aiohttp's, websockets', OSError):
+            # foreign exception families; its text is not shown (it may hold the URL)
+            except Exception as exc:  # noqa: BLE001
+                raise RpcTransportError(req["method"], f"the transport failed "
+                                        f"({type(exc).__name__})", url=self.url,
+                                        maybe_sent=req["method"] in WRITE_METHODS) from None
+            reply = dict(reply) if hasattr(reply, "keys") else reply
+            if isinstance(reply, dict):
+                reply = {k: _plain(v) for k, v in reply.items()}
+                reply["id"] = req["id"]
+            out.append(reply)
+        return out if isinstance(payload, list) else out[0]
+
+
+def _plain(value: Any) -> Any:
+    """web3's AttributeDict / HexBytes as the plain JSON the rest of the chain layer reads."""
+    if hasattr(value, "keys"):
+        return {k: _plain(value[k]) for k in value.keys()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (bytes, bytearray)):
+        return "0x" + bytes(value).hex()
+    return value
