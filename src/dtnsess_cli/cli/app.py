@@ -248,10 +248,12 @@ def command(typer_app: typer.Typer, name: Optional[str] = None, **kw: Any) -> Ca
             root = click_ctx.find_root().obj
             g = local.merged_over(root if isinstance(root, CliOptions) else CliOptions())
             token = INTENT.set({"argv": _intent_argv(click_ctx)})
+            term = _on_sigterm_interrupt()
             try:
                 with error_handler(debug_enabled(g), g.json):
                     return func(*args, g=g, **kwargs)
             finally:
+                term()
                 INTENT.reset(token)
 
         wrapper.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
@@ -262,6 +264,22 @@ def command(typer_app: typer.Typer, name: Optional[str] = None, **kw: Any) -> Ca
         return func
 
     return deco
+
+
+def _on_sigterm_interrupt() -> Callable[[], Any]:
+    """SIGTERM (a supervisor, `timeout`, a container stop) ends a command as Ctrl-C does: a
+    transaction already sent is named (exit 130), never lost with the process. Returns the
+    undo."""
+    import signal
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        old = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread (an embedding program): leave signals alone
+        return lambda: None
+    return lambda: signal.signal(signal.SIGTERM, old)
 
 
 def _intent_argv(ctx: Any) -> str:

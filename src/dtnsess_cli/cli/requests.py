@@ -406,6 +406,9 @@ def tx_(
         if v.what:
             out.print(f"  what: {v.what}" + (f" (`{v.command}`)" if v.command else ""),
                       markup=False)
+            out.print(f"  journal: {v.journal} on {v.journal_chain}"
+                      + (", another chain than the node's" if v.other_chain else ""),
+                      markup=False)
         for k, val in (("from", v.sender), ("to", v.to), ("nonce", v.nonce),
                        ("gas used", v.gas_used), ("fee", v.fee.human() if v.fee else None),
                        ("reverted", v.revert)):

@@ -131,6 +131,36 @@ def forget_chain(paths: Paths) -> bool:
     return had
 
 
+def forget_journal(paths: Paths) -> list:
+    """Forget the journal's open entries of this directory's devnet chain (``devnet reset``:
+    that chain is gone; its entries could never resolve, and must not be re-broadcast on the
+    new one). Its genesis comes from the state (or, from an older state, the running node).
+    The entries forgotten (none when the chain's genesis is not known)."""
+    from ..chain.journal import Journal
+
+    old = read_state(paths) or read_saved_chain(paths) or {}
+    genesis = old.get("genesis")
+    if not genesis and old.get("rpc_url"):
+        from .anvil import rpc
+
+        try:
+            genesis = (rpc(old["rpc_url"], "eth_getBlockByNumber", ["0x0", False]) or {})["hash"]
+        except Exception:  # noqa: BLE001 - not running: nothing to ask
+            genesis = None
+    if not genesis:
+        return []
+    try:
+        j = Journal()
+    except DtnsessError:  # no journal to clean (its entries would never match the new chain)
+        return []
+    try:
+        gone = j.open_with_genesis(genesis, CHAIN_ID)
+        j.forget(gone)
+        return gone
+    finally:
+        j.close()
+
+
 def _cmdline(pid: int) -> Optional[list[str]]:
     """The argv of process ``pid`` (None when it does not exist or cannot be read)."""
     try:
@@ -415,6 +445,8 @@ def _deploy(node, paths: Paths, decimals: int, block_time: Optional[float], noti
     return {
         "rpc_url": node.url,
         "chain_id": w3.eth.chain_id,
+        # the chain's identity with its id (the journal keys entries by both)
+        "genesis": "0x" + bytes(w3.eth.get_block(0)["hash"]).hex(),
         "port": node.port,
         "block_time": block_time,
         "manager": system.manager.address,

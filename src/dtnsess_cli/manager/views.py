@@ -150,6 +150,10 @@ class TxView:
     what: Optional[str] = None  # the journal's description, when this machine sent it
     command: Optional[str] = None  # the journal's command line
     journal: Optional[str] = None  # the journal's status
+    # the chain the journal recorded it on: ``chain 31337 (genesis 0x…)``; and whether that is
+    # another chain than the node's (same id, another genesis: never resolved against this one)
+    journal_chain: Optional[str] = None
+    other_chain: bool = False
 
 @dataclass
 class Check:
