@@ -211,10 +211,13 @@ def _report(exc: DtnsessError, debug: bool, json_mode: bool = False,
 
         # NOTE: library messages quote the RPC URL (requests' "... for url: ..."): redacted
         sys.stderr.write(scrub(traceback.format_exc()))
-    # one line, whatever the message holds
-    sys.stderr.write("error: " + " ".join(scrub(exc.message).split()) + "\n")
+    from ..render import clean
+
+    # one line, whatever the message holds, and no terminal control (a revert reason, a node's
+    # message come from the chain)
+    sys.stderr.write("error: " + " ".join(clean(scrub(exc.message)).split()) + "\n")
     if exc.hint:
-        sys.stderr.write(f"hint: {scrub(exc.hint)}\n")
+        sys.stderr.write(f"hint: {clean(scrub(exc.hint))}\n")
     sys.stderr.flush()
     if json_mode and not getattr(exc, STDOUT_DONE, False):
         import json
@@ -251,6 +254,7 @@ def command(typer_app: typer.Typer, name: Optional[str] = None, **kw: Any) -> Ca
             term = _on_sigterm_interrupt()
             try:
                 with error_handler(debug_enabled(g), g.json):
+                    _check_numbers(kwargs)
                     return func(*args, g=g, **kwargs)
             finally:
                 term()
@@ -393,6 +397,22 @@ def fmt_time(ts: int) -> str:
 
 def raise_input(what: str, value: str, reason: str) -> NoReturn:
     raise InputError(what, value, reason)
+
+
+def raise_usage(message: str) -> NoReturn:
+    """Arguments that do not go together (or one missing): a usage error, exit 2, like the
+    ones Click raises itself."""
+    raise _UsageError(message)
+
+
+def _check_numbers(kwargs: dict) -> None:
+    """NaN and infinity are no number of seconds, blocks or gwei (a ``--timeout nan`` waited
+    forever): refused for every float option of every command."""
+    import math
+
+    for name, v in kwargs.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            raise InputError("--" + name.replace("_", "-"), str(v), "not a finite number")
 
 
 def main(argv: Optional[list] = None) -> int:

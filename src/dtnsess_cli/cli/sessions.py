@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..config import CliOptions
-from .app import Run, app, command, fmt_time, fmt_when, raise_input, settled_lines
+from .app import Run, app, command, fmt_time, fmt_when, raise_usage, settled_lines
 
 
 @command(app, "balance")
@@ -34,8 +34,8 @@ def approve(
     *, g: CliOptions,
 ) -> None:
     """Let the session manager spend your fee token (create/renew approve by themselves)."""
-    if amount is None and not unlimited:
-        raise_input("amount", "", "give an AMOUNT or --max")
+    if (amount is None) == (not unlimited):
+        raise_usage("give an AMOUNT or --max (not both)")
     run = Run(g)
     res = run.client.approve(amount, unlimited)
     run.write(res, f"allowance set to {res.data['allowance']}")
@@ -90,7 +90,7 @@ def close(
     from ..manager import parse_session_id
 
     if (session is None) == (not all_):
-        raise_input("arguments", session or "", "give a SESSION id or --all (not both)")
+        raise_usage("give a SESSION id or --all (not both)")
     run = Run(g)
     res = run.client.close_all_sessions() if all_ else run.client.close_session(parse_session_id(session))
     closed = res.data.get("closed") or []

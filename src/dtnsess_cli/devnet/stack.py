@@ -263,6 +263,10 @@ def start(
         from ..errors import InputError
 
         raise InputError("decimals", str(decimals), "must be between 0 and 36")
+    if not 1 <= port <= 65535:
+        from ..errors import InputError
+
+        raise InputError("port", str(port), "must be between 1 and 65535")
     if block_time is not None and block_time <= 0:
         from ..errors import InputError
 

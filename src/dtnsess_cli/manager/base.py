@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import time
 from typing import Any, Callable, Optional, Sequence, TypeVar, cast
 
@@ -119,12 +120,35 @@ def namespace_routing_id(name: str) -> bytes:
     return routing_id(name)
 
 
+# A node's name: OWNER.NAME (or its full form node.OWNER.NAME), each part letters, digits, "_"
+# or "-": anything else names no node, and a request routed to it is paid and never answered
+_NODE_NAME = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+")
+
+
 def node_routing_id(name: str) -> bytes:
     """``--node tester.node1`` -> keccak256(abi.encodePacked("node.tester.node1"))."""
     s = (name or "").strip()
     if s[:2].lower() == "0x" and len(s) == 66:
         return routing_id(s)
+    if not _NODE_NAME.fullmatch(s):
+        raise InputError("node name", name, "expected OWNER.NAME (letters, digits, _ and -), "
+                         "e.g. tester.node1, or a 0x node id")
     return routing_id(s if s.startswith("node.") else "node." + s)
+
+
+# ``nodes(bytes32)`` of a router that keeps a node registry (the local DTN does: worker,
+# registered, name); a router without one answers an error or nothing, and is not asked again
+NODES_SELECTOR = "0xd86e697d"
+
+
+def node_registered(result: Any) -> Optional[bool]:
+    """The ``registered`` flag of a ``nodes(id)`` reply (None: the router has no registry)."""
+    if not isinstance(result, str) or len(result) < 2 + 128:
+        return None
+    try:
+        return int(result[66:130], 16) != 0
+    except ValueError:
+        return None
 
 
 def system_trust_routing() -> tuple:
@@ -307,6 +331,14 @@ def _writes(method: _F) -> _F:
 
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.settings.chain_id is not None and not self._writing:
+            # NOTE: --chain-id against the node before the key: on the wrong chain, "no signing
+            # key" (or a keystore password prompt) would blame the wrong thing. The read is
+            # the one the write makes first anyway (with getConfig(): no extra round trip).
+            if self.settings.contract:
+                self._config_tuple()
+            else:
+                _ = self.chain_id
         if self.settings.dry_run or self._writing:
             return method(self, *args, **kwargs)
         from ..chain.journal import INTENT

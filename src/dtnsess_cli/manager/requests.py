@@ -28,6 +28,8 @@ from .base import (
     parse_request_id,
     namespace_routing_id,
     node_routing_id,
+    node_registered,
+    NODES_SELECTOR,
     system_trust_routing,
     decode_answer,
     _hex,
@@ -505,6 +507,21 @@ class Requests:
             return ("namespaces", [namespace_routing_id(n) for n in namespaces])
         return ("system", None)
 
+    def _node_reads(self, nodes: Sequence[str], routing: Any) -> list:
+        """The router's ``nodes(id)`` of each named node (riding in the send's batch), so that a
+        request to a node nobody registered is refused before it is paid for."""
+        if not nodes or routing is None:
+            return []
+        to = self.router.address
+        return [("eth_call", [{"to": to, "data": NODES_SELECTOR + nid.hex()}, "latest"])
+                for nid in routing[1]]
+
+    def _check_nodes(self, nodes: Sequence[str], resps: Sequence[dict]) -> None:
+        for name, r in zip(nodes, resps):
+            if node_registered(r.get("result")) is False:
+                raise InputError("node", name, "no such node is registered on this chain's DTN "
+                                 "router: nobody would answer (and the request is paid for)")
+
     def _request_fee(self, size: int) -> int:
         """What DTN charges the session for a ``size``-byte prompt (its request bytes): the
         per-byte fee, capped by the per-request maximum."""
@@ -632,9 +649,11 @@ class Requests:
         else:
             fn = m.call("makeAIRequest", prompt, model, routing or [])
         reads = [m.call("getSession", c) for c in candidates]
+        node_reads = self._node_reads(nodes, routing if kind == "nodes" else None)
 
         def check(resps: list) -> None:
-            rows = self._rows(reads, resps, "getSession")
+            self._check_nodes(nodes, resps[len(reads):])
+            rows = self._rows(reads, resps[:len(reads)], "getSession")
             views = [self._session_view(v, symbol="") for ok, v in rows if ok]
             for v in views:  # the first live candidate is the one the contract uses
                 if v.active:
@@ -644,7 +663,7 @@ class Requests:
         r = WriteResult("request", dry_run=self.settings.dry_run)
         try:
             res = self._send(fn, value=value, description=f"AI request to {model}",
-                             reads=reads, check=check)
+                             reads=reads + node_reads, check=check)
         except InsufficientFundsError as exc:
             # Without a session the contract opens one with the minimum balance; say so.
             if session_id is None and "fee token" in exc.what and not self.active_session_ids():
