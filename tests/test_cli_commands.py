@@ -211,8 +211,8 @@ def test_close_all(make_cli, system, user):
 
 def test_close_needs_one_of_session_or_all(make_cli, system6):
     cli = make_cli(system6)
-    assert_error(cli("close"), ExitCode.INPUT)
-    assert_error(cli("close", "1", "--all"), ExitCode.INPUT)
+    for args in (["close"], ["close", "1", "--all"]):  # usage errors, as Click's own
+        assert cli(*args).exit_code == int(ExitCode.USAGE)
 
 
 # ----------------------------------------------------------------------------- requests

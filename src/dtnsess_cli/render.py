@@ -145,6 +145,15 @@ def explorer_url(chain_id: Optional[int], tx_hash: Optional[str]) -> Optional[st
     return f"{base}/tx/{tx_hash}" if base and tx_hash else None
 
 
+def _titled(title: str, table: Any) -> Any:
+    """A table under its title line. NOTE: not rich's own table title, which is wrapped to the
+    table's width: a narrow table split the address of "Balances of 0x…" over three lines;
+    a line of its own wraps only at the terminal's width."""
+    from rich.console import Group
+
+    return Group(text(title), table)
+
+
 class Renderer:
     """Output for one command run. Create one per invocation (no global consoles)."""
 
@@ -210,26 +219,25 @@ class Renderer:
         """A two-column key/value table."""
         from rich.table import Table
 
-        t = Table(title=text(title) if title is not None else None, show_header=False, box=None,
-                  pad_edge=False, title_justify="left")
+        t = Table(show_header=False, box=None, pad_edge=False)
         t.add_column(style="bold")
         t.add_column(overflow="fold")
         items = rows.items() if isinstance(rows, dict) else rows
         for k, v in items:
             t.add_row(text(k), text(v))
-        return t
+        return t if title is None else _titled(title, t)
 
     def table(self, title: Optional[str], columns: Sequence[str],
               rows: Iterable[Sequence[Any]], *, justify: Optional[dict] = None):
         from rich.table import Table
 
-        t = Table(title=text(title) if title is not None else None, title_justify="left")
+        t = Table()
         justify = justify or {}
         for c in columns:
             t.add_column(text(c), justify=justify.get(c, "left"), overflow="fold")
         for r in rows:
             t.add_row(*(text(v) for v in r))
-        return t
+        return t if title is None else _titled(title, t)
 
     # ---- stderr chatter ------------------------------------------------------------------
     def info(self, message: str) -> None:

@@ -415,6 +415,10 @@ def _check_numbers(kwargs: dict) -> None:
             raise InputError("--" + name.replace("_", "-"), str(v), "not a finite number")
 
 
+# the commands whose arguments are token amounts
+_AMOUNT_COMMANDS = ("create", "renew", "approve")
+
+
 def main(argv: Optional[list] = None) -> int:
     """Console-script entry point. Commands turn DtnsessError into exit codes themselves (so
     CliRunner sees them too); this catches what happens outside a command body."""
@@ -435,7 +439,9 @@ def main(argv: Optional[list] = None) -> int:
         sys.stderr.write(f"error: {message}\n")
         cmd = exc.ctx.command_path if exc.ctx else "dtnsess"
         hint = f"see '{cmd} --help'"
-        if any(a.startswith("-") and a[1:2].isdigit() for a in args):
+        # NOTE: only where an amount was expected (not on session ids, blocks or ranges)
+        if exc.ctx is not None and exc.ctx.info_name in _AMOUNT_COMMANDS \
+                and any(a.startswith("-") and a[1:2].isdigit() for a in args):
             hint += "; amounts are positive (put '--' before an argument that starts with '-')"
         sys.stderr.write(f"hint: {hint}\n")
         if json_mode:

@@ -239,7 +239,8 @@ def refunds_withdraw(*, g: CliOptions) -> None:
     run = Run(g)
     res = run.client.withdraw_refunds()
     amount = res.data["amount"]
-    run.write(res, f"withdrew {amount.human()}" if amount.units else "nothing to withdraw")
+    run.write(res, f"{'would withdraw' if res.dry_run else 'withdrew'} {amount.human()}"
+              if amount.units else "nothing to withdraw")
 
 
 @command(app, "sweep")

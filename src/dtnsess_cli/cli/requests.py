@@ -426,7 +426,7 @@ def tx_(
                       + (", another chain than the node's" if v.other_chain else ""),
                       markup=False)
         for k, val in (("from", v.sender), ("to", v.to), ("nonce", v.nonce),
-                       ("gas used", v.gas_used), ("fee", v.fee.human() if v.fee else None),
+                       ("gas used", v.gas_used), ("fee", f"{v.fee_eth} ETH" if v.fee_eth else None),
                        ("reverted", v.revert)):
             if val is not None:
                 out.print(f"  {k}: {val}", markup=False)

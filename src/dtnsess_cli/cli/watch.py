@@ -60,6 +60,9 @@ def watch(
     who = c.address_arg(user, "user address") if user else None
     head = c.head_block()
     start = head if from_block is None else from_block
+    if start > head + 1:  # not an error (a watch may wait for a block to come), but say so
+        run.ui.info(f"--from-block {start} is ahead of the chain's head (block {head}): "
+                    f"waiting for it")
     try:
         tty = sys.stdout.isatty()
     except (AttributeError, ValueError):

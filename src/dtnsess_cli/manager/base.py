@@ -332,13 +332,13 @@ def _writes(method: _F) -> _F:
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         if self.settings.chain_id is not None and not self._writing:
-            # NOTE: --chain-id against the node before the key: on the wrong chain, "no signing
-            # key" (or a keystore password prompt) would blame the wrong thing. The read is
-            # the one the write makes first anyway (with getConfig(): no extra round trip).
-            if self.settings.contract:
-                self._config_tuple()
-            else:
+            try:
+                _ = self.address
+            except DtnsessError:
+                # NOTE: on the wrong chain (--chain-id 8453 against a devnet) "no signing key"
+                # blames the wrong thing: the chain is checked first (a read only on this path)
                 _ = self.chain_id
+                raise
         if self.settings.dry_run or self._writing:
             return method(self, *args, **kwargs)
         from ..chain.journal import INTENT

@@ -8,7 +8,7 @@ import contextlib
 from typing import Any, Iterator, Optional, Sequence
 
 from ..errors import DtnsessError, InputError, LockedError, NotRepeatedError, TxPendingError
-from ..units import Amount
+from ..units import format_eth
 from .base import SENDER_LOCK_WAIT
 from .views import TxView
 
@@ -342,7 +342,7 @@ class Writes:
             price = rec.get("effectiveGasPrice")
             if price is not None:
                 # + the L1 data fee an OP-stack receipt reports (0 elsewhere)
-                view.fee = Amount(rec["gasUsed"] * price + tx.receipt_l1_fee(rec), 18, "ETH")
+                view.fee_eth = format_eth(rec["gasUsed"] * price + tx.receipt_l1_fee(rec))
             view.status = "mined" if rec["status"] == 1 else "failed"
             view.events = [{"name": e.name, "address": e.address, "args": e.args}
                            for e in tx.decode_logs(ctx, rec["logs"])]
