@@ -80,3 +80,16 @@ def test_devnet_port_out_of_range(make_cli, system6):
         r = c("devnet", "up", "--port", port)
         assert r.exit_code == int(ExitCode.INPUT), r.output
         assert "between 1 and 65535" in r.stderr and "internal error" not in r.stderr
+
+
+def test_devnet_in_a_directory_it_cannot_write(make_cli, system6, tmp_path):
+    """A devnet directory it cannot write was an "internal error" (here: its log directory's
+    name is taken by a file; a read-only directory fails the same way, but not for root)."""
+    from dtnsess_cli.devnet import LOG_DIR
+    from dtnsess_cli.devnet.anvil import free_port
+
+    c = make_cli(system6)  # cwd is tmp_path
+    (tmp_path / LOG_DIR).write_text("not a directory")
+    r = c("devnet", "up", "--port", str(free_port()))
+    assert r.exit_code == int(ExitCode.CONFIG), r.output
+    assert "cannot write the devnet's files" in r.stderr and "internal error" not in r.stderr

@@ -295,9 +295,14 @@ def start(
     except AnvilError as exc:
         raise DevnetError(str(exc), exit_code=ExitCode.CONFIG) from None
 
-    paths.log_dir.mkdir(parents=True, exist_ok=True)
-    for old_log in (paths.anvil_log, paths.responder_log):
-        old_log.unlink(missing_ok=True)
+    try:
+        paths.log_dir.mkdir(parents=True, exist_ok=True)
+        for old_log in (paths.anvil_log, paths.responder_log):
+            old_log.unlink(missing_ok=True)
+    except OSError as exc:  # a read-only directory: say where, before anything starts
+        raise DevnetError(f"cannot write the devnet's files in {paths.cwd}: {exc.strerror}",
+                          hint="run it from a directory you can write to",
+                          exit_code=ExitCode.CONFIG) from None
 
     saved = read_saved_chain(paths)
     if saved is None:
