@@ -338,3 +338,25 @@ def test_deploy_write_env_to_a_directory_is_refused_before_paying(env, system6, 
     assert res.exit_code == 4, res.output
     assert "is a directory" in one_error(res.stderr)
     assert w3.eth.get_transaction_count(accounts[0]) == before
+
+
+def test_transactions_the_journal_does_not_know_are_named(env, system6, user):
+    """A journal replaced by an older copy no longer holds the entry of a run whose outcome was
+    lost (on main 5e555a9 the rerun paid again without a word). The key's nonce is then ahead
+    of what the journal knows: the next write says so before it sends."""
+    from dtnsess_cli.devnet.localdtn import transact
+
+    _, cli = env
+    fund(system6, user, 100)
+    create(system6, user, 50)
+    first = cli("request", "hello", "--yes")
+    assert first.exit_code == 0 and "not in the journal" not in first.stderr, first.output
+    next_second(system6.w3)
+    # what the lost run sent (its entry gone with the replaced journal)
+    transact(system6.w3, system6.token.functions.approve(system6.manager.address, 1), user)
+    again = cli("request", "hello again", "--yes")
+    assert again.exit_code == 0, again.output
+    assert "warning: 1 transaction from" in again.stderr and "not in the journal" in again.stderr
+    next_second(system6.w3)
+    quiet = cli("request", "and again", "--yes")
+    assert quiet.exit_code == 0 and "not in the journal" not in quiet.stderr

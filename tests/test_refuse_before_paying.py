@@ -93,3 +93,12 @@ def test_devnet_in_a_directory_it_cannot_write(make_cli, system6, tmp_path):
     r = c("devnet", "up", "--port", str(free_port()))
     assert r.exit_code == int(ExitCode.CONFIG), r.output
     assert "cannot write the devnet's files" in r.stderr and "internal error" not in r.stderr
+
+
+def test_a_batch_to_an_unregistered_node_is_refused(cli, w3, user, tmp_path):
+    f = tmp_path / "prompts.txt"
+    f.write_text("one\ntwo\n")
+    before = nonce(w3, user)
+    r = cli("request", "--file", str(f), "--node", "nobody.nothing", "--yes")
+    assert_error(r, ExitCode.INPUT, "no such node is registered")
+    assert nonce(w3, user) == before

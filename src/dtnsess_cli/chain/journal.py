@@ -193,6 +193,17 @@ class Journal:
         return [e for e in self._open_of(sender)
                 if e.chain_id == chain_id and not e.on(chain_id, genesis)]
 
+    def last_nonce(self, chain_id: int, sender: str, genesis: Optional[str]) -> Optional[int]:
+        """The highest nonce journaled from ``sender`` on this chain (None: none)."""
+        try:
+            row = self.db.execute(
+                "SELECT MAX(nonce) FROM txs WHERE chain_id = ? AND sender = ? AND "
+                "(genesis IS NULL OR ? IS NULL OR genesis = ?)",
+                (chain_id, sender.lower(), genesis or None, (genesis or "").lower())).fetchone()
+        except sqlite3.Error as exc:
+            raise ConfigError(f"transaction journal {self.path}: {exc}") from None
+        return row[0] if row and row[0] is not None else None
+
     def _open_of(self, sender: str) -> list:
         return self._select("WHERE sender = ? AND status = ? ORDER BY nonce, created_at",
                             (sender.lower(), OPEN))

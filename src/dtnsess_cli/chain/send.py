@@ -213,6 +213,23 @@ def take_chain(ctx: "TxContext", resps: Sequence[Any]) -> None:
         ctx.anchor = None
 
 
+def warn_journal_gap(ctx: "TxContext", nonce: int) -> None:
+    """Before signing at ``nonce``: when the journal knows this key on this chain but not its
+    last transactions, say so. NOTE: the next write resolves what the journal holds open; a
+    journal replaced (restored, copied) no longer holds an entry whose outcome was lost, and
+    only this gap tells that something was sent that it does not know."""
+    if ctx.journal is None:
+        return
+    last = ctx.journal.last_nonce(ctx.chain_id, ctx.account.address, ctx.genesis or None)
+    if last is not None and nonce > last + 1:
+        n = nonce - last - 1
+        ctx.ui.info(f"warning: {n} transaction{'s' if n != 1 else ''} from "
+                    f"{ctx.account.address} (nonces {last + 1}..{nonce - 1}) are not in the "
+                    f"journal: another wallet sent them, or the journal was replaced; if a "
+                    f"dtnsess command's outcome was not known, check it (`dtnsess requests`, "
+                    f"`dtnsess tx HASH`) before repeating it")
+
+
 def _record(ctx: "TxContext", tx_hash: str, nonce: int, raw_hex: str, description: str,
             step: Optional[str]) -> None:
     """Journal a signed transaction before its send (an error here: nothing was sent)."""
@@ -557,6 +574,9 @@ def send_and_wait(ctx: TxContext, fn_call: Any, *, value: int = 0, description: 
     _check_eth(sender, facts.balance, limit, max_fee, l1_fee, value)
     if dry_run:
         return result
+
+    if follows is None:
+        warn_journal_gap(ctx, facts.nonce)
 
     # 4. confirm (only a person at a terminal is asked)
     if confirm:
@@ -966,6 +986,7 @@ class Pipeline:
             facts = _facts_from(ctx, resps[:len(reqs)])
         self.fees, self.max_fee = facts.fees, facts.max_fee
         self.balance, self.nonce = facts.balance, facts.nonce
+        warn_journal_gap(ctx, facts.nonce)
 
     def check_funds(self, gas_limit_total: int, value_total: int, count: int,
                     l1_fee_total: int = 0) -> None:

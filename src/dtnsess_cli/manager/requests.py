@@ -762,6 +762,9 @@ class Requests:
             routing = system_trust_routing()
         m = self.manager
         ctx = self.txctx
+        if kind == "nodes":  # a node nobody registered: refused before any is paid (--node only)
+            self._check_nodes(nodes, tx.rpc_batch(ctx, self._node_reads(nodes, routing),
+                                                  "node lookup"))
         n = len(prompts)
         entries = [{"index": i + 1, "prompt": p, "status": "not sent", "session_id": None,
                     "request_id": None, "tx_hash": None, "block": None, "block_timestamp": None}
