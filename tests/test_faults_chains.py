@@ -360,3 +360,37 @@ def test_transactions_the_journal_does_not_know_are_named(env, system6, user):
     next_second(system6.w3)
     quiet = cli("request", "and again", "--yes")
     assert quiet.exit_code == 0 and "not in the journal" not in quiet.stderr
+
+
+def test_ctrl_c_in_a_request_file_wave_reports_every_row(env, system6, user, monkeypatch,
+                                                         tmp_path):
+    """Ctrl-C while `request --file` waits for a wave's receipts: on main 5e555a9 "error:
+    interrupted", exit 130, no hash. Now the report names every row's hash (exit 130) and the
+    rerun does not repeat them."""
+    from dtnsess_cli.chain import send
+
+    _, cli = env
+    fund(system6, user, 200)
+    for _ in range(2):
+        create(system6, user, 50)
+    next_second(system6.w3)
+    f = tmp_path / "prompts.txt"
+    f.write_text("first prompt\nsecond prompt\n")
+    monkeypatch.setattr(send, "RECEIPT_FIRST_WAIT", 0.00123)
+    real = send.time.sleep
+
+    def sleep(s):
+        if s == 0.00123:
+            raise KeyboardInterrupt
+        real(s)
+
+    monkeypatch.setattr(send.time, "sleep", sleep)
+    res = cli("request", "--file", str(f), "--yes", "--json")
+    monkeypatch.setattr(send.time, "sleep", real)
+    assert res.exit_code == 130, res.output
+    rows = load_json(res)["requests"]
+    assert [r["status"] for r in rows] == ["unknown", "unknown"]
+    assert all(HASH.fullmatch(r["tx_hash"]) for r in rows)
+    rerun = cli("request", "--file", str(f), "--yes")
+    assert rerun.exit_code == 13, rerun.output
+    assert requests_of(system6, user) == 2

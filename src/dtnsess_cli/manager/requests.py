@@ -9,10 +9,12 @@ from typing import Any, Optional, Sequence
 
 from ..errors import (
     DtnsessError,
+    ExitCode,
     InputError,
     InsufficientFundsError,
     RevertError,
     RpcError,
+    TxPendingError,
     WaitTimeoutError,
 )
 from ..units import format_amount
@@ -849,7 +851,17 @@ class Requests:
                 sent_any = sent_any or any(o.status != "failed" for _, _, o in sent)
                 outs = [o for _, _, o in sent]
                 pipe.resolve_unknown(outs)
-                pipe.collect(outs)
+                try:
+                    pipe.collect(outs)
+                except TxPendingError as exc:  # Ctrl-C: the report still names every hash
+                    if exc.exit_code != ExitCode.INTERRUPTED:
+                        raise
+                    for o in outs:
+                        if o.status == "sent":
+                            o.status, o.error = "unknown", TxPendingError(
+                                o.call.description, o.tx_hash, o.nonce,
+                                "interrupted while waiting for the receipt", interrupted=True)
+                    stop = stop or exc
                 seen = time.monotonic()
                 collided = []
                 for i, sid, o in sent:
