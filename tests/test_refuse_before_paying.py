@@ -102,3 +102,11 @@ def test_a_batch_to_an_unregistered_node_is_refused(cli, w3, user, tmp_path):
     r = cli("request", "--file", str(f), "--node", "nobody.nothing", "--yes")
     assert_error(r, ExitCode.INPUT, "no such node is registered")
     assert nonce(w3, user) == before
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-1", "0"])
+def test_receipt_timeout_from_the_environment_is_finite(cli, w3, user, value):
+    before = nonce(w3, user)
+    r = cli("request", "hi", "--yes", env={"DTNSESS_RECEIPT_TIMEOUT": value})
+    assert_error(r, ExitCode.CONFIG, "DTNSESS_RECEIPT_TIMEOUT", "positive number of seconds")
+    assert nonce(w3, user) == before

@@ -311,7 +311,7 @@ def env_seconds(name: str, default: float) -> float:
         v = float(text)
     except ValueError:
         v = -1.0
-    if not v > 0:
+    if not 0 < v < float("inf"):  # NaN and infinity too: a wait that never ends
         raise ConfigError(f"{name}={text!r} is not a positive number of seconds")
     return v
 
