@@ -194,11 +194,12 @@ class Journal:
                 if e.chain_id == chain_id and not e.on(chain_id, genesis)]
 
     def last_nonce(self, chain_id: int, sender: str, genesis: Optional[str]) -> Optional[int]:
-        """The highest nonce journaled from ``sender`` on this chain (None: none)."""
+        """The highest nonce journaled from ``sender`` on this chain (None: none). Entries
+        whose genesis is not known (older journals) count only when this chain's is not."""
         try:
             row = self.db.execute(
                 "SELECT MAX(nonce) FROM txs WHERE chain_id = ? AND sender = ? AND "
-                "(genesis IS NULL OR ? IS NULL OR genesis = ?)",
+                "(? IS NULL OR genesis = ?)",
                 (chain_id, sender.lower(), genesis or None, (genesis or "").lower())).fetchone()
         except sqlite3.Error as exc:
             raise ConfigError(f"transaction journal {self.path}: {exc}") from None
