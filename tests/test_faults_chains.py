@@ -394,3 +394,22 @@ def test_ctrl_c_in_a_request_file_wave_reports_every_row(env, system6, user, mon
     rerun = cli("request", "--file", str(f), "--yes")
     assert rerun.exit_code == 13, rerun.output
     assert requests_of(system6, user) == 2
+
+
+def test_deploy_names_its_result_when_env_cannot_be_written_after(env, system6, w3,
+                                                                   monkeypatch):
+    """.env fails only after the deployment (disk full): the address and the hash are shown,
+    then the error (exit 3); on main 5e555a9 an internal error hid both."""
+    import dtnsess_cli.config as config
+
+    _, cli = env
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(config, "write_env_value", full)
+    res = cli("deploy", "--ai", system6.router.address, "--write-env", "--yes", role="deployer")
+    assert res.exit_code == 3, res.output
+    addr = re.search(r"deployed at (0x[0-9a-fA-F]{40})", res.stdout).group(1)
+    assert w3.eth.get_code(addr) and HASH.search(res.stdout)
+    assert f"set DTNSESS_CONTRACT={addr}" in res.stderr and "No space left" in res.stderr
