@@ -122,8 +122,10 @@ def test_settle_one(make_cli, system, user, w3):
     fails(cli, ["settle", waiting], ExitCode.REVERTED, "no answer yet")
     fails(cli, ["settle", "0x" + "ab" * 32], ExitCode.INPUT, "unknown")
     fails(cli, ["settle", "0x12"], ExitCode.INPUT, "64 hex digits")
-    fails(cli, ["settle"], ExitCode.INPUT, "REQUEST_ID or --all")
-    fails(cli, ["settle", rid, "--all"], ExitCode.INPUT, "REQUEST_ID or --all")
+    for args in (["settle"], ["settle", rid, "--all"]):  # usage errors (issue 15), nothing sent
+        r = cli(*args)
+        assert r.exit_code == int(ExitCode.USAGE) and "REQUEST_ID or --all" in r.output
+    assert nonce(w3, user) == before
 
 
 def test_settle_all_finds_own_and_takers_requests(make_cli, system6, user, stranger, w3):

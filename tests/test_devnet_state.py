@@ -149,3 +149,38 @@ def test_port_check_accepts_time_wait_and_refuses_a_listener():
     cli.close()
     srv.close()
     assert _port_free(port)
+
+
+def test_reset_forgets_the_old_chains_open_entries(devnet_dir, tmp_path):
+    """An open journal entry of the devnet's chain (an approval left pending: automine off) used
+    to block every write on the reset chain for the receipt timeout, and nothing cleared it
+    (issue 15). `devnet reset` now forgets it, and the next write goes straight on."""
+    import subprocess
+    import urllib.request
+
+    from test_devnet import DTNSESS
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DTNSESS_")}
+    env.update(DTNSESS_STATE_DIR=str(tmp_path / "state"), DTNSESS_RECEIPT_TIMEOUT="2")
+
+    def run(*args):
+        return subprocess.run([DTNSESS, *args], cwd=devnet_dir, env=env, capture_output=True,
+                              text=True, timeout=120)
+
+    port = free_port()
+    _up(devnet_dir, port)
+    url = _state(devnet_dir)["rpc_url"]
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "evm_setAutomine",
+                       "params": [False]}).encode()
+    urllib.request.urlopen(urllib.request.Request(
+        url, data=body, headers={"Content-Type": "application/json"}), timeout=10).read()
+    stuck = run("approve", "5", "--yes")
+    assert stuck.returncode == 10, stuck.stderr
+    reset = run("devnet", "reset", "--port", str(port))
+    assert reset.returncode == 0, reset.stderr
+    assert "forgot 1 open journal entry of the old chain" in reset.stderr
+    t0 = time.monotonic()
+    after = run("create", "20", "--yes")
+    assert after.returncode == 0, after.stderr
+    assert "earlier tx" not in after.stderr and "another chain" not in after.stderr
+    assert time.monotonic() - t0 < 30

@@ -292,3 +292,23 @@ def test_cleanup_lock_is_per_chain(make_cli, system6, tmp_path):
     finally:
         holder.stdin.close()
         holder.wait(10)
+
+
+def test_doctor_runs_every_check(make_cli, system6):
+    """doctor stopped at the first failed check (issue 15); now every check is reported: those
+    a dead node makes impossible as skipped, the key (which needs no node) as checked; a passing
+    check has code 0 (it was 1)."""
+    from dtnsess_cli.devnet.anvil import free_port
+
+    cli = make_cli(system6)
+    doc = load_json(cli("doctor", "--json",
+                        env={"DTNSESS_RPC_URL": f"http://127.0.0.1:{free_port()}"}))
+    by = {c["name"]: c for c in doc["checks"]}
+    assert by["rpc"]["ok"] is False and by["key"]["ok"] is True and by["key"]["code"] == 0
+    for name in ("chain id", "contract", "fee token", "model", "ETH for gas"):
+        assert by[name]["ok"] is None and by[name]["detail"].startswith("skipped"), name
+    wrong = cli("doctor", "--json", env={"DTNSESS_CHAIN_ID": "8453"})
+    assert wrong.exit_code == int(ExitCode.CHAIN)
+    by = {c["name"]: c for c in load_json(wrong)["checks"]}
+    assert by["chain id"]["ok"] is False and by["contract"]["ok"] is True
+    assert by["ETH for gas"]["ok"] is True and by["ETH for gas"]["code"] == 0

@@ -212,7 +212,7 @@ def test_node_gone_after_send_exits_10_and_rerun_does_not_repeat(env, command, m
     shown = load_json(env.cli("tx", h, "--json"))
     assert shown["status"] == "mined" and shown["journal"] == "mined"
     assert shown["command"] == "dtnsess " + shlex.join(args)
-    assert shown["events"] and shown["fee"]
+    assert shown["events"] and shown["fee_eth"]
 
     third = env.cli(*args, "--yes")  # now knowingly: done once more (close: already closed)
     if command == "close":

@@ -4,6 +4,7 @@ lines, errors). A prompt that broke the renderer after it was sent made users pa
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -144,3 +145,63 @@ def test_renderer_never_parses_markup():
     text = buf.getvalue()
     for prefix in ("", "title ", "key ", "value ", "t ", "c ", "cell "):
         assert prefix + HOSTILE in text, (prefix, text)
+
+
+# Escape sequences from the chain: an answer that recolours, retitles, clears or rewrites the
+# user's terminal (on main 5e555a9 `response` and `request --wait` wrote them raw; only \a \b \r
+# were stripped). The terminal gets the text without them; --json keeps the exact content.
+ESCAPES = ("\x1b]0;owned title\x07\x1b[31mred\x1b[0m \x1b[2J\x9b2Jcleared \x1b]8;;http://x\x1b\\"
+           "link\x1b]8;;\x1b\\ \x1bP+q\x1b\\ \x07\x08\x7f\x85 \u202eevil\nsecond line\ttab")
+CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def test_escape_sequences_from_the_chain_never_reach_the_terminal(make_cli, system6, user):
+    cli = make_cli(system6)
+    fund(system6, user, 100, approve=False)
+    create_via_cli(cli, "20")
+    t, done = _answer_all(system6, user, 1, lambda i: ESCAPES)
+    r = cli("request", "hi", "--wait", "--timeout", "30", "--yes")
+    t.join(5)
+    assert_ok(r)
+    assert not CONTROL.search(r.stdout) and not CONTROL.search(r.stderr), repr(r.stdout)
+    assert "red cleared link" in r.stdout and "evil\nsecond line" in r.stdout
+    rid = "0x" + done[0].hex()
+    shown = cli("response", rid)
+    assert_ok(shown)
+    assert not CONTROL.search(shown.stdout) and "red cleared link" in shown.stdout
+    assert load_json(cli("response", rid, "--json"))["answer"] == ESCAPES  # exact
+
+
+def test_escape_sequences_in_a_node_message_and_an_error(make_cli, system6, user):
+    cli = make_cli(system6)
+    fund(system6, user, 100, approve=False)
+    create_via_cli(cli, "20")
+    assert_ok(cli("request", "fail me", "--yes"))
+    (rid,) = _requests_of(system6, user)
+    fail(system6, rid, "\x1b[31mmodel\x1b[0m exploded\x1b]0;t\x07")
+    r = cli("response", "0x" + rid.hex())
+    assert r.exit_code == 0, r.output
+    assert "message: model exploded" in r.stdout and not CONTROL.search(r.stdout)
+    bad = cli("request", "hi", "--model", "\x1b[2Jno\x9b31m model", "--yes")
+    assert bad.exit_code != 0 and not CONTROL.search(bad.stderr)
+    assert "no model" in bad.stderr
+
+
+def test_the_renderer_cleans_every_shape():
+    import io
+    import sys
+
+    from dtnsess_cli.render import Renderer
+
+    buf = io.StringIO()
+    old = sys.stdout
+    sys.stdout = buf
+    try:
+        ui = Renderer()
+        ui.emit({}, ESCAPES)
+        ui.emit({}, ui.kv(f"title {ESCAPES}", [(f"key {ESCAPES}", f"value {ESCAPES}")]))
+        ui.emit({}, ui.table(f"t {ESCAPES}", [f"c {ESCAPES}"], [[f"cell {ESCAPES}"]]))
+        ui.emit({}, lambda out: out.print(f"line {ESCAPES}", markup=False))
+    finally:
+        sys.stdout = old
+    assert not CONTROL.search(buf.getvalue()), repr(buf.getvalue())

@@ -184,3 +184,20 @@ def test_responder_log_lines_are_redacted():
     assert "h.io" in text and "Traceback" in text
     for s in (USERINFO_PASS, PATH_KEY, QUERY_KEY):
         assert s not in text
+
+
+@pytest.mark.parametrize("var", ["ETH_PASSWORD", "DTNSESS_PASSWORD_FILE", None])
+def test_a_password_given_as_its_file_is_never_echoed(scli, tmp_path, var):
+    """The password itself where its file is expected (Foundry's ETH_PASSWORD names a file):
+    on main 5e555a9 it was echoed in the error, in --json and with --debug."""
+    key = scli.key("user")
+    path = tmp_path / "ks.json"
+    path.write_text(json.dumps(Account.encrypt(key, PASSWORD, kdf="pbkdf2", iterations=1000)))
+    flag = ["--password-file", PASSWORD] if var is None else []
+    env = {var: PASSWORD} if var else {}
+    for extra in ([], ["--debug"], ["--json"], ["--debug", "--json"]):
+        for args in (["balance"], ["approve", "1", "--yes"], ["config", "show"]):
+            r = scli(*args, "--keystore", str(path), *flag, *extra, role=None, env=env)
+            _assert_clean(r, key, PASSWORD)
+            if args != ["config", "show"]:
+                assert r.exit_code == 3 and "password file" in r.stderr, r.output

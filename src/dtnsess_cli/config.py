@@ -167,8 +167,8 @@ class Settings:
             add("key", label, "private_key")
         elif self.key_kind == "keystore":
             add("key", f"keystore {self.keystore}", "keystore")
-            if self.password_file:
-                add("password_file", self.password_file, "password_file")
+            if self.password_file:  # never its value: it may be a password given by mistake
+                add("password_file", "(set; not shown)", "password_file")
         else:
             add("key", None, "private_key")
         if self.devnet_file:
@@ -404,7 +404,9 @@ def resolve_settings(
         s.private_key = str(private_key).strip()
     s.sources = sources
     remember_url(s.rpc_url)
-    remember_secret(s.private_key)
+    # NOTE: the password file's name too: a password given where its file is expected must
+    # not come back in an error, a --json document or a --debug traceback
+    remember_secret(s.private_key, s.password_file)
     return s
 
 

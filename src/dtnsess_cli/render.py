@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import re
 import sys
 from decimal import Decimal
 from enum import Enum
@@ -69,15 +70,60 @@ def _plain(v: Any) -> str:
     return str(v)
 
 
+# Escape sequences (ESC or its C1 form, 0x9b CSI, 0x9d OSC, ...) and their payloads: CSI (colours,
+# cursor moves, screen clears), OSC (window titles, hyperlinks, clipboard writes) and the string
+# sequences DCS/SOS/PM/APC, each up to its terminator; then any other ESC + one character.
+_ESCAPES = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
+    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+    r"|\x1b.?", re.S)
+# what is left that a terminal acts on: C0 but tab and newline, DEL, C1, and the bidirectional
+# overrides that make text display in another order than it reads
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e"
+                       "\u2066-\u2069]")
+
+
+def clean(s: str) -> str:
+    """Text from the chain (answers, node messages, names, revert reasons) made safe for a
+    terminal: escape sequences and control characters removed, tab and newline kept. Only for
+    what a terminal shows: ``--json`` and ``--out`` keep the exact content."""
+    if not s or s.isprintable():
+        return s
+    return _CONTROLS.sub("", _ESCAPES.sub("", s))
+
+
 def text(v: Any) -> Any:
-    """``v`` as literal text for rich: never parsed as markup. Prompts, answers, model names,
-    error text and addresses come from users or the chain, and ``[/b]`` or ``[node1]`` in them
-    must print as written (rich would raise MarkupError, or swallow the brackets)."""
+    """``v`` as literal text for rich: never parsed as markup, never terminal control (see
+    :func:`clean`). Prompts, answers, model names, error text and addresses come from users or
+    the chain, and ``[/b]`` or ``[node1]`` in them must print as written (rich would raise
+    MarkupError, or swallow the brackets)."""
     from rich.text import Text
 
-    if isinstance(v, Text) or hasattr(v, "__rich_console__"):
+    if isinstance(v, Text):
+        return _clean_text(v)
+    if hasattr(v, "__rich_console__"):
         return v
-    return Text(_plain(v))
+    return Text(clean(_plain(v)))
+
+
+def _clean_text(t: Any) -> Any:
+    c = clean(t.plain)
+    return t if c == t.plain else type(t)(c, style=t.style)
+
+
+def _console(**kw: Any) -> Any:
+    """A rich Console whose ``print`` cleans every string and Text it is given (:func:`clean`):
+    every line a command writes for people goes through one of these."""
+    from rich.console import Console
+    from rich.text import Text
+
+    class SafeConsole(Console):
+        def print(self, *objects: Any, **kwargs: Any) -> None:
+            super().print(*(clean(o) if isinstance(o, str) else
+                            _clean_text(o) if isinstance(o, Text) else o
+                            for o in objects), **kwargs)
+
+    return SafeConsole(**kw)
 
 
 _cell = text
@@ -99,12 +145,19 @@ def explorer_url(chain_id: Optional[int], tx_hash: Optional[str]) -> Optional[st
     return f"{base}/tx/{tx_hash}" if base and tx_hash else None
 
 
+def _titled(title: str, table: Any) -> Any:
+    """A table under its title line. NOTE: not rich's own table title, which is wrapped to the
+    table's width: a narrow table split the address of "Balances of 0x…" over three lines;
+    a line of its own wraps only at the terminal's width."""
+    from rich.console import Group
+
+    return Group(text(title), table)
+
+
 class Renderer:
     """Output for one command run. Create one per invocation (no global consoles)."""
 
     def __init__(self, json_mode: bool = False, *, quiet: bool = False) -> None:
-        from rich.console import Console
-
         self.json_mode = json_mode
         self.quiet = quiet
         # the chain the client is connected to (it sets this): tx hashes get explorer links
@@ -117,9 +170,9 @@ class Renderer:
             tty = False
         # NOTE: rich wraps at 80 columns when stdout is a pipe; tables with addresses and
         # request ids need more, and a pipe has no width to respect.
-        self.out = Console(file=sys.stdout, highlight=False, soft_wrap=False,
-                           width=None if tty else 200)
-        self.err = Console(file=sys.stderr, highlight=False, stderr=True)
+        self.out = _console(file=sys.stdout, highlight=False, soft_wrap=False,
+                            width=None if tty else 200)
+        self.err = _console(file=sys.stderr, highlight=False, stderr=True)
         self._emitted = False
 
     # ---- terminal facts -------------------------------------------------------------
@@ -166,26 +219,25 @@ class Renderer:
         """A two-column key/value table."""
         from rich.table import Table
 
-        t = Table(title=text(title) if title is not None else None, show_header=False, box=None,
-                  pad_edge=False, title_justify="left")
+        t = Table(show_header=False, box=None, pad_edge=False)
         t.add_column(style="bold")
         t.add_column(overflow="fold")
         items = rows.items() if isinstance(rows, dict) else rows
         for k, v in items:
             t.add_row(text(k), text(v))
-        return t
+        return t if title is None else _titled(title, t)
 
     def table(self, title: Optional[str], columns: Sequence[str],
               rows: Iterable[Sequence[Any]], *, justify: Optional[dict] = None):
         from rich.table import Table
 
-        t = Table(title=text(title) if title is not None else None, title_justify="left")
+        t = Table()
         justify = justify or {}
         for c in columns:
             t.add_column(text(c), justify=justify.get(c, "left"), overflow="fold")
         for r in rows:
             t.add_row(*(text(v) for v in r))
-        return t
+        return t if title is None else _titled(title, t)
 
     # ---- stderr chatter ------------------------------------------------------------------
     def info(self, message: str) -> None:
@@ -196,9 +248,9 @@ class Renderer:
         self.err.print(f"warning: {message}", style="yellow", markup=False, highlight=False)
 
     def error(self, message: str, hint: Optional[str] = None) -> None:
-        sys.stderr.write(f"error: {message}\n")
+        sys.stderr.write(f"error: {clean(message)}\n")
         if hint:
-            sys.stderr.write(f"hint: {hint}\n")
+            sys.stderr.write(f"hint: {clean(hint)}\n")
         sys.stderr.flush()
 
     def confirm(self, question: str) -> bool:

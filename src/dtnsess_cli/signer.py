@@ -50,8 +50,13 @@ def _read_password(settings: Settings, path: str,
             warn_if_exposed(pw_path, "a keystore password")
             return password
         except OSError as exc:
-            raise KeystoreError(path, f"cannot read password file {pw_path}: {exc.strerror}",
-                               config=True) from None
+            # NOTE: never the value: it is often the password itself, given where its file is
+            # expected (Foundry's ETH_PASSWORD names a file)
+            src = settings.sources.get("password_file", "--password-file")
+            raise KeystoreError(path, f"cannot read the password file that {src} names "
+                                      f"({exc.strerror})",
+                                hint=f"{src} names a file holding the password, never the "
+                                     f"password itself", config=True) from None
     if prompt is not None:
         return prompt(f"Password for keystore {Path(path).name}")
     if sys.stdin.isatty() and sys.stderr.isatty():

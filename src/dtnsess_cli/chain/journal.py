@@ -7,8 +7,12 @@ the outcome is not known (a lost reply, a timeout, Ctrl-C): the next write from 
 looks it up by hash first (``client.Client``), so a rerun never repeats a mined intent unknowingly.
 
 One SQLite file (WAL mode, so concurrent processes read while one writes) in the user's state
-directory (``platformdirs``; ``DTNSESS_STATE_DIR`` overrides), keyed by (chain id, sender). It
-never holds a key: only signed transactions, which anyone may broadcast anyway.
+directory (``platformdirs``; ``DTNSESS_STATE_DIR`` overrides), keyed by (chain, sender). A chain
+is its id *and* its genesis block hash; and since a fork shares its origin's genesis (and two
+Anvils started in the same second share theirs), each entry also keeps an anchor: the latest
+block (number, hash) when it was signed. An entry whose anchor block is not the node's and whose
+hash the node does not know is of another chain: never re-broadcast on, nor resolved against,
+this one. It never holds a key: only signed transactions, which anyone may broadcast anyway.
 
 Only stdlib, filelock and platformdirs here.
 """
@@ -23,12 +27,14 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from ..errors import ConfigError
 
 STATE_ENV = "DTNSESS_STATE_DIR"
 OPEN, MINED, FAILED, REPLACED, DROPPED = "open", "mined", "failed", "replaced", "dropped"
+# an open entry of a chain that no longer exists (``dtnsess journal forget``, ``devnet reset``)
+FORGOTTEN = "forgotten"
 
 # The command line that caused the transactions of this run (set by cli.command), e.g.
 # {"argv": "dtnsess create 20"}; never holds a key (keys are never arguments).
@@ -59,6 +65,11 @@ class Entry:
     updated_at: float
     block: Optional[int] = None
     note: Optional[str] = None
+    # the chain's genesis block hash and the latest block when it was signed (None: recorded
+    # before the journal kept them)
+    genesis: Optional[str] = None
+    anchor_block: Optional[int] = None
+    anchor_hash: Optional[str] = None
 
     @property
     def argv(self) -> str:
@@ -73,6 +84,25 @@ class Entry:
         """``tx 0xab… (nonce 5, `dtnsess create 20`)``."""
         cmd = f", `{self.argv}`" if self.argv else ""
         return f"tx {self.tx_hash} (nonce {self.nonce}{cmd})"
+
+    def on(self, chain_id: int, genesis: Optional[str]) -> bool:
+        """Is this entry of that chain? An entry or a chain whose genesis is not known is
+        taken as of every chain with its id (what the journal did before it knew them)."""
+        return self.chain_id == chain_id and (not self.genesis or not genesis
+                                              or self.genesis == genesis.lower())
+
+    def anchored(self, block: Any) -> Optional[bool]:
+        """Does ``block`` (the node's eth_getBlockByNumber reply for ``anchor_block``) have the
+        anchor's hash? None when the entry has no anchor."""
+        if self.anchor_block is None or not self.anchor_hash:
+            return None
+        h = block.get("hash") if isinstance(block, dict) else None
+        return isinstance(h, str) and h.lower() == self.anchor_hash
+
+    def chain_label(self) -> str:
+        """``chain 31337 (genesis 0xab12…)``."""
+        g = f" (genesis {self.genesis})" if self.genesis else ""
+        return f"chain {self.chain_id}{g}"
 
 
 _SCHEMA = """
@@ -93,7 +123,16 @@ CREATE TABLE IF NOT EXISTS txs (
 CREATE INDEX IF NOT EXISTS txs_open ON txs (chain_id, sender, status);
 """
 _COLS = ("chain_id", "sender", "tx_hash", "nonce", "raw", "description", "intent", "status",
-         "created_at", "updated_at", "block", "note")
+         "created_at", "updated_at", "block", "note", "genesis", "anchor_block", "anchor_hash")
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Add what later versions keep to a journal an earlier one made (idempotent)."""
+    cols = {r[1] for r in db.execute("PRAGMA table_info(txs)")}
+    # entries from before: their chain's genesis and their anchor stay unknown (NULL)
+    for name, kind in (("genesis", "TEXT"), ("anchor_block", "INTEGER"), ("anchor_hash", "TEXT")):
+        if name not in cols:
+            db.execute(f"ALTER TABLE txs ADD COLUMN {name} {kind}")
 
 
 class Journal:
@@ -101,6 +140,12 @@ class Journal:
 
     def __init__(self, path: Optional[Path] = None) -> None:
         self.path = Path(path) if path else state_dir() / "journal.sqlite3"
+        # NOTE: SQLite takes an empty file for a new database: a journal truncated to 0 bytes
+        # (a full disk, a careless cleanup) would forget its open entries without a word
+        try:
+            self.emptied = self.path.stat().st_size == 0
+        except OSError:
+            self.emptied = False
         # NOTE: one connection per thread (sqlite3 objects belong to the thread that made
         # them; a Client may be shared by threads); WAL lets them read while one writes
         self._local = threading.local()
@@ -109,6 +154,7 @@ class Journal:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db.executescript(_SCHEMA)
+            _migrate(self.db)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"cannot open the transaction journal {self.path}: {exc}",
                               hint=f"set {STATE_ENV} to a writable directory") from None
@@ -141,13 +187,19 @@ class Journal:
         self._local = threading.local()
 
     def record(self, chain_id: int, sender: str, tx_hash: str, nonce: int, raw: str,
-               description: str, intent: Optional[dict]) -> None:
+               description: str, intent: Optional[dict], genesis: Optional[str] = None,
+               anchor: Optional[tuple] = None) -> None:
+        """``genesis``: the chain's genesis hash; ``anchor``: (number, hash) of its latest block
+        when the transaction was signed."""
         now = time.time()
+        a_block, a_hash = anchor or (None, None)
         self._exec("INSERT OR REPLACE INTO txs (chain_id, sender, tx_hash, nonce, raw, "
-                   "description, intent, status, created_at, updated_at) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   "description, intent, status, created_at, updated_at, genesis, "
+                   "anchor_block, anchor_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                    (chain_id, sender.lower(), tx_hash.lower(), nonce, raw, description,
-                    json.dumps(intent or {}), OPEN, now, now))
+                    json.dumps(intent or {}), OPEN, now, now,
+                    genesis.lower() if genesis else None, a_block,
+                    a_hash.lower() if a_hash else None))
 
     def resolve(self, tx_hash: str, status: str, block: Optional[int] = None,
                 note: Optional[str] = None) -> None:
@@ -159,9 +211,42 @@ class Journal:
         return bool(self._select("WHERE sender = ? AND status = ? LIMIT 1",
                                  (sender.lower(), OPEN)))
 
-    def open_entries(self, chain_id: int, sender: str) -> list:
-        return self._select("WHERE chain_id = ? AND sender = ? AND status = ? ORDER BY nonce, "
-                            "created_at", (chain_id, sender.lower(), OPEN))
+    def open_entries(self, chain_id: int, sender: str, genesis: Optional[str] = None) -> list:
+        """``sender``'s open entries of this chain (``Entry.on``)."""
+        return [e for e in self._open_of(sender) if e.on(chain_id, genesis)]
+
+    def open_elsewhere(self, chain_id: int, sender: str, genesis: Optional[str]) -> list:
+        """``sender``'s open entries of another chain with the same id (another genesis)."""
+        return [e for e in self._open_of(sender)
+                if e.chain_id == chain_id and not e.on(chain_id, genesis)]
+
+    def last_nonce(self, chain_id: int, sender: str, genesis: Optional[str]) -> Optional[int]:
+        """The highest nonce journaled from ``sender`` on this chain (None: none). Entries
+        whose genesis is not known (older journals) count only when this chain's is not."""
+        try:
+            row = self.db.execute(
+                "SELECT MAX(nonce) FROM txs WHERE chain_id = ? AND sender = ? AND "
+                "(? IS NULL OR genesis = ?)",
+                (chain_id, sender.lower(), genesis or None, (genesis or "").lower())).fetchone()
+        except sqlite3.Error as exc:
+            raise ConfigError(f"transaction journal {self.path}: {exc}") from None
+        return row[0] if row and row[0] is not None else None
+
+    def _open_of(self, sender: str) -> list:
+        return self._select("WHERE sender = ? AND status = ? ORDER BY nonce, created_at",
+                            (sender.lower(), OPEN))
+
+    def open_with_genesis(self, genesis: str, chain_id: Optional[int] = None) -> list:
+        """Every sender's open entries of chains with this genesis hash (and id, when given)."""
+        where, args = "WHERE status = ? AND genesis = ?", [OPEN, genesis.lower()]
+        if chain_id is not None:
+            where, args = where + " AND chain_id = ?", args + [chain_id]
+        return self._select(where + " ORDER BY created_at", tuple(args))
+
+    def forget(self, entries: list) -> None:
+        """Mark ``entries`` ``forgotten``: their chain is gone, they can never be resolved."""
+        for e in entries:
+            self.resolve(e.tx_hash, FORGOTTEN, note="its chain no longer exists")
 
     def find(self, tx_hash: str) -> Optional[Entry]:
         rows = self._select("WHERE tx_hash = ?", (tx_hash.lower(),))

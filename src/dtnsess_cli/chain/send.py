@@ -190,6 +190,61 @@ class ChainFacts:
 # room for several blocks of rising base fee); older ones are read again (in the same batch).
 FEES_MAX_AGE = 30.0
 
+GENESIS_REQUEST = ("eth_getBlockByNumber", ["0x0", False])
+CHAIN_REQUESTS = (GENESIS_REQUEST, ("eth_getBlockByNumber", ["latest", False]))
+
+
+def chain_requests(ctx: "TxContext") -> list:
+    """The genesis and latest block lookups, while a journal needs them and they are not known:
+    they ride in a batch the send makes anyway (no round trip of their own)."""
+    return list(CHAIN_REQUESTS) if ctx.journal is not None and ctx.genesis is None else []
+
+
+def take_chain(ctx: "TxContext", resps: Sequence[Any]) -> None:
+    """Keep the genesis hash and the anchor from the replies to ``chain_requests`` (genesis ""
+    when the node has no block 0: entries are then of every chain with this id, as before)."""
+    blocks = [r.get("result") if isinstance(r, dict) else None for r in resps]
+    blocks = [b if isinstance(b, dict) else {} for b in blocks] + [{}, {}]
+    g, latest = blocks[0].get("hash"), blocks[1]
+    ctx.genesis = g.lower() if isinstance(g, str) else ""
+    try:
+        ctx.anchor = (int(latest["number"], 16), str(latest["hash"]).lower())
+    except (KeyError, TypeError, ValueError):
+        ctx.anchor = None
+
+
+def warn_journal_gap(ctx: "TxContext", nonce: int) -> None:
+    """Before signing at ``nonce``: when the journal knows this key on this chain but not its
+    last transactions, say so. NOTE: the next write resolves what the journal holds open; a
+    journal replaced (restored, copied) no longer holds an entry whose outcome was lost, and
+    only this gap tells that something was sent that it does not know."""
+    if ctx.journal is None:
+        return
+    last = ctx.journal.last_nonce(ctx.chain_id, ctx.account.address, ctx.genesis or None)
+    if last is not None and nonce > last + 1:
+        n = nonce - last - 1
+        ctx.ui.info(f"warning: {n} transaction{'s' if n != 1 else ''} from "
+                    f"{ctx.account.address} (nonces {last + 1}..{nonce - 1}) are not in the "
+                    f"journal: another wallet sent them, or the journal was replaced; if a "
+                    f"dtnsess command's outcome was not known, check it (`dtnsess requests`, "
+                    f"`dtnsess tx HASH`) before repeating it")
+
+
+def _record(ctx: "TxContext", tx_hash: str, nonce: int, raw_hex: str, description: str,
+            step: Optional[str]) -> None:
+    """Journal a signed transaction before its send (an error here: nothing was sent)."""
+    if ctx.journal is None:
+        return
+    from .journal import INTENT
+
+    if ctx.genesis is None:  # not read with the send's batch (a caller of broadcast alone)
+        take_chain(ctx, rpc_batch(ctx, CHAIN_REQUESTS, "chain lookup"))
+    intent = dict(INTENT.get() or {})
+    if step:
+        intent["step"] = step
+    ctx.journal.record(ctx.chain_id, ctx.account.address, tx_hash, nonce, raw_hex, description,
+                       intent, genesis=ctx.genesis or None, anchor=ctx.anchor)
+
 
 def _fact_requests(sender: str, follows: Optional[ChainFacts] = None) -> list:
     """The JSON-RPC requests for a transaction's ChainFacts (see ``_facts_from``). After
@@ -294,6 +349,11 @@ class TxContext:
     # the fee token's symbol when token_symbol is not known yet (only an error message needs it)
     symbol_lookup: Optional[Callable[[], str]] = None
     journal: Any = None  # journal.Journal: every signed transaction is recorded before its send
+    # what tells this chain from another with its id, for the journal (see journal.py): the
+    # genesis block hash (None: not read yet; "": the node did not tell) and the anchor, the
+    # latest block's (number, hash); read in the first batch of a send (``chain_requests``)
+    genesis: Optional[str] = None
+    anchor: Optional[tuple] = None
     # DecodedRevert -> the error to raise (the session manager's own wording; see manager.reverts)
     friendly: Callable[..., DtnsessError] = plain_revert
     _events: Optional[EventDecoder] = None
@@ -484,9 +544,14 @@ def send_and_wait(ctx: TxContext, fn_call: Any, *, value: int = 0, description: 
     reqs += _fact_requests(sender, follows)
     n_facts = len(reqs) - n_sim
     reqs.append(l1_fee_request(ctx.chain_id, base_tx))
+    chain = chain_requests(ctx)
+    reqs += chain
+    n_own = len(reqs)
     resps = rpc_batch(ctx, reqs + list(also), description)
     if also and on_also is not None:
-        on_also(resps[n_sim + n_facts + 1:])
+        on_also(resps[n_own:])
+    if chain:
+        take_chain(ctx, resps[n_own - len(chain):n_own])
     l1_fee = l1_fee_of(resps[n_sim + n_facts])
     resps = resps[:n_sim + n_facts]
     facts_of = lambda: _facts_from(ctx, resps[n_sim:], follows)  # noqa: E731
@@ -509,6 +574,9 @@ def send_and_wait(ctx: TxContext, fn_call: Any, *, value: int = 0, description: 
     _check_eth(sender, facts.balance, limit, max_fee, l1_fee, value)
     if dry_run:
         return result
+
+    if follows is None:
+        warn_journal_gap(ctx, facts.nonce)
 
     # 4. confirm (only a person at a terminal is asked)
     if confirm:
@@ -558,8 +626,18 @@ def _node_message(resp: dict) -> str:
 
 def journal_resolve(ctx: TxContext, tx_hash: str, status: str, block: Optional[int] = None,
                     note: Optional[str] = None) -> None:
-    if ctx.journal is not None:
+    """Note a sent transaction's outcome in the journal. NOTE: this runs after the send: a
+    journal that cannot be written now (locked, disk full) must not hide what the chain did,
+    so it is a warning; the entry stays open and the next write resolves it from the chain."""
+    if ctx.journal is None:
+        return
+    try:
         ctx.journal.resolve(tx_hash, status, block, note)
+    except DtnsessError as exc:
+        ctx.ui.info(f"warning: tx {tx_hash} is {status}"
+                    + (f" (block {block})" if block is not None else "")
+                    + f", but the journal could not note it ({exc.message}); the next "
+                      f"command from this key looks it up on the chain")
 
 
 def broadcast(ctx: TxContext, raw: bytes, tx_hash: str, nonce: int, description: str, *,
@@ -573,15 +651,8 @@ def broadcast(ctx: TxContext, raw: bytes, tx_hash: str, nonce: int, description:
     that cannot tell either, TxPendingError (exit 10) names the hash and the nonce; Ctrl-C
     gives the same with exit 130. In both cases the journal entry stays open.
     """
-    from .journal import INTENT
-
     raw_hex = "0x" + raw.hex()
-    if ctx.journal is not None:
-        intent = dict(INTENT.get() or {})
-        if step:
-            intent["step"] = step
-        ctx.journal.record(ctx.chain_id, ctx.account.address, tx_hash, nonce, raw_hex,
-                           description, intent)
+    _record(ctx, tx_hash, nonce, raw_hex, description, step)
     try:
         try:
             resp = raw_request(ctx, "eth_sendRawTransaction", [raw_hex])
@@ -908,10 +979,14 @@ class Pipeline:
         """Fees, ETH balance and nonce: read now (one round trip), or ``facts`` already read."""
         ctx = self.ctx
         if facts is None:
-            facts = _facts_from(ctx, rpc_batch(ctx, _fact_requests(ctx.account.address),
-                                               "fee lookup"))
+            reqs, chain = _fact_requests(ctx.account.address), chain_requests(ctx)
+            resps = rpc_batch(ctx, reqs + chain, "fee lookup")
+            if chain:
+                take_chain(ctx, resps[len(reqs):])
+            facts = _facts_from(ctx, resps[:len(reqs)])
         self.fees, self.max_fee = facts.fees, facts.max_fee
         self.balance, self.nonce = facts.balance, facts.nonce
+        warn_journal_gap(ctx, facts.nonce)
 
     def check_funds(self, gas_limit_total: int, value_total: int, count: int,
                     l1_fee_total: int = 0) -> None:
@@ -978,15 +1053,8 @@ class Pipeline:
             outs.append(Outcome(call=p.call, nonce=nonce, gas_estimate=p.gas_estimate,
                                 gas_limit=p.gas_limit, tx_hash="0x" + bytes(signed.hash).hex()))
             raws.append("0x" + bytes(signed.raw_transaction).hex())
-        if ctx.journal is not None:
-            from .journal import INTENT
-
-            for o, raw in zip(outs, raws):
-                intent = dict(INTENT.get() or {})
-                if o.call.step:
-                    intent["step"] = o.call.step
-                ctx.journal.record(ctx.chain_id, ctx.account.address, o.tx_hash, o.nonce, raw,
-                                   o.call.description, intent)
+        for o, raw in zip(outs, raws):
+            _record(ctx, o.tx_hash, o.nonce, raw, o.call.description, o.call.step)
         self.nonce += len(preps)  # NOTE: each may have arrived: never reuse these nonces here
         try:
             try:
@@ -1055,7 +1123,28 @@ class Pipeline:
     def collect(self, outs: Sequence[Outcome], on_done: Optional[Callable[[Outcome], None]] = None,
                 description: str = "transactions") -> None:
         """Wait (with the receipt deadline) for the receipts of every ``sent`` outcome; each
-        becomes ``mined`` (result filled) or ``failed`` (reverted, error decoded by a replay)."""
+        becomes ``mined`` (result filled) or ``failed`` (reverted, error decoded by a replay).
+        Ctrl-C at any point of the wait: TxPendingError naming every transaction sent, those
+        already mined and those still open."""
+        try:
+            self._collect(outs, on_done)
+        except KeyboardInterrupt:
+            waiting = [o for o in outs if o.status in ("sent", "unknown") and o.tx_hash]
+            done = [o for o in outs if o.status in ("mined", "failed") and o.result]
+            if not waiting:
+                raise
+            parts = [f"{o.call.description}: {o.status} in tx {o.tx_hash} (block "
+                     f"{o.result.block_number})" for o in done]
+            if len(waiting) > 1:
+                parts.append("also still open: " + ", ".join(
+                    f"{o.tx_hash} (nonce {o.nonce})" for o in waiting[1:]))
+            raise TxPendingError(
+                description, waiting[0].tx_hash, waiting[0].nonce,
+                "interrupted while waiting for the receipt"
+                + (f" ({'; '.join(parts)})" if parts else ""), interrupted=True) from None
+
+    def _collect(self, outs: Sequence[Outcome],
+                 on_done: Optional[Callable[[Outcome], None]]) -> None:
         ctx = self.ctx
         waiting = [o for o in outs if o.status == "sent"]
         deadline = time.monotonic() + ctx.receipt_timeout
@@ -1070,13 +1159,6 @@ class Pipeline:
                 last_exc = None
             except DtnsessError as exc:  # a flaky node while waiting: keep waiting, never resend
                 resps, last_exc = [{} for _ in waiting], exc
-            except KeyboardInterrupt:
-                hashes = ", ".join(f"{o.tx_hash} (nonce {o.nonce})" for o in waiting[1:])
-                raise TxPendingError(
-                    description, waiting[0].tx_hash, waiting[0].nonce,
-                    "interrupted while waiting for the receipt" + (
-                        f" (also still open: {hashes})" if hashes else ""),
-                    interrupted=True) from None
             still = []
             for o, r in zip(waiting, resps):
                 rec = r.get("result") if isinstance(r, dict) else None
@@ -1175,6 +1257,20 @@ def send_many(ctx: TxContext, calls: Sequence[Call], *, headline: str, dry_run: 
     return outs
 
 
+def batch_error(outs: Sequence[Outcome]) -> Optional[DtnsessError]:
+    """The error of the first outcome that was not mined, naming every other signed one that
+    was not mined either (hash, nonce, status): each may have been paid for. None: all mined."""
+    bad = [o for o in outs if o.status != "mined"]
+    if not bad:
+        return None
+    err = bad[0].error or DtnsessError(f"{bad[0].call.description}: {bad[0].status}")
+    others = [f"{o.call.description}: {o.status}, tx {o.tx_hash} (nonce {o.nonce})"
+              for o in bad[1:] if o.tx_hash]
+    if others:
+        err.message = f"{err.message}; also {'; '.join(others)}"
+    return err
+
+
 def _batch_refused(errs: Sequence[Any]) -> bool:
     """Is this the one error of a node that does not take JSON-RPC batches (in every entry)?
     (Not the same refusal of each transaction, e.g. "replacement transaction underpriced".)"""
@@ -1201,11 +1297,13 @@ def send_together(ctx: TxContext, calls: Sequence[Call], *, headline: str, confi
     Returns one Outcome per call (``mined``, ``failed``, ``unknown``), as ``send_many``.
     """
     preps, reqs = _prep_requests(ctx, calls)
-    facts_reqs = _fact_requests(ctx.account.address)
-    resps = rpc_batch(ctx, reqs + facts_reqs + list(extra), headline)
-    n, m = len(reqs), len(facts_reqs)
-    if accept is not None and not accept(resps[n + m:]):
+    facts_reqs, chain = _fact_requests(ctx.account.address), chain_requests(ctx)
+    resps = rpc_batch(ctx, reqs + facts_reqs + chain + list(extra), headline)
+    n, m, c = len(reqs), len(facts_reqs), len(chain)
+    if accept is not None and not accept(resps[n + m + c:]):
         return None
+    if chain:
+        take_chain(ctx, resps[n + m:n + m + c])
     _prep_take(ctx, preps, resps[:n])
     for p in preps:
         if p.error is not None:

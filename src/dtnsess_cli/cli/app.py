@@ -211,10 +211,13 @@ def _report(exc: DtnsessError, debug: bool, json_mode: bool = False,
 
         # NOTE: library messages quote the RPC URL (requests' "... for url: ..."): redacted
         sys.stderr.write(scrub(traceback.format_exc()))
-    # one line, whatever the message holds
-    sys.stderr.write("error: " + " ".join(scrub(exc.message).split()) + "\n")
+    from ..render import clean
+
+    # one line, whatever the message holds, and no terminal control (a revert reason, a node's
+    # message come from the chain)
+    sys.stderr.write("error: " + " ".join(clean(scrub(exc.message)).split()) + "\n")
     if exc.hint:
-        sys.stderr.write(f"hint: {scrub(exc.hint)}\n")
+        sys.stderr.write(f"hint: {clean(scrub(exc.hint))}\n")
     sys.stderr.flush()
     if json_mode and not getattr(exc, STDOUT_DONE, False):
         import json
@@ -248,10 +251,13 @@ def command(typer_app: typer.Typer, name: Optional[str] = None, **kw: Any) -> Ca
             root = click_ctx.find_root().obj
             g = local.merged_over(root if isinstance(root, CliOptions) else CliOptions())
             token = INTENT.set({"argv": _intent_argv(click_ctx)})
+            term = _on_sigterm_interrupt()
             try:
                 with error_handler(debug_enabled(g), g.json):
+                    _check_numbers(kwargs)
                     return func(*args, g=g, **kwargs)
             finally:
+                term()
                 INTENT.reset(token)
 
         wrapper.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
@@ -262,6 +268,22 @@ def command(typer_app: typer.Typer, name: Optional[str] = None, **kw: Any) -> Ca
         return func
 
     return deco
+
+
+def _on_sigterm_interrupt() -> Callable[[], Any]:
+    """SIGTERM (a supervisor, `timeout`, a container stop) ends a command as Ctrl-C does: a
+    transaction already sent is named (exit 130), never lost with the process. Returns the
+    undo."""
+    import signal
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        old = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread (an embedding program): leave signals alone
+        return lambda: None
+    return lambda: signal.signal(signal.SIGTERM, old)
 
 
 def _intent_argv(ctx: Any) -> str:
@@ -377,6 +399,26 @@ def raise_input(what: str, value: str, reason: str) -> NoReturn:
     raise InputError(what, value, reason)
 
 
+def raise_usage(message: str) -> NoReturn:
+    """Arguments that do not go together (or one missing): a usage error, exit 2, like the
+    ones Click raises itself."""
+    raise _UsageError(message)
+
+
+def _check_numbers(kwargs: dict) -> None:
+    """NaN and infinity are no number of seconds, blocks or gwei (a ``--timeout nan`` waited
+    forever): refused for every float option of every command."""
+    import math
+
+    for name, v in kwargs.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            raise InputError("--" + name.replace("_", "-"), str(v), "not a finite number")
+
+
+# the commands whose arguments are token amounts
+_AMOUNT_COMMANDS = ("create", "renew", "approve")
+
+
 def main(argv: Optional[list] = None) -> int:
     """Console-script entry point. Commands turn DtnsessError into exit codes themselves (so
     CliRunner sees them too); this catches what happens outside a command body."""
@@ -397,7 +439,9 @@ def main(argv: Optional[list] = None) -> int:
         sys.stderr.write(f"error: {message}\n")
         cmd = exc.ctx.command_path if exc.ctx else "dtnsess"
         hint = f"see '{cmd} --help'"
-        if any(a.startswith("-") and a[1:2].isdigit() for a in args):
+        # NOTE: only where an amount was expected (not on session ids, blocks or ranges)
+        if exc.ctx is not None and exc.ctx.info_name in _AMOUNT_COMMANDS \
+                and any(a.startswith("-") and a[1:2].isdigit() for a in args):
             hint += "; amounts are positive (put '--' before an argument that starts with '-')"
         sys.stderr.write(f"hint: {hint}\n")
         if json_mode:

@@ -140,13 +140,17 @@ def reset_cmd(
 
 def _up(ctx, port, block_time, decimals, responder, responder_timeout, node_min_fee, json_out,
         *, reset: bool) -> None:
-    from ..devnet.stack import Paths, forget_chain, public_view, start, stop
+    from ..devnet.stack import Paths, forget_chain, forget_journal, public_view, start, stop
     from ..render import Renderer
 
     r = Renderer(_json_mode(ctx, json_out))
     with _handled(ctx, r.json_mode), r.status("starting the devnet"):
         if reset:
             paths = Paths(Path.cwd().resolve())
+            gone = forget_journal(paths)  # before stop: an older state names no genesis
+            if gone:
+                r.info(f"forgot {len(gone)} open journal entr{'y' if len(gone) == 1 else 'ies'}"
+                       f" of the old chain: " + ", ".join(e.tx_hash for e in gone))
             if stop(paths.cwd) is not None:
                 r.info("stopped the running devnet")
             if forget_chain(paths):

@@ -15,8 +15,10 @@ from .app import Run, app, command, debug_enabled, error_handler, group, raise_i
 
 config_app = group(help="Show or change configuration.")
 refunds_app = group(help="Refunds credited by cleanup.")
+journal_app = group(help="The local journal of signed transactions.")
 app.add_typer(config_app, name="config")
 app.add_typer(refunds_app, name="refunds")
+app.add_typer(journal_app, name="journal")
 
 
 @command(app, "deploy")
@@ -31,15 +33,66 @@ def deploy(
     ai = ai or run.settings.router
     if not ai:
         raise_input("--ai", "", "the DTN router address is required (no network preset gives one)")
+    env_file = Path.cwd() / ".env"
+    if write_env:  # refused before paying for the deployment
+        _check_writable(env_file)
     res = run.client.deploy(ai)
     addr = res.data.get("contract")
     if write_env and addr and not res.dry_run:
         from ..config import write_env_value
+        from ..errors import ConfigError
 
-        write_env_value(Path.cwd() / ".env", "DTNSESS_CONTRACT", addr)
-        res.data["wrote_env"] = str(Path.cwd() / ".env")
+        try:
+            write_env_value(env_file, "DTNSESS_CONTRACT", addr)
+            res.data["wrote_env"] = str(env_file)
+        except OSError as exc:  # deployed all the same: the result is shown, then this
+            res.error = ConfigError(f"deployed at {addr}, but {env_file} could not be "
+                                    f"written: {exc.strerror or exc}",
+                                    hint=f"set DTNSESS_CONTRACT={addr} yourself")
     run.write(res, f"AdvancedSessionManager deployed at {addr}" if addr else "deploy simulated",
               [("DTN router", res.data["ai"]), ("fee token", res.data["fee_token"])])
+
+
+def _check_writable(path: Path) -> None:
+    """InputError unless ``path`` can be written as a file (it need not exist yet)."""
+    if path.is_dir():
+        raise_input("--write-env", str(path), "is a directory, not a file")
+    target = path if path.exists() else path.parent
+    if not os.access(target, os.W_OK):
+        raise_input("--write-env", str(path), "is not writable")
+
+
+@command(journal_app, "forget")
+def journal_forget(
+    genesis: Annotated[str, typer.Argument(help="genesis block hash of the chain that is gone "
+                                                "(named by the write that found its entries)")],
+    chain_id_of: Annotated[Optional[int], typer.Option(
+        "--of-chain-id", help="only entries of this chain id")] = None,
+    *, g: CliOptions,
+) -> None:
+    """Forget the open entries of a chain that no longer exists (a reset devnet, a stopped
+    fork): they are never re-broadcast nor waited for again."""
+    run = Run(g)
+    gone, kept = run.client.forget_chain(genesis, chain_id_of)
+
+    def rows(entries: list) -> list:
+        return [{"tx_hash": e.tx_hash, "nonce": e.nonce, "chain_id": e.chain_id,
+                 "sender": e.sender, "description": e.description, "command": e.argv or None}
+                for e in entries]
+
+    data = {"action": "journal forget", "genesis": genesis.strip().lower(),
+            "forgotten": rows(gone), "kept": rows(kept)}
+
+    def human(out) -> None:
+        out.print(f"forgot {len(gone)} open journal entr{'y' if len(gone) == 1 else 'ies'}",
+                  markup=False)
+        for e in gone:
+            out.print(f"  {e.label()}: {e.description}", markup=False)
+        for e in kept:
+            out.print(f"  kept {e.label()}: it is of the RPC node's chain (it resolves by "
+                      f"itself: `dtnsess tx {e.tx_hash}`)", markup=False)
+
+    run.ui.emit(data, human)
 
 
 @command(app, "cleanup")
@@ -186,7 +239,8 @@ def refunds_withdraw(*, g: CliOptions) -> None:
     run = Run(g)
     res = run.client.withdraw_refunds()
     amount = res.data["amount"]
-    run.write(res, f"withdrew {amount.human()}" if amount.units else "nothing to withdraw")
+    run.write(res, f"{'would withdraw' if res.dry_run else 'withdrew'} {amount.human()}"
+              if amount.units else "nothing to withdraw")
 
 
 @command(app, "sweep")

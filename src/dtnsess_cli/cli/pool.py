@@ -29,7 +29,8 @@ def pool_add(
 
     run = Run(g)
     res = run.client.add_to_pool(parse_session_id(session), limit, allow_nodes)
-    run.write(res, f"session {session} added to the pool",
+    run.write(res, f"would add session {session} to the pool" if res.dry_run
+              else f"session {session} added to the pool",
               [("grant limit", res.data["grant_limit"].human()),
                ("takers may route", "to node ids and namespaces" if allow_nodes
                 else "by trust namespace only")])
@@ -41,7 +42,8 @@ def pool_get(*, g: CliOptions) -> None:
     run = Run(g)
     res = run.client.get_from_pool()
     grant = res.data.get("grant")
-    run.write(res, f"took session {res.data.get('session_id')} from the pool",
+    run.write(res, f"{'would take' if res.dry_run else 'took'} session "
+                   f"{res.data.get('session_id')} from the pool",
               [("you may spend", grant["remaining"].human()),
                ("routing", "node ids and namespaces" if grant["allow_node_routing"]
                 else "trust namespaces only")] if grant else [])
@@ -56,7 +58,8 @@ def pool_remove(session: Annotated[str, typer.Argument(help="session id")], *,
     run = Run(g)
     res = run.client.remove_from_pool(parse_session_id(session))
     taker = res.data.get("taker")
-    run.write(res, f"session {session} removed from the pool",
+    run.write(res, f"would remove session {session} from the pool" if res.dry_run
+              else f"session {session} removed from the pool",
               [("grant ended", taker)] if taker else [])
 
 
@@ -73,7 +76,8 @@ def pool_revoke(
     res = run.client.revoke_grant(parse_session_id(session), address)
     lines = [] if res.dry_run else [("back in the pool", "yes" if res.data.get("pooled") else
                                      f"no (offer it again with `dtnsess pool add {session}`)")]
-    run.write(res, f"revoked {res.data['user']}'s grant on session {session}", lines)
+    run.write(res, f"{'would revoke' if res.dry_run else 'revoked'} {res.data['user']}'s "
+                   f"grant on session {session}", lines)
 
 
 @command(pool_app, "release")
@@ -84,7 +88,8 @@ def pool_release(*, g: CliOptions) -> None:
     sid = res.data.get("session_id")
     lines = [] if res.dry_run or not sid else [
         ("back in the pool", "yes" if res.data.get("pooled") else "no")]
-    run.write(res, f"released your grant on session {sid}" if sid
+    run.write(res, f"{'would release' if res.dry_run else 'released'} your grant on session "
+                   f"{sid}" if sid
               else "you hold no pool grant: nothing to release", lines)
 
 

@@ -12,7 +12,7 @@ import typer
 from ..config import CliOptions
 from ..errors import DtnsessError, ExitCode, InputError
 from .app import (STDOUT_DONE, Run, app, command, debug_enabled, error_handler, fmt_time,
-                  raise_input, settled_lines)
+                  raise_input, raise_usage, settled_lines)
 
 
 @command(app, "request")
@@ -53,9 +53,9 @@ def request(
     from ..units import parse_eth_value
 
     if (prompt is None) == (file is None):
-        raise_input("arguments", prompt or "", "give a PROMPT or --file (not both)")
+        raise_usage("give a PROMPT or --file (not both)")
     if file is not None and (image or ipfs or out):
-        raise_input("--file", str(file), "--image, --ipfs and --out take one PROMPT")
+        raise_usage("--image, --ipfs and --out take one PROMPT, not --file")
     with error_handler(debug_enabled(g), g.json):
         from ..manager.base import callback_gas_warning
 
@@ -73,11 +73,11 @@ def request(
                       wait, timeout)
         return
     if sessions_n is not None:
-        raise_input("--sessions", str(sessions_n), "only with --file (use --session for one)")
+        raise_usage("--sessions goes only with --file (use --session for one)")
     from ..manager import parse_session_id
 
     sid = parse_session_id(session) if session else None
-    _gateway_check(run, ipfs or size is not None, out)
+    _gateway_check(run, (ipfs or size is not None) and (wait or out is not None), out)
     res = c.make_ai_request(prompt, model=model, namespaces=namespace or [], nodes=node or [],
                             value=wei, session_id=sid, image=size, ipfs=ipfs or None)
     rid = res.data.get("request_id")
@@ -127,13 +127,27 @@ def _media_checks(image: Optional[str], out: Optional[Path], force: bool,
     return size
 
 
-def _gateway_check(run: Run, ipfs: bool, out: Optional[Path]) -> None:
+def _gateway_check(run: Run, fetch: bool, out: Optional[Path]) -> None:
+    """Before the request is paid for: the gateway an IPFS answer will be fetched from."""
+    from urllib.parse import urlsplit
+
     from ..errors import ConfigError
 
-    if ipfs and out is not None and not run.settings.ipfs_gateway:
+    gw = run.settings.ipfs_gateway
+    if fetch and out is not None and not gw:
         raise ConfigError("--out with --ipfs or --image needs an IPFS gateway to fetch the "
                           "answer from",
                           hint="set DTNSESS_IPFS_GATEWAY, e.g. https://ipfs.io")
+    if fetch and gw:
+        try:
+            u = urlsplit(gw)
+            ok = u.scheme in ("http", "https") and bool(u.hostname) and u.port != 0
+        except ValueError:  # a port that is not a number, a broken IPv6 address
+            ok = False
+        if not ok:
+            src = run.settings.sources.get("ipfs_gateway", "DTNSESS_IPFS_GATEWAY")
+            raise ConfigError(f"the IPFS gateway from {src} is not an http(s) URL",
+                              hint="e.g. DTNSESS_IPFS_GATEWAY=https://ipfs.io")
 
 
 def _deliver(run: Run, ans: Any, out: Optional[Path], force: bool,
@@ -218,10 +232,12 @@ def _request_file(run: Run, path: Path, model, namespaces, nodes, wei: int,
             return row
         run.ui.emit(out, run.ui.table(title, cols, [cells(r) for r in rows]))
     if err:
-        sys.stderr.write("error: " + " ".join(str(err["message"]).split())
+        from ..render import clean
+
+        sys.stderr.write("error: " + " ".join(clean(str(err["message"])).split())
                          + " (the batch stopped; see the table for what was sent)\n")
         if err.get("hint"):
-            sys.stderr.write(f"hint: {err['hint']}\n")
+            sys.stderr.write(f"hint: {clean(err['hint'])}\n")
         raise typer.Exit(int(err.get("code") or ExitCode.ERROR))
     if not ok:
         raise typer.Exit(int(ExitCode.ERROR))
@@ -393,7 +409,7 @@ def settle(
 ) -> None:
     """Record answers whose callback failed (they block close and renew until settled)."""
     if (request_id is None) == (not all_):
-        raise_input("arguments", request_id or "", "give a REQUEST_ID or --all (not both)")
+        raise_usage("give a REQUEST_ID or --all (not both)")
     run = Run(g)
     res = run.client.settle(request_id)
     n = len(res.data["settled"])
@@ -419,8 +435,11 @@ def tx_(
         if v.what:
             out.print(f"  what: {v.what}" + (f" (`{v.command}`)" if v.command else ""),
                       markup=False)
+            out.print(f"  journal: {v.journal} on {v.journal_chain}"
+                      + (", another chain than the node's" if v.other_chain else ""),
+                      markup=False)
         for k, val in (("from", v.sender), ("to", v.to), ("nonce", v.nonce),
-                       ("gas used", v.gas_used), ("fee", v.fee.human() if v.fee else None),
+                       ("gas used", v.gas_used), ("fee", f"{v.fee_eth} ETH" if v.fee_eth else None),
                        ("reverted", v.revert)):
             if val is not None:
                 out.print(f"  {k}: {val}", markup=False)

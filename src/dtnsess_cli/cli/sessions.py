@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..config import CliOptions
-from .app import Run, app, command, fmt_time, fmt_when, raise_input, settled_lines
+from .app import Run, app, command, fmt_time, fmt_when, raise_usage, settled_lines
 
 
 @command(app, "balance")
@@ -34,11 +34,12 @@ def approve(
     *, g: CliOptions,
 ) -> None:
     """Let the session manager spend your fee token (create/renew approve by themselves)."""
-    if amount is None and not unlimited:
-        raise_input("amount", "", "give an AMOUNT or --max")
+    if (amount is None) == (not unlimited):
+        raise_usage("give an AMOUNT or --max (not both)")
     run = Run(g)
     res = run.client.approve(amount, unlimited)
-    run.write(res, f"allowance set to {res.data['allowance']}")
+    to = res.data["allowance"]
+    run.write(res, f"would set the allowance to {to}" if res.dry_run else f"allowance set to {to}")
 
 
 @command(app, "create")
@@ -52,7 +53,9 @@ def create(
     run = Run(g)
     res = run.client.create_session(amount, approve_max)
     sid = res.data.get("session_id")
-    run.write(res, f"session {sid} created with {res.data['amount'].human()}" if sid
+    amount = res.data["amount"].human()
+    run.write(res, f"would create session {sid} with {amount}" if res.dry_run and sid
+              else f"session {sid} created with {amount}" if sid
               else "session creation simulated")
 
 
@@ -69,7 +72,8 @@ def renew(
     run = Run(g)
     res = run.client.renew_session(parse_session_id(session), amount, approve_max)
     nb = res.data.get("new_balance")
-    run.write(res, (f"session {session} renewed" + (f": balance {nb.human()}" if nb else ""))
+    done = "would be renewed" if res.dry_run else "renewed"
+    run.write(res, (f"session {session} {done}" + (f": balance {nb.human()}" if nb else ""))
               if res.error is None else f"session {session} not renewed",
               settled_lines(res.to_dict()))
 
@@ -90,7 +94,7 @@ def close(
     from ..manager import parse_session_id
 
     if (session is None) == (not all_):
-        raise_input("arguments", session or "", "give a SESSION id or --all (not both)")
+        raise_usage("give a SESSION id or --all (not both)")
     run = Run(g)
     res = run.client.close_all_sessions() if all_ else run.client.close_session(parse_session_id(session))
     closed = res.data.get("closed") or []

@@ -60,18 +60,20 @@ def watch(
     who = c.address_arg(user, "user address") if user else None
     head = c.head_block()
     start = head if from_block is None else from_block
+    if start > head + 1:  # not an error (a watch may wait for a block to come), but say so
+        run.ui.info(f"--from-block {start} is ahead of the chain's head (block {head}): "
+                    f"waiting for it")
     try:
         tty = sys.stdout.isatty()
     except (AttributeError, ValueError):
         tty = False
     view = _Lines() if g.json or not tty else _Table(run.ui, c.manager_address, sid, who)
     state = {"next": start, "head": head}
-    term = _on_sigterm_interrupt()
     try:
         with view:
             _follow(c, view, state, start, to_block, sid, who, interval, run.ui)
     except KeyboardInterrupt:
-        pass  # Ctrl-C (or SIGTERM from a supervisor) is how a watch ends
+        pass  # Ctrl-C (or SIGTERM from a supervisor: see cli.app.command) is how a watch ends
     except BrokenPipeError:  # `dtnsess watch | head`: the reader is gone
         import os
 
@@ -79,8 +81,6 @@ def watch(
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         except (OSError, ValueError):
             pass
-    finally:
-        term()
     nxt = state["next"]
     msg = (f"watched blocks {start}..{nxt - 1}; resume with --from-block {nxt}" if nxt > start
            else f"no block watched yet; resume with --from-block {nxt}")
@@ -89,20 +89,6 @@ def watch(
     else:
         sys.stderr.write(msg + "\n")
         sys.stderr.flush()
-
-
-def _on_sigterm_interrupt() -> Any:
-    """SIGTERM ends a watch as Ctrl-C does (with the resume block); returns the undo."""
-    import signal
-
-    def stop(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        old = signal.signal(signal.SIGTERM, stop)
-    except ValueError:  # not the main thread (an embedding program): leave signals alone
-        return lambda: None
-    return lambda: signal.signal(signal.SIGTERM, old)
 
 
 def _follow(c: Any, view: Any, state: dict, start: int, to_block: Optional[int],

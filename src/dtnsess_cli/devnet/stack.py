@@ -131,6 +131,36 @@ def forget_chain(paths: Paths) -> bool:
     return had
 
 
+def forget_journal(paths: Paths) -> list:
+    """Forget the journal's open entries of this directory's devnet chain (``devnet reset``:
+    that chain is gone; its entries could never resolve, and must not be re-broadcast on the
+    new one). Its genesis comes from the state (or, from an older state, the running node).
+    The entries forgotten (none when the chain's genesis is not known)."""
+    from ..chain.journal import Journal
+
+    old = read_state(paths) or read_saved_chain(paths) or {}
+    genesis = old.get("genesis")
+    if not genesis and old.get("rpc_url"):
+        from .anvil import rpc
+
+        try:
+            genesis = (rpc(old["rpc_url"], "eth_getBlockByNumber", ["0x0", False]) or {})["hash"]
+        except Exception:  # noqa: BLE001 - not running: nothing to ask
+            genesis = None
+    if not genesis:
+        return []
+    try:
+        j = Journal()
+    except DtnsessError:  # no journal to clean (its entries would never match the new chain)
+        return []
+    try:
+        gone = j.open_with_genesis(genesis, CHAIN_ID)
+        j.forget(gone)
+        return gone
+    finally:
+        j.close()
+
+
 def _cmdline(pid: int) -> Optional[list[str]]:
     """The argv of process ``pid`` (None when it does not exist or cannot be read)."""
     try:
@@ -234,6 +264,10 @@ def start(
         from ..errors import InputError
 
         raise InputError("decimals", str(decimals), "must be between 0 and 36")
+    if not 1 <= port <= 65535:
+        from ..errors import InputError
+
+        raise InputError("port", str(port), "must be between 1 and 65535")
     if block_time is not None and block_time <= 0:
         from ..errors import InputError
 
@@ -266,9 +300,14 @@ def start(
     except AnvilError as exc:
         raise DevnetError(str(exc), exit_code=ExitCode.CONFIG) from None
 
-    paths.log_dir.mkdir(parents=True, exist_ok=True)
-    for old_log in (paths.anvil_log, paths.responder_log):
-        old_log.unlink(missing_ok=True)
+    try:
+        paths.log_dir.mkdir(parents=True, exist_ok=True)
+        for old_log in (paths.anvil_log, paths.responder_log):
+            old_log.unlink(missing_ok=True)
+    except OSError as exc:  # a read-only directory: say where, before anything starts
+        raise DevnetError(f"cannot write the devnet's files in {paths.cwd}: {exc.strerror}",
+                          hint="run it from a directory you can write to",
+                          exit_code=ExitCode.CONFIG) from None
 
     saved = read_saved_chain(paths)
     if saved is None:
@@ -422,6 +461,8 @@ def _deploy(node, paths: Paths, decimals: int, block_time: Optional[float], noti
     return {
         "rpc_url": node.url,
         "chain_id": w3.eth.chain_id,
+        # the chain's identity with its id (the journal keys entries by both)
+        "genesis": "0x" + bytes(w3.eth.get_block(0)["hash"]).hex(),
         "port": node.port,
         "block_time": block_time,
         "manager": system.manager.address,

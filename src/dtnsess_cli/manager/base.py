@@ -158,12 +158,35 @@ def namespace_routing_id(name: str) -> bytes:
     return routing_id(name)
 
 
+# A node's name: OWNER.NAME (or its full form node.OWNER.NAME), each part letters, digits, "_"
+# or "-": anything else names no node, and a request routed to it is paid and never answered
+_NODE_NAME = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+")
+
+
 def node_routing_id(name: str) -> bytes:
     """``--node tester.node1`` -> keccak256(abi.encodePacked("node.tester.node1"))."""
     s = (name or "").strip()
     if s[:2].lower() == "0x" and len(s) == 66:
         return routing_id(s)
+    if not _NODE_NAME.fullmatch(s):
+        raise InputError("node name", name, "expected OWNER.NAME (letters, digits, _ and -), "
+                         "e.g. tester.node1, or a 0x node id")
     return routing_id(s if s.startswith("node.") else "node." + s)
+
+
+# ``nodes(bytes32)`` of a router that keeps a node registry (the local DTN does: worker,
+# registered, name); a router without one answers an error or nothing, and is not asked again
+NODES_SELECTOR = "0xd86e697d"
+
+
+def node_registered(result: Any) -> Optional[bool]:
+    """The ``registered`` flag of a ``nodes(id)`` reply (None: the router has no registry)."""
+    if not isinstance(result, str) or len(result) < 2 + 128:
+        return None
+    try:
+        return int(result[66:130], 16) != 0
+    except ValueError:
+        return None
 
 
 def system_trust_routing() -> tuple:
@@ -402,7 +425,7 @@ def env_seconds(name: str, default: float) -> float:
         v = float(text)
     except ValueError:
         v = -1.0
-    if not v > 0:
+    if not 0 < v < float("inf"):  # NaN and infinity too: a wait that never ends
         raise ConfigError(f"{name}={text!r} is not a positive number of seconds")
     return v
 
@@ -435,6 +458,14 @@ def _writes(method: Optional[_F] = None, *,
 
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.settings.chain_id is not None and not self._writing:
+            try:
+                _ = self.address
+            except DtnsessError:
+                # NOTE: on the wrong chain (--chain-id 8453 against a devnet) "no signing key"
+                # blames the wrong thing: the chain is checked first (a read only on this path)
+                _ = self.chain_id
+                raise
         if self.settings.dry_run or self._writing:
             return method(self, *args, **kwargs)
         if before is not None:

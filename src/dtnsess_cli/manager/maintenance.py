@@ -12,6 +12,7 @@ from ..errors import (
     NoContractError,
     NotAuthorizedError,
     RevertError,
+    RpcError,
 )
 from ..units import format_amount
 from .base import (
@@ -197,9 +198,16 @@ class Maintenance:
         fee_token = self.token.address
         tok = self.address_arg(token, "--token") if token else fee_token
         erc = contract_at(tok, "ERC20")
-        held, claimable = self._calls([erc.call("balanceOf", self._mgr.address),
-                                       self._mgr.call("totalClaimable")],
-                                      ["balanceOf", "totalClaimable"])
+        try:
+            held, claimable = self._calls([erc.call("balanceOf", self._mgr.address),
+                                           self._mgr.call("totalClaimable")],
+                                          ["balanceOf", "totalClaimable"])
+        except RpcError:
+            # NOTE: "0x" (no code) or garbage from balanceOf is the token's fault, not the node's
+            code = self._raw("eth_getCode", [tok, "latest"], "code lookup")
+            if code in (None, "", "0x"):
+                raise NoContractError(tok, "no contract code at the --token address") from None
+            raise InputError("--token", tok, "not an ERC-20 token (balanceOf failed)") from None
         units = max(0, int(held) - int(claimable)) if tok == fee_token else int(held)
         r = WriteResult("sweep", dry_run=self.settings.dry_run)
         is_fee = tok == fee_token
@@ -292,8 +300,21 @@ class Maintenance:
             key_error = None
         except DtnsessError as exc:
             me, key_error = None, exc
-        if not run("rpc", lambda: (True, f"{redact_url(s.require_rpc())}")):
+        def skipped(why: str) -> list:
+            """The checks the failed one stops: each reported, none silently dropped."""
+            for name in ("chain id", "contract", "fee token", "model", "ETH for gas"):
+                if not any(c.name == name for c in checks):
+                    checks.append(Check(name, None, f"skipped: {why}"))
             return checks
+
+        def key():
+            if key_error is not None:
+                raise key_error
+            return True, f"{me}" + (" (devnet dev account)" if s.devnet_key else "")
+
+        if not run("rpc", lambda: (True, f"{redact_url(s.require_rpc())}")):
+            run("key", key)  # needs no node
+            return skipped("no RPC node")
         head = [("eth_blockNumber", []), ("eth_chainId", [])]
         try:
             # just getConfig(): the chain id is in head (_connect_requests adds it only while
@@ -310,12 +331,14 @@ class Maintenance:
                                + ["getActiveSessions"] * len(active) + ["balance"])
         except DtnsessError as exc:
             checks[-1] = Check("rpc", False, exc.message, code=int(exc.exit_code))
-            return checks
+            run("key", key)
+            return skipped("the RPC node does not answer")
         ok, block = rows[0]
         checks[-1] = Check("rpc", ok, f"{redact_url(s.require_rpc())} at block {int(block, 16)}"
                            if ok else block.message, code=1 if ok else int(block.exit_code))
         if not ok:
-            return checks
+            run("key", key)
+            return skipped("the RPC node does not answer")
 
         def chain():
             ok, cid = rows[1]
@@ -325,7 +348,13 @@ class Maintenance:
             return True, f"{self._chain_id}" + (
                 "" if s.chain_id else " (not pinned: set --chain-id or DTNSESS_CHAIN_ID)")
         if not run("chain id", chain):
-            return checks
+            ok, cid = rows[1]
+            if not ok:
+                run("key", key)
+                return skipped("no chain id")
+            # NOTE: the wrong chain, but the checks below still tell what is there (doctor
+            # sends nothing; the pin still stops every other command)
+            self._chain_id = int(cid, 16)
 
         def contract():
             addr = self.manager_address  # ConfigError / InputError without a usable address
@@ -348,10 +377,6 @@ class Maintenance:
                 return self.check_model(s.model, got)
             run("model", model)
 
-        def key():
-            if key_error is not None:
-                raise key_error
-            return True, f"{me}" + (" (devnet dev account)" if s.devnet_key else "")
         if run("key", key):
             def eth():
                 ok, bal = rows[-1]

@@ -9,10 +9,12 @@ from typing import Any, Optional, Sequence
 
 from ..errors import (
     DtnsessError,
+    ExitCode,
     InputError,
     InsufficientFundsError,
     RevertError,
     RpcError,
+    TxPendingError,
     WaitTimeoutError,
 )
 from ..units import format_amount, parse_eth_value
@@ -28,6 +30,8 @@ from .base import (
     parse_request_id,
     namespace_routing_id,
     node_routing_id,
+    node_registered,
+    NODES_SELECTOR,
     system_trust_routing,
     decode_answer,
     _hex,
@@ -568,6 +572,21 @@ class Requests:
             return ("namespaces", [namespace_routing_id(n) for n in namespaces])
         return ("system", None)
 
+    def _node_reads(self, nodes: Sequence[str], routing: Any) -> list:
+        """The router's ``nodes(id)`` of each named node (riding in the send's batch), so that a
+        request to a node nobody registered is refused before it is paid for."""
+        if not nodes or routing is None:
+            return []
+        to = self.router.address
+        return [("eth_call", [{"to": to, "data": NODES_SELECTOR + nid.hex()}, "latest"])
+                for nid in routing[1]]
+
+    def _check_nodes(self, nodes: Sequence[str], resps: Sequence[dict]) -> None:
+        for name, r in zip(nodes, resps):
+            if node_registered(r.get("result")) is False:
+                raise InputError("node", name, "no such node is registered on this chain's DTN "
+                                 "router: nobody would answer (and the request is paid for)")
+
     def _request_fee(self, call_len: int) -> int:
         """What DTN charges the session for an answer to a ``call_len``-byte call, as its node
         reports sizes (call bytes + 1, none for the answer; 0 past the per-response cap)."""
@@ -707,9 +726,11 @@ class Requests:
         else:
             fn = m.call("makeAIRequest", prompt, model, routing or [])
         reads = [m.call("getSession", c) for c in candidates]
+        node_reads = self._node_reads(nodes, routing if kind == "nodes" else None)
 
         def check(resps: list) -> None:
-            rows = self._rows(reads, resps, "getSession")
+            self._check_nodes(nodes, resps[len(reads):])
+            rows = self._rows(reads, resps[:len(reads)], "getSession")
             views = [self._session_view(v, symbol="") for ok, v in rows if ok]
             for v in views:  # the first live candidate is the one the contract uses
                 if v.active:
@@ -724,7 +745,7 @@ class Requests:
         paced = session_id if session_id is not None else (candidates[0] if candidates else None)
         try:
             res = self._paced_send(paced, lambda: self._send(
-                fn, value=value, reads=reads, check=check,
+                fn, value=value, reads=reads + node_reads, check=check,
                 description=f"AI request to {model} (DTN fee {fee} per answer)"))
         except InsufficientFundsError as exc:
             # Without a session the contract opens one with the minimum balance; say so.
@@ -859,6 +880,9 @@ class Requests:
             routing = system_trust_routing()
         m = self.manager
         ctx = self.txctx
+        if kind == "nodes":  # a node nobody registered: refused before any is paid (--node only)
+            self._check_nodes(nodes, tx.rpc_batch(ctx, self._node_reads(nodes, routing),
+                                                  "node lookup"))
         n = len(prompts)
         entries = [{"index": i + 1, "prompt": p, "status": "not sent", "session_id": None,
                     "request_id": None, "tx_hash": None, "block": None, "block_timestamp": None}
@@ -947,7 +971,17 @@ class Requests:
                 sent_any = sent_any or any(o.status != "failed" for _, _, o in sent)
                 outs = [o for _, _, o in sent]
                 pipe.resolve_unknown(outs)
-                pipe.collect(outs)
+                try:
+                    pipe.collect(outs)
+                except TxPendingError as exc:  # Ctrl-C: the report still names every hash
+                    if exc.exit_code != ExitCode.INTERRUPTED:
+                        raise
+                    for o in outs:
+                        if o.status == "sent":
+                            o.status, o.error = "unknown", TxPendingError(
+                                o.call.description, o.tx_hash, o.nonce,
+                                "interrupted while waiting for the receipt", interrupted=True)
+                    stop = stop or exc
                 seen = time.monotonic()
                 collided = []
                 for i, sid, o in sent:

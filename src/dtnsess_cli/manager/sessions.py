@@ -203,9 +203,9 @@ class Sessions:
         for o in outs:
             if o.status == "mined":
                 self._done.append(o.result)
-        for o in outs:
-            if o.status != "mined":
-                raise o.error
+        err = tx.batch_error(outs)
+        if err is not None:
+            raise err
         r.txs += [o.result for o in outs]
         r.data["approved"] = "unlimited" if approve_max else self.amount(target)
         return outs[1].result

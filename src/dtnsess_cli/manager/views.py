@@ -144,12 +144,17 @@ class TxView:
     to: Optional[str] = None
     nonce: Optional[int] = None
     gas_used: Optional[int] = None
-    fee: Optional[Amount] = None
+    # in ETH, as every transaction summary names it (gas used x price + the OP-stack L1 fee)
+    fee_eth: Optional[str] = None
     events: "list[dict[str, Any]]" = field(default_factory=list)  # {"name", "address", "args"}
     revert: Optional[str] = None
     what: Optional[str] = None  # the journal's description, when this machine sent it
     command: Optional[str] = None  # the journal's command line
     journal: Optional[str] = None  # the journal's status
+    # the chain the journal recorded it on: ``chain 31337 (genesis 0x…)``; and whether that is
+    # another chain than the node's (same id, another genesis: never resolved against this one)
+    journal_chain: Optional[str] = None
+    other_chain: bool = False
 
 @dataclass
 class Check:
@@ -157,8 +162,10 @@ class Check:
     ok: Optional[bool]  # None = skipped / informational
     detail: str
     required: bool = True
-    # the exit code a failed check stands for (README's table: rpc 5, chain 6, config 3, ...)
+    # the exit code a failed check stands for (README's table: rpc 5, chain 6, config 3, ...);
+    # 0 for a check that did not fail
     code: int = 1
 
     def __post_init__(self) -> None:
         self.detail = scrub(self.detail)
+        self.code = 0 if self.ok is not False else (self.code or 1)

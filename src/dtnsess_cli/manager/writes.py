@@ -8,9 +8,16 @@ import contextlib
 from typing import Any, Iterator, Optional, Sequence
 
 from ..errors import DtnsessError, InputError, LockedError, NotRepeatedError, TxPendingError
-from ..units import Amount
+from ..units import format_eth
 from .base import SENDER_LOCK_WAIT
 from .views import TxView
+
+
+def _anchor_request(e: Any) -> tuple:
+    """The node's block at a journal entry's anchor (the genesis again when it has none: the
+    reply is then not looked at)."""
+    n = e.anchor_block if e.anchor_block is not None else 0
+    return ("eth_getBlockByNumber", [hex(n), False])
 
 
 class Writes:
@@ -99,6 +106,11 @@ class Writes:
             with self._file_locked(sender_lock(addr, state), addr):
                 if self._journal is None:
                     self._journal = Journal(state / "journal.sqlite3")
+                    if self._journal.emptied:
+                        self.ui.info(f"warning: the transaction journal {self._journal.path} was "
+                                     f"an empty file: transactions of earlier runs whose outcome "
+                                     f"was not known are forgotten; check `dtnsess requests` or "
+                                     f"`dtnsess tx HASH` before repeating a command")
                 if self._txctx is not None:  # made before the journal, maybe by another thread
                     self._txctx.journal = self._journal
                 yield
@@ -133,24 +145,33 @@ class Writes:
 
         if self._journal is None or not self._journal.has_open(self.address):  # the usual case
             return
-        entries = self._journal.open_entries(self.settings.chain_id or self.chain_id,
-                                             self.address)
+        ctx = self.txctx
+        genesis = self._genesis()
+        cid = self.chain_id
+        for e in self._journal.open_elsewhere(cid, self.address, genesis):
+            self._elsewhere(e, f"genesis {genesis}")
+        entries = self._journal.open_entries(cid, self.address, genesis)
         if not entries:
             return
-        ctx = self.txctx
         reqs: list = []
         for e in entries:
             reqs += [("eth_getTransactionReceipt", [e.tx_hash]),
-                     ("eth_getTransactionByHash", [e.tx_hash])]
+                     ("eth_getTransactionByHash", [e.tx_hash]), _anchor_request(e)]
         reqs.append(("eth_getTransactionCount", [self.address, "latest"]))
         resps = tx.rpc_batch(ctx, reqs, "journal lookup")
         mined_nonce = int(resps[-1].get("result") or "0x0", 16)
         argv = (INTENT.get() or {}).get("argv")
         repeat = None
         for i, e in enumerate(entries):
-            rec = resps[2 * i].get("result")
-            known = resps[2 * i + 1].get("result")
+            rec = resps[3 * i].get("result")
+            known = resps[3 * i + 1].get("result")
             what = f"earlier {e.label()}"
+            if not (rec and rec.get("blockNumber")) and not known \
+                    and e.anchored(resps[3 * i + 2].get("result")) is False:
+                # NOTE: same id and genesis, but the block it was signed after is not this
+                # chain's (a fork, a devnet started in the same second): never sent here
+                self._elsewhere(e, f"its block {e.anchor_block} is not this chain's")
+                continue
             if not (rec and rec.get("blockNumber")):
                 if not known and mined_nonce > e.nonce:
                     self._journal.resolve(e.tx_hash, REPLACED, note="nonce used by another tx")
@@ -186,6 +207,60 @@ class Writes:
                              f"({e.description} was not done)")
         if repeat is not None:
             raise NotRepeatedError(repeat[0].argv, repeat[0].tx_hash, repeat[1])
+
+    def _elsewhere(self, e: Any, why: str) -> None:
+        self.ui.info(f"open {e.label()} belongs to another {e.chain_label()}, not this one "
+                     f"({why}): left alone; if that chain is gone: "
+                     f"`dtnsess journal forget {e.genesis or '(its genesis)'}`")
+
+    def _genesis(self) -> str:
+        """This chain's genesis block hash ("" when the node has none), read once."""
+        from ..chain import send as tx
+
+        ctx = self.txctx
+        if ctx.genesis is None:
+            tx.take_chain(ctx, tx.rpc_batch(ctx, tx.CHAIN_REQUESTS, "chain lookup"))
+        return ctx.genesis or ""
+
+    def forget_chain(self, genesis: str, chain_id: Optional[int] = None) -> tuple:
+        """Forget the open journal entries of a chain that no longer exists (a reset devnet, a
+        stopped fork): they are marked ``forgotten``, never re-broadcast nor resolved. Entries
+        the node shows to be of its own chain (their transaction or their anchor block is
+        there) are kept: they resolve by themselves. Returns (forgotten, kept)."""
+        from ..chain.journal import Journal
+
+        g = (genesis or "").strip().lower()
+        try:
+            ok = g[:2] == "0x" and len(g) == 66 and bytes.fromhex(g[2:]) is not None
+        except ValueError:
+            ok = False
+        if not ok:
+            raise InputError("genesis hash", genesis, "expected 0x followed by 64 hex digits")
+        state = self._state_path()
+        if state is None:
+            return [], []
+        j = self._journal or Journal(state / "journal.sqlite3")
+        entries = j.open_with_genesis(g, chain_id)
+        kept: list = []
+        if entries and self.settings.rpc_url:
+            from ..chain import send as tx
+
+            ctx = self._read_ctx()
+            reqs = [tx.GENESIS_REQUEST]
+            for e in entries:
+                reqs += [("eth_getTransactionByHash", [e.tx_hash]), _anchor_request(e)]
+            try:
+                resps = tx.rpc_batch(ctx, reqs, "journal lookup")
+            except DtnsessError:  # no node to compare with: the user named the chain
+                resps = []
+            here = (resps[0].get("result") or {}) if resps else {}
+            if str(here.get("hash", "")).lower() == g:  # the node's chain has this genesis
+                kept = [e for i, e in enumerate(entries)
+                        if resps[1 + 2 * i].get("result")
+                        or e.anchored(resps[2 + 2 * i].get("result")) is not False]
+        gone = [e for e in entries if e not in kept]
+        j.forget(gone)
+        return gone, kept
 
     def _name_done(self, exc: DtnsessError) -> None:
         """Prefix a later step's error with the steps of this write that were mined."""
@@ -242,8 +317,18 @@ class Writes:
         _ = self.chain_id
         ctx = self._read_ctx()
         ctx.event_abis = self._event_abis()
-        r_rec, r_tx = tx.rpc_batch(ctx, [("eth_getTransactionReceipt", [h]),
-                                         ("eth_getTransactionByHash", [h])], "transaction lookup")
+        e = None
+        try:
+            state = self._state_path()
+            j = self._journal or (Journal(state / "journal.sqlite3") if state else None)
+            e = j.find(h) if j is not None else None
+        except DtnsessError:  # no journal here: the chain's part is still worth showing
+            pass
+        extra = [tx.GENESIS_REQUEST] + ([_anchor_request(e)] if e is not None else [])
+        r_rec, r_tx, r_gen, *r_anchor = tx.rpc_batch(
+            ctx, [("eth_getTransactionReceipt", [h]), ("eth_getTransactionByHash", [h])] + extra,
+            "transaction lookup")
+        tx.take_chain(ctx, [r_gen])
         for r in (r_rec, r_tx):
             if "error" in r:
                 raise tx.response_error(ctx, r, "transaction lookup")
@@ -266,7 +351,7 @@ class Writes:
             price = rec.get("effectiveGasPrice")
             if price is not None:
                 # + the L1 data fee an OP-stack receipt reports (0 elsewhere)
-                view.fee = Amount(rec["gasUsed"] * price + tx.receipt_l1_fee(rec), 18, "ETH")
+                view.fee_eth = format_eth(rec["gasUsed"] * price + tx.receipt_l1_fee(rec))
             view.status = "mined" if rec["status"] == 1 else "failed"
             view.events = [{"name": e.name, "address": e.address, "args": e.args}
                            for e in tx.decode_logs(ctx, rec["logs"])]
@@ -277,16 +362,13 @@ class Writes:
                     base["to"] = t["to"]
                 err = tx._failed_receipt(ctx, base, rec, int(t["gas"], 16), "the transaction", h)
                 view.revert = getattr(err, "reason", err.message)
-        e = None
-        try:
-            state = self._state_path()
-            j = self._journal or (Journal(state / "journal.sqlite3") if state else None)
-            e = j.find(h) if j is not None else None
-        except DtnsessError:  # no journal here: the chain's part is still worth showing
-            pass
         if e is not None:
             view.what, view.command = e.description, e.argv or None
-            if e.status == OPEN and view.status in ("mined", "failed"):
+            view.journal_chain = e.chain_label()
+            # NOTE: the same hash on another chain (a fork) says nothing of this entry's chain
+            view.other_chain = not e.on(self.chain_id, ctx.genesis) or (
+                view.status == "unknown" and e.anchored(r_anchor[0].get("result")) is False)
+            if e.status == OPEN and view.status in ("mined", "failed") and not view.other_chain:
                 j.resolve(h, MINED if view.status == "mined" else FAILED, view.block)
                 e.status = MINED if view.status == "mined" else FAILED
             view.journal = e.status

@@ -1,0 +1,159 @@
+"""One voice across commands (issue 15): hints only where they apply, dry runs say "would",
+addresses never split, one JSON vocabulary (docs/json.md) for every command's --json."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from cli_helpers import create_via_cli, load_json
+from dtnsess_cli.errors import ExitCode
+from helpers import fund
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "json.md"
+
+
+@pytest.mark.parametrize("args,hint", [(["create", "-5"], True), (["renew", "1", "-5"], True),
+                                       (["stats", "-1"], False), (["close", "-1"], False)])
+def test_the_amounts_hint_only_where_amounts_go(args, hint, capsys, monkeypatch, tmp_path):
+    """"amounts are positive" was shown on session ids and block ranges too."""
+    from dtnsess_cli.cli.app import main
+
+    monkeypatch.chdir(tmp_path)
+    rc = main(args)
+    err = capsys.readouterr().err
+    assert rc == int(ExitCode.USAGE), err
+    assert ("amounts are positive" in err) is hint, err
+
+
+def test_dry_runs_say_would(make_cli, system6, user):
+    """A dry run said "session 1 created" and "added to the pool"."""
+    cli = make_cli(system6)
+    fund(system6, user, 100)  # approved: the create itself is simulated
+    r = cli("create", "20", "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert "would create session" in r.stdout and "created" not in r.stdout
+    sid = create_via_cli(cli, "20")
+    r = cli("pool", "add", str(sid), "--dry-run", role="user")
+    if r.exit_code == 0:  # only the owner may pool: either way nothing may claim it was done
+        assert "would add session" in r.stdout and "added to" not in r.stdout
+    r = cli("approve", "5", "--dry-run")
+    assert r.exit_code == 0 and "would set the allowance to" in r.stdout, r.output
+
+
+def test_balance_never_splits_the_address(make_cli, system6, user):
+    cli = make_cli(system6)
+    r = cli("balance")
+    assert r.exit_code == 0 and f"Balances of {user}" in r.stdout, r.stdout
+
+
+# ----------------------------------------------------------------------------- docs/json.md
+
+
+def documented_names() -> set:
+    """Every name in the first column of docs/json.md's tables (`name`)."""
+    names = set()
+    for line in DOC.read_text().splitlines():
+        m = re.match(r"\|\s*`([a-z0-9_]+)`", line)
+        if m:
+            names.add(m.group(1))
+    return names
+
+
+def keys_of(doc, out: set) -> set:
+    """Every key of a JSON document, except inside an event's or a call's decoded arguments
+    (their names are the contract's) and the rows of `config show` (values by name)."""
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            out.add(k)
+            if k not in ("args", "return_value"):
+                keys_of(v, out)
+    elif isinstance(doc, list):
+        for v in doc:
+            keys_of(v, out)
+    return out
+
+
+def test_every_json_field_is_documented(make_cli, system6, user, stranger):
+    """Runs the commands a script uses with --json and checks every field name against
+    docs/json.md: a field that drifts (`fee` here, `fee_eth` there) or is new fails until it is
+    documented there."""
+    cli = make_cli(system6)
+    fund(system6, user, 200, approve=False)
+    docs = []
+
+    def run(*args, role="user", ok=True):
+        r = cli(*args, "--json", role=role)
+        assert (r.exit_code == 0) is ok, r.output
+        docs.append(load_json(r))
+        return docs[-1]
+
+    created = run("create", "20", "--yes")
+    sid = str(created["session_id"])
+    run("create", "20", "--dry-run")
+    run("renew", sid, "5", "--yes")
+    req = run("request", "hello", "--yes")
+    run("response", req["request_id"])
+    run("requests")
+    run("sessions")
+    run("stats", sid)
+    run("balance")
+    run("approve", "1", "--yes")
+    run("tx", created["transactions"][0]["tx_hash"])
+    run("config", "show")
+    run("config", "contract")
+    run("doctor")
+    run("pool", "status")
+    run("stats", "999", ok=False)  # an error document
+    run("close", sid, "--yes", ok=False)  # refused while a request is pending: error
+    names = documented_names()
+    assert names, "docs/json.md has no field table"
+    found = set()
+    for d in docs:
+        keys_of(d, found)
+    # an amount's `NAME_units` twin is documented with NAME (docs/json.md, conventions)
+    missing = sorted(k for k in found - names
+                     if not (k.endswith("_units") and k[:-len("_units")] in names))
+    assert not missing, f"--json fields not documented in docs/json.md: {missing}"
+
+
+# ----------------------------------------------------------------------------- README
+
+
+def readme_commands() -> list:
+    """Every `$ dtnsess ...` line of README's console blocks (not those run with a key in the
+    environment, a shell's `echo`, or Base)."""
+    readme = DOC.parents[1] / "README.md"
+    out, inblock = [], False
+    for n, line in enumerate(readme.read_text().splitlines(), 1):
+        if line.startswith("```"):
+            inblock = not inblock
+        elif inblock and line.startswith("$ dtnsess ") and "--network base" not in line:
+            out.append((n, line[2:]))
+    return out
+
+
+@pytest.mark.parametrize("n,line", readme_commands())
+def test_readme_commands_parse_as_written(n, line):
+    """Each README command line is a valid command line today: its command, arguments and
+    options exist, and a request's --value is one the CLI accepts (the settle walkthrough used
+    `--value 5000`, refused since). Running them all in order on a devnet is not done here."""
+    import shlex
+
+    import typer
+
+    from dtnsess_cli.cli import app
+    from dtnsess_cli.cli.requests import _check_callback_value
+    from dtnsess_cli.units import parse_eth_value
+
+    argv = shlex.split(line, comments=True)[1:]
+    ctx = typer.main.get_command(app).make_context("dtnsess", list(argv))
+    while hasattr(ctx.command, "resolve_command"):  # a group (typer vendors click)
+        protected = getattr(ctx, "_protected_args", None) or getattr(ctx, "protected_args", [])
+        name, sub, rest = ctx.command.resolve_command(ctx, [*protected, *ctx.args])
+        ctx = sub.make_context(name, rest, parent=ctx)
+    value = ctx.params.get("value")
+    if ctx.info_name == "request" and value is not None:
+        _check_callback_value(value, parse_eth_value(value, what="--value"))
