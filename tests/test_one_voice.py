@@ -145,7 +145,7 @@ def test_readme_commands_parse_as_written(n, line):
     import typer
 
     from dtnsess_cli.cli import app
-    from dtnsess_cli.cli.requests import _check_callback_value
+    from dtnsess_cli.manager.base import callback_gas_warning
     from dtnsess_cli.units import parse_eth_value
 
     argv = shlex.split(line, comments=True)[1:]
@@ -156,4 +156,4 @@ def test_readme_commands_parse_as_written(n, line):
         ctx = sub.make_context(name, rest, parent=ctx)
     value = ctx.params.get("value")
     if ctx.info_name == "request" and value is not None:
-        _check_callback_value(value, parse_eth_value(value, what="--value"))
+        callback_gas_warning(parse_eth_value(value, what="--value"))  # raises below the floor

@@ -17,7 +17,7 @@ from ..errors import (
     TxPendingError,
     WaitTimeoutError,
 )
-from ..units import format_amount, parse_eth_value
+from ..units import Amount, format_amount, parse_eth_value
 from .base import (
     REQUEST_STATUS,
     ANSWERED,
@@ -740,13 +740,12 @@ class Requests:
         r = WriteResult("request", dry_run=self.settings.dry_run)
         # what the session pays when DTN's node answers (sizes as the node reports them)
         # NOTE: the symbol only when known (read with the connection or cached): no round trip
-        fee = (f"{format_amount(self._request_fee(call_len), self.decimals)} "
-               f"{self._symbol or 'tokens'}")
+        fee = Amount(self._request_fee(call_len), self.decimals, self._symbol or "tokens")
         paced = session_id if session_id is not None else (candidates[0] if candidates else None)
         try:
             res = self._paced_send(paced, lambda: self._send(
                 fn, value=value, reads=reads + node_reads, check=check,
-                description=f"AI request to {model} (DTN fee {fee} per answer)"))
+                description=f"AI request to {model} (DTN fee {fee.human()} per answer)"))
         except InsufficientFundsError as exc:
             # Without a session the contract opens one with the minimum balance; say so.
             if session_id is None and "fee token" in exc.what and not self.active_session_ids():
@@ -889,7 +888,7 @@ class Requests:
                    for i, p in enumerate(prompts)]
         # what the sessions pay when DTN's node answers them all (sizes as the node reports)
         total = sum(self._request_fee(prompt_call_len(p)) for p in prompts)
-        dtn_fee = f"{format_amount(total, self.decimals)} {self._symbol or 'tokens'}"
+        dtn_fee = Amount(total, self.decimals, self._symbol or "tokens")
         out = {"model": model, "sessions": ids, "requests": entries, "dtn_fee": dtn_fee,
                "dry_run": self.settings.dry_run, "error": None}
 
@@ -954,7 +953,7 @@ class Requests:
                     l1 = max(p.l1_fee for _, _, p in to_send)  # OP stack's L1 data fee
                     pipe.check_funds(limit * n, value * n, n, l1 * n)
                     pipe.confirm(f"{n} requests to {model} over {len(ids)} session"
-                                 f"{'s' if len(ids) != 1 else ''} (DTN fees {dtn_fee} in all)",
+                                 f"{'s' if len(ids) != 1 else ''} (DTN fees {dtn_fee.human()} in all)",
                                  est * n, limit * n, value * n,
                                  l1_fee_total=l1 * n)
                     confirmed = True
