@@ -141,11 +141,7 @@ class JsonRpc:
         rid = self._id
         reply = self._exchange(req, method, retry=retry,
                                check=lambda r: _check_single(r, rid, retry))
-        if "error" in reply:
-            err = reply["error"] if isinstance(reply["error"], dict) else {"message": str(reply["error"])}
-            raise RpcResponseError(method, err.get("code"), str(err.get("message", "")),
-                                   err.get("data"))
-        return reply.get("result")
+        return result_of(reply, method)
 
     def batch(self, calls: Sequence[tuple]) -> list:
         """Many ``(method, params)`` in one HTTP request; one reply dict per call, in order."""
@@ -307,6 +303,15 @@ def _looks_jsonrpc(reply: Any) -> bool:
 def _rate_limited(reply: dict) -> bool:
     err = reply.get("error")
     return isinstance(err, dict) and err.get("code") in RATE_LIMIT_CODES
+
+
+def result_of(reply: dict, method: str) -> Any:
+    """A single call's ``result``, or its JSON-RPC error raised as RpcResponseError."""
+    if "error" in reply:
+        err = reply["error"] if isinstance(reply["error"], dict) else {"message": str(reply["error"])}
+        raise RpcResponseError(method, err.get("code"), str(err.get("message", "")),
+                               err.get("data"))
+    return reply.get("result")
 
 
 def _check_single(reply: Any, rid: int, retry: bool) -> dict:

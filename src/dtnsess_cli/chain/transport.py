@@ -18,8 +18,8 @@ import json
 import socket
 from typing import Any, Optional, Sequence
 
-from .errors import RpcResponseError, RpcTransportError
-from .jsonrpc import WRITE_METHODS, _check_single, _order_batch, _Transient
+from .errors import RpcTransportError
+from .jsonrpc import WRITE_METHODS, _check_single, _order_batch, _Transient, result_of
 
 
 class _Base:
@@ -45,12 +45,7 @@ class _Base:
         except _Transient as exc:
             raise RpcTransportError(method, exc.reason, url=self.url,
                                     maybe_sent=method in WRITE_METHODS) from None
-        if "error" in reply:
-            err = reply["error"] if isinstance(reply["error"], dict) else \
-                {"message": str(reply["error"])}
-            raise RpcResponseError(method, err.get("code"), str(err.get("message", "")),
-                                   err.get("data"))
-        return reply.get("result")
+        return result_of(reply, method)
 
     def batch(self, calls: Sequence[tuple]) -> list:
         if not calls:
