@@ -13,7 +13,7 @@ from dtnsess_cli.manager.base import UPKEEP_BATCH
 from helpers import (
     CALLBACK_GAS,
     ask,
-    assert_reason,
+    assert_reverts,
     bal,
     create,
     events,
@@ -76,12 +76,12 @@ def test_nothing_idle_check_is_false_and_perform_reverts(system, user):
     keeper = _outsider(system.w3)
     m = system.manager.functions
     assert _check(system, keeper) == (False, b"")  # no session at all
-    assert_reason(lambda: m.performUpkeep(b"").call({"from": keeper}), "Nothing closed")
+    assert_reverts(lambda: m.performUpkeep(b"").call({"from": keeper}), "NothingClosed")
     fund(system, user, 100)
     sid, _ = create(system, user, 10)
     increase_time(system.w3, m.maxSessionAge().call() - 10)
     assert _check(system, keeper) == (False, b"")  # not idle yet
-    assert_reason(lambda: m.performUpkeep(b"").call({"from": keeper}), "Nothing closed")
+    assert_reverts(lambda: m.performUpkeep(b"").call({"from": keeper}), "NothingClosed")
     # Chainlink simulates checkUpkeep from the zero address
     assert _check(system, "0x0000000000000000000000000000000000000000")[0] is False
     increase_time(system.w3, 11)
@@ -125,7 +125,7 @@ def test_keeper_loop_closes_300_idle_sessions_of_several_owners(system6, account
     assert bal(system, keeper) == 0 and m.claimableRefunds(keeper).call() == 0
     spent = eth_before - w3.eth.get_balance(keeper)
     assert 0 < spent <= sum(gas) * 10**11
-    assert_reason(lambda: m.performUpkeep(b"").call({"from": keeper}), "Nothing closed")
+    assert_reverts(lambda: m.performUpkeep(b"").call({"from": keeper}), "NothingClosed")
 
 
 @pytest.mark.parametrize("data", [
@@ -148,7 +148,7 @@ def test_hostile_perform_data_changes_nothing(system6, user, accounts, data):
     r = _perform(system, keeper, data)
     assert _closed(system, r) == sorted(idle)[50:]
     assert session(system, fresh)["active"]
-    assert_reason(lambda: m.performUpkeep(data).call({"from": keeper}), "Nothing closed")
+    assert_reverts(lambda: m.performUpkeep(data).call({"from": keeper}), "NothingClosed")
     assert _check(system, keeper)[0] is False
 
 
@@ -162,7 +162,7 @@ def test_perform_reverts_when_dtn_refuses_every_close(system6, deployer, user):
     keeper = _outsider(w3)
     transact(w3, system.token.functions.setBlocked(system.manager.address, True), deployer)
     assert _check(system, keeper)[0] is True
-    assert_reason(lambda: m.performUpkeep(b"").call({"from": keeper}), "Nothing closed")
+    assert_reverts(lambda: m.performUpkeep(b"").call({"from": keeper}), "NothingClosed")
     transact(w3, system.token.functions.setBlocked(system.manager.address, False), deployer)
     r = _perform(system, keeper)
     assert _closed(system, r) == [a]
