@@ -50,6 +50,7 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
     event FeesUpdated(uint256 feePerByteReq, uint256 feePerByteRes, uint256 totalFeePerRes);
     event RequestTimeoutUpdated(uint256 requestTimeout);
     event SessionClosing(uint256 indexed sessionId, uint256 closableAt);
+    event SessionCloseCancelled(uint256 indexed sessionId);
     event SessionCloseSkipped(uint256 indexed sessionId, uint256 retryAfter);
     /// @param reason GRANT_RELEASED, GRANT_REVOKED, GRANT_EXHAUSTED or GRANT_REMOVED (removed/closed).
     event GrantEnded(uint256 indexed sessionId, address indexed user, uint8 reason);
@@ -84,6 +85,7 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
     error SessionNotActive(uint256 sessionId);
     error AlreadyClosing(uint256 sessionId);
     error SessionIsClosing(uint256 sessionId);
+    error NotClosing(uint256 sessionId);
     error AlreadyPooled(uint256 sessionId);
     error NotPooled(uint256 sessionId);
     error PoolFull(uint256 maxSize);
@@ -104,8 +106,17 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
     /// @notice The read-only views (getSession, getConfig, ...), served at this address by fallback().
     address public immutable lens;
 
-    /// @notice Sessions closed by `cleanupOldSessions()`; keeps one transaction far below 2^24 gas.
+    /// @notice Most sessions closed by `cleanupOldSessions()` and `performUpkeep`.
     uint256 public constant DEFAULT_CLEANUP_BATCH = 50;
+    /// @notice Gas cleanupOldSessions() and performUpkeep spend on closing at most: with the last
+    ///         session and the call itself, the worst case needs under 4,500,000, 10% under a keeper's
+    ///         usual 5,000,000 perform gas limit.
+    uint256 public constant UPKEEP_GAS_BUDGET = 4_000_000;
+    /// @notice Gas cleanupOldSessionsUpTo and closeAllSessions spend on closing at most: one
+    ///         transaction stays well under 2^24 gas.
+    uint256 public constant MAINTENANCE_GAS_BUDGET = 12_000_000;
+    /// @dev Gas a loop keeps for one more step (the costliest close measured is ~110k).
+    uint256 private constant STEP_GAS_RESERVE = 200_000;
 
     /// @notice Upper bounds of the configuration (owner-only setters refuse more with InvalidConfig).
     uint256 public constant MAX_SESSION_AGE = 365 days;
@@ -183,6 +194,8 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
     function renewSession(uint256 sessionId, uint256 additionalBalance) external nonReentrant {
         Session storage s = _ownedActive(sessionId);
         if (additionalBalance == 0) revert ZeroAmount();
+        // New money does not go into a session on its way out: cancelClose first.
+        if (s.closing) revert SessionIsClosing(sessionId);
         _requireNoPending(sessionId);
 
         _pullExact(msg.sender, additionalBalance);
@@ -205,9 +218,11 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
 
     /// @notice Closes every active session of the caller that can be closed now; for each one with
     ///         pending requests before their deadline it emits SessionCloseSkipped instead.
+    ///         Within MAINTENANCE_GAS_BUDGET: when sessions are left unvisited, call it again.
     function closeAllSessions() external nonReentrant {
+        uint256 start = gasleft();
         uint256 id = _userActive[msg.sender].head;
-        while (id != 0) {
+        while (id != 0 && _withinBudget(start, MAINTENANCE_GAS_BUDGET)) {
             uint256 next = _sessions[id].userNext;
             (bool blocked, uint256 retryAfter) = _pendingBlock(_sessions[id]);
             if (blocked) emit SessionCloseSkipped(id, retryAfter);
@@ -226,6 +241,15 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
         _unpool(sessionId);
         (bool blocked, uint256 retryAfter) = _pendingBlock(s);
         emit SessionClosing(sessionId, blocked ? retryAfter : block.timestamp);
+    }
+
+    /// @notice Undoes beginClose: others may use the session again with a grant, and it may be renewed
+    ///         and offered again (it does not return to the pool by itself).
+    function cancelClose(uint256 sessionId) external {
+        Session storage s = _ownedActive(sessionId);
+        if (!s.closing) revert NotClosing(sessionId);
+        s.closing = false;
+        emit SessionCloseCancelled(sessionId);
     }
 
     // ------------------------------------------------------------------ requests
@@ -374,17 +398,20 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
 
     // ------------------------------------------------------------------ maintenance
 
-    /// @notice Closes up to DEFAULT_CLEANUP_BATCH sessions idle for longer than maxSessionAge.
+    /// @notice Closes up to DEFAULT_CLEANUP_BATCH sessions idle for longer than maxSessionAge, within
+    ///         UPKEEP_GAS_BUDGET.
     /// @return closed How many sessions were closed.
     function cleanupOldSessions() external nonReentrant returns (uint256 closed) {
-        return _cleanup(DEFAULT_CLEANUP_BATCH);
+        return _cleanup(DEFAULT_CLEANUP_BATCH, UPKEEP_GAS_BUDGET);
     }
 
-    /// @notice Closes up to `maxSessions` idle sessions; refunds are credited to their owners.
+    /// @notice Closes up to `maxSessions` idle sessions within MAINTENANCE_GAS_BUDGET (one transaction
+    ///         stays under 2^24 gas: call again while getIdleSessions lists more); refunds are
+    ///         credited to their owners.
     /// @dev A session DTN refuses to close keeps its place and is tried first by the next call.
     function cleanupOldSessionsUpTo(uint256 maxSessions) external nonReentrant returns (uint256 closed) {
         if (maxSessions == 0) revert ZeroAmount();
-        return _cleanup(maxSessions);
+        return _cleanup(maxSessions, MAINTENANCE_GAS_BUDGET);
     }
 
     /// @notice Chainlink Automation (AutomationCompatibleInterface): true when cleanup would close a
@@ -396,9 +423,9 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
 
     /// @notice Chainlink Automation: cleanupOldSessions() for any caller. performData is ignored
     ///         (untrusted): which sessions are idle is decided here, at most DEFAULT_CLEANUP_BATCH
-    ///         per call. Reverts "Nothing closed" when it closed none (nothing idle, or DTN refused all).
+    ///         per call and within UPKEEP_GAS_BUDGET, so its worst case needs under 4,500,000 gas. Reverts "Nothing closed" when it closed none (nothing idle, or DTN refused all).
     function performUpkeep(bytes calldata) external nonReentrant {
-        if (_cleanup(DEFAULT_CLEANUP_BATCH) == 0) revert NothingClosed();
+        if (_cleanup(DEFAULT_CLEANUP_BATCH, UPKEEP_GAS_BUDGET) == 0) revert NothingClosed();
     }
 
     /// @notice Pays out the caller's refunds credited by cleanup.
@@ -587,10 +614,13 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
         s.pendingSince = 0;
     }
 
-    function _cleanup(uint256 maxSessions) private returns (uint256 closed) {
+    /// @dev Closes idle sessions, least recently used first, until `maxSessions` are visited or
+    ///      `gasBudget` is spent (see _withinBudget).
+    function _cleanup(uint256 maxSessions, uint256 gasBudget) private returns (uint256 closed) {
+        uint256 start = gasleft();
         uint256 visited;
         uint256 id = _lruHead;
-        while (id != 0 && visited < maxSessions && _isIdle(id)) {
+        while (id != 0 && visited < maxSessions && _withinBudget(start, gasBudget) && _isIdle(id)) {
             unchecked { visited++; }
             Session storage s = _sessions[id];
             uint256 next = s.lruNext;
@@ -609,6 +639,15 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
             }
             id = next;
         }
+    }
+
+    /// @dev Whether a loop that began with `start` gas may take one more step. Bounded by gas spent,
+    ///      not by gas left, so the work does not depend on the caller's gas limit and an estimate is
+    ///      exact; a limit too low for the work reverts OutOfGas instead of doing less.
+    function _withinBudget(uint256 start, uint256 gasBudget) private view returns (bool) {
+        uint256 left = gasleft();
+        if (left < STEP_GAS_RESERVE) revert OutOfGas();
+        return start - left < gasBudget;
     }
 
     // ------------------------------------------------------------------ internals: tokens in
@@ -741,8 +780,11 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
             dtnSessionId: dtnSessionId
         });
         _userRequests[msg.sender].push(requestId);
-        if (s.pendingRequests == 0) {
-            // The deadline is fixed by the oldest unanswered request: later ones never move it.
+        // The deadline is fixed by the oldest unanswered request: later ones never move it. A streak
+        // restarted within requestTimeout of the previous deadline keeps that deadline, so nobody can
+        // hold the owner's close by settling and requesting again in one transaction: from the owner's
+        // first blocked attempt, close succeeds within requestTimeout.
+        if (s.pendingRequests == 0 && block.timestamp >= _addSat(_deadline(s), requestTimeout)) {
             s.pendingSince = uint48(block.timestamp);
             s.closableAt = uint48(_addSat(block.timestamp, requestTimeout));
         }
@@ -773,10 +815,8 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
         Session storage st = _sessions[info.sessionId];
         // A renewal or close resets the count. A request of an earlier DTN session can still be settled
         // (answered before the renewal, callback failed); it must not uncount a request of the new one.
-        if (info.dtnSessionId == st.dtnSessionId && st.pendingRequests > 0) {
-            if (st.pendingRequests == 1) _clearPending(st);
-            else st.pendingRequests -= 1;
-        }
+        // The streak's deadline stays when the count reaches 0 (see _request).
+        if (info.dtnSessionId == st.dtnSessionId && st.pendingRequests > 0) st.pendingRequests -= 1;
         emit AIRequestCompleted(requestId, info.sessionId, info.user, status);
     }
 

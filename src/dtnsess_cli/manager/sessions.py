@@ -233,6 +233,9 @@ class Sessions:
     def renew_session(self, session_id: int, amount: str, approve_max: bool = False) -> WriteResult:
         units = self.parse(amount)
         s = self._owned_active(session_id)
+        if s.closing:  # the contract refuses new money in a session on its way out
+            raise InputError("session", str(session_id),
+                             f"it is closing: `dtnsess close {session_id} --cancel` first")
         r = WriteResult("renew", dry_run=self.settings.dry_run)
         # answered requests whose callback failed would block the renewal: settle them first
         if self._settle_answered(r, [s]) is not None:
@@ -273,6 +276,18 @@ class Sessions:
             if now < retry_after:
                 raise requests_pending_error(f"renewing session {s.session_id}", s.session_id,
                                              s.pending_requests, retry_after)
+
+    @_writes
+    def cancel_close(self, session_id: int) -> WriteResult:
+        """cancelClose: undo beginClose; others with a grant may use the session again."""
+        s = self._owned_active(session_id)
+        if not s.closing:
+            raise InputError("session", str(session_id), "it is not closing")
+        r = WriteResult("close-cancel", dry_run=self.settings.dry_run)
+        r.txs.append(self._send(self.manager.call("cancelClose", session_id),
+                                description=f"cancel closing session {session_id}"))
+        r.data["session_id"] = session_id
+        return r
 
     @_writes
     def close_session(self, session_id: int) -> WriteResult:
