@@ -369,18 +369,26 @@ class Sessions:
                 raise r.error
             return r
         n = len(mine) - len(blocked)
-        res = self._send(self.manager.call("closeAllSessions"),
-                         description=f"close {n} of your sessions" + (
-                             f" (skipping {len(blocked)} with pending requests)" if blocked
-                             else ""), follows=prev)
-        r.txs.append(res)
-        r.data["closed"] = self._closed_from(res)
-        if not res.dry_run:
+        # closeAllSessions is bounded by gas: with many sessions, page through (each transaction
+        # closes from the start of the list on; a transaction that closes nothing ends it)
+        while True:
+            res = self._send(self.manager.call("closeAllSessions"),
+                             description=f"close {n - len(r.data['closed'])} of your sessions" + (
+                                 f" (skipping {len(blocked)} with pending requests)" if blocked
+                                 else ""), follows=prev)
+            r.txs.append(res)
+            closed = self._closed_from(res)
+            r.data["closed"] += closed
+            if res.dry_run:
+                break
             skipped = [{"session_id": int(e.args["sessionId"]),
                         "pending": blocked[int(e.args["sessionId"])].pending_requests
                         if int(e.args["sessionId"]) in blocked else None,
                         "retry_after": int(e.args["retryAfter"])}
                        for e in self._events(res, "SessionCloseSkipped")]
+            if not closed or len(r.data["closed"]) >= n:
+                break
+            prev = res
         r.data["skipped"] = skipped
         if not r.data["closed"] and skipped and not res.dry_run:  # they got requests meanwhile
             r.error = _all_blocked_error(skipped)
