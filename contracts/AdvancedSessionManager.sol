@@ -347,14 +347,15 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
 
     // ------------------------------------------------------------------ pool
 
-    /// @notice Offers one of the caller's active sessions in the shared pool. A taker may spend up to
-    ///         10 answers' worth (10 * totalFeePerRes) per grant and may route by trust namespace only.
+    /// @notice Offers one of the caller's active sessions in the shared pool. Takers may spend up to
+    ///         10 answers' worth (10 * totalFeePerRes) in all and may route by trust namespace only.
     function addToPool(uint256 sessionId) external {
         _addToPool(sessionId, 10 * totalFeePerRes, false);
     }
 
-    /// @notice Offers a session in the pool with a spending limit per grant (token units, each request
-    ///         reserves totalFeePerRes of it) and whether takers may name trusted node ids.
+    /// @notice Offers a session in the pool with a budget (token units, each taker request reserves
+    ///         totalFeePerRes of it; the offer's total across every grant and re-take: a spent offer
+    ///         leaves the pool) and whether takers may name trusted node ids.
     function addToPoolWithLimit(uint256 sessionId, uint256 grantLimit, bool allowNodeRouting) external {
         _addToPool(sessionId, grantLimit, allowNodeRouting);
     }
@@ -369,7 +370,7 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
         _removeFrom(sessionPool, POOL, sessionId);
         Session storage s = _sessions[sessionId];
         s.taker = msg.sender;
-        _grants[msg.sender] = Grant(uint40(sessionId), s.grantLimit);
+        _grants[msg.sender] = Grant(uint40(sessionId));
         _touch(sessionId);
         emit SessionTakenFromPool(sessionId, msg.sender);
     }
@@ -529,7 +530,9 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
     function _sessionFor(address user, uint256 need) private view returns (uint256) {
         Grant storage g = _grants[user];
         uint256 granted = g.sessionId;
-        if (granted != 0 && g.remaining >= totalFeePerRes && _canPay(_sessions[granted], need)) return granted;
+        if (granted != 0 && _sessions[granted].offerBudget >= totalFeePerRes && _canPay(_sessions[granted], need)) {
+            return granted;
+        }
         for (uint256 id = _userActive[user].tail; id != 0; id = _sessions[id].userPrev) {
             Session storage s = _sessions[id];
             if (!s.closing && _canPay(s, need)) return id;
@@ -683,7 +686,7 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
         if (s.poolPos != 0 || s.taker != address(0)) revert AlreadyPooled(sessionId);
         if (sessionPool.length >= sessionPoolSize) revert PoolFull(sessionPoolSize);
         if (grantLimit < totalFeePerRes || grantLimit > type(uint96).max) revert InvalidConfig(ConfigProblem.GrantLimitOutOfRange);
-        s.grantLimit = uint96(grantLimit);
+        s.offerBudget = uint96(grantLimit);
         s.allowNodeRouting = allowNodeRouting;
         _pushTo(sessionPool, POOL, sessionId);
         emit SessionPooled(sessionId, msg.sender);
@@ -698,30 +701,32 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
         if (wasOffered) emit SessionRemovedFromPool(sessionId);
     }
 
-    /// @dev Ends the session's grant; released and exhausted sessions go back to the pool when the session
-    ///      is active, not closing and the pool has room. Revoked and removed ones stay out.
+    /// @dev Ends the session's grant; a released session goes back to the pool when it is active, not
+    ///      closing, its offer can pay one more answer and the pool has room. A spent offer leaves the
+    ///      pool; revoked and removed ones stay out.
     function _endGrant(uint256 sessionId, uint8 reason) private {
         Session storage s = _sessions[sessionId];
         address taker = s.taker;
         delete _grants[taker];
         s.taker = address(0);
         emit GrantEnded(sessionId, taker, reason);
-        if (reason != GRANT_REMOVED && reason != GRANT_REVOKED && s.active && !s.closing && sessionPool.length < sessionPoolSize) {
+        if (reason == GRANT_RELEASED && s.offerBudget >= totalFeePerRes && s.active && !s.closing
+            && sessionPool.length < sessionPoolSize) {
             _pushTo(sessionPool, POOL, sessionId);
         }
     }
 
-    /// @dev A taker's request: allowed routing, and totalFeePerRes reserved from the grant.
+    /// @dev A taker's request: allowed routing, and totalFeePerRes reserved from the offer's budget,
+    ///      which no release and re-take refills.
     function _spendGrant(uint256 sessionId, Session storage s, IDtnAi.DtnRouting memory routing) private {
-        Grant storage g = _grants[msg.sender];
-        if (g.sessionId != sessionId || s.closing) revert NotAllowedToUseSession(sessionId, msg.sender);
+        if (_grants[msg.sender].sessionId != sessionId || s.closing) revert NotAllowedToUseSession(sessionId, msg.sender);
         if (routing.trustedNodeIds.length > 0 && !s.allowNodeRouting) revert RoutingNotAllowed(sessionId);
         uint256 fee = totalFeePerRes;
-        uint256 remaining = g.remaining;
-        if (remaining < fee) revert GrantExhausted(sessionId, msg.sender, remaining);
-        remaining -= fee;
-        g.remaining = uint128(remaining);
-        if (remaining < fee) _endGrant(sessionId, GRANT_EXHAUSTED);
+        uint256 budget = s.offerBudget;
+        if (budget < fee) revert GrantExhausted(sessionId, msg.sender, budget);
+        budget -= fee;
+        s.offerBudget = uint96(budget);
+        if (budget < fee) _endGrant(sessionId, GRANT_EXHAUSTED);
     }
 
     // ------------------------------------------------------------------ internals: requests

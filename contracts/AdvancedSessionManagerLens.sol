@@ -169,19 +169,21 @@ contract AdvancedSessionManagerLens is AdvancedSessionStore {
     /// @notice The grant `user` holds: the session, what it may still spend, and whether it may name
     ///         trusted node ids (all zero when none).
     function getGrant(address user) external view returns (uint256 sessionId, uint256 remaining, bool allowNodeRouting) {
-        Grant storage g = _grants[user];
-        return (g.sessionId, g.remaining, g.sessionId != 0 && _sessions[g.sessionId].allowNodeRouting);
+        uint256 sid = _grants[user].sessionId;
+        Session storage s = _sessions[sid];
+        return (sid, sid == 0 ? 0 : s.offerBudget, sid != 0 && s.allowNodeRouting);
     }
 
-    /// @notice How a session is shared: offered (in the pool now, or granted), the current taker, the
-    ///         spending limit per grant and whether takers may name trusted node ids.
+    /// @notice How a session is shared: offered (in the pool now, or granted), the current taker, what
+    ///         the offer may still spend (its budget, across all grants) and whether takers may name
+    ///         trusted node ids.
     function getPoolOffer(uint256 sessionId)
         external
         view
         returns (bool offered, address taker, uint256 grantLimit, bool allowNodeRouting)
     {
         Session storage s = _sessions[sessionId];
-        return (s.poolPos != 0 || s.taker != address(0), s.taker, s.grantLimit, s.allowNodeRouting);
+        return (s.poolPos != 0 || s.taker != address(0), s.taker, s.offerBudget, s.allowNodeRouting);
     }
 
     /// @notice Up to `max` sessions that cleanup would close now, least recently used first.

@@ -48,9 +48,10 @@ abstract contract AdvancedSessionStore is WithDtnAi {
         uint40 lruNext;
         uint40 userPrev;
         uint40 userNext;
-        // slot 4: who holds the pool grant, and the spending limit of each grant
+        // slot 4: who holds the pool grant, and what the offer may still spend: every taker request
+        // spends totalFeePerRes of it, across all grants and re-takes
         address taker;
-        uint96 grantLimit;
+        uint96 offerBudget;
     }
 
     /// @dev A request in two slots; the DTN session it was made on tells a stale settle apart.
@@ -62,10 +63,9 @@ abstract contract AdvancedSessionStore is WithDtnAi {
         uint256 dtnSessionId;
     }
 
-    /// @dev A taker's grant: one slot, so a taker's request reads and writes one word.
+    /// @dev A taker's grant: the session it is on (what it may spend is the session's offerBudget).
     struct Grant {
         uint40 sessionId;
-        uint128 remaining;
     }
 
     /// @dev The active sessions of one owner, a list in ascending id order.

@@ -21,6 +21,7 @@ from helpers import (
     increase_time,
     latest_ts,
     mine,
+    next_second,
     no_automine,
     one_event,
     receipt,
@@ -127,3 +128,33 @@ def test_cancel_close_and_renew_after_begin_close(system, user, stranger):
     transact(w3, m.addToPool(sid), user)
     assert sid in m.getPoolSessions().call()
     assert events(system.manager, "SessionCloseCancelled", r)
+
+
+def test_offer_budget_spans_every_grant_and_re_take(system, user, stranger):
+    """On 5e555a9 releaseGrant then getFromPool started a fresh limit (one address spent 30
+    tokens of a session pooled with a limit of 10). Now the limit is the offer's budget: what
+    every grant spends comes out of it, and a spent offer leaves the pool."""
+    w3, m = system.w3, system.manager.functions
+    fee = m.totalFeePerRes().call()
+    fund(system, user, 100)
+    sid, _ = create(system, user, 50)
+    transact(w3, m.addToPoolWithLimit(sid, 3 * fee, False), user)
+
+    def ask_taker(prompt):
+        next_second(w3)
+        fn = m.makeAIRequestInSession(sid, prompt, system.model, default_routing())
+        return transact(w3, fn, stranger, value=CALLBACK_GAS)
+
+    transact(w3, m.getFromPool(), stranger)
+    ask_taker("one")
+    ask_taker("two")
+    assert m.getGrant(stranger).call() == [sid, fee, False]
+    transact(w3, m.releaseGrant(), stranger)
+    assert m.getPoolOffer(sid).call()[2] == fee and sid in m.getPoolSessions().call()
+    transact(w3, m.getFromPool(), stranger)
+    assert m.getGrant(stranger).call()[1] == fee  # the re-take does not refill it
+    r = ask_taker("three")
+    assert one_event(system.manager, "GrantEnded", r) == {"sessionId": sid, "user": stranger, "reason": 2}
+    assert m.getPoolOffer(sid).call()[:3] == [False, "0x" + "0" * 40, 0]
+    assert_reverts(call_from(m.getFromPool(), stranger), "PoolEmpty")
+    assert session(system, sid)["requestCount"] == 3

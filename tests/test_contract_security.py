@@ -146,7 +146,9 @@ def test_f1_begin_close_shuts_other_users_out(system, user, stranger):
 # ----------------------------------------------------------------------------- finding 2
 
 
-def test_f2_grant_limit_exhaustion_returns_session_to_pool(system, user, stranger):
+def test_f2_spent_offer_ends_the_grant_and_leaves_the_pool(system, user, stranger):
+    """The limit is the offer's budget (issue 14): spent, the grant ends and the session leaves
+    the pool (before, it went back with a fresh limit for the next taker)."""
     w3 = system.w3
     m = system.manager.functions
     fee = m.totalFeePerRes().call()
@@ -161,7 +163,7 @@ def test_f2_grant_limit_exhaustion_returns_session_to_pool(system, user, strange
 
     assert one_event(system.manager, "GrantEnded", r) == {"sessionId": sid, "user": stranger, "reason": EXHAUSTED}
     assert m.getGrant(stranger).call() == [0, 0, False]
-    assert _pool(system) == [sid] and m.getPoolOffer(sid).call()[:2] == [True, "0x" + "0" * 40]
+    assert _pool(system) == [] and m.getPoolOffer(sid).call() == [False, "0x" + "0" * 40, 0, False]
     next_second(w3)
     req = m.makeAIRequestInSession(sid, "more", system.model, default_routing())
     assert_reverts(call_from(req, stranger, CALLBACK_GAS), "NotAllowedToUseSession", sid, stranger)

@@ -598,11 +598,16 @@ class ManagerMachine(RuleBasedStateMachine):
                 changed = {k for k in after if after[k] != before[k]}
                 if self.action == "cleanup" and before["active"] and not after["active"]:
                     continue  # idle sessions are closed by anyone's cleanup
-                if changed <= {"offered", "grantLimit", "nodeRouting"} and not after["offered"] and (
-                        len(pool) >= pool_size):
-                    # A grant ended (released/exhausted) while the pool was full: the offer lapses
-                    # (contract-api.md: it returns only "if the pool has room").
-                    STATS["offer lapsed (pool full)"] += 1
+                # takers spend the offer's budget; nobody but the owner ever raises it
+                assert after["grantLimit"] <= before["grantLimit"], f"{where}: {sid} budget rose"
+                changed.discard("grantLimit")
+                if not changed:
+                    continue
+                if changed <= {"offered", "nodeRouting"} and not after["offered"] and (
+                        len(pool) >= pool_size or after["grantLimit"] < cfg[9]):
+                    # A grant ended while the pool was full, or the offer is spent: it lapses
+                    # (it returns only "if the pool has room" and can pay one more answer).
+                    STATS["offer lapsed (pool full or spent)"] += 1
                     continue
                 pytest.fail(f"{where}: session {sid} (owner {after['owner']}) changed {changed}: "
                             f"{before} -> {after}")
