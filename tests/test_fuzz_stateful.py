@@ -267,7 +267,9 @@ class ManagerMachine(RuleBasedStateMachine):
 
     @step(i=SID)
     def streak_settle_and_request(self, i):
-        fn = self.c.streak.functions.settleAndRequest(self._sid(i), self.s.model, ROUTES[0])
+        held = self.m.poolGrant(self.c.streak.address).call()  # mostly the session it holds
+        sid = held if held and i % 4 else self._sid(i)
+        fn = self.c.streak.functions.settleAndRequest(sid, self.s.model, ROUTES[0])
         self._track(self._send("streak", self.c.attacker, fn), True)
 
     @step(j=REQ, kind=st.sampled_from(["success", "failure", "tight"]), size=st.integers(0, 600),
@@ -458,6 +460,7 @@ class ManagerMachine(RuleBasedStateMachine):
     # more weight.
     request_2 = request
     request_3 = request
+    streak_2 = streak_settle_and_request
     answer_2 = answer
     get_from_pool_2 = get_from_pool
     add_to_pool_2 = add_to_pool
