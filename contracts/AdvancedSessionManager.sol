@@ -585,7 +585,9 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
         Session storage s = _sessions[sessionId];
         s.active = false;
         s.balance = 0;
-        _clearPending(s);
+        // The streak's deadline fields mean nothing once the count is 0 (views show them only while
+        // requests are pending): leaving them saves a storage write on every close.
+        s.pendingRequests = 0;
         _removeFrom(activeSessions, ACTIVE, sessionId);
         _userRemove(s.owner, sessionId);
         _lruRemove(sessionId);
