@@ -5,7 +5,7 @@ import {IDtnAi} from "../dtn/IDtnAi.sol";
 
 interface IStreakTarget {
     function getFromPool() external returns (uint256);
-    function settleRequest(bytes32 requestId) external;
+    function settleRequests(bytes32[] calldata ids) external returns (uint256);
     function makeAIRequestInSession(
         uint256 sessionId,
         string memory prompt,
@@ -34,7 +34,10 @@ contract StreakAttacker {
     function settleAndRequest(uint256 sessionId, string calldata model, IDtnAi.DtnRouting calldata routing)
         external
     {
-        if (last != bytes32(0)) manager.settleRequest(last);
+        // settleRequests skips a request that is unanswered or settled already: the streak goes on
+        bytes32[] memory ids = new bytes32[](1);
+        ids[0] = last;
+        manager.settleRequests(ids);
         last = manager.makeAIRequestInSession(sessionId, "again", model, routing);
     }
 }
