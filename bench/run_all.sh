@@ -12,3 +12,5 @@ $PY batch.py
 # issue 9's scenario: 100 prompts over 20 sessions vs a cast send loop on one session
 $PY batch.py --n 100 --sessions 20 --delay-ms 50 --block-time 0 --modes cast,file
 $PY vs_cast.py --runs 5
+# issue 14: one cron run of dtnsess cleanup over 1,000 and 10,000 idle sessions
+$PY cleanup_backlog.py --sizes 1000,10000
