@@ -200,7 +200,9 @@ class ManagerMachine(RuleBasedStateMachine):
 
     @step(a=ACTOR, i=SID, tokens=st.sampled_from([0, 1, 10]))
     def renew(self, a, i, tokens):
-        self._send("renew", self.actors[a], self.m.renewSession(self._sid(i, a), tokens * self.unit))
+        sid = self._sid(i, a)
+        if self._send("renew", self.actors[a], self.m.renewSession(sid, tokens * self.unit))["status"]:
+            self.attempts.pop(sid, None)  # the owner renewed instead of closing: a new start
 
     @step(a=ACTOR, i=SID)
     def close(self, a, i):
