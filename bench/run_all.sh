@@ -16,3 +16,5 @@ $PY keeper_gas.py
 $PY callback_gas.py
 # issue 18: one Python API client shared by a thread pool vs one thread vs request_batch
 $PY threads.py --rounds 3
+# issue 14: one cron run of dtnsess cleanup over 1,000 and 10,000 idle sessions
+$PY cleanup_backlog.py --sizes 1000,10000

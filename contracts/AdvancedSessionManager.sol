@@ -9,19 +9,9 @@ import {Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {IDtnAi} from "./dtn/IDtnAi.sol";
-import {WithDtnAi} from "./dtn/WithDtnAi.sol";
 import {DtnDefaults} from "./dtn/DtnDefaults.sol";
-
-/// @dev Optional views of the deployed DTN that are not part of IDtnAi.
-interface IDtnRouterViews {
-    /// @notice The DTN session manager contract behind the router.
-    function sessionManager() external view returns (address);
-}
-
-interface IDtnSessionBalances {
-    /// @notice The remaining balance of a DTN session.
-    function getSessionBalance(uint256 sessionId) external view returns (uint256);
-}
+import {AdvancedSessionStore} from "./AdvancedSessionStore.sol";
+import {AdvancedSessionManagerLens} from "./AdvancedSessionManagerLens.sol";
 
 /// @title AdvancedSessionManager
 /// @notice Funded, reusable and poolable DTN AI sessions for a dApp's users.
@@ -35,97 +25,8 @@ interface IDtnSessionBalances {
 ///      the session the user took from the pool if that grant is live and can pay, else the user's
 ///      active, not-closing session with the highest id whose DTN balance covers one answer's
 ///      minimum fee (when the router exposes balances).
-contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTransient {
+contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
-
-    // ------------------------------------------------------------------ types
-
-    enum RequestStatus { None, Pending, Succeeded, Failed }
-
-    /// @dev A session in six storage slots; the first four are written on create, the grant slots
-    ///      only when pooled. `sessions(id)` still returns the example's six fields.
-    struct Session {
-        // slot 0
-        address owner;
-        uint64 lastUsed;
-        bool active;
-        bool closing; // beginClose(): only the owner may make requests
-        bool allowNodeRouting; // pool takers may name trusted node ids
-        // slot 1
-        uint128 balance; // funds put into the current DTN session (deposit plus carried refund)
-        uint64 requestCount;
-        uint64 lastRequestAt;
-        // slot 2: written together on every request and answer
-        uint128 dtnSessionId;
-        uint32 pendingRequests;
-        uint48 closableAt; // set when pending goes 0 -> 1; later requests never move it
-        uint48 pendingSince; // start of the current pending streak
-        // slot 3: 1-based positions in the id arrays (swap-and-pop), LRU and per-user list neighbours
-        uint40 activePos;
-        uint40 poolPos;
-        uint40 lruPrev;
-        uint40 lruNext;
-        uint40 userPrev;
-        uint40 userNext;
-        // slot 4: who holds the pool grant, and the spending limit of each grant
-        address taker;
-        uint96 grantLimit;
-    }
-
-    /// @dev A request in two slots; the DTN session it was made on tells a stale settle apart.
-    struct Request {
-        address user;
-        uint40 createdAt;
-        RequestStatus status;
-        uint48 sessionId;
-        uint256 dtnSessionId;
-    }
-
-    /// @dev A taker's grant: one slot, so a taker's request reads and writes one word.
-    struct Grant {
-        uint40 sessionId;
-        uint128 remaining;
-    }
-
-    /// @dev The active sessions of one owner, a list in ascending id order.
-    struct UserList {
-        uint40 head;
-        uint40 tail;
-        uint40 count;
-    }
-
-    struct SessionView {
-        uint256 sessionId;
-        address owner;
-        uint256 balance;
-        uint256 lastUsed;
-        bool active;
-        uint256 requestCount;
-        uint256 dtnSessionId;
-        uint256 pendingRequests;
-        uint256 lastRequestAt;
-        bool pooled;
-        bool hasDtnBalance;
-        uint256 dtnBalance;
-        uint256 closableAt; // the effective deadline of the pending requests (0 when none pending)
-        bool closing;
-        uint256 pendingSince; // when the oldest unanswered request of the streak was made (0: none)
-    }
-
-    struct Config {
-        address ai;
-        address feeToken;
-        uint8 tokenDecimals;
-        uint256 minSessionBalance;
-        uint256 maxSessionAge;
-        uint256 sessionPoolSize;
-        uint256 poolLength;
-        uint256 feePerByteReq;
-        uint256 feePerByteRes;
-        uint256 totalFeePerRes;
-        uint256 requestTimeout;
-        uint256 activeCount;
-    }
 
     // ------------------------------------------------------------------ events
 
@@ -149,6 +50,7 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
     event FeesUpdated(uint256 feePerByteReq, uint256 feePerByteRes, uint256 totalFeePerRes);
     event RequestTimeoutUpdated(uint256 requestTimeout);
     event SessionClosing(uint256 indexed sessionId, uint256 closableAt);
+    event SessionCloseCancelled(uint256 indexed sessionId);
     event SessionCloseSkipped(uint256 indexed sessionId, uint256 retryAfter);
     /// @param reason GRANT_RELEASED, GRANT_REVOKED, GRANT_EXHAUSTED or GRANT_REMOVED (removed/closed).
     event GrantEnded(uint256 indexed sessionId, address indexed user, uint8 reason);
@@ -160,7 +62,17 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
     error RequestsPending(uint256 sessionId, uint256 pending, uint256 retryAfter);
     error RequestIdCollision(bytes32 requestId);
     error NotAllowedToUseSession(uint256 sessionId, address caller);
-    error InvalidConfig(string reason);
+    /// @notice Why a configuration value or a grant limit is refused (the client words each one).
+    enum ConfigProblem {
+        MinSessionBalanceZero, MinSessionBalanceTooHigh, MaxSessionAgeZero, MaxSessionAgeTooHigh,
+        MaxSessionAgeBelowRequestTimeout, PoolSizeTooHigh, PoolSizeBelowPool, MaxFeeZero, MaxFeeTooHigh,
+        FeePerByteAboveMaxFee, RequestTimeoutZero, RequestTimeoutTooHigh, RequestTimeoutAboveMaxSessionAge,
+        RenounceDisabled, GrantLimitOutOfRange
+    }
+    /// @notice Why a routing is refused: no node would ever complete it.
+    enum RoutingProblem { AggregationNotAny, NoNamespaceNoNode, RedundancyNotOne, ConfidenceAbove10 }
+
+    error InvalidConfig(ConfigProblem reason);
     error NothingToWithdraw();
     error ZeroAmount();
     error AlreadyHoldsGrant(address user, uint256 sessionId);
@@ -168,32 +80,43 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
     error RoutingNotAllowed(uint256 sessionId);
     error FeeOnTransferToken(uint256 expected, uint256 received);
     error SessionBalanceTooLow(uint256 sessionId, uint256 balance, uint256 required);
-    error InvalidRouting(string reason);
+    error InvalidRouting(RoutingProblem reason);
+    error NotSessionOwner(uint256 sessionId, address caller);
+    error SessionNotActive(uint256 sessionId);
+    error AlreadyClosing(uint256 sessionId);
+    error SessionIsClosing(uint256 sessionId);
+    error NotClosing(uint256 sessionId);
+    error AlreadyPooled(uint256 sessionId);
+    error NotPooled(uint256 sessionId);
+    error PoolFull(uint256 maxSize);
+    error PoolEmpty();
+    error NoGrant(address user);
+    error NoSuchGrant(uint256 sessionId, address user);
+    error BalanceTooLow(uint256 amount, uint256 minimum);
+    error EmptyCall();
+    error RequestNotPending(bytes32 requestId);
+    error NothingClosed();
+    error OutOfGas();
+    error TooManySessions();
 
-    // ------------------------------------------------------------------ example-compatible state
-
-    mapping(address => uint256[]) public userSessions;
-    uint256[] public activeSessions;
-
-    uint256 public minSessionBalance;
-    uint256 public maxSessionAge = 24 hours;
-    uint256 public sessionPoolSize = 5;
-
-    uint256[] public sessionPool;
-
-    // ------------------------------------------------------------------ added state
+    // ------------------------------------------------------------------ constants and immutables
 
     IERC20 public immutable feeToken;
     uint8 public immutable tokenDecimals;
+    /// @notice The read-only views (getSession, getConfig, ...), served at this address by fallback().
+    address public immutable lens;
 
-    uint256 public feePerByteReq;
-    uint256 public feePerByteRes;
-    uint256 public totalFeePerRes;
-    /// @notice A session's pending requests block close and renew until this long after the oldest
-    ///         unanswered one (its deadline is fixed when made: raising this never extends it).
-    uint256 public requestTimeout = 15 minutes;
-    /// @notice Sessions closed by `cleanupOldSessions()`; keeps one transaction far below 2^24 gas.
+    /// @notice Most sessions closed by `cleanupOldSessions()` and `performUpkeep`.
     uint256 public constant DEFAULT_CLEANUP_BATCH = 50;
+    /// @notice Gas cleanupOldSessions() and performUpkeep spend on closing at most: with the last
+    ///         session and the call itself, the worst case needs under 4,500,000, 10% under a keeper's
+    ///         usual 5,000,000 perform gas limit.
+    uint256 public constant UPKEEP_GAS_BUDGET = 4_000_000;
+    /// @notice Gas cleanupOldSessionsUpTo and closeAllSessions spend on closing at most: one
+    ///         transaction stays well under 2^24 gas.
+    uint256 public constant MAINTENANCE_GAS_BUDGET = 12_000_000;
+    /// @dev Gas a loop keeps for one more step (the costliest close measured is ~110k).
+    uint256 private constant STEP_GAS_RESERVE = 200_000;
 
     /// @notice Upper bounds of the configuration (owner-only setters refuse more with InvalidConfig).
     uint256 public constant MAX_SESSION_AGE = 365 days;
@@ -208,20 +131,6 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
     uint8 public constant GRANT_REVOKED = 1;
     uint8 public constant GRANT_EXHAUSTED = 2;
     uint8 public constant GRANT_REMOVED = 3;
-
-    uint256 public nextSessionId = 1;
-    /// @notice Refunds credited by cleanup, withdrawable with withdrawRefunds().
-    mapping(address => uint256) public claimableRefunds;
-    uint256 public totalClaimable;
-
-    mapping(uint256 => Session) private _sessions;
-    mapping(bytes32 => Request) private _requests;
-    mapping(address => bytes32[]) private _userRequests;
-    mapping(address => UserList) private _userActive;
-    mapping(address => Grant) private _grants;
-    // Active sessions ordered by lastUsed (head = least recently used): cleanup only visits idle ones.
-    uint256 private _lruHead;
-    uint256 private _lruTail;
 
     // Which id array a position field belongs to.
     uint8 private constant ACTIVE = 0;
@@ -242,6 +151,25 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
         minSessionBalance = 10 * unit; // 10 tokens
         MAX_MIN_SESSION_BALANCE = _mulSat(unit, 1e6);
         MAX_TOTAL_FEE_PER_RES = _mulSat(unit, 1000);
+        lens = address(new AdvancedSessionManagerLens(address(feeToken), decimals_));
+    }
+
+    /// @notice Serves the lens's views (see `lens`) at this address. The outer call re-enters this
+    ///         contract with staticcall, and only that inner call delegates to the lens: the lens
+    ///         runs on this contract's storage in a static context and can never write it.
+    fallback() external {
+        address target = msg.sender == address(this) ? lens : address(this);
+        bool inner = target == lens;
+        assembly {
+            calldatacopy(0, 0, calldatasize())
+            let ok := 0
+            switch inner
+            case 0 { ok := staticcall(gas(), target, 0, calldatasize(), 0, 0) }
+            default { ok := delegatecall(gas(), target, 0, calldatasize(), 0, 0) }
+            returndatacopy(0, 0, returndatasize())
+            if iszero(ok) { revert(0, returndatasize()) }
+            return(0, returndatasize())
+        }
     }
 
     // ------------------------------------------------------------------ sessions
@@ -266,6 +194,8 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
     function renewSession(uint256 sessionId, uint256 additionalBalance) external nonReentrant {
         Session storage s = _ownedActive(sessionId);
         if (additionalBalance == 0) revert ZeroAmount();
+        // New money does not go into a session on its way out: cancelClose first.
+        if (s.closing) revert SessionIsClosing(sessionId);
         _requireNoPending(sessionId);
 
         _pullExact(msg.sender, additionalBalance);
@@ -288,9 +218,11 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
 
     /// @notice Closes every active session of the caller that can be closed now; for each one with
     ///         pending requests before their deadline it emits SessionCloseSkipped instead.
+    ///         Within MAINTENANCE_GAS_BUDGET: when sessions are left unvisited, call it again.
     function closeAllSessions() external nonReentrant {
+        uint256 start = gasleft();
         uint256 id = _userActive[msg.sender].head;
-        while (id != 0) {
+        while (id != 0 && _withinBudget(start, MAINTENANCE_GAS_BUDGET)) {
             uint256 next = _sessions[id].userNext;
             (bool blocked, uint256 retryAfter) = _pendingBlock(_sessions[id]);
             if (blocked) emit SessionCloseSkipped(id, retryAfter);
@@ -304,11 +236,20 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
     ///         from which closeSession succeeds.
     function beginClose(uint256 sessionId) external {
         Session storage s = _ownedActive(sessionId);
-        if (s.closing) _fail("Already closing");
+        if (s.closing) revert AlreadyClosing(sessionId);
         s.closing = true;
         _unpool(sessionId);
         (bool blocked, uint256 retryAfter) = _pendingBlock(s);
         emit SessionClosing(sessionId, blocked ? retryAfter : block.timestamp);
+    }
+
+    /// @notice Undoes beginClose: others may use the session again with a grant, and it may be renewed
+    ///         and offered again (it does not return to the pool by itself).
+    function cancelClose(uint256 sessionId) external {
+        Session storage s = _ownedActive(sessionId);
+        if (!s.closing) revert NotClosing(sessionId);
+        s.closing = false;
+        emit SessionCloseCancelled(sessionId);
     }
 
     // ------------------------------------------------------------------ requests
@@ -362,7 +303,7 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
         string calldata model,
         IDtnAi.DtnRouting calldata routing
     ) external payable nonReentrant returns (bytes32 requestId) {
-        if (encodedCall.length == 0) _fail("Empty call");
+        if (encodedCall.length == 0) revert EmptyCall();
         if (sessionId == 0) return _request(_currentOrNewSession(encodedCall.length), encodedCall, calltype, model, routing, false);
         return _request(sessionId, encodedCall, calltype, model, routing, true);
     }
@@ -380,7 +321,7 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
     /// @notice Records the outcome of an answered request whose callback failed (e.g. ran out of gas).
     function settleRequest(bytes32 requestId) external {
         Request storage info = _requests[requestId];
-        if (info.status != RequestStatus.Pending) _fail("Request not pending");
+        if (info.status != RequestStatus.Pending) revert RequestNotPending(requestId);
         (IDtnAi.ResponseStatus status,,) = ai.fetchResponse(requestId);
         _record(requestId, info, status);
     }
@@ -399,21 +340,22 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
             } catch {
                 // An unanswered id is skipped, but running out of gas must revert: otherwise a gas
                 // estimate finds the limit at which every fetch fails and the tx settles nothing.
-                if (gasleft() <= gasBefore / 64) _fail("Out of gas");
+                if (gasleft() <= gasBefore / 64) revert OutOfGas();
             }
         }
     }
 
     // ------------------------------------------------------------------ pool
 
-    /// @notice Offers one of the caller's active sessions in the shared pool. A taker may spend up to
-    ///         10 answers' worth (10 * totalFeePerRes) per grant and may route by trust namespace only.
+    /// @notice Offers one of the caller's active sessions in the shared pool. Takers may spend up to
+    ///         10 answers' worth (10 * totalFeePerRes) in all and may route by trust namespace only.
     function addToPool(uint256 sessionId) external {
         _addToPool(sessionId, 10 * totalFeePerRes, false);
     }
 
-    /// @notice Offers a session in the pool with a spending limit per grant (token units, each request
-    ///         reserves totalFeePerRes of it) and whether takers may name trusted node ids.
+    /// @notice Offers a session in the pool with a budget (token units, each taker request reserves
+    ///         totalFeePerRes of it; the offer's total across every grant and re-take: a spent offer
+    ///         leaves the pool) and whether takers may name trusted node ids.
     function addToPoolWithLimit(uint256 sessionId, uint256 grantLimit, bool allowNodeRouting) external {
         _addToPool(sessionId, grantLimit, allowNodeRouting);
     }
@@ -423,12 +365,12 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
     function getFromPool() external nonReentrant returns (uint256 sessionId) {
         uint256 held = _grants[msg.sender].sessionId;
         if (held != 0) revert AlreadyHoldsGrant(msg.sender, held);
-        if (sessionPool.length == 0) _fail("Pool empty");
+        if (sessionPool.length == 0) revert PoolEmpty();
         sessionId = sessionPool[sessionPool.length - 1];
         _removeFrom(sessionPool, POOL, sessionId);
         Session storage s = _sessions[sessionId];
         s.taker = msg.sender;
-        _grants[msg.sender] = Grant(uint40(sessionId), s.grantLimit);
+        _grants[msg.sender] = Grant(uint40(sessionId));
         _touch(sessionId);
         emit SessionTakenFromPool(sessionId, msg.sender);
     }
@@ -436,7 +378,7 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
     /// @notice Ends the caller's grant; the session returns to the pool if there is room.
     function releaseGrant() external {
         uint256 sessionId = _grants[msg.sender].sessionId;
-        if (sessionId == 0) _fail("No grant");
+        if (sessionId == 0) revert NoGrant(msg.sender);
         _endGrant(sessionId, GRANT_RELEASED);
     }
 
@@ -444,30 +386,33 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
     ///         revoked taker could take it straight back); addToPool offers it again.
     function revokeGrant(uint256 sessionId, address user) external {
         Session storage s = _ownedActive(sessionId);
-        if (user == address(0) || s.taker != user) _fail("No such grant");
+        if (user == address(0) || s.taker != user) revert NoSuchGrant(sessionId, user);
         _endGrant(sessionId, GRANT_REVOKED);
     }
 
     /// @notice Takes a session of the caller out of the pool and ends its current grant.
     function removeFromPool(uint256 sessionId) external {
         Session storage s = _ownedActive(sessionId);
-        if (s.poolPos == 0 && s.taker == address(0)) _fail("Not pooled");
+        if (s.poolPos == 0 && s.taker == address(0)) revert NotPooled(sessionId);
         _unpool(sessionId);
     }
 
     // ------------------------------------------------------------------ maintenance
 
-    /// @notice Closes up to DEFAULT_CLEANUP_BATCH sessions idle for longer than maxSessionAge.
+    /// @notice Closes up to DEFAULT_CLEANUP_BATCH sessions idle for longer than maxSessionAge, within
+    ///         UPKEEP_GAS_BUDGET.
     /// @return closed How many sessions were closed.
     function cleanupOldSessions() external nonReentrant returns (uint256 closed) {
-        return _cleanup(DEFAULT_CLEANUP_BATCH);
+        return _cleanup(DEFAULT_CLEANUP_BATCH, UPKEEP_GAS_BUDGET);
     }
 
-    /// @notice Closes up to `maxSessions` idle sessions; refunds are credited to their owners.
+    /// @notice Closes up to `maxSessions` idle sessions within MAINTENANCE_GAS_BUDGET (one transaction
+    ///         stays under 2^24 gas: call again while getIdleSessions lists more); refunds are
+    ///         credited to their owners.
     /// @dev A session DTN refuses to close keeps its place and is tried first by the next call.
     function cleanupOldSessionsUpTo(uint256 maxSessions) external nonReentrant returns (uint256 closed) {
         if (maxSessions == 0) revert ZeroAmount();
-        return _cleanup(maxSessions);
+        return _cleanup(maxSessions, MAINTENANCE_GAS_BUDGET);
     }
 
     /// @notice Chainlink Automation (AutomationCompatibleInterface): true when cleanup would close a
@@ -479,9 +424,9 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
 
     /// @notice Chainlink Automation: cleanupOldSessions() for any caller. performData is ignored
     ///         (untrusted): which sessions are idle is decided here, at most DEFAULT_CLEANUP_BATCH
-    ///         per call. Reverts "Nothing closed" when it closed none (nothing idle, or DTN refused all).
+    ///         per call and within UPKEEP_GAS_BUDGET, so its worst case needs under 4,500,000 gas. Reverts "Nothing closed" when it closed none (nothing idle, or DTN refused all).
     function performUpkeep(bytes calldata) external nonReentrant {
-        if (_cleanup(DEFAULT_CLEANUP_BATCH) == 0) _fail("Nothing closed");
+        if (_cleanup(DEFAULT_CLEANUP_BATCH, UPKEEP_GAS_BUDGET) == 0) revert NothingClosed();
     }
 
     /// @notice Pays out the caller's refunds credited by cleanup.
@@ -502,13 +447,13 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
         external
         onlyOwner
     {
-        if (_minSessionBalance == 0) _badConfig("minimum session balance is zero");
-        if (_minSessionBalance > MAX_MIN_SESSION_BALANCE) _badConfig("minimum session balance too high");
-        if (_maxSessionAge == 0) _badConfig("max session age is zero");
-        if (_maxSessionAge > MAX_SESSION_AGE) _badConfig("max session age too high");
-        if (_maxSessionAge < requestTimeout) _badConfig("max session age below request timeout");
-        if (_sessionPoolSize > MAX_POOL_SIZE) _badConfig("pool size too high");
-        if (_sessionPoolSize < sessionPool.length) _badConfig("pool size below current pool");
+        if (_minSessionBalance == 0) revert InvalidConfig(ConfigProblem.MinSessionBalanceZero);
+        if (_minSessionBalance > MAX_MIN_SESSION_BALANCE) revert InvalidConfig(ConfigProblem.MinSessionBalanceTooHigh);
+        if (_maxSessionAge == 0) revert InvalidConfig(ConfigProblem.MaxSessionAgeZero);
+        if (_maxSessionAge > MAX_SESSION_AGE) revert InvalidConfig(ConfigProblem.MaxSessionAgeTooHigh);
+        if (_maxSessionAge < requestTimeout) revert InvalidConfig(ConfigProblem.MaxSessionAgeBelowRequestTimeout);
+        if (_sessionPoolSize > MAX_POOL_SIZE) revert InvalidConfig(ConfigProblem.PoolSizeTooHigh);
+        if (_sessionPoolSize < sessionPool.length) revert InvalidConfig(ConfigProblem.PoolSizeBelowPool);
         minSessionBalance = _minSessionBalance;
         maxSessionAge = _maxSessionAge;
         sessionPoolSize = _sessionPoolSize;
@@ -518,10 +463,10 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
     /// @notice Sets the fees offered to DTN nodes per request (token units): totalFeePerRes at most
     ///         MAX_TOTAL_FEE_PER_RES, each per-byte fee at most totalFeePerRes.
     function setFees(uint256 feePerByteReq_, uint256 feePerByteRes_, uint256 totalFeePerRes_) external onlyOwner {
-        if (totalFeePerRes_ == 0) _badConfig("max fee per response is zero");
-        if (totalFeePerRes_ > MAX_TOTAL_FEE_PER_RES) _badConfig("max fee per response too high");
+        if (totalFeePerRes_ == 0) revert InvalidConfig(ConfigProblem.MaxFeeZero);
+        if (totalFeePerRes_ > MAX_TOTAL_FEE_PER_RES) revert InvalidConfig(ConfigProblem.MaxFeeTooHigh);
         if (feePerByteReq_ > totalFeePerRes_ || feePerByteRes_ > totalFeePerRes_) {
-            _badConfig("fee per byte above max fee per response");
+            revert InvalidConfig(ConfigProblem.FeePerByteAboveMaxFee);
         }
         feePerByteReq = feePerByteReq_;
         feePerByteRes = feePerByteRes_;
@@ -532,9 +477,9 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
     /// @notice Sets how long pending requests block close and renew (at most MAX_REQUEST_TIMEOUT and
     ///         maxSessionAge). Lowering it shortens pending deadlines; raising it never extends them.
     function setRequestTimeout(uint256 requestTimeout_) external onlyOwner {
-        if (requestTimeout_ == 0) _badConfig("request timeout is zero");
-        if (requestTimeout_ > MAX_REQUEST_TIMEOUT) _badConfig("request timeout too high");
-        if (requestTimeout_ > maxSessionAge) _badConfig("request timeout above max session age");
+        if (requestTimeout_ == 0) revert InvalidConfig(ConfigProblem.RequestTimeoutZero);
+        if (requestTimeout_ > MAX_REQUEST_TIMEOUT) revert InvalidConfig(ConfigProblem.RequestTimeoutTooHigh);
+        if (requestTimeout_ > maxSessionAge) revert InvalidConfig(ConfigProblem.RequestTimeoutAboveMaxSessionAge);
         requestTimeout = requestTimeout_;
         emit RequestTimeoutUpdated(requestTimeout_);
     }
@@ -552,195 +497,13 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
 
     /// @notice Disabled: without an owner, configuration and sweep would be frozen for good.
     function renounceOwnership() public pure override {
-        _badConfig("renounce disabled");
-    }
-
-    // ------------------------------------------------------------------ views (example)
-
-    /// @notice A session's owner, remaining balance (DTN balance when the router exposes it, else
-    ///         funded), last use, state and request count (as in the example).
-    function getSessionStats(uint256 sessionId)
-        external
-        view
-        returns (address owner, uint256 balance, uint256 lastUsed, bool active, uint256 requestCount)
-    {
-        Session storage s = _sessions[sessionId];
-        return (s.owner, _remaining(s), s.lastUsed, s.active, s.requestCount);
-    }
-
-    /// @notice A session's record with the documented example's fields (sessionId 0 when unknown);
-    ///         `balance` is what remains (see getSessionStats).
-    function sessions(uint256 id)
-        external
-        view
-        returns (uint256 sessionId, address owner, uint256 balance, uint256 lastUsed, bool active, uint256 requestCount)
-    {
-        Session storage s = _sessions[id];
-        return (s.owner == address(0) ? 0 : id, s.owner, _remaining(s), s.lastUsed, s.active, s.requestCount);
-    }
-
-    /// @notice Whether a session is in the pool now.
-    function isPooled(uint256 sessionId) public view returns (bool) {
-        return _sessions[sessionId].poolPos != 0;
-    }
-
-    /// @notice A request made through this manager: its session, user, time and outcome.
-    function requests(bytes32 requestId)
-        external
-        view
-        returns (uint256 sessionId, address user, uint256 createdAt, RequestStatus status)
-    {
-        Request storage r = _requests[requestId];
-        return (r.sessionId, r.user, r.createdAt, r.status);
-    }
-
-    /// @notice How many sessions `user` has ever created.
-    function getUserSessionCount(address user) external view returns (uint256) {
-        return userSessions[user].length;
-    }
-
-    /// @notice Sessions in the pool now, and the pool's capacity.
-    function getPoolStatus() external view returns (uint256 poolSize, uint256 maxSize) {
-        return (sessionPool.length, sessionPoolSize);
-    }
-
-    // ------------------------------------------------------------------ views (client)
-
-    /// @notice A session's full record, with its DTN-side spendable balance when the router exposes it.
-    ///         `balance` is what was funded; `closableAt` is when its pending requests stop blocking
-    ///         close and renew (0 when none is pending).
-    function getSession(uint256 sessionId) public view returns (SessionView memory v) {
-        Session storage s = _sessions[sessionId];
-        v.sessionId = s.owner == address(0) ? 0 : sessionId;
-        v.owner = s.owner;
-        v.balance = s.balance;
-        v.lastUsed = s.lastUsed;
-        v.active = s.active;
-        v.requestCount = s.requestCount;
-        v.dtnSessionId = s.dtnSessionId;
-        v.pendingRequests = s.pendingRequests;
-        v.lastRequestAt = s.lastRequestAt;
-        v.pooled = s.poolPos != 0;
-        if (s.active) (v.hasDtnBalance, v.dtnBalance) = _dtnBalance(s.dtnSessionId);
-        if (s.pendingRequests > 0) v.closableAt = _deadline(s);
-        v.closing = s.closing;
-        v.pendingSince = s.pendingSince;
-    }
-
-    /// @notice Several sessions' records in one call.
-    function getSessions(uint256[] calldata ids) external view returns (SessionView[] memory out) {
-        out = new SessionView[](ids.length);
-        for (uint256 i = 0; i < ids.length; i++) out[i] = getSession(ids[i]);
-    }
-
-    /// @notice Every session id `user` has created, oldest first.
-    function getUserSessions(address user) external view returns (uint256[] memory) {
-        return userSessions[user];
-    }
-
-    /// @notice The active sessions `user` owns, in ascending id order.
-    function getUserActiveSessions(address user) external view returns (uint256[] memory ids) {
-        UserList storage l = _userActive[user];
-        ids = new uint256[](l.count);
-        uint256 n;
-        for (uint256 id = l.head; id != 0; id = _sessions[id].userNext) {
-            ids[n] = id;
-            unchecked { n++; }
-        }
-    }
-
-    /// @notice A page of active session ids, and how many there are in all.
-    function getActiveSessions(uint256 offset, uint256 limit)
-        external
-        view
-        returns (uint256[] memory ids, uint256 total)
-    {
-        total = activeSessions.length;
-        ids = _slice(activeSessions, offset, limit);
-    }
-
-    /// @notice The pooled session ids; getFromPool() takes the last one.
-    function getPoolSessions() external view returns (uint256[] memory) {
-        return sessionPool;
-    }
-
-    /// @notice The pooled session `user` holds a live grant on (0 = none); its requests may use it.
-    function poolGrant(address user) external view returns (uint256) {
-        return _grants[user].sessionId;
-    }
-
-    /// @notice The grant `user` holds: the session, what it may still spend, and whether it may name
-    ///         trusted node ids (all zero when none).
-    function getGrant(address user) external view returns (uint256 sessionId, uint256 remaining, bool allowNodeRouting) {
-        Grant storage g = _grants[user];
-        return (g.sessionId, g.remaining, g.sessionId != 0 && _sessions[g.sessionId].allowNodeRouting);
-    }
-
-    /// @notice How a session is shared: offered (in the pool now, or granted), the current taker, the
-    ///         spending limit per grant and whether takers may name trusted node ids.
-    function getPoolOffer(uint256 sessionId)
-        external
-        view
-        returns (bool offered, address taker, uint256 grantLimit, bool allowNodeRouting)
-    {
-        Session storage s = _sessions[sessionId];
-        return (s.poolPos != 0 || s.taker != address(0), s.taker, s.grantLimit, s.allowNodeRouting);
-    }
-
-    /// @notice Up to `max` sessions that cleanup would close now, least recently used first.
-    function getIdleSessions(uint256 max) external view returns (uint256[] memory ids) {
-        ids = new uint256[](max);
-        uint256 n;
-        for (uint256 id = _lruHead; id != 0 && n < max; id = _sessions[id].lruNext) {
-            if (!_isIdle(id)) break;
-            ids[n] = id;
-            unchecked { n++; }
-        }
-        assembly {
-            mstore(ids, n)
-        }
-    }
-
-    /// @notice A user's request ids, oldest first, with the total count.
-    function getUserRequests(address user, uint256 offset, uint256 limit)
-        external
-        view
-        returns (bytes32[] memory ids, uint256 total)
-    {
-        bytes32[] storage all = _userRequests[user];
-        uint256[] storage asWords;
-        uint256[] memory out;
-        // Same layout as uint256[]: one pagination routine serves both (bytecode size limit).
-        assembly {
-            asWords.slot := all.slot
-        }
-        total = all.length;
-        out = _slice(asWords, offset, limit);
-        assembly {
-            ids := out
-        }
-    }
-
-    /// @notice Everything a client needs to know about this manager's configuration, in one call.
-    function getConfig() external view returns (Config memory c) {
-        c.ai = address(ai);
-        c.feeToken = address(feeToken);
-        c.tokenDecimals = tokenDecimals;
-        c.minSessionBalance = minSessionBalance;
-        c.maxSessionAge = maxSessionAge;
-        c.sessionPoolSize = sessionPoolSize;
-        c.poolLength = sessionPool.length;
-        c.feePerByteReq = feePerByteReq;
-        c.feePerByteRes = feePerByteRes;
-        c.totalFeePerRes = totalFeePerRes;
-        c.requestTimeout = requestTimeout;
-        c.activeCount = activeSessions.length;
+        revert InvalidConfig(ConfigProblem.RenounceDisabled);
     }
 
     // ------------------------------------------------------------------ internals: sessions
 
     function _createSession(address owner_, uint256 amount) private returns (uint256 sessionId) {
-        if (amount < minSessionBalance) _fail("Balance too low");
+        if (amount < minSessionBalance) revert BalanceTooLow(amount, minSessionBalance);
         // Transfer and start in one transaction: DTN credits unassigned deposits to the next starter.
         address target = ai.feeTarget();
         uint256 before = _held(target);
@@ -749,7 +512,7 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
         uint256 dtnSessionId = ai.startUserSession();
 
         sessionId = nextSessionId++;
-        if (sessionId > type(uint40).max) _fail("Too many sessions"); // ids are stored as uint40
+        if (sessionId > type(uint40).max) revert TooManySessions(); // ids are stored as uint40
         Session storage s = _sessions[sessionId];
         s.owner = owner_;
         s.lastUsed = uint64(block.timestamp);
@@ -767,7 +530,9 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
     function _sessionFor(address user, uint256 need) private view returns (uint256) {
         Grant storage g = _grants[user];
         uint256 granted = g.sessionId;
-        if (granted != 0 && g.remaining >= totalFeePerRes && _canPay(_sessions[granted], need)) return granted;
+        if (granted != 0 && _sessions[granted].offerBudget >= totalFeePerRes && _canPay(_sessions[granted], need)) {
+            return granted;
+        }
         for (uint256 id = _userActive[user].tail; id != 0; id = _sessions[id].userPrev) {
             Session storage s = _sessions[id];
             if (!s.closing && _canPay(s, need)) return id;
@@ -795,8 +560,8 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
 
     function _ownedActive(uint256 sessionId) private view returns (Session storage s) {
         s = _sessions[sessionId];
-        if (s.owner != msg.sender) _fail("Not session owner");
-        if (!s.active) _fail("Session not active");
+        if (s.owner != msg.sender) revert NotSessionOwner(sessionId, msg.sender);
+        if (!s.active) revert SessionNotActive(sessionId);
     }
 
     function _closeOwned(uint256 sessionId) private {
@@ -820,7 +585,9 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
         Session storage s = _sessions[sessionId];
         s.active = false;
         s.balance = 0;
-        _clearPending(s);
+        // The streak's deadline fields mean nothing once the count is 0 (views show them only while
+        // requests are pending): leaving them saves a storage write on every close.
+        s.pendingRequests = 0;
         _removeFrom(activeSessions, ACTIVE, sessionId);
         _userRemove(s.owner, sessionId);
         _lruRemove(sessionId);
@@ -832,14 +599,6 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
         claimableRefunds[owner_] += amount;
         totalClaimable += amount;
         emit RefundCredited(sessionId, owner_, amount);
-    }
-
-    /// @dev The effective deadline of a session's pending requests: the one fixed when the streak
-    ///      began, or earlier if requestTimeout was lowered since. Saturating.
-    function _deadline(Session storage s) private view returns (uint256) {
-        uint256 fixedAt = s.closableAt;
-        uint256 now_ = _addSat(s.pendingSince, requestTimeout);
-        return now_ < fixedAt ? now_ : fixedAt;
     }
 
     function _pendingBlock(Session storage s) private view returns (bool blocked, uint256 retryAfter) {
@@ -860,14 +619,13 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
         s.pendingSince = 0;
     }
 
-    function _isIdle(uint256 sessionId) private view returns (bool) {
-        return block.timestamp - _sessions[sessionId].lastUsed > maxSessionAge;
-    }
-
-    function _cleanup(uint256 maxSessions) private returns (uint256 closed) {
+    /// @dev Closes idle sessions, least recently used first, until `maxSessions` are visited or
+    ///      `gasBudget` is spent (see _withinBudget).
+    function _cleanup(uint256 maxSessions, uint256 gasBudget) private returns (uint256 closed) {
+        uint256 start = gasleft();
         uint256 visited;
         uint256 id = _lruHead;
-        while (id != 0 && visited < maxSessions && _isIdle(id)) {
+        while (id != 0 && visited < maxSessions && _withinBudget(start, gasBudget) && _isIdle(id)) {
             unchecked { visited++; }
             Session storage s = _sessions[id];
             uint256 next = s.lruNext;
@@ -886,6 +644,15 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
             }
             id = next;
         }
+    }
+
+    /// @dev Whether a loop that began with `start` gas may take one more step. Bounded by gas spent,
+    ///      not by gas left, so the work does not depend on the caller's gas limit and an estimate is
+    ///      exact; a limit too low for the work reverts OutOfGas instead of doing less.
+    function _withinBudget(uint256 start, uint256 gasBudget) private view returns (bool) {
+        uint256 left = gasleft();
+        if (left < STEP_GAS_RESERVE) revert OutOfGas();
+        return start - left < gasBudget;
     }
 
     // ------------------------------------------------------------------ internals: tokens in
@@ -917,11 +684,11 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
 
     function _addToPool(uint256 sessionId, uint256 grantLimit, bool allowNodeRouting) private {
         Session storage s = _ownedActive(sessionId);
-        if (s.closing) _fail("Session closing");
-        if (s.poolPos != 0 || s.taker != address(0)) _fail("Already pooled");
-        if (sessionPool.length >= sessionPoolSize) _fail("Pool full");
-        if (grantLimit < totalFeePerRes || grantLimit > type(uint96).max) _badConfig("grant limit out of range");
-        s.grantLimit = uint96(grantLimit);
+        if (s.closing) revert SessionIsClosing(sessionId);
+        if (s.poolPos != 0 || s.taker != address(0)) revert AlreadyPooled(sessionId);
+        if (sessionPool.length >= sessionPoolSize) revert PoolFull(sessionPoolSize);
+        if (grantLimit < totalFeePerRes || grantLimit > type(uint96).max) revert InvalidConfig(ConfigProblem.GrantLimitOutOfRange);
+        s.offerBudget = uint96(grantLimit);
         s.allowNodeRouting = allowNodeRouting;
         _pushTo(sessionPool, POOL, sessionId);
         emit SessionPooled(sessionId, msg.sender);
@@ -936,42 +703,43 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
         if (wasOffered) emit SessionRemovedFromPool(sessionId);
     }
 
-    /// @dev Ends the session's grant; released and exhausted sessions go back to the pool when the session
-    ///      is active, not closing and the pool has room. Revoked and removed ones stay out.
+    /// @dev Ends the session's grant; a released session goes back to the pool when it is active, not
+    ///      closing, its offer can pay one more answer and the pool has room. A spent offer leaves the
+    ///      pool; revoked and removed ones stay out.
     function _endGrant(uint256 sessionId, uint8 reason) private {
         Session storage s = _sessions[sessionId];
         address taker = s.taker;
         delete _grants[taker];
         s.taker = address(0);
         emit GrantEnded(sessionId, taker, reason);
-        if (reason != GRANT_REMOVED && reason != GRANT_REVOKED && s.active && !s.closing && sessionPool.length < sessionPoolSize) {
+        if (reason == GRANT_RELEASED && s.offerBudget >= totalFeePerRes && s.active && !s.closing
+            && sessionPool.length < sessionPoolSize) {
             _pushTo(sessionPool, POOL, sessionId);
         }
     }
 
-    /// @dev A taker's request: allowed routing, and totalFeePerRes reserved from the grant.
+    /// @dev A taker's request: allowed routing, and totalFeePerRes reserved from the offer's budget,
+    ///      which no release and re-take refills.
     function _spendGrant(uint256 sessionId, Session storage s, IDtnAi.DtnRouting memory routing) private {
-        Grant storage g = _grants[msg.sender];
-        if (g.sessionId != sessionId || s.closing) revert NotAllowedToUseSession(sessionId, msg.sender);
+        if (_grants[msg.sender].sessionId != sessionId || s.closing) revert NotAllowedToUseSession(sessionId, msg.sender);
         if (routing.trustedNodeIds.length > 0 && !s.allowNodeRouting) revert RoutingNotAllowed(sessionId);
         uint256 fee = totalFeePerRes;
-        uint256 remaining = g.remaining;
-        if (remaining < fee) revert GrantExhausted(sessionId, msg.sender, remaining);
-        remaining -= fee;
-        g.remaining = uint128(remaining);
-        if (remaining < fee) _endGrant(sessionId, GRANT_EXHAUSTED);
+        uint256 budget = s.offerBudget;
+        if (budget < fee) revert GrantExhausted(sessionId, msg.sender, budget);
+        budget -= fee;
+        s.offerBudget = uint96(budget);
+        if (budget < fee) _endGrant(sessionId, GRANT_EXHAUSTED);
     }
 
     // ------------------------------------------------------------------ internals: requests
 
     /// @dev Refuses routing the router accepts but no node would ever answer.
     function _checkRouting(IDtnAi.DtnRouting memory routing) private pure {
-        if (routing.aggregationType != IDtnAi.AggregationType.ANY) _badRouting("aggregation must be ANY");
-        uint256 nodes = routing.trustedNodeIds.length;
-        if (routing.trustNamespaceIds.length == 0 && nodes == 0) _badRouting("no namespace and no node");
-        if (routing.redundancy == 0) _badRouting("redundancy is zero");
-        if (routing.redundancy > 1 && nodes < routing.redundancy) _badRouting("redundancy above named nodes");
-        if (routing.confidenceLevel > 10) _badRouting("confidence level above 10");
+        if (routing.aggregationType != IDtnAi.AggregationType.ANY) revert InvalidRouting(RoutingProblem.AggregationNotAny);
+        if (routing.trustNamespaceIds.length == 0 && routing.trustedNodeIds.length == 0) revert InvalidRouting(RoutingProblem.NoNamespaceNoNode);
+        // The real router cannot complete redundancy 2 or more: the second answer reverts (DTN-FACTS.md).
+        if (routing.redundancy != 1) revert InvalidRouting(RoutingProblem.RedundancyNotOne);
+        if (routing.confidenceLevel > 10) revert InvalidRouting(RoutingProblem.ConfidenceAbove10);
     }
 
     function _request(
@@ -983,7 +751,7 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
         bool checkBalance
     ) private returns (bytes32 requestId) {
         Session storage s = _sessions[sessionId];
-        if (!s.active) _fail("Session not active");
+        if (!s.active) revert SessionNotActive(sessionId);
         _checkRouting(routing);
         if (s.owner != msg.sender) _spendGrant(sessionId, s, routing);
         uint256 dtnSessionId = s.dtnSessionId;
@@ -1019,8 +787,11 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
             dtnSessionId: dtnSessionId
         });
         _userRequests[msg.sender].push(requestId);
-        if (s.pendingRequests == 0) {
-            // The deadline is fixed by the oldest unanswered request: later ones never move it.
+        // The deadline is fixed by the oldest unanswered request: later ones never move it. A streak
+        // restarted within requestTimeout of the previous deadline keeps that deadline, so nobody can
+        // hold the owner's close by settling and requesting again in one transaction: from the owner's
+        // first blocked attempt, close succeeds within requestTimeout.
+        if (s.pendingRequests == 0 && block.timestamp >= _addSat(_deadline(s), requestTimeout)) {
             s.pendingSince = uint48(block.timestamp);
             s.closableAt = uint48(_addSat(block.timestamp, requestTimeout));
         }
@@ -1051,59 +822,12 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
         Session storage st = _sessions[info.sessionId];
         // A renewal or close resets the count. A request of an earlier DTN session can still be settled
         // (answered before the renewal, callback failed); it must not uncount a request of the new one.
-        if (info.dtnSessionId == st.dtnSessionId && st.pendingRequests > 0) {
-            if (st.pendingRequests == 1) _clearPending(st);
-            else st.pendingRequests -= 1;
-        }
+        // The streak's deadline stays when the count reaches 0 (see _request).
+        if (info.dtnSessionId == st.dtnSessionId && st.pendingRequests > 0) st.pendingRequests -= 1;
         emit AIRequestCompleted(requestId, info.sessionId, info.user, status);
     }
 
-    /// @dev What a session has left: its DTN balance when the router exposes it, else what was funded.
-    function _remaining(Session storage s) private view returns (uint256) {
-        if (!s.active) return s.balance;
-        (bool ok, uint256 b) = _dtnBalance(s.dtnSessionId);
-        return ok ? b : s.balance;
-    }
-
-    function _dtnBalance(uint256 dtnSessionId) private view returns (bool ok, uint256 balance) {
-        address manager;
-        try IDtnRouterViews(address(ai)).sessionManager() returns (address m) {
-            manager = m;
-        } catch {
-            return (false, 0);
-        }
-        if (manager.code.length == 0) return (false, 0);
-        try IDtnSessionBalances(manager).getSessionBalance(dtnSessionId) returns (uint256 b) {
-            return (true, b);
-        } catch {
-            return (false, 0);
-        }
-    }
-
-    // ------------------------------------------------------------------ internals: errors
-
-    // One revert site per error with a reason string keeps the bytecode under the 24 KB limit.
-    function _fail(string memory reason) private pure {
-        revert(reason);
-    }
-
-    function _badConfig(string memory reason) private pure {
-        revert InvalidConfig(reason);
-    }
-
-    function _badRouting(string memory reason) private pure {
-        revert InvalidRouting(reason);
-    }
-
     // ------------------------------------------------------------------ internals: arithmetic
-
-    function _addSat(uint256 a, uint256 b) private pure returns (uint256) {
-        unchecked {
-            uint256 c = a + b;
-            if (c < a || c > type(uint48).max) return type(uint48).max;
-            return c;
-        }
-    }
 
     function _mulSat(uint256 a, uint256 b) private pure returns (uint256) {
         unchecked {
@@ -1197,10 +921,4 @@ contract AdvancedSessionManager is WithDtnAi, Ownable2Step, ReentrancyGuardTrans
         _setPos(id, which, 0);
     }
 
-    function _slice(uint256[] storage arr, uint256 offset, uint256 limit) private view returns (uint256[] memory out) {
-        uint256 total = arr.length;
-        uint256 end = offset >= total ? offset : (limit > total - offset ? total : offset + limit);
-        out = new uint256[](end - offset);
-        for (uint256 i = offset; i < end; i++) out[i - offset] = arr[i];
-    }
 }

@@ -67,6 +67,18 @@ def _norm(value: Any) -> Any:
     return value.lower() if isinstance(value, str) and value.startswith("0x") else value
 
 
+def config_problem(reason: str) -> int:
+    """The InvalidConfig(ConfigProblem) value the client words as `reason`."""
+    from dtnsess_cli.manager.reverts import CONFIG_PROBLEMS
+    return CONFIG_PROBLEMS.index(reason)
+
+
+def routing_problem(reason: str) -> int:
+    """The InvalidRouting(RoutingProblem) value the client words as `reason`."""
+    from dtnsess_cli.manager.reverts import ROUTING_PROBLEMS
+    return ROUTING_PROBLEMS.index(reason)
+
+
 def assert_reason(thunk: Callable[[], Any], reason: str) -> DecodedRevert:
     """Assert a `require(..., reason)` revert."""
     return assert_reverts(thunk, "Error", reason)

@@ -208,7 +208,7 @@ def test_error_objects_map_to_rpc_response_error(anvil):
 
 
 def test_reverts_carry_their_data_and_decode_by_selector(system6, user, stranger):
-    """Real reverts from Anvil: Error(string), custom errors with arguments, ERC-20 errors."""
+    """Real reverts from Anvil: custom errors with arguments, ERC-20 errors."""
     from dtnsess_cli.artifacts import all_abis
 
     rpc = JsonRpc(system6.w3.provider.endpoint_uri)
@@ -225,7 +225,7 @@ def test_reverts_carry_their_data_and_decode_by_selector(system6, user, stranger
         return dec.decode(data)
 
     r = revert_of(mgr.call("createSession", 0), user)
-    assert (r.name, r.args) == ("Error", ("Balance too low",))
+    assert (r.name, r.args) == ("BalanceTooLow", (0, 10 * 10**6))
     r = revert_of(mgr.call("withdrawRefunds"), stranger)
     assert r.name == "NothingToWithdraw"
     r = revert_of(mgr.call("setRequestTimeout", 61), stranger)

@@ -321,3 +321,26 @@ def test_renew_settles_then_refuses_while_others_are_unanswered(make_cli, system
     before = nonce(w3, user)
     fails(cli, ["renew", str(sid), "5"], ExitCode.REVERTED, "retry after")
     assert nonce(w3, user) == before and closing_fields(system6, sid)["closableAt"] == deadline
+
+
+def test_close_cancel_reopens_and_renew_of_a_closing_session_is_refused(make_cli, system6, user, w3):
+    """Issue 14: beginClose can be undone (`close ID --cancel`); renew refuses a closing session
+    before sending anything."""
+    cli = make_cli(system6)
+    fund(system6, user, 100, approve=False)
+    sid = create_via_cli(cli, "20")
+    pending(cli, system6, "--session", str(sid))
+    r = cli("close", str(sid))
+    assert r.exit_code == int(ExitCode.REVERTED)
+    assert closing_fields(system6, sid)["closing"] is True
+
+    before = nonce(w3, user)
+    fails(cli, ["renew", str(sid), "5"], ExitCode.INPUT, "is closing", "--cancel")
+
+    out = cli.json("close", str(sid), "--cancel")
+    assert out["session_id"] == sid and len(out["transactions"]) == 1
+    assert closing_fields(system6, sid)["closing"] is False
+    fails(cli, ["close", str(sid), "--cancel"], ExitCode.INPUT, "not closing")
+    assert nonce(w3, user) == before + 1
+    # open again: renew is refused only by the pending request now, as for any session
+    fails(cli, ["renew", str(sid), "5"], ExitCode.REVERTED, "1 pending request")

@@ -82,7 +82,7 @@ def test_tiny_build_is_deterministic_and_well_formed(tiny: Path, tmp_path: Path)
     assert any(e.get("name") == "ping" for e in art["abi"])
     assert art["compiler"]["version"].startswith(comp.SOLC_VERSION + "+commit.")
     settings = art["compiler"]["settings"]
-    assert settings["optimizer"] == {"enabled": True, "runs": 1}
+    assert settings["optimizer"] == {"enabled": True, "runs": 200}
     assert settings["evmVersion"] == "cancun"
     assert settings["metadata"] == {"bytecodeHash": "none"}
     assert art["sourcesHash"].startswith("sha256:")

@@ -125,7 +125,7 @@ def test_ownership_grants_and_routing_apply(system, user, stranger, accounts):
                    "NotAllowedToUseSession", sid, stranger)
     assert_reverts(call_from(_with_call(system, sid, route=routing([b"\x01" * 32], aggregation=ALL)),
                              user, CALLBACK_GAS), "InvalidRouting")
-    assert_reason(call_from(_with_call(system, sid, call=b""), user, CALLBACK_GAS), "Empty call")
+    assert_reverts(call_from(_with_call(system, sid, call=b""), user, CALLBACK_GAS), "EmptyCall")
     assert_reason(call_from(m.makeAIRequestWithCall(sid, IMAGE_CALL, CALLTYPE_IPFS, "no-such-model",
                                                     default_routing()), user, CALLBACK_GAS),
                   "Model does not exist")

@@ -191,7 +191,10 @@ def test_cleanup_of_1000_idle_sessions_stays_under_the_gas_cap(system6, stranger
     remaining = n - 50
     while remaining:
         closed, r = _cleanup(system, stranger, 200)
-        assert len(closed) == min(200, remaining)
+        # at most 200, fewer when MAINTENANCE_GAS_BUDGET is spent first (issue 14); gasUsed is after
+        # the storage refunds (at most a fifth of the gas spent)
+        assert 0 < len(closed) <= min(200, remaining)
+        assert len(closed) == min(200, remaining) or r["gasUsed"] > 0.75 * m.MAINTENANCE_GAS_BUDGET().call()
         remaining -= len(closed)
         gas.append((len(closed), r["gasUsed"]))
     closed, _ = _cleanup(system, stranger, 200)

@@ -6,9 +6,9 @@ import pytest
 
 from dtnsess_cli.devnet.localdtn import transact
 from helpers import (
+    config_problem,
     answer,
     ask,
-    assert_reason,
     assert_reverts,
     bal,
     call_from,
@@ -93,7 +93,7 @@ def test_invalid_config_is_rejected(system, deployer, user):
         (m.setRequestTimeout(m.maxSessionAge().call() + 1), "request timeout above max session age"),
     ]
     for fn, reason in cases:
-        assert_reverts(call_from(fn, deployer), "InvalidConfig", reason)
+        assert_reverts(call_from(fn, deployer), "InvalidConfig", config_problem(reason))
     assert _config(system) == before
     # the boundaries are accepted
     transact(system.w3, m.updateConfig(1, timeout, 2), deployer)
@@ -118,7 +118,7 @@ def test_owner_updates_config_and_it_takes_effect(system, deployer, user, worker
     assert m.getPoolStatus().call() == [0, 7]
 
     fund(system, user, 100)
-    assert_reason(call_from(m.createSession(20 * unit - 1), user), "Balance too low")
+    assert_reverts(call_from(m.createSession(20 * unit - 1), user), "BalanceTooLow")
     sid, _ = create(system, user, 20)
     rid, _ = ask(system, user, "p" * 200)
     stored = system.router.functions.getRequest(rid).call()

@@ -9,7 +9,6 @@ from helpers import (
     CALLBACK_GAS,
     answer,
     ask,
-    assert_reason,
     assert_reverts,
     bal,
     call_from,
@@ -42,8 +41,8 @@ def test_minimum_balance_is_ten_tokens(system, user):
     fund(system, user, 100)
     m = system.manager.functions
     before = bal(system, user)
-    assert_reason(call_from(m.createSession(10 * system.unit - 1), user), "Balance too low")
-    assert_reason(call_from(m.createSession(0), user), "Balance too low")
+    assert_reverts(call_from(m.createSession(10 * system.unit - 1), user), "BalanceTooLow")
+    assert_reverts(call_from(m.createSession(0), user), "BalanceTooLow")
     assert bal(system, user) == before
     sid, _ = create(system, user, 10)
     assert dtn_balance(system, sid) == 10 * system.unit

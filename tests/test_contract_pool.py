@@ -8,7 +8,6 @@ from dtnsess_cli.devnet.localdtn import transact
 from helpers import (
     answer,
     ask,
-    assert_reason,
     assert_reverts,
     bal,
     call_from,
@@ -38,19 +37,19 @@ def test_add_to_pool_rejections(system, user, stranger, deployer):
     b, _ = create(system, user, 10)
     c, _ = create(system, user, 10)
 
-    assert_reason(call_from(m.getFromPool(), stranger), "Pool empty")
-    assert_reason(call_from(m.addToPool(a), stranger), "Not session owner")
+    assert_reverts(call_from(m.getFromPool(), stranger), "PoolEmpty")
+    assert_reverts(call_from(m.addToPool(a), stranger), "NotSessionOwner")
     r = transact(system.w3, m.addToPool(a), user)
     assert one_event(system.manager, "SessionPooled", r) == {"sessionId": a, "user": user}
-    assert_reason(call_from(m.addToPool(a), user), "Already pooled")
+    assert_reverts(call_from(m.addToPool(a), user), "AlreadyPooled")
     transact(system.w3, m.addToPool(b), user)
-    assert_reason(call_from(m.addToPool(c), user), "Pool full")
+    assert_reverts(call_from(m.addToPool(c), user), "PoolFull")
     assert m.getPoolStatus().call() == [2, 2]
     assert _pool(system) == [a, b]
     assert (m.isPooled(a).call(), m.isPooled(b).call(), m.isPooled(c).call()) == (True, True, False)
 
     transact(system.w3, m.closeSession(c), user)
-    assert_reason(call_from(m.addToPool(c), user), "Session not active")
+    assert_reverts(call_from(m.addToPool(c), user), "SessionNotActive")
     # closing a pooled session takes it out of the pool
     transact(system.w3, m.closeSession(a), user)
     assert _pool(system) == [b] and not m.isPooled(a).call()
@@ -89,8 +88,8 @@ def test_get_from_pool_grants_use_and_refund_stays_with_owner(system, user, stra
     increase_time(w3, 1)
     ask(system, stranger, "explicit", sid=sid)
     increase_time(w3, system.manager.functions.requestTimeout().call())
-    assert_reason(call_from(m.closeSession(sid), stranger), "Not session owner")
-    assert_reason(call_from(m.renewSession(sid, system.unit), stranger), "Not session owner")
+    assert_reverts(call_from(m.closeSession(sid), stranger), "NotSessionOwner")
+    assert_reverts(call_from(m.renewSession(sid, system.unit), stranger), "NotSessionOwner")
 
     remaining = dtn_balance(system, sid)
     owner_before = bal(system, user)

@@ -7,6 +7,7 @@ from eth_utils import keccak
 
 from dtnsess_cli.devnet.localdtn import SYSTEM_TRUST_NAMESPACE, decode_answer, prompt_of, respond, transact
 from helpers import (
+    routing_problem,
     ALL,
     CALLBACK_GAS,
     REQ_FAILED,
@@ -114,8 +115,8 @@ def test_request_rejections(system, user, stranger):
     assert_reverts(call_from(m.makeAIRequestInSession(sid, "hi", system.model, default_routing()), stranger,
                              CALLBACK_GAS), "NotAllowedToUseSession", sid, stranger)
     transact(system.w3, m.closeSession(sid), user)
-    assert_reason(call_from(m.makeAIRequestInSession(sid, "hi", system.model, default_routing()), user,
-                            CALLBACK_GAS), "Session not active")
+    assert_reverts(call_from(m.makeAIRequestInSession(sid, "hi", system.model, default_routing()), user,
+                             CALLBACK_GAS), "SessionNotActive", sid)
 
 
 def test_router_requires_callback_gas_as_value(system, user):
@@ -154,7 +155,7 @@ def test_reverting_callback_does_not_undo_the_answer(system, user, stranger, wor
         "requestId": rid, "sessionId": sid, "user": user, "status": 1}
     assert request_status(system, rid) == REQ_SUCCEEDED
     assert session(system, sid)["pendingRequests"] == 0
-    assert_reason(call_from(system.manager.functions.settleRequest(rid), stranger), "Request not pending")
+    assert_reverts(call_from(system.manager.functions.settleRequest(rid), stranger), "RequestNotPending")
 
 
 def test_settle_refuses_an_unanswered_request(system, user):
@@ -162,7 +163,7 @@ def test_settle_refuses_an_unanswered_request(system, user):
     create(system, user, 50)
     rid, _ = ask(system, user)
     assert_reason(call_from(system.manager.functions.settleRequest(rid), user), "Request not completed")
-    assert_reason(call_from(system.manager.functions.settleRequest(b"\x01" * 32), user), "Request not pending")
+    assert_reverts(call_from(system.manager.functions.settleRequest(b"\x01" * 32), user), "RequestNotPending")
 
 
 def test_failure_answer_reaches_on_error(system, user, worker):
@@ -209,7 +210,7 @@ def test_aggregation_other_than_any_is_refused(system, user):
     sid, _ = create(system, user, 50)
     fn = system.manager.functions.makeAIRequestInSession(
         sid, "hi", system.model, routing([SYSTEM_TRUST_NAMESPACE], aggregation=ALL))
-    assert_reverts(call_from(fn, user, CALLBACK_GAS), "InvalidRouting", "aggregation must be ANY")
+    assert_reverts(call_from(fn, user, CALLBACK_GAS), "InvalidRouting", routing_problem("aggregation must be ANY"))
     s = session(system, sid)
     assert (s["requestCount"], s["pendingRequests"], s["dtnBalance"]) == (0, 0, 50 * system.unit)
 
@@ -243,7 +244,7 @@ def test_callbacks_only_from_dtn(system, user, stranger, fn):
     rid, _ = ask(system, user)
     answer_fn = getattr(system.manager.functions, fn)(rid)
     for who in (user, stranger, system.router.functions.admin().call()):
-        assert_reason(call_from(answer_fn, who), "Only DTN can call this function")
+        assert_reverts(call_from(answer_fn, who), "NotDtn")
     assert request_status(system, rid) == REQ_PENDING
 
 

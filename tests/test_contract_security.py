@@ -11,13 +11,14 @@ from eth_utils import keccak
 
 from dtnsess_cli.devnet.localdtn import SYSTEM_TRUST_NAMESPACE, deploy, transact
 from helpers import (
+    routing_problem,
+    config_problem,
     CALLBACK_GAS,
     REQ_FAILED,
     REQ_PENDING,
     REQ_SUCCEEDED,
     answer,
     ask,
-    assert_reason,
     assert_reverts,
     bal,
     call_from,
@@ -121,7 +122,7 @@ def test_f1_begin_close_shuts_other_users_out(system, user, stranger):
     first = w3.eth.get_block(r["blockNumber"])["timestamp"]
     timeout = m.requestTimeout().call()
 
-    assert_reason(call_from(m.beginClose(sid), stranger), "Not session owner")
+    assert_reverts(call_from(m.beginClose(sid), stranger), "NotSessionOwner")
     r = transact(w3, m.beginClose(sid), user)
 
     assert one_event(system.manager, "SessionClosing", r) == {"sessionId": sid, "closableAt": first + timeout}
@@ -131,10 +132,10 @@ def test_f1_begin_close_shuts_other_users_out(system, user, stranger):
     next_second(w3)
     req = m.makeAIRequestInSession(sid, "more", system.model, default_routing())
     assert_reverts(call_from(req, stranger, CALLBACK_GAS), "NotAllowedToUseSession", sid, stranger)
-    assert_reason(call_from(m.beginClose(sid), user), "Already closing")
-    assert_reason(call_from(m.addToPool(sid), user), "Session closing")
+    assert_reverts(call_from(m.beginClose(sid), user), "AlreadyClosing")
+    assert_reverts(call_from(m.addToPool(sid), user), "SessionIsClosing")
     # the taker cannot take it back from the pool: it is not there
-    assert_reason(call_from(m.getFromPool(), stranger), "Pool empty")
+    assert_reverts(call_from(m.getFromPool(), stranger), "PoolEmpty")
     # the owner may still use it, and closes at the first request's deadline
     _ask_in(system, user, sid)
     increase_time(w3, first + timeout - latest_ts(w3))
@@ -145,7 +146,9 @@ def test_f1_begin_close_shuts_other_users_out(system, user, stranger):
 # ----------------------------------------------------------------------------- finding 2
 
 
-def test_f2_grant_limit_exhaustion_returns_session_to_pool(system, user, stranger):
+def test_f2_spent_offer_ends_the_grant_and_leaves_the_pool(system, user, stranger):
+    """The limit is the offer's budget (issue 14): spent, the grant ends and the session leaves
+    the pool (before, it went back with a fresh limit for the next taker)."""
     w3 = system.w3
     m = system.manager.functions
     fee = m.totalFeePerRes().call()
@@ -160,7 +163,7 @@ def test_f2_grant_limit_exhaustion_returns_session_to_pool(system, user, strange
 
     assert one_event(system.manager, "GrantEnded", r) == {"sessionId": sid, "user": stranger, "reason": EXHAUSTED}
     assert m.getGrant(stranger).call() == [0, 0, False]
-    assert _pool(system) == [sid] and m.getPoolOffer(sid).call()[:2] == [True, "0x" + "0" * 40]
+    assert _pool(system) == [] and m.getPoolOffer(sid).call() == [False, "0x" + "0" * 40, 0, False]
     next_second(w3)
     req = m.makeAIRequestInSession(sid, "more", system.model, default_routing())
     assert_reverts(call_from(req, stranger, CALLBACK_GAS), "NotAllowedToUseSession", sid, stranger)
@@ -204,8 +207,8 @@ def test_f2_owner_revokes_a_grant(system, user, stranger, accounts):
     w3 = system.w3
     m = system.manager.functions
     sid = _pooled_session(system, user, stranger, 50)
-    assert_reason(call_from(m.revokeGrant(sid, stranger), accounts[4]), "Not session owner")
-    assert_reason(call_from(m.revokeGrant(sid, accounts[4]), user), "No such grant")
+    assert_reverts(call_from(m.revokeGrant(sid, stranger), accounts[4]), "NotSessionOwner")
+    assert_reverts(call_from(m.revokeGrant(sid, accounts[4]), user), "NoSuchGrant")
 
     r = transact(w3, m.revokeGrant(sid, stranger), user)
 
@@ -213,7 +216,7 @@ def test_f2_owner_revokes_a_grant(system, user, stranger, accounts):
     # The session stays out of the pool: the revoked taker cannot take it straight back.
     assert m.poolGrant(stranger).call() == 0 and _pool(system) == []
     assert m.getPoolOffer(sid).call()[:2] == [False, "0x" + "0" * 40]
-    assert_reason(call_from(m.getFromPool(), stranger), "Pool empty")
+    assert_reverts(call_from(m.getFromPool(), stranger), "PoolEmpty")
     req = m.makeAIRequestInSession(sid, "hi", system.model, default_routing())
     assert_reverts(call_from(req, stranger, CALLBACK_GAS), "NotAllowedToUseSession", sid, stranger)
     assert m.getGrant(stranger).call() == [0, 0, False]
@@ -227,7 +230,7 @@ def test_f2_owner_removes_from_pool_and_ends_the_grant(system, user, stranger, a
     sid = _pooled_session(system, user, stranger, 50)
     other, _ = create(system, user, 10)
     transact(w3, m.addToPool(other), user)
-    assert_reason(call_from(m.removeFromPool(sid), stranger), "Not session owner")
+    assert_reverts(call_from(m.removeFromPool(sid), stranger), "NotSessionOwner")
 
     r = transact(w3, m.removeFromPool(sid), user)  # granted, not in the pool: the grant ends
     assert one_event(system.manager, "SessionRemovedFromPool", r) == {"sessionId": sid}
@@ -236,8 +239,8 @@ def test_f2_owner_removes_from_pool_and_ends_the_grant(system, user, stranger, a
     assert _pool(system) == [other]
     r = transact(w3, m.removeFromPool(other), user)  # in the pool, no grant
     assert events(system.manager, "GrantEnded", r) == [] and _pool(system) == []
-    assert_reason(call_from(m.removeFromPool(other), user), "Not pooled")
-    assert_reason(call_from(m.getFromPool(), accounts[4]), "Pool empty")
+    assert_reverts(call_from(m.removeFromPool(other), user), "NotPooled")
+    assert_reverts(call_from(m.getFromPool(), accounts[4]), "PoolEmpty")
 
 
 # ----------------------------------------------------------------------------- finding 3
@@ -255,7 +258,7 @@ def test_f3_one_grant_per_address_and_release(system, user, stranger, accounts):
     assert_reverts(call_from(m.getFromPool(), stranger), "AlreadyHoldsGrant", stranger, ids[2])
     assert _pool(system) == ids[:2]  # one address cannot empty the pool
 
-    assert_reason(call_from(m.releaseGrant(), accounts[4]), "No grant")
+    assert_reverts(call_from(m.releaseGrant(), accounts[4]), "NoGrant")
     r = transact(w3, m.releaseGrant(), stranger)
     assert one_event(system.manager, "GrantEnded", r) == {"sessionId": ids[2], "user": stranger, "reason": RELEASED}
     assert m.getGrant(stranger).call() == [0, 0, False]
@@ -300,7 +303,7 @@ def test_f4_config_upper_bounds(system, deployer):
         (m.setFees(0, unit + 1, unit), "fee per byte above max fee per response"),
     ]
     for fn, reason in bad:
-        assert_reverts(call_from(fn, deployer), "InvalidConfig", reason)
+        assert_reverts(call_from(fn, deployer), "InvalidConfig", config_problem(reason))
     # the bounds themselves are accepted
     transact(system.w3, m.updateConfig(10**6 * unit, 365 * 86400, 100), deployer)
     transact(system.w3, m.setRequestTimeout(7 * 86400), deployer)
@@ -392,6 +395,9 @@ def test_f6_drained_session_is_skipped_and_views_show_what_remains(system, deplo
 # ----------------------------------------------------------------------------- finding 7
 
 
+REDUNDANCY = "redundancy must be 1 (the DTN router cannot complete more)"
+
+
 def test_f7_invalid_routing_is_refused_before_paying(system, user):
     w3 = system.w3
     m = system.manager.functions
@@ -402,20 +408,21 @@ def test_f7_invalid_routing_is_refused_before_paying(system, user):
         ((ns, [], 1, 8, 1), "aggregation must be ANY"),
         ((ns, [], 1, 8, 4), "aggregation must be ANY"),
         (([], [], 1, 8, 0), "no namespace and no node"),
-        ((ns, [], 0, 8, 0), "redundancy is zero"),
-        ((ns, [], 2, 8, 0), "redundancy above named nodes"),
-        ((ns, node, 2, 8, 0), "redundancy above named nodes"),
+        ((ns, [], 0, 8, 0), REDUNDANCY),
+        ((ns, [], 2, 8, 0), REDUNDANCY),
+        ((ns, node, 2, 8, 0), REDUNDANCY),
+        ((ns, node + [keccak(text="node.x.y")], 2, 10, 0), REDUNDANCY),
         ((ns, [], 1, 11, 0), "confidence level above 10"),
     ]
     eth = w3.eth.get_balance(system.router.address)
     for route, reason in bad:
         for fn in (m.makeAIRequestInSession(sid, "hi", system.model, route),
                    m.makeAIRequestWithRouting("hi", system.model, route)):
-            assert_reverts(call_from(fn, user, CALLBACK_GAS), "InvalidRouting", reason)
+            assert_reverts(call_from(fn, user, CALLBACK_GAS), "InvalidRouting", routing_problem(reason))
     assert w3.eth.get_balance(system.router.address) == eth
     assert session(system, sid)["requestCount"] == 0
-    # enough named nodes for the redundancy: accepted
-    _ask_in(system, user, sid, route=(ns, node + [keccak(text="node.x.y")], 2, 10, 0))
+    # named nodes with redundancy 1: accepted
+    _ask_in(system, user, sid, route=(ns, node + [keccak(text="node.x.y")], 1, 10, 0))
 
 
 # ----------------------------------------------------------------------------- finding 8
@@ -519,14 +526,14 @@ def test_f10_sweep_takes_only_what_is_not_owed(system, deployer, user, stranger,
 def test_f10_ownership_is_two_step_and_cannot_be_renounced(system, deployer, stranger, accounts):
     w3 = system.w3
     m = system.manager.functions
-    assert_reverts(call_from(m.renounceOwnership(), deployer), "InvalidConfig", "renounce disabled")
+    assert_reverts(call_from(m.renounceOwnership(), deployer), "InvalidConfig", config_problem("renounce disabled"))
     assert m.owner().call() == deployer
     transact(w3, m.transferOwnership(stranger), deployer)
     assert m.owner().call() == deployer and m.pendingOwner().call() == stranger
     assert_reverts(call_from(m.acceptOwnership(), accounts[4]), "OwnableUnauthorizedAccount", accounts[4])
     transact(w3, m.acceptOwnership(), stranger)
     assert m.owner().call() == stranger
-    assert_reverts(call_from(m.renounceOwnership(), stranger), "InvalidConfig", "renounce disabled")
+    assert_reverts(call_from(m.renounceOwnership(), stranger), "InvalidConfig", config_problem("renounce disabled"))
 
 
 # ----------------------------------------------------------------------------- starved callbacks

@@ -8,7 +8,6 @@ from dtnsess_cli.devnet.localdtn import transact
 from helpers import (
     answer,
     ask,
-    assert_reason,
     assert_reverts,
     bal,
     call_from,
@@ -97,10 +96,10 @@ def test_renew_rejects(system, user, stranger):
     fund(system, stranger, 100)
     sid, _ = create(system, user, 50)
     m = system.manager.functions
-    assert_reason(call_from(m.renewSession(sid, system.unit), stranger), "Not session owner")
+    assert_reverts(call_from(m.renewSession(sid, system.unit), stranger), "NotSessionOwner")
     assert_reverts(call_from(m.renewSession(sid, 0), user), "ZeroAmount")
     transact(system.w3, m.closeSession(sid), user)
-    assert_reason(call_from(m.renewSession(sid, system.unit), user), "Session not active")
+    assert_reverts(call_from(m.renewSession(sid, system.unit), user), "SessionNotActive")
 
 
 def test_close_returns_exactly_dtn_remaining_balance(system, user, worker):
@@ -133,10 +132,10 @@ def test_close_rejects(system, user, stranger):
     fund(system, user, 100)
     sid, _ = create(system, user, 50)
     m = system.manager.functions
-    assert_reason(call_from(m.closeSession(sid), stranger), "Not session owner")
-    assert_reason(call_from(m.closeSession(sid + 1), user), "Not session owner")
+    assert_reverts(call_from(m.closeSession(sid), stranger), "NotSessionOwner")
+    assert_reverts(call_from(m.closeSession(sid + 1), user), "NotSessionOwner")
     transact(system.w3, m.closeSession(sid), user)
-    assert_reason(call_from(m.closeSession(sid), user), "Session not active")
+    assert_reverts(call_from(m.closeSession(sid), user), "SessionNotActive")
 
 
 def test_close_by_blocked_owner_credits_the_refund(system, deployer, user):

@@ -26,7 +26,7 @@ def data(sig: str, types: list, values: list) -> str:
      "--node"),
     ("SessionBalanceTooLow(uint256,uint256,uint256)", ["uint256"] * 3, [2, 0, 128_000],
      ["session 2 has 0 USDT left", "0.128 USDT"], "renew"),
-    ("InvalidRouting(string)", ["string"], ["aggregation must be ANY"],
+    ("InvalidRouting(uint8)", ["uint8"], [0],
      ["invalid routing: aggregation must be ANY"], None),
     ("FeeOnTransferToken(uint256,uint256)", ["uint256", "uint256"], [10**6, 990_000],
      ["delivered 0.99 USDT of 1 USDT"], None),

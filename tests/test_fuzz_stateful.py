@@ -37,8 +37,9 @@ from hypothesis.stateful import (
 )
 from web3.logs import DISCARD
 
-from dtnsess_cli.devnet.localdtn import SYSTEM_TRUST_NAMESPACE, respond_call, transact
-from helpers import CALLBACK_GAS, REQ_PENDING, latest_ts, rpc, tx_revert
+from dtnsess_cli.devnet.localdtn import SYSTEM_TRUST_NAMESPACE, deploy, respond_call, transact
+from dtnsess_cli.chain.errors import revert_data_of
+from helpers import CALLBACK_GAS, REQ_PENDING, decoder, latest_ts, rpc, tx_revert
 
 EXAMPLES = int(os.environ.get("DTNSESS_FUZZ_EXAMPLES", "15"))
 STEPS = int(os.environ.get("DTNSESS_FUZZ_STEPS", "25"))
@@ -61,7 +62,7 @@ ROUTES = [
     ([], ["sys"], 1, 8, ANY),
     ([], ["evil"], 1, 8, ANY),  # a taker paying its own node
     ([], [UNKNOWN_NODE_ID], 1, 8, ANY),  # valid, never answered
-    ([], ["sys", "evil"], 2, 8, ANY),
+    ([], ["sys", "evil"], 2, 8, ANY),  # invalid: redundancy 2 (the real router cannot complete it)
     ([SYSTEM_TRUST_NAMESPACE], [], 1, 8, ALL),  # invalid: aggregation
     ([], [], 1, 8, ANY),  # invalid: empty
     ([SYSTEM_TRUST_NAMESPACE], [], 0, 8, ANY),  # invalid: redundancy 0
@@ -104,6 +105,7 @@ class Ctx:
     everyone: list
     evil_node: bytes
     supply0: int
+    streak: object
 
 
 CTX: Ctx | None = None
@@ -119,6 +121,7 @@ class ManagerMachine(RuleBasedStateMachine):
         self.m = c.system.manager.functions
         self.unit = c.system.unit
         self.actors = c.users + [c.attacker]
+        self.grantees = self.actors + [c.streak.address]  # who may hold a pool grant
         self.snapshot = rpc(self.w3, "evm_snapshot")
         self.rids: list[tuple[bytes, int, str, int]] = []  # (request id, session, user, DTN session)
         self.starved: set[bytes] = set()  # answered on the router, callback failed
@@ -128,6 +131,8 @@ class ManagerMachine(RuleBasedStateMachine):
         self.actor: str | None = None
         self.action = "init"
         self.prev = None
+        self.attempts: dict[int, int] = {}  # session -> time of its owner's first blocked close
+        self.attempt_timeout = None
         STATS["examples"] += 1
 
     def teardown(self):
@@ -195,7 +200,9 @@ class ManagerMachine(RuleBasedStateMachine):
 
     @step(a=ACTOR, i=SID, tokens=st.sampled_from([0, 1, 10]))
     def renew(self, a, i, tokens):
-        self._send("renew", self.actors[a], self.m.renewSession(self._sid(i, a), tokens * self.unit))
+        sid = self._sid(i, a)
+        if self._send("renew", self.actors[a], self.m.renewSession(sid, tokens * self.unit))["status"]:
+            self.attempts.pop(sid, None)  # the owner renewed instead of closing: a new start
 
     @step(a=ACTOR, i=SID)
     def close(self, a, i):
@@ -238,18 +245,34 @@ class ManagerMachine(RuleBasedStateMachine):
         else:
             fn = self.m.makeAIRequestInSession(sid, prompt, model, routing)
         r = self._send("request", self.actors[a], fn, value=value)
+        # One of our nodes may answer it (else it stays pending: the locking attack of finding 1).
+        if mode == "auto":
+            ours = not ns or SYSTEM_TRUST_NAMESPACE in ns
+        else:
+            ours = bool({"sys", "evil"} & set(nodes)) if nodes else SYSTEM_TRUST_NAMESPACE in ns
+        self._track(r, ours)
+
+    def _track(self, r, answerable: bool):
         for ev in self.s.manager.events.AIRequestSubmitted().process_receipt(r, errors=DISCARD):
             e = ev["args"]
             self.rids.append((e["requestId"], e["sessionId"], e["user"], e["dtnSessionId"]))
-            # One of our nodes may answer it (else it stays pending: the locking attack of finding 1).
-            if mode == "auto":
-                ours = not ns or SYSTEM_TRUST_NAMESPACE in ns
-            else:
-                ours = bool({"sys", "evil"} & set(nodes)) if nodes else SYSTEM_TRUST_NAMESPACE in ns
-            if ours:
+            if answerable:
                 self.answerable.append(e["requestId"])
             if self.m.getSession(e["sessionId"]).call()[1] != e["user"]:
                 STATS["taker requests"] += 1
+
+    # The attacker's contract (StreakAttacker): takes from the pool, then settles its last request
+    # and sends the next one in one transaction, with no callback gas (issue 14).
+    @step()
+    def streak_take(self):
+        self._send("streakTake", self.c.attacker, self.c.streak.functions.take())
+
+    @step(i=SID)
+    def streak_settle_and_request(self, i):
+        held = self.m.poolGrant(self.c.streak.address).call()  # mostly the session it holds
+        sid = held if held and i % 4 else self._sid(i)
+        fn = self.c.streak.functions.settleAndRequest(sid, self.s.model, ROUTES[0])
+        self._track(self._send("streak", self.c.attacker, fn), True)
 
     @step(j=REQ, kind=st.sampled_from(["success", "failure", "tight"]), size=st.integers(0, 600),
           tight_gas=st.integers(250_000, 500_000))
@@ -439,6 +462,7 @@ class ManagerMachine(RuleBasedStateMachine):
     # more weight.
     request_2 = request
     request_3 = request
+    streak_2 = streak_settle_and_request
     answer_2 = answer
     get_from_pool_2 = get_from_pool
     add_to_pool_2 = add_to_pool
@@ -460,7 +484,7 @@ class ManagerMachine(RuleBasedStateMachine):
             b.add(m.getSessions(sids))
             for a in self.actors:
                 b.add(m.getUserActiveSessions(a))
-            for a in self.actors:
+            for a in self.grantees:
                 b.add(m.getGrant(a))
             for sid in sids:
                 b.add(m.getPoolOffer(sid))
@@ -476,9 +500,10 @@ class ManagerMachine(RuleBasedStateMachine):
         rest = out[k + 6:]
         na = len(self.actors)
         st_["user_active"] = dict(zip(self.actors, [list(x) for x in rest[:na]]))
-        st_["grants"] = dict(zip(self.actors, rest[na:2 * na]))
-        st_["offers"] = dict(zip(sids, rest[2 * na:2 * na + len(sids)]))
-        st_["claims"] = rest[2 * na + len(sids):]
+        ng = len(self.grantees)
+        st_["grants"] = dict(zip(self.grantees, rest[na:na + ng]))
+        st_["offers"] = dict(zip(sids, rest[na + ng:na + ng + len(sids)]))
+        st_["claims"] = rest[na + ng + len(sids):]
         return st_
 
     @staticmethod
@@ -578,26 +603,52 @@ class ManagerMachine(RuleBasedStateMachine):
                 changed = {k for k in after if after[k] != before[k]}
                 if self.action == "cleanup" and before["active"] and not after["active"]:
                     continue  # idle sessions are closed by anyone's cleanup
-                if changed <= {"offered", "grantLimit", "nodeRouting"} and not after["offered"] and (
-                        len(pool) >= pool_size):
-                    # A grant ended (released/exhausted) while the pool was full: the offer lapses
-                    # (contract-api.md: it returns only "if the pool has room").
-                    STATS["offer lapsed (pool full)"] += 1
+                # takers spend the offer's budget; nobody but the owner ever raises it
+                assert after["grantLimit"] <= before["grantLimit"], f"{where}: {sid} budget rose"
+                changed.discard("grantLimit")
+                if not changed:
+                    continue
+                if changed <= {"offered", "nodeRouting"} and not after["offered"] and (
+                        len(pool) >= pool_size or after["grantLimit"] < cfg[9]):
+                    # A grant ended while the pool was full, or the offer is spent: it lapses
+                    # (it returns only "if the pool has room" and can pay one more answer).
+                    STATS["offer lapsed (pool full or spent)"] += 1
                     continue
                 pytest.fail(f"{where}: session {sid} (owner {after['owner']}) changed {changed}: "
                             f"{before} -> {after}")
         self.prev = state
 
-        # 7. every active session's owner can close it within requestTimeout (a call at a future time)
-        later = {"time": hex(now + timeout + 1)}
+        # 7. the owner's exit, from the owner's first attempt: every active session's owner tries
+        #    closeSession now; refused (RequestsPending), that attempt is remembered, and on every
+        #    later state (whatever anyone sent since) the close must work at attempt + requestTimeout.
+        #    A change of requestTimeout by the contract owner starts the attempts afresh.
+        self._owner_exit(views, active_ids, now, timeout, where)
+        STATS["invariant checks"] += 1
+
+    def _close_calls(self, views, sids, times):
         calls = [("eth_call", [{"from": views[sid][1], "to": self.s.manager.address,
                                 "data": self.s.manager.encode_abi("closeSession", [sid])},
-                               "latest", {}, later]) for sid in sorted(active_ids)]
-        replies = self.w3.provider.make_batch_request(calls) if calls else []
-        for sid, reply in zip(sorted(active_ids), replies):
+                               "latest", {}, {"time": hex(t)}]) for sid, t in zip(sids, times)]
+        return self.w3.provider.make_batch_request(calls) if calls else []
+
+    def _owner_exit(self, views, active_ids, now, timeout, where):
+        if timeout != self.attempt_timeout:
+            self.attempts.clear()
+            self.attempt_timeout = timeout
+        self.attempts = {sid: t for sid, t in self.attempts.items() if sid in active_ids and now <= t + timeout}
+        fresh = sorted(active_ids - set(self.attempts))
+        for sid, reply in zip(fresh, self._close_calls(views, fresh, [now] * len(fresh))):
+            if "error" in reply:
+                dec = decoder().decode(revert_data_of(reply["error"]) or "0x")
+                assert dec.name == "RequestsPending", f"{where}: owner cannot close {sid}: {dec.reason}"
+                self.attempts[sid] = now
+                STATS["blocked close attempts"] += 1
+        tried = sorted(self.attempts)
+        times = [self.attempts[sid] + timeout for sid in tried]
+        for sid, reply in zip(tried, self._close_calls(views, tried, times)):
             assert "error" not in reply, (
-                f"{where}: owner cannot close session {sid} at now + requestTimeout + 1: {reply['error']}")
-        STATS["invariant checks"] += 1
+                f"{where}: owner of {sid}, refused at {self.attempts[sid]}, still cannot close at "
+                f"that + requestTimeout: {reply['error']}")
 
 
 def _prepare(w3, system, accounts, deployer, worker) -> Ctx:
@@ -608,7 +659,8 @@ def _prepare(w3, system, accounts, deployer, worker) -> Ctx:
     r = transact(w3, system.router.functions.registerNode(ATTACKER_NODE, attacker), deployer)
     evil = system.router.events.NodeRegistered().process_receipt(r, errors=DISCARD)[0]["args"]["nodeId"]
     supply = system.token.functions.totalSupply().call()
-    return Ctx(w3, system, deployer, worker, list(users), attacker, list(accounts), evil, supply)
+    streak = deploy(w3, "StreakAttacker", attacker, system.manager.address)
+    return Ctx(w3, system, deployer, worker, list(users), attacker, list(accounts), evil, supply, streak)
 
 
 def _check_time_override(c: Ctx) -> None:

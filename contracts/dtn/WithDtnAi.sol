@@ -9,13 +9,18 @@ abstract contract WithDtnAi {
     /// @notice The DTN router this contract talks to.
     IDtnAi public ai;
 
+    /// @notice A DTN callback came from another address than the router.
+    error NotDtn(address caller);
+    /// @notice The router address given is zero.
+    error ZeroDtnAddress();
+
     modifier onlyDtn() {
-        require(msg.sender == address(ai), "Only DTN can call this function");
+        if (msg.sender != address(ai)) revert NotDtn(msg.sender);
         _;
     }
 
     function setAi(address ai_) internal {
-        require(ai_ != address(0), "DTN address is zero");
+        if (ai_ == address(0)) revert ZeroDtnAddress();
         ai = IDtnAi(ai_);
     }
 }

@@ -43,15 +43,18 @@ OZ_PREFIX = "@openzeppelin/contracts/"
 OZ_TARGET = "node_modules/@openzeppelin/contracts/"
 PROJECT_PREFIX = "contracts/"
 
-# NOTE: runs=1 (optimise for size): the manager is near the 24,576-byte EIP-170 limit; runs=200
-# cost 318 more bytes for 0.1-1.7% less gas per call (bench/RESULTS.md, issue 10).
+# NOTE: runs=200 (optimise for calls): the manager keeps its headroom under EIP-170 by design
+# (custom errors, views in its lens), not by optimising for size (bench/RESULTS.md, issue 14).
 BASE_SETTINGS: dict = {
-    "optimizer": {"enabled": True, "runs": 1},
+    "optimizer": {"enabled": True, "runs": 200},
     "evmVersion": "cancun",
     "metadata": {"bytecodeHash": "none"},
     "remappings": [f"{OZ_PREFIX}={OZ_TARGET}"],
 }
 OUTPUTS = ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]
+# A contract whose fallback serves another contract's functions at its own address: its artifact's
+# ABI lists them too, so a client needs one address and one ABI.
+SERVED_BY_FALLBACK = {"AdvancedSessionManager": "AdvancedSessionManagerLens"}
 
 
 class CompileError(Exception):
@@ -382,6 +385,8 @@ def build(contracts_dir: Path, node_modules: Path | None = None) -> dict[str, by
         output = _run_solc(compiler, input_json)
 
     digest = sources_hash(sources, project, oz_version(node_modules))
+    abis = {name: data.get("abi", []) for unit in project
+            for name, data in output.get("contracts", {}).get(unit, {}).items()}
     files: dict[str, bytes] = {}
     origin: dict[str, str] = {}
     for unit in project:
@@ -395,7 +400,7 @@ def build(contracts_dir: Path, node_modules: Path | None = None) -> dict[str, by
             artifact = {
                 "contractName": name,
                 "sourceName": unit,
-                "abi": data.get("abi", []),
+                "abi": _served_abi(name, abis),
                 "bytecode": "0x" + data["evm"]["bytecode"]["object"],
                 "deployedBytecode": "0x" + data["evm"]["deployedBytecode"]["object"],
                 "compiler": {"version": compiler.version, "settings": settings},
@@ -404,6 +409,27 @@ def build(contracts_dir: Path, node_modules: Path | None = None) -> dict[str, by
             text = json.dumps(artifact, indent=2, sort_keys=True) + "\n"
             files[f"{name}.json"] = text.encode()
     return files
+
+
+def _served_abi(name: str, abis: dict[str, list]) -> list:
+    """The ABI of ``name`` plus the functions its fallback serves (SERVED_BY_FALLBACK)."""
+    own = list(abis.get(name, []))
+    served = SERVED_BY_FALLBACK.get(name)
+    if served is None:
+        return own
+    from eth_utils import function_abi_to_4byte_selector
+
+    selectors = {function_abi_to_4byte_selector(e) for e in own if e.get("type") == "function"}
+    for entry in abis.get(served, []):
+        if entry.get("type") != "function":
+            continue
+        sel = function_abi_to_4byte_selector(entry)
+        if sel in selectors:
+            continue  # the contract's own function (a shared getter) answers first
+        if entry.get("stateMutability") not in ("view", "pure"):
+            raise CompileError(f"{served}.{entry['name']} is not a view: a fallback serves only views")
+        own.append(entry)
+    return own
 
 
 def write(files: dict[str, bytes], out_dir: Path) -> list[str]:

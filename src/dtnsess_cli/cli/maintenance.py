@@ -98,8 +98,12 @@ def journal_forget(
 @command(app, "cleanup")
 def cleanup(
     max_: Annotated[Optional[int], typer.Option(
-        "--max", help="close at most N sessions (default 50; 150 keeps a transaction under "
-                      "2^24 gas)", min=1, max=150, show_default=False)] = None,
+        "--max", help="close at most N sessions in all (default: every idle one, in as many "
+                      "transactions as needed, each under 2^24 gas)", min=1,
+        show_default=False)] = None,
+    max_gas: Annotated[Optional[int], typer.Option(
+        "--max-gas", help="send no further transaction once this much gas is used", min=1,
+        show_default=False)] = None,
     max_gas_price: Annotated[Optional[str], typer.Option(
         "--max-gas-price", help="do nothing (exit 11) above this gas price, in gwei")] = None,
     check: Annotated[bool, typer.Option(
@@ -115,14 +119,13 @@ def cleanup(
 
     g.yes = True  # NOTE: cron never answers a prompt
     with error_handler(debug_enabled(g), g.json):
-        if check and (max_ is not None or max_gas_price is not None):
-            raise_input("--check", "", "--max and --max-gas-price do not apply: it shows what "
+        if check and (max_ is not None or max_gas is not None or max_gas_price is not None):
+            raise_input("--check", "", "--max, --max-gas and --max-gas-price do not apply: it shows what "
                         "one performUpkeep would do (at most 50 sessions), sending nothing")
         limit = parse_gwei(max_gas_price, "--max-gas-price") if max_gas_price else None
     run = Run(g)
     if check:
         return _cleanup_check(run, g)
-    max_ = 50 if max_ is None else max_
     c = run.client
     with error_handler(debug_enabled(g), g.json):
         lock = _cleanup_lock(run)
@@ -132,7 +135,7 @@ def cleanup(
                     price = c.gas_price()
                     if price > limit:
                         raise GasPriceTooHighError(format_gwei(price), format_gwei(limit))
-                res = c.cleanup(max_)
+                res = c.cleanup(max_, max_gas)
         except Exception as exc:
             if type(exc).__name__ == "Timeout":  # filelock.Timeout: held by another run
                 raise LockedError(lock.lock_file) from None
@@ -147,10 +150,14 @@ def cleanup(
     elif res.dry_run:
         line = f"cleanup (dry run): would close {len(res.data['idle'])} idle sessions"
     else:
-        ids = ",".join(str(x["session_id"]) for x in closed) or "-"
+        ids = ",".join(str(x["session_id"]) for x in closed[:20]) or "-"
+        if len(closed) > 20:
+            ids += ",..."
+        n = len(res.txs)
+        txs = run.ui.tx_ref(res.txs[0].tx_hash) if n == 1 else f"{n} transactions"
         line = (f"cleanup: closed {len(closed)} session{'s' if len(closed) != 1 else ''} [{ids}], "
                 f"refunds credited {refunds.human() if refunds else 0}, "
-                f"tx {run.ui.tx_ref(res.txs[0].tx_hash)}")
+                f"{'tx ' if n == 1 else ''}{txs}, {res.data['gas_used']:,} gas")
         if res.data.get("failed"):
             line += f", failed {res.data['failed']}"
     run.ui.emit(res.to_dict(), line)

@@ -17,8 +17,8 @@ app.add_typer(pool_app, name="pool")
 def pool_add(
     session: Annotated[str, typer.Argument(help="session id")],
     limit: Annotated[Optional[str], typer.Option(
-        "--limit", help="tokens a taker may spend before the grant ends (default: 10 answers' "
-                        "maximum fee)", show_default=False)] = None,
+        "--limit", help="the offer's budget: tokens takers may spend in all, across every grant "
+                        "and re-take (default: 10 answers' maximum fee)", show_default=False)] = None,
     allow_nodes: Annotated[bool, typer.Option(
         "--allow-nodes", help="let takers route to node ids (default: trust namespaces only; "
                               "a taker could route to a node of their own)")] = False,
@@ -31,7 +31,7 @@ def pool_add(
     res = run.client.add_to_pool(parse_session_id(session), limit, allow_nodes)
     run.write(res, f"would add session {session} to the pool" if res.dry_run
               else f"session {session} added to the pool",
-              [("grant limit", res.data["grant_limit"].human()),
+              [("budget", res.data["grant_limit"].human()),
                ("takers may route", "to node ids and namespaces" if allow_nodes
                 else "by trust namespace only")])
 
@@ -95,7 +95,7 @@ def pool_release(*, g: CliOptions) -> None:
 
 @command(pool_app, "status")
 def pool_status(*, g: CliOptions) -> None:
-    """Pool size, capacity, offers (takers, grant limits) and your own grant."""
+    """Pool size, capacity, offers (takers, budgets left) and your own grant."""
     run = Run(g)
     st = run.client.pool_status()
     grant = st["grant"]
@@ -109,7 +109,7 @@ def pool_status(*, g: CliOptions) -> None:
              if grant else "-")]))
         if st["offers"]:
             out.print(run.ui.table("Offers", ["session", "owner", "state", "taker",
-                                              "grant limit", "node routing"],
+                                              "budget left", "node routing"],
                                    [(o["session_id"], o["owner"],
                                      "in the pool" if o["pooled"] else "taken", o["taker"],
                                      o["grant_limit"], o["allow_node_routing"])

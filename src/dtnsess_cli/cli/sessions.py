@@ -82,20 +82,26 @@ def renew(
 def close(
     session: Annotated[Optional[str], typer.Argument(help="session id")] = None,
     all_: Annotated[bool, typer.Option("--all", help="close all your sessions")] = False,
+    cancel: Annotated[bool, typer.Option("--cancel", help="undo a close that began (session open again)")] = False,
     *, g: CliOptions,
 ) -> None:
     """Close a session (or --all); the refund comes back to you.
 
-    Settles answered requests first. Still blocked by unanswered ones: marks it closing.
+    Settles answered requests first. Still blocked by unanswered ones: marks it closing
+    (`close ID --cancel` undoes that).
     """
     # NOTE: blocked, `close ID` sends beginClose (others can no longer add requests) and exits 7
     # with the time to retry; `close --all` closes the others and lists the skipped ones (exit 7
     # only when none could close). Typer keeps docstring line breaks: one line per paragraph.
     from ..manager import parse_session_id
 
-    if (session is None) == (not all_):
-        raise_usage("give a SESSION id or --all (not both)")
+    if (session is None) == (not all_) or (cancel and all_):
+        raise_usage("give a SESSION id or --all (not both; --cancel takes an id)")
     run = Run(g)
+    if cancel:
+        res = run.client.cancel_close(parse_session_id(session))
+        run.write(res, f"would reopen session {session}" if res.dry_run else f"session {session} open again")
+        return
     res = run.client.close_all_sessions() if all_ else run.client.close_session(parse_session_id(session))
     closed = res.data.get("closed") or []
     lines = settled_lines(res.to_dict()) + [

@@ -26,6 +26,12 @@ from .base import (
 from .views import WriteResult, Check
 
 
+# Idle sessions read before a cleanup (what a dry run shows); the cleanup itself goes on until none
+# is left. ALL_IDLE: cleanupOldSessionsUpTo's count when only gas bounds a transaction.
+IDLE_PEEK = 200
+ALL_IDLE = 2**32
+
+
 class Maintenance:
     """Cleanup, refunds, configuration, sweep, deploy and doctor."""
 
@@ -67,22 +73,37 @@ class Maintenance:
         return int(self._raw("eth_gasPrice", [], "gas price"), 16)
 
     @_writes
-    def cleanup(self, max_n: int) -> WriteResult:
+    def cleanup(self, max_n: Optional[int] = None, max_gas: Optional[int] = None) -> WriteResult:
+        """Close idle sessions until none is left or a budget is spent: as many
+        cleanupOldSessionsUpTo transactions as the backlog needs, one after the other (each is
+        bounded on chain by MAINTENANCE_GAS_BUDGET, so it stays under 2^24 gas). ``max_n``:
+        sessions in all; ``max_gas``: gas in all (no transaction starts once it is spent).
+        Stops early when a transaction closes nothing (DTN refused every close)."""
         r = WriteResult("cleanup", dry_run=self.settings.dry_run)
-        idle = self.idle_sessions(max_n)
-        r.data["idle"] = idle
-        if not idle:
-            r.data["closed"] = []
-            return r
-        res = self._send(self.manager.call("cleanupOldSessionsUpTo", max_n),
-                         description=f"clean up {len(idle)} idle session{'s' if len(idle) != 1 else ''}")
-        r.txs.append(res)
-        r.data["closed"] = self._closed_from(res)
-        total = sum(int(e.args["amount"]) for e in self._events(res, "RefundCredited"))
+        idle = self.idle_sessions(min(max_n or IDLE_PEEK, IDLE_PEEK))
+        r.data.update({"idle": idle, "closed": [], "gas_used": 0})
+        left, total, prev, failed = max_n, 0, None, []
+        while idle and left != 0 and (max_gas is None or r.data["gas_used"] < max_gas):
+            n = left if left is not None else ALL_IDLE
+            res = self._send(self.manager.call("cleanupOldSessionsUpTo", n),
+                             description=f"clean up idle sessions ({len(r.txs) + 1}. transaction)",
+                             follows=prev)
+            r.txs.append(res)
+            if res.dry_run:
+                break
+            prev, closed = res, self._closed_from(res)
+            r.data["closed"] += closed
+            r.data["gas_used"] += res.gas_used or 0
+            total += sum(int(e.args["amount"]) for e in self._events(res, "RefundCredited"))
+            failed += [int(e.args["sessionId"]) for e in self._events(res, "CleanupFailed")]
+            if not closed:
+                break
+            if left is not None:
+                left -= len(closed)
+            idle = self.idle_sessions(1)
         r.data["refunds_credited"] = self.amount(total)
-        failed = self._events(res, "CleanupFailed")
         if failed:
-            r.data["failed"] = [int(e.args["sessionId"]) for e in failed]
+            r.data["failed"] = failed
         return r
 
     @_writes

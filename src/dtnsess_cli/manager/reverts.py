@@ -29,6 +29,27 @@ def requests_pending_error(description: str, session_id: int, pending: int, retr
     )
 
 
+# The manager's InvalidConfig(ConfigProblem) and InvalidRouting(RoutingProblem), by enum value
+# (the order of the enums in contracts/AdvancedSessionManager.sol).
+CONFIG_PROBLEMS = (
+    "minimum session balance is zero", "minimum session balance too high",
+    "max session age is zero", "max session age too high",
+    "max session age below request timeout", "pool size too high",
+    "pool size below current pool", "max fee per response is zero",
+    "max fee per response too high", "fee per byte above max fee per response",
+    "request timeout is zero", "request timeout too high",
+    "request timeout above max session age", "renounce disabled", "grant limit out of range",
+)
+ROUTING_PROBLEMS = (
+    "aggregation must be ANY", "no namespace and no node",
+    "redundancy must be 1 (the DTN router cannot complete more)", "confidence level above 10",
+)
+
+
+def _problem(table: tuple, code: int) -> str:
+    return table[code] if 0 <= code < len(table) else f"reason {code}"
+
+
 # Friendly messages for well-known reverts of the manager, the token and the DTN router.
 def friendly(dec: DecodedRevert, description: str, tx_hash: Optional[str],
               token_decimals: Optional[int], token_symbol: str) -> DtnsessError:
@@ -46,8 +67,10 @@ def friendly(dec: DecodedRevert, description: str, tx_hash: Optional[str],
     if name == "NotAllowedToUseSession":
         return NotAuthorizedError(f"{description}: {a[1]} may not use session {a[0]}",
                                   hint="use your own session, or take one with `dtnsess pool get`")
-    if name == "Error" and a and a[0] in ("Not session owner", "Not owner"):
-        return NotAuthorizedError(f"{description}: you are not the owner of this session")
+    if name == "NotSessionOwner":
+        return NotAuthorizedError(f"{description}: {a[1]} is not the owner of session {a[0]}")
+    if name == "NotDtn":
+        return NotAuthorizedError(f"{description}: only the DTN router may call this ({a[0]} is not)")
     if name == "RequestsPending":
         return requests_pending_error(description, *a, data=dec.data, tx_hash=tx_hash)
     if name == "RequestIdCollision":
@@ -66,7 +89,8 @@ def friendly(dec: DecodedRevert, description: str, tx_hash: Optional[str],
         return RevertError(description, "no refunds to withdraw", name=name, args=a,
                            data=dec.data, tx_hash=tx_hash)
     if name == "InvalidConfig":
-        return RevertError(description, f"invalid configuration: {a[0]}", name=name, args=a,
+        return RevertError(description, f"invalid configuration: {_problem(CONFIG_PROBLEMS, a[0])}",
+                           name=name, args=a,
                            data=dec.data, tx_hash=tx_hash)
     if name == "ZeroAmount":
         return RevertError(description, "amount must be greater than zero", name=name,
@@ -85,7 +109,31 @@ def friendly(dec: DecodedRevert, description: str, tx_hash: Optional[str],
         "SessionBalanceTooLow": lambda: (
             f"session {a[0]} has {tok(a[1])} left, less than the {tok(a[2])} one answer needs",
             "add funds with `dtnsess renew SESSION AMOUNT`, or use another session"),
-        "InvalidRouting": lambda: (f"invalid routing: {a[0]}", None),
+        "InvalidRouting": lambda: (f"invalid routing: {_problem(ROUTING_PROBLEMS, a[0])}", None),
+        "SessionNotActive": lambda: (f"session {a[0]} is not active (closed or unknown)",
+                                     "`dtnsess sessions` lists your active sessions"),
+        "AlreadyClosing": lambda: (
+            f"session {a[0]} is closing already",
+            "`dtnsess close ID` once its requests are answered, or cancel with `dtnsess close ID --cancel`"),
+        "SessionIsClosing": lambda: (
+            f"session {a[0]} is closing", "cancel the close first (`dtnsess close ID --cancel`)"),
+        "AlreadyPooled": lambda: (f"session {a[0]} is in the pool already", None),
+        "NotPooled": lambda: (f"session {a[0]} is not in the pool", None),
+        "PoolFull": lambda: (f"the pool is full ({a[0]} sessions)",
+                             "remove one of yours (`dtnsess pool remove ID`) or wait"),
+        "PoolEmpty": lambda: ("the pool is empty", "create a session of your own (`dtnsess create AMOUNT`)"),
+        "NoGrant": lambda: (f"{a[0]} holds no pool grant", None),
+        "NoSuchGrant": lambda: (f"{a[1]} holds no grant on session {a[0]}", None),
+        "BalanceTooLow": lambda: (
+            f"{tok(a[0])} is below the minimum session balance of {tok(a[1])}",
+            "the amount is below the contract's minimum session balance (`dtnsess config show`)"),
+        "EmptyCall": lambda: ("the encoded call is empty", None),
+        "RequestNotPending": lambda: (f"request {_fmt_arg(a[0])} is not pending (unknown or settled)",
+                                      None),
+        "NothingClosed": lambda: ("nothing closed: no session is idle, or DTN refused every close",
+                                  None),
+        "OutOfGas": lambda: ("ran out of gas", "retry with more gas or fewer ids"),
+        "TooManySessions": lambda: ("the manager has run out of session ids", None),
         "FeeOnTransferToken": lambda: (
             f"the fee token delivered {tok(a[1])} of {tok(a[0])}: tokens that take a fee on "
             f"transfer are not supported", None),
@@ -95,14 +143,10 @@ def friendly(dec: DecodedRevert, description: str, tx_hash: Optional[str],
         return RevertError(description, reason, name=name, args=a, data=dec.data,
                            tx_hash=tx_hash, hint=hint)
     hint = None
-    if name == "Error" and a and a[0] == "Balance too low":
-        hint = "the amount is below the contract's minimum session balance (`dtnsess config show`)"
-    elif name == "Error" and a and a[0] == "Model does not exist":
+    if name == "Error" and a and a[0] == "Model does not exist":
         hint = ("use a full registry name such as model.system.openai-gpt-5-nano (--model; "
                 "`dtnsess models` lists the known ones)")
     elif name == "Error" and a and a[0] == "Insufficient callback gas":
         hint = "raise --value (it must cover the callback gas)"
-    elif name == "Error" and a and a[0] == "Already closing":
-        hint = "the session is closing already: `dtnsess close ID` once its requests are answered"
     return RevertError(description, dec.reason, name=name, args=a, data=dec.data,
                        tx_hash=tx_hash, hint=hint)

@@ -234,6 +234,9 @@ class Sessions:
     def renew_session(self, session_id: int, amount: str, approve_max: bool = False) -> WriteResult:
         units = self.parse(amount)
         s = self._owned_active(session_id)
+        if s.closing:  # the contract refuses new money in a session on its way out
+            raise InputError("session", str(session_id),
+                             f"it is closing: `dtnsess close {session_id} --cancel` first")
         r = WriteResult("renew", dry_run=self.settings.dry_run)
         # answered requests whose callback failed would block the renewal: settle them first
         if self._settle_answered(r, [s]) is not None:
@@ -274,6 +277,18 @@ class Sessions:
             if now < retry_after:
                 raise requests_pending_error(f"renewing session {s.session_id}", s.session_id,
                                              s.pending_requests, retry_after)
+
+    @_writes
+    def cancel_close(self, session_id: int) -> WriteResult:
+        """cancelClose: undo beginClose; others with a grant may use the session again."""
+        s = self._owned_active(session_id)
+        if not s.closing:
+            raise InputError("session", str(session_id), "it is not closing")
+        r = WriteResult("close-cancel", dry_run=self.settings.dry_run)
+        r.txs.append(self._send(self.manager.call("cancelClose", session_id),
+                                description=f"cancel closing session {session_id}"))
+        r.data["session_id"] = session_id
+        return r
 
     @_writes
     def close_session(self, session_id: int) -> WriteResult:
@@ -355,18 +370,26 @@ class Sessions:
                 raise r.error
             return r
         n = len(mine) - len(blocked)
-        res = self._send(self.manager.call("closeAllSessions"),
-                         description=f"close {n} of your sessions" + (
-                             f" (skipping {len(blocked)} with pending requests)" if blocked
-                             else ""), follows=prev)
-        r.txs.append(res)
-        r.data["closed"] = self._closed_from(res)
-        if not res.dry_run:
+        # closeAllSessions is bounded by gas: with many sessions, page through (each transaction
+        # closes from the start of the list on; a transaction that closes nothing ends it)
+        while True:
+            res = self._send(self.manager.call("closeAllSessions"),
+                             description=f"close {n - len(r.data['closed'])} of your sessions" + (
+                                 f" (skipping {len(blocked)} with pending requests)" if blocked
+                                 else ""), follows=prev)
+            r.txs.append(res)
+            closed = self._closed_from(res)
+            r.data["closed"] += closed
+            if res.dry_run:
+                break
             skipped = [{"session_id": int(e.args["sessionId"]),
                         "pending": blocked[int(e.args["sessionId"])].pending_requests
                         if int(e.args["sessionId"]) in blocked else None,
                         "retry_after": int(e.args["retryAfter"])}
                        for e in self._events(res, "SessionCloseSkipped")]
+            if not closed or len(r.data["closed"]) >= n:
+                break
+            prev = res
         r.data["skipped"] = skipped
         if not r.data["closed"] and skipped and not res.dry_run:  # they got requests meanwhile
             r.error = _all_blocked_error(skipped)

@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.20;
+
+import {IDtnAi} from "./dtn/IDtnAi.sol";
+import {WithDtnAi} from "./dtn/WithDtnAi.sol";
+
+/// @dev Optional views of the deployed DTN that are not part of IDtnAi.
+interface IDtnRouterViews {
+    /// @notice The DTN session manager contract behind the router.
+    function sessionManager() external view returns (address);
+}
+
+interface IDtnSessionBalances {
+    /// @notice The remaining balance of a DTN session.
+    function getSessionBalance(uint256 sessionId) external view returns (uint256);
+}
+
+/// @title AdvancedSessionStore
+/// @notice The storage of AdvancedSessionManager and the reads it shares with its lens. Both inherit
+///         it, so the lens, run by the manager's fallback with delegatecall, sees the same layout.
+abstract contract AdvancedSessionStore is WithDtnAi {
+    // ------------------------------------------------------------------ types
+
+    enum RequestStatus { None, Pending, Succeeded, Failed }
+
+    /// @dev A session in six storage slots; the first four are written on create, the grant slots
+    ///      only when pooled. `sessions(id)` still returns the example's six fields.
+    struct Session {
+        // slot 0
+        address owner;
+        uint64 lastUsed;
+        bool active;
+        bool closing; // beginClose(): only the owner may make requests
+        bool allowNodeRouting; // pool takers may name trusted node ids
+        // slot 1
+        uint128 balance; // funds put into the current DTN session (deposit plus carried refund)
+        uint64 requestCount;
+        uint64 lastRequestAt;
+        // slot 2: written together on every request and answer
+        uint128 dtnSessionId;
+        uint32 pendingRequests;
+        uint48 closableAt; // the pending deadline; kept by a streak restarted soon after (see _request)
+        uint48 pendingSince; // start of the streak that fixed closableAt
+        // slot 3: 1-based positions in the id arrays (swap-and-pop), LRU and per-user list neighbours
+        uint40 activePos;
+        uint40 poolPos;
+        uint40 lruPrev;
+        uint40 lruNext;
+        uint40 userPrev;
+        uint40 userNext;
+        // slot 4: who holds the pool grant, and what the offer may still spend: every taker request
+        // spends totalFeePerRes of it, across all grants and re-takes
+        address taker;
+        uint96 offerBudget;
+    }
+
+    /// @dev A request in two slots; the DTN session it was made on tells a stale settle apart.
+    struct Request {
+        address user;
+        uint40 createdAt;
+        RequestStatus status;
+        uint48 sessionId;
+        uint256 dtnSessionId;
+    }
+
+    /// @dev A taker's grant: the session it is on (what it may spend is the session's offerBudget).
+    struct Grant {
+        uint40 sessionId;
+    }
+
+    /// @dev The active sessions of one owner, a list in ascending id order.
+    struct UserList {
+        uint40 head;
+        uint40 tail;
+        uint40 count;
+    }
+
+
+    // ------------------------------------------------------------------ example-compatible state
+
+    mapping(address => uint256[]) public userSessions;
+    uint256[] public activeSessions;
+
+    uint256 public minSessionBalance;
+    uint256 public maxSessionAge = 24 hours;
+    uint256 public sessionPoolSize = 5;
+
+    uint256[] public sessionPool;
+
+    // ------------------------------------------------------------------ added state
+
+    uint256 public feePerByteReq;
+    uint256 public feePerByteRes;
+    uint256 public totalFeePerRes;
+    /// @notice A session's pending requests block close and renew until this long after the oldest
+    ///         unanswered one (its deadline is fixed when made: raising this never extends it).
+    uint256 public requestTimeout = 15 minutes;
+
+    uint256 public nextSessionId = 1;
+    /// @notice Refunds credited by cleanup, withdrawable with withdrawRefunds().
+    mapping(address => uint256) public claimableRefunds;
+    uint256 public totalClaimable;
+
+    mapping(uint256 => Session) internal _sessions;
+    mapping(bytes32 => Request) internal _requests;
+    mapping(address => bytes32[]) internal _userRequests;
+    mapping(address => UserList) internal _userActive;
+    mapping(address => Grant) internal _grants;
+    // Active sessions ordered by lastUsed (head = least recently used): cleanup only visits idle ones.
+    uint256 internal _lruHead;
+    uint256 internal _lruTail;
+
+    // ------------------------------------------------------------------ shared reads
+
+    function _isIdle(uint256 sessionId) internal view returns (bool) {
+        return block.timestamp - _sessions[sessionId].lastUsed > maxSessionAge;
+    }
+
+    function _dtnBalance(uint256 dtnSessionId) internal view returns (bool ok, uint256 balance) {
+        address manager;
+        try IDtnRouterViews(address(ai)).sessionManager() returns (address m) {
+            manager = m;
+        } catch {
+            return (false, 0);
+        }
+        if (manager.code.length == 0) return (false, 0);
+        try IDtnSessionBalances(manager).getSessionBalance(dtnSessionId) returns (uint256 b) {
+            return (true, b);
+        } catch {
+            return (false, 0);
+        }
+    }
+
+    /// @dev The effective deadline of a session's pending requests: the one fixed when the streak
+    ///      began, or earlier if requestTimeout was lowered since. Saturating.
+    function _deadline(Session storage s) internal view returns (uint256) {
+        uint256 fixedAt = s.closableAt;
+        uint256 now_ = _addSat(s.pendingSince, requestTimeout);
+        return now_ < fixedAt ? now_ : fixedAt;
+    }
+
+    function _addSat(uint256 a, uint256 b) internal pure returns (uint256) {
+        unchecked {
+            uint256 c = a + b;
+            if (c < a || c > type(uint48).max) return type(uint48).max;
+            return c;
+        }
+    }
+}
