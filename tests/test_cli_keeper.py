@@ -56,8 +56,8 @@ def test_deploy_without_identity_says_it_refuses_reports(system6, make_cli, forw
     (["--forwarder", "FORWARDER", "--workflow-name", "x"], ExitCode.INPUT, "--workflow-owner"),
     (["--forwarder", "FORWARDER", "--workflow-id", "0x1234"], ExitCode.INPUT, "64 hex digits"),
     (["--forwarder", "FORWARDER", "--workflow-owner", "0xnothex"], ExitCode.INPUT, "workflow owner"),
-    (["--forwarder", "FORWARDER", "--max-batch", "63"], ExitCode.INPUT, "must be 1 to 62"),
-    (["--forwarder", "FORWARDER", "--max-batch", "0"], ExitCode.INPUT, "must be 1 to 62"),
+    (["--forwarder", "FORWARDER", "--max-batch", "41"], ExitCode.INPUT, "must be 1 to 40"),
+    (["--forwarder", "FORWARDER", "--max-batch", "0"], ExitCode.INPUT, "must be 1 to 40"),
 ], ids=["no-forwarder", "forwarder-without-code", "name-without-owner", "short-id", "bad-owner",
         "batch-too-big", "batch-zero"])
 def test_deploy_refuses_bad_input_and_sends_nothing(system6, make_cli, forwarder, deployer,
@@ -88,7 +88,7 @@ def test_configure_is_for_the_owner(system6, make_cli, forwarder, accounts):
 
 def _config(tmp_path, **over):
     cfg = {"schedule": "0 */10 * * * *", "chainSelectorName": "anvil-devnet",
-           "managerAddress": None, "receiverAddress": None, "maxSessions": 50,
+           "managerAddress": None, "receiverAddress": None, "maxSessions": 40,
            "writeGasLimit": "5000000", **over}
     path = tmp_path / "config.json"
     path.write_text(json.dumps(cfg))
@@ -106,7 +106,7 @@ def test_check_a_workflow_config(system6, make_cli, forwarder, tmp_path, account
 
     for bad, name in ((dict(chainSelectorName="ethereum-mainnet-base-1"), "chain"),
                       (dict(writeGasLimit="6000000"), "write gas"),
-                      (dict(maxSessions=51), "max sessions"),
+                      (dict(maxSessions=41), "max sessions"),
                       (dict(writeGasLimit="2000000"), "batch fits the gas"),
                       (dict(managerAddress=accounts[5]), "manager")):
         cfg = {"managerAddress": system6.manager.address, "receiverAddress": rcv, **bad}

@@ -198,20 +198,22 @@ def test_a_callback_value_below_what_answers_need(cli, w3, user):
 
 
 def test_redundancy_above_one_is_charged_but_never_completes(system6, user, deployer):
-    """As the real router: the first answer is charged and the request stays pending; a second
-    node's answer reverts."""
-    from helpers import assert_reason, REQ_PENDING
+    """As the real router: the first answer is charged and the request stays open; a second
+    node's answer reverts. The manager refuses such routing before paying (issue 14:
+    test_f7_invalid_routing_is_refused_before_paying), so this asks the router directly, from an
+    account with its own DTN session."""
+    from helpers import assert_reason, open_router_session, router_request_args
 
     router = system6.router.functions
     second = localdtn.node_id("node.devnet.second")
     localdtn.transact(system6.w3, router.registerNode("node.devnet.second", deployer), deployer)
-    fund(system6, user, 100)
-    create(system6, user, 50)
-    rid, _ = ask(system6, user, "hello", route=([], [system6.node_id, second], 2, 8, 0))
+    dtn_sid = open_router_session(system6, user)
+    args = router_request_args(system6, dtn_sid, user, route=([], [system6.node_id, second], 2, 8, 0))
+    r = localdtn.transact(system6.w3, router.request(*args), user)
+    rid = one_event(system6.router, "RequestCreated", r)["requestId"]
     r = answer(system6, rid, "first")
     assert one_event(system6.router, "SessionCharged", r)["amount"] > 0
     assert events(system6.router, "RequestCompleted", r) == []
-    assert request_status(system6, rid) == REQ_PENDING
     assert_reason(lambda: localdtn.respond(system6, rid, worker=deployer, node=second, text="2nd"),
                   "No responses found or multiple responses without aggregation")
-    assert request_status(system6, rid) == REQ_PENDING
+    assert_reason(lambda: answer(system6, rid, "again"), "Node already responded")

@@ -38,8 +38,8 @@ def _identity_lines(data: dict) -> list:
 def keeper_deploy(
     forwarder: ForwarderOpt = None,
     max_batch: Annotated[int, typer.Option(
-        "--max-batch", help="most sessions one report may close (at most 62: the worst case "
-                            "that fits CRE's 5,000,000-gas write)")] = 50,
+        "--max-batch", help="most sessions one report may close (at most 40: the worst case "
+                            "that fits CRE's 5,000,000-gas write)")] = 40,
     workflow_id: WorkflowIdOpt = None,
     workflow_owner: WorkflowOwnerOpt = None,
     workflow_name: WorkflowNameOpt = None,
@@ -65,7 +65,7 @@ def keeper_configure(
     receiver: Annotated[str, typer.Argument(help="the CleanupReceiver's address")],
     forwarder: ForwarderOpt = None,
     max_batch: Annotated[Optional[int], typer.Option(
-        "--max-batch", help="most sessions one report may close (at most 62)",
+        "--max-batch", help="most sessions one report may close (at most 40)",
         show_default=False)] = None,
     workflow_id: WorkflowIdOpt = None,
     workflow_owner: WorkflowOwnerOpt = None,

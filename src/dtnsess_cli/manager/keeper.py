@@ -23,14 +23,16 @@ CRE_CHAINS = {
 # CRE's gas quota per EVM write transaction (PerWorkflow.ChainWrite.EVM.TransactionGasLimit,
 # docs.chain.link/cre/service-quotas)
 CRE_WRITE_GAS_QUOTA = 5_000_000
-# What one report must fit in its write gas (bench/RESULTS.md, issue 17): the costliest sessions
-# to close measured 77k gas each (3.83M for a batch of 50, tests/test_contract_upkeep.py), plus
-# the forwarder's and the receiver's part. A bound the gas cannot carry closes nothing at all
-# (the cleanup runs out of gas and the receiver reports CleanupReverted).
-WORST_GAS_PER_SESSION = 77_000
+# What one report must fit in its write gas: the costliest sessions to close measured ~115k gas
+# each (issue 14's worst case: 35 sessions for UPKEEP_GAS_BUDGET's 4M, tests/test_contract_upkeep.py),
+# the manager's per-step reserve (a cleanup with less gas left reverts OutOfGas, so that
+# eth_estimateGas stays exact), and the forwarder's and the receiver's part. A bound the gas
+# cannot carry closes nothing at all (the receiver reports CleanupReverted).
+WORST_GAS_PER_SESSION = 115_000
+STEP_GAS_RESERVE = 200_000
 REPORT_OVERHEAD_GAS = 150_000
-# the receiver's largest cap: a batch that fits CRE's write quota in the worst case (62)
-MAX_BATCH = (CRE_WRITE_GAS_QUOTA - REPORT_OVERHEAD_GAS) // WORST_GAS_PER_SESSION
+# the receiver's largest cap: a batch that fits CRE's write quota in the worst case (40)
+MAX_BATCH = (CRE_WRITE_GAS_QUOTA - REPORT_OVERHEAD_GAS - STEP_GAS_RESERVE) // WORST_GAS_PER_SESSION
 ZERO_ADDRESS = "0x" + "00" * 20
 IRECEIVER_INTERFACE_ID = bytes.fromhex("805f2132")  # bytes4(keccak256("onReport(bytes,bytes)"))
 
@@ -65,7 +67,7 @@ class Keeper:
         return contract_at(self.address_arg(address, "receiver address"), "CleanupReceiver")
 
     @_writes
-    def deploy_receiver(self, *, forwarder: Optional[str] = None, max_batch: int = 50,
+    def deploy_receiver(self, *, forwarder: Optional[str] = None, max_batch: int = MAX_BATCH,
                         workflow_id: Optional[str] = None, workflow_owner: Optional[str] = None,
                         workflow_name: Optional[str] = None) -> WriteResult:
         """Deploy a CleanupReceiver for the configured manager (the sender owns it), and set the
