@@ -38,6 +38,9 @@ def run_demo(tmp_path: Path, dtnsess: Path = DTNSESS, **env_extra: str):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DTNSESS_", "DEMO_"))}
     env.update(DTNSESS=str(dtnsess), PYTHON=sys.executable, DEMO_PORT=str(free_port()),
                TMPDIR=str(tmp_path), **env_extra)
+    # the test's own journal, never the user's (an older dtnsess's open entry there would be
+    # resolved against the demo's devnet: one chain id, no genesis recorded)
+    env["DTNSESS_STATE_DIR"] = str(tmp_path / "dtnsess-state")
     proc = subprocess.run(["bash", str(DEMO)], env=env, capture_output=True, text=True,
                           timeout=300)
     out = proc.stdout + proc.stderr

@@ -41,6 +41,9 @@ ANSWER_BOUND = 20.0  # seconds within which the devnet must answer a request
 def dtnsess(cwd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("DTNSESS_") and k != "ETH_RPC_URL"}
+    # the test's own journal, never the user's (an older dtnsess's open entry there would be
+    # resolved against this devnet: one chain id, no genesis recorded)
+    env["DTNSESS_STATE_DIR"] = os.environ["DTNSESS_STATE_DIR"]
     return subprocess.run([DTNSESS, *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout)
 

@@ -417,13 +417,14 @@ def _served_abi(name: str, abis: dict[str, list]) -> list:
     served = SERVED_BY_FALLBACK.get(name)
     if served is None:
         return own
-    from eth_utils import function_abi_to_4byte_selector
+    # the command path's codec, not eth-utils (that is the devnet extra's)
+    from .chain.abi import Function
 
-    selectors = {function_abi_to_4byte_selector(e) for e in own if e.get("type") == "function"}
+    selectors = {Function(e).selector for e in own if e.get("type") == "function"}
     for entry in abis.get(served, []):
         if entry.get("type") != "function":
             continue
-        sel = function_abi_to_4byte_selector(entry)
+        sel = Function(entry).selector
         if sel in selectors:
             continue  # the contract's own function (a shared getter) answers first
         if entry.get("stateMutability") not in ("view", "pure"):

@@ -27,8 +27,8 @@ def request(
                                                      "tester.node1; repeatable")] = None,
     value: Annotated[str, typer.Option("--value", help="ETH sent as the callback gas, 1 wei per "
                                        "gas unit: 300000 (wei), 5e5, 0x493e0, 500000wei; "
-                                       "27000 to 10000000 (measured needs: 26.6k gas for a "
-                                       "short answer, 47.9k at 4,000 characters, 118k at 16 "
+                                       "27000 to 10000000 (measured needs: 25.2k gas for a "
+                                       "short answer, 46.5k at 4,000 characters, 117k at 16 "
                                        "KB)")] = "300000",
     session: Annotated[Optional[str], typer.Option("--session", help="use this session")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="wait for the answer")] = False,

@@ -23,8 +23,8 @@ MAX_UINT256 = 2**256 - 1
 # bench/callback_gas.py (answer characters -> least callbackGas; bench/RESULTS.md; re-measure
 # after any change to AdvancedSessionManager.sol). Too little: the answer stands on the router
 # but the manager never records it (`dtnsess settle`).
-CALLBACK_GAS_NEEDS = ((40, 26_610), (600, 29_540), (1_000, 31_737), (2_000, 37_109),
-                      (4_000, 47_899), (8_000, 70_067), (16_384, 118_065))
+CALLBACK_GAS_NEEDS = ((40, 25_243), (600, 28_125), (1_000, 30_370), (2_000, 35_741),
+                      (4_000, 46_532), (8_000, 68_701), (16_384, 116_698))
 # refused below: not even a short answer (or an IPFS CID) can be recorded
 CALLBACK_GAS_FLOOR = 27_000
 # warned below: a typical LLM answer (4,000 characters, ~700 words) would fail the callback
