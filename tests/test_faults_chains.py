@@ -224,15 +224,7 @@ def test_ctrl_c_between_batched_receipt_polls_names_both(env, system6, user, mon
 
     _, cli = env
     fund(system6, user, 100, approve=False)
-    monkeypatch.setattr(send, "RECEIPT_FIRST_WAIT", 0.00123)
-    real = send.time.sleep
-
-    def sleep(s):
-        if s == 0.00123:
-            raise KeyboardInterrupt
-        real(s)
-
-    monkeypatch.setattr(send.time, "sleep", sleep)
+    real = _ctrl_c_at_first_receipt_poll(monkeypatch, send)
     res = cli("create", "20", "--yes")
     monkeypatch.setattr(send.time, "sleep", real)
     assert res.exit_code == 130, res.output
@@ -376,15 +368,7 @@ def test_ctrl_c_in_a_request_file_wave_reports_every_row(env, system6, user, mon
     next_second(system6.w3)
     f = tmp_path / "prompts.txt"
     f.write_text("first prompt\nsecond prompt\n")
-    monkeypatch.setattr(send, "RECEIPT_FIRST_WAIT", 0.00123)
-    real = send.time.sleep
-
-    def sleep(s):
-        if s == 0.00123:
-            raise KeyboardInterrupt
-        real(s)
-
-    monkeypatch.setattr(send.time, "sleep", sleep)
+    real = _ctrl_c_at_first_receipt_poll(monkeypatch, send)
     res = cli("request", "--file", str(f), "--yes", "--json")
     monkeypatch.setattr(send.time, "sleep", real)
     assert res.exit_code == 130, res.output
@@ -413,3 +397,18 @@ def test_deploy_names_its_result_when_env_cannot_be_written_after(env, system6, 
     addr = re.search(r"deployed at (0x[0-9a-fA-F]{40})", res.stdout).group(1)
     assert w3.eth.get_code(addr) and HASH.search(res.stdout)
     assert f"set DTNSESS_CONTRACT={addr}" in res.stderr and "No space left" in res.stderr
+
+
+def _ctrl_c_at_first_receipt_poll(monkeypatch, send):
+    """Ctrl-C in the sleep before the first receipt poll (after the send); returns the real
+    sleep, to put back."""
+    monkeypatch.setattr(send, "RECEIPT_FIRST_WAIT", 0.00123)
+    real = send.time.sleep
+
+    def sleep(s):
+        if s == 0.00123:
+            raise KeyboardInterrupt
+        real(s)
+
+    monkeypatch.setattr(send.time, "sleep", sleep)
+    return real
