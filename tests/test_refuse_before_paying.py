@@ -110,3 +110,89 @@ def test_receipt_timeout_from_the_environment_is_finite(cli, w3, user, value):
     r = cli("request", "hi", "--yes", env={"DTNSESS_RECEIPT_TIMEOUT": value})
     assert_error(r, ExitCode.CONFIG, "DTNSESS_RECEIPT_TIMEOUT", "positive number of seconds")
     assert nonce(w3, user) == before
+
+
+# ----------------------------------------------------------------------------- trust namespaces
+
+
+def test_a_namespace_nobody_holds_is_warned_about_before_sending(cli, w3, user):
+    """A request routed to a trust namespace no node holds was paid and stayed pending without
+    a word. It is a warning, not a refusal (a node may join before it is answered), said before
+    the transaction: a dry run says it too, and sends nothing."""
+    before = nonce(w3, user)
+    r = cli("request", "hi", "--namespace", "trust.nobody", "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert "no node holds the trust namespace trust.nobody" in r.stderr
+    assert "--node owner.name" in r.stderr and nonce(w3, user) == before
+    r = cli("request", "hi", "--namespace", "trust.nobody", "--namespace", "trust.none", "--yes")
+    assert r.exit_code == 0, r.output
+    assert "trust namespaces trust.nobody, trust.none" in r.stderr
+    assert nonce(w3, user) == before + 1  # warned, and sent
+
+
+@pytest.mark.parametrize("args", [[], ["--namespace", "trust.system.authored"]])
+def test_a_namespace_a_node_holds_is_not_warned_about(cli, w3, user, args):
+    r = cli("request", "hi", *args, "--yes")
+    assert r.exit_code == 0, r.output
+    assert "no node holds" not in r.stderr and "not checked" not in r.stderr
+
+
+def test_a_held_namespace_passes_once_a_node_joins_it(cli, system6, deployer):
+    from dtnsess_cli.devnet import localdtn
+    from dtnsess_cli.manager import routing_id
+
+    assert "no node holds" in cli("request", "hi", "--namespace", "trust.acme",
+                                  "--dry-run").stderr
+    localdtn.transact(system6.w3, system6.router.functions.addNodeToNamespace(
+        system6.node_id, routing_id("trust.acme")), deployer)
+    r = cli("request", "hi", "--namespace", "trust.acme", "--dry-run")
+    assert r.exit_code == 0 and "no node holds" not in r.stderr, r.output
+
+
+def router_without(system, *selectors: str) -> None:
+    """The router as one that lacks some views: the same code with those selectors' matches
+    taken out of its dispatcher (`PUSH4 selector EQ`; calls to them revert like calls to a
+    function a contract does not have). The test's snapshot/revert puts the original back."""
+    from helpers import rpc
+
+    code = system.w3.eth.get_code(system.router.address).hex().removeprefix("0x")
+    for sel in selectors:
+        match = "63" + sel.removeprefix("0x") + "14"
+        assert code.count(match) == 1, sel
+        code = code.replace(match, "63deadbeef14")
+    rpc(system.w3, "anvil_setCode", system.router.address, "0x" + code)
+
+
+def test_a_router_that_cannot_tell_says_the_routing_was_not_checked(cli, system6, w3, user,
+                                                                    tmp_path):
+    """Without `nodes(bytes32)` (Base's router keeps nodes elsewhere) the node check was skipped
+    without a word; without a namespace view the namespace check is. Each says so once."""
+    from dtnsess_cli.manager.base import NAMESPACE_NODES_SELECTOR, NODES_SELECTOR
+
+    router_without(system6, NODES_SELECTOR, NAMESPACE_NODES_SELECTOR)
+    before = nonce(w3, user)
+    r = cli("request", "hi", "--node", "nobody.nothing", "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert "node routing was not checked" in r.stderr and "nodes(bytes32)" in r.stderr
+    r = cli("request", "hi", "--namespace", "trust.nobody", "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert r.stderr.count("namespace routing was not checked") == 1
+    assert "no node holds" not in r.stderr
+    # the default routing (system trust) is not the user's choice: nothing to say
+    r = cli("request", "hi", "--dry-run")
+    assert r.exit_code == 0 and "not checked" not in r.stderr, r.output
+    f = tmp_path / "prompts.txt"
+    f.write_text("one\ntwo\n")
+    r = cli("request", "--file", str(f), "--namespace", "trust.nobody", "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert r.stderr.count("namespace routing was not checked") == 1
+    assert nonce(w3, user) == before
+
+
+def test_a_batch_to_a_namespace_nobody_holds_is_warned_about(cli, w3, user, tmp_path):
+    f = tmp_path / "prompts.txt"
+    f.write_text("one\ntwo\n")
+    r = cli("request", "--file", str(f), "--namespace", "trust.nobody", "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert r.stderr.count("no node holds the trust namespace trust.nobody") == 1
+

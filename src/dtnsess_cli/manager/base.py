@@ -189,6 +189,22 @@ def node_registered(result: Any) -> Optional[bool]:
         return None
 
 
+# ``namespaceNodeCount(bytes32)``: how many nodes hold a trust namespace, on a router that
+# counts them (the local DTN does; the deployed router keeps namespaces in its node manager,
+# whose views this client does not know)
+NAMESPACE_NODES_SELECTOR = "0xe2ce9e38"
+
+
+def namespace_nodes(result: Any) -> Optional[int]:
+    """The count of a ``namespaceNodeCount(id)`` reply (None: the router does not count)."""
+    if not isinstance(result, str) or len(result) != 2 + 64:
+        return None
+    try:
+        return int(result, 16)
+    except ValueError:
+        return None
+
+
 def system_trust_routing() -> tuple:
     return ([system_trust_id()], [], 1, 8, AGGREGATION_ANY)
 
