@@ -196,3 +196,22 @@ def test_a_batch_to_a_namespace_nobody_holds_is_warned_about(cli, w3, user, tmp_
     assert r.exit_code == 0, r.output
     assert r.stderr.count("no node holds the trust namespace trust.nobody") == 1
 
+
+@pytest.mark.parametrize("value,typed,wei", [("0.00002gwei", "0.00002gwei", "20,000 wei"),
+                                             ("2e4", "2e4", "20,000 wei"),
+                                             ("0.0001ether", "0.0001ether",
+                                              "100,000,000,000,000 wei")])
+def test_a_refused_value_is_echoed_as_typed(cli, w3, user, value, typed, wei):
+    """`--value 0.00002gwei` was refused as "invalid --value '20000'": a number the user never
+    typed. The error names what was typed and what it is in wei."""
+    before = nonce(w3, user)
+    line = assert_error(cli("request", "hi", "--value", value, "--yes"), ExitCode.INPUT,
+                        f"--value '{typed}'", f"{typed} is {wei}")
+    assert "'20000'" not in line and nonce(w3, user) == before
+
+
+def test_a_low_value_warning_echoes_it_as_typed(cli):
+    r = cli("request", "hi", "--value", "0.00003gwei", "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert "warning: --value 0.00003gwei gives the callback 30,000 gas" in r.stderr
+

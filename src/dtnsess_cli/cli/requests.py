@@ -60,7 +60,7 @@ def request(
         from ..manager.base import callback_gas_warning
 
         wei = parse_eth_value(value, what="--value")
-        warning = callback_gas_warning(wei)
+        warning = callback_gas_warning(wei, value)
         if timeout <= 0:
             raise InputError("--timeout", str(timeout), "must be positive")
         size = _media_checks(image, out, force, wait)
