@@ -215,3 +215,24 @@ def test_a_low_value_warning_echoes_it_as_typed(cli):
     assert r.exit_code == 0, r.output
     assert "warning: --value 0.00003gwei gives the callback 30,000 gas" in r.stderr
 
+
+@pytest.mark.parametrize("code", ["no modelManager()", "no code"])
+def test_models_on_a_router_without_the_registry_views_says_so_plainly(make_cli, system6, code):
+    """On a router without the devnet's model-registry views `models` fell back to the preset
+    list with the note "not read from the chain: ... AbiDecodeError ...". The note is a
+    sentence a user can act on."""
+    from helpers import rpc
+
+    from dtnsess_cli.chain.abi import keccak
+
+    if code == "no code":
+        rpc(system6.w3, "anvil_setCode", system6.router.address, "0x")
+    else:
+        router_without(system6, "0x" + keccak(b"modelManager()")[:4].hex())
+    c = make_cli(system6)
+    doc = c.json("models")
+    assert doc["source"] != "chain"
+    assert "AbiDecode" not in doc["note"] and "Error" not in doc["note"], doc["note"]
+    assert "model registry" in doc["note"] and str(system6.router.address) in doc["note"]
+    r = c("models")
+    assert r.exit_code == 0 and "AbiDecode" not in r.output, r.output

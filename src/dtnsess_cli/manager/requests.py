@@ -162,10 +162,20 @@ class Requests:
         ``name``, ``api``, ``specs`` and ``kind`` (image when the output is bytes), in
         registration order. Raises a DtnsessError when the router has no such views (3 round
         trips after the connection)."""
+        from ..errors import NoContractError
         from .base import contract_at
 
-        (addr,) = self._calls([contract_at(self.router.address, "models").call("modelManager")],
-                              "modelManager()")
+        router = self.router.address
+        try:
+            (addr,) = self._calls([contract_at(router, "models").call("modelManager")],
+                                  "modelManager()")
+        except (RevertError, RpcError):
+            # NOTE: a revert, or "0x" that does not decode, is the router lacking the view, not
+            # the node failing (this read of its code raises if the node is the trouble)
+            self._raw("eth_getCode", [router, "latest"], "code lookup")
+            raise NoContractError(router, "this DTN router has no model registry this client "
+                                  "can read (modelManager(), getModelIds(), getModelApi(id), as "
+                                  "the local DTN has)") from None
         mm = contract_at(addr, "models")
         (ids,) = self._calls([mm.call("getModelIds")], "getModelIds()")
         rows = self._calls([mm.call("getModelApi", bytes(i)) for i in ids], "getModelApi")
