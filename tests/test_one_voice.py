@@ -161,7 +161,8 @@ def readme_commands() -> list:
 def test_readme_commands_parse_as_written(n, line):
     """Each README command line is a valid command line today: its command, arguments and
     options exist, and a request's --value is one the CLI accepts (the settle walkthrough used
-    `--value 5000`, refused since). Running them all in order on a devnet is not done here."""
+    `--value 5000`, refused since). tests/test_readme_walkthrough.py runs them all, in order, on
+    a devnet; this one is the quick check."""
     import shlex
 
     import typer
