@@ -742,7 +742,7 @@ class Requests:
             call_len = prompt_call_len(prompt)
         model = model or self.settings.model
         kind, routing = self._routing(namespaces, nodes)
-        routing_reads = self._routing_reads(kind, routing)
+        chosen = routing  # as _routing_reads takes it (wrapped into a DtnRouting below)
         if size > MAX_PROMPT_BYTES:
             raise self._prompt_too_large(size, session_id, "call" if call is not None else "prompt")
         # NOTE: which session pays: the given one, else the contract's choice (a live pool
@@ -771,6 +771,8 @@ class Requests:
         else:
             fn = m.call("makeAIRequest", prompt, model, routing or [])
         reads = [m.call("getSession", c) for c in candidates]
+        # NOTE: after the first read, which carries the connection (the router's address)
+        routing_reads = self._routing_reads(kind, chosen)
 
         def check(resps: list) -> None:
             self._check_routing(kind, nodes or namespaces, resps[len(reads):])
