@@ -25,6 +25,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from pathlib import Path
 import pytest
 
 from dtnsess_cli.devnet.anvil import free_port
+from helpers import wait_gone
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -199,8 +201,9 @@ def as_run(command: str, port: int, ids: dict) -> str:
     """README's command as this test runs it: the devnet on a free port, this run's ids."""
     for readme_id, got in ids.items():
         command = command.replace(readme_id, got)
-    if re.match(r"dtnsess devnet (up|reset)\b", command) and "--port" not in command:
-        command = command.replace("devnet up", f"devnet up --port {port}", 1)
+    if "--port" not in command:
+        command = re.sub(r"^dtnsess devnet (up|reset)\b", rf"dtnsess devnet \1 --port {port}",
+                         command)
     return command
 
 
@@ -235,7 +238,13 @@ def test_readme_walkthroughs_run_as_written(tmp_path, record_property):
                                     f"\n  README shows:\n    " + "\n    ".join(step.expected)
                                     + "\n  got:\n    " + "\n    ".join(out))
     finally:
+        state = work / ".dtnsess-devnet.json"
+        pids = json.loads(state.read_text()).get("pids") or {} if state.exists() else {}
         sh.run("dtnsess devnet down")
+        for role, pid in pids.items():
+            if pid and not wait_gone(pid):
+                os.kill(pid, signal.SIGKILL)  # last resort, only for a pid this devnet recorded
+                failures.append(f"devnet {role} pid {pid} survived `devnet down`")
         if record:
             Path(record).write_text(json.dumps(log, indent=1, ensure_ascii=False))
     assert not failures, "\n\n".join(failures)
@@ -257,6 +266,7 @@ def test_readme_parser_and_matcher():
     rid, got = "0x" + "1" * 64, "0x" + "2" * 64
     assert match([f"request {rid} sent", "..."], [f"request {got} sent", "a", "b"], ids)
     assert ids[rid] == got and as_run(f"dtnsess response {rid}", 1, ids).endswith(got)
+    assert as_run("dtnsess devnet reset", 7, {}) == "dtnsess devnet reset --port 7"
     assert not match([f"request {rid}: ok"], [f"request {'0x' + '3' * 64}: ok"], ids)
     assert not match([f"request {'0x' + '4' * 64}: ok"], [f"request {got}: ok"], ids)
     assert match(["You asked: lorem ipsum ...", "..."], ["You asked: lorem ipsum lorem", "x"], {})
