@@ -625,9 +625,8 @@ class Requests:
                          f"and stays pending; route to a node you know with --node owner.name")
 
     def _say_unchecked(self, what: str, why: str) -> None:
-        said = self.__dict__.setdefault("_unchecked_said", set())
-        if what not in said:
-            said.add(what)
+        if what not in self._unchecked_said:
+            self._unchecked_said.add(what)
             self.ui.info(f"note: the {what} routing was not checked against this chain's DTN "
                          f"router: {why}")
 
