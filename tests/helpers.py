@@ -288,3 +288,29 @@ def check_conservation(system, holders: Iterable[str]) -> None:
     assert held[manager.address] == manager.functions.totalClaimable().call(), (
         "the manager holds tokens other than credited refunds"
     )
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+def wait_gone(pid: int, timeout: float = 10.0) -> bool:
+    """Whether process ``pid`` is gone within ``timeout`` seconds (a zombie waiting for its
+    parent to reap it counts as gone)."""
+    import os
+    import time
+    from pathlib import Path
+
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return True
+        except (OSError, IndexError):
+            pass
+        if time.monotonic() >= end:
+            return False
+        time.sleep(0.05)

@@ -456,3 +456,16 @@ def test_docs_example_runs(anvil, w3, system6, private_keys, user, tmp_path, doc
         assert bal(system6, user) < 100 * system6.unit  # the answer was paid for
     if "closed, refund" in example:
         assert re.search(r"session \d+ closed, refund \d", p.stdout), p.stdout
+
+
+def test_a_namespace_nobody_holds_is_a_logged_warning(anvil, w3, system6, private_keys, user,
+                                                      tmp_path, quiet, caplog):
+    """The API says what the CLI warns about on stderr, at WARNING, and never prints."""
+    fund(system6, user, 100, approve=True)
+    client = Client(anvil.url, system6.manager.address, signer_from_key(private_keys[1]),
+                    state_dir=tmp_path / "st")
+    client.create_session("20")
+    caplog.set_level("INFO", logger=dtnsess_cli.LOGGER_NAME)
+    client.simulating().make_ai_request("hi", namespaces=["trust.nobody"])
+    warned = [r for r in caplog.records if "no node holds" in r.getMessage()]
+    assert warned and warned[0].levelname == "WARNING"

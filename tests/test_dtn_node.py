@@ -189,7 +189,7 @@ def test_a_callback_value_below_what_answers_need(cli, w3, user):
 
     before = nonce(w3, user)
     r = cli("request", "hello", "--value", str(CALLBACK_GAS_FLOOR - 1), "--yes")
-    assert_error(r, ExitCode.INPUT, f"{CALLBACK_GAS_FLOOR - 1} gas", f"{CALLBACK_GAS_FLOOR:,}")
+    assert_error(r, ExitCode.INPUT, f"{CALLBACK_GAS_FLOOR - 1:,} gas", f"{CALLBACK_GAS_FLOOR:,}")
     assert nonce(w3, user) == before
     r = cli("request", "hello", "--value", str(CALLBACK_GAS_TYPICAL - 1), "--yes")
     assert_ok(r)

@@ -43,6 +43,28 @@ def test_dry_runs_say_would(make_cli, system6, user):
     assert r.exit_code == 0 and "would set the allowance to" in r.stdout, r.output
 
 
+def test_a_request_shows_its_fee_with_the_token(make_cli, system6, user):
+    """"DTN fee: 0.161" named no token, and a dry run said "session: None"."""
+    cli = make_cli(system6)
+    fund(system6, user, 100)
+    create_via_cli(cli, "20")
+    r = cli("request", "hello", "--dry-run")
+    assert r.exit_code == 0 and "None" not in r.stdout, r.output
+    assert re.search(r"^  DTN fee: [0-9.]+ USDT$", r.stdout, re.M), r.stdout
+    r = cli("request", "hello", "--yes")
+    assert r.exit_code == 0, r.output
+    assert re.search(r"^  DTN fee: [0-9.]+ USDT$", r.stdout, re.M), r.stdout
+
+
+def test_a_warning_is_one_line_in_a_pipe(capsys):
+    """A warning was wrapped at 80 columns on stderr when it was not a terminal (a cron log,
+    README's walkthrough), unlike info lines and errors."""
+    from dtnsess_cli.render import Renderer
+
+    Renderer().warn("x" * 150 + " end")
+    assert capsys.readouterr().err == "warning: " + "x" * 150 + " end\n"
+
+
 def test_balance_never_splits_the_address(make_cli, system6, user):
     cli = make_cli(system6)
     r = cli("balance")
@@ -139,7 +161,8 @@ def readme_commands() -> list:
 def test_readme_commands_parse_as_written(n, line):
     """Each README command line is a valid command line today: its command, arguments and
     options exist, and a request's --value is one the CLI accepts (the settle walkthrough used
-    `--value 5000`, refused since). Running them all in order on a devnet is not done here."""
+    `--value 5000`, refused since). tests/test_readme_walkthrough.py runs them all, in order, on
+    a devnet; this one is the quick check."""
     import shlex
 
     import typer

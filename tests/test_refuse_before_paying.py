@@ -110,3 +110,129 @@ def test_receipt_timeout_from_the_environment_is_finite(cli, w3, user, value):
     r = cli("request", "hi", "--yes", env={"DTNSESS_RECEIPT_TIMEOUT": value})
     assert_error(r, ExitCode.CONFIG, "DTNSESS_RECEIPT_TIMEOUT", "positive number of seconds")
     assert nonce(w3, user) == before
+
+
+# ----------------------------------------------------------------------------- trust namespaces
+
+
+def test_a_namespace_nobody_holds_is_warned_about_before_sending(cli, w3, user):
+    """A request routed to a trust namespace no node holds was paid and stayed pending without
+    a word. It is a warning, not a refusal (a node may join before it is answered), said before
+    the transaction: a dry run says it too, and sends nothing."""
+    before = nonce(w3, user)
+    r = cli("request", "hi", "--namespace", "trust.nobody", "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert "no node holds the trust namespace trust.nobody" in r.stderr
+    assert "--node owner.name" in r.stderr and nonce(w3, user) == before
+    r = cli("request", "hi", "--namespace", "trust.nobody", "--namespace", "trust.none", "--yes")
+    assert r.exit_code == 0, r.output
+    assert "trust namespaces trust.nobody, trust.none" in r.stderr
+    assert nonce(w3, user) == before + 1  # warned, and sent
+
+
+@pytest.mark.parametrize("args", [[], ["--namespace", "trust.system.authored"]])
+def test_a_namespace_a_node_holds_is_not_warned_about(cli, w3, user, args):
+    r = cli("request", "hi", *args, "--yes")
+    assert r.exit_code == 0, r.output
+    assert "no node holds" not in r.stderr and "not checked" not in r.stderr
+
+
+def test_a_held_namespace_passes_once_a_node_joins_it(cli, system6, deployer):
+    from dtnsess_cli.devnet import localdtn
+    from dtnsess_cli.manager import routing_id
+
+    assert "no node holds" in cli("request", "hi", "--namespace", "trust.acme",
+                                  "--dry-run").stderr
+    localdtn.transact(system6.w3, system6.router.functions.addNodeToNamespace(
+        system6.node_id, routing_id("trust.acme")), deployer)
+    r = cli("request", "hi", "--namespace", "trust.acme", "--dry-run")
+    assert r.exit_code == 0 and "no node holds" not in r.stderr, r.output
+
+
+def router_without(system, *selectors: str) -> None:
+    """The router as one that lacks some views: the same code with those selectors' matches
+    taken out of its dispatcher (`PUSH4 selector EQ`; calls to them revert like calls to a
+    function a contract does not have). The test's snapshot/revert puts the original back."""
+    from helpers import rpc
+
+    code = system.w3.eth.get_code(system.router.address).hex().removeprefix("0x")
+    for sel in selectors:
+        match = "63" + sel.removeprefix("0x") + "14"
+        assert code.count(match) == 1, sel
+        code = code.replace(match, "63deadbeef14")
+    rpc(system.w3, "anvil_setCode", system.router.address, "0x" + code)
+
+
+def test_a_router_that_cannot_tell_says_the_routing_was_not_checked(cli, system6, w3, user,
+                                                                    tmp_path):
+    """Without `nodes(bytes32)` (Base's router keeps nodes elsewhere) the node check was skipped
+    without a word; without a namespace view the namespace check is. Each says so once."""
+    from dtnsess_cli.manager.base import NAMESPACE_NODES_SELECTOR, NODES_SELECTOR
+
+    router_without(system6, NODES_SELECTOR, NAMESPACE_NODES_SELECTOR)
+    before = nonce(w3, user)
+    r = cli("request", "hi", "--node", "nobody.nothing", "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert "node routing was not checked" in r.stderr and "nodes(bytes32)" in r.stderr
+    r = cli("request", "hi", "--namespace", "trust.nobody", "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert r.stderr.count("namespace routing was not checked") == 1
+    assert "no node holds" not in r.stderr
+    # the default routing (system trust) is not the user's choice: nothing to say
+    r = cli("request", "hi", "--dry-run")
+    assert r.exit_code == 0 and "not checked" not in r.stderr, r.output
+    f = tmp_path / "prompts.txt"
+    f.write_text("one\ntwo\n")
+    r = cli("request", "--file", str(f), "--namespace", "trust.nobody", "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert r.stderr.count("namespace routing was not checked") == 1
+    assert nonce(w3, user) == before
+
+
+def test_a_batch_to_a_namespace_nobody_holds_is_warned_about(cli, w3, user, tmp_path):
+    f = tmp_path / "prompts.txt"
+    f.write_text("one\ntwo\n")
+    r = cli("request", "--file", str(f), "--namespace", "trust.nobody", "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert r.stderr.count("no node holds the trust namespace trust.nobody") == 1
+
+
+@pytest.mark.parametrize("value,typed,wei", [("0.00002gwei", "0.00002gwei", "20,000 wei"),
+                                             ("2e4", "2e4", "20,000 wei"),
+                                             ("0.0001ether", "0.0001ether",
+                                              "100,000,000,000,000 wei")])
+def test_a_refused_value_is_echoed_as_typed(cli, w3, user, value, typed, wei):
+    """`--value 0.00002gwei` was refused as "invalid --value '20000'": a number the user never
+    typed. The error names what was typed and what it is in wei."""
+    before = nonce(w3, user)
+    line = assert_error(cli("request", "hi", "--value", value, "--yes"), ExitCode.INPUT,
+                        f"--value '{typed}'", f"{typed} is {wei}")
+    assert "'20000'" not in line and nonce(w3, user) == before
+
+
+def test_a_low_value_warning_echoes_it_as_typed(cli):
+    r = cli("request", "hi", "--value", "0.00003gwei", "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert "warning: --value 0.00003gwei gives the callback 30,000 gas" in r.stderr
+
+
+@pytest.mark.parametrize("code", ["no modelManager()", "no code"])
+def test_models_on_a_router_without_the_registry_views_says_so_plainly(make_cli, system6, code):
+    """On a router without the devnet's model-registry views `models` fell back to the preset
+    list with the note "not read from the chain: ... AbiDecodeError ...". The note is a
+    sentence a user can act on."""
+    from helpers import rpc
+
+    from dtnsess_cli.chain.abi import keccak
+
+    if code == "no code":
+        rpc(system6.w3, "anvil_setCode", system6.router.address, "0x")
+    else:
+        router_without(system6, "0x" + keccak(b"modelManager()")[:4].hex())
+    c = make_cli(system6)
+    doc = c.json("models")
+    assert doc["source"] != "chain"
+    assert "AbiDecode" not in doc["note"] and "Error" not in doc["note"], doc["note"]
+    assert "model registry" in doc["note"] and str(system6.router.address) in doc["note"]
+    r = c("models")
+    assert r.exit_code == 0 and "AbiDecode" not in r.output, r.output

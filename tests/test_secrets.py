@@ -166,6 +166,14 @@ def test_scrub_finds_urls_and_quoted_paths():
     assert "h.io" in out
 
 
+def test_scrub_leaves_a_sentence_s_punctuation_out_of_the_url():
+    """The responder's ready line said "at <unparseable url>, from block 22": the comma after
+    the URL was read as part of its port."""
+    assert scrub("on router 0xab at http://127.0.0.1:8545, from block 22.") == \
+        "on router 0xab at http://127.0.0.1:8545, from block 22."
+    assert scrub("see https://u:p@h.io/v2/KEYKEYKEYKEYKEY.") == "see https://***@h.io/v2/***."
+
+
 def test_responder_log_lines_are_redacted():
     import logging
 

@@ -80,6 +80,9 @@ contract LocalDtnRouter is IDtnAi {
     bytes32[] private _modelIds;
     mapping(bytes32 => Node) public nodes;
     mapping(bytes32 => mapping(bytes32 => bool)) public nodeInNamespace;
+    /// @notice How many nodes hold a trust namespace (a client warns before paying for routing
+    ///         nobody serves; the deployed router keeps this in its node manager).
+    mapping(bytes32 => uint256) public namespaceNodeCount;
     mapping(bytes32 => mapping(bytes32 => bool)) public nodeResponded;
     /// @notice Answers charged for a request with redundancy above 1 (which never completes).
     mapping(bytes32 => uint256) public redundantAnswers;
@@ -131,6 +134,7 @@ contract LocalDtnRouter is IDtnAi {
     ///      uses abi.encode; a node serves system trust only if that exact hash was added here.
     function addNodeToNamespace(bytes32 nodeId, bytes32 namespaceId) external onlyAdmin {
         require(nodes[nodeId].registered, "Node not registered");
+        if (!nodeInNamespace[nodeId][namespaceId]) ++namespaceNodeCount[namespaceId];
         nodeInNamespace[nodeId][namespaceId] = true;
         emit NodeNamespaceAdded(nodeId, namespaceId);
     }

@@ -327,7 +327,9 @@ class AbortedError(DtnsessError):
 # A path segment kept in a redacted URL: a short word ("rpc", "v2", "mainnet", "base-sepolia").
 _PLAIN_SEGMENT = re.compile(r"^[A-Za-z][A-Za-z_-]{0,23}[0-9]{0,2}$")
 _VERSION_SEGMENT = re.compile(r"^v[0-9]{1,2}$")
-_URL_IN_TEXT = re.compile(r"(?i)\b(?:https?|wss?)://[^\s'\"<>()\[\]{}]+")
+# NOTE: punctuation ending a sentence is not the URL's ("at http://127.0.0.1:8545, from"
+# read as port "8545," and the whole URL became "<unparseable url>")
+_URL_IN_TEXT = re.compile(r"(?i)\b(?:https?|wss?)://[^\s'\"<>()\[\]{}]+(?<![.,;:!?])")
 
 
 def redact_url(url: Optional[str]) -> str:

@@ -245,7 +245,9 @@ class Renderer:
             self.err.print(message, markup=False, highlight=False, soft_wrap=True)
 
     def warn(self, message: str) -> None:
-        self.err.print(f"warning: {message}", style="yellow", markup=False, highlight=False)
+        # NOTE: one line, as info's: a cron log or a pipe has no width to wrap at
+        self.err.print(f"warning: {message}", style="yellow", markup=False, highlight=False,
+                       soft_wrap=True)
 
     def error(self, message: str, hint: Optional[str] = None) -> None:
         sys.stderr.write(f"error: {clean(message)}\n")

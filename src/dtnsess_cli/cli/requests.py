@@ -60,7 +60,7 @@ def request(
         from ..manager.base import callback_gas_warning
 
         wei = parse_eth_value(value, what="--value")
-        warning = callback_gas_warning(wei)
+        warning = callback_gas_warning(wei, value)
         if timeout <= 0:
             raise InputError("--timeout", str(timeout), "must be positive")
         size = _media_checks(image, out, force, wait)
@@ -108,9 +108,13 @@ def request(
         if ans.status == "failed":
             raise typer.Exit(int(ExitCode.ERROR))
         return
+    fee, sid = res.data.get("dtn_fee"), res.data.get("session_id")
+    # NOTE: the fee with its symbol, as everywhere a person reads an amount ("DTN fee: 0.161"
+    # said nothing of the token); a dry run without --session leaves the choice to the contract
     run.write(res, f"request {rid} sent" if rid and not res.dry_run else "request simulated",
-              [("session", res.data.get("session_id")), ("model", res.data["model"]),
-               ("DTN fee", res.data.get("dtn_fee"))])
+              ([("session", sid)] if sid is not None else [])
+              + [("model", res.data["model"]),
+                 ("DTN fee", fee.human() if fee is not None else None)])
 
 
 def _media_checks(image: Optional[str], out: Optional[Path], force: bool,

@@ -35,26 +35,29 @@ DEFAULT_CALLBACK_GAS_WEI = 300_000
 MAX_CALLBACK_GAS_WEI = 10_000_000
 
 
-def callback_gas_warning(wei: int) -> Optional[str]:
+def callback_gas_warning(wei: int, given: Optional[str] = None) -> Optional[str]:
     """Refuse a callback gas (``--value``) no answer fits in, or one beyond what a node's
-    answer can carry; the warning when a typical answer would fail the callback, else None."""
+    answer can carry; the warning when a typical answer would fail the callback, else None.
+    ``given``: the value as the user typed it (``0.00002gwei``), which the messages echo."""
+    shown = (given or "").strip() or str(wei)
+    # NOTE: echo what was typed, and its wei when that differs ("0.00002gwei is 20,000 wei")
+    what = f"{wei:,} wei" if shown == str(wei) else f"{shown} is {wei:,} wei"
     short = CALLBACK_GAS_NEEDS[0][1]
     if wei < CALLBACK_GAS_FLOOR:
-        raise InputError("--value", str(wei), f"{wei} wei is {wei} gas for the callback; even a "
+        raise InputError("--value", shown, f"{what}, {wei:,} gas for the callback; even a "
                          f"short answer needs {short:,} (measured), so at least "
-                         f"{CALLBACK_GAS_FLOOR:,}",
+                         f"{CALLBACK_GAS_FLOOR:,} wei",
                          hint=f"the value is the callback gas in wei; the default "
                               f"{DEFAULT_CALLBACK_GAS_WEI:,} covers answers up to 16 KB")
     if wei > MAX_CALLBACK_GAS_WEI:
-        raise InputError("--value", str(wei), f"{wei} wei asks for {wei} gas for the callback, "
-                         f"more than a node's answer can carry (at most "
-                         f"{MAX_CALLBACK_GAS_WEI:,} wei)",
+        raise InputError("--value", shown, f"{what}, {wei:,} gas for the callback, more than a "
+                         f"node's answer can carry (at most {MAX_CALLBACK_GAS_WEI:,} wei)",
                          hint=f"the value is the callback gas in wei; the default is "
                               f"{DEFAULT_CALLBACK_GAS_WEI:,}")
     if wei >= CALLBACK_GAS_TYPICAL:
         return None
     fits = max(n for n, need in CALLBACK_GAS_NEEDS if need <= wei)
-    return (f"--value {wei} gives the callback {wei:,} gas: an answer over ~{fits:,} characters "
+    return (f"--value {shown} gives the callback {wei:,} gas: an answer over ~{fits:,} characters "
             f"fails it (a typical 4,000-character answer needs {CALLBACK_GAS_TYPICAL:,}); the "
             f"answer then waits for `dtnsess settle`")
 
@@ -185,6 +188,22 @@ def node_registered(result: Any) -> Optional[bool]:
         return None
     try:
         return int(result[66:130], 16) != 0
+    except ValueError:
+        return None
+
+
+# ``namespaceNodeCount(bytes32)``: how many nodes hold a trust namespace, on a router that
+# counts them (the local DTN does; the deployed router keeps namespaces in its node manager,
+# whose views this client does not know)
+NAMESPACE_NODES_SELECTOR = "0xe2ce9e38"
+
+
+def namespace_nodes(result: Any) -> Optional[int]:
+    """The count of a ``namespaceNodeCount(id)`` reply (None: the router does not count)."""
+    if not isinstance(result, str) or len(result) != 2 + 64:
+        return None
+    try:
+        return int(result, 16)
     except ValueError:
         return None
 

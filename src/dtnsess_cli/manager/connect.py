@@ -44,6 +44,8 @@ class Connection:
         self._threads_lock = threading.RLock()  # this client's writers, before the file lock
         # session id -> time.monotonic() when it may take its next request (requests.py)
         self._pace: dict = {}
+        # routing checks this router could not make, said once per client (requests.py)
+        self._unchecked_said: set = set()
         if ui is None:
             from .quiet import QuietUI
 

@@ -31,7 +31,11 @@ from .base import (
     namespace_routing_id,
     node_routing_id,
     node_registered,
+    namespace_nodes,
+    NAMESPACE_NODES_SELECTOR,
     NODES_SELECTOR,
+    SYSTEM_TRUST,
+    system_trust_id,
     system_trust_routing,
     decode_answer,
     _hex,
@@ -158,10 +162,20 @@ class Requests:
         ``name``, ``api``, ``specs`` and ``kind`` (image when the output is bytes), in
         registration order. Raises a DtnsessError when the router has no such views (3 round
         trips after the connection)."""
+        from ..errors import NoContractError
         from .base import contract_at
 
-        (addr,) = self._calls([contract_at(self.router.address, "models").call("modelManager")],
-                              "modelManager()")
+        router = self.router.address
+        try:
+            (addr,) = self._calls([contract_at(router, "models").call("modelManager")],
+                                  "modelManager()")
+        except (RevertError, RpcError):
+            # NOTE: a revert, or "0x" that does not decode, is the router lacking the view, not
+            # the node failing (this read of its code raises if the node is the trouble)
+            self._raw("eth_getCode", [router, "latest"], "code lookup")
+            raise NoContractError(router, "this DTN router has no model registry this client "
+                                  "can read (modelManager(), getModelIds(), getModelApi(id), as "
+                                  "the local DTN has)") from None
         mm = contract_at(addr, "models")
         (ids,) = self._calls([mm.call("getModelIds")], "getModelIds()")
         rows = self._calls([mm.call("getModelApi", bytes(i)) for i in ids], "getModelApi")
@@ -572,20 +586,49 @@ class Requests:
             return ("namespaces", [namespace_routing_id(n) for n in namespaces])
         return ("system", None)
 
-    def _node_reads(self, nodes: Sequence[str], routing: Any) -> list:
-        """The router's ``nodes(id)`` of each named node (riding in the send's batch), so that a
-        request to a node nobody registered is refused before it is paid for."""
-        if not nodes or routing is None:
-            return []
+    def _routing_reads(self, kind: str, routing: Any) -> list:
+        """What the router can tell about who would answer (riding in the send's batch): its
+        ``nodes(id)`` of each named node, or ``namespaceNodeCount(id)`` of each trust namespace
+        (system trust included). ``routing`` as :meth:`_routing` returns it."""
+        if kind == "nodes":
+            selector, ids = NODES_SELECTOR, routing[1]
+        else:
+            selector = NAMESPACE_NODES_SELECTOR
+            ids = routing if kind == "namespaces" else [system_trust_id()]
         to = self.router.address
-        return [("eth_call", [{"to": to, "data": NODES_SELECTOR + nid.hex()}, "latest"])
-                for nid in routing[1]]
+        return [("eth_call", [{"to": to, "data": selector + nid.hex()}, "latest"]) for nid in ids]
 
-    def _check_nodes(self, nodes: Sequence[str], resps: Sequence[dict]) -> None:
-        for name, r in zip(nodes, resps):
-            if node_registered(r.get("result")) is False:
-                raise InputError("node", name, "no such node is registered on this chain's DTN "
-                                 "router: nobody would answer (and the request is paid for)")
+    def _check_routing(self, kind: str, names: Sequence[str], resps: Sequence[dict]) -> None:
+        """Before paying: a named node nobody registered is refused; trust namespaces no node
+        holds get a warning (a node may join before the request is answered). A router that
+        cannot tell is said once, where the user chose the routing."""
+        if kind == "nodes":
+            known = [node_registered(r.get("result")) for r in resps]
+            for name, ok in zip(names, known):
+                if ok is False:
+                    raise InputError("node", name, "no such node is registered on this chain's "
+                                     "DTN router: nobody would answer (and the request is paid for)")
+            if None in known:
+                self._say_unchecked("node", "it has no node registry view (nodes(bytes32))")
+            return
+        names = list(names) or [SYSTEM_TRUST]
+        counts = [namespace_nodes(r.get("result")) for r in resps]
+        if None in counts:
+            if kind == "namespaces":
+                self._say_unchecked("namespace", "it has no namespace view "
+                                    "(namespaceNodeCount(bytes32))")
+            return
+        if not any(counts):
+            plural = "s" if len(names) > 1 else ""
+            self.ui.warn(f"no node holds the trust namespace{plural} {', '.join(names)} on this "
+                         f"chain's DTN router: nobody would answer, and the request is paid for "
+                         f"and stays pending; route to a node you know with --node owner.name")
+
+    def _say_unchecked(self, what: str, why: str) -> None:
+        if what not in self._unchecked_said:
+            self._unchecked_said.add(what)
+            self.ui.info(f"note: the {what} routing was not checked against this chain's DTN "
+                         f"router: {why}")
 
     def _request_fee(self, call_len: int) -> int:
         """What DTN charges the session for an answer to a ``call_len``-byte call, as its node
@@ -698,6 +741,7 @@ class Requests:
             call_len = prompt_call_len(prompt)
         model = model or self.settings.model
         kind, routing = self._routing(namespaces, nodes)
+        chosen = routing  # as _routing_reads takes it (wrapped into a DtnRouting below)
         if size > MAX_PROMPT_BYTES:
             raise self._prompt_too_large(size, session_id, "call" if call is not None else "prompt")
         # NOTE: which session pays: the given one, else the contract's choice (a live pool
@@ -726,10 +770,11 @@ class Requests:
         else:
             fn = m.call("makeAIRequest", prompt, model, routing or [])
         reads = [m.call("getSession", c) for c in candidates]
-        node_reads = self._node_reads(nodes, routing if kind == "nodes" else None)
+        # NOTE: after the first read, which carries the connection (the router's address)
+        routing_reads = self._routing_reads(kind, chosen)
 
         def check(resps: list) -> None:
-            self._check_nodes(nodes, resps[len(reads):])
+            self._check_routing(kind, nodes or namespaces, resps[len(reads):])
             rows = self._rows(reads, resps[:len(reads)], "getSession")
             views = [self._session_view(v, symbol="") for ok, v in rows if ok]
             for v in views:  # the first live candidate is the one the contract uses
@@ -744,7 +789,7 @@ class Requests:
         paced = session_id if session_id is not None else (candidates[0] if candidates else None)
         try:
             res = self._paced_send(paced, lambda: self._send(
-                fn, value=value, reads=reads + node_reads, check=check,
+                fn, value=value, reads=reads + routing_reads, check=check,
                 description=f"AI request to {model} (DTN fee {fee.human()} per answer)"))
         except InsufficientFundsError as exc:
             # Without a session the contract opens one with the minimum balance; say so.
@@ -873,15 +918,16 @@ class Requests:
             ids = ids[:sessions]
         model = model or self.settings.model
         kind, routing = self._routing(namespaces, nodes)
+        m = self.manager
+        ctx = self.txctx
+        if kind != "system":  # routing the user chose: checked before any request is paid
+            self._check_routing(kind, nodes or namespaces,
+                                tx.rpc_batch(ctx, self._routing_reads(kind, routing),
+                                             "routing lookup"))
         if kind == "namespaces":
             routing = (routing, [], 1, 8, AGGREGATION_ANY)
         elif kind == "system":
             routing = system_trust_routing()
-        m = self.manager
-        ctx = self.txctx
-        if kind == "nodes":  # a node nobody registered: refused before any is paid (--node only)
-            self._check_nodes(nodes, tx.rpc_batch(ctx, self._node_reads(nodes, routing),
-                                                  "node lookup"))
         n = len(prompts)
         entries = [{"index": i + 1, "prompt": p, "status": "not sent", "session_id": None,
                     "request_id": None, "tx_hash": None, "block": None, "block_timestamp": None}
