@@ -402,7 +402,11 @@ def test_deploy_names_its_result_when_env_cannot_be_written_after(env, system6, 
 def _ctrl_c_at_first_receipt_poll(monkeypatch, send):
     """Ctrl-C in the sleep before the first receipt poll (after the send); returns the real
     sleep, to put back."""
-    monkeypatch.setattr(send, "RECEIPT_FIRST_WAIT", 0.00123)
+    from dtnsess_cli.chain import broadcast, pipeline
+
+    # one send's wait (broadcast) and a batch's (pipeline) each read their own copy
+    for mod in (broadcast, pipeline):
+        monkeypatch.setattr(mod, "RECEIPT_FIRST_WAIT", 0.00123)
     real = send.time.sleep
 
     def sleep(s):
