@@ -191,8 +191,9 @@ def test_devnet_reset_forgets_its_old_chains_entries(monkeypatch, tmp_path):
 
 
 def test_an_old_journal_gets_the_genesis_column(tmp_path):
-    """A journal written before genesis hashes: migrated in place; its entries (genesis
-    unknown) stay of every chain with their id, as before."""
+    """A journal written before genesis hashes: migrated in place; its entries (genesis and
+    anchor unknown) are legacy: of no chain, only named (issue 19; they were of every chain
+    with their id, and so re-broadcast on the wrong one)."""
     import sqlite3
 
     from dtnsess_cli.chain.journal import Journal
@@ -208,8 +209,9 @@ def test_an_old_journal_gets_the_genesis_column(tmp_path):
     db.commit()
     db.close()
     j = Journal(path)
-    (e,) = j.open_entries(1, "0xcd", "0x" + "11" * 32)
-    assert e.genesis is None and e.chain_label() == "chain 1"
+    assert j.open_entries(1, "0xcd", "0x" + "11" * 32) == []
+    (e,) = j.open_legacy("0xcd", 1)
+    assert e.legacy and e.genesis is None and "older dtnsess" in e.chain_label()
     j.close()
 
 

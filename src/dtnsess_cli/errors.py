@@ -294,6 +294,21 @@ class NotRepeatedError(DtnsessError):
         return out
 
 
+class LegacyEntryError(DtnsessError):
+    """Raised when a command is run again while its earlier run's journal entry, written by an
+    older dtnsess that did not record the chain, is still open: that outcome cannot be told on
+    this chain, so nothing is sent."""
+
+    exit_code = ExitCode.ABORTED
+
+    def __init__(self, argv: str, label: str, tx_hash: str) -> None:
+        super().__init__(
+            f"not repeated: `{argv}` has an open {label} written by an older dtnsess, whose "
+            f"outcome is not known; nothing sent",
+            hint=f"check it with `dtnsess tx {tx_hash}`, then `dtnsess journal forget --legacy`")
+        self.tx_hash = tx_hash
+
+
 class GasPriceTooHighError(DtnsessError):
     """Raised when the current gas price is above the user's --max-gas-price (nothing sent)."""
 

@@ -4,7 +4,7 @@ the same signed bytes are ever sent again; then the receipt, waited for with a d
 from __future__ import annotations
 
 import time
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from ..errors import DtnsessError, RpcError, TxPendingError
 from .context import (CHAIN_REQUESTS, TxContext, _node_message, raw_request, response_error,
@@ -31,19 +31,24 @@ def warn_journal_gap(ctx: "TxContext", nonce: int) -> None:
 
 
 def _record(ctx: "TxContext", tx_hash: str, nonce: int, raw_hex: str, description: str,
-            step: Optional[str]) -> None:
-    """Journal a signed transaction before its send (an error here: nothing was sent)."""
+            step: Optional[str], variant_of: Optional[Any] = None,
+            variant: Optional[str] = None) -> None:
+    """Journal a signed transaction before its send (an error here: nothing was sent).
+    ``variant_of``: the journal entry this one replaces (``variant``: "speedup", "cancel"): it
+    joins that entry's family, as the same intent."""
     if ctx.journal is None:
         return
     from .journal import INTENT
 
     if ctx.genesis is None:  # not read with the send's batch (a caller of broadcast alone)
         take_chain(ctx, rpc_batch(ctx, CHAIN_REQUESTS, "chain lookup"))
-    intent = dict(INTENT.get() or {})
+    intent = dict(INTENT.get() or {}) if variant_of is None else dict(variant_of.intent,
+                                                                      replace=variant)
     if step:
         intent["step"] = step
     ctx.journal.record(ctx.chain_id, ctx.account.address, tx_hash, nonce, raw_hex, description,
-                       intent, genesis=ctx.genesis or None, anchor=ctx.anchor)
+                       intent, genesis=ctx.genesis or None, anchor=ctx.anchor,
+                       family=variant_of.root if variant_of is not None else None)
 
 
 # NOTE: a lost reply is looked up by hash this many times (with a short backoff) before the
@@ -70,7 +75,8 @@ def journal_resolve(ctx: TxContext, tx_hash: str, status: str, block: Optional[i
 
 
 def broadcast(ctx: TxContext, raw: bytes, tx_hash: str, nonce: int, description: str, *,
-              step: Optional[str] = None) -> None:
+              step: Optional[str] = None, variant_of: Optional[Any] = None,
+              variant: Optional[str] = None) -> None:
     """Record the signed transaction in the journal, then send it. Returns when the node has it.
 
     The node refused it (it answered with an error): that error is raised (a decoded revert, or
@@ -81,7 +87,7 @@ def broadcast(ctx: TxContext, raw: bytes, tx_hash: str, nonce: int, description:
     gives the same with exit 130. In both cases the journal entry stays open.
     """
     raw_hex = "0x" + raw.hex()
-    _record(ctx, tx_hash, nonce, raw_hex, description, step)
+    _record(ctx, tx_hash, nonce, raw_hex, description, step, variant_of, variant)
     try:
         try:
             resp = raw_request(ctx, "eth_sendRawTransaction", [raw_hex])
@@ -162,22 +168,32 @@ RECEIPT_FIRST_WAIT = 0.005
 
 
 def wait_for_receipt(ctx: TxContext, tx_hash: str, description: str, nonce: int,
-                     timeout: Optional[float] = None) -> Any:
+                     timeout: Optional[float] = None, others: Sequence[str] = ()) -> Any:
     """The receipt, polled until ``timeout`` (default: the context's receipt timeout). Node
     trouble while waiting is waited out until the deadline; then, or on Ctrl-C, TxPendingError
-    names the hash and the nonce (the journal entry stays open)."""
+    names the hash and the nonce (the journal entry stays open). ``others``: the rest of a
+    replacement family (same nonce): the first receipt of any of them is returned (its
+    ``transactionHash`` says whose), all polled in one request."""
     timeout = ctx.receipt_timeout if timeout is None else timeout
     deadline = time.monotonic() + timeout
     delay = RECEIPT_POLL_FIRST
     trouble: Optional[DtnsessError] = None
+    hashes = [tx_hash, *others]
     try:
         with ctx.ui.status(f"{description}: waiting for {tx_hash[:10]}… to be mined"):
             time.sleep(RECEIPT_FIRST_WAIT)
             while True:
                 try:
-                    receipt = format_receipt(ctx.rpc.call("eth_getTransactionReceipt", [tx_hash]))
-                    if receipt is not None and receipt.get("blockNumber") is not None:
-                        return receipt
+                    if others:
+                        replies = ctx.rpc.batch([("eth_getTransactionReceipt", [h])
+                                                 for h in hashes])
+                        raws = [r.get("result") for r in replies if isinstance(r, dict)]
+                    else:
+                        raws = [ctx.rpc.call("eth_getTransactionReceipt", [tx_hash])]
+                    for raw in raws:
+                        receipt = format_receipt(raw)
+                        if receipt is not None and receipt.get("blockNumber") is not None:
+                            return receipt
                     trouble = None
                 except (RpcTransportError, RpcResponseError) as exc:  # a flaky node: keep
                     trouble = rpc_error(exc, ctx.rpc_url)  # waiting until the deadline
@@ -185,10 +201,11 @@ def wait_for_receipt(ctx: TxContext, tx_hash: str, description: str, nonce: int,
                     why = (f"the node failed while waiting for the receipt ({trouble.reason})"
                            if isinstance(trouble, RpcError) else
                            f"not mined after {timeout:g}s")
+                    if others:
+                        why += f" (nor {', '.join(others)}, at the same nonce)"
                     raise TxPendingError(description, tx_hash, nonce, why)
                 time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
                 delay = min(delay * 2, RECEIPT_POLL_MAX)
     except KeyboardInterrupt:
         raise TxPendingError(description, tx_hash, nonce,
-                             "interrupted while waiting for the receipt",
                              interrupted=True) from None

@@ -230,6 +230,7 @@ class Pipeline:
         for o, raw in zip(outs, raws):
             _record(ctx, o.tx_hash, o.nonce, raw, o.call.description, o.call.step)
         self.nonce += len(preps)  # NOTE: each may have arrived: never reuse these nonces here
+        sent = len(raws)  # how many may have reached the node (one batch: all of them)
         try:
             try:
                 resps: list = ctx.rpc.batch([("eth_sendRawTransaction", [r]) for r in raws])
@@ -241,7 +242,7 @@ class Pipeline:
                 # NOTE: a node that refuses batches answers the whole batch with one error (it
                 # took none of them): send them one by one (each its own bytes: never twice)
                 resps = []
-                for raw in raws:
+                for sent, raw in enumerate(raws, 1):
                     try:
                         resps.append(raw_request(ctx, "eth_sendRawTransaction", [raw]))
                     except RpcError as exc:
@@ -272,8 +273,7 @@ class Pipeline:
                         o.call.description, o.tx_hash, o.nonce,
                         f"it waits in the node for nonce {gap.nonce}, which was refused")
         except KeyboardInterrupt:
-            raise TxPendingError(outs[0].call.description, outs[0].tx_hash, outs[0].nonce,
-                                 "interrupted while sending", interrupted=True) from None
+            raise _interrupted_sending(ctx, outs, sent) from None
         return outs
 
     def resolve_unknown(self, outs: Sequence[Outcome]) -> None:
@@ -379,6 +379,23 @@ class Pipeline:
         journal_resolve(ctx, o.tx_hash, "mined", receipt["blockNumber"])
         res.events = decode_logs(ctx, receipt["logs"])
         o.status = "mined"
+
+
+def _interrupted_sending(ctx: TxContext, outs: Sequence[Outcome], sent: int) -> TxPendingError:
+    """Ctrl-C while a batch's transactions were being sent: the first ``sent`` may have reached
+    the node, every one of them named (each may be mined); those never broadcast are dropped
+    from the journal (Ctrl-C means: send nothing more, also not on the next run)."""
+    for o in outs[sent:]:
+        journal_resolve(ctx, o.tx_hash, "dropped", note="interrupted before its send")
+    first, rest = outs[0], outs[1:sent]
+    why = "interrupted while sending"
+    if rest:
+        why += " (also sent: " + ", ".join(f"{o.call.description}: tx {o.tx_hash} (nonce "
+                                           f"{o.nonce})" for o in rest) + ")"
+    if outs[sent:]:
+        why += f"; {len(outs) - sent} more not sent"
+    return TxPendingError(first.call.description, first.tx_hash, first.nonce, why,
+                          interrupted=True)
 
 
 def _base_tx_of(ctx: TxContext, call: Call) -> dict:

@@ -61,14 +61,26 @@ class _Group(TyperGroup):
         self.format_commands(ctx, formatter)
 
 
-def group(**kw: Any) -> typer.Typer:
-    """A Typer app (the root or a command group) with plain Click help.
+class _DefaultGroup(_Group):
+    """A group whose first subcommand is the default: ``dtnsess tx HASH`` is ``dtnsess tx show
+    HASH``, next to ``dtnsess tx speedup HASH``."""
+
+    def parse_args(self, ctx: Any, args: list) -> list:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = [next(iter(self.commands))] + list(args)
+        return super().parse_args(ctx, args)
+
+
+def group(default: bool = False, **kw: Any) -> typer.Typer:
+    """A Typer app (the root or a command group) with plain Click help; ``default``: its
+    first command runs when none is named (``_DefaultGroup``).
 
     NOTE: rich help (Typer's default) imports typer.rich_utils -> rich.markdown/markdown_it,
     ~0.1 s of every ``--help`` and completion, and its markup swallows the ``[env: ...]``
     notes of the options' help.
     """
-    return typer.Typer(cls=_Group, rich_markup_mode=None, no_args_is_help=True,
+    return typer.Typer(cls=_DefaultGroup if default else _Group, rich_markup_mode=None,
+                       no_args_is_help=True,
                        # NOTE: locals can hold a key: never let Typer print them
                        pretty_exceptions_enable=False, pretty_exceptions_show_locals=False, **kw)
 

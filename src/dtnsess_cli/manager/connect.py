@@ -59,6 +59,7 @@ class Connection:
         self._rpc = None
         self._account = signer
         self._chain_id: Optional[int] = None
+        self._chain_seen: Optional[tuple] = None  # (genesis, anchor): see Writes._chain_key
         self._manager = None
         self._config_raw: Optional[tuple] = None
         self._token = None
