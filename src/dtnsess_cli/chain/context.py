@@ -115,6 +115,17 @@ def take_chain(ctx: "TxContext", resps: Sequence[Any]) -> None:
         ctx.anchor = None
 
 
+@dataclass(frozen=True)
+class TxOverrides:
+    """What the user fixed for a write's transactions (cast's --nonce, --gas-limit,
+    --priority-gas-price, --max-fee); None: chosen as usual. See ``fees.with_overrides``."""
+
+    nonce: Optional[int] = None
+    gas_limit: Optional[int] = None
+    priority_fee: Optional[int] = None  # wei
+    max_fee: Optional[int] = None  # wei
+
+
 @dataclass
 class TxContext:
     """What sending needs: the connection, the signer, and the UI hooks."""
@@ -138,6 +149,7 @@ class TxContext:
     # latest block's (number, hash); read in the first batch of a send (``chain_requests``)
     genesis: Optional[str] = None
     anchor: Optional[tuple] = None
+    overrides: TxOverrides = field(default_factory=TxOverrides)
     # DecodedRevert -> the error to raise (the session manager's own wording; see manager.reverts)
     friendly: Callable[..., DtnsessError] = plain_revert
     _events: Optional[EventDecoder] = None

@@ -5,10 +5,10 @@ ETH check, and the confirmation that shows the cost."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional, Sequence
 
-from ..errors import AbortedError, DtnsessError, InsufficientFundsError
+from ..errors import AbortedError, DtnsessError, InputError, InsufficientFundsError
 from ..units import format_eth, format_gwei
 from .abi import encode, to_bytes
 from .context import TxContext, response_error
@@ -172,6 +172,56 @@ def _facts_from(ctx: "TxContext", resps: Sequence[dict],
     nonce = int(r_nonce["result"], 16) if r_nonce is not None else follows.nonce
     return ChainFacts(fees=fees, balance=int(r_bal["result"], 16), nonce=nonce,
                       fetched_at=fetched_at)
+
+
+def with_overrides(ctx: TxContext, facts: ChainFacts, first: bool = True) -> ChainFacts:
+    """``facts`` with what the user fixed (``ctx.overrides``): the fees, and for the ``first``
+    transaction of a write the nonce (the others follow it). A nonce below the chain's next
+    (``pending``) is refused before signing (it is used, or held by a pending transaction:
+    `dtnsess tx speedup|cancel` replaces one of ours); above it, a warning: the transaction
+    waits in the node for the ones between. A max fee under the base fee: a warning."""
+    o = ctx.overrides
+    nonce = facts.nonce
+    if o.nonce is not None and first:
+        sender = ctx.account.address
+        if o.nonce < facts.nonce:
+            raise InputError("--nonce", str(o.nonce),
+                             f"below the next nonce of {sender} ({facts.nonce}): it is used, "
+                             f"or held by a pending transaction (to replace one of ours: "
+                             f"`dtnsess tx speedup|cancel HASH`); nothing sent")
+        if o.nonce > facts.nonce:
+            ctx.ui.info(f"warning: nonce {o.nonce} is above the next nonce of {sender} "
+                        f"({facts.nonce}): the transaction waits in the node until nonces "
+                        f"{facts.nonce}..{o.nonce - 1} are used")
+        nonce = o.nonce
+    fees = dict(facts.fees or {})
+    if (o.priority_fee is not None or o.max_fee is not None) and "maxFeePerGas" in fees:
+        tip, mx = fees["maxPriorityFeePerGas"], fees["maxFeePerGas"]
+        base = (mx - tip) // 2  # fees are 2 * base fee + tip (_facts_from)
+        tip = o.priority_fee if o.priority_fee is not None else min(tip, o.max_fee)
+        mx = o.max_fee if o.max_fee is not None else 2 * base + tip
+        if tip > mx:
+            raise InputError("--priority-gas-price", format_gwei(tip) + " gwei",
+                             f"above the max fee ({format_gwei(mx)} gwei); nothing sent")
+        if mx < base:
+            ctx.ui.info(f"warning: max fee {format_gwei(mx)} gwei is below the base fee "
+                        f"({format_gwei(base)} gwei): the transaction waits until it falls")
+        fees = {"maxPriorityFeePerGas": tip, "maxFeePerGas": mx}
+    elif o.max_fee is not None:  # a chain without EIP-1559: the gas price
+        fees = {"gasPrice": o.max_fee}
+    return replace(facts, fees=fees, nonce=nonce)
+
+
+def limit_for(ctx: TxContext, estimate: int, limit: int, description: str) -> int:
+    """The gas limit to send: ``limit`` (the estimate + 20%), or the user's --gas-limit, which
+    must hold the estimate (below it the transaction would run out of gas: refused)."""
+    fixed = ctx.overrides.gas_limit
+    if fixed is None:
+        return limit
+    if fixed < estimate:
+        raise InputError("--gas-limit", str(fixed), f"below the estimate for {description} "
+                         f"({estimate} gas): it would run out of gas; nothing sent")
+    return fixed
 
 
 def _eth_floor_error(sender: str, value: int, facts: "ChainFacts") -> Optional[DtnsessError]:

@@ -16,7 +16,7 @@ from .context import (TxContext, TxResult, _call_parts, _decode_return, _hexq, _
 from .contract import format_receipt
 from .errors import RpcTransportError
 from .fees import (ChainFacts, _check_eth, _confirm, _fact_requests, _facts_from, gas_limit_for,
-                   l1_fee_of, l1_fee_request, receipt_l1_fee)
+                   l1_fee_of, l1_fee_request, limit_for, receipt_l1_fee, with_overrides)
 from .simulate import SIM_BLOCK, _failed_receipt
 
 # ``send_many`` (and the ``Pipeline`` it is made of) is not a second send path: every
@@ -120,6 +120,10 @@ def _prep_take(ctx: TxContext, preps: Sequence[Prepared], resps: Sequence[dict])
         p.gas_estimate = int(est["result"], 16)
         p.gas_limit = (gas_limit_for(p.gas_estimate)
                        if p.call.gas_limit is None else p.call.gas_limit)
+        try:
+            p.gas_limit = limit_for(ctx, p.gas_estimate, p.gas_limit, p.call.description)
+        except DtnsessError as exc:  # the user's --gas-limit does not hold this one
+            p.error = exc
 
 
 def prepare_many(ctx: TxContext, calls: Sequence[Call]) -> list:
@@ -158,6 +162,7 @@ class Pipeline:
             if chain:
                 take_chain(ctx, resps[len(reqs):])
             facts = _facts_from(ctx, resps[:len(reqs)])
+        facts = with_overrides(ctx, facts)  # the user's --nonce (the first), fees
         self.fees, self.max_fee = facts.fees, facts.max_fee
         self.balance, self.nonce = facts.balance, facts.nonce
         warn_journal_gap(ctx, facts.nonce)

@@ -33,7 +33,7 @@ from .broadcast import (  # noqa: F401 - re-exported
     wait_for_receipt, warn_journal_gap)
 from .context import (  # noqa: F401 - re-exported
     BATCH_SIZE, CHAIN_REQUESTS, DEFAULT_RECEIPT_TIMEOUT, GENESIS_REQUEST, DecodedEvent, Deploy,
-    TxContext, TxResult, _call_parts, _decode_return, _hexq, _json_tx, _node_message,
+    TxContext, TxOverrides, TxResult, _call_parts, _decode_return, _hexq, _json_tx, _node_message,
     _to_bytes, chain_requests, decode_logs, plain_revert, raw_request, response_error, rpc_batch,
     rpc_error, take_chain, to_rpc_error)
 from .contract import format_receipt  # noqa: F401 - also the receipt format of its callers
@@ -41,7 +41,7 @@ from .fees import (  # noqa: F401 - re-exported
     FEE_HISTORY_BLOCKS, FEE_HISTORY_PERCENTILE, FEES_MAX_AGE, GAS_MARGIN_DEN, GAS_MARGIN_NUM,
     L1_GAS_PRICE_ORACLE, TX_GAS_CAP, ChainFacts, _check_eth, _confirm, _eth_floor_error,
     _fact_requests, _facts_from, _quantity, _tip_of, cost_line, gas_limit_for, l1_fee_of,
-    l1_fee_request, receipt_l1_fee)
+    l1_fee_request, limit_for, receipt_l1_fee, with_overrides)
 from .pipeline import (  # noqa: F401 - re-exported
     Call, Outcome, Pipeline, Prepared, _base_tx_of, _batch_refused, _prep_requests, _prep_take,
     batch_error, prepare_many, send_many, send_together)
@@ -99,8 +99,9 @@ def send_and_wait(ctx: TxContext, fn_call: Any, *, value: int = 0, description: 
 
     # 2. gas (+20%) and EIP-1559 fees
     est = int(resps[1]["result"], 16)
-    limit = gas_limit_for(est)
-    facts = facts_of()
+    limit = limit_for(ctx, est, gas_limit_for(est), description)
+    # the user's --nonce is the first transaction's; one that follows takes the next
+    facts = with_overrides(ctx, facts_of(), first=follows is None)
     fees, max_fee = facts.fees, facts.max_fee
     result = TxResult(description=description, dry_run=dry_run, sender=sender, to=to,
                       value=value, gas_estimate=est, gas_limit=limit, max_fee_per_gas=max_fee,

@@ -134,11 +134,32 @@ DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="simulate only; send 
 DebugOpt = Annotated[bool, typer.Option("--debug", help="show tracebacks [env: DTNSESS_DEBUG=1]",
                                         rich_help_panel=_G)]
 
+_W = "Transaction options (every write; cast's names)"
+NonceOpt = Annotated[Optional[int], typer.Option(
+    "--nonce", help="the nonce of the (first) transaction; below the chain's next is refused "
+                    "[env: DTNSESS_NONCE, ETH_NONCE]", rich_help_panel=_W, show_default=False,
+    min=0)]
+GasLimitOpt = Annotated[Optional[int], typer.Option(
+    "--gas-limit", help="gas limit of each transaction; below the estimate is refused "
+                        "[env: DTNSESS_GAS_LIMIT, ETH_GAS_LIMIT]", rich_help_panel=_W,
+    show_default=False, min=1)]
+PriorityFeeOpt = Annotated[Optional[str], typer.Option(
+    "--priority-gas-price", help="max priority fee per gas: wei, or with a unit (2gwei) "
+                                 "[env: DTNSESS_PRIORITY_GAS_PRICE, ETH_PRIORITY_GAS_PRICE]",
+    rich_help_panel=_W, show_default=False)]
+MaxFeeOpt = Annotated[Optional[str], typer.Option(
+    "--max-fee", "--gas-price", help="max fee per gas (the gas price on a chain without "
+                                     "EIP-1559): wei, or with a unit (30gwei) "
+                                     "[env: DTNSESS_MAX_FEE, ETH_GAS_PRICE]",
+    rich_help_panel=_W, show_default=False)]
+
 _GLOBALS = [
     ("rpc_url", RpcUrlOpt, None), ("contract", ContractOpt, None), ("network", NetworkOpt, None),
     ("chain_id", ChainIdOpt, None), ("account", AccountOpt, None), ("keystore", KeystoreOpt, None),
     ("json", JsonOpt, False), ("yes", YesOpt, False), ("dry_run", DryRunOpt, False),
     ("debug", DebugOpt, False), ("password_file", PasswordFileOpt, None),
+    ("nonce", NonceOpt, None), ("gas_limit", GasLimitOpt, None),
+    ("priority_gas_price", PriorityFeeOpt, None), ("max_fee", MaxFeeOpt, None),
 ]
 _GLOBAL_NAMES = [n for n, _, _ in _GLOBALS]
 
@@ -161,9 +182,13 @@ def _root(ctx: typer.Context, rpc_url: RpcUrlOpt = None, contract: ContractOpt =
           network: NetworkOpt = None, chain_id: ChainIdOpt = None, account: AccountOpt = None,
           keystore: KeystoreOpt = None, json: JsonOpt = False, yes: YesOpt = False,
           dry_run: DryRunOpt = False, debug: DebugOpt = False,
-          password_file: PasswordFileOpt = None, version: VersionOpt = False) -> None:
+          password_file: PasswordFileOpt = None, nonce: NonceOpt = None,
+          gas_limit: GasLimitOpt = None, priority_gas_price: PriorityFeeOpt = None,
+          max_fee: MaxFeeOpt = None, version: VersionOpt = False) -> None:
     ctx.obj = CliOptions(rpc_url, contract, network, chain_id, account, keystore, json, yes,
-                         dry_run, debug, password_file=password_file)
+                         dry_run, debug, password_file=password_file, nonce=nonce,
+                         gas_limit=gas_limit, priority_gas_price=priority_gas_price,
+                         max_fee=max_fee)
 
 
 def debug_enabled(opts: Optional[CliOptions] = None) -> bool:

@@ -99,6 +99,9 @@ class Writes:
                 token_symbol=self._symbol or "",
                 symbol_lookup=(lambda: self.symbol) if self.settings.contract else None,
                 rpc_url=self.settings.rpc_url, journal=self._journal,
+                overrides=tx.TxOverrides(
+                    nonce=self.settings.nonce, gas_limit=self.settings.gas_limit,
+                    priority_fee=self.settings.priority_fee, max_fee=self.settings.max_fee),
             )
             if self._chain_seen is not None:  # read before the sender lock (_chain_key)
                 self._txctx.genesis, self._txctx.anchor = self._chain_seen
