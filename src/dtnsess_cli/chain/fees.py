@@ -194,6 +194,9 @@ def with_overrides(ctx: TxContext, facts: ChainFacts, first: bool = True) -> Cha
                         f"({facts.nonce}): the transaction waits in the node until nonces "
                         f"{facts.nonce}..{o.nonce - 1} are used")
         nonce = o.nonce
+        # NOTE: used once: later transactions of this run (a next wave of `request --file`)
+        # count on from it, as the chain does
+        ctx.overrides = replace(o, nonce=None)
     fees = dict(facts.fees or {})
     if (o.priority_fee is not None or o.max_fee is not None) and "maxFeePerGas" in fees:
         tip, mx = fees["maxPriorityFeePerGas"], fees["maxFeePerGas"]
