@@ -67,3 +67,30 @@ def test_approve_and_create_take_consecutive_nonces_from_nonce(env):
     hashes = HASH.findall(res.stdout)
     nonces = sorted({env.w3.eth.get_transaction(h)["nonce"] for h in hashes})
     assert nonces == [n, n + 1] and env.nonce() == n + 2
+
+
+def test_unlocked_sends_from_a_node_held_account_journaled_by_hash(env):
+    """--unlocked --from (or ETH_FROM): eth_sendTransaction from Anvil's dev account, no key
+    here; every transaction journaled by hash; approve + create one by one."""
+    from dtnsess_cli.chain.journal import Journal
+
+    fund(env.system, env.user, 100, approve=False)
+    n = env.nonce()
+    res = env.cli("approve", "1", "--yes", "--unlocked", "--from", env.user, role=None)
+    assert res.exit_code == 0, res.output
+    t = tx_of(env, res)
+    assert t["from"] == env.user and env.nonce() == n + 1
+    made = env.cli("create", "20", "--yes", "--json", "--unlocked", role=None,
+                   env={"ETH_FROM": env.user})
+    assert made.exit_code == 0, made.output
+    assert env.nonce() == n + 3 and len(env.system.manager.functions.getUserSessions(
+        env.user).call()) == 1
+    j = Journal()
+    try:
+        for h in HASH.findall(res.stdout) + HASH.findall(made.stdout):
+            e = j.find(h)
+            assert e is not None and e.status == "mined" and e.raw == ""
+    finally:
+        j.close()
+    bare = env.cli("approve", "1", "--yes", "--unlocked", role=None)
+    assert bare.exit_code == 3 and "pass --from" in bare.stderr, bare.output

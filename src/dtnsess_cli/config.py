@@ -81,6 +81,8 @@ class CliOptions:
     gas_limit: Optional[int] = None
     priority_gas_price: Optional[str] = None
     max_fee: Optional[str] = None
+    unlocked: bool = False  # send from a node-held account (eth_sendTransaction)
+    from_: Optional[str] = None  # that account (cast's --from / ETH_FROM)
 
     def merged_over(self, base: "CliOptions") -> "CliOptions":
         """These options, falling back to ``base`` for what was not given here."""
@@ -127,6 +129,9 @@ class Settings:
     gas_limit: Optional[int] = None
     priority_fee: Optional[int] = None  # wei
     max_fee: Optional[int] = None  # wei
+    # --unlocked: the node holds the key of ``from_address`` and signs (eth_sendTransaction)
+    unlocked: bool = False
+    from_address: Optional[str] = None
 
     def require_rpc(self) -> str:
         if not self.rpc_url:
@@ -348,6 +353,13 @@ def resolve_settings(
     s.password_file = pick("password_file", opts.password_file, "DTNSESS_PASSWORD_FILE",
                            "ETH_PASSWORD")
     s.ipfs_gateway = pick("ipfs_gateway", None, "DTNSESS_IPFS_GATEWAY")
+    s.unlocked = opts.unlocked
+    frm = pick("from_address", opts.from_, "DTNSESS_FROM", "ETH_FROM")
+    s.from_address = check_address(str(frm), f"--from (from {sources['from_address']})") \
+        if frm is not None else None
+    if s.unlocked and s.from_address is None:
+        raise ConfigError("--unlocked needs the node-held account to send from",
+                          hint="pass --from ADDRESS or set ETH_FROM (as cast does)")
     # cast's names and variables (its --gas-price is the max fee of an EIP-1559 transaction)
     for key, flag, names in (("nonce", opts.nonce, ("DTNSESS_NONCE", "ETH_NONCE")),
                              ("gas_limit", opts.gas_limit, ("DTNSESS_GAS_LIMIT", "ETH_GAS_LIMIT"))):

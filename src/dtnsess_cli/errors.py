@@ -294,6 +294,23 @@ class NotRepeatedError(DtnsessError):
         return out
 
 
+class SendUnknownError(DtnsessError):
+    """Raised when the reply to ``eth_sendTransaction`` (``--unlocked``: the node signs) was
+    lost: its hash is not known here, so it cannot be looked up; the node may have sent it."""
+
+    exit_code = ExitCode.TIMEOUT
+
+    def __init__(self, description: str, sender: str, nonce: int, reason: str, *,
+                 interrupted: bool = False) -> None:
+        super().__init__(
+            f"{description}: {reason}; the node may have sent a transaction from {sender} at "
+            f"nonce {nonce} (its hash is not known here)",
+            hint=f"look for nonce {nonce} of {sender} (`dtnsess requests`, an explorer) before "
+                 f"repeating the command")
+        if interrupted:
+            self.exit_code = ExitCode.INTERRUPTED
+
+
 class LegacyEntryError(DtnsessError):
     """Raised when a command is run again while its earlier run's journal entry, written by an
     older dtnsess that did not record the chain, is still open: that outcome cannot be told on

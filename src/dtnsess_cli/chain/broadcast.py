@@ -74,6 +74,60 @@ def journal_resolve(ctx: TxContext, tx_hash: str, status: str, block: Optional[i
                       f"command from this key looks it up on the chain")
 
 
+class NodeAccount:
+    """A node-held account (``--unlocked``): the node signs what ``eth_sendTransaction`` gives
+    it; there is no key here, so nothing to ``sign_transaction`` with."""
+
+    unlocked = True
+
+    def __init__(self, address: str) -> None:
+        from .abi import to_checksum_address
+
+        self.address = to_checksum_address(address)
+
+    def __repr__(self) -> str:
+        return f"NodeAccount({self.address})"
+
+
+def sign_and_send(ctx: TxContext, tx: dict, description: str, *,
+                  step: Optional[str] = None) -> str:
+    """THE last step of every send: sign ``tx`` (the full transaction: nonce, gas, fees,
+    chainId) and ``broadcast`` it; with a node-held account, ``send_unlocked``. Returns its
+    hash once the node has it."""
+    if getattr(ctx.account, "unlocked", False):
+        return send_unlocked(ctx, tx, description, step=step)
+    signed = ctx.account.sign_transaction(tx)
+    tx_hash = "0x" + bytes(signed.hash).hex()
+    broadcast(ctx, bytes(signed.raw_transaction), tx_hash, tx["nonce"], description, step=step)
+    return tx_hash
+
+
+def send_unlocked(ctx: TxContext, tx: dict, description: str, *,
+                  step: Optional[str] = None) -> str:
+    """``eth_sendTransaction`` from a node-held account: the node signs, and its reply is the
+    hash, journaled then (by hash, like every send; with no signed bytes, so it is never sent
+    again). A lost reply cannot be looked up: SendUnknownError names the sender and nonce."""
+    from ..errors import SendUnknownError
+
+    req = {k: (hex(v) if isinstance(v, int) else v) for k, v in tx.items()
+           if k in ("nonce", "gas", "value", "data", "to", "chainId", "maxFeePerGas",
+                    "maxPriorityFeePerGas", "gasPrice", "type") and v is not None}
+    req["from"] = ctx.account.address
+    try:
+        resp = raw_request(ctx, "eth_sendTransaction", [req])
+    except RpcError as lost:
+        raise SendUnknownError(description, ctx.account.address, tx["nonce"],
+                               getattr(lost, "reason", lost.message)) from None
+    except KeyboardInterrupt:
+        raise SendUnknownError(description, ctx.account.address, tx["nonce"],
+                               "interrupted while sending", interrupted=True) from None
+    if "error" in resp or not isinstance(resp.get("result"), str):
+        raise response_error(ctx, resp, description)
+    tx_hash = resp["result"].lower()
+    _record(ctx, tx_hash, tx["nonce"], "", description, step)
+    return tx_hash
+
+
 def broadcast(ctx: TxContext, raw: bytes, tx_hash: str, nonce: int, description: str, *,
               step: Optional[str] = None, variant_of: Optional[Any] = None,
               variant: Optional[str] = None) -> None:

@@ -7,9 +7,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
-from ..errors import DtnsessError, ExitCode, RpcError, TxPendingError
+from ..errors import DtnsessError, ExitCode, RpcError, SendUnknownError, TxPendingError
 from .broadcast import (RECEIPT_FIRST_WAIT, RECEIPT_POLL_FIRST, RECEIPT_POLL_MAX, _ensure_known,
-                        _record, _refused, broadcast, journal_resolve, warn_journal_gap)
+                        _record, _refused, journal_resolve, sign_and_send, warn_journal_gap)
 from .context import (TxContext, TxResult, _call_parts, _decode_return, _hexq, _json_tx,
                       chain_requests, decode_logs, raw_request, response_error, rpc_batch,
                       rpc_error, take_chain)
@@ -191,12 +191,10 @@ class Pipeline:
         tx = dict(p.base_tx, nonce=self.nonce, gas=p.gas_limit, chainId=ctx.chain_id, **self.fees)
         if "maxFeePerGas" in tx:
             tx["type"] = 2
-        signed = ctx.account.sign_transaction(tx)
-        out.tx_hash = "0x" + bytes(signed.hash).hex()
         try:
-            broadcast(ctx, bytes(signed.raw_transaction), out.tx_hash, self.nonce,
-                      p.call.description)
-        except TxPendingError as exc:
+            out.tx_hash = sign_and_send(ctx, tx, p.call.description)
+        except (TxPendingError, SendUnknownError) as exc:
+            out.tx_hash = getattr(exc, "tx_hash", None)  # none when the node signs (--unlocked)
             if exc.exit_code != ExitCode.TIMEOUT:  # Ctrl-C: stop here, the hash is named
                 raise
             out.status = "unknown"
@@ -222,6 +220,13 @@ class Pipeline:
         nonce named; the journal entry stays open), never collected."""
         ctx = self.ctx
         assert self.nonce is not None, "begin() first"
+        if getattr(ctx.account, "unlocked", False):  # the node signs: one send at a time
+            outs = []
+            for p in preps:
+                outs.append(self.send(p))
+                if outs[-1].status != "sent":
+                    break
+            return outs + [Outcome(call=p.call) for p in preps[len(outs):]]
         outs, raws = [], []
         for i, p in enumerate(preps):
             nonce = self.nonce + i

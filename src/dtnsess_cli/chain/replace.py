@@ -61,6 +61,9 @@ def replace(ctx: TxContext, entry: Any, *, cancel: bool, dry_run: bool,
     variant. Returns (TxResult of the mined variant, or the dry run's; "replacement" or
     "original": which one was mined; None for a dry run).
     """
+    if getattr(ctx.account, "unlocked", False) or not entry.raw:
+        raise InputError("transaction hash", entry.tx_hash, "a replacement is signed here: "
+                         "not with --unlocked, nor of a transaction the node signed")
     j = ctx.journal
     sender = ctx.account.address
     members = [m for m in j.members(entry.root) if m.status == "open"] or [entry]

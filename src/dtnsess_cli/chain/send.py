@@ -29,7 +29,8 @@ from typing import Any, Callable, Optional, Sequence
 
 from .broadcast import (  # noqa: F401 - re-exported
     LOOKUP_BACKOFF, RECEIPT_FIRST_WAIT, RECEIPT_POLL_FIRST, RECEIPT_POLL_MAX, _KNOWN,
-    _ensure_known, _record, _refused, broadcast, journal_resolve,
+    NodeAccount, _ensure_known, _record, _refused, broadcast, journal_resolve, sign_and_send,
+    send_unlocked,
     wait_for_receipt, warn_journal_gap)
 from .context import (  # noqa: F401 - re-exported
     BATCH_SIZE, CHAIN_REQUESTS, DEFAULT_RECEIPT_TIMEOUT, GENESIS_REQUEST, DecodedEvent, Deploy,
@@ -124,9 +125,7 @@ def send_and_wait(ctx: TxContext, fn_call: Any, *, value: int = 0, description: 
     tx = dict(base_tx, nonce=facts.nonce, gas=limit, chainId=ctx.chain_id, **fees)
     if "maxFeePerGas" in tx:
         tx["type"] = 2
-    signed = ctx.account.sign_transaction(tx)
-    tx_hash = "0x" + bytes(signed.hash).hex()
-    broadcast(ctx, bytes(signed.raw_transaction), tx_hash, facts.nonce, description, step=step)
+    tx_hash = sign_and_send(ctx, tx, description, step=step)
     result.tx_hash = tx_hash
     result.next_facts = replace(facts, nonce=facts.nonce + 1)
 

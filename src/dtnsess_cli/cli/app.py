@@ -153,6 +153,14 @@ MaxFeeOpt = Annotated[Optional[str], typer.Option(
                                      "[env: DTNSESS_MAX_FEE, ETH_GAS_PRICE]",
     rich_help_panel=_W, show_default=False)]
 
+UnlockedOpt = Annotated[bool, typer.Option(
+    "--unlocked", help="send from a node-held account (eth_sendTransaction: the node signs, no "
+                       "key here; Anvil's dev accounts, a local signer); needs --from",
+    rich_help_panel=_W)]
+FromOpt = Annotated[Optional[str], typer.Option(
+    "--from", help="the account --unlocked sends from [env: DTNSESS_FROM, ETH_FROM]",
+    rich_help_panel=_W, show_default=False)]
+
 _GLOBALS = [
     ("rpc_url", RpcUrlOpt, None), ("contract", ContractOpt, None), ("network", NetworkOpt, None),
     ("chain_id", ChainIdOpt, None), ("account", AccountOpt, None), ("keystore", KeystoreOpt, None),
@@ -160,6 +168,7 @@ _GLOBALS = [
     ("debug", DebugOpt, False), ("password_file", PasswordFileOpt, None),
     ("nonce", NonceOpt, None), ("gas_limit", GasLimitOpt, None),
     ("priority_gas_price", PriorityFeeOpt, None), ("max_fee", MaxFeeOpt, None),
+    ("unlocked", UnlockedOpt, False), ("from_", FromOpt, None),
 ]
 _GLOBAL_NAMES = [n for n, _, _ in _GLOBALS]
 
@@ -184,11 +193,12 @@ def _root(ctx: typer.Context, rpc_url: RpcUrlOpt = None, contract: ContractOpt =
           dry_run: DryRunOpt = False, debug: DebugOpt = False,
           password_file: PasswordFileOpt = None, nonce: NonceOpt = None,
           gas_limit: GasLimitOpt = None, priority_gas_price: PriorityFeeOpt = None,
-          max_fee: MaxFeeOpt = None, version: VersionOpt = False) -> None:
+          max_fee: MaxFeeOpt = None, unlocked: UnlockedOpt = False, from_: FromOpt = None,
+          version: VersionOpt = False) -> None:
     ctx.obj = CliOptions(rpc_url, contract, network, chain_id, account, keystore, json, yes,
                          dry_run, debug, password_file=password_file, nonce=nonce,
                          gas_limit=gas_limit, priority_gas_price=priority_gas_price,
-                         max_fee=max_fee)
+                         max_fee=max_fee, unlocked=unlocked, from_=from_)
 
 
 def debug_enabled(opts: Optional[CliOptions] = None) -> bool:

@@ -45,6 +45,10 @@ class Writes:
         return self._account
 
     def _load_signer(self):
+        if self.settings.unlocked:  # the node holds the key (--unlocked --from)
+            from ..chain.broadcast import NodeAccount
+
+            return NodeAccount(self.settings.from_address)
         from ..signer import load_account
 
         return load_account(self.settings)
@@ -274,12 +278,15 @@ class Writes:
     def _rebroadcast(self, ctx: Any, group: list, what: str) -> bool:
         """The node lost every variant of an intent: their own signed bytes again, the newest
         first (one nonce: one of them at most is ever mined). False: the node refused them all
-        (each ``dropped``)."""
+        (each ``dropped``). One the node signed (--unlocked) has no bytes here: it is lost."""
         from ..chain import send as tx
         from ..chain.journal import DROPPED
 
-        msg = ""
+        msg = "the node no longer has it, and it signed it (--unlocked): not sent again"
         for c in reversed(group):
+            if not c.raw:
+                self._journal.resolve(c.tx_hash, DROPPED, note=msg)
+                continue
             again = tx.raw_request(ctx, "eth_sendRawTransaction", [c.raw])
             msg = tx._node_message(again).lower()
             if "error" not in again or any(k in msg for k in tx._KNOWN):
