@@ -173,3 +173,22 @@ def test_ctrl_c_between_the_broadcasts_of_a_batch_names_every_hash(env, system6,
     rerun = cli("create", "20", "--yes")
     assert rerun.exit_code == 13, rerun.output  # the create went out now, once
     assert system6.token.functions.balanceOf(user).call() == before - 20 * system6.unit
+
+
+def test_a_url_whose_chain_changed_is_refused_before_signing(env, system6, w3, user):
+    """The sender lock is taken for the chain last seen behind the URL (no round trip); when the
+    node turns out to be another chain (a devnet restarted on its port), nothing is signed and
+    the rerun locks for the right one."""
+    from dtnsess_cli.chain.journal import known_chain, remember_chain, state_dir
+
+    proxy, cli = env
+    fund(system6, user, 100, approve=False)
+    before = w3.eth.get_transaction_count(user)
+    remember_chain(proxy.url, (31337, "0x" + "11" * 32), state_dir())
+    res = cli("approve", "1", "--yes")
+    assert res.exit_code == 6, res.output
+    assert "another chain than the last time" in one_error(res.stderr)
+    assert w3.eth.get_transaction_count(user) == before and known_chain(proxy.url) is None
+    again = cli("approve", "1", "--yes")
+    assert again.exit_code == 0, again.output
+    assert known_chain(proxy.url) == (31337, genesis_of(w3))

@@ -294,6 +294,19 @@ class NotRepeatedError(DtnsessError):
         return out
 
 
+class ChainChangedError(DtnsessError):
+    """Raised when the chain behind the RPC URL is not the one last seen there (a devnet
+    restarted on its port, a new fork): the sender lock was taken for the old one, so nothing
+    is signed; the next run takes the right lock."""
+
+    exit_code = ExitCode.CHAIN
+
+    def __init__(self, url: Optional[str]) -> None:
+        super().__init__(f"the node at {redact_url(url) if url else 'the RPC URL'} is another "
+                         f"chain than the last time it was used; nothing sent",
+                         hint="run the command again")
+
+
 class SendUnknownError(DtnsessError):
     """Raised when the reply to ``eth_sendTransaction`` (``--unlocked``: the node signs) was
     lost: its hash is not known here, so it cannot be looked up; the node may have sent it."""

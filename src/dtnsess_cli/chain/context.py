@@ -113,6 +113,10 @@ def take_chain(ctx: "TxContext", resps: Sequence[Any]) -> None:
         ctx.anchor = (int(latest["number"], 16), str(latest["hash"]).lower())
     except (KeyError, TypeError, ValueError):
         ctx.anchor = None
+    if ctx.lock_chain is not None and tuple(ctx.lock_chain) != (ctx.chain_id, ctx.genesis):
+        from ..errors import ChainChangedError
+
+        raise ChainChangedError(ctx.rpc_url)
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,9 @@ class TxContext:
     # latest block's (number, hash); read in the first batch of a send (``chain_requests``)
     genesis: Optional[str] = None
     anchor: Optional[tuple] = None
+    # (chain id, genesis) the sender lock was taken for, from what was last seen behind this
+    # URL: checked when the chain is read, before anything is signed (``take_chain``)
+    lock_chain: Optional[tuple] = None
     overrides: TxOverrides = field(default_factory=TxOverrides)
     # DecodedRevert -> the error to raise (the session manager's own wording; see manager.reverts)
     friendly: Callable[..., DtnsessError] = plain_revert
@@ -247,6 +254,11 @@ def rpc_batch(ctx: TxContext, requests: Sequence[tuple], description: str) -> li
     if len(reqs) > 1 and all(e is not None and e == errs[0] for e in errs) \
             and revert_data_of(errs[0]) is None:
         return [raw_request(ctx, m, p) for m, p in reqs]
+    # a batch of one: only the refusal itself tells (its error may be the request's own)
+    e = errs[0] if len(reqs) == 1 else None
+    if isinstance(e, dict) and (e.get("code") == -32600
+                                or "batch" in str(e.get("message", "")).lower()):
+        return [raw_request(ctx, *reqs[0])]
     return list(resp)
 
 

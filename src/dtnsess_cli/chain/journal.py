@@ -322,14 +322,56 @@ class Journal:
             raise ConfigError(f"transaction journal {self.path}: {exc}") from None
 
 
+def _chains_file(directory: Optional[Path]) -> Path:
+    return Path(directory or state_dir()) / "chains.json"
+
+
+def _url_key(url: str) -> str:
+    # NOTE: a hash: an RPC URL may hold an API key, never written down here
+    import hashlib
+
+    return hashlib.sha256((url or "").encode()).hexdigest()[:32]
+
+
+def known_chain(url: str, directory: Optional[Path] = None) -> Optional[tuple]:
+    """(chain id, genesis) last seen behind ``url`` (None: never, or unreadable). A hint for
+    the sender lock only: the send checks it before signing (``context.take_chain``)."""
+    try:
+        got = json.loads(_chains_file(directory).read_text()).get(_url_key(url))
+        return (int(got[0]), str(got[1])) if got else None
+    except (OSError, ValueError, TypeError, IndexError, AttributeError):
+        return None
+
+
+def remember_chain(url: str, chain: Optional[tuple], directory: Optional[Path] = None) -> None:
+    """Note (or with None forget) the chain behind ``url``; best effort (a hint only)."""
+    path = _chains_file(directory)
+    try:
+        data = json.loads(path.read_text())
+        data = data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        data = {}
+    if chain is None:
+        data.pop(_url_key(url), None)
+    else:
+        data[_url_key(url)] = [int(chain[0]), chain[1] or ""]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
 def sender_lock(address: str, directory: Optional[Path] = None, chain: Optional[tuple] = None):
     """The inter-process lock of one sender on one chain (a filelock.FileLock, re-entrant), in
     ``directory`` (default: ``state_dir()``). ``chain``: (chain id, genesis hash) -- a chain is
     both, as in the journal (genesis "": the node has none; the id alone then).
 
     NOTE: per chain, so one key writes on two chains at once (a fork and its origin, two
-    devnets); the nonce sequence it orders is per chain anyway. Knowing the chain costs the
-    writer one read before the lock (``Writes._chain_key``)."""
+    devnets); the nonce sequence it orders is per chain anyway. The chain is known before the
+    lock from ``known_chain`` (checked before signing), else read (``Writes._chain_key``)."""
     from filelock import FileLock
 
     d = Path(directory or state_dir()) / "locks"

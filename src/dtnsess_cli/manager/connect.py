@@ -60,6 +60,7 @@ class Connection:
         self._account = signer
         self._chain_id: Optional[int] = None
         self._chain_seen: Optional[tuple] = None  # (genesis, anchor): see Writes._chain_key
+        self._lock_chain: Optional[tuple] = None  # the sender lock's chain, to check
         self._manager = None
         self._config_raw: Optional[tuple] = None
         self._token = None
@@ -191,9 +192,20 @@ class Connection:
         return self._config_raw
 
     def _connect_requests(self) -> list:
-        """What ``_take_connect`` checks: the chain id (unless known) and getConfig()."""
+        """What ``_take_connect`` checks: the chain id (unless known) and getConfig(); and the
+        genesis and latest block while this URL's chain is not remembered (the next write's
+        sender lock needs it: ``Writes._chain_key``), in the batch made anyway."""
+        from ..chain.journal import known_chain
+
         head: list = [] if self._chain_id is not None else [("eth_chainId", [])]
-        return head + [self._mgr.call("getConfig")]
+        head.append(self._mgr.call("getConfig"))
+        state = self._state_path()
+        if self._chain_seen is None and state is not None \
+                and known_chain(self.settings.rpc_url or "", state) is None:
+            from ..chain.send import CHAIN_REQUESTS
+
+            head += list(CHAIN_REQUESTS)
+        return head
 
     def _take_connect(self, rows: list, asked: Sequence[Any]) -> None:
         """Check the chain id, then getConfig(); only when getConfig() fails is the code looked
@@ -208,6 +220,8 @@ class Connection:
                 raise cid
             self._check_chain(int(cid, 16))
         ok, cfg = rows.pop(0)
+        if rows:  # the genesis and latest block (_connect_requests)
+            self._take_chain_seen([{"result": v} if good else {} for good, v in rows[:2]])
         if not ok:
             addr = self._mgr.address
             (code,) = self._values(self._batch([("eth_getCode", [addr, "latest"])],

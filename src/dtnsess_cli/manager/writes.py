@@ -109,15 +109,24 @@ class Writes:
             )
             if self._chain_seen is not None:  # read before the sender lock (_chain_key)
                 self._txctx.genesis, self._txctx.anchor = self._chain_seen
+            self._txctx.lock_chain = self._lock_chain
         return self._txctx
 
-    def _chain_key(self) -> tuple:
-        """(chain id, genesis hash) of the node: the sender lock is per chain and key. Read once
-        per client, in one round trip with the latest block (the journal's anchor); a send's
-        own batch then no longer asks for them."""
+    def _chain_key(self, state: Any) -> tuple:
+        """(chain id, genesis hash) of the node: the sender lock is per chain and key. What was
+        last seen behind this URL (``journal.known_chain``: no round trip), checked when the
+        send reads the chain, before anything is signed (``context.take_chain``); else read
+        now, in one round trip with the latest block (the journal's anchor)."""
         from ..chain import send as tx
+        from ..chain.journal import known_chain
 
         if self._chain_seen is None:
+            hit = known_chain(self.settings.rpc_url or "", state)
+            if hit is not None and self._chain_id in (None, hit[0]):
+                self._lock_chain = hit
+                if self._txctx is not None:
+                    self._txctx.lock_chain = hit
+                return hit
             ctx = self._read_ctx()
             head = [] if self._chain_id is not None else [("eth_chainId", [])]
             resps = tx.rpc_batch(ctx, head + list(tx.CHAIN_REQUESTS), "chain lookup")
@@ -125,11 +134,23 @@ class Writes:
                 if "error" in resps[0] or resps[0].get("result") is None:
                     raise tx.response_error(ctx, resps[0], "chain id")
                 self._check_chain(int(resps[0]["result"], 16))
-            tx.take_chain(ctx, resps[len(head):])
-            self._chain_seen = (ctx.genesis, ctx.anchor)
+            self._take_chain_seen(resps[len(head):])
         if self._txctx is not None and self._txctx.genesis is None:
             self._txctx.genesis, self._txctx.anchor = self._chain_seen
         return self._chain_id, self._chain_seen[0]
+
+    def _take_chain_seen(self, resps: list) -> None:
+        """Keep the genesis and anchor from the replies to CHAIN_REQUESTS, and remember the
+        chain behind this URL for the next run's sender lock."""
+        from ..chain import send as tx
+        from ..chain.journal import remember_chain
+
+        ctx = self._read_ctx()
+        tx.take_chain(ctx, resps)
+        self._chain_seen = (ctx.genesis, ctx.anchor)
+        state = self._state_path()
+        if state is not None and self._chain_id is not None:
+            remember_chain(self.settings.rpc_url or "", (self._chain_id, ctx.genesis), state)
 
     @contextlib.contextmanager
     def _sender_locked(self) -> Iterator[None]:
@@ -146,7 +167,8 @@ class Writes:
             if state is None:  # no state kept (the API's state_dir=False): no file, no journal
                 yield
                 return
-            with self._file_locked(sender_lock(addr, state, self._chain_key()), addr):
+            with self._file_locked(sender_lock(addr, state, self._chain_key(state)), addr), \
+                    self._forget_chain_if_changed(state):
                 if self._journal is None:
                     self._journal = Journal(state / "journal.sqlite3")
                     if self._journal.emptied:
@@ -157,6 +179,19 @@ class Writes:
                 if self._txctx is not None:  # made before the journal, maybe by another thread
                     self._txctx.journal = self._journal
                 yield
+
+    @contextlib.contextmanager
+    def _forget_chain_if_changed(self, state: Any) -> Iterator[None]:
+        """The chain behind the URL changed since it was last seen (the lock taken was for the
+        old one; nothing was signed): forget it, so the next run reads it and locks right."""
+        from ..chain.journal import remember_chain
+        from ..errors import ChainChangedError
+
+        try:
+            yield
+        except ChainChangedError:
+            remember_chain(self.settings.rpc_url or "", None, state)
+            raise
 
     @contextlib.contextmanager
     def _file_locked(self, lock: Any, addr: str) -> Iterator[None]:
