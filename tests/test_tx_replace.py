@@ -183,3 +183,22 @@ def test_replace_refuses_what_it_cannot_replace(env):
     assert env.cli("tx", "speedup", "0x1234").exit_code == 4
     res = env.cli("tx", "speedup", "0x" + "ab" * 32, "--yes")
     assert res.exit_code == 4 and "not in this machine's journal" in one_error(res)
+
+
+def test_a_dry_run_shows_the_replacement_and_sends_nothing(env):
+    fund(env.system, env.user, 100, approve=False)
+    rpc(env.w3, "evm_setAutomine", False)
+    try:
+        h = _stuck_approve(env)
+        old = env.w3.eth.get_transaction(h)
+        res = env.cli("tx", "speedup", h, "--dry-run", "--json")
+        assert env.w3.eth.get_transaction(h)  # still the one in the node
+        mine(env.w3)
+    finally:
+        rpc(env.w3, "evm_setAutomine", True)
+    assert res.exit_code == 0, res.output
+    out = load_json(res)
+    assert out["dry_run"] is True and out["mined"] is None and out["replaces"] == h
+    (t,) = out["transactions"]
+    assert t["gas_estimate"] == old["gas"] and "tx_hash" not in t
+    assert [e.tx_hash for e in _family(h)] == [h]  # nothing new journaled
