@@ -12,7 +12,8 @@
 - :mod:`.simulate`  eth_call before the send, revert errors, a failed receipt's replay
 - :mod:`.broadcast` journal first, then the send; lost replies looked up by hash; the receipt
 - :mod:`.pipeline`  batches: pipelined sends and sends back to back in one batch
-- :mod:`.journal`   every signed transaction on disk before its send; the per-sender lock
+- :mod:`.replace`   a stuck transaction replaced at its nonce (tx speedup / tx cancel)
+- :mod:`.journal`   every signed transaction on disk before its send; the per-(chain, sender) lock
 
 NOTE: this package imports nothing from web3, eth-abi, eth-account, eth-utils, requests,
 pydantic or aiohttp (a test checks ``sys.modules``): those cost about 1.5 s of start-up per
