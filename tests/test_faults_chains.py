@@ -191,8 +191,9 @@ def test_devnet_reset_forgets_its_old_chains_entries(monkeypatch, tmp_path):
 
 
 def test_an_old_journal_gets_the_genesis_column(tmp_path):
-    """A journal written before genesis hashes: migrated in place; its entries (genesis
-    unknown) stay of every chain with their id, as before."""
+    """A journal written before genesis hashes: migrated in place; its entries (genesis and
+    anchor unknown) are legacy: of no chain, only named (issue 19; they were of every chain
+    with their id, and so re-broadcast on the wrong one)."""
     import sqlite3
 
     from dtnsess_cli.chain.journal import Journal
@@ -208,8 +209,9 @@ def test_an_old_journal_gets_the_genesis_column(tmp_path):
     db.commit()
     db.close()
     j = Journal(path)
-    (e,) = j.open_entries(1, "0xcd", "0x" + "11" * 32)
-    assert e.genesis is None and e.chain_label() == "chain 1"
+    assert j.open_entries(1, "0xcd", "0x" + "11" * 32) == []
+    (e,) = j.open_legacy("0xcd", 1)
+    assert e.legacy and e.genesis is None and "older dtnsess" in e.chain_label()
     j.close()
 
 
@@ -402,7 +404,11 @@ def test_deploy_names_its_result_when_env_cannot_be_written_after(env, system6, 
 def _ctrl_c_at_first_receipt_poll(monkeypatch, send):
     """Ctrl-C in the sleep before the first receipt poll (after the send); returns the real
     sleep, to put back."""
-    monkeypatch.setattr(send, "RECEIPT_FIRST_WAIT", 0.00123)
+    from dtnsess_cli.chain import broadcast, pipeline
+
+    # one send's wait (broadcast) and a batch's (pipeline) each read their own copy
+    for mod in (broadcast, pipeline):
+        monkeypatch.setattr(mod, "RECEIPT_FIRST_WAIT", 0.00123)
     real = send.time.sleep
 
     def sleep(s):

@@ -76,13 +76,22 @@ class CliOptions:
     dry_run: bool = False
     debug: bool = False
     password_file: Optional[str] = None  # a path: a password is never an argument
+    # what the user fixes for a write's transactions (cast's flags; fees as wei or "2gwei")
+    nonce: Optional[int] = None
+    gas_limit: Optional[int] = None
+    priority_gas_price: Optional[str] = None
+    max_fee: Optional[str] = None
+    unlocked: bool = False  # send from a node-held account (eth_sendTransaction)
+    from_: Optional[str] = None  # that account (cast's --from / ETH_FROM)
 
     def merged_over(self, base: "CliOptions") -> "CliOptions":
         """These options, falling back to ``base`` for what was not given here."""
         out = CliOptions()
         for name in self.__dataclass_fields__:
             mine = getattr(self, name)
-            setattr(out, name, mine if mine not in (None, False) else getattr(base, name))
+            # NOTE: `is`, not `in (None, False)`: 0 == False, and --nonce 0 is a nonce
+            given = mine is not None and mine is not False
+            setattr(out, name, mine if given else getattr(base, name))
         return out
 
 
@@ -115,6 +124,14 @@ class Settings:
     yes: bool = False
     dry_run: bool = False
     debug: bool = False
+    # fixed for every transaction a write sends (None: chosen as usual): see chain.fees
+    nonce: Optional[int] = None
+    gas_limit: Optional[int] = None
+    priority_fee: Optional[int] = None  # wei
+    max_fee: Optional[int] = None  # wei
+    # --unlocked: the node holds the key of ``from_address`` and signs (eth_sendTransaction)
+    unlocked: bool = False
+    from_address: Optional[str] = None
 
     def require_rpc(self) -> str:
         if not self.rpc_url:
@@ -186,6 +203,18 @@ def _read_devnet(path: Path) -> Optional[dict]:
         raise ConfigError(f"cannot read devnet state {path}: {exc}",
                           hint="run `dtnsess devnet up` again, or delete the file") from None
     return data if isinstance(data, dict) else None
+
+
+def _parse_count(value: Any, key: str, source: str) -> int:
+    """A nonce or a gas limit: a non-negative integer (decimal or 0x-hex); InputError if not."""
+    try:
+        n = int(str(value).strip(), 0)
+    except ValueError:
+        n = -1
+    if n < 0 or (key == "gas_limit" and n == 0):
+        raise InputError(f"{key.replace('_', ' ')} (from {source})", str(value)[:40],
+                         "expected a whole number" + (" above 0" if key == "gas_limit" else ""))
+    return n
 
 
 def _parse_chain_id(value: Any, source: str) -> int:
@@ -324,6 +353,28 @@ def resolve_settings(
     s.password_file = pick("password_file", opts.password_file, "DTNSESS_PASSWORD_FILE",
                            "ETH_PASSWORD")
     s.ipfs_gateway = pick("ipfs_gateway", None, "DTNSESS_IPFS_GATEWAY")
+    s.unlocked = opts.unlocked
+    frm = pick("from_address", opts.from_, "DTNSESS_FROM", "ETH_FROM")
+    s.from_address = check_address(str(frm), f"--from (from {sources['from_address']})") \
+        if frm is not None else None
+    if s.unlocked and s.from_address is None:
+        raise ConfigError("--unlocked needs the node-held account to send from",
+                          hint="pass --from ADDRESS or set ETH_FROM (as cast does)")
+    # cast's names and variables (its --gas-price is the max fee of an EIP-1559 transaction)
+    for key, flag, names in (("nonce", opts.nonce, ("DTNSESS_NONCE", "ETH_NONCE")),
+                             ("gas_limit", opts.gas_limit, ("DTNSESS_GAS_LIMIT", "ETH_GAS_LIMIT"))):
+        v = pick(key, flag, *names)
+        setattr(s, key, None if v is None else _parse_count(v, key, sources[key]))
+    for key, flag, names in (
+            ("priority_fee", opts.priority_gas_price,
+             ("DTNSESS_PRIORITY_GAS_PRICE", "ETH_PRIORITY_GAS_PRICE")),
+            ("max_fee", opts.max_fee, ("DTNSESS_MAX_FEE", "ETH_GAS_PRICE"))):
+        v = pick(key, flag, *names)
+        if v is not None:
+            from .units import parse_eth_value
+
+            setattr(s, key, parse_eth_value(str(v), what=f"{key.replace('_', ' ')} (from "
+                                                        f"{sources[key]})"))
 
     # Keys: a keystore/account and a raw private key may both be configured; the one from
     # the higher-precedence layer wins (flags beat env beat .env; see the module docstring).

@@ -294,6 +294,51 @@ class NotRepeatedError(DtnsessError):
         return out
 
 
+class ChainChangedError(DtnsessError):
+    """Raised when the chain behind the RPC URL is not the one last seen there (a devnet
+    restarted on its port, a new fork): the sender lock was taken for the old one, so nothing
+    is signed; the next run takes the right lock."""
+
+    exit_code = ExitCode.CHAIN
+
+    def __init__(self, url: Optional[str]) -> None:
+        super().__init__(f"the node at {redact_url(url) if url else 'the RPC URL'} is another "
+                         f"chain than the last time it was used; nothing sent",
+                         hint="run the command again")
+
+
+class SendUnknownError(DtnsessError):
+    """Raised when the reply to ``eth_sendTransaction`` (``--unlocked``: the node signs) was
+    lost: its hash is not known here, so it cannot be looked up; the node may have sent it."""
+
+    exit_code = ExitCode.TIMEOUT
+
+    def __init__(self, description: str, sender: str, nonce: int, reason: str, *,
+                 interrupted: bool = False) -> None:
+        super().__init__(
+            f"{description}: {reason}; the node may have sent a transaction from {sender} at "
+            f"nonce {nonce} (its hash is not known here)",
+            hint=f"look for nonce {nonce} of {sender} (`dtnsess requests`, an explorer) before "
+                 f"repeating the command")
+        if interrupted:
+            self.exit_code = ExitCode.INTERRUPTED
+
+
+class LegacyEntryError(DtnsessError):
+    """Raised when a command is run again while its earlier run's journal entry, written by an
+    older dtnsess that did not record the chain, is still open: that outcome cannot be told on
+    this chain, so nothing is sent."""
+
+    exit_code = ExitCode.ABORTED
+
+    def __init__(self, argv: str, label: str, tx_hash: str) -> None:
+        super().__init__(
+            f"not repeated: `{argv}` has an open {label} written by an older dtnsess, whose "
+            f"outcome is not known; nothing sent",
+            hint=f"check it with `dtnsess tx {tx_hash}`, then `dtnsess journal forget --legacy`")
+        self.tx_hash = tx_hash
+
+
 class GasPriceTooHighError(DtnsessError):
     """Raised when the current gas price is above the user's --max-gas-price (nothing sent)."""
 

@@ -6,8 +6,14 @@
 - :mod:`.signing`   a private key or a v3 keystore -> address; EIP-1559 and legacy signing
 - :mod:`.errors`    the exceptions of this layer (one family, :class:`ChainError`)
 - :mod:`.send`      the one way to send a transaction: simulate, estimate, fees, sign, journal,
-                    send once, receipt; and pipelined batches of them
-- :mod:`.journal`   every signed transaction on disk before its send; the per-sender lock
+                    send once, receipt (the entry point; it names everything below)
+- :mod:`.context`   what a send's steps share: TxContext, TxResult, JSON-RPC calls and errors
+- :mod:`.fees`      gas limit, EIP-1559 and L1 data fees, the ETH check, the confirmation
+- :mod:`.simulate`  eth_call before the send, revert errors, a failed receipt's replay
+- :mod:`.broadcast` journal first, then the send; lost replies looked up by hash; the receipt
+- :mod:`.pipeline`  batches: pipelined sends and sends back to back in one batch
+- :mod:`.replace`   a stuck transaction replaced at its nonce (tx speedup / tx cancel)
+- :mod:`.journal`   every signed transaction on disk before its send; the per-(chain, sender) lock
 
 NOTE: this package imports nothing from web3, eth-abi, eth-account, eth-utils, requests,
 pydantic or aiohttp (a test checks ``sys.modules``): those cost about 1.5 s of start-up per

@@ -1,4 +1,4 @@
-"""The local journal of signed transactions, and the one-sender-at-a-time lock.
+"""The local journal of signed transactions, and the one-sender-at-a-time lock (per chain).
 
 Every transaction is written here (raw signed bytes, hash, nonce, what it was for) BEFORE it is
 broadcast, and resolved after: ``mined`` / ``failed`` (mined, reverted) / ``replaced`` (its nonce
@@ -12,7 +12,8 @@ is its id *and* its genesis block hash; and since a fork shares its origin's gen
 Anvils started in the same second share theirs), each entry also keeps an anchor: the latest
 block (number, hash) when it was signed. An entry whose anchor block is not the node's and whose
 hash the node does not know is of another chain: never re-broadcast on, nor resolved against,
-this one. It never holds a key: only signed transactions, which anyone may broadcast anyway.
+this one. An entry an older dtnsess wrote (no genesis, no anchor: ``Entry.legacy``) is of a
+chain that cannot be told: it is only named, until ``dtnsess journal forget --legacy``. It never holds a key: only signed transactions, which anyone may broadcast anyway.
 
 Only stdlib, filelock and platformdirs here.
 """
@@ -70,6 +71,20 @@ class Entry:
     genesis: Optional[str] = None
     anchor_block: Optional[int] = None
     anchor_hash: Optional[str] = None
+    # a replacement (``dtnsess tx speedup/cancel``): the hash of the first transaction of its
+    # family -- the signed variants of one intent at one nonce, of which one at most is mined
+    family: Optional[str] = None
+
+    @property
+    def root(self) -> str:
+        """The family this entry belongs to: its first transaction's hash."""
+        return self.family or self.tx_hash
+
+    @property
+    def cancel(self) -> bool:
+        """A cancel (a 0-value transfer to self at the intent's nonce): its being mined means
+        the intent was NOT done."""
+        return self.intent.get("replace") == "cancel"
 
     @property
     def argv(self) -> str:
@@ -85,9 +100,18 @@ class Entry:
         cmd = f", `{self.argv}`" if self.argv else ""
         return f"tx {self.tx_hash} (nonce {self.nonce}{cmd})"
 
+    @property
+    def legacy(self) -> bool:
+        """Written by a dtnsess from before the journal kept chains (no genesis, no anchor):
+        of an unknown chain with its id, never resolved against nor re-broadcast on any."""
+        return not self.genesis and self.anchor_block is None
+
     def on(self, chain_id: int, genesis: Optional[str]) -> bool:
-        """Is this entry of that chain? An entry or a chain whose genesis is not known is
-        taken as of every chain with its id (what the journal did before it knew them)."""
+        """Is this entry of that chain? A chain whose genesis is not known (the node has no
+        block 0), or an entry recorded on one, is taken as of every chain with its id; a legacy
+        entry is of none (its chain cannot be told)."""
+        if self.legacy:
+            return False
         return self.chain_id == chain_id and (not self.genesis or not genesis
                                               or self.genesis == genesis.lower())
 
@@ -101,6 +125,8 @@ class Entry:
 
     def chain_label(self) -> str:
         """``chain 31337 (genesis 0xab12…)``."""
+        if self.legacy:
+            return f"chain {self.chain_id} (genesis not recorded: an older dtnsess wrote it)"
         g = f" (genesis {self.genesis})" if self.genesis else ""
         return f"chain {self.chain_id}{g}"
 
@@ -123,14 +149,17 @@ CREATE TABLE IF NOT EXISTS txs (
 CREATE INDEX IF NOT EXISTS txs_open ON txs (chain_id, sender, status);
 """
 _COLS = ("chain_id", "sender", "tx_hash", "nonce", "raw", "description", "intent", "status",
-         "created_at", "updated_at", "block", "note", "genesis", "anchor_block", "anchor_hash")
+         "created_at", "updated_at", "block", "note", "genesis", "anchor_block", "anchor_hash",
+         "family")
 
 
 def _migrate(db: sqlite3.Connection) -> None:
     """Add what later versions keep to a journal an earlier one made (idempotent)."""
     cols = {r[1] for r in db.execute("PRAGMA table_info(txs)")}
     # entries from before: their chain's genesis and their anchor stay unknown (NULL)
-    for name, kind in (("genesis", "TEXT"), ("anchor_block", "INTEGER"), ("anchor_hash", "TEXT")):
+    # replacements (issue 19) name their family's first hash; others have none
+    for name, kind in (("genesis", "TEXT"), ("anchor_block", "INTEGER"), ("anchor_hash", "TEXT"),
+                       ("family", "TEXT")):
         if name not in cols:
             db.execute(f"ALTER TABLE txs ADD COLUMN {name} {kind}")
 
@@ -188,18 +217,20 @@ class Journal:
 
     def record(self, chain_id: int, sender: str, tx_hash: str, nonce: int, raw: str,
                description: str, intent: Optional[dict], genesis: Optional[str] = None,
-               anchor: Optional[tuple] = None) -> None:
+               anchor: Optional[tuple] = None, family: Optional[str] = None) -> None:
         """``genesis``: the chain's genesis hash; ``anchor``: (number, hash) of its latest block
-        when the transaction was signed."""
+        when the transaction was signed; ``family``: the first hash of the family a replacement
+        joins."""
         now = time.time()
         a_block, a_hash = anchor or (None, None)
         self._exec("INSERT OR REPLACE INTO txs (chain_id, sender, tx_hash, nonce, raw, "
                    "description, intent, status, created_at, updated_at, genesis, "
-                   "anchor_block, anchor_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   "anchor_block, anchor_hash, family) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                    (chain_id, sender.lower(), tx_hash.lower(), nonce, raw, description,
                     json.dumps(intent or {}), OPEN, now, now,
                     genesis.lower() if genesis else None, a_block,
-                    a_hash.lower() if a_hash else None))
+                    a_hash.lower() if a_hash else None, family.lower() if family else None))
 
     def resolve(self, tx_hash: str, status: str, block: Optional[int] = None,
                 note: Optional[str] = None) -> None:
@@ -218,7 +249,17 @@ class Journal:
     def open_elsewhere(self, chain_id: int, sender: str, genesis: Optional[str]) -> list:
         """``sender``'s open entries of another chain with the same id (another genesis)."""
         return [e for e in self._open_of(sender)
-                if e.chain_id == chain_id and not e.on(chain_id, genesis)]
+                if e.chain_id == chain_id and not e.legacy and not e.on(chain_id, genesis)]
+
+    def open_legacy(self, sender: Optional[str] = None, chain_id: Optional[int] = None) -> list:
+        """Open legacy entries (``Entry.legacy``): ``sender``'s, or everyone's; of ``chain_id``
+        when given."""
+        where, args = "WHERE status = ? AND genesis IS NULL AND anchor_block IS NULL", [OPEN]
+        if sender is not None:
+            where, args = where + " AND sender = ?", args + [sender.lower()]
+        if chain_id is not None:
+            where, args = where + " AND chain_id = ?", args + [chain_id]
+        return self._select(where + " ORDER BY created_at", tuple(args))
 
     def last_nonce(self, chain_id: int, sender: str, genesis: Optional[str]) -> Optional[int]:
         """The highest nonce journaled from ``sender`` on this chain (None: none). Entries
@@ -243,10 +284,16 @@ class Journal:
             where, args = where + " AND chain_id = ?", args + [chain_id]
         return self._select(where + " ORDER BY created_at", tuple(args))
 
-    def forget(self, entries: list) -> None:
-        """Mark ``entries`` ``forgotten``: their chain is gone, they can never be resolved."""
+    def forget(self, entries: list, note: str = "its chain no longer exists") -> None:
+        """Mark ``entries`` ``forgotten``: their chain is gone (or cannot be told), they can
+        never be resolved."""
         for e in entries:
-            self.resolve(e.tx_hash, FORGOTTEN, note="its chain no longer exists")
+            self.resolve(e.tx_hash, FORGOTTEN, note=note)
+
+    def members(self, root: str) -> list:
+        """Every entry of the family whose first hash is ``root``, first one first."""
+        return self._select("WHERE tx_hash = ? OR family = ? ORDER BY created_at",
+                            (root.lower(), root.lower()))
 
     def find(self, tx_hash: str) -> Optional[Entry]:
         rows = self._select("WHERE tx_hash = ?", (tx_hash.lower(),))
@@ -275,13 +322,56 @@ class Journal:
             raise ConfigError(f"transaction journal {self.path}: {exc}") from None
 
 
-def sender_lock(address: str, directory: Optional[Path] = None):
-    """The inter-process lock of one sender (a filelock.FileLock, re-entrant), in
-    ``directory`` (default: ``state_dir()``).
+def _chains_file(directory: Optional[Path]) -> Path:
+    return Path(directory or state_dir()) / "chains.json"
 
-    NOTE: one lock per key whatever the chain: keying it by chain id would cost a round trip
-    (eth_chainId) before every write, and one key rarely sends on two chains at the same time
-    (then they simply take turns)."""
+
+def _url_key(url: str) -> str:
+    # NOTE: a hash: an RPC URL may hold an API key, never written down here
+    import hashlib
+
+    return hashlib.sha256((url or "").encode()).hexdigest()[:32]
+
+
+def known_chain(url: str, directory: Optional[Path] = None) -> Optional[tuple]:
+    """(chain id, genesis) last seen behind ``url`` (None: never, or unreadable). A hint for
+    the sender lock only: the send checks it before signing (``context.take_chain``)."""
+    try:
+        got = json.loads(_chains_file(directory).read_text()).get(_url_key(url))
+        return (int(got[0]), str(got[1])) if got else None
+    except (OSError, ValueError, TypeError, IndexError, AttributeError):
+        return None
+
+
+def remember_chain(url: str, chain: Optional[tuple], directory: Optional[Path] = None) -> None:
+    """Note (or with None forget) the chain behind ``url``; best effort (a hint only)."""
+    path = _chains_file(directory)
+    try:
+        data = json.loads(path.read_text())
+        data = data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        data = {}
+    if chain is None:
+        data.pop(_url_key(url), None)
+    else:
+        data[_url_key(url)] = [int(chain[0]), chain[1] or ""]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def sender_lock(address: str, directory: Optional[Path] = None, chain: Optional[tuple] = None):
+    """The inter-process lock of one sender on one chain (a filelock.FileLock, re-entrant), in
+    ``directory`` (default: ``state_dir()``). ``chain``: (chain id, genesis hash) -- a chain is
+    both, as in the journal (genesis "": the node has none; the id alone then).
+
+    NOTE: per chain, so one key writes on two chains at once (a fork and its origin, two
+    devnets); the nonce sequence it orders is per chain anyway. The chain is known before the
+    lock from ``known_chain`` (checked before signing), else read (``Writes._chain_key``)."""
     from filelock import FileLock
 
     d = Path(directory or state_dir()) / "locks"
@@ -290,4 +380,8 @@ def sender_lock(address: str, directory: Optional[Path] = None):
     except OSError as exc:
         raise ConfigError(f"cannot create the lock directory {d}: {exc.strerror}",
                           hint=f"set {STATE_ENV} to a writable directory") from None
-    return FileLock(str(d / f"sender-{address.lower()}.lock"))
+    where = ""
+    if chain is not None:
+        cid, genesis = chain
+        where = f"{int(cid)}-" + (f"{genesis.lower()[2:]}-" if genesis else "")
+    return FileLock(str(d / f"sender-{where}{address.lower()}.lock"))

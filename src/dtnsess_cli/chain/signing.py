@@ -57,6 +57,64 @@ def _rlp_prefix(n: int, offset: int) -> bytes:
     return bytes([offset + 55 + len(ln)]) + ln
 
 
+def rlp_decode(data: bytes) -> Any:
+    """The item (bytes, or a list of items) that ``rlp_encode`` made ``data`` from."""
+    item, end = _rlp_item(bytes(data), 0)
+    if end != len(data):
+        raise TransactionError("RLP: bytes after the item")
+    return item
+
+
+def _rlp_item(b: bytes, i: int) -> tuple:
+    if i >= len(b):
+        raise TransactionError("RLP: cut short")
+    p = b[i]
+    if p < 0x80:
+        return b[i:i + 1], i + 1
+    short, offset = (p < 0xB8, 0x80) if p < 0xC0 else (p < 0xF8, 0xC0)
+    if short:
+        start, n = i + 1, p - offset
+    else:
+        k = p - offset - 55
+        start, n = i + 1 + k, int.from_bytes(b[i + 1:i + 1 + k], "big")
+    end = start + n
+    if end > len(b):
+        raise TransactionError("RLP: cut short")
+    if offset == 0x80:
+        return b[start:end], end
+    items, j = [], start
+    while j < end:
+        item, j = _rlp_item(b, j)
+        items.append(item)
+    return items, end
+
+
+def decode_transaction(raw: bytes) -> dict:
+    """The fields of a signed transaction (type 2 or legacy), as ``sign_transaction`` takes
+    them (``to`` None for a creation); the signature is left out."""
+    def num(x: bytes) -> int:
+        return int.from_bytes(x, "big")
+
+    def to(x: bytes) -> Optional[str]:
+        return to_checksum_address("0x" + x.hex()) if x else None
+
+    raw = bytes(raw)
+    if raw[:1] == b"\x02":
+        f = rlp_decode(raw[1:])
+        return {"type": 2, "chainId": num(f[0]), "nonce": num(f[1]),
+                "maxPriorityFeePerGas": num(f[2]), "maxFeePerGas": num(f[3]), "gas": num(f[4]),
+                "to": to(f[5]), "value": num(f[6]), "data": "0x" + f[7].hex()}
+    if raw[:1] and raw[0] >= 0xC0:
+        f = rlp_decode(raw)
+        v = num(f[6])
+        out = {"type": 0, "nonce": num(f[0]), "gasPrice": num(f[1]), "gas": num(f[2]),
+               "to": to(f[3]), "value": num(f[4]), "data": "0x" + f[5].hex()}
+        if v >= 35:  # EIP-155
+            out["chainId"] = (v - 35) // 2
+        return out
+    raise TransactionError("transaction type not supported (only 0 and 2)")
+
+
 # ---------------------------------------------------------------------------------- keys
 
 def _key_bytes(key: Union[str, bytes, bytearray]) -> bytes:

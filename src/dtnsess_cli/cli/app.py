@@ -61,14 +61,26 @@ class _Group(TyperGroup):
         self.format_commands(ctx, formatter)
 
 
-def group(**kw: Any) -> typer.Typer:
-    """A Typer app (the root or a command group) with plain Click help.
+class _DefaultGroup(_Group):
+    """A group whose first subcommand is the default: ``dtnsess tx HASH`` is ``dtnsess tx show
+    HASH``, next to ``dtnsess tx speedup HASH``."""
+
+    def parse_args(self, ctx: Any, args: list) -> list:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = [next(iter(self.commands))] + list(args)
+        return super().parse_args(ctx, args)
+
+
+def group(default: bool = False, **kw: Any) -> typer.Typer:
+    """A Typer app (the root or a command group) with plain Click help; ``default``: its
+    first command runs when none is named (``_DefaultGroup``).
 
     NOTE: rich help (Typer's default) imports typer.rich_utils -> rich.markdown/markdown_it,
     ~0.1 s of every ``--help`` and completion, and its markup swallows the ``[env: ...]``
     notes of the options' help.
     """
-    return typer.Typer(cls=_Group, rich_markup_mode=None, no_args_is_help=True,
+    return typer.Typer(cls=_DefaultGroup if default else _Group, rich_markup_mode=None,
+                       no_args_is_help=True,
                        # NOTE: locals can hold a key: never let Typer print them
                        pretty_exceptions_enable=False, pretty_exceptions_show_locals=False, **kw)
 
@@ -122,11 +134,41 @@ DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="simulate only; send 
 DebugOpt = Annotated[bool, typer.Option("--debug", help="show tracebacks [env: DTNSESS_DEBUG=1]",
                                         rich_help_panel=_G)]
 
+_W = "Transaction options (every write; cast's names)"
+NonceOpt = Annotated[Optional[int], typer.Option(
+    "--nonce", help="the nonce of the (first) transaction; below the chain's next is refused "
+                    "[env: DTNSESS_NONCE, ETH_NONCE]", rich_help_panel=_W, show_default=False,
+    min=0)]
+GasLimitOpt = Annotated[Optional[int], typer.Option(
+    "--gas-limit", help="gas limit of each transaction; below the estimate is refused "
+                        "[env: DTNSESS_GAS_LIMIT, ETH_GAS_LIMIT]", rich_help_panel=_W,
+    show_default=False, min=1)]
+PriorityFeeOpt = Annotated[Optional[str], typer.Option(
+    "--priority-gas-price", help="max priority fee per gas: wei, or with a unit (2gwei) "
+                                 "[env: DTNSESS_PRIORITY_GAS_PRICE, ETH_PRIORITY_GAS_PRICE]",
+    rich_help_panel=_W, show_default=False)]
+MaxFeeOpt = Annotated[Optional[str], typer.Option(
+    "--max-fee", "--gas-price", help="max fee per gas (the gas price on a chain without "
+                                     "EIP-1559): wei, or with a unit (30gwei) "
+                                     "[env: DTNSESS_MAX_FEE, ETH_GAS_PRICE]",
+    rich_help_panel=_W, show_default=False)]
+
+UnlockedOpt = Annotated[bool, typer.Option(
+    "--unlocked", help="send from a node-held account (eth_sendTransaction: the node signs, no "
+                       "key here; Anvil's dev accounts, a local signer); needs --from",
+    rich_help_panel=_W)]
+FromOpt = Annotated[Optional[str], typer.Option(
+    "--from", help="the account --unlocked sends from [env: DTNSESS_FROM, ETH_FROM]",
+    rich_help_panel=_W, show_default=False)]
+
 _GLOBALS = [
     ("rpc_url", RpcUrlOpt, None), ("contract", ContractOpt, None), ("network", NetworkOpt, None),
     ("chain_id", ChainIdOpt, None), ("account", AccountOpt, None), ("keystore", KeystoreOpt, None),
     ("json", JsonOpt, False), ("yes", YesOpt, False), ("dry_run", DryRunOpt, False),
     ("debug", DebugOpt, False), ("password_file", PasswordFileOpt, None),
+    ("nonce", NonceOpt, None), ("gas_limit", GasLimitOpt, None),
+    ("priority_gas_price", PriorityFeeOpt, None), ("max_fee", MaxFeeOpt, None),
+    ("unlocked", UnlockedOpt, False), ("from_", FromOpt, None),
 ]
 _GLOBAL_NAMES = [n for n, _, _ in _GLOBALS]
 
@@ -149,9 +191,14 @@ def _root(ctx: typer.Context, rpc_url: RpcUrlOpt = None, contract: ContractOpt =
           network: NetworkOpt = None, chain_id: ChainIdOpt = None, account: AccountOpt = None,
           keystore: KeystoreOpt = None, json: JsonOpt = False, yes: YesOpt = False,
           dry_run: DryRunOpt = False, debug: DebugOpt = False,
-          password_file: PasswordFileOpt = None, version: VersionOpt = False) -> None:
+          password_file: PasswordFileOpt = None, nonce: NonceOpt = None,
+          gas_limit: GasLimitOpt = None, priority_gas_price: PriorityFeeOpt = None,
+          max_fee: MaxFeeOpt = None, unlocked: UnlockedOpt = False, from_: FromOpt = None,
+          version: VersionOpt = False) -> None:
     ctx.obj = CliOptions(rpc_url, contract, network, chain_id, account, keystore, json, yes,
-                         dry_run, debug, password_file=password_file)
+                         dry_run, debug, password_file=password_file, nonce=nonce,
+                         gas_limit=gas_limit, priority_gas_price=priority_gas_price,
+                         max_fee=max_fee, unlocked=unlocked, from_=from_)
 
 
 def debug_enabled(opts: Optional[CliOptions] = None) -> bool:

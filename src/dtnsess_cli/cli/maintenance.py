@@ -11,7 +11,8 @@ import typer
 
 from ..config import CliOptions
 from ..errors import ExitCode, GasPriceTooHighError, LockedError
-from .app import Run, app, command, debug_enabled, error_handler, group, raise_input
+from .app import (Run, app, command, debug_enabled, error_handler, group, raise_input,
+                  raise_usage)
 
 config_app = group(help="Show or change configuration.")
 refunds_app = group(help="Refunds credited by cleanup.")
@@ -64,23 +65,33 @@ def _check_writable(path: Path) -> None:
 
 @command(journal_app, "forget")
 def journal_forget(
-    genesis: Annotated[str, typer.Argument(help="genesis block hash of the chain that is gone "
-                                                "(named by the write that found its entries)")],
+    genesis: Annotated[Optional[str], typer.Argument(
+        help="genesis block hash of the chain that is gone (named by the write that found its "
+             "entries)")] = None,
+    legacy: Annotated[bool, typer.Option(
+        "--legacy", help="instead: the open entries an older dtnsess wrote without their chain "
+                         "(named by every write until forgotten)")] = False,
     chain_id_of: Annotated[Optional[int], typer.Option(
         "--of-chain-id", help="only entries of this chain id")] = None,
     *, g: CliOptions,
 ) -> None:
     """Forget the open entries of a chain that no longer exists (a reset devnet, a stopped
-    fork): they are never re-broadcast nor waited for again."""
+    fork), or with --legacy those whose chain was not recorded: they are never re-broadcast
+    nor waited for again."""
+    if (genesis is None) == (not legacy):
+        raise_usage("give a GENESIS hash or --legacy (not both)")
     run = Run(g)
-    gone, kept = run.client.forget_chain(genesis, chain_id_of)
+    if legacy:
+        gone, kept = run.client.forget_legacy(chain_id_of), []
+    else:
+        gone, kept = run.client.forget_chain(genesis, chain_id_of)
 
     def rows(entries: list) -> list:
         return [{"tx_hash": e.tx_hash, "nonce": e.nonce, "chain_id": e.chain_id,
                  "sender": e.sender, "description": e.description, "command": e.argv or None}
                 for e in entries]
 
-    data = {"action": "journal forget", "genesis": genesis.strip().lower(),
+    data = {"action": "journal forget", "genesis": genesis.strip().lower() if genesis else None,
             "forgotten": rows(gone), "kept": rows(kept)}
 
     def human(out) -> None:

@@ -11,7 +11,7 @@ import typer
 
 from ..config import CliOptions
 from ..errors import DtnsessError, ExitCode, InputError
-from .app import (STDOUT_DONE, Run, app, command, debug_enabled, error_handler, fmt_time,
+from .app import (STDOUT_DONE, Run, app, command, debug_enabled, error_handler, fmt_time, group,
                   raise_input, raise_usage, settled_lines)
 
 
@@ -422,12 +422,18 @@ def settle(
     run.write(res, head, settled_lines(res.to_dict()))
 
 
-@command(app, "tx")
+tx_app = group(default=True, help="A transaction of ours: what it did (`dtnsess tx HASH`); "
+                                  "replace a stuck one (speedup, cancel).")
+app.add_typer(tx_app, name="tx")
+
+
+@command(tx_app, "show")
 def tx_(
     tx_hash: Annotated[str, typer.Argument(help="0x transaction hash")],
     *, g: CliOptions,
 ) -> None:
-    """A transaction: pending/mined/failed/unknown, block, gas, fee, events, what it did."""
+    """A transaction: pending/mined/failed/unknown, block, gas, fee, events, what it did (the
+    default: `dtnsess tx HASH`)."""
     run = Run(g)
     v = run.client.tx_view(tx_hash)
 
@@ -450,6 +456,9 @@ def tx_(
         for e in v.events:
             args = ", ".join(f"{k}={_event_arg(a)}" for k, a in e["args"].items())
             out.print(f"  event {e['name']}({args})", markup=False)
+        for m in v.family or []:
+            out.print(f"  variant at its nonce: {m['variant']} tx {m['tx_hash']} "
+                      f"({m['journal']})", markup=False)
         if v.status == "unknown":
             out.print("  the node does not know this transaction (never sent, dropped, or "
                       "another chain)", markup=False)
@@ -457,6 +466,41 @@ def tx_(
     run.ui.emit(v, human)
     if v.status == "unknown":
         raise typer.Exit(int(ExitCode.ERROR))
+
+
+def _replace(tx_hash: str, cancel: bool, g: CliOptions) -> None:
+    run = Run(g)
+    res = run.client.replace_tx(tx_hash, cancel=cancel)
+    d = res.data
+    verb = "cancel" if cancel else "speed up"
+    if res.dry_run:
+        head = f"would {verb} tx {d['replaces']} (nonce {d['nonce']})"
+    elif d["mined"] == "original":
+        head = f"the original tx {d['replaces']} was mined first; the replacement was not"
+    else:
+        head = (f"{'cancelled' if cancel else 'sped up'}: tx {d['replaces']} (nonce "
+                f"{d['nonce']}) replaced")
+    run.write(res, head)
+
+
+@command(tx_app, "speedup")
+def tx_speedup(
+    tx_hash: Annotated[str, typer.Argument(help="0x hash of a pending transaction of ours")],
+    *, g: CliOptions,
+) -> None:
+    """Send a pending transaction again at the same nonce with both fees raised by at least
+    10% (or to what the chain asks now): one of the two is mined, never both."""
+    _replace(tx_hash, False, g)
+
+
+@command(tx_app, "cancel")
+def tx_cancel(
+    tx_hash: Annotated[str, typer.Argument(help="0x hash of a pending transaction of ours")],
+    *, g: CliOptions,
+) -> None:
+    """Replace a pending transaction with a 0-value transfer to yourself at its nonce, fees
+    raised as for speedup: if the cancel is mined, nothing of the original is done."""
+    _replace(tx_hash, True, g)
 
 
 def _event_arg(a: Any) -> str:

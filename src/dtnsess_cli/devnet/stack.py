@@ -110,6 +110,13 @@ def _write_state(paths: Paths, state: dict) -> None:
     _write_json(paths.state, state)
     # the addresses of what lives on the saved chain, for `up` after a `down` or a crash
     _write_json(paths.chain_info, {k: v for k, v in state.items() if k not in ("pids",)})
+    if state.get("rpc_url"):
+        from ..chain.journal import remember_chain
+
+        # NOTE: a new chain may listen where the old one did (`devnet reset`, `up` again): the
+        # sender lock of the next write must be this one's (else it refuses, exit 6, once)
+        g = state.get("genesis")
+        remember_chain(state["rpc_url"], (CHAIN_ID, g) if g else None)
 
 
 def read_saved_chain(paths: Paths) -> Optional[dict]:

@@ -61,6 +61,8 @@ class Connection:
         self._rpc = None
         self._account = signer
         self._chain_id: Optional[int] = None
+        self._chain_seen: Optional[tuple] = None  # (genesis, anchor): see Writes._chain_key
+        self._lock_chain: Optional[tuple] = None  # the sender lock's chain, to check
         self._manager = None
         self._config_raw: Optional[tuple] = None
         self._token = None
@@ -192,9 +194,19 @@ class Connection:
         return self._config_raw
 
     def _connect_requests(self) -> list:
-        """What ``_take_connect`` checks: the chain id (unless known) and getConfig()."""
+        """What ``_take_connect`` checks: the chain id (unless known) and getConfig(); and the
+        genesis and latest block while this URL's chain is not remembered (the next write's
+        sender lock needs it: ``Writes._chain_key``), in the batch made anyway."""
+        from ..chain.journal import known_chain
+
         head: list = [] if self._chain_id is not None else [("eth_chainId", [])]
-        return head + [self._mgr.call("getConfig")]
+        state = self._state_path()
+        if self._chain_seen is None and state is not None \
+                and known_chain(self.settings.rpc_url or "", state) is None:
+            from ..chain.send import CHAIN_REQUESTS
+
+            head += list(CHAIN_REQUESTS)
+        return head + [self._mgr.call("getConfig")]  # last (doctor takes it alone)
 
     def _take_connect(self, rows: list, asked: Sequence[Any]) -> None:
         """Check the chain id, then getConfig(); only when getConfig() fails is the code looked
@@ -203,11 +215,18 @@ class Connection:
         rows = list(rows)
         # NOTE: whether the chain id is among the rows is decided by what was asked, not by
         # self._chain_id, which another thread may have set since
+        asked = list(asked)
         if asked and asked[0] == ("eth_chainId", []):
             ok, cid = rows.pop(0)
+            asked.pop(0)
             if not ok:
                 raise cid
             self._check_chain(int(cid, 16))
+        from ..chain.send import GENESIS_REQUEST
+
+        if asked and asked[0] == GENESIS_REQUEST:  # and the latest block (_connect_requests)
+            self._take_chain_seen([{"result": v} if good else {} for good, v in rows[:2]])
+            rows = rows[2:]
         ok, cfg = rows.pop(0)
         if not ok:
             addr = self._mgr.address

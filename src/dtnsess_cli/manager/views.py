@@ -155,6 +155,9 @@ class TxView:
     # another chain than the node's (same id, another genesis: never resolved against this one)
     journal_chain: Optional[str] = None
     other_chain: bool = False
+    # the variants of its intent at its nonce (``tx speedup``/``tx cancel``), first one first:
+    # {"tx_hash", "variant": original | speedup | cancel, "journal"}; one at most is mined
+    family: "Optional[list[dict[str, Any]]]" = None
 
 @dataclass
 class Check:

@@ -7,10 +7,23 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Iterator, Optional, Sequence
 
-from ..errors import DtnsessError, InputError, LockedError, NotRepeatedError, TxPendingError
+from ..errors import (DtnsessError, InputError, LegacyEntryError, LockedError, NotRepeatedError,
+                      TxPendingError)
 from ..units import format_eth
 from .base import SENDER_LOCK_WAIT
-from .views import TxView
+from .views import TxView, WriteResult
+
+
+def _hash_arg(tx_hash: str) -> str:
+    """A transaction hash argument, lower case; InputError unless 0x and 64 hex digits."""
+    h = (tx_hash or "").strip()
+    try:
+        ok = h[:2].lower() == "0x" and len(h) == 66 and bytes.fromhex(h[2:]) is not None
+    except ValueError:
+        ok = False
+    if not ok:
+        raise InputError("transaction hash", tx_hash, "expected 0x followed by 64 hex digits")
+    return h.lower()
 
 
 def _anchor_request(e: Any) -> tuple:
@@ -32,6 +45,10 @@ class Writes:
         return self._account
 
     def _load_signer(self):
+        if self.settings.unlocked:  # the node holds the key (--unlocked --from)
+            from ..chain.broadcast import NodeAccount
+
+            return NodeAccount(self.settings.from_address)
         from ..signer import load_account
 
         return load_account(self.settings)
@@ -86,15 +103,62 @@ class Writes:
                 token_symbol=self._symbol or "",
                 symbol_lookup=(lambda: self.symbol) if self.settings.contract else None,
                 rpc_url=self.settings.rpc_url, journal=self._journal,
+                overrides=tx.TxOverrides(
+                    nonce=self.settings.nonce, gas_limit=self.settings.gas_limit,
+                    priority_fee=self.settings.priority_fee, max_fee=self.settings.max_fee),
             )
+            if self._chain_seen is not None:  # read before the sender lock (_chain_key)
+                self._txctx.genesis, self._txctx.anchor = self._chain_seen
+            self._txctx.lock_chain = self._lock_chain
         return self._txctx
+
+    def _chain_key(self, state: Any) -> tuple:
+        """(chain id, genesis hash) of the node: the sender lock is per chain and key. What was
+        last seen behind this URL (``journal.known_chain``: no round trip), checked when the
+        send reads the chain, before anything is signed (``context.take_chain``); else read
+        now, in one round trip with the latest block (the journal's anchor)."""
+        from ..chain import send as tx
+        from ..chain.journal import known_chain
+
+        if self._chain_seen is None:
+            hit = known_chain(self.settings.rpc_url or "", state)
+            if hit is not None and self._chain_id in (None, hit[0]):
+                self._lock_chain = hit
+                if self._txctx is not None:
+                    self._txctx.lock_chain = hit
+                return hit
+            ctx = self._read_ctx()
+            head = [] if self._chain_id is not None else [("eth_chainId", [])]
+            resps = tx.rpc_batch(ctx, head + list(tx.CHAIN_REQUESTS), "chain lookup")
+            if head:
+                if "error" in resps[0] or resps[0].get("result") is None:
+                    raise tx.response_error(ctx, resps[0], "chain id")
+                self._check_chain(int(resps[0]["result"], 16))
+            self._take_chain_seen(resps[len(head):])
+        if self._txctx is not None and self._txctx.genesis is None:
+            self._txctx.genesis, self._txctx.anchor = self._chain_seen
+        return self._chain_id, self._chain_seen[0]
+
+    def _take_chain_seen(self, resps: list) -> None:
+        """Keep the genesis and anchor from the replies to CHAIN_REQUESTS, and remember the
+        chain behind this URL for the next run's sender lock."""
+        from ..chain import send as tx
+        from ..chain.journal import remember_chain
+
+        ctx = self._read_ctx()
+        tx.take_chain(ctx, resps)
+        self._chain_seen = (ctx.genesis, ctx.anchor)
+        state = self._state_path()
+        if state is not None and self._chain_id is not None:
+            remember_chain(self.settings.rpc_url or "", (self._chain_id, ctx.genesis), state)
 
     @contextlib.contextmanager
     def _sender_locked(self) -> Iterator[None]:
-        """Hold this key's sender lock (waiting for another process up to SENDER_LOCK_WAIT) and
-        open the journal. This client's threads queue on a thread lock first, also without
-        state (``state_dir=False``): one nonce sequence per client; a hand-over between them is
-        immediate, where waiting on the file lock polls (every 50 ms)."""
+        """Hold this key's sender lock on this chain (waiting for another process up to
+        SENDER_LOCK_WAIT) and open the journal. This client's threads queue on a thread lock
+        first, also without state (``state_dir=False``): one nonce sequence per client; a
+        hand-over between them is immediate, where waiting on the file lock polls (every 50
+        ms)."""
         from ..chain.journal import Journal, sender_lock
 
         addr = self.address
@@ -103,7 +167,8 @@ class Writes:
             if state is None:  # no state kept (the API's state_dir=False): no file, no journal
                 yield
                 return
-            with self._file_locked(sender_lock(addr, state), addr):
+            with self._file_locked(sender_lock(addr, state, self._chain_key(state)), addr), \
+                    self._forget_chain_if_changed(state):
                 if self._journal is None:
                     self._journal = Journal(state / "journal.sqlite3")
                     if self._journal.emptied:
@@ -114,6 +179,19 @@ class Writes:
                 if self._txctx is not None:  # made before the journal, maybe by another thread
                     self._txctx.journal = self._journal
                 yield
+
+    @contextlib.contextmanager
+    def _forget_chain_if_changed(self, state: Any) -> Iterator[None]:
+        """The chain behind the URL changed since it was last seen (the lock taken was for the
+        old one; nothing was signed): forget it, so the next run reads it and locks right."""
+        from ..chain.journal import remember_chain
+        from ..errors import ChainChangedError
+
+        try:
+            yield
+        except ChainChangedError:
+            remember_chain(self.settings.rpc_url or "", None, state)
+            raise
 
     @contextlib.contextmanager
     def _file_locked(self, lock: Any, addr: str) -> Iterator[None]:
@@ -141,7 +219,7 @@ class Writes:
         waited for; one the node lost is re-broadcast (its own signed bytes). When the entry
         that is found mined was this very command, it is not repeated (NotRepeatedError)."""
         from ..chain import send as tx
-        from ..chain.journal import DROPPED, FAILED, INTENT, MINED, REPLACED
+        from ..chain.journal import FAILED, INTENT, MINED, REPLACED
 
         if self._journal is None or not self._journal.has_open(self.address):  # the usual case
             return
@@ -150,6 +228,17 @@ class Writes:
         cid = self.chain_id
         for e in self._journal.open_elsewhere(cid, self.address, genesis):
             self._elsewhere(e, f"genesis {genesis}")
+        argv = (INTENT.get() or {}).get("argv")
+        for e in self._journal.open_legacy(self.address, cid):
+            # NOTE: no genesis, no anchor: it may be of this chain or of any other with its
+            # id (a fork, a reset devnet); re-broadcasting it here could mine it on a chain
+            # it was never meant for, and resolving it here could be wrong
+            check = (f"check it with `dtnsess tx {e.tx_hash}`, then `dtnsess journal forget "
+                     f"--legacy`")
+            if e.final and argv and e.argv == argv:  # its outcome is unknown: never a 2nd time
+                raise LegacyEntryError(argv, e.label(), e.tx_hash)
+            self.ui.info(f"open {e.label()} was written by an older dtnsess that did not "
+                         f"record its chain: left alone (never re-broadcast); {check}")
         entries = self._journal.open_entries(cid, self.address, genesis)
         if not entries:
             return
@@ -160,53 +249,87 @@ class Writes:
         reqs.append(("eth_getTransactionCount", [self.address, "latest"]))
         resps = tx.rpc_batch(ctx, reqs, "journal lookup")
         mined_nonce = int(resps[-1].get("result") or "0x0", 16)
-        argv = (INTENT.get() or {}).get("argv")
         repeat = None
+        # NOTE: the variants of one intent at one nonce (``dtnsess tx speedup/cancel``) are one
+        # family: one of them at most is mined, and the others are then replaced by it
+        families: dict = {}
         for i, e in enumerate(entries):
-            rec = resps[3 * i].get("result")
-            known = resps[3 * i + 1].get("result")
-            what = f"earlier {e.label()}"
-            if not (rec and rec.get("blockNumber")) and not known \
-                    and e.anchored(resps[3 * i + 2].get("result")) is False:
+            families.setdefault(e.root, []).append(i)
+        for idxs in families.values():
+            group = [entries[i] for i in idxs]
+            e = group[-1]  # the newest variant: the one re-broadcast, waited for and named
+            recs = [resps[3 * i].get("result") for i in idxs]
+            known = any(resps[3 * i + 1].get("result") for i in idxs)
+            what = f"earlier {e.label()}" + (f" (one of {len(group)} variants at its nonce)"
+                                             if len(group) > 1 else "")
+            rec = next((r for r in recs if r and r.get("blockNumber")), None)
+            if rec is None and not known and all(
+                    entries[i].anchored(resps[3 * i + 2].get("result")) is False for i in idxs):
                 # NOTE: same id and genesis, but the block it was signed after is not this
                 # chain's (a fork, a devnet started in the same second): never sent here
                 self._elsewhere(e, f"its block {e.anchor_block} is not this chain's")
                 continue
-            if not (rec and rec.get("blockNumber")):
+            if rec is None:
                 if not known and mined_nonce > e.nonce:
-                    self._journal.resolve(e.tx_hash, REPLACED, note="nonce used by another tx")
+                    for c in group:
+                        self._journal.resolve(c.tx_hash, REPLACED, note="nonce used by another tx")
                     self.ui.info(f"{what}: never mined, its nonce went to another transaction "
                                  f"(nothing of `{e.description}` was done)")
                     continue
-                if not known:  # the node lost it: its own signed bytes again
-                    again = tx.raw_request(ctx, "eth_sendRawTransaction", [e.raw])
-                    msg = tx._node_message(again).lower()
-                    if "error" in again and not any(k in msg for k in tx._KNOWN):
-                        self._journal.resolve(e.tx_hash, DROPPED, note=msg)
-                        self.ui.info(f"{what}: the node refused it ({msg}); nothing of "
-                                     f"`{e.description}` was done")
-                        continue
+                if not known and not self._rebroadcast(ctx, group, what):
+                    continue
                 self.ui.info(f"{what}: pending; waiting for it before sending anything new")
                 try:
-                    rec = tx.wait_for_receipt(ctx, e.tx_hash, e.description, e.nonce)
+                    rec = tx.wait_for_receipt(ctx, e.tx_hash, e.description, e.nonce,
+                                              others=[c.tx_hash for c in group[:-1]])
                 except TxPendingError as exc:
                     exc.message = (f"an earlier transaction from this key is still pending: "
                                    f"{e.label()} ({e.description}); nothing new was sent")
                     raise
-            else:
-                rec = tx.format_receipt(rec)
+            rec = tx.format_receipt(rec)
+            h = str(rec.get("transactionHash") or e.tx_hash).lower()
+            winner = next((c for c in group if c.tx_hash == h), e)
+            for c in group:
+                if c is not winner:
+                    self._journal.resolve(c.tx_hash, REPLACED, note=f"replaced by {winner.tx_hash}")
             block = rec["blockNumber"]
-            if rec["status"] == 1:
-                self._journal.resolve(e.tx_hash, MINED, block)
-                self.ui.info(f"{what}: mined in block {block} ({e.description})")
-                if e.final and argv and e.argv == argv:
-                    repeat = (e, block)
+            what = f"earlier {winner.label()}"
+            if rec["status"] == 1 and winner.cancel:
+                self._journal.resolve(winner.tx_hash, MINED, block)
+                self.ui.info(f"{what}: the cancel was mined in block {block}; nothing of "
+                             f"`{winner.description}` was done")
+            elif rec["status"] == 1:
+                self._journal.resolve(winner.tx_hash, MINED, block)
+                self.ui.info(f"{what}: mined in block {block} ({winner.description})")
+                if winner.final and argv and winner.argv == argv:
+                    repeat = (winner, block)
             else:
-                self._journal.resolve(e.tx_hash, FAILED, block)
+                self._journal.resolve(winner.tx_hash, FAILED, block)
                 self.ui.info(f"{what}: reverted in block {block}; only its gas was spent "
-                             f"({e.description} was not done)")
+                             f"({winner.description} was not done)")
         if repeat is not None:
             raise NotRepeatedError(repeat[0].argv, repeat[0].tx_hash, repeat[1])
+
+    def _rebroadcast(self, ctx: Any, group: list, what: str) -> bool:
+        """The node lost every variant of an intent: their own signed bytes again, the newest
+        first (one nonce: one of them at most is ever mined). False: the node refused them all
+        (each ``dropped``). One the node signed (--unlocked) has no bytes here: it is lost."""
+        from ..chain import send as tx
+        from ..chain.journal import DROPPED
+
+        msg = "the node no longer has it, and it signed it (--unlocked): not sent again"
+        for c in reversed(group):
+            if not c.raw:
+                self._journal.resolve(c.tx_hash, DROPPED, note=msg)
+                continue
+            again = tx.raw_request(ctx, "eth_sendRawTransaction", [c.raw])
+            msg = tx._node_message(again).lower()
+            if "error" not in again or any(k in msg for k in tx._KNOWN):
+                return True
+            self._journal.resolve(c.tx_hash, DROPPED, note=msg)
+        self.ui.info(f"{what}: the node refused it ({msg}); nothing of "
+                     f"`{group[-1].description}` was done")
+        return False
 
     def _elsewhere(self, e: Any, why: str) -> None:
         self.ui.info(f"open {e.label()} belongs to another {e.chain_label()}, not this one "
@@ -262,6 +385,19 @@ class Writes:
         j.forget(gone)
         return gone, kept
 
+    def forget_legacy(self, chain_id: Optional[int] = None) -> list:
+        """Forget the open legacy journal entries (``chain.journal.Entry.legacy``: written
+        before the journal recorded chains), of ``chain_id`` when given. Returns them."""
+        from ..chain.journal import Journal
+
+        state = self._state_path()
+        if state is None:
+            return []
+        j = self._journal or Journal(state / "journal.sqlite3")
+        entries = j.open_legacy(chain_id=chain_id)
+        j.forget(entries, note="written by an older dtnsess: its chain is not known")
+        return entries
+
     def _name_done(self, exc: DtnsessError) -> None:
         """Prefix a later step's error with the steps of this write that were mined."""
         done = [t for t in self._done if t.tx_hash and t.tx_hash != getattr(exc, "tx_hash", 0)]
@@ -300,20 +436,44 @@ class Writes:
             self._done.append(res)
         return res
 
+    def replace_tx(self, tx_hash: str, cancel: bool = False) -> WriteResult:
+        """``dtnsess tx speedup/cancel``: replace a pending transaction this machine sent from
+        this key on this chain (``chain.replace``). Under the sender lock, but without
+        resolving the open entries first: the one replaced is one of them."""
+        from ..chain.journal import OPEN
+        from ..chain.replace import replace
+
+        h = _hash_arg(tx_hash)
+        if self._state_path() is None:
+            raise InputError("transaction hash", tx_hash, "no journal is kept (state_dir=False)")
+        with self._sender_locked():
+            e = self._journal.find(h)
+            if e is None:
+                raise InputError("transaction hash", tx_hash, "not in this machine's journal: "
+                                 "only a transaction dtnsess sent can be replaced")
+            if e.sender != self.address.lower():
+                raise InputError("transaction hash", tx_hash,
+                                 f"sent from {e.sender}, not from this key ({self.address})")
+            if not e.on(self.chain_id, self._genesis()):
+                raise InputError("transaction hash", tx_hash,
+                                 f"recorded on another {e.chain_label()}, not the node's")
+            if e.status != OPEN:
+                raise InputError("transaction hash", tx_hash,
+                                 f"its journal entry is {e.status}: nothing to replace "
+                                 f"(see `dtnsess tx {h}`)")
+            res, mined = replace(self.txctx, e, cancel=cancel, dry_run=self.settings.dry_run)
+        r = WriteResult("cancel" if cancel else "speedup", txs=[res],
+                        dry_run=self.settings.dry_run)
+        r.data.update({"replaces": e.tx_hash, "nonce": e.nonce, "mined": mined})
+        return r
+
     def tx_view(self, tx_hash: str) -> TxView:
         """Status, block, gas, fee and decoded events of a transaction, with the journal's
         record of what it was for (an open entry is resolved when the chain has settled it)."""
         from ..chain import send as tx
         from ..chain.journal import FAILED, MINED, OPEN, Journal
 
-        h = (tx_hash or "").strip()
-        try:
-            ok = h[:2].lower() == "0x" and len(h) == 66 and bytes.fromhex(h[2:]) is not None
-        except ValueError:
-            ok = False
-        if not ok:
-            raise InputError("transaction hash", tx_hash, "expected 0x followed by 64 hex digits")
-        h = h.lower()
+        h = _hash_arg(tx_hash)
         _ = self.chain_id
         ctx = self._read_ctx()
         ctx.event_abis = self._event_abis()
@@ -366,10 +526,16 @@ class Writes:
             view.what, view.command = e.description, e.argv or None
             view.journal_chain = e.chain_label()
             # NOTE: the same hash on another chain (a fork) says nothing of this entry's chain
-            view.other_chain = not e.on(self.chain_id, ctx.genesis) or (
-                view.status == "unknown" and e.anchored(r_anchor[0].get("result")) is False)
-            if e.status == OPEN and view.status in ("mined", "failed") and not view.other_chain:
+            # a legacy entry's chain is not known: neither this one nor another, never resolved
+            view.other_chain = not e.legacy and (not e.on(self.chain_id, ctx.genesis) or (
+                view.status == "unknown" and e.anchored(r_anchor[0].get("result")) is False))
+            if e.status == OPEN and not e.legacy and view.status in ("mined", "failed") \
+                    and not view.other_chain:
                 j.resolve(h, MINED if view.status == "mined" else FAILED, view.block)
                 e.status = MINED if view.status == "mined" else FAILED
             view.journal = e.status
+            members = j.members(e.root)
+            if len(members) > 1:
+                view.family = [{"tx_hash": m.tx_hash, "variant": m.intent.get("replace")
+                                or "original", "journal": m.status} for m in members]
         return view
