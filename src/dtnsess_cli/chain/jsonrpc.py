@@ -197,6 +197,23 @@ class JsonRpc:
             conn.sock.settimeout(timeout)
         return conn
 
+    def _open(self, timeout: float, fresh: bool) -> None:
+        """Connect unless the kept-alive connection can be used (``fresh``: a send, which does
+        not reuse one idle for over SEND_IDLE_REUSE). Raises OSError / HTTPException."""
+        fresh = fresh and self._conn is not None \
+            and time.monotonic() - self._last_used > SEND_IDLE_REUSE
+        conn = self._connection(timeout, fresh)
+        if conn.sock is None:
+            conn.connect()
+
+    def _post(self, body: bytes) -> tuple:
+        """One HTTP POST on the open connection: (status, reason, body). Raises OSError /
+        HTTPException (the async client's transport does the same on the event loop)."""
+        conn = self._conn
+        conn.request("POST", self._path, body, self._headers)
+        resp = conn.getresponse()
+        return resp.status, resp.reason, resp.read()
+
     def _exchange(self, payload: Any, label: str, *, retry: bool,
                   check: Callable[[Any], Any]) -> Any:
         body = json.dumps(payload, separators=(",", ":")).encode()
@@ -217,18 +234,12 @@ class JsonRpc:
                 timeout = min(timeout, max(hard - now, 0.05))
             sent = False
             try:
-                fresh = not retry and self._conn is not None \
-                    and now - self._last_used > SEND_IDLE_REUSE
-                conn = self._connection(timeout, fresh)
-                if conn.sock is None:
-                    conn.connect()
+                self._open(timeout, fresh=not retry)
                 sent = True  # from here on the node may have the request
                 self.round_trips += 1
-                conn.request("POST", self._path, body, self._headers)
-                resp = conn.getresponse()
-                data = resp.read()
+                status, reason, data = self._post(body)
                 self._last_used = time.monotonic()
-                return check(_parse(resp.status, resp.reason, data))
+                return check(_parse(status, reason, data))
             except (_Transient, _Fatal, OSError, http.client.HTTPException) as exc:
                 self.close()
                 transient, reason, status = _classify(exc)

@@ -32,6 +32,7 @@ from ..errors import (
 )
 from ..units import format_eth, format_gwei
 from .abi import DecodedLog, DecodedRevert, ErrorDecoder, EventDecoder, encode, to_bytes
+from .clock import sleep
 from .contract import format_receipt  # noqa: F401 - also the receipt format of its callers
 from .errors import RpcResponseError, RpcTransportError, revert_data_of
 
@@ -697,7 +698,7 @@ def _ensure_known(ctx: TxContext, raw_hex: str, tx_hash: str, nonce: int, descri
     """After a lost reply: return once the node has the transaction (found by hash, or its own
     bytes re-broadcast); TxPendingError when the node cannot tell."""
     for pause in LOOKUP_BACKOFF:
-        time.sleep(pause)
+        sleep(pause)
         try:
             try:
                 found = raw_request(ctx, "eth_getTransactionByHash", [tx_hash])
@@ -743,7 +744,7 @@ def wait_for_receipt(ctx: TxContext, tx_hash: str, description: str, nonce: int,
     trouble: Optional[DtnsessError] = None
     try:
         with ctx.ui.status(f"{description}: waiting for {tx_hash[:10]}… to be mined"):
-            time.sleep(RECEIPT_FIRST_WAIT)
+            sleep(RECEIPT_FIRST_WAIT)
             while True:
                 try:
                     receipt = format_receipt(ctx.rpc.call("eth_getTransactionReceipt", [tx_hash]))
@@ -757,7 +758,7 @@ def wait_for_receipt(ctx: TxContext, tx_hash: str, description: str, nonce: int,
                            if isinstance(trouble, RpcError) else
                            f"not mined after {timeout:g}s")
                     raise TxPendingError(description, tx_hash, nonce, why)
-                time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                sleep(min(delay, max(0.0, deadline - time.monotonic())))
                 delay = min(delay * 2, RECEIPT_POLL_MAX)
     except KeyboardInterrupt:
         raise TxPendingError(description, tx_hash, nonce,
@@ -1151,7 +1152,7 @@ class Pipeline:
         delay = RECEIPT_POLL_FIRST
         last_exc: Optional[DtnsessError] = None
         if waiting:
-            time.sleep(RECEIPT_FIRST_WAIT)
+            sleep(RECEIPT_FIRST_WAIT)
         while waiting:
             try:
                 resps = rpc_batch(ctx, [("eth_getTransactionReceipt", [o.tx_hash])
@@ -1180,7 +1181,7 @@ class Pipeline:
                         if isinstance(last_exc, RpcError) else
                         f"not mined after {ctx.receipt_timeout:g}s")
                 return
-            time.sleep(delay)
+            sleep(delay)
             delay = min(delay * 2, RECEIPT_POLL_MAX)
 
     def _finish(self, o: Outcome, receipt: Any) -> None:
