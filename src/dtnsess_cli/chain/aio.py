@@ -1,0 +1,353 @@
+"""The chain layer driven from asyncio, on the one send path: the way SQLAlchemy's asyncio
+extension drives its synchronous core. A call of the async client runs the synchronous code
+(manager, ``send``, journal) in a greenlet (``greenlet_spawn``); where that code waits -- a
+JSON-RPC exchange, the one sleep of ``clock`` (receipt polls, request pacing, waits for the
+sender lock), the client's turn to write -- it hands an awaitable to the event loop
+(``await_only``) and resumes with its result, while other tasks run. What does not yield is
+short local work: signing, a SQLite journal statement, a non-blocking file-lock attempt.
+
+- :func:`greenlet_spawn`: await a synchronous call run this way. A task cancelled while the
+  call waits gets ``KeyboardInterrupt`` inside it, the Ctrl-C path of the CLI: a transaction
+  already sent is named (TxPendingError, journal entry left open), and the task then ends
+  cancelled, the CancelledError carrying that message (``__cause__``: the TxPendingError).
+- :class:`AsyncHttp`: HTTP/1.1 over asyncio streams, kept-alive connections to one endpoint
+  (one request at a time each, as many as tasks need), through the proxy the environment names
+  (absolute-form to an http proxy, https in a CONNECT tunnel), as ``JsonRpc`` does.
+- :class:`LoopJsonRpc`: a ``JsonRpc`` -- the same batches, read retries, failure
+  classification and redaction -- whose I/O goes through an ``AsyncHttp`` and whose retry
+  backoff sleeps on the loop. One per call of the client (its ``deadline`` is the call's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import copy
+import http.client
+import socket
+import sys
+import time
+from typing import Any, Awaitable, Callable, Optional
+
+import greenlet
+
+from ..errors import DtnsessError
+from .clock import SLEEP
+from .jsonrpc import SEND_IDLE_REUSE, JsonRpc
+
+
+class _Driven(greenlet.greenlet):
+    """The greenlet of one async call: ``driver`` is the task's greenlet, which awaits."""
+
+    def __init__(self, fn: Callable[..., Any], driver: greenlet.greenlet) -> None:
+        super().__init__(fn, driver)
+        self.driver = driver
+        # the task's context variables (the journal's INTENT), plus the loop's sleep
+        self.gr_context = contextvars.copy_context()
+        self.gr_context.run(SLEEP.set, loop_sleep)
+
+
+def await_only(awaitable: Awaitable[Any]) -> Any:
+    """From synchronous code run by :func:`greenlet_spawn`: await ``awaitable`` on the loop."""
+    current = greenlet.getcurrent()
+    if not isinstance(current, _Driven):
+        if asyncio.iscoroutine(awaitable):
+            awaitable.close()
+        raise RuntimeError("await_only() outside greenlet_spawn()")
+    return current.driver.switch(awaitable)
+
+
+def loop_sleep(seconds: float) -> None:
+    """``clock.sleep`` inside an async call: the loop runs other tasks meanwhile."""
+    await_only(asyncio.sleep(max(0.0, seconds)))
+
+
+async def greenlet_spawn(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run ``fn(*args, **kwargs)`` (synchronous code that waits through ``await_only``) and
+    return its result; see the module's docstring for cancellation."""
+    g = _Driven(fn, greenlet.getcurrent())
+    cancelled = False
+    try:
+        result = g.switch(*args, **kwargs)
+        while not g.dead:
+            try:
+                value = await result
+            except asyncio.CancelledError:
+                # NOTE: the synchronous code's Ctrl-C: it names a transaction already sent
+                cancelled = True
+                result = g.throw(KeyboardInterrupt)
+            except BaseException:
+                result = g.throw(*sys.exc_info())
+            else:
+                result = g.switch(value)
+    except KeyboardInterrupt:
+        if cancelled:
+            raise asyncio.CancelledError() from None
+        raise
+    except DtnsessError as exc:
+        if cancelled:
+            raise asyncio.CancelledError(exc.message) from exc
+        raise
+    if cancelled:  # the call finished anyway: the task still ends cancelled
+        raise asyncio.CancelledError()
+    return result
+
+
+class GreenletLocal:
+    """``threading.local`` for async calls: each greenlet (one call of the async client) sees
+    its own attributes; outside one (the loop itself) a namespace of its own."""
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_outside", {})
+
+    def _space(self) -> dict:
+        g = greenlet.getcurrent()
+        if not isinstance(g, _Driven):
+            return object.__getattribute__(self, "_outside")
+        return g.__dict__.setdefault("_dtnsess_local", {}).setdefault(id(self), {})
+
+    def __getattribute__(self, name: str) -> Any:
+        space = object.__getattribute__(self, "_space")()
+        if name == "__dict__":
+            return space
+        try:
+            return space[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__getattribute__(self, "_space")()[name] = value
+
+
+class LoopLock:
+    """A lock for synchronous code run by ``greenlet_spawn`` (a ``with`` block): waiting for it
+    lets the loop run other tasks. One asyncio.Lock per event loop (a client may be used from
+    several loops one after the other)."""
+
+    def __init__(self) -> None:
+        self._locks: dict = {}
+
+    def _lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        lock = self._locks.get(loop)
+        if lock is None:
+            self._locks = {k: v for k, v in self._locks.items() if not k.is_closed()}
+            lock = self._locks[loop] = asyncio.Lock()
+        return lock
+
+    def __enter__(self) -> None:
+        # NOTE: the loop is running in this thread (this is code of a greenlet_spawn call)
+        await_only(self._lock().acquire())
+
+    def __exit__(self, *exc: Any) -> None:
+        self._lock().release()
+
+
+# ------------------------------------------------------------------------------------ HTTP
+
+
+class _Conn:
+    """One kept-alive HTTP/1.1 connection (asyncio streams)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.reader, self.writer, self.loop = reader, writer, loop
+        self.reusable = True
+        self.last_used = time.monotonic()
+
+    async def post(self, target: str, host: str, headers: dict, body: bytes) -> tuple:
+        head = [f"POST {target} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}"]
+        head += [f"{k}: {v}" for k, v in headers.items()]
+        self.writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+        await self.writer.drain()
+        line = await self.reader.readline()
+        if not line:
+            raise http.client.RemoteDisconnected("no status line")
+        parts = line.decode("latin-1").rstrip("\r\n").split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+            raise http.client.BadStatusLine(line[:40].decode("latin-1"))
+        status, reason = int(parts[1]), parts[2] if len(parts) > 2 else ""
+        fields: dict = {}
+        while True:
+            h = await self.reader.readline()
+            if h in (b"\r\n", b"\n"):
+                break
+            if not h:
+                raise http.client.RemoteDisconnected("headers cut off")
+            k, _, v = h.decode("latin-1").partition(":")
+            fields[k.strip().lower()] = v.strip()
+        try:
+            if "chunked" in fields.get("transfer-encoding", "").lower():
+                data = b""
+                while True:
+                    size = int((await self.reader.readline()).split(b";")[0].strip() or b"0", 16)
+                    if size == 0:
+                        while (await self.reader.readline()) not in (b"\r\n", b"\n", b""):
+                            pass  # trailers
+                        break
+                    data += await self.reader.readexactly(size)
+                    await self.reader.readexactly(2)
+            elif "content-length" in fields:
+                data = await self.reader.readexactly(int(fields["content-length"]))
+            else:  # the body ends with the connection
+                data, self.reusable = await self.reader.read(), False
+        except asyncio.IncompleteReadError as exc:
+            self.reusable = False
+            raise http.client.IncompleteRead(exc.partial) from None
+        except ValueError:
+            self.reusable = False
+            raise http.client.HTTPException("bad chunk size") from None
+        if fields.get("connection", "").lower() == "close":
+            self.reusable = False
+        self.last_used = time.monotonic()
+        return status, reason, data
+
+    def close(self) -> None:
+        self.reusable = False
+        try:
+            self.writer.close()
+        except RuntimeError:  # its loop is closed: the socket goes with it
+            pass
+
+
+class AsyncHttp:
+    """Kept-alive HTTP/1.1 connections to one JSON-RPC endpoint, for many tasks at once; and
+    the :class:`LoopJsonRpc` of each call (``rpc()``)."""
+
+    def __init__(self, url: str, *, timeout: float, retry_seconds: float,
+                 proxy: Optional[str] = None, ssl_context: Any = None) -> None:
+        # NOTE: a JsonRpc parses and checks the URL and the proxy, and keeps the request line,
+        # headers and credentials exactly as the synchronous client sends them; each call gets
+        # a copy of it (``rpc()``)
+        self._template = LoopJsonRpc(url, timeout=timeout, retry_seconds=retry_seconds,
+                                     proxy=proxy, ssl_context=ssl_context, sleep=loop_sleep)
+        self._template._http = self
+        self.url = self._template.url
+        self._idle: list = []
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+
+    def rpc(self) -> "LoopJsonRpc":
+        """A JsonRpc for one call of the client (its own deadline and counters)."""
+        return copy.copy(self._template)
+
+    async def acquire(self, timeout: float, fresh: bool) -> _Conn:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # connections of another (finished) loop are of no use
+            self._drop_idle()
+            self._loop = loop
+        now = time.monotonic()
+        while self._idle:
+            conn = self._idle.pop()
+            # NOTE: a send never goes over a connection idle past SEND_IDLE_REUSE (the server
+            # may have closed it: a send must not find that out after writing), as in JsonRpc
+            if conn.reusable and not (fresh and now - conn.last_used > SEND_IDLE_REUSE):
+                return conn
+            conn.close()
+        try:
+            return await asyncio.wait_for(self._connect(loop), timeout)
+        except asyncio.TimeoutError:
+            raise socket.timeout("timed out") from None
+
+    def release(self, conn: _Conn) -> None:
+        if conn.reusable and conn.loop is self._loop:
+            self._idle.append(conn)
+        else:
+            conn.close()
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Conn:
+        t = self._template
+        ctx = None
+        if t._https:
+            import ssl
+
+            ctx = t._ssl_context or ssl.create_default_context()
+        if t._proxy is None:
+            reader, writer = await asyncio.open_connection(t._host, t._port, ssl=ctx)
+        elif not t._https:  # plain http: the request goes to the proxy in absolute form
+            reader, writer = await asyncio.open_connection(t._proxy[0], t._proxy[1])
+        else:
+            sock = await self._tunnel(loop)
+            reader, writer = await asyncio.open_connection(sock=sock, ssl=ctx,
+                                                           server_hostname=t._host)
+        return _Conn(reader, writer, loop)
+
+    async def _tunnel(self, loop: asyncio.AbstractEventLoop) -> socket.socket:
+        """A socket to the node through the proxy's CONNECT tunnel (TLS goes inside it)."""
+        t = self._template
+        phost, pport, auth = t._proxy
+        infos = await loop.getaddrinfo(phost, pport, type=socket.SOCK_STREAM)
+        family, kind, proto, _, addr = infos[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setblocking(False)
+        try:
+            await loop.sock_connect(sock, addr)
+            host = t._host if ":" not in t._host else f"[{t._host}]"
+            lines = [f"CONNECT {host}:{t._port} HTTP/1.1", f"Host: {host}:{t._port}"]
+            lines += [f"{k}: {v}" for k, v in auth.items()]
+            await loop.sock_sendall(sock, ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                chunk = await loop.sock_recv(sock, 4096)
+                if not chunk:
+                    raise OSError("Tunnel connection failed: closed by the proxy")
+                buf += chunk
+            parts = buf.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
+            if len(parts) < 2 or parts[1] != "200":
+                # the words JsonRpc's failure classification reads (as http.client's)
+                raise OSError(f"Tunnel connection failed: {' '.join(parts[1:])}")
+            return sock
+        except BaseException:
+            sock.close()
+            raise
+
+    def _drop_idle(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    async def aclose(self) -> None:
+        """Close the idle connections (those in use close when their call ends)."""
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+            try:
+                await conn.writer.wait_closed()
+            except (OSError, RuntimeError):
+                pass
+
+
+class LoopJsonRpc(JsonRpc):
+    """A ``JsonRpc`` whose exchanges are awaited on the loop through an :class:`AsyncHttp`
+    (made by ``AsyncHttp.rpc()``; used by synchronous code run by ``greenlet_spawn``)."""
+
+    _http: AsyncHttp
+    _conn_timeout = 0.0
+
+    def _open(self, timeout: float, fresh: bool) -> None:
+        self.close()
+        self._conn_timeout = timeout
+        self._conn = await_only(self._http.acquire(timeout, fresh))
+
+    def _post(self, body: bytes) -> tuple:
+        conn, self._conn = self._conn, None
+        try:
+            out = await_only(asyncio.wait_for(
+                conn.post(self._path, self._netloc(), self._headers, body), self._conn_timeout))
+        except asyncio.TimeoutError:
+            conn.close()
+            raise socket.timeout("timed out") from None
+        except BaseException:
+            conn.close()
+            raise
+        self._http.release(conn)
+        return out
+
+    def _netloc(self) -> str:
+        host = self._host if ":" not in self._host else f"[{self._host}]"
+        default = 443 if self._https else 80
+        return host if self._port == default else f"{host}:{self._port}"
+
+    def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.close()
