@@ -1,6 +1,8 @@
-"""One Python API Client shared by a thread pool: AI requests over K sessions, vs one thread.
+"""One Python API Client shared by a thread pool, or one AsyncClient by asyncio tasks: AI
+requests over K sessions, vs one thread.
 
-    .venv/bin/python bench/threads.py [--n 24] [--sessions 8] [--threads 1,4,8] [--delay-ms 0,50]
+    .venv/bin/python bench/threads.py [--n 24] [--sessions 8] [--threads 1,4,8] [--tasks 4,8]
+                                      [--delay-ms 0,50]
 
 A fresh Anvil on 127.0.0.1 (automine) with the local DTN (6-decimal token); the user (Anvil dev
 account 1) owns K sessions. N prompts, prompt i on session i % K, are sent with
@@ -9,6 +11,9 @@ account 1) owns K sessions. N prompts, prompt i on session i % K, are sent with
   threads=1:  one thread, one request after the other (what a plain loop does)
   threads=T:  T threads share ONE Client (each thread its own node connection; writes take turns
               on the sender lock, so nonces never clash; reads and pacing waits overlap)
+  async=T:    T asyncio tasks share ONE AsyncClient (one thread: the sync send path in
+              greenlets on the event loop, JSON-RPC over asyncio streams; writes take turns on
+              the loop, reads and pacing waits overlap)
   batch:      ``Client.request_batch(prompts)`` in one thread (pipelined: a wave of K sends in
               one round trip), for reference
 
@@ -21,6 +26,7 @@ Printed: wall time, requests/s, and the ratio to threads=1.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sqlite3
 import tempfile
 import time
@@ -31,10 +37,34 @@ from _common import anvil, header, median, rpc, web3_for
 from latency_proxy import LatencyProxy
 
 
+async def run_async(tasks: int, url: str, system, key: str, sids: list, prompts: list,
+                    state: Path) -> float:
+    from dtnsess_cli import AsyncClient, signer_from_key
+
+    async with AsyncClient(url, system.manager.address, signer=signer_from_key(key),
+                           state_dir=state) as client:
+        await client.config()  # connect first: the measurement is the requests
+        t = time.perf_counter()
+        queue = list(range(len(prompts)))
+        ids: list = []
+
+        async def worker() -> None:  # as a thread of the pool: one prompt after the other
+            while queue:
+                i = queue.pop(0)
+                r = await client.make_ai_request(prompts[i], session_id=sids[i % len(sids)])
+                ids.append(r.request_id)
+
+        await asyncio.gather(*(worker() for _ in range(tasks)))
+        assert len(set(ids)) == len(prompts)
+        return time.perf_counter() - t
+
+
 def run_once(mode: str, threads: int, url: str, system, key: str, sids: list, prompts: list,
              state: Path) -> float:
     from dtnsess_cli import Client, signer_from_key
 
+    if mode == "async":
+        return asyncio.run(run_async(threads, url, system, key, sids, prompts, state))
     client = Client(url, system.manager.address, signer=signer_from_key(key), state_dir=state)
     try:
         client.config()  # connect first: the measurement is the requests
@@ -61,6 +91,7 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=24)
     ap.add_argument("--sessions", type=int, default=8)
     ap.add_argument("--threads", default="1,4,8")
+    ap.add_argument("--tasks", default="4,8")
     ap.add_argument("--delay-ms", default="0,50")
     ap.add_argument("--rounds", type=int, default=1)
     args = ap.parse_args(argv)
@@ -81,7 +112,8 @@ def main(argv=None) -> int:
             transact(w3, system.manager.functions.createSession(50 * system.unit), user)
         sids = [int(s) for s in system.manager.functions.getUserActiveSessions(user).call()]
         prompts = [f"prompt {i + 1}: what is {i + 1} + {i + 1}?" for i in range(args.n)]
-        modes = [("threads", t) for t in pools] + [("batch", 1)]
+        tasks = [int(x) for x in args.tasks.split(",") if x]
+        modes = [("threads", t) for t in pools] + [("async", t) for t in tasks] + [("batch", 1)]
         with LatencyProxy(node.url, 0) as proxy:
             for r in range(args.rounds):
                 for delay in delays:
@@ -107,7 +139,7 @@ def main(argv=None) -> int:
                             rpc(node.url, "evm_revert", [snap])
     print(f"\nN = {args.n} requests over K = {args.sessions} sessions, one shared Client; "
           f"medians over {args.rounds} round(s); at most K = {args.sessions} requests/s")
-    hdr = f"{'+ms':>4} {'mode':8} {'threads':>7} {'wall s':>7} {'req/s':>6} {'vs 1 thread':>11}"
+    hdr = f"{'+ms':>4} {'mode':8} {'workers':>7} {'wall s':>7} {'req/s':>6} {'vs 1 thread':>11}"
     print(hdr)
     print("-" * len(hdr))
     for delay in delays:
