@@ -456,6 +456,20 @@ def test_ipc_socket_path_is_an_rpc_url(anvil, system6, private_keys, user, tmp_p
     client.close()
 
 
+def test_an_ipc_path_is_shown_whole(system6, user, tmp_path):
+    """An IPC path is no secret-bearing URL: errors name it as it is (it was shown as
+    ``/tmp/.../***`` and its segments scrubbed from every message)."""
+    from dtnsess_cli import RpcError
+    from dtnsess_cli.errors import redact_url
+
+    path = str(tmp_path / "node-2026" / "geth.ipc")
+    assert redact_url(path) == path
+    client = Client(path, system6.manager.address, address=user, state_dir=False)
+    with pytest.raises(RpcError) as info:
+        client.config()
+    assert path in info.value.message, info.value.message
+
+
 def test_cli_takes_an_ipc_path(system6, user, make_cli, anvil):
     cli = make_cli(system6)
     out = cli.json("--rpc-url", anvil.ipc_path, "balance", "--user", user)

@@ -333,11 +333,15 @@ _URL_IN_TEXT = re.compile(r"(?i)\b(?:https?|wss?)://[^\s'\"<>()\[\]{}]+")
 def redact_url(url: Optional[str]) -> str:
     """An RPC URL without credentials or API-key-looking parts: ``scheme://host[:port]/...``
     with user:pass, the query, and every path segment that is not a plain word (or that follows
-    a version segment like ``/v2/``) replaced by ``***``."""
+    a version segment like ``/v2/``) replaced by ``***``. An IPC socket path as it is."""
     if not url:
         return ""
     from urllib.parse import urlsplit, urlunsplit
 
+    from .rpc import is_ipc_path  # NOTE: here, not at the top: rpc imports this module
+
+    if is_ipc_path(str(url)):  # a local socket path carries no credentials: shown whole
+        return str(url).strip()
     try:
         parts = urlsplit(str(url))
         port = parts.port
