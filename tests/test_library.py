@@ -264,6 +264,21 @@ def test_proxy_for_follows_the_environment_rules():
     assert proxy_for(url, {"HTTPS_PROXY": "http://p:3128", "NO_PROXY": "other.org"})
 
 
+def test_no_proxy_cidr_entries_match_ip_hosts():
+    """NO_PROXY=10.0.0.0/8 exempts an IP host in that network, as curl and requests do (urllib's
+    rule alone compared it as a name and sent it to the proxy)."""
+    env = {"HTTP_PROXY": "http://p:3128"}
+    for no, url in (("10.0.0.0/8", "http://10.1.2.3:8545"),
+                    ("127.0.0.0/8", "http://127.0.0.1:8545"),
+                    ("other.org, 192.168.0.0/16", "http://192.168.7.9/rpc"),
+                    ("::1/128", "http://[::1]:8545")):
+        assert proxy_for(url, dict(env, NO_PROXY=no)) is None, (no, url)
+    for no, url in (("10.0.0.0/8", "http://11.0.0.1:8545"),
+                    ("10.0.0.0/8", "http://node.example:8545"),  # names: only the name rules
+                    ("not/a-network", "http://10.1.2.3:8545")):
+        assert proxy_for(url, dict(env, NO_PROXY=no)) == "http://p:3128", (no, url)
+
+
 def test_client_goes_through_the_proxy_the_environment_names(anvil, system6, user, monkeypatch,
                                                              forward_proxy):
     proxy, seen = forward_proxy

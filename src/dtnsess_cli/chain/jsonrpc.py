@@ -260,8 +260,9 @@ class JsonRpc:
 
 def proxy_for(url: str, env: Optional[dict] = None) -> Optional[str]:
     """The proxy the environment names for ``url``, or None: ``http_proxy`` / ``https_proxy``
-    (then ``all_proxy``; lower case before upper case) unless ``no_proxy`` matches the host,
-    as curl, requests (so web3.py) and cast read them."""
+    (then ``all_proxy``; lower case before upper case) unless ``no_proxy`` matches the host
+    (a name, a domain suffix, ``*``, or a CIDR network holding an IP host), as curl, requests
+    (so web3.py) and cast read them."""
     import urllib.request
 
     parts = urlsplit(url)
@@ -276,9 +277,30 @@ def proxy_for(url: str, env: Optional[dict] = None) -> Optional[str]:
     if not proxy or not parts.hostname:
         return None
     host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
-    if urllib.request.proxy_bypass_environment(host, proxies):
+    if urllib.request.proxy_bypass_environment(host, proxies) \
+            or _in_no_proxy_network(parts.hostname, proxies.get("no", "")):
         return None
     return proxy
+
+
+def _in_no_proxy_network(host: str, no_proxy: str) -> bool:
+    """Is ``host`` an IP address inside a CIDR entry of ``no_proxy`` (``10.0.0.0/8``,
+    ``fd00::/8``)? curl and requests match these; urllib's own rule compares names only."""
+    import ipaddress
+
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:  # a host name: only the name rules apply
+        return False
+    for entry in no_proxy.replace(" ", "").split(","):
+        if "/" not in entry:
+            continue
+        try:
+            if ip in ipaddress.ip_network(entry.strip("[]"), strict=False):
+                return True
+        except ValueError:  # not a network: an entry for the name rules
+            continue
+    return False
 
 
 def _parse(status: int, reason: str, data: bytes) -> Any:
