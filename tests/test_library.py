@@ -511,6 +511,38 @@ def test_a_web3_provider_as_the_transport(anvil, system6, private_keys, user, tm
     assert anvil.url not in by["rpc"].detail  # the transport's name, never its URL
 
 
+def test_a_web3_provider_batches_in_one_request(anvil, system6, user):
+    """web3 7 and 8 providers take a JSON-RPC batch in one request (make_batch_request); a
+    provider with make_request only (web3 6's) gets the entries one by one, same answers."""
+    from web3 import Web3
+
+    provider = Web3.HTTPProvider(anvil.url)
+    batches, singles = [], []
+    real_batch, real_single = provider.make_batch_request, provider.make_request
+
+    def batch(reqs):
+        batches.append(len(reqs))
+        return real_batch(reqs)
+
+    def single(method, params):
+        singles.append(method)
+        return real_single(method, params)
+
+    provider.make_batch_request, provider.make_request = batch, single
+    client = Client(provider, system6.manager.address, address=user, state_dir=False)
+    seen = client.balances()
+    assert batches and max(batches) > 1, (batches, singles)
+    assert client.rpc.round_trips == len(batches) + len(singles)
+
+    class Web3SixLike:  # make_request only
+        def make_request(self, method, params):
+            return real_single(method, params)
+
+    old = Client(Web3SixLike(), system6.manager.address, address=user, state_dir=False)
+    assert old.balances() == seen
+    assert old.rpc.round_trips > client.rpc.round_trips
+
+
 def test_websocket_urls_are_refused_with_a_way_out(system6):
     from dtnsess_cli import ConfigError
 
