@@ -140,6 +140,50 @@ def test_the_loop_runs_while_a_write_waits_for_its_receipt(anvil, w3, system6, p
     assert sid in s.manager.functions.getUserActiveSessions(user).call()
 
 
+def test_another_process_sender_lock_is_awaited_without_blocking(anvil, system6, private_keys,
+                                                                 user, tmp_path):
+    """While another process holds this key's sender lock, a write waits for it on the loop
+    (a heartbeat keeps ticking), then sends once the lock is free."""
+    from dtnsess_cli.chain.journal import sender_lock
+
+    s = system6
+    fund(s, user, 100)
+    other = sender_lock(user, tmp_path)  # a lock file of its own, as another process has
+    other.acquire()
+    ticks: list = []
+
+    async def main() -> int:
+        async with AsyncClient(anvil.url, s.manager.address,
+                               signer=signer_from_key(private_keys[1]),
+                               state_dir=tmp_path) as client:
+            await client.config()
+            stop = asyncio.Event()
+
+            async def heartbeat() -> None:
+                while not stop.is_set():
+                    ticks.append(time.monotonic())
+                    await asyncio.sleep(0.02)
+
+            beat = asyncio.create_task(heartbeat())
+            write = asyncio.create_task(client.create_session("20"))
+            since = time.monotonic()
+            await asyncio.sleep(1.0)
+            assert not write.done()
+            other.release()
+            sid = (await write).session_id
+            stop.set()
+            await beat
+            assert len([t for t in ticks if since <= t <= since + 1.0]) >= 15
+            return sid
+
+    try:
+        sid = asyncio.run(main())
+    finally:
+        if other.is_locked:
+            other.release()
+    assert sid in s.manager.functions.getUserActiveSessions(user).call()
+
+
 def test_a_task_cancelled_mid_wait_names_the_paid_tx(anvil, w3, system6, private_keys, user,
                                                      tmp_path, manual_mining):
     """Cancelling a task whose request was sent but not mined: the task ends cancelled, the
