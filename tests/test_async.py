@@ -250,9 +250,31 @@ def test_same_methods_as_the_sync_client():
 
 
 def test_async_client_refuses_what_it_cannot_drive(system6, tmp_path):
-    for url in ("/tmp/anvil.ipc", "ws://127.0.0.1:8545"):
+    from web3 import Web3
+
+    for url in ("ws://127.0.0.1:8545", Web3.HTTPProvider("http://127.0.0.1:1")):
         with pytest.raises(ConfigError):
             AsyncClient(url, system6.manager.address)
+
+
+def test_async_client_over_ipc(anvil, system6, private_keys, user, tmp_path):
+    """A node's IPC socket path: tasks share unix-socket connections on the loop."""
+    s = system6
+    fund(s, user, 100)
+
+    async def main() -> tuple:
+        async with AsyncClient(anvil.ipc_path, s.manager.address,
+                               signer=signer_from_key(private_keys[1]),
+                               state_dir=tmp_path) as client:
+            created = await asyncio.gather(client.create_session("10"),
+                                           client.create_session("11"))
+            views = await asyncio.gather(*(client.session(c.session_id) for c in created))
+            return [v.balance.units for v in views], await client.balances()
+
+    balances, b = asyncio.run(main())
+    assert sorted(balances) == [10 * s.unit, 11 * s.unit]
+    assert b.token.units == 79 * s.unit
+    assert {r[1] for r in journal_rows(tmp_path)} == {"mined"}
 
 
 def test_async_reads_go_through_the_proxy_the_environment_names(anvil, system6, user,

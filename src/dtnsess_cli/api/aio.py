@@ -16,7 +16,7 @@ import inspect
 import os
 from typing import Any, Optional
 
-from ..chain.aio import AsyncHttp, GreenletLocal, LoopLock, greenlet_spawn
+from ..chain.aio import AsyncHttp, AsyncIpc, GreenletLocal, LoopLock, greenlet_spawn
 from ..errors import ConfigError
 from .client import Client, Signer, StateDir, _positive
 
@@ -25,13 +25,14 @@ __all__ = ["AsyncClient"]
 
 class _Driven(Client):
     """The synchronous client an AsyncClient drives: per-call state (``GreenletLocal``), one
-    writer at a time on the loop (``LoopLock``), JSON-RPC through the shared ``AsyncHttp``."""
+    writer at a time on the loop (``LoopLock``), JSON-RPC through the shared connection pool
+    (``AsyncHttp`` or ``AsyncIpc``)."""
 
     _local_factory = GreenletLocal
 
-    def __init__(self, http: AsyncHttp, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, pool: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._http = http
+        self._pool = pool
         # NOTE: the calls of one async client all run in the loop's thread: a thread lock would
         # let every one of them in (or block the loop); they take turns on the loop instead
         self._threads_lock = LoopLock()
@@ -39,7 +40,7 @@ class _Driven(Client):
     @property
     def rpc(self):
         if self._rpc is None:  # the calling task's (its deadline is the call's own)
-            self._rpc = self._http.rpc()
+            self._rpc = self._pool.rpc()
         return self._rpc
 
 
@@ -54,8 +55,8 @@ _READ_PROPERTIES = {"chain_id", "manager", "router", "token", "decimals", "symbo
 class AsyncClient:
     """One AdvancedSessionManager on one chain, for an asyncio program: :class:`Client`'s
     methods as coroutines (``await client.create_session("20")``), built from the same
-    arguments but ``rpc_url``, which is an http(s) URL here (HTTP(S)_PROXY and NO_PROXY are
-    honoured). Share one client among any number of tasks: reads run side by side over a pool
+    arguments but ``rpc_url``, which is an http(s) URL (HTTP(S)_PROXY and NO_PROXY are
+    honoured) or a node's IPC socket path here, not a transport object. Share one client among any number of tasks: reads run side by side over a pool
     of kept-alive connections; writes take turns (one nonce sequence), each journaled before
     its send. The properties that may read from the node are awaitables (``await
     client.decimals``, ``chain_id``, ``symbol``, ``manager``, ``router``, ``token``).
@@ -78,25 +79,28 @@ class AsyncClient:
         from ..manager.base import check_rpc_url
         from ..rpc import is_ipc_path
 
-        if not isinstance(rpc_url, (str, os.PathLike)) or is_ipc_path(os.fspath(rpc_url)):
-            raise ConfigError("the async client takes an http(s) RPC URL",
-                              hint="IPC paths and transport objects are the sync Client's; "
-                                   "every node serving IPC serves HTTP too")
+        if not isinstance(rpc_url, (str, os.PathLike)):
+            raise ConfigError("the async client takes an http(s) RPC URL or an IPC path",
+                              hint="a transport object (a web3 provider) is the sync "
+                                   "Client's; every node serving one serves HTTP too")
         url = check_rpc_url(os.fspath(rpc_url))
         self._args: dict = dict(rpc_url=url, manager=manager, signer=signer, address=address,
                                 chain_id=chain_id, model=model, dry_run=dry_run,
                                 state_dir=state_dir, receipt_timeout=receipt_timeout,
                                 rpc_timeout=rpc_timeout, rpc_retry_seconds=rpc_retry_seconds)
-        try:
-            self._http = AsyncHttp(url, timeout=_positive("rpc_timeout", rpc_timeout),
-                                   retry_seconds=_positive("rpc_retry_seconds",
-                                                           rpc_retry_seconds, zero=True),
-                                   proxy=proxy_for(url))
-        except RpcTransportError as exc:  # the URL was checked: the proxy's is not usable
-            raise ConfigError(exc.reason, hint="HTTP_PROXY / HTTPS_PROXY must name an http "
-                                               "proxy (a host and a port), or exempt the "
-                                               "node's host with NO_PROXY") from None
-        self._sync = _Driven(self._http, **self._args)
+        timeout = _positive("rpc_timeout", rpc_timeout)
+        if is_ipc_path(url):
+            self._pool: Any = AsyncIpc(os.path.expanduser(url), timeout=timeout)
+        else:
+            try:
+                self._pool = AsyncHttp(url, timeout=timeout, proxy=proxy_for(url),
+                                       retry_seconds=_positive("rpc_retry_seconds",
+                                                               rpc_retry_seconds, zero=True))
+            except RpcTransportError as exc:  # the URL was checked: the proxy's is not usable
+                raise ConfigError(exc.reason, hint="HTTP_PROXY / HTTPS_PROXY must name an "
+                                                   "http proxy (a host and a port), or exempt "
+                                                   "the node's host with NO_PROXY") from None
+        self._sync = _Driven(self._pool, **self._args)
 
     def simulating(self) -> "AsyncClient":
         """An async client like this one whose writes are simulated only (``dry_run=True``)."""
@@ -105,7 +109,7 @@ class AsyncClient:
     async def aclose(self) -> None:
         """Close the node connections and the journal (the client reconnects if used again).
         Call it when no task is using the client."""
-        await self._http.aclose()
+        await self._pool.aclose()
         self._sync.close()
 
     async def close(self) -> None:

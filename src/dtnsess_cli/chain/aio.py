@@ -16,6 +16,8 @@ short local work: signing, a SQLite journal statement, a non-blocking file-lock 
 - :class:`LoopJsonRpc`: a ``JsonRpc`` -- the same batches, read retries, failure
   classification and redaction -- whose I/O goes through an ``AsyncHttp`` and whose retry
   backoff sleeps on the loop. One per call of the client (its ``deadline`` is the call's).
+- :class:`AsyncIpc` and :class:`LoopIpc`: the same for a node's IPC socket (asyncio unix
+  streams, an ``IpcTransport``'s framing and failures).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import greenlet
 from ..errors import DtnsessError
 from .clock import SLEEP
 from .jsonrpc import SEND_IDLE_REUSE, JsonRpc
+from .transport import MORE, IpcTransport, ipc_reader
 
 
 class _Driven(greenlet.greenlet):
@@ -143,17 +146,99 @@ class LoopLock:
         self._lock().release()
 
 
-# ------------------------------------------------------------------------------------ HTTP
+# ------------------------------------------------------------------------- connections
 
 
 class _Conn:
-    """One kept-alive HTTP/1.1 connection (asyncio streams)."""
+    """One kept-alive stream to the node (asyncio), one request at a time."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  loop: asyncio.AbstractEventLoop) -> None:
         self.reader, self.writer, self.loop = reader, writer, loop
         self.reusable = True
         self.last_used = time.monotonic()
+
+    def close(self) -> None:
+        self.reusable = False
+        try:
+            self.writer.close()
+        except RuntimeError:  # its loop is closed: the socket goes with it
+            pass
+
+
+class _Pool:
+    """Kept-alive connections to one endpoint, for many tasks at once: a task takes an idle
+    one or opens another (``acquire``) and gives it back after a complete exchange."""
+
+    def __init__(self) -> None:
+        self._idle: list = []
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+
+    async def acquire(self, timeout: float, fresh: bool = False) -> Any:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # connections of another (finished) loop are of no use
+            self._drop_idle()
+            self._loop = loop
+        now = time.monotonic()
+        while self._idle:
+            conn = self._idle.pop()
+            # NOTE: a send never goes over a connection idle past SEND_IDLE_REUSE (the server
+            # may have closed it: a send must not find that out after writing), as in JsonRpc
+            if conn.reusable and not (fresh and now - conn.last_used > SEND_IDLE_REUSE):
+                return conn
+            conn.close()
+        try:
+            return await asyncio.wait_for(self._connect(loop), timeout)
+        except asyncio.TimeoutError:
+            raise socket.timeout("timed out") from None
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    def release(self, conn: _Conn) -> None:
+        if conn.reusable and conn.loop is self._loop:
+            conn.last_used = time.monotonic()
+            self._idle.append(conn)
+        else:
+            conn.close()
+
+    def _drop_idle(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    async def aclose(self) -> None:
+        """Close the idle connections (those in use close when their call ends)."""
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+            try:
+                await conn.writer.wait_closed()
+            except (OSError, RuntimeError):
+                pass
+
+
+async def _exchange_on(conn: _Conn, exchange: Awaitable[Any], timeout: float,
+                       pool: _Pool) -> Any:
+    """Await one exchange on ``conn`` within ``timeout``; the connection goes back to the pool
+    after a complete one, and is closed after anything else (a timeout, an error, a cancel)."""
+    try:
+        out = await asyncio.wait_for(exchange, timeout)
+    except asyncio.TimeoutError:
+        conn.close()
+        raise socket.timeout("timed out") from None
+    except BaseException:
+        conn.close()
+        raise
+    pool.release(conn)
+    return out
+
+
+# ------------------------------------------------------------------------------------ HTTP
+
+
+class _HttpConn(_Conn):
+    """One kept-alive HTTP/1.1 connection."""
 
     async def post(self, target: str, host: str, headers: dict, body: bytes) -> tuple:
         head = [f"POST {target} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}"]
@@ -199,62 +284,29 @@ class _Conn:
             raise http.client.HTTPException("bad chunk size") from None
         if fields.get("connection", "").lower() == "close":
             self.reusable = False
-        self.last_used = time.monotonic()
         return status, reason, data
 
-    def close(self) -> None:
-        self.reusable = False
-        try:
-            self.writer.close()
-        except RuntimeError:  # its loop is closed: the socket goes with it
-            pass
 
-
-class AsyncHttp:
-    """Kept-alive HTTP/1.1 connections to one JSON-RPC endpoint, for many tasks at once; and
-    the :class:`LoopJsonRpc` of each call (``rpc()``)."""
+class AsyncHttp(_Pool):
+    """HTTP/1.1 connections to one JSON-RPC endpoint, and the :class:`LoopJsonRpc` of each
+    call (``rpc()``)."""
 
     def __init__(self, url: str, *, timeout: float, retry_seconds: float,
                  proxy: Optional[str] = None, ssl_context: Any = None) -> None:
+        super().__init__()
         # NOTE: a JsonRpc parses and checks the URL and the proxy, and keeps the request line,
         # headers and credentials exactly as the synchronous client sends them; each call gets
         # a copy of it (``rpc()``)
         self._template = LoopJsonRpc(url, timeout=timeout, retry_seconds=retry_seconds,
                                      proxy=proxy, ssl_context=ssl_context, sleep=loop_sleep)
-        self._template._http = self
+        self._template._pool = self
         self.url = self._template.url
-        self._idle: list = []
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
 
     def rpc(self) -> "LoopJsonRpc":
         """A JsonRpc for one call of the client (its own deadline and counters)."""
         return copy.copy(self._template)
 
-    async def acquire(self, timeout: float, fresh: bool) -> _Conn:
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:  # connections of another (finished) loop are of no use
-            self._drop_idle()
-            self._loop = loop
-        now = time.monotonic()
-        while self._idle:
-            conn = self._idle.pop()
-            # NOTE: a send never goes over a connection idle past SEND_IDLE_REUSE (the server
-            # may have closed it: a send must not find that out after writing), as in JsonRpc
-            if conn.reusable and not (fresh and now - conn.last_used > SEND_IDLE_REUSE):
-                return conn
-            conn.close()
-        try:
-            return await asyncio.wait_for(self._connect(loop), timeout)
-        except asyncio.TimeoutError:
-            raise socket.timeout("timed out") from None
-
-    def release(self, conn: _Conn) -> None:
-        if conn.reusable and conn.loop is self._loop:
-            self._idle.append(conn)
-        else:
-            conn.close()
-
-    async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Conn:
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> _HttpConn:
         t = self._template
         ctx = None
         if t._https:
@@ -269,7 +321,7 @@ class AsyncHttp:
             sock = await self._tunnel(loop)
             reader, writer = await asyncio.open_connection(sock=sock, ssl=ctx,
                                                            server_hostname=t._host)
-        return _Conn(reader, writer, loop)
+        return _HttpConn(reader, writer, loop)
 
     async def _tunnel(self, loop: asyncio.AbstractEventLoop) -> socket.socket:
         """A socket to the node through the proxy's CONNECT tunnel (TLS goes inside it)."""
@@ -300,47 +352,24 @@ class AsyncHttp:
             sock.close()
             raise
 
-    def _drop_idle(self) -> None:
-        idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
-
-    async def aclose(self) -> None:
-        """Close the idle connections (those in use close when their call ends)."""
-        idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
-            try:
-                await conn.writer.wait_closed()
-            except (OSError, RuntimeError):
-                pass
-
 
 class LoopJsonRpc(JsonRpc):
     """A ``JsonRpc`` whose exchanges are awaited on the loop through an :class:`AsyncHttp`
     (made by ``AsyncHttp.rpc()``; used by synchronous code run by ``greenlet_spawn``)."""
 
-    _http: AsyncHttp
+    _pool: AsyncHttp
     _conn_timeout = 0.0
 
     def _open(self, timeout: float, fresh: bool) -> None:
         self.close()
         self._conn_timeout = timeout
-        self._conn = await_only(self._http.acquire(timeout, fresh))
+        self._conn = await_only(self._pool.acquire(timeout, fresh))
 
     def _post(self, body: bytes) -> tuple:
         conn, self._conn = self._conn, None
-        try:
-            out = await_only(asyncio.wait_for(
-                conn.post(self._path, self._netloc(), self._headers, body), self._conn_timeout))
-        except asyncio.TimeoutError:
-            conn.close()
-            raise socket.timeout("timed out") from None
-        except BaseException:
-            conn.close()
-            raise
-        self._http.release(conn)
-        return out
+        return await_only(_exchange_on(conn, conn.post(self._path, self._netloc(),
+                                                       self._headers, body),
+                                       self._conn_timeout, self._pool))
 
     def _netloc(self) -> str:
         host = self._host if ":" not in self._host else f"[{self._host}]"
@@ -351,3 +380,50 @@ class LoopJsonRpc(JsonRpc):
         if self._conn is not None:
             conn, self._conn = self._conn, None
             conn.close()
+
+
+# ------------------------------------------------------------------------------------- IPC
+
+
+class _IpcConn(_Conn):
+    async def exchange(self, body: bytes) -> Any:
+        self.writer.write(body)
+        await self.writer.drain()
+        feed = ipc_reader()
+        while True:
+            doc = feed(await self.reader.read(65536))
+            if doc is not MORE:
+                return doc
+
+
+class AsyncIpc(_Pool):
+    """Unix-socket connections to a node's IPC endpoint, and the :class:`LoopIpc` of each call
+    (``rpc()``)."""
+
+    def __init__(self, path: str, *, timeout: float) -> None:
+        super().__init__()
+        self._template = LoopIpc(path, timeout=timeout)
+        self._template._pool = self
+        self.url = self._template.url
+
+    def rpc(self) -> "LoopIpc":
+        return copy.copy(self._template)
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> _IpcConn:
+        reader, writer = await asyncio.open_unix_connection(self._template.path)
+        return _IpcConn(reader, writer, loop)
+
+
+class LoopIpc(IpcTransport):
+    """An ``IpcTransport`` whose exchanges are awaited on the loop through an
+    :class:`AsyncIpc`."""
+
+    _pool: AsyncIpc
+
+    def _open(self) -> None:
+        if self._sock is None:
+            self._sock = await_only(self._pool.acquire(self.timeout))
+
+    def _send_read(self, body: bytes) -> Any:
+        conn, self._sock = self._sock, None
+        return await_only(_exchange_on(conn, conn.exchange(body), self.timeout, self._pool))

@@ -85,14 +85,9 @@ class IpcTransport(_Base):
         body = json.dumps(payload, separators=(",", ":")).encode()
         sent = False
         try:
-            if self._sock is None:
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                sock.settimeout(self.timeout)
-                sock.connect(self.path)
-                self._sock = sock
+            self._open()
             sent = True
-            self._sock.sendall(body)
-            return self._read()
+            return self._send_read(body)
         except (OSError, ValueError) as exc:
             self.close()
             reason = ("cannot connect to the IPC socket" if not sent else
@@ -102,21 +97,23 @@ class IpcTransport(_Base):
                                     maybe_sent=sent and label in WRITE_METHODS | {"batch"}) \
                 from None
 
-    def _read(self) -> Any:
-        # NOTE: the socket is a stream of JSON documents without framing: read until what came
-        # parses as one complete document
-        decoder = json.JSONDecoder()
-        buf = b""
+    def _open(self) -> None:
+        """Connect unless connected. Raises OSError."""
+        if self._sock is None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.timeout)
+            sock.connect(self.path)
+            self._sock = sock
+
+    def _send_read(self, body: bytes) -> Any:
+        """Send ``body``, then read the reply. Raises OSError / ValueError (the async client's
+        transport does the same on the event loop)."""
+        self._sock.sendall(body)
+        reader = ipc_reader()
         while True:
-            chunk = self._sock.recv(65536)
-            if not chunk:
-                raise ConnectionResetError("closed")
-            buf += chunk
-            try:
-                doc, end = decoder.raw_decode(buf.decode("utf-8").lstrip())
-            except (ValueError, UnicodeDecodeError):
-                continue  # incomplete (or cut inside a UTF-8 sequence): read on
-            return doc
+            doc = reader(self._sock.recv(65536))
+            if doc is not MORE:
+                return doc
 
     def close(self) -> None:
         if self._sock is not None:
@@ -194,3 +191,26 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray)):
         return "0x" + bytes(value).hex()
     return value
+
+
+MORE = object()  # ipc_reader's "not a whole document yet"
+
+
+def ipc_reader() -> Any:
+    """``feed(chunk)``: the reply once the chunks fed so far hold one, else ``MORE``.
+    NOTE: the socket is a stream of JSON documents without framing: read until what came
+    parses as one complete document."""
+    decoder = json.JSONDecoder()
+    buf = bytearray()
+
+    def feed(chunk: bytes) -> Any:
+        if not chunk:
+            raise ConnectionResetError("closed")
+        buf.extend(chunk)
+        try:
+            doc, _ = decoder.raw_decode(buf.decode("utf-8").lstrip())
+        except (ValueError, UnicodeDecodeError):
+            return MORE  # incomplete (or cut inside a UTF-8 sequence): read on
+        return doc
+
+    return feed
