@@ -20,7 +20,9 @@ account 1) owns K sessions. N prompts, prompt i on session i % K, are sent with
 The node is reached through bench/latency_proxy.py (+delay ms per round trip, like a remote
 node). DTN takes one request per session and second, so K sessions allow at most K requests/s.
 Each run checks that N requests were made and that every transaction is in the journal, mined.
-Printed: wall time, requests/s, and the ratio to threads=1.
+Then each mode's workers read the N requests back (``response(request_id)``, a read of two
+calls in one round trip), to show what concurrency buys where nothing waits for a turn.
+Printed: wall time, requests/s, and the ratio to threads=1, for the requests and the reads.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from latency_proxy import LatencyProxy
 
 
 async def run_async(tasks: int, url: str, system, key: str, sids: list, prompts: list,
-                    state: Path) -> float:
+                    state: Path) -> tuple:
     from dtnsess_cli import AsyncClient, signer_from_key
 
     async with AsyncClient(url, system.manager.address, signer=signer_from_key(key),
@@ -55,12 +57,22 @@ async def run_async(tasks: int, url: str, system, key: str, sids: list, prompts:
                 ids.append(r.request_id)
 
         await asyncio.gather(*(worker() for _ in range(tasks)))
+        wall = time.perf_counter() - t
         assert len(set(ids)) == len(prompts)
-        return time.perf_counter() - t
+        t = time.perf_counter()
+        queue = list(ids)
+
+        async def reader() -> None:
+            while queue:
+                await client.response(queue.pop(0))
+
+        await asyncio.gather(*(reader() for _ in range(tasks)))
+        return wall, time.perf_counter() - t
 
 
 def run_once(mode: str, threads: int, url: str, system, key: str, sids: list, prompts: list,
-             state: Path) -> float:
+             state: Path) -> tuple:
+    """(seconds for the requests, seconds for reading back each one's ``response``)."""
     from dtnsess_cli import Client, signer_from_key
 
     if mode == "async":
@@ -72,14 +84,17 @@ def run_once(mode: str, threads: int, url: str, system, key: str, sids: list, pr
         if mode == "batch":
             out = client.request_batch(prompts)
             assert all(e["status"] == "sent" for e in out["requests"]), out["error"]
-        else:
-            def one(i: int):
-                return client.make_ai_request(prompts[i], session_id=sids[i % len(sids)])
+            return time.perf_counter() - t, None
+        def one(i: int):
+            return client.make_ai_request(prompts[i], session_id=sids[i % len(sids)])
 
-            with ThreadPoolExecutor(threads) as pool:
-                results = list(pool.map(one, range(len(prompts))))
+        with ThreadPoolExecutor(threads) as pool:
+            results = list(pool.map(one, range(len(prompts))))
+            wall = time.perf_counter() - t
             assert len({r.request_id for r in results}) == len(prompts)
-        return time.perf_counter() - t
+            t = time.perf_counter()
+            list(pool.map(client.response, [r.request_id for r in results]))
+        return wall, time.perf_counter() - t
     finally:
         client.close()
 
@@ -124,8 +139,8 @@ def main(argv=None) -> int:
                         try:
                             time.sleep(1.1)  # every session free again (one request a second)
                             block = w3.eth.block_number
-                            wall = run_once(mode, t, proxy.url, system, key, sids, prompts,
-                                            state)
+                            wall, reads = run_once(mode, t, proxy.url, system, key, sids,
+                                                   prompts, state)
                             made = len(system.router.events.RequestCreated.get_logs(
                                 from_block=block + 1))
                             db = sqlite3.connect(str(state / "journal.sqlite3"))
@@ -134,20 +149,28 @@ def main(argv=None) -> int:
                             db.close()
                             assert made == args.n, (mode, t, made)
                             assert journaled[0] == journaled[1] >= args.n, journaled
-                            rows.append((delay, mode, t, wall))
+                            rows.append((delay, mode, t, wall, reads))
                         finally:
                             rpc(node.url, "evm_revert", [snap])
     print(f"\nN = {args.n} requests over K = {args.sessions} sessions, one shared Client; "
           f"medians over {args.rounds} round(s); at most K = {args.sessions} requests/s")
-    hdr = f"{'+ms':>4} {'mode':8} {'workers':>7} {'wall s':>7} {'req/s':>6} {'vs 1 thread':>11}"
+    print(f"then the N requests' response() read back by the same workers (batch: -)")
+    hdr = (f"{'+ms':>4} {'mode':8} {'workers':>7} {'wall s':>7} {'req/s':>6} {'vs 1 thread':>11}"
+           f" {'reads s':>7} {'vs 1 thread':>11}")
     print(hdr)
     print("-" * len(hdr))
     for delay in delays:
-        base = median([w for d, m, t, w in rows if d == delay and m == "threads" and t == 1])
+        base = median([w for d, m, t, w, _ in rows if d == delay and m == "threads" and t == 1])
+        base_r = median([r for d, m, t, _, r in rows
+                         if d == delay and m == "threads" and t == 1])
         for mode, t in modes:
-            wall = median([w for d, m, tt, w in rows if d == delay and m == mode and tt == t])
+            sel = [(w, r) for d, m, tt, w, r in rows if d == delay and m == mode and tt == t]
+            wall = median([w for w, _ in sel])
+            reads = median([r for _, r in sel]) if sel[0][1] is not None else None
+            tail = (f" {reads:>7.2f} {base_r / reads:>10.2f}x" if reads is not None
+                    else f" {'-':>7} {'-':>11}")
             print(f"{delay:>4g} {mode:8} {t:>7} {wall:>7.2f} {args.n / wall:>6.2f} "
-                  f"{base / wall:>10.2f}x")
+                  f"{base / wall:>10.2f}x" + tail)
     return 0
 
 
