@@ -46,8 +46,8 @@ class _Driven(Client):
 
 # what needs no node and no waiting: plain attributes of the async client too
 _PLAIN = {"address", "account", "dry_run", "state_dir", "manager_address", "address_arg"}
-# the per-call transport and send context of a synchronous client: no meaning across tasks
-_LEFT_OUT = {"rpc", "txctx", "simulating", "close"}
+# a synchronous client's transport and send context (a thread's): no meaning across tasks
+_LEFT_OUT = {"rpc", "txctx"}
 # properties that may read from the node: awaitables here (``await client.decimals``)
 _READ_PROPERTIES = {"chain_id", "manager", "router", "token", "decimals", "symbol"}
 
@@ -56,9 +56,10 @@ class AsyncClient:
     """One AdvancedSessionManager on one chain, for an asyncio program: :class:`Client`'s
     methods as coroutines (``await client.create_session("20")``), built from the same
     arguments but ``rpc_url``, which is an http(s) URL (HTTP(S)_PROXY and NO_PROXY are
-    honoured) or a node's IPC socket path here, not a transport object. Share one client among any number of tasks: reads run side by side over a pool
-    of kept-alive connections; writes take turns (one nonce sequence), each journaled before
-    its send. The properties that may read from the node are awaitables (``await
+    honoured) or a node's IPC socket path here, not a transport object. Share one client
+    among any number of tasks (of one event loop at a time): reads run side by side over a
+    pool of kept-alive connections; writes take turns (one nonce sequence), each journaled
+    before its send. The properties that may read from the node are awaitables (``await
     client.decimals``, ``chain_id``, ``symbol``, ``manager``, ``router``, ``token``).
 
     A task cancelled while a write waits ends cancelled; when a transaction was already sent
