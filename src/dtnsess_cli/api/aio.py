@@ -23,7 +23,7 @@ from .client import Client, Signer, StateDir, _positive
 __all__ = ["AsyncClient"]
 
 
-class _Driven(Client):
+class _DrivenClient(Client):
     """The synchronous client an AsyncClient drives: per-call state (``GreenletLocal``), one
     writer at a time on the loop (``LoopLock``), JSON-RPC through the shared connection pool
     (``AsyncHttp`` or ``AsyncIpc``)."""
@@ -42,6 +42,21 @@ class _Driven(Client):
         if self._rpc is None:  # the calling task's (its deadline is the call's own)
             self._rpc = self._pool.rpc()
         return self._rpc
+
+    @property
+    def txctx(self):
+        """The call's send context; what does not change between calls (the event decoder,
+        the chain's genesis and anchor) comes from the first one, as a thread's context keeps
+        them from one write to the next."""
+        fresh = self._txctx is None
+        ctx = Client.txctx.fget(self)
+        if fresh:
+            first = self.__dict__.setdefault("_first_txctx", ctx)
+            if first is not ctx:
+                ctx._events = first.event_decoder()
+                if ctx.genesis is None:
+                    ctx.genesis, ctx.anchor = first.genesis, first.anchor
+        return ctx
 
 
 # what needs no node and no waiting: plain attributes of the async client too
@@ -101,7 +116,7 @@ class AsyncClient:
                 raise ConfigError(exc.reason, hint="HTTP_PROXY / HTTPS_PROXY must name an "
                                                    "http proxy (a host and a port), or exempt "
                                                    "the node's host with NO_PROXY") from None
-        self._sync = _Driven(self._pool, **self._args)
+        self._sync = _DrivenClient(self._pool, **self._args)
 
     def simulating(self) -> "AsyncClient":
         """An async client like this one whose writes are simulated only (``dry_run=True``)."""
