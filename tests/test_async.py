@@ -228,6 +228,34 @@ def test_a_task_cancelled_mid_wait_names_the_paid_tx(anvil, w3, system6, private
     assert final[cause.tx_hash] == "mined"
 
 
+def test_a_task_cancelled_before_its_send_sends_nothing(anvil, w3, system6, private_keys,
+                                                        user, tmp_path):
+    """Cancelled while it waits for its session's next second (DTN's one request per second):
+    the task ends cancelled, nothing was signed or sent, and the client goes on working."""
+    s = system6
+    fund(s, user, 100)
+
+    async def main() -> None:
+        async with AsyncClient(anvil.url, s.manager.address,
+                               signer=signer_from_key(private_keys[1]),
+                               state_dir=tmp_path) as client:
+            sid = (await client.create_session("20")).session_id
+            await client.make_ai_request("first", session_id=sid)
+            before = pending_nonce(w3, user)
+            task = asyncio.create_task(client.make_ai_request("second", session_id=sid))
+            await asyncio.sleep(0.3)  # in the pacing wait (about a second)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError) as info:
+                await task
+            assert info.value.__cause__ is None
+            assert pending_nonce(w3, user) == before
+            assert (await client.make_ai_request("third", session_id=sid)).request_id
+
+    asyncio.run(main())
+    rows = journal_rows(tmp_path)
+    assert len(rows) == 3 and {r[1] for r in rows} == {"mined"}  # create, first, third
+
+
 def test_same_methods_as_the_sync_client():
     """Every public member of Client is the AsyncClient's, as a coroutine function, but the
     few documented otherwise; signatures are the sync ones."""
