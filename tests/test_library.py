@@ -123,6 +123,35 @@ def test_threads_read_while_one_writes(anvil, system6, private_keys, user, tmp_p
     client.close()
 
 
+def test_a_held_sender_lock_is_waited_for_then_refused(anvil, w3, system6, private_keys, user,
+                                                       tmp_path, monkeypatch, caplog):
+    """Another process holds the key's sender lock: the write says once that it waits, polls
+    (through the one sleep hook), and after SENDER_LOCK_WAIT raises LockedError, nothing sent."""
+    import logging
+
+    from dtnsess_cli import LockedError
+    from dtnsess_cli.chain.journal import sender_lock
+    from dtnsess_cli.manager import writes
+
+    fund(system6, user, 100)
+    monkeypatch.setattr(writes, "SENDER_LOCK_WAIT", 0.4)
+    other = sender_lock(user, tmp_path)
+    other.acquire()
+    client = Client(anvil.url, system6.manager.address,
+                    signer=private_keys_signer(private_keys[1]), state_dir=tmp_path)
+    before = nonce(w3, user)
+    try:
+        with caplog.at_level(logging.INFO, logger="dtnsess"):
+            with pytest.raises(LockedError):
+                client.create_session("20")
+    finally:
+        other.release()
+    assert nonce(w3, user) == before
+    assert [r.getMessage() for r in caplog.records].count(
+        f"waiting for another dtnsess process sending from {user}") == 1
+    assert client.create_session("20").session_id  # free again: it goes through
+
+
 # ------------------------------------------------------------------------- exact amounts
 
 
