@@ -154,7 +154,7 @@ def main(argv=None) -> int:
                             rpc(node.url, "evm_revert", [snap])
     print(f"\nN = {args.n} requests over K = {args.sessions} sessions, one shared Client; "
           f"medians over {args.rounds} round(s); at most K = {args.sessions} requests/s")
-    print(f"then the N requests' response() read back by the same workers (batch: -)")
+    print("then the N requests' response() read back by the same workers (batch: -)")
     hdr = (f"{'+ms':>4} {'mode':8} {'workers':>7} {'wall s':>7} {'req/s':>6} {'vs 1 thread':>11}"
            f" {'reads s':>7} {'vs 1 thread':>11}")
     print(hdr)
