@@ -228,6 +228,33 @@ def test_a_task_cancelled_mid_wait_names_the_paid_tx(anvil, w3, system6, private
     assert final[cause.tx_hash] == "mined"
 
 
+def test_a_timeout_around_a_write_keeps_the_paid_tx_in_its_chain(anvil, w3, system6,
+                                                                 private_keys, user, tmp_path,
+                                                                 manual_mining):
+    """asyncio.wait_for around a write that was sent but not mined: TimeoutError, whose cause
+    is the CancelledError naming the transaction, whose cause is the TxPendingError."""
+    s = system6
+    fund(s, user, 100)
+    manual_mining()
+
+    async def main() -> BaseException:
+        async with AsyncClient(anvil.url, s.manager.address,
+                               signer=signer_from_key(private_keys[1]),
+                               state_dir=tmp_path) as client:
+            await client.config()
+            with pytest.raises(asyncio.TimeoutError) as info:
+                await asyncio.wait_for(client.create_session("20"), 1.5)
+            return info.value
+
+    err = asyncio.run(main())
+    cancelled = err.__cause__
+    assert isinstance(cancelled, asyncio.CancelledError)
+    pending = cancelled.__cause__
+    assert isinstance(pending, TxPendingError) and pending.tx_hash in str(cancelled)
+    assert [(r[2], r[1]) for r in journal_rows(tmp_path)] == [(pending.tx_hash, "open")]
+    w3.provider.make_request("evm_mine", [])  # nothing left in the pool for the next test
+
+
 def test_a_task_cancelled_before_its_send_sends_nothing(anvil, w3, system6, private_keys,
                                                         user, tmp_path):
     """Cancelled while it waits for its session's next second (DTN's one request per second):
