@@ -312,6 +312,43 @@ def test_async_client_refuses_what_it_cannot_drive(system6, tmp_path):
             AsyncClient(url, system6.manager.address)
 
 
+@pytest.mark.parametrize("kind", ["http", "websocket"])
+def test_an_async_web3_provider_as_the_transport(anvil, system6, private_keys, user, tmp_path,
+                                                 kind):
+    """web3's async providers (a websocket too: Anvil serves one on its port) carry the async
+    client's requests, awaited on the loop; batches in one request."""
+    from web3 import AsyncHTTPProvider, WebSocketProvider
+
+    s = system6
+    fund(s, user, 100)
+
+    async def main() -> tuple:
+        if kind == "http":
+            provider = AsyncHTTPProvider(anvil.url)
+        else:
+            provider = WebSocketProvider(anvil.url.replace("http://", "ws://"))
+            await provider.connect()
+        try:
+            client = AsyncClient(provider, s.manager.address,
+                                 signer=signer_from_key(private_keys[1]), state_dir=tmp_path)
+            created = await asyncio.gather(client.create_session("10"),
+                                           client.create_session("12"))
+            views = await asyncio.gather(*(client.session(c.session_id) for c in created))
+            dry = await client.simulating().create_session("10")
+            checks = {c.name: c for c in await client.doctor()}
+            await client.aclose()
+            return [v.balance.units for v in views], dry, checks
+        finally:
+            if kind == "websocket":
+                await provider.disconnect()
+
+    balances, dry, checks = asyncio.run(main())
+    assert sorted(balances) == [10 * s.unit, 12 * s.unit]
+    assert dry.dry_run and bal(s, user) == 78 * s.unit
+    assert checks["rpc"].ok and anvil.url not in checks["rpc"].detail
+    assert {r[1] for r in journal_rows(tmp_path)} == {"mined"}
+
+
 def test_async_client_over_ipc(anvil, system6, private_keys, user, tmp_path):
     """A node's IPC socket path: tasks share unix-socket connections on the loop."""
     s = system6

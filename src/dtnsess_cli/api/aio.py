@@ -16,7 +16,14 @@ import inspect
 import os
 from typing import Any, Optional
 
-from ..chain.aio import AsyncHttp, AsyncIpc, GreenletLocal, LoopLock, greenlet_spawn
+from ..chain.aio import (
+    AsyncHttp,
+    AsyncIpc,
+    GreenletLocal,
+    LoopLock,
+    ProviderPool,
+    greenlet_spawn,
+)
 from ..errors import ConfigError
 from .client import Client, Signer, StateDir, _positive
 
@@ -70,8 +77,9 @@ _READ_PROPERTIES = {"chain_id", "manager", "router", "token", "decimals", "symbo
 class AsyncClient:
     """One AdvancedSessionManager on one chain, for an asyncio program: :class:`Client`'s
     methods as coroutines (``await client.create_session("20")``), built from the same
-    arguments but ``rpc_url``, which is an http(s) URL (HTTP(S)_PROXY and NO_PROXY are
-    honoured) or a node's IPC socket path here, not a transport object. Share one client
+    arguments but ``rpc_url``: an http(s) URL (HTTP(S)_PROXY and NO_PROXY are honoured), a
+    node's IPC socket path, or an async web3 provider (web3 7, 8: AsyncHTTPProvider,
+    WebSocketProvider, AsyncIPCProvider; the program connects and closes it). Share one client
     among any number of tasks (of one event loop at a time): reads run side by side over a
     pool of kept-alive connections; writes take turns (one nonce sequence), each journaled
     before its send. The properties that may read from the node are awaitables (``await
@@ -95,18 +103,27 @@ class AsyncClient:
         from ..manager.base import check_rpc_url
         from ..rpc import is_ipc_path
 
+        self._args: dict = dict(rpc_url=rpc_url, manager=manager, signer=signer,
+                                address=address, chain_id=chain_id, model=model,
+                                dry_run=dry_run, state_dir=state_dir,
+                                receipt_timeout=receipt_timeout, rpc_timeout=rpc_timeout,
+                                rpc_retry_seconds=rpc_retry_seconds)
         if not isinstance(rpc_url, (str, os.PathLike)):
-            raise ConfigError("the async client takes an http(s) RPC URL or an IPC path",
-                              hint="a transport object (a web3 provider) is the sync "
-                                   "Client's; every node serving one serves HTTP too")
+            if not inspect.iscoroutinefunction(getattr(rpc_url, "make_request", None)):
+                raise ConfigError("the async client takes an http(s) RPC URL, an IPC path or "
+                                  "an async web3 provider",
+                                  hint="a synchronous transport (a web3 HTTPProvider, ...) is "
+                                       "the sync Client's; pass AsyncHTTPProvider, "
+                                       "WebSocketProvider or AsyncIPCProvider")
+            self._pool: Any = ProviderPool(rpc_url)
+            self._sync = _DrivenClient(self._pool, **dict(self._args,
+                                                          rpc_url=self._pool.transport))
+            return
         url = check_rpc_url(os.fspath(rpc_url))
-        self._args: dict = dict(rpc_url=url, manager=manager, signer=signer, address=address,
-                                chain_id=chain_id, model=model, dry_run=dry_run,
-                                state_dir=state_dir, receipt_timeout=receipt_timeout,
-                                rpc_timeout=rpc_timeout, rpc_retry_seconds=rpc_retry_seconds)
+        self._args["rpc_url"] = url
         timeout = _positive("rpc_timeout", rpc_timeout)
         if is_ipc_path(url):
-            self._pool: Any = AsyncIpc(os.path.expanduser(url), timeout=timeout)
+            self._pool = AsyncIpc(os.path.expanduser(url), timeout=timeout)
         else:
             try:
                 self._pool = AsyncHttp(url, timeout=timeout, proxy=proxy_for(url),

@@ -18,6 +18,7 @@ short local work: signing, a SQLite journal statement, a non-blocking file-lock 
   backoff sleeps on the loop. One per call of the client (its ``deadline`` is the call's).
 - :class:`AsyncIpc` and :class:`LoopIpc`: the same for a node's IPC socket (asyncio unix
   streams, an ``IpcTransport``'s framing and failures).
+- :class:`ProviderPool`: an async web3 provider (web3 7, 8) behind a ``ProviderTransport``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import greenlet
 from ..errors import DtnsessError
 from .clock import SLEEP
 from .jsonrpc import SEND_IDLE_REUSE, JsonRpc
-from .transport import MORE, IpcTransport, ipc_reader
+from .transport import MORE, IpcTransport, ProviderTransport, ipc_reader
 
 
 class _Driven(greenlet.greenlet):
@@ -427,3 +428,43 @@ class LoopIpc(IpcTransport):
     def _send_read(self, body: bytes) -> Any:
         conn, self._sock = self._sock, None
         return await_only(_exchange_on(conn, conn.exchange(body), self.timeout, self._pool))
+
+
+# ------------------------------------------------------------------------- web3 providers
+
+
+class AsyncProvider:
+    """An async web3.py provider (web3 7 or 8: ``AsyncHTTPProvider``, ``WebSocketProvider``,
+    ``AsyncIPCProvider``; its ``make_request`` a coroutine) seen as a synchronous one by
+    synchronous code run by ``greenlet_spawn``, for a ``ProviderTransport``: each request
+    awaited on the loop. The program connects and closes it (a WebSocketProvider's
+    ``connect()``)."""
+
+    def __init__(self, provider: Any) -> None:
+        self._provider = provider
+        if callable(getattr(provider, "make_batch_request", None)):
+            self.make_batch_request = self._batch
+
+    def make_request(self, method: str, params: Any) -> Any:
+        return await_only(self._provider.make_request(method, params))
+
+    def _batch(self, requests: Any) -> Any:
+        return await_only(self._provider.make_batch_request(requests))
+
+    def __getattr__(self, name: str) -> Any:  # its name in messages, and the rest
+        return getattr(self._provider, name)
+
+
+class ProviderPool:
+    """What an AsyncClient over an async web3 provider shares: one ``ProviderTransport`` (the
+    provider takes concurrent requests itself; no per-call state to keep)."""
+
+    def __init__(self, provider: Any) -> None:
+        self.transport = ProviderTransport(AsyncProvider(provider))
+        self.url = self.transport.url = f"transport {type(provider).__name__}"
+
+    def rpc(self) -> ProviderTransport:
+        return self.transport
+
+    async def aclose(self) -> None:
+        """Nothing: the program closes its provider."""
