@@ -132,6 +132,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
+class _Server(ThreadingHTTPServer):
+    # NOTE: socketserver listens with a backlog of 5: a burst of new connections (8 asyncio
+    # tasks opening theirs at once) overflowed it, and a dropped SYN costs the client a 1 s
+    # retransmit; a node or a load balancer listens with a deep backlog
+    request_queue_size = 128
+
+
 class LatencyProxy:
     """A threaded proxy on 127.0.0.1 (free port). Context manager; stop() is idempotent."""
 
@@ -139,7 +146,7 @@ class LatencyProxy:
         self, upstream: str, delay_ms: float = 0.0, port: int = 0, selectors: dict | None = None
     ) -> None:
         """`selectors`: {"0x12345678": "name"} to label eth_call/estimate by contract function."""
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+        self.server = _Server(("127.0.0.1", port), _Handler)
         self.server.selectors = {k.lower(): v for k, v in (selectors or {}).items()}
         self.server.daemon_threads = True
         self.server.upstream = urllib.parse.urlparse(upstream)

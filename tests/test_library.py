@@ -123,6 +123,35 @@ def test_threads_read_while_one_writes(anvil, system6, private_keys, user, tmp_p
     client.close()
 
 
+def test_a_held_sender_lock_is_waited_for_then_refused(anvil, w3, system6, private_keys, user,
+                                                       tmp_path, monkeypatch, caplog):
+    """Another process holds the key's sender lock: the write says once that it waits, polls
+    (through the one sleep hook), and after SENDER_LOCK_WAIT raises LockedError, nothing sent."""
+    import logging
+
+    from dtnsess_cli import LockedError
+    from dtnsess_cli.chain.journal import sender_lock
+    from dtnsess_cli.manager import writes
+
+    fund(system6, user, 100)
+    monkeypatch.setattr(writes, "SENDER_LOCK_WAIT", 0.4)
+    other = sender_lock(user, tmp_path)
+    other.acquire()
+    client = Client(anvil.url, system6.manager.address,
+                    signer=private_keys_signer(private_keys[1]), state_dir=tmp_path)
+    before = nonce(w3, user)
+    try:
+        with caplog.at_level(logging.INFO, logger="dtnsess"):
+            with pytest.raises(LockedError):
+                client.create_session("20")
+    finally:
+        other.release()
+    assert nonce(w3, user) == before
+    assert [r.getMessage() for r in caplog.records].count(
+        f"waiting for another dtnsess process sending from {user}") == 1
+    assert client.create_session("20").session_id  # free again: it goes through
+
+
 # ------------------------------------------------------------------------- exact amounts
 
 
@@ -262,6 +291,21 @@ def test_proxy_for_follows_the_environment_rules():
     for no in ("rpc.example.org", ".example.org", "example.org", "*", "other,rpc.example.org"):
         assert proxy_for(url, {"HTTPS_PROXY": "http://p:3128", "NO_PROXY": no}) is None, no
     assert proxy_for(url, {"HTTPS_PROXY": "http://p:3128", "NO_PROXY": "other.org"})
+
+
+def test_no_proxy_cidr_entries_match_ip_hosts():
+    """NO_PROXY=10.0.0.0/8 exempts an IP host in that network, as curl and requests do (urllib's
+    rule alone compared it as a name and sent it to the proxy)."""
+    env = {"HTTP_PROXY": "http://p:3128"}
+    for no, url in (("10.0.0.0/8", "http://10.1.2.3:8545"),
+                    ("127.0.0.0/8", "http://127.0.0.1:8545"),
+                    ("other.org, 192.168.0.0/16", "http://192.168.7.9/rpc"),
+                    ("::1/128", "http://[::1]:8545")):
+        assert proxy_for(url, dict(env, NO_PROXY=no)) is None, (no, url)
+    for no, url in (("10.0.0.0/8", "http://11.0.0.1:8545"),
+                    ("10.0.0.0/8", "http://node.example:8545"),  # names: only the name rules
+                    ("not/a-network", "http://10.1.2.3:8545")):
+        assert proxy_for(url, dict(env, NO_PROXY=no)) == "http://p:3128", (no, url)
 
 
 def test_client_goes_through_the_proxy_the_environment_names(anvil, system6, user, monkeypatch,
@@ -456,6 +500,20 @@ def test_ipc_socket_path_is_an_rpc_url(anvil, system6, private_keys, user, tmp_p
     client.close()
 
 
+def test_an_ipc_path_is_shown_whole(system6, user, tmp_path):
+    """An IPC path is no secret-bearing URL: errors name it as it is (it was shown as
+    ``/tmp/.../***`` and its segments scrubbed from every message)."""
+    from dtnsess_cli import RpcError
+    from dtnsess_cli.errors import redact_url
+
+    path = str(tmp_path / "node-2026" / "geth.ipc")
+    assert redact_url(path) == path
+    client = Client(path, system6.manager.address, address=user, state_dir=False)
+    with pytest.raises(RpcError) as info:
+        client.config()
+    assert path in info.value.message, info.value.message
+
+
 def test_cli_takes_an_ipc_path(system6, user, make_cli, anvil):
     cli = make_cli(system6)
     out = cli.json("--rpc-url", anvil.ipc_path, "balance", "--user", user)
@@ -482,6 +540,38 @@ def test_a_web3_provider_as_the_transport(anvil, system6, private_keys, user, tm
     assert anvil.url not in by["rpc"].detail  # the transport's name, never its URL
 
 
+def test_a_web3_provider_batches_in_one_request(anvil, system6, user):
+    """web3 7 and 8 providers take a JSON-RPC batch in one request (make_batch_request); a
+    provider with make_request only (web3 6's) gets the entries one by one, same answers."""
+    from web3 import Web3
+
+    provider = Web3.HTTPProvider(anvil.url)
+    batches, singles = [], []
+    real_batch, real_single = provider.make_batch_request, provider.make_request
+
+    def batch(reqs):
+        batches.append(len(reqs))
+        return real_batch(reqs)
+
+    def single(method, params):
+        singles.append(method)
+        return real_single(method, params)
+
+    provider.make_batch_request, provider.make_request = batch, single
+    client = Client(provider, system6.manager.address, address=user, state_dir=False)
+    seen = client.balances()
+    assert batches and max(batches) > 1, (batches, singles)
+    assert client.rpc.round_trips == len(batches) + len(singles)
+
+    class Web3SixLike:  # make_request only
+        def make_request(self, method, params):
+            return real_single(method, params)
+
+    old = Client(Web3SixLike(), system6.manager.address, address=user, state_dir=False)
+    assert old.balances() == seen
+    assert old.rpc.round_trips > client.rpc.round_trips
+
+
 def test_websocket_urls_are_refused_with_a_way_out(system6):
     from dtnsess_cli import ConfigError
 
@@ -497,11 +587,13 @@ def test_websocket_urls_are_refused_with_a_way_out(system6):
 def test_every_public_member_of_client_is_documented():
     import re
 
+    from dtnsess_cli import AsyncClient
+
     doc = (ROOT / "docs" / "api.md").read_text()
     code = " ".join(re.findall(r"`([^`\n]+)`", doc))  # what the doc shows as code
-    missing = [n for n in dir(Client) if not n.startswith("_")
+    missing = [n for n in set(dir(Client)) | set(dir(AsyncClient)) if not n.startswith("_")
                and not re.search(rf"(?<![\w.])(client\.)?{n}\b", code)]
-    assert not missing, f"public Client members not in docs/api.md: {missing}"
+    assert not missing, f"public Client / AsyncClient members not in docs/api.md: {missing}"
 
 
 def test_documented_parameters_exist():

@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 # NOTE: the same names as dtnsess_cli.api.__all__ (a test checks it)
 __all__ = [
     "__version__",
-    "Client", "Signer", "LocalSigner", "signer_from_key", "signer_from_keystore",
+    "Client", "AsyncClient", "Signer", "LocalSigner", "signer_from_key", "signer_from_keystore",
     "default_state_dir",
     "Amount", "Balances", "Check", "ConfigView", "RequestView", "ResponseView", "SessionView",
     "TxResult", "TxView", "WriteResult",

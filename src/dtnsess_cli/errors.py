@@ -377,14 +377,23 @@ _VERSION_SEGMENT = re.compile(r"^v[0-9]{1,2}$")
 _URL_IN_TEXT = re.compile(r"(?i)\b(?:https?|wss?)://[^\s'\"<>()\[\]{}]+(?<![.,;:!?])")
 
 
+def is_ipc_path(url: str) -> bool:
+    """A node's IPC socket rather than a URL: an absolute or ~ path, or a name ending in .ipc
+    (as cast and web3.py take them)."""
+    u = url.strip()
+    return "://" not in u and (u.startswith(("/", "~")) or u.endswith(".ipc"))
+
+
 def redact_url(url: Optional[str]) -> str:
     """An RPC URL without credentials or API-key-looking parts: ``scheme://host[:port]/...``
     with user:pass, the query, and every path segment that is not a plain word (or that follows
-    a version segment like ``/v2/``) replaced by ``***``."""
+    a version segment like ``/v2/``) replaced by ``***``. An IPC socket path as it is."""
     if not url:
         return ""
     from urllib.parse import urlsplit, urlunsplit
 
+    if is_ipc_path(str(url)):  # a local socket path carries no credentials: shown whole
+        return str(url).strip()
     try:
         parts = urlsplit(str(url))
         port = parts.port

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from typing import Any, Optional
 
-from .errors import ConfigError
+from .errors import ConfigError, is_ipc_path  # noqa: F401 - is_ipc_path: also this module's
 
 ENV_RETRY_SECONDS = "DTNSESS_RPC_RETRY_SECONDS"
 ENV_TIMEOUT = "DTNSESS_RPC_TIMEOUT"
@@ -54,13 +54,6 @@ def retry_seconds(env: Optional[dict] = None) -> float:
 def request_timeout(env: Optional[dict] = None) -> float:
     """How long one HTTP request may wait for its reply (``DTNSESS_RPC_TIMEOUT``)."""
     return _seconds(ENV_TIMEOUT, DEFAULT_TIMEOUT, 0.1, "e.g. 30", env)
-
-
-def is_ipc_path(url: str) -> bool:
-    """A node's IPC socket rather than a URL: an absolute or ~ path, or a name ending in .ipc
-    (as cast and web3.py take them)."""
-    u = url.strip()
-    return "://" not in u and (u.startswith(("/", "~")) or u.endswith(".ipc"))
 
 
 def connect(url: str, *, timeout: Optional[float] = None,

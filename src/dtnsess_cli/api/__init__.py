@@ -63,9 +63,10 @@ from .client import Client, Signer, default_state_dir, signer_from_key, signer_f
 if TYPE_CHECKING:  # pragma: no cover - for type checkers; loaded lazily (``__getattr__``)
     from ..chain.send import TxResult
     from ..chain.signing import LocalSigner
+    from .aio import AsyncClient
 
 __all__ = [
-    "Client", "Signer", "LocalSigner", "signer_from_key", "signer_from_keystore",
+    "Client", "AsyncClient", "Signer", "LocalSigner", "signer_from_key", "signer_from_keystore",
     "default_state_dir",
     # results
     "Amount", "Balances", "Check", "ConfigView", "RequestView", "ResponseView", "SessionView",
@@ -87,6 +88,10 @@ def __getattr__(name: str) -> Any:
         from ..chain.signing import LocalSigner
 
         return LocalSigner
+    if name == "AsyncClient":  # greenlet and asyncio only when used
+        from .aio import AsyncClient
+
+        return AsyncClient
     if name == "TxResult":
         from ..chain.send import TxResult
 

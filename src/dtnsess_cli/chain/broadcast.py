@@ -7,6 +7,7 @@ import time
 from typing import Any, Optional, Sequence
 
 from ..errors import DtnsessError, RpcError, TxPendingError
+from .clock import sleep
 from .context import (CHAIN_REQUESTS, TxContext, _node_message, raw_request, response_error,
                       rpc_batch, rpc_error, take_chain)
 from .contract import format_receipt
@@ -186,7 +187,7 @@ def _ensure_known(ctx: TxContext, raw_hex: str, tx_hash: str, nonce: int, descri
     """After a lost reply: return once the node has the transaction (found by hash, or its own
     bytes re-broadcast); TxPendingError when the node cannot tell."""
     for pause in LOOKUP_BACKOFF:
-        time.sleep(pause)
+        sleep(pause)
         try:
             try:
                 found = raw_request(ctx, "eth_getTransactionByHash", [tx_hash])
@@ -235,7 +236,7 @@ def wait_for_receipt(ctx: TxContext, tx_hash: str, description: str, nonce: int,
     hashes = [tx_hash, *others]
     try:
         with ctx.ui.status(f"{description}: waiting for {tx_hash[:10]}… to be mined"):
-            time.sleep(RECEIPT_FIRST_WAIT)
+            sleep(RECEIPT_FIRST_WAIT)
             while True:
                 try:
                     if others:
@@ -258,7 +259,7 @@ def wait_for_receipt(ctx: TxContext, tx_hash: str, description: str, nonce: int,
                     if others:
                         why += f" (nor {', '.join(others)}, at the same nonce)"
                     raise TxPendingError(description, tx_hash, nonce, why)
-                time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                sleep(min(delay, max(0.0, deadline - time.monotonic())))
                 delay = min(delay * 2, RECEIPT_POLL_MAX)
     except KeyboardInterrupt:
         raise TxPendingError(description, tx_hash, nonce,

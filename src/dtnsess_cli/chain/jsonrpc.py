@@ -197,6 +197,23 @@ class JsonRpc:
             conn.sock.settimeout(timeout)
         return conn
 
+    def _open(self, timeout: float, fresh: bool) -> None:
+        """Connect unless the kept-alive connection can be used (``fresh``: a send, which does
+        not reuse one idle for over SEND_IDLE_REUSE). Raises OSError / HTTPException."""
+        fresh = fresh and self._conn is not None \
+            and time.monotonic() - self._last_used > SEND_IDLE_REUSE
+        conn = self._connection(timeout, fresh)
+        if conn.sock is None:
+            conn.connect()
+
+    def _post(self, body: bytes) -> tuple:
+        """One HTTP POST on the open connection: (status, reason, body). Raises OSError /
+        HTTPException (the async client's transport does the same on the event loop)."""
+        conn = self._conn
+        conn.request("POST", self._path, body, self._headers)
+        resp = conn.getresponse()
+        return resp.status, resp.reason, resp.read()
+
     def _exchange(self, payload: Any, label: str, *, retry: bool,
                   check: Callable[[Any], Any]) -> Any:
         body = json.dumps(payload, separators=(",", ":")).encode()
@@ -217,18 +234,12 @@ class JsonRpc:
                 timeout = min(timeout, max(hard - now, 0.05))
             sent = False
             try:
-                fresh = not retry and self._conn is not None \
-                    and now - self._last_used > SEND_IDLE_REUSE
-                conn = self._connection(timeout, fresh)
-                if conn.sock is None:
-                    conn.connect()
+                self._open(timeout, fresh=not retry)
                 sent = True  # from here on the node may have the request
                 self.round_trips += 1
-                conn.request("POST", self._path, body, self._headers)
-                resp = conn.getresponse()
-                data = resp.read()
+                status, reason, data = self._post(body)
                 self._last_used = time.monotonic()
-                return check(_parse(resp.status, resp.reason, data))
+                return check(_parse(status, reason, data))
             except (_Transient, _Fatal, OSError, http.client.HTTPException) as exc:
                 self.close()
                 transient, reason, status = _classify(exc)
@@ -249,8 +260,9 @@ class JsonRpc:
 
 def proxy_for(url: str, env: Optional[dict] = None) -> Optional[str]:
     """The proxy the environment names for ``url``, or None: ``http_proxy`` / ``https_proxy``
-    (then ``all_proxy``; lower case before upper case) unless ``no_proxy`` matches the host,
-    as curl, requests (so web3.py) and cast read them."""
+    (then ``all_proxy``; lower case before upper case) unless ``no_proxy`` matches the host
+    (a name, a domain suffix, ``*``, or a CIDR network holding an IP host), as curl, requests
+    (so web3.py) and cast read them."""
     import urllib.request
 
     parts = urlsplit(url)
@@ -265,9 +277,30 @@ def proxy_for(url: str, env: Optional[dict] = None) -> Optional[str]:
     if not proxy or not parts.hostname:
         return None
     host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
-    if urllib.request.proxy_bypass_environment(host, proxies):
+    if urllib.request.proxy_bypass_environment(host, proxies) \
+            or _in_no_proxy_network(parts.hostname, proxies.get("no", "")):
         return None
     return proxy
+
+
+def _in_no_proxy_network(host: str, no_proxy: str) -> bool:
+    """Is ``host`` an IP address inside a CIDR entry of ``no_proxy`` (``10.0.0.0/8``,
+    ``fd00::/8``)? curl and requests match these; urllib's own rule compares names only."""
+    import ipaddress
+
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:  # a host name: only the name rules apply
+        return False
+    for entry in no_proxy.replace(" ", "").split(","):
+        if "/" not in entry:
+            continue
+        try:
+            if ip in ipaddress.ip_network(entry.strip("[]"), strict=False):
+                return True
+        except ValueError:  # not a network: an entry for the name rules
+            continue
+    return False
 
 
 def _parse(status: int, reason: str, data: bytes) -> Any:

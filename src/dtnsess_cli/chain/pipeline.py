@@ -10,6 +10,7 @@ from typing import Any, Callable, Optional, Sequence
 from ..errors import DtnsessError, ExitCode, RpcError, SendUnknownError, TxPendingError
 from .broadcast import (RECEIPT_FIRST_WAIT, RECEIPT_POLL_FIRST, RECEIPT_POLL_MAX, _ensure_known,
                         _record, _refused, journal_resolve, sign_and_send, warn_journal_gap)
+from .clock import sleep
 from .context import (TxContext, TxResult, _call_parts, _decode_return, _hexq, _json_tx,
                       chain_requests, decode_logs, raw_request, response_error, rpc_batch,
                       rpc_error, take_chain)
@@ -335,7 +336,7 @@ class Pipeline:
         delay = RECEIPT_POLL_FIRST
         last_exc: Optional[DtnsessError] = None
         if waiting:
-            time.sleep(RECEIPT_FIRST_WAIT)
+            sleep(RECEIPT_FIRST_WAIT)
         while waiting:
             try:
                 resps = rpc_batch(ctx, [("eth_getTransactionReceipt", [o.tx_hash])
@@ -364,7 +365,7 @@ class Pipeline:
                         if isinstance(last_exc, RpcError) else
                         f"not mined after {ctx.receipt_timeout:g}s")
                 return
-            time.sleep(delay)
+            sleep(delay)
             delay = min(delay * 2, RECEIPT_POLL_MAX)
 
     def _finish(self, o: Outcome, receipt: Any) -> None:

@@ -7,7 +7,8 @@ one reply dict per call, in order; transport trouble raises :class:`RpcTransport
   JSON documents over a Unix socket.
 - :class:`ProviderTransport`: any object with web3.py's ``make_request(method, params)`` (a
   provider of web3 6, 7 or 8: HTTP, IPC, WebSocket), so a backend hands the client the
-  transport it already has. No web3 is imported here.
+  transport it already has; batches in one request through ``make_batch_request`` (web3 7
+  and 8), else entry by entry (web3 6). No web3 is imported here.
 
 Sends are made once, as over HTTP: ``maybe_sent`` tells whether the node may have the request.
 """
@@ -84,14 +85,9 @@ class IpcTransport(_Base):
         body = json.dumps(payload, separators=(",", ":")).encode()
         sent = False
         try:
-            if self._sock is None:
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                sock.settimeout(self.timeout)
-                sock.connect(self.path)
-                self._sock = sock
+            self._open()
             sent = True
-            self._sock.sendall(body)
-            return self._read()
+            return self._send_read(body)
         except (OSError, ValueError) as exc:
             self.close()
             reason = ("cannot connect to the IPC socket" if not sent else
@@ -101,21 +97,23 @@ class IpcTransport(_Base):
                                     maybe_sent=sent and label in WRITE_METHODS | {"batch"}) \
                 from None
 
-    def _read(self) -> Any:
-        # NOTE: the socket is a stream of JSON documents without framing: read until what came
-        # parses as one complete document
-        decoder = json.JSONDecoder()
-        buf = b""
+    def _open(self) -> None:
+        """Connect unless connected. Raises OSError."""
+        if self._sock is None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.timeout)
+            sock.connect(self.path)
+            self._sock = sock
+
+    def _send_read(self, body: bytes) -> Any:
+        """Send ``body``, then read the reply. Raises OSError / ValueError (the async client's
+        transport does the same on the event loop)."""
+        self._sock.sendall(body)
+        reader = ipc_reader()
         while True:
-            chunk = self._sock.recv(65536)
-            if not chunk:
-                raise ConnectionResetError("closed")
-            buf += chunk
-            try:
-                doc, end = decoder.raw_decode(buf.decode("utf-8").lstrip())
-            except (ValueError, UnicodeDecodeError):
-                continue  # incomplete (or cut inside a UTF-8 sequence): read on
-            return doc
+            doc = reader(self._sock.recv(65536))
+            if doc is not MORE:
+                return doc
 
     def close(self) -> None:
         if self._sock is not None:
@@ -136,9 +134,12 @@ class ProviderTransport(_Base):
         self.url = f"transport {type(provider).__name__}"
 
     def _exchange(self, payload: Any, label: str) -> Any:
-        # NOTE: one request at a time (make_request is the one call every web3 version has;
-        # batches are asked entry by entry and answered in the batch's shape)
         reqs = payload if isinstance(payload, list) else [payload]
+        batch = getattr(self.provider, "make_batch_request", None)
+        if len(reqs) > 1 and callable(batch):
+            return self._batch(batch, reqs, label)
+        # NOTE: web3 6's providers have make_request only: a batch is asked entry by entry and
+        # answered in the batch's shape
         out = []
         for req in reqs:
             self.round_trips += 1
@@ -150,12 +151,35 @@ class ProviderTransport(_Base):
                 raise RpcTransportError(req["method"], f"the transport failed "
                                         f"({type(exc).__name__})", url=self.url,
                                         maybe_sent=req["method"] in WRITE_METHODS) from None
-            reply = dict(reply) if hasattr(reply, "keys") else reply
-            if isinstance(reply, dict):
-                reply = {k: _plain(v) for k, v in reply.items()}
-                reply["id"] = req["id"]
-            out.append(reply)
+            out.append(_reply(reply, req["id"]))
         return out if isinstance(payload, list) else out[0]
+
+    def _batch(self, batch: Any, reqs: list, label: str) -> Any:
+        """A JSON-RPC batch in one request: web3 7 and 8's ``make_batch_request`` (replies in
+        the requests' order, or one error object when the node refuses the batch)."""
+        self.round_trips += 1
+        try:
+            replies = batch([(r["method"], r["params"]) for r in reqs])
+        except Exception as exc:  # noqa: BLE001 - foreign exception families, as above
+            raise RpcTransportError(label, f"the transport failed ({type(exc).__name__})",
+                                    url=self.url, maybe_sent=any(
+                                        r["method"] in WRITE_METHODS for r in reqs)) from None
+        if not isinstance(replies, (list, tuple)):  # the batch refused as a whole
+            return _reply(replies, None)
+        if len(replies) != len(reqs):
+            raise _Transient(f"the batch reply lacks entries ({len(replies)} of {len(reqs)})")
+        return [_reply(reply, req["id"]) for req, reply in zip(reqs, replies)]
+
+
+def _reply(reply: Any, rid: Optional[int]) -> Any:
+    """A provider's reply as a plain JSON-RPC reply dict carrying our request id (the provider
+    numbers its own requests)."""
+    reply = dict(reply) if hasattr(reply, "keys") else reply
+    if isinstance(reply, dict):
+        reply = {k: _plain(v) for k, v in reply.items()}
+        if rid is not None:
+            reply["id"] = rid
+    return reply
 
 
 def _plain(value: Any) -> Any:
@@ -167,3 +191,26 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray)):
         return "0x" + bytes(value).hex()
     return value
+
+
+MORE = object()  # ipc_reader's "not a whole document yet"
+
+
+def ipc_reader() -> Any:
+    """``feed(chunk)``: the reply once the chunks fed so far hold one, else ``MORE``.
+    NOTE: the socket is a stream of JSON documents without framing: read until what came
+    parses as one complete document."""
+    decoder = json.JSONDecoder()
+    buf = bytearray()
+
+    def feed(chunk: bytes) -> Any:
+        if not chunk:
+            raise ConnectionResetError("closed")
+        buf.extend(chunk)
+        try:
+            doc, _ = decoder.raw_decode(buf.decode("utf-8").lstrip())
+        except (ValueError, UnicodeDecodeError):
+            return MORE  # incomplete (or cut inside a UTF-8 sequence): read on
+        return doc
+
+    return feed

@@ -38,7 +38,7 @@ class Connection:
         # NOTE: what one call works with is the calling thread's own (the kept-alive HTTP
         # connection, the send context, the write in progress): a Client may be shared by
         # threads; the sender lock orders their writes, the journal has a connection per thread
-        self._local = threading.local()
+        self._local = self._local_factory()
         self._rpcs: list = []  # every thread's connection, for close()
         self._rpcs_lock = threading.Lock()
         self._threads_lock = threading.RLock()  # this client's writers, before the file lock
@@ -74,7 +74,8 @@ class Connection:
         self._writing = False
         self._done: list = []  # TxResults mined by this write (see _writes)
 
-    # the calling thread's state (see __init__)
+    # the calling thread's state (see __init__); the async client's: the calling task's
+    _local_factory: Any = threading.local
     _rpc = property(lambda self: getattr(self._local, "rpc", None),
                     lambda self, v: setattr(self._local, "rpc", v))
     _txctx = property(lambda self: getattr(self._local, "txctx", None),
@@ -106,7 +107,7 @@ class Connection:
             rpcs, self._rpcs = self._rpcs, []
         for rpc in rpcs:
             rpc.close()
-        self._local = threading.local()
+        self._local = self._local_factory()
 
     @contextlib.contextmanager
     def _reads_until(self, deadline: float) -> Iterator[None]:

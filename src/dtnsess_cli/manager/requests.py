@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any, Optional, Sequence
 
+from ..chain.clock import sleep
 from ..errors import (
     DtnsessError,
     ExitCode,
@@ -352,7 +353,7 @@ class Requests:
                             hint += f"; the node also failed while waiting: {trouble[0].reason}"
                         raise WaitTimeoutError("the answer", timeout, request_id=_hex(rid),
                                                hint=hint)
-                    time.sleep(min(poll, max(0.05, deadline - time.monotonic())))
+                    sleep(min(poll, max(0.05, deadline - time.monotonic())))
 
     def head_block(self) -> int:
         """The latest block's number."""
@@ -835,14 +836,14 @@ class Requests:
                 if exc.name != "RequestIdCollision" or exc.tx_hash or \
                         attempt == self._PACE_RETRIES or self.settings.dry_run:
                     raise
-                time.sleep(self._PACE_SECONDS)
+                sleep(self._PACE_SECONDS)
 
     def _pace_wait(self, session_id: Any) -> None:
         """Sleep until ``session_id`` may take its next request (no-op in a dry run)."""
         if isinstance(session_id, int) and not self.settings.dry_run:
             wait = self._pace.get(session_id, 0.0) - time.monotonic()
             if wait > 0:
-                time.sleep(wait)
+                sleep(wait)
 
     def _session_used(self, session_id: Optional[int]) -> None:
         if session_id is not None:
@@ -967,7 +968,7 @@ class Requests:
                 now = time.monotonic()
                 free = [sid for sid in ids if ready_at[sid] <= now]
                 if not free:
-                    time.sleep(max(0.01, min(ready_at.values()) - now))
+                    sleep(max(0.01, min(ready_at.values()) - now))
                     continue
                 wave = [(queue.popleft(), sid) for sid in free[:len(queue)]]
                 preps = tx.prepare_many(ctx, [call(i, sid) for i, sid in wave])
@@ -1111,7 +1112,7 @@ class Requests:
                     pass
                 if len(done) == len(rids) or time.monotonic() >= deadline:
                     break
-                time.sleep(min(poll, max(0.05, deadline - time.monotonic())))
+                sleep(min(poll, max(0.05, deadline - time.monotonic())))
         out = []
         for rid in rids:
             out.append(done.get(rid) or ResponseView(_hex(rid), "pending", "pending", "", None))

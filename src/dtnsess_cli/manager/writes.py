@@ -197,17 +197,29 @@ class Writes:
     def _file_locked(self, lock: Any, addr: str) -> Iterator[None]:
         """Hold the inter-process sender lock, waiting for another process up to
         SENDER_LOCK_WAIT."""
+        import time
+
         from filelock import Timeout
 
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            self.ui.info(f"waiting for another dtnsess process sending from {addr}")
+        from ..chain.clock import sleep
+
+        # NOTE: polled here, not in filelock's blocking acquire, so that the wait goes through
+        # the one sleep hook (the async client's tasks run meanwhile); filelock polls at 50 ms
+        deadline = time.monotonic() + SENDER_LOCK_WAIT
+        told = False
+        while True:
             try:
-                lock.acquire(timeout=SENDER_LOCK_WAIT)
+                lock.acquire(timeout=0)
+                break
             except Timeout:
-                raise LockedError(lock.lock_file, f"another dtnsess process is still sending "
-                                  f"from {addr} after {SENDER_LOCK_WAIT:g}s") from None
+                if time.monotonic() >= deadline:
+                    raise LockedError(lock.lock_file, f"another dtnsess process is still "
+                                      f"sending from {addr} after {SENDER_LOCK_WAIT:g}s") \
+                        from None
+                if not told:
+                    self.ui.info(f"waiting for another dtnsess process sending from {addr}")
+                    told = True
+                sleep(0.05)
         try:
             yield
         finally:
