@@ -105,6 +105,11 @@ def rpc(w3, method: str, *params):
     return reply.get("result")
 
 
+def chain_of(w3) -> tuple:
+    """(chain id, genesis hash): what the sender lock and the journal key a chain by."""
+    return w3.eth.chain_id, "0x" + bytes(w3.eth.get_block(0)["hash"]).hex()
+
+
 def increase_time(w3, seconds: int) -> None:
     rpc(w3, "evm_increaseTime", seconds)
     rpc(w3, "evm_mine")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from dtnsess_cli import AsyncClient, Client, ConfigError, TxPendingError, signer_from_key
-from helpers import bal, fund
+from helpers import bal, chain_of, fund
 from test_library import _serve, _TlsNode, _TunnelProxy, forward_proxy  # noqa: F401 - shared
 
 pytestmark = pytest.mark.usefixtures("conserved")
@@ -140,7 +140,7 @@ def test_the_loop_runs_while_a_write_waits_for_its_receipt(anvil, w3, system6, p
     assert sid in s.manager.functions.getUserActiveSessions(user).call()
 
 
-def test_another_process_sender_lock_is_awaited_without_blocking(anvil, system6, private_keys,
+def test_another_process_sender_lock_is_awaited_without_blocking(anvil, w3, system6, private_keys,
                                                                  user, tmp_path):
     """While another process holds this key's sender lock, a write waits for it on the loop
     (a heartbeat keeps ticking), then sends once the lock is free."""
@@ -148,7 +148,7 @@ def test_another_process_sender_lock_is_awaited_without_blocking(anvil, system6,
 
     s = system6
     fund(s, user, 100)
-    other = sender_lock(user, tmp_path)  # a lock file of its own, as another process has
+    other = sender_lock(user, tmp_path, chain_of(w3))  # a lock of its own, as another process has
     other.acquire()
     ticks: list = []
 

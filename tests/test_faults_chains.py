@@ -24,7 +24,7 @@ import pytest
 
 from cli_helpers import Cli, isolate_env, load_json
 from faultproxy import FaultProxy
-from helpers import create, fund, next_second
+from helpers import chain_of, create, fund, next_second
 
 SCRIPT = Path(sys.executable).parent / "dtnsess"
 HASH = re.compile(r"0x[0-9a-f]{64}")
@@ -37,7 +37,7 @@ def one_error(text: str) -> str:
 
 
 def genesis_of(w3) -> str:
-    return "0x" + bytes(w3.eth.get_block(0)["hash"]).hex()
+    return chain_of(w3)[1]
 
 
 def open_entries(sender: str, chain_id: int = 31337, genesis=None) -> list:

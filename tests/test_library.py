@@ -21,7 +21,7 @@ import pytest
 from dtnsess_cli import Client, InputError
 from dtnsess_cli.chain.jsonrpc import proxy_for
 from dtnsess_cli.units import FLOAT_REFUSED
-from helpers import bal, fund
+from helpers import bal, chain_of, fund
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -135,7 +135,7 @@ def test_a_held_sender_lock_is_waited_for_then_refused(anvil, w3, system6, priva
 
     fund(system6, user, 100)
     monkeypatch.setattr(writes, "SENDER_LOCK_WAIT", 0.4)
-    other = sender_lock(user, tmp_path)
+    other = sender_lock(user, tmp_path, chain_of(w3))
     other.acquire()
     client = Client(anvil.url, system6.manager.address,
                     signer=private_keys_signer(private_keys[1]), state_dir=tmp_path)

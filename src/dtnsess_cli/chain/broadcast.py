@@ -263,4 +263,5 @@ def wait_for_receipt(ctx: TxContext, tx_hash: str, description: str, nonce: int,
                 delay = min(delay * 2, RECEIPT_POLL_MAX)
     except KeyboardInterrupt:
         raise TxPendingError(description, tx_hash, nonce,
+                             "interrupted while waiting for the receipt",
                              interrupted=True) from None
