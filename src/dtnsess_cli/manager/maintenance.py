@@ -19,7 +19,9 @@ from .base import (
     MAX_UINT256,
     MAX_SESSION_AGE,
     MAX_REQUEST_TIMEOUT,
+    MAX_GRANT_DURATION,
     MAX_POOL_SIZE,
+    MIN_GRANT_DURATION,
     contract_at,
     _writes,
 )
@@ -123,18 +125,23 @@ class Maintenance:
                       pool_size: Optional[int] = None, fee_per_byte_req: Optional[str] = None,
                       fee_per_byte_res: Optional[str] = None,
                       max_fee_per_response: Optional[str] = None,
-                      request_timeout: Optional[int] = None) -> WriteResult:
+                      request_timeout: Optional[int] = None,
+                      grant_duration: Optional[int] = None) -> WriteResult:
         c = self._config_tuple()
         owner = self.owner()
         if owner != self.address:
             raise NotAuthorizedError(f"{self.address} is not the contract owner ({owner})",
                                      hint="only the deployer may change the configuration")
         for name, v in (("max age", max_age), ("pool size", pool_size),
-                        ("request timeout", request_timeout)):
+                        ("request timeout", request_timeout), ("grant duration", grant_duration)):
             if v is not None and v < 0:
                 raise InputError(name, str(v), "must not be negative")
         self._check_config_bounds(c, min_balance, max_age, pool_size, fee_per_byte_req,
                                   fee_per_byte_res, max_fee_per_response, request_timeout)
+        if grant_duration is not None and not MIN_GRANT_DURATION <= grant_duration <= MAX_GRANT_DURATION:
+            raise InputError("--grant-duration", str(grant_duration),
+                             f"from {MIN_GRANT_DURATION} s (10 minutes) to {MAX_GRANT_DURATION} s "
+                             f"(30 days)")
         r = WriteResult("config-update", dry_run=self.settings.dry_run)
         m = self.manager
         # NOTE: setRequestTimeout must not exceed maxSessionAge, and updateConfig's age must not be
@@ -163,11 +170,14 @@ class Maintenance:
             ft = self.parse(max_fee_per_response, "max fee per response") \
                 if max_fee_per_response is not None else c[9]
             r.txs.append(self._send(m.call("setFees", fq, fs, ft), description="set fees"))
+        if grant_duration is not None:
+            r.txs.append(self._send(m.call("setGrantDuration", grant_duration),
+                                    description=f"set the pool grant duration to {grant_duration}s"))
         if not r.txs:
             raise InputError("config update", "", "nothing to change",
                              hint="pass at least one of --min-balance, --max-age, --pool-size, "
                                   "--fee-per-byte-req, --fee-per-byte-res, --max-fee-per-response, "
-                                  "--request-timeout")
+                                  "--request-timeout, --grant-duration")
         self._config_raw = None
         if not self.settings.dry_run:
             r.data["config"] = self.config()

@@ -99,9 +99,13 @@ class Sessions:
             raise InputError("session", str(session_id), "the session is closed")
         if s.owner != self.address:
             if allow_grant:
-                (grant,) = self._calls([self._mgr.call("poolGrant", self.address)],
-                                       "poolGrant")
-                if int(grant) == session_id:
+                g = self.grant()
+                if g and g["session_id"] == session_id:
+                    if g["expired"]:  # the contract: GrantExpired
+                        raise NotAuthorizedError(
+                            f"your pool grant on session {session_id} expired at "
+                            f"{_when(g['expires_at'])}",
+                            hint="take a session again with `dtnsess pool get`")
                     return s
             raise NotAuthorizedError(f"session {session_id} belongs to {s.owner}, not to "
                                      f"{self.address}")
