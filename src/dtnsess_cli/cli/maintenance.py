@@ -173,15 +173,17 @@ def _cleanup_check(run: Run, g: CliOptions) -> None:
     n, ids = data["count"], data["would_close"]
     if not data["upkeep_needed"]:
         line = "upkeep not needed: no idle session"
+    elif data["estimated_gas"] is None:
+        idle = data["idle"]
+        line = (f"upkeep needed: {len(idle)} idle session{'s' if len(idle) != 1 else ''} "
+                f"[{','.join(map(str, idle))}], but performUpkeep would revert: "
+                f"{data['perform_reverts']}")
     else:
         line = (f"upkeep needed: performUpkeep would close {n} idle session{'s' if n != 1 else ''}"
                 f" [{','.join(map(str, ids))}]")
         if data["more_idle"]:
             line += ", more wait for the next one"
-        if data["estimated_gas"] is not None:
-            line += f", ~{data['estimated_gas']:,} gas"
-        else:
-            line += f"; it would revert: {data['perform_reverts']}"
+        line += f", ~{data['estimated_gas']:,} gas"
     run.ui.emit(data, line)
     if data["upkeep_needed"]:
         raise typer.Exit(int(ExitCode.UPKEEP_NEEDED))
