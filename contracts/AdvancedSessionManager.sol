@@ -467,13 +467,19 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
         emit FeesUpdated(feePerByteReq_, feePerByteRes_, totalFeePerRes_);
     }
 
-    /// @notice Sets how long pending requests block close and renew (at most _MAX_REQUEST_TIMEOUT and
-    ///         maxSessionAge). Lowering it shortens pending deadlines; raising it never extends them.
+    /// @notice Sets how long pending requests block close and renew (at most MAX_REQUEST_TIMEOUT and
+    ///         maxSessionAge). Lowering it shortens pending deadlines; raising it never extends them,
+    ///         not even back to what they were before a lowering.
     function setRequestTimeout(uint256 requestTimeout_) external onlyOwner {
         if (requestTimeout_ == 0) revert InvalidConfig(ConfigProblem.RequestTimeoutZero);
         if (requestTimeout_ > _MAX_REQUEST_TIMEOUT) revert InvalidConfig(ConfigProblem.RequestTimeoutTooHigh);
         if (requestTimeout_ > _maxAge) revert InvalidConfig(ConfigProblem.RequestTimeoutAboveMaxSessionAge);
-        _requestTimeout = requestTimeout_;
+        uint32 old = _requestTimeout;
+        if (requestTimeout_ > old) {
+            if (_timeoutRaisedAt == 0 || old < _timeoutFloor) _timeoutFloor = old;
+            _timeoutRaisedAt = uint48(block.timestamp);
+        }
+        _requestTimeout = uint32(requestTimeout_);
         emit RequestTimeoutUpdated(requestTimeout_);
     }
 

@@ -125,7 +125,13 @@ abstract contract AdvancedSessionStore is WithDtnAi {
     uint256 internal _totalFeePerRes;
     /// @dev A session's pending requests block close and renew until this long after the oldest
     ///      unanswered one (its deadline is fixed when made: raising this never extends it).
-    uint256 internal _requestTimeout = 15 minutes;
+    uint32 internal _requestTimeout = 15 minutes;
+    // A raise must not give back what a lowering took: streaks that began before the last raise
+    // (_timeoutRaisedAt) keep at most _timeoutFloor, the lowest timeout in force before any raise.
+    // One record for all raises, so a streak between two raises may get a shorter deadline, never
+    // a longer one. Same slot as _requestTimeout: a request reads both with one SLOAD.
+    uint48 internal _timeoutRaisedAt;
+    uint32 internal _timeoutFloor;
 
     uint256 internal _nextSessionId = 1;
     /// @dev Refunds credited by cleanup, withdrawable with withdrawRefunds().
@@ -169,10 +175,15 @@ abstract contract AdvancedSessionStore is WithDtnAi {
     }
 
     /// @dev The effective deadline of a session's pending requests: the one fixed when the streak
-    ///      began, or earlier if requestTimeout was lowered since. Saturating.
+    ///      began, or earlier if requestTimeout was lowered since, even if it was raised again.
+    ///      Saturating.
     function _deadline(Session storage s) internal view returns (uint256) {
         uint256 fixedAt = s.closableAt;
-        uint256 now_ = _addSat(s.pendingSince, _requestTimeout);
+        uint256 since = s.pendingSince;
+        uint256 timeout = _requestTimeout;
+        // `<=`: a streak in the second of the raise may have begun before it (errs short)
+        if (since <= _timeoutRaisedAt && _timeoutFloor < timeout) timeout = _timeoutFloor;
+        uint256 now_ = _addSat(since, timeout);
         return now_ < fixedAt ? now_ : fixedAt;
     }
 
