@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Optional
 
 from ..errors import (
+    BlockGasLimitError,
     DtnsessError,
     InputError,
     InsufficientFundsError,
@@ -32,6 +33,11 @@ from .views import WriteResult, Check
 # is left. ALL_IDLE: cleanupOldSessionsUpTo's count when only gas bounds a transaction.
 IDLE_PEEK = 200
 ALL_IDLE = 2**32
+# Under a block gas limit below 2^24, cleanup picks its count from these (the manager keeps
+# 200,000 gas for one more step; the issue-14 worst case costs ~115,000 a session), then checks
+# the estimate.
+CLEANUP_STEP_RESERVE = 300_000
+CLEANUP_GAS_PER_SESSION = 115_000
 
 
 class Maintenance:
@@ -96,8 +102,9 @@ class Maintenance:
         idle = self.idle_sessions(min(max_n or IDLE_PEEK, IDLE_PEEK))
         r.data.update({"idle": idle, "closed": [], "gas_used": 0})
         left, total, prev, failed = max_n, 0, None, []
+        cap = self._tx_gas_cap() if idle else None
         while idle and left != 0 and (max_gas is None or r.data["gas_used"] < max_gas):
-            n = left if left is not None else ALL_IDLE
+            n = self._cleanup_step(left if left is not None else ALL_IDLE, cap)
             res = self._send(self.manager.call("cleanupOldSessionsUpTo", n),
                              description=f"clean up idle sessions ({len(r.txs) + 1}. transaction)",
                              follows=prev)
@@ -118,6 +125,23 @@ class Maintenance:
         if failed:
             r.data["failed"] = failed
         return r
+
+    def _cleanup_step(self, n: int, cap: int) -> int:
+        """A count <= ``n`` whose cleanupOldSessionsUpTo transaction fits ``cap`` with the
+        send's margin. Under a 2^24 cap nothing is read: MAINTENANCE_GAS_BUDGET keeps a step
+        under 12.5M gas (15M with the margin). Under a smaller block gas limit it pages by
+        count: a first guess from the costliest close measured, halved until its estimate fits."""
+        from ..chain.send import TX_GAS_CAP
+
+        if cap >= TX_GAS_CAP:
+            return n
+        n = max(1, min(n, (cap * 10 // 12 - CLEANUP_STEP_RESERVE) // CLEANUP_GAS_PER_SESSION))
+        while True:
+            if self._fitting_gas_limit(self.manager.call("cleanupOldSessionsUpTo", n), cap):
+                return n
+            if n == 1:
+                raise BlockGasLimitError("one cleanup step (closing one idle session)", cap)
+            n //= 2
 
     @_writes
     def withdraw_refunds(self) -> WriteResult:

@@ -7,7 +7,15 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Iterator, Optional, Sequence
 
-from ..errors import DtnsessError, InputError, LockedError, NotRepeatedError, TxPendingError
+from ..errors import (
+    DtnsessError,
+    InputError,
+    LockedError,
+    NotRepeatedError,
+    RevertError,
+    RpcError,
+    TxPendingError,
+)
 from ..units import format_eth
 from .base import SENDER_LOCK_WAIT
 from .views import TxView
@@ -299,6 +307,28 @@ class Writes:
         if not res.dry_run:
             self._done.append(res)
         return res
+
+    def _tx_gas_cap(self) -> int:
+        """The most gas one transaction may ask for here: the latest block's gas limit, at most
+        2^24 (EIP-7825). Paged writes (cleanup, close --all) keep every step under it."""
+        from ..chain.send import TX_GAS_CAP
+
+        block = self._raw("eth_getBlockByNumber", ["latest", False], "latest block")
+        return min(TX_GAS_CAP, int(block["gasLimit"], 16))
+
+    def _fitting_gas_limit(self, fn, cap: int) -> Optional[int]:
+        """The gas limit the send path would give ``fn`` from this sender (estimate +20%), or
+        None when it is over ``cap``, or the node cannot estimate it within its block (it
+        reports an error then)."""
+        from ..chain.send import gas_limit_for
+
+        try:
+            est = self._raw("eth_estimateGas", [{"from": self.address, "to": fn.to,
+                                                 "data": fn.data}], "gas estimate")
+        except (RevertError, RpcError):
+            return None
+        limit = gas_limit_for(int(est, 16))
+        return limit if limit <= cap else None
 
     def tx_view(self, tx_hash: str) -> TxView:
         """Status, block, gas, fee and decoded events of a transaction, with the journal's
