@@ -53,8 +53,8 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
     event SessionClosing(uint256 indexed sessionId, uint256 closableAt);
     event SessionCloseCancelled(uint256 indexed sessionId);
     event SessionCloseSkipped(uint256 indexed sessionId, uint256 retryAfter);
-    /// @param reason _GRANT_RELEASED, _GRANT_REVOKED, _GRANT_EXHAUSTED, _GRANT_REMOVED (removed/closed) or
-    ///        _GRANT_EXPIRED (ended by getFromPool after grantDuration).
+    /// @param reason GRANT_RELEASED, GRANT_REVOKED, GRANT_EXHAUSTED, GRANT_REMOVED (removed/closed) or
+    ///        GRANT_EXPIRED (ended by getFromPool after grantDuration).
     event GrantEnded(uint256 indexed sessionId, address indexed user, uint8 reason);
     event SessionRemovedFromPool(uint256 indexed sessionId);
     event Swept(address indexed token, address indexed to, uint256 amount);
@@ -202,7 +202,7 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
 
     /// @notice Closes every active session of the caller that can be closed now; for each one with
     ///         pending requests before their deadline it emits SessionCloseSkipped instead.
-    ///         Within _MAINTENANCE_GAS_BUDGET: when sessions are left unvisited, call it again.
+    ///         Within MAINTENANCE_GAS_BUDGET: when sessions are left unvisited, call it again.
     function closeAllSessions() external nonReentrant {
         uint256 start = gasleft();
         uint256 id = _userActive[msg.sender].head;
@@ -392,14 +392,14 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
 
     // ------------------------------------------------------------------ maintenance
 
-    /// @notice Closes up to _DEFAULT_CLEANUP_BATCH sessions idle for longer than maxSessionAge, within
-    ///         _UPKEEP_GAS_BUDGET.
+    /// @notice Closes up to DEFAULT_CLEANUP_BATCH sessions idle for longer than maxSessionAge, within
+    ///         UPKEEP_GAS_BUDGET.
     /// @return closed How many sessions were closed.
     function cleanupOldSessions() external nonReentrant returns (uint256 closed) {
         return _cleanup(_DEFAULT_CLEANUP_BATCH, _UPKEEP_GAS_BUDGET);
     }
 
-    /// @notice Closes up to `maxSessions` idle sessions within _MAINTENANCE_GAS_BUDGET (one transaction
+    /// @notice Closes up to `maxSessions` idle sessions within MAINTENANCE_GAS_BUDGET (one transaction
     ///         stays under 2^24 gas: call again while getIdleSessions lists more); refunds are
     ///         credited to their owners.
     /// @dev A session DTN refuses to close keeps its place and is tried first by the next call.
@@ -416,8 +416,8 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
     }
 
     /// @notice Chainlink Automation: cleanupOldSessions() for any caller. performData is ignored
-    ///         (untrusted): which sessions are idle is decided here, at most _DEFAULT_CLEANUP_BATCH
-    ///         per call and within _UPKEEP_GAS_BUDGET, so its worst case needs under 4,500,000 gas. Reverts "Nothing closed" when it closed none (nothing idle, or DTN refused all).
+    ///         (untrusted): which sessions are idle is decided here, at most DEFAULT_CLEANUP_BATCH
+    ///         per call and within UPKEEP_GAS_BUDGET, so its worst case needs under 4,500,000 gas. Reverts "Nothing closed" when it closed none (nothing idle, or DTN refused all).
     function performUpkeep(bytes calldata) external nonReentrant {
         if (_cleanup(_DEFAULT_CLEANUP_BATCH, _UPKEEP_GAS_BUDGET) == 0) revert NothingClosed();
     }
@@ -435,7 +435,7 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
     // ------------------------------------------------------------------ configuration (owner)
 
     /// @notice Sets the minimum session balance (token units, at most MAX_MIN_SESSION_BALANCE), idle
-    ///         age (seconds, at most _MAX_SESSION_AGE) and pool size (at most _MAX_POOL_SIZE).
+    ///         age (seconds, at most MAX_SESSION_AGE) and pool size (at most MAX_POOL_SIZE).
     function updateConfig(uint256 _minSessionBalance, uint256 _maxSessionAge, uint256 _sessionPoolSize)
         external
         onlyOwner
@@ -483,7 +483,7 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
         emit RequestTimeoutUpdated(requestTimeout_);
     }
 
-    /// @notice Sets how long a pool grant lasts (_MIN_GRANT_DURATION..MAX_GRANT_DURATION), counted from
+    /// @notice Sets how long a pool grant lasts (MIN_GRANT_DURATION..MAX_GRANT_DURATION), counted from
     ///         each take; it applies to live grants too, so grants keep expiring in take order.
     function setGrantDuration(uint256 grantDuration_) external onlyOwner {
         if (grantDuration_ < _MIN_GRANT_DURATION || grantDuration_ > _MAX_GRANT_DURATION) {

@@ -181,8 +181,8 @@ abstract contract AdvancedSessionStore is WithDtnAi {
         uint256 fixedAt = s.closableAt;
         uint256 since = s.pendingSince;
         uint256 timeout = _requestTimeout;
-        // `<=`: a streak in the second of the raise may have begun before it (errs short)
-        if (since <= _timeoutRaisedAt && _timeoutFloor < timeout) timeout = _timeoutFloor;
+        // A streak that begins in the second of a raise counts as after it (it gets the raise).
+        if (since < _timeoutRaisedAt && _timeoutFloor < timeout) timeout = _timeoutFloor;
         uint256 now_ = _addSat(since, timeout);
         return now_ < fixedAt ? now_ : fixedAt;
     }
