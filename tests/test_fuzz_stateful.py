@@ -449,12 +449,13 @@ class ManagerMachine(RuleBasedStateMachine):
         fn = self.m.cleanupOldSessions() if n is None else self.m.cleanupOldSessionsUpTo(n)
         self._send("cleanup", self.actors[a], fn)
 
-    @step(dt=st.sampled_from(["1s", "1m", "timeout", "timeout+1", "age+1", "3h"]))
+    @step(dt=st.sampled_from(["1s", "1m", "timeout", "timeout+1", "age+1", "3h", "grant"]))
     def travel(self, dt):
         self._step(f"travel {dt}")
         cfg = self.m.getConfig().call()
+        # "grant": every live grant expires (the next getFromPool hands expired ones on)
         seconds = {"1s": 1, "1m": 60, "timeout": cfg[10], "timeout+1": cfg[10] + 1,
-                   "age+1": cfg[4] + 1, "3h": 3 * 3600}[dt]
+                   "age+1": cfg[4] + 1, "3h": 3 * 3600, "grant": cfg[12]}[dt]
         rpc(self.w3, "evm_increaseTime", seconds)
         rpc(self.w3, "evm_mine")
 
