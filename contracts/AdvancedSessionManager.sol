@@ -49,10 +49,12 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
     event ConfigUpdated(uint256 minSessionBalance, uint256 maxSessionAge, uint256 sessionPoolSize);
     event FeesUpdated(uint256 feePerByteReq, uint256 feePerByteRes, uint256 totalFeePerRes);
     event RequestTimeoutUpdated(uint256 requestTimeout);
+    event GrantDurationUpdated(uint256 grantDuration);
     event SessionClosing(uint256 indexed sessionId, uint256 closableAt);
     event SessionCloseCancelled(uint256 indexed sessionId);
     event SessionCloseSkipped(uint256 indexed sessionId, uint256 retryAfter);
-    /// @param reason GRANT_RELEASED, GRANT_REVOKED, GRANT_EXHAUSTED or GRANT_REMOVED (removed/closed).
+    /// @param reason GRANT_RELEASED, GRANT_REVOKED, GRANT_EXHAUSTED, GRANT_REMOVED (removed/closed) or
+    ///        GRANT_EXPIRED (ended by getFromPool after grantDuration).
     event GrantEnded(uint256 indexed sessionId, address indexed user, uint8 reason);
     event SessionRemovedFromPool(uint256 indexed sessionId);
     event Swept(address indexed token, address indexed to, uint256 amount);
@@ -67,7 +69,7 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
         MinSessionBalanceZero, MinSessionBalanceTooHigh, MaxSessionAgeZero, MaxSessionAgeTooHigh,
         MaxSessionAgeBelowRequestTimeout, PoolSizeTooHigh, PoolSizeBelowPool, MaxFeeZero, MaxFeeTooHigh,
         FeePerByteAboveMaxFee, RequestTimeoutZero, RequestTimeoutTooHigh, RequestTimeoutAboveMaxSessionAge,
-        RenounceDisabled, GrantLimitOutOfRange
+        RenounceDisabled, GrantLimitOutOfRange, GrantDurationOutOfRange
     }
     /// @notice Why a routing is refused: no node would ever complete it.
     enum RoutingProblem { AggregationNotAny, NoNamespaceNoNode, RedundancyNotOne, ConfidenceAbove10 }
@@ -77,6 +79,7 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
     error ZeroAmount();
     error AlreadyHoldsGrant(address user, uint256 sessionId);
     error GrantExhausted(uint256 sessionId, address user, uint256 remaining);
+    error GrantExpired(uint256 sessionId, address user, uint256 expiredAt);
     error RoutingNotAllowed(uint256 sessionId);
     error FeeOnTransferToken(uint256 expected, uint256 received);
     error SessionBalanceTooLow(uint256 sessionId, uint256 balance, uint256 required);
@@ -106,31 +109,12 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
     /// @notice The read-only views (getSession, getConfig, ...), served at this address by fallback().
     address public immutable lens;
 
-    /// @notice Most sessions closed by `cleanupOldSessions()` and `performUpkeep`.
-    uint256 public constant DEFAULT_CLEANUP_BATCH = 50;
-    /// @notice Gas cleanupOldSessions() and performUpkeep spend on closing at most: with the last
-    ///         session and the call itself, the worst case needs under 4,500,000, 10% under a keeper's
-    ///         usual 5,000,000 perform gas limit.
-    uint256 public constant UPKEEP_GAS_BUDGET = 4_000_000;
-    /// @notice Gas cleanupOldSessionsUpTo and closeAllSessions spend on closing at most: one
-    ///         transaction stays well under 2^24 gas.
-    uint256 public constant MAINTENANCE_GAS_BUDGET = 12_000_000;
     /// @dev Gas a loop keeps for one more step (the costliest close measured is ~110k).
     uint256 private constant STEP_GAS_RESERVE = 200_000;
-
-    /// @notice Upper bounds of the configuration (owner-only setters refuse more with InvalidConfig).
-    uint256 public constant MAX_SESSION_AGE = 365 days;
-    uint256 public constant MAX_REQUEST_TIMEOUT = 7 days;
-    uint256 public constant MAX_POOL_SIZE = 100;
     /// @notice 1e6 tokens: the largest minSessionBalance.
     uint256 public immutable MAX_MIN_SESSION_BALANCE;
     /// @notice 1000 tokens: the largest totalFeePerRes (and per-byte fees are at most totalFeePerRes).
     uint256 public immutable MAX_TOTAL_FEE_PER_RES;
-
-    uint8 public constant GRANT_RELEASED = 0;
-    uint8 public constant GRANT_REVOKED = 1;
-    uint8 public constant GRANT_EXHAUSTED = 2;
-    uint8 public constant GRANT_REMOVED = 3;
 
     // Which id array a position field belongs to.
     uint8 private constant ACTIVE = 0;
@@ -145,10 +129,10 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
         uint8 decimals_ = IERC20Metadata(address(feeToken)).decimals();
         tokenDecimals = decimals_;
         uint256 unit = 10 ** uint256(decimals_);
-        feePerByteReq = unit / 1000; // 0.001 token per byte
-        feePerByteRes = unit / 1000;
-        totalFeePerRes = unit; // 1 token per response at most
-        minSessionBalance = 10 * unit; // 10 tokens
+        _feePerByteReq = unit / 1000; // 0.001 token per byte
+        _feePerByteRes = unit / 1000;
+        _totalFeePerRes = unit; // 1 token per response at most
+        _minBalance = 10 * unit; // 10 tokens
         MAX_MIN_SESSION_BALANCE = _mulSat(unit, 1e6);
         MAX_TOTAL_FEE_PER_RES = _mulSat(unit, 1000);
         lens = address(new AdvancedSessionManagerLens(address(feeToken), decimals_));
@@ -185,7 +169,7 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
     ///         with `minSessionBalance` when there is none that can pay.
     function getOrCreateSession() external nonReentrant returns (uint256 sessionId) {
         sessionId = _sessionFor(msg.sender, _minFee(EMPTY_CALL_BYTES));
-        if (sessionId == 0) return _createSession(msg.sender, minSessionBalance);
+        if (sessionId == 0) return _createSession(msg.sender, _minBalance);
         _touch(sessionId);
     }
 
@@ -222,7 +206,7 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
     function closeAllSessions() external nonReentrant {
         uint256 start = gasleft();
         uint256 id = _userActive[msg.sender].head;
-        while (id != 0 && _withinBudget(start, MAINTENANCE_GAS_BUDGET)) {
+        while (id != 0 && _withinBudget(start, _MAINTENANCE_GAS_BUDGET)) {
             uint256 next = _sessions[id].userNext;
             (bool blocked, uint256 retryAfter) = _pendingBlock(_sessions[id]);
             if (blocked) emit SessionCloseSkipped(id, retryAfter);
@@ -350,7 +334,7 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
     /// @notice Offers one of the caller's active sessions in the shared pool. Takers may spend up to
     ///         10 answers' worth (10 * totalFeePerRes) in all and may route by trust namespace only.
     function addToPool(uint256 sessionId) external {
-        _addToPool(sessionId, 10 * totalFeePerRes, false);
+        _addToPool(sessionId, 10 * _totalFeePerRes, false);
     }
 
     /// @notice Offers a session in the pool with a budget (token units, each taker request reserves
@@ -360,17 +344,26 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
         _addToPool(sessionId, grantLimit, allowNodeRouting);
     }
 
-    /// @notice Takes the newest pooled session: the caller may spend up to its grant limit from it.
-    ///         Funds and refunds stay with the session owner. One grant per address at a time.
+    /// @notice Takes the newest pooled session: the caller may spend from it, within the offer's budget,
+    ///         for grantDuration. Funds and refunds stay with the session owner. One grant per address
+    ///         at a time. With the pool empty, sessions whose grants expired return to it first.
     function getFromPool() external nonReentrant returns (uint256 sessionId) {
-        uint256 held = _grants[msg.sender].sessionId;
-        if (held != 0) revert AlreadyHoldsGrant(msg.sender, held);
-        if (sessionPool.length == 0) revert PoolEmpty();
-        sessionId = sessionPool[sessionPool.length - 1];
-        _removeFrom(sessionPool, POOL, sessionId);
+        Grant storage held = _grants[msg.sender];
+        if (held.sessionId != 0) {
+            if (block.timestamp < _grantExpiry(held)) revert AlreadyHoldsGrant(msg.sender, held.sessionId);
+            _endGrant(held.sessionId, _GRANT_EXPIRED);
+        }
+        // Grants expire in take order, so only the oldest needs looking at: no keeper, O(1) per grant.
+        while (_sessionPool.length == 0) {
+            uint256 oldest = _grantHead;
+            if (oldest == 0 || block.timestamp < _grantExpiry(_grants[_sessions[oldest].taker])) revert PoolEmpty();
+            _endGrant(oldest, _GRANT_EXPIRED);
+        }
+        sessionId = _sessionPool[_sessionPool.length - 1];
+        _removeFrom(_sessionPool, POOL, sessionId);
         Session storage s = _sessions[sessionId];
         s.taker = msg.sender;
-        _grants[msg.sender] = Grant(uint40(sessionId));
+        _grantAppend(msg.sender, sessionId);
         _touch(sessionId);
         emit SessionTakenFromPool(sessionId, msg.sender);
     }
@@ -379,7 +372,7 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
     function releaseGrant() external {
         uint256 sessionId = _grants[msg.sender].sessionId;
         if (sessionId == 0) revert NoGrant(msg.sender);
-        _endGrant(sessionId, GRANT_RELEASED);
+        _endGrant(sessionId, _GRANT_RELEASED);
     }
 
     /// @notice Ends `user`'s grant on a session of the caller. The session stays out of the pool (else the
@@ -387,7 +380,7 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
     function revokeGrant(uint256 sessionId, address user) external {
         Session storage s = _ownedActive(sessionId);
         if (user == address(0) || s.taker != user) revert NoSuchGrant(sessionId, user);
-        _endGrant(sessionId, GRANT_REVOKED);
+        _endGrant(sessionId, _GRANT_REVOKED);
     }
 
     /// @notice Takes a session of the caller out of the pool and ends its current grant.
@@ -403,7 +396,7 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
     ///         UPKEEP_GAS_BUDGET.
     /// @return closed How many sessions were closed.
     function cleanupOldSessions() external nonReentrant returns (uint256 closed) {
-        return _cleanup(DEFAULT_CLEANUP_BATCH, UPKEEP_GAS_BUDGET);
+        return _cleanup(_DEFAULT_CLEANUP_BATCH, _UPKEEP_GAS_BUDGET);
     }
 
     /// @notice Closes up to `maxSessions` idle sessions within MAINTENANCE_GAS_BUDGET (one transaction
@@ -412,7 +405,7 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
     /// @dev A session DTN refuses to close keeps its place and is tried first by the next call.
     function cleanupOldSessionsUpTo(uint256 maxSessions) external nonReentrant returns (uint256 closed) {
         if (maxSessions == 0) revert ZeroAmount();
-        return _cleanup(maxSessions, MAINTENANCE_GAS_BUDGET);
+        return _cleanup(maxSessions, _MAINTENANCE_GAS_BUDGET);
     }
 
     /// @notice Chainlink Automation (AutomationCompatibleInterface): true when cleanup would close a
@@ -426,15 +419,15 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
     ///         (untrusted): which sessions are idle is decided here, at most DEFAULT_CLEANUP_BATCH
     ///         per call and within UPKEEP_GAS_BUDGET, so its worst case needs under 4,500,000 gas. Reverts "Nothing closed" when it closed none (nothing idle, or DTN refused all).
     function performUpkeep(bytes calldata) external nonReentrant {
-        if (_cleanup(DEFAULT_CLEANUP_BATCH, UPKEEP_GAS_BUDGET) == 0) revert NothingClosed();
+        if (_cleanup(_DEFAULT_CLEANUP_BATCH, _UPKEEP_GAS_BUDGET) == 0) revert NothingClosed();
     }
 
     /// @notice Pays out the caller's refunds credited by cleanup.
     function withdrawRefunds() external nonReentrant {
-        uint256 amount = claimableRefunds[msg.sender];
+        uint256 amount = _claimableRefunds[msg.sender];
         if (amount == 0) revert NothingToWithdraw();
-        claimableRefunds[msg.sender] = 0;
-        totalClaimable -= amount;
+        _claimableRefunds[msg.sender] = 0;
+        _totalClaimable -= amount;
         feeToken.safeTransfer(msg.sender, amount);
         emit RefundWithdrawn(msg.sender, amount);
     }
@@ -450,13 +443,13 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
         if (_minSessionBalance == 0) revert InvalidConfig(ConfigProblem.MinSessionBalanceZero);
         if (_minSessionBalance > MAX_MIN_SESSION_BALANCE) revert InvalidConfig(ConfigProblem.MinSessionBalanceTooHigh);
         if (_maxSessionAge == 0) revert InvalidConfig(ConfigProblem.MaxSessionAgeZero);
-        if (_maxSessionAge > MAX_SESSION_AGE) revert InvalidConfig(ConfigProblem.MaxSessionAgeTooHigh);
-        if (_maxSessionAge < requestTimeout) revert InvalidConfig(ConfigProblem.MaxSessionAgeBelowRequestTimeout);
-        if (_sessionPoolSize > MAX_POOL_SIZE) revert InvalidConfig(ConfigProblem.PoolSizeTooHigh);
-        if (_sessionPoolSize < sessionPool.length) revert InvalidConfig(ConfigProblem.PoolSizeBelowPool);
-        minSessionBalance = _minSessionBalance;
-        maxSessionAge = _maxSessionAge;
-        sessionPoolSize = _sessionPoolSize;
+        if (_maxSessionAge > _MAX_SESSION_AGE) revert InvalidConfig(ConfigProblem.MaxSessionAgeTooHigh);
+        if (_maxSessionAge < _requestTimeout) revert InvalidConfig(ConfigProblem.MaxSessionAgeBelowRequestTimeout);
+        if (_sessionPoolSize > _MAX_POOL_SIZE) revert InvalidConfig(ConfigProblem.PoolSizeTooHigh);
+        if (_sessionPoolSize < _sessionPool.length) revert InvalidConfig(ConfigProblem.PoolSizeBelowPool);
+        _minBalance = _minSessionBalance;
+        _maxAge = _maxSessionAge;
+        _poolSize = _sessionPoolSize;
         emit ConfigUpdated(_minSessionBalance, _maxSessionAge, _sessionPoolSize);
     }
 
@@ -468,20 +461,36 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
         if (feePerByteReq_ > totalFeePerRes_ || feePerByteRes_ > totalFeePerRes_) {
             revert InvalidConfig(ConfigProblem.FeePerByteAboveMaxFee);
         }
-        feePerByteReq = feePerByteReq_;
-        feePerByteRes = feePerByteRes_;
-        totalFeePerRes = totalFeePerRes_;
+        _feePerByteReq = feePerByteReq_;
+        _feePerByteRes = feePerByteRes_;
+        _totalFeePerRes = totalFeePerRes_;
         emit FeesUpdated(feePerByteReq_, feePerByteRes_, totalFeePerRes_);
     }
 
     /// @notice Sets how long pending requests block close and renew (at most MAX_REQUEST_TIMEOUT and
-    ///         maxSessionAge). Lowering it shortens pending deadlines; raising it never extends them.
+    ///         maxSessionAge). Lowering it shortens pending deadlines; raising it never extends them,
+    ///         not even back to what they were before a lowering.
     function setRequestTimeout(uint256 requestTimeout_) external onlyOwner {
         if (requestTimeout_ == 0) revert InvalidConfig(ConfigProblem.RequestTimeoutZero);
-        if (requestTimeout_ > MAX_REQUEST_TIMEOUT) revert InvalidConfig(ConfigProblem.RequestTimeoutTooHigh);
-        if (requestTimeout_ > maxSessionAge) revert InvalidConfig(ConfigProblem.RequestTimeoutAboveMaxSessionAge);
-        requestTimeout = requestTimeout_;
+        if (requestTimeout_ > _MAX_REQUEST_TIMEOUT) revert InvalidConfig(ConfigProblem.RequestTimeoutTooHigh);
+        if (requestTimeout_ > _maxAge) revert InvalidConfig(ConfigProblem.RequestTimeoutAboveMaxSessionAge);
+        uint32 old = _requestTimeout;
+        if (requestTimeout_ > old) {
+            if (_timeoutRaisedAt == 0 || old < _timeoutFloor) _timeoutFloor = old;
+            _timeoutRaisedAt = uint48(block.timestamp);
+        }
+        _requestTimeout = uint32(requestTimeout_);
         emit RequestTimeoutUpdated(requestTimeout_);
+    }
+
+    /// @notice Sets how long a pool grant lasts (MIN_GRANT_DURATION..MAX_GRANT_DURATION), counted from
+    ///         each take; it applies to live grants too, so grants keep expiring in take order.
+    function setGrantDuration(uint256 grantDuration_) external onlyOwner {
+        if (grantDuration_ < _MIN_GRANT_DURATION || grantDuration_ > _MAX_GRANT_DURATION) {
+            revert InvalidConfig(ConfigProblem.GrantDurationOutOfRange);
+        }
+        _grantDuration = uint32(grantDuration_);
+        emit GrantDurationUpdated(grantDuration_);
     }
 
     /// @notice Sends tokens nobody is owed to `to`: for the fee token its balance minus totalClaimable,
@@ -489,7 +498,7 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
     function sweep(address token, address to) external onlyOwner nonReentrant {
         uint256 held = IERC20(token).balanceOf(address(this));
         uint256 amount = held;
-        if (token == address(feeToken)) amount = held > totalClaimable ? held - totalClaimable : 0;
+        if (token == address(feeToken)) amount = held > _totalClaimable ? held - _totalClaimable : 0;
         if (amount == 0) revert NothingToWithdraw();
         IERC20(token).safeTransfer(to, amount);
         emit Swept(token, to, amount);
@@ -503,7 +512,7 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
     // ------------------------------------------------------------------ internals: sessions
 
     function _createSession(address owner_, uint256 amount) private returns (uint256 sessionId) {
-        if (amount < minSessionBalance) revert BalanceTooLow(amount, minSessionBalance);
+        if (amount < _minBalance) revert BalanceTooLow(amount, _minBalance);
         // Transfer and start in one transaction: DTN credits unassigned deposits to the next starter.
         address target = ai.feeTarget();
         uint256 before = _held(target);
@@ -511,7 +520,7 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
         _requireReceived(amount, _held(target) - before);
         uint256 dtnSessionId = ai.startUserSession();
 
-        sessionId = nextSessionId++;
+        sessionId = _nextSessionId++;
         if (sessionId > type(uint40).max) revert TooManySessions(); // ids are stored as uint40
         Session storage s = _sessions[sessionId];
         s.owner = owner_;
@@ -519,8 +528,8 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
         s.active = true;
         s.balance = SafeCast.toUint128(amount);
         s.dtnSessionId = SafeCast.toUint128(dtnSessionId);
-        userSessions[owner_].push(sessionId);
-        _pushTo(activeSessions, ACTIVE, sessionId);
+        _userSessions[owner_].push(sessionId);
+        _pushTo(_activeSessions, ACTIVE, sessionId);
         _userAppend(owner_, sessionId);
         _lruAppend(sessionId);
         emit SessionCreated(sessionId, owner_, amount);
@@ -530,7 +539,8 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
     function _sessionFor(address user, uint256 need) private view returns (uint256) {
         Grant storage g = _grants[user];
         uint256 granted = g.sessionId;
-        if (granted != 0 && _sessions[granted].offerBudget >= totalFeePerRes && _canPay(_sessions[granted], need)) {
+        if (granted != 0 && block.timestamp < _grantExpiry(g) && _sessions[granted].offerBudget >= _totalFeePerRes
+            && _canPay(_sessions[granted], need)) {
             return granted;
         }
         for (uint256 id = _userActive[user].tail; id != 0; id = _sessions[id].userPrev) {
@@ -548,14 +558,14 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
     /// @dev The least one answer can cost: the request's bytes at feePerByteReq, capped like DTN's
     ///      charge at totalFeePerRes, at least 1 unit.
     function _minFee(uint256 callBytes) private view returns (uint256 fee) {
-        fee = callBytes * feePerByteReq;
-        if (fee > totalFeePerRes) fee = totalFeePerRes;
+        fee = callBytes * _feePerByteReq;
+        if (fee > _totalFeePerRes) fee = _totalFeePerRes;
         if (fee == 0) fee = 1;
     }
 
     function _currentOrNewSession(uint256 callBytes) private returns (uint256 sessionId) {
         sessionId = _sessionFor(msg.sender, _minFee(callBytes));
-        if (sessionId == 0) sessionId = _createSession(msg.sender, minSessionBalance);
+        if (sessionId == 0) sessionId = _createSession(msg.sender, _minBalance);
     }
 
     function _ownedActive(uint256 sessionId) private view returns (Session storage s) {
@@ -588,16 +598,16 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
         // The streak's deadline fields mean nothing once the count is 0 (views show them only while
         // requests are pending): leaving them saves a storage write on every close.
         s.pendingRequests = 0;
-        _removeFrom(activeSessions, ACTIVE, sessionId);
+        _removeFrom(_activeSessions, ACTIVE, sessionId);
         _userRemove(s.owner, sessionId);
         _lruRemove(sessionId);
-        if (s.poolPos != 0) _removeFrom(sessionPool, POOL, sessionId);
-        if (s.taker != address(0)) _endGrant(sessionId, GRANT_REMOVED);
+        if (s.poolPos != 0) _removeFrom(_sessionPool, POOL, sessionId);
+        if (s.taker != address(0)) _endGrant(sessionId, _GRANT_REMOVED);
     }
 
     function _credit(uint256 sessionId, address owner_, uint256 amount) private {
-        claimableRefunds[owner_] += amount;
-        totalClaimable += amount;
+        _claimableRefunds[owner_] += amount;
+        _totalClaimable += amount;
         emit RefundCredited(sessionId, owner_, amount);
     }
 
@@ -686,11 +696,11 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
         Session storage s = _ownedActive(sessionId);
         if (s.closing) revert SessionIsClosing(sessionId);
         if (s.poolPos != 0 || s.taker != address(0)) revert AlreadyPooled(sessionId);
-        if (sessionPool.length >= sessionPoolSize) revert PoolFull(sessionPoolSize);
-        if (grantLimit < totalFeePerRes || grantLimit > type(uint96).max) revert InvalidConfig(ConfigProblem.GrantLimitOutOfRange);
+        if (_sessionPool.length >= _poolSize) revert PoolFull(_poolSize);
+        if (grantLimit < _totalFeePerRes || grantLimit > type(uint96).max) revert InvalidConfig(ConfigProblem.GrantLimitOutOfRange);
         s.offerBudget = uint96(grantLimit);
         s.allowNodeRouting = allowNodeRouting;
-        _pushTo(sessionPool, POOL, sessionId);
+        _pushTo(_sessionPool, POOL, sessionId);
         emit SessionPooled(sessionId, msg.sender);
     }
 
@@ -698,37 +708,40 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
     function _unpool(uint256 sessionId) private {
         Session storage s = _sessions[sessionId];
         bool wasOffered = s.poolPos != 0 || s.taker != address(0);
-        if (s.poolPos != 0) _removeFrom(sessionPool, POOL, sessionId);
-        if (s.taker != address(0)) _endGrant(sessionId, GRANT_REMOVED);
+        if (s.poolPos != 0) _removeFrom(_sessionPool, POOL, sessionId);
+        if (s.taker != address(0)) _endGrant(sessionId, _GRANT_REMOVED);
         if (wasOffered) emit SessionRemovedFromPool(sessionId);
     }
 
-    /// @dev Ends the session's grant; a released session goes back to the pool when it is active, not
-    ///      closing, its offer can pay one more answer and the pool has room. A spent offer leaves the
-    ///      pool; revoked and removed ones stay out.
+    /// @dev Ends the session's grant; a released or expired session goes back to the pool when it is
+    ///      active, not closing, its offer can pay one more answer and the pool has room. A spent offer
+    ///      leaves the pool; revoked and removed ones stay out.
     function _endGrant(uint256 sessionId, uint8 reason) private {
         Session storage s = _sessions[sessionId];
         address taker = s.taker;
-        delete _grants[taker];
+        _grantRemove(taker);
         s.taker = address(0);
         emit GrantEnded(sessionId, taker, reason);
-        if (reason == GRANT_RELEASED && s.offerBudget >= totalFeePerRes && s.active && !s.closing
-            && sessionPool.length < sessionPoolSize) {
-            _pushTo(sessionPool, POOL, sessionId);
+        if ((reason == _GRANT_RELEASED || reason == _GRANT_EXPIRED) && s.offerBudget >= _totalFeePerRes && s.active && !s.closing
+            && _sessionPool.length < _poolSize) {
+            _pushTo(_sessionPool, POOL, sessionId);
         }
     }
 
     /// @dev A taker's request: allowed routing, and totalFeePerRes reserved from the offer's budget,
     ///      which no release and re-take refills.
     function _spendGrant(uint256 sessionId, Session storage s, IDtnAi.DtnRouting memory routing) private {
-        if (_grants[msg.sender].sessionId != sessionId || s.closing) revert NotAllowedToUseSession(sessionId, msg.sender);
+        Grant storage g = _grants[msg.sender];
+        if (g.sessionId != sessionId || s.closing) revert NotAllowedToUseSession(sessionId, msg.sender);
+        // Pending requests of an expired grant still settle; new ones are refused.
+        if (block.timestamp >= _grantExpiry(g)) revert GrantExpired(sessionId, msg.sender, _grantExpiry(g));
         if (routing.trustedNodeIds.length > 0 && !s.allowNodeRouting) revert RoutingNotAllowed(sessionId);
-        uint256 fee = totalFeePerRes;
+        uint256 fee = _totalFeePerRes;
         uint256 budget = s.offerBudget;
         if (budget < fee) revert GrantExhausted(sessionId, msg.sender, budget);
         budget -= fee;
         s.offerBudget = uint96(budget);
-        if (budget < fee) _endGrant(sessionId, GRANT_EXHAUSTED);
+        if (budget < fee) _endGrant(sessionId, _GRANT_EXHAUSTED);
     }
 
     // ------------------------------------------------------------------ internals: requests
@@ -768,9 +781,9 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
                 call: call_,
                 extraParams: "",
                 calltype: calltype,
-                feePerByteReq: feePerByteReq,
-                feePerByteRes: feePerByteRes,
-                totalFeePerRes: totalFeePerRes
+                feePerByteReq: _feePerByteReq,
+                feePerByteRes: _feePerByteRes,
+                totalFeePerRes: _totalFeePerRes
             }),
             IDtnAi.CallBack(this.onSuccess.selector, this.onError.selector, address(this)),
             msg.sender,
@@ -791,9 +804,9 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
         // restarted within requestTimeout of the previous deadline keeps that deadline, so nobody can
         // hold the owner's close by settling and requesting again in one transaction: from the owner's
         // first blocked attempt, close succeeds within requestTimeout.
-        if (s.pendingRequests == 0 && block.timestamp >= _addSat(_deadline(s), requestTimeout)) {
+        if (s.pendingRequests == 0 && block.timestamp >= _addSat(_deadline(s), _requestTimeout)) {
             s.pendingSince = uint48(block.timestamp);
-            s.closableAt = uint48(_addSat(block.timestamp, requestTimeout));
+            s.closableAt = uint48(_addSat(block.timestamp, _requestTimeout));
         }
         s.pendingRequests += 1;
         s.lastRequestAt = uint64(block.timestamp);
@@ -838,6 +851,27 @@ contract AdvancedSessionManager is AdvancedSessionStore, Ownable2Step, Reentranc
     }
 
     // ------------------------------------------------------------------ internals: sets and lists
+
+    /// @dev Records `taker`'s grant on `sessionId` at the tail of the grant list (newest).
+    function _grantAppend(address taker, uint256 sessionId) private {
+        uint40 tail = _grantTail;
+        _grants[taker] = Grant(uint40(sessionId), uint40(block.timestamp), tail, 0);
+        if (tail == 0) _grantHead = uint40(sessionId);
+        else _grants[_sessions[tail].taker].next = uint40(sessionId);
+        _grantTail = uint40(sessionId);
+    }
+
+    /// @dev Deletes `taker`'s grant and unlinks it from the grant list.
+    function _grantRemove(address taker) private {
+        Grant storage g = _grants[taker];
+        uint40 prev = g.prev;
+        uint40 next = g.next;
+        if (prev == 0) _grantHead = next;
+        else _grants[_sessions[prev].taker].next = next;
+        if (next == 0) _grantTail = prev;
+        else _grants[_sessions[next].taker].prev = prev;
+        delete _grants[taker];
+    }
 
     function _touch(uint256 sessionId) private {
         _sessions[sessionId].lastUsed = uint64(block.timestamp);

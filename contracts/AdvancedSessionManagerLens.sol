@@ -40,6 +40,7 @@ contract AdvancedSessionManagerLens is AdvancedSessionStore {
         uint256 totalFeePerRes;
         uint256 requestTimeout;
         uint256 activeCount;
+        uint256 grantDuration;
     }
 
     address private immutable _feeToken;
@@ -49,6 +50,123 @@ contract AdvancedSessionManagerLens is AdvancedSessionStore {
     constructor(address feeToken_, uint8 tokenDecimals_) {
         _feeToken = feeToken_;
         _tokenDecimals = tokenDecimals_;
+    }
+
+    // ------------------------------------------------------------------ constants of the manager
+
+    function DEFAULT_CLEANUP_BATCH() external pure returns (uint256) {
+        return _DEFAULT_CLEANUP_BATCH;
+    }
+
+    function UPKEEP_GAS_BUDGET() external pure returns (uint256) {
+        return _UPKEEP_GAS_BUDGET;
+    }
+
+    function MAINTENANCE_GAS_BUDGET() external pure returns (uint256) {
+        return _MAINTENANCE_GAS_BUDGET;
+    }
+
+    function MAX_SESSION_AGE() external pure returns (uint256) {
+        return _MAX_SESSION_AGE;
+    }
+
+    function MAX_REQUEST_TIMEOUT() external pure returns (uint256) {
+        return _MAX_REQUEST_TIMEOUT;
+    }
+
+    function MAX_POOL_SIZE() external pure returns (uint256) {
+        return _MAX_POOL_SIZE;
+    }
+
+    function MIN_GRANT_DURATION() external pure returns (uint256) {
+        return _MIN_GRANT_DURATION;
+    }
+
+    function MAX_GRANT_DURATION() external pure returns (uint256) {
+        return _MAX_GRANT_DURATION;
+    }
+
+    function GRANT_RELEASED() external pure returns (uint8) {
+        return _GRANT_RELEASED;
+    }
+
+    function GRANT_REVOKED() external pure returns (uint8) {
+        return _GRANT_REVOKED;
+    }
+
+    function GRANT_EXHAUSTED() external pure returns (uint8) {
+        return _GRANT_EXHAUSTED;
+    }
+
+    function GRANT_REMOVED() external pure returns (uint8) {
+        return _GRANT_REMOVED;
+    }
+
+    function GRANT_EXPIRED() external pure returns (uint8) {
+        return _GRANT_EXPIRED;
+    }
+
+    // ------------------------------------------------------------------ state of the example
+
+    /// @notice The example's public state, read here so the manager's code keeps room to grow.
+    function userSessions(address user, uint256 i) external view returns (uint256) {
+        return _userSessions[user][i];
+    }
+
+    function activeSessions(uint256 i) external view returns (uint256) {
+        return _activeSessions[i];
+    }
+
+    function sessionPool(uint256 i) external view returns (uint256) {
+        return _sessionPool[i];
+    }
+
+    function minSessionBalance() external view returns (uint256) {
+        return _minBalance;
+    }
+
+    function maxSessionAge() external view returns (uint256) {
+        return _maxAge;
+    }
+
+    function sessionPoolSize() external view returns (uint256) {
+        return _poolSize;
+    }
+
+    function feePerByteReq() external view returns (uint256) {
+        return _feePerByteReq;
+    }
+
+    function feePerByteRes() external view returns (uint256) {
+        return _feePerByteRes;
+    }
+
+    function totalFeePerRes() external view returns (uint256) {
+        return _totalFeePerRes;
+    }
+
+    /// @notice A session's pending requests block close and renew until this long after the oldest
+    ///         unanswered one (its deadline is fixed when made: raising this never extends it).
+    function requestTimeout() external view returns (uint256) {
+        return _requestTimeout;
+    }
+
+    /// @notice How long a pool grant lasts from its take (set by setGrantDuration).
+    function grantDuration() external view returns (uint256) {
+        return _grantDuration;
+    }
+
+    function nextSessionId() external view returns (uint256) {
+        return _nextSessionId;
+    }
+
+    /// @notice Refunds credited by cleanup, withdrawable with withdrawRefunds().
+    function claimableRefunds(address owner_) external view returns (uint256) {
+        return _claimableRefunds[owner_];
+    }
+
+    function totalClaimable() external view returns (uint256) {
+        return _totalClaimable;
     }
 
     // ------------------------------------------------------------------ views of the example
@@ -82,12 +200,12 @@ contract AdvancedSessionManagerLens is AdvancedSessionStore {
 
     /// @notice How many sessions `user` has ever created.
     function getUserSessionCount(address user) external view returns (uint256) {
-        return userSessions[user].length;
+        return _userSessions[user].length;
     }
 
     /// @notice Sessions in the pool now, and the pool's capacity.
     function getPoolStatus() external view returns (uint256 poolSize, uint256 maxSize) {
-        return (sessionPool.length, sessionPoolSize);
+        return (_sessionPool.length, _poolSize);
     }
     // ------------------------------------------------------------------ views for clients
 
@@ -130,7 +248,7 @@ contract AdvancedSessionManagerLens is AdvancedSessionStore {
 
     /// @notice Every session id `user` has created, oldest first.
     function getUserSessions(address user) external view returns (uint256[] memory) {
-        return userSessions[user];
+        return _userSessions[user];
     }
 
     /// @notice The active sessions `user` owns, in ascending id order.
@@ -150,40 +268,71 @@ contract AdvancedSessionManagerLens is AdvancedSessionStore {
         view
         returns (uint256[] memory ids, uint256 total)
     {
-        total = activeSessions.length;
+        total = _activeSessions.length;
         uint256 end = _pageEnd(total, offset, limit);
         ids = new uint256[](end - offset);
-        for (uint256 i = offset; i < end; i++) ids[i - offset] = activeSessions[i];
+        for (uint256 i = offset; i < end; i++) ids[i - offset] = _activeSessions[i];
     }
 
     /// @notice The pooled session ids; getFromPool() takes the last one.
     function getPoolSessions() external view returns (uint256[] memory) {
-        return sessionPool;
+        return _sessionPool;
     }
 
-    /// @notice The pooled session `user` holds a live grant on (0 = none); its requests may use it.
+    /// @notice The pooled session `user` holds a live (not expired) grant on (0 = none); its requests
+    ///         may use it.
     function poolGrant(address user) external view returns (uint256) {
-        return _grants[user].sessionId;
+        Grant storage g = _grants[user];
+        return block.timestamp < _grantExpiry(g) ? g.sessionId : 0;
     }
 
-    /// @notice The grant `user` holds: the session, what it may still spend, and whether it may name
-    ///         trusted node ids (all zero when none).
-    function getGrant(address user) external view returns (uint256 sessionId, uint256 remaining, bool allowNodeRouting) {
-        uint256 sid = _grants[user].sessionId;
+    /// @notice The grant `user` holds: the session, what it may still spend, whether it may name
+    ///         trusted node ids, and when it expires (all zero when none). An expired grant is listed
+    ///         until getFromPool ends it; its holder can no longer make requests with it.
+    function getGrant(address user)
+        external
+        view
+        returns (uint256 sessionId, uint256 remaining, bool allowNodeRouting, uint256 expiresAt)
+    {
+        Grant storage g = _grants[user];
+        uint256 sid = g.sessionId;
+        if (sid == 0) return (0, 0, false, 0);
         Session storage s = _sessions[sid];
-        return (sid, sid == 0 ? 0 : s.offerBudget, sid != 0 && s.allowNodeRouting);
+        return (sid, s.offerBudget, s.allowNodeRouting, _grantExpiry(g));
+    }
+
+    /// @notice Up to `max` sessions, oldest grant first, whose grants have expired: getFromPool hands
+    ///         them out when the pool is empty.
+    function getExpiredGrants(uint256 max) external view returns (uint256[] memory ids) {
+        uint256 n;
+        for (uint256 id = _grantHead; id != 0 && n < max && _expiredAt(id); id = _grantOf(id).next) n++;
+        ids = new uint256[](n);
+        uint256 id_ = _grantHead;
+        for (uint256 i = 0; i < n; i++) {
+            ids[i] = id_;
+            id_ = _grantOf(id_).next;
+        }
     }
 
     /// @notice How a session is shared: offered (in the pool now, or granted), the current taker, what
-    ///         the offer may still spend (its budget, across all grants) and whether takers may name
-    ///         trusted node ids.
+    ///         the offer may still spend (its budget, across all grants), whether takers may name
+    ///         trusted node ids, and when the taker's grant expires (0 without a taker).
     function getPoolOffer(uint256 sessionId)
         external
         view
-        returns (bool offered, address taker, uint256 grantLimit, bool allowNodeRouting)
+        returns (bool offered, address taker, uint256 grantLimit, bool allowNodeRouting, uint256 grantExpiresAt)
     {
         Session storage s = _sessions[sessionId];
-        return (s.poolPos != 0 || s.taker != address(0), s.taker, s.offerBudget, s.allowNodeRouting);
+        uint256 expiresAt = s.taker == address(0) ? 0 : _grantExpiry(_grants[s.taker]);
+        return (s.poolPos != 0 || s.taker != address(0), s.taker, s.offerBudget, s.allowNodeRouting, expiresAt);
+    }
+
+    function _grantOf(uint256 sessionId) private view returns (Grant storage) {
+        return _grants[_sessions[sessionId].taker];
+    }
+
+    function _expiredAt(uint256 sessionId) private view returns (bool) {
+        return block.timestamp >= _grantExpiry(_grantOf(sessionId));
     }
 
     /// @notice Up to `max` sessions that cleanup would close now, least recently used first.
@@ -216,15 +365,16 @@ contract AdvancedSessionManagerLens is AdvancedSessionStore {
         c.ai = address(ai);
         c.feeToken = _feeToken;
         c.tokenDecimals = _tokenDecimals;
-        c.minSessionBalance = minSessionBalance;
-        c.maxSessionAge = maxSessionAge;
-        c.sessionPoolSize = sessionPoolSize;
-        c.poolLength = sessionPool.length;
-        c.feePerByteReq = feePerByteReq;
-        c.feePerByteRes = feePerByteRes;
-        c.totalFeePerRes = totalFeePerRes;
-        c.requestTimeout = requestTimeout;
-        c.activeCount = activeSessions.length;
+        c.minSessionBalance = _minBalance;
+        c.maxSessionAge = _maxAge;
+        c.sessionPoolSize = _poolSize;
+        c.poolLength = _sessionPool.length;
+        c.feePerByteReq = _feePerByteReq;
+        c.feePerByteRes = _feePerByteRes;
+        c.totalFeePerRes = _totalFeePerRes;
+        c.requestTimeout = _requestTimeout;
+        c.activeCount = _activeSessions.length;
+        c.grantDuration = _grantDuration;
     }
 
     /// @dev What a session has left: its DTN balance when the router exposes it, else what was funded.

@@ -63,9 +63,13 @@ abstract contract AdvancedSessionStore is WithDtnAi {
         uint256 dtnSessionId;
     }
 
-    /// @dev A taker's grant: the session it is on (what it may spend is the session's offerBudget).
+    /// @dev A taker's grant: the session it is on (what it may spend is the session's offerBudget),
+    ///      when it was taken, and its neighbours (session ids) in the list of grants in take order.
     struct Grant {
         uint40 sessionId;
+        uint40 takenAt;
+        uint40 prev;
+        uint40 next;
     }
 
     /// @dev The active sessions of one owner, a list in ascending id order.
@@ -76,30 +80,63 @@ abstract contract AdvancedSessionStore is WithDtnAi {
     }
 
 
+    // ------------------------------------------------------------------ constants (public in the lens)
+
+    /// @dev Most sessions closed by `cleanupOldSessions()` and `performUpkeep`.
+    uint256 internal constant _DEFAULT_CLEANUP_BATCH = 50;
+    /// @dev Gas cleanupOldSessions() and performUpkeep spend on closing at most: with the last
+    ///      session and the call itself, the worst case needs under 4,500,000, 10% under a keeper's
+    ///      usual 5,000,000 perform gas limit.
+    uint256 internal constant _UPKEEP_GAS_BUDGET = 4_000_000;
+    /// @dev Gas cleanupOldSessionsUpTo and closeAllSessions spend on closing at most: one
+    ///      transaction stays well under 2^24 gas.
+    uint256 internal constant _MAINTENANCE_GAS_BUDGET = 12_000_000;
+
+    /// @dev Upper bounds of the configuration (owner-only setters refuse more with InvalidConfig).
+    uint256 internal constant _MAX_SESSION_AGE = 365 days;
+    uint256 internal constant _MAX_REQUEST_TIMEOUT = 7 days;
+    uint256 internal constant _MAX_POOL_SIZE = 100;
+    /// @dev Bounds of grantDuration: long enough to use a grant, short enough that a drained pool
+    ///      refills within a month.
+    uint256 internal constant _MIN_GRANT_DURATION = 10 minutes;
+    uint256 internal constant _MAX_GRANT_DURATION = 30 days;
+
+    uint8 internal constant _GRANT_RELEASED = 0;
+    uint8 internal constant _GRANT_REVOKED = 1;
+    uint8 internal constant _GRANT_EXHAUSTED = 2;
+    uint8 internal constant _GRANT_REMOVED = 3;
+    uint8 internal constant _GRANT_EXPIRED = 4;
+
     // ------------------------------------------------------------------ example-compatible state
 
-    mapping(address => uint256[]) public userSessions;
-    uint256[] public activeSessions;
+    mapping(address => uint256[]) internal _userSessions;
+    uint256[] internal _activeSessions;
 
-    uint256 public minSessionBalance;
-    uint256 public maxSessionAge = 24 hours;
-    uint256 public sessionPoolSize = 5;
+    uint256 internal _minBalance;
+    uint256 internal _maxAge = 24 hours;
+    uint256 internal _poolSize = 5;
 
-    uint256[] public sessionPool;
+    uint256[] internal _sessionPool;
 
     // ------------------------------------------------------------------ added state
 
-    uint256 public feePerByteReq;
-    uint256 public feePerByteRes;
-    uint256 public totalFeePerRes;
-    /// @notice A session's pending requests block close and renew until this long after the oldest
-    ///         unanswered one (its deadline is fixed when made: raising this never extends it).
-    uint256 public requestTimeout = 15 minutes;
+    uint256 internal _feePerByteReq;
+    uint256 internal _feePerByteRes;
+    uint256 internal _totalFeePerRes;
+    /// @dev A session's pending requests block close and renew until this long after the oldest
+    ///      unanswered one (its deadline is fixed when made: raising this never extends it).
+    uint32 internal _requestTimeout = 15 minutes;
+    // A raise must not give back what a lowering took: streaks that began before the last raise
+    // (_timeoutRaisedAt) keep at most _timeoutFloor, the lowest timeout in force before any raise.
+    // One record for all raises, so a streak between two raises may get a shorter deadline, never
+    // a longer one. Same slot as _requestTimeout: a request reads both with one SLOAD.
+    uint48 internal _timeoutRaisedAt;
+    uint32 internal _timeoutFloor;
 
-    uint256 public nextSessionId = 1;
-    /// @notice Refunds credited by cleanup, withdrawable with withdrawRefunds().
-    mapping(address => uint256) public claimableRefunds;
-    uint256 public totalClaimable;
+    uint256 internal _nextSessionId = 1;
+    /// @dev Refunds credited by cleanup, withdrawable with withdrawRefunds().
+    mapping(address => uint256) internal _claimableRefunds;
+    uint256 internal _totalClaimable;
 
     mapping(uint256 => Session) internal _sessions;
     mapping(bytes32 => Request) internal _requests;
@@ -109,11 +146,17 @@ abstract contract AdvancedSessionStore is WithDtnAi {
     // Active sessions ordered by lastUsed (head = least recently used): cleanup only visits idle ones.
     uint256 internal _lruHead;
     uint256 internal _lruTail;
+    // Live grants in the order they were taken, which is the order they expire in: every grant lasts
+    // _grantDuration (one duration for all; changing it moves every expiry alike). One slot, never
+    // zero, so taking the first grant does not pay for a new slot.
+    uint40 internal _grantHead;
+    uint40 internal _grantTail;
+    uint32 internal _grantDuration = 1 days;
 
     // ------------------------------------------------------------------ shared reads
 
     function _isIdle(uint256 sessionId) internal view returns (bool) {
-        return block.timestamp - _sessions[sessionId].lastUsed > maxSessionAge;
+        return block.timestamp - _sessions[sessionId].lastUsed > _maxAge;
     }
 
     function _dtnBalance(uint256 dtnSessionId) internal view returns (bool ok, uint256 balance) {
@@ -132,11 +175,21 @@ abstract contract AdvancedSessionStore is WithDtnAi {
     }
 
     /// @dev The effective deadline of a session's pending requests: the one fixed when the streak
-    ///      began, or earlier if requestTimeout was lowered since. Saturating.
+    ///      began, or earlier if requestTimeout was lowered since, even if it was raised again.
+    ///      Saturating.
     function _deadline(Session storage s) internal view returns (uint256) {
         uint256 fixedAt = s.closableAt;
-        uint256 now_ = _addSat(s.pendingSince, requestTimeout);
+        uint256 since = s.pendingSince;
+        uint256 timeout = _requestTimeout;
+        // A streak that begins in the second of a raise counts as after it (it gets the raise).
+        if (since < _timeoutRaisedAt && _timeoutFloor < timeout) timeout = _timeoutFloor;
+        uint256 now_ = _addSat(since, timeout);
         return now_ < fixedAt ? now_ : fixedAt;
+    }
+
+    /// @dev When `g` expires (or expired): one duration for all grants, counted from the take.
+    function _grantExpiry(Grant storage g) internal view returns (uint256) {
+        return uint256(g.takenAt) + _grantDuration;
     }
 
     function _addSat(uint256 a, uint256 b) internal pure returns (uint256) {

@@ -35,7 +35,7 @@ def test_check_nothing_to_do_exits_0_without_a_key(make_cli, system6, user, w3):
     assert r.stdout.strip() == "upkeep not needed: no idle session" and r.stderr == ""
     r = cli("cleanup", "--check", "--json", role=None)
     assert r.exit_code == 0
-    assert load_json(r) == {"action": "cleanup-check", "upkeep_needed": False, "would_close": [],
+    assert load_json(r) == {"action": "cleanup-check", "upkeep_needed": False, "idle": [], "would_close": [],
                             "count": 0, "more_idle": False, "batch": 50, "estimated_gas": None,
                             "perform_reverts": "nothing closed: no session is idle, or DTN refused every close"}
     assert _head(w3) == before and session(system6, sid)["active"]
@@ -94,8 +94,11 @@ def test_check_when_every_close_would_fail_says_so(make_cli, system6, deployer, 
     transact(w3, system6.token.functions.setBlocked(system6.manager.address, True), deployer)
     r = cli("cleanup", "--check", role=None)
     assert r.exit_code == 14
-    assert r.stdout.strip() == (f"upkeep needed: performUpkeep would close 1 idle session [{sid}]; "
-                                "it would revert: nothing closed: no session is idle, or DTN refused every close")
+    # it said "would close 1 idle session" and then "it would revert": it closes none
+    assert r.stdout.strip() == (f"upkeep needed: 1 idle session [{sid}], but performUpkeep would "
+                                "revert: nothing closed: no session is idle, or DTN refused every close")
+    out = load_json(cli("cleanup", "--check", "--json", role=None))
+    assert (out["count"], out["would_close"], out["idle"]) == (0, [], [sid])
     transact(w3, system6.token.functions.setBlocked(system6.manager.address, False), deployer)
 
 

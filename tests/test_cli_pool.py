@@ -19,13 +19,13 @@ pytestmark = pytest.mark.usefixtures("conserved")
 
 
 def offer(system, sid: int) -> tuple:
-    """getPoolOffer(sid): (offered, taker, grantLimit, allowNodeRouting)."""
-    return tuple(system.manager.functions.getPoolOffer(sid).call())
+    """getPoolOffer(sid) without the grant's expiry: (offered, taker, grantLimit, allowNodeRouting)."""
+    return tuple(system.manager.functions.getPoolOffer(sid).call())[:4]
 
 
 def grant(system, who: str) -> tuple:
-    """getGrant(who): (sessionId, remaining, allowNodeRouting)."""
-    return tuple(system.manager.functions.getGrant(who).call())
+    """getGrant(who) without its expiry: (sessionId, remaining, allowNodeRouting)."""
+    return tuple(system.manager.functions.getGrant(who).call())[:3]
 
 
 def pooled(system, sid: int) -> bool:
@@ -52,9 +52,11 @@ def test_pool_add_with_limit_get_release_round_trip(make_cli, system, user, stra
 
     out = cli.json("pool", "get", role="stranger")
     assert out["session_id"] == sid
+    expires = system.manager.functions.getGrant(stranger).call()[3]
+    assert expires == w3.eth.get_block("latest")["timestamp"] + 24 * 3600  # the default duration
     assert out["grant"] == {"session_id": sid, "remaining": "2.5",
                             "remaining_units": str(token_units(system, "2.5")),
-                            "allow_node_routing": False}
+                            "allow_node_routing": False, "expires_at": expires, "expired": False}
     assert grant(system, stranger) == (sid, token_units(system, "2.5"), False)
     assert offer(system, sid)[:2] == (True, stranger) and not pooled(system, sid)
 
@@ -66,7 +68,8 @@ def test_pool_add_with_limit_get_release_round_trip(make_cli, system, user, stra
     assert st["offers"] == [{"session_id": sid, "owner": user, "pooled": False, "taker": stranger,
                              "grant_limit": "2.5",
                              "grant_limit_units": str(token_units(system, "2.5")),
-                             "allow_node_routing": False}]
+                             "allow_node_routing": False, "grant_expires_at": expires,
+                             "grant_expired": False}]
     r = cli("pool", "status")
     assert_ok(r)
     assert "taken" in r.stdout and stranger in r.stdout and "2.5 USDT" in r.stdout
@@ -204,3 +207,48 @@ def test_pool_status_without_a_key_shows_the_pool(make_cli, system6, user):
     st = cli.json("pool", "status", role=None)
     assert st["sessions"] == [sid] and st["grant"] is None
     assert [o["session_id"] for o in st["offers"]] == [sid] and st["offers"][0]["owner"] == user
+
+
+def test_pool_grant_expiry_shown_refused_and_handed_on(make_cli, system6, user, stranger, deployer, w3):
+    """Issue 14: `config update --grant-duration` (bounded, owner only, refused before sending),
+    the grant's expiry in `pool get`/`pool status`, the expired grantee refused in words, and
+    the next `pool get` handing the session on."""
+    from helpers import latest_ts, mine
+
+    cli = make_cli(system6)
+    fails(cli, ["config", "update", "--grant-duration", "599"], ExitCode.INPUT,
+          "--grant-duration", "10 minutes", role="deployer")
+    fails(cli, ["config", "update", "--grant-duration", "600"], ExitCode.AUTH,
+          "not the contract owner")
+    out = cli.json("config", "update", "--grant-duration", "600", role="deployer")
+    assert out["config"]["grant_duration"] == 600
+    assert system6.manager.functions.grantDuration().call() == 600
+
+    fund(system6, user, 100, approve=False)
+    sid = create_via_cli(cli, "20")
+    cli.json("pool", "add", str(sid))
+    out = cli.json("pool", "get", role="stranger")
+    expires = out["grant"]["expires_at"]
+    assert expires == latest_ts(w3) + 600 and out["grant"]["expired"] is False
+    r = cli("pool", "status", role="stranger")
+    assert_ok(r)
+    assert "until" in r.stdout and "expired" not in r.stdout
+
+    mine(w3, expires)  # the chain's clock reaches the expiry
+    st = cli.json("pool", "status")
+    assert [(o["session_id"], o["taker"], o["grant_expires_at"], o["grant_expired"])
+            for o in st["offers"]] == [(sid, stranger, expires, True)]
+    r = cli("pool", "status")
+    assert_ok(r)
+    assert "grant expired" in r.stdout
+    assert cli.json("pool", "status", role="stranger")["grant"]["expired"] is True
+    fund(system6, stranger, 100)
+    fails(cli, ["request", "hi", "--session", str(sid)], ExitCode.AUTH,
+          f"grant on session {sid} expired", role="stranger")
+
+    # the next taker gets it; the expired grant ends with its reason
+    out = cli.json("pool", "get", role="deployer")
+    assert out["session_id"] == sid and out["grant"]["expired"] is False
+    rcpt = w3.eth.get_transaction_receipt(out["transactions"][0]["tx_hash"])
+    assert [(e["user"], e["reason"]) for e in events(system6.manager, "GrantEnded", rcpt)] == [(stranger, 4)]
+    assert grant(system6, stranger)[0] == 0 and grant(system6, deployer)[0] == sid

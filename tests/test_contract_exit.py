@@ -11,6 +11,7 @@ from dtnsess_cli.devnet.localdtn import deploy, transact
 from helpers import (
     CALLBACK_GAS,
     answer,
+    ask,
     assert_reverts,
     bal,
     call_from,
@@ -148,7 +149,7 @@ def test_offer_budget_spans_every_grant_and_re_take(system, user, stranger):
     transact(w3, m.getFromPool(), stranger)
     ask_taker("one")
     ask_taker("two")
-    assert m.getGrant(stranger).call() == [sid, fee, False]
+    assert m.getGrant(stranger).call()[:3] == [sid, fee, False]
     transact(w3, m.releaseGrant(), stranger)
     assert m.getPoolOffer(sid).call()[2] == fee and sid in m.getPoolSessions().call()
     transact(w3, m.getFromPool(), stranger)
@@ -158,3 +159,31 @@ def test_offer_budget_spans_every_grant_and_re_take(system, user, stranger):
     assert m.getPoolOffer(sid).call()[:3] == [False, "0x" + "0" * 40, 0]
     assert_reverts(call_from(m.getFromPool(), stranger), "PoolEmpty")
     assert session(system, sid)["requestCount"] == 3
+
+
+def test_a_lowered_timeout_does_not_grow_back_when_raised(system, deployer, user):
+    """Seen in issue 14: lowering requestTimeout shortened a pending deadline, and raising it again
+    gave the longer deadline back (min(closableAt, pendingSince + requestTimeout)). The owner's
+    exit keeps the shortest timeout in force since the streak began."""
+    w3, m = system.w3, system.manager.functions
+    timeout = m.requestTimeout().call()
+    fund(system, user, 100)
+    sid, _ = create(system, user, 50)
+    _, r = ask(system, user, sid=sid, route=default_routing(), value=CALLBACK_GAS)
+    since = w3.eth.get_block(r["blockNumber"])["timestamp"]
+    assert session(system, sid)["closableAt"] == since + timeout
+    next_second(w3)  # a streak begun in the second of a raise counts as after it
+    transact(w3, m.setRequestTimeout(60), deployer)
+    assert session(system, sid)["closableAt"] == since + 60
+    transact(w3, m.setRequestTimeout(timeout), deployer)
+    assert session(system, sid)["closableAt"] == since + 60  # was since + timeout again
+    transact(w3, m.setRequestTimeout(2 * timeout), deployer)
+    assert session(system, sid)["closableAt"] == since + 60
+    mine(w3, since + 60)
+    transact(w3, m.closeSession(sid), user)
+    assert not session(system, sid)["active"]
+    # a streak that begins after the raise has the raised timeout
+    sid2, _ = create(system, user, 20)
+    _, r = ask(system, user, sid=sid2, route=default_routing(), value=CALLBACK_GAS)
+    since2 = w3.eth.get_block(r["blockNumber"])["timestamp"]
+    assert session(system, sid2)["closableAt"] == since2 + 2 * timeout

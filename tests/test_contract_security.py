@@ -153,17 +153,17 @@ def test_f2_spent_offer_ends_the_grant_and_leaves_the_pool(system, user, strange
     m = system.manager.functions
     fee = m.totalFeePerRes().call()
     sid = _pooled_session(system, user, stranger, 50, limit=3 * fee)
-    assert m.getGrant(stranger).call() == [sid, 3 * fee, False]
-    assert m.getPoolOffer(sid).call() == [True, stranger, 3 * fee, False]
+    assert m.getGrant(stranger).call()[:3] == [sid, 3 * fee, False]
+    assert m.getPoolOffer(sid).call()[:4] == [True, stranger, 3 * fee, False]
     for left in (2, 1):
         ask(system, stranger, f"{left} left")
-        assert m.getGrant(stranger).call() == [sid, left * fee, False]
+        assert m.getGrant(stranger).call()[:3] == [sid, left * fee, False]
         next_second(w3)
     _, r = ask(system, stranger, "the last one")  # reserves the last answer's worth: the grant ends
 
     assert one_event(system.manager, "GrantEnded", r) == {"sessionId": sid, "user": stranger, "reason": EXHAUSTED}
-    assert m.getGrant(stranger).call() == [0, 0, False]
-    assert _pool(system) == [] and m.getPoolOffer(sid).call() == [False, "0x" + "0" * 40, 0, False]
+    assert m.getGrant(stranger).call() == [0, 0, False, 0]
+    assert _pool(system) == [] and m.getPoolOffer(sid).call() == [False, "0x" + "0" * 40, 0, False, 0]
     next_second(w3)
     req = m.makeAIRequestInSession(sid, "more", system.model, default_routing())
     assert_reverts(call_from(req, stranger, CALLBACK_GAS), "NotAllowedToUseSession", sid, stranger)
@@ -219,7 +219,7 @@ def test_f2_owner_revokes_a_grant(system, user, stranger, accounts):
     assert_reverts(call_from(m.getFromPool(), stranger), "PoolEmpty")
     req = m.makeAIRequestInSession(sid, "hi", system.model, default_routing())
     assert_reverts(call_from(req, stranger, CALLBACK_GAS), "NotAllowedToUseSession", sid, stranger)
-    assert m.getGrant(stranger).call() == [0, 0, False]
+    assert m.getGrant(stranger).call() == [0, 0, False, 0]
     transact(w3, m.addToPool(sid), user)  # the owner may offer it again
     assert _pool(system) == [sid]
 
@@ -261,7 +261,7 @@ def test_f3_one_grant_per_address_and_release(system, user, stranger, accounts):
     assert_reverts(call_from(m.releaseGrant(), accounts[4]), "NoGrant")
     r = transact(w3, m.releaseGrant(), stranger)
     assert one_event(system.manager, "GrantEnded", r) == {"sessionId": ids[2], "user": stranger, "reason": RELEASED}
-    assert m.getGrant(stranger).call() == [0, 0, False]
+    assert m.getGrant(stranger).call() == [0, 0, False, 0]
     assert sorted(_pool(system)) == ids
     # released: it may take one again
     r = transact(w3, m.getFromPool(), stranger)
@@ -335,14 +335,16 @@ def test_f4_timeout_changes_never_extend_a_pending_deadline(system, deployer, us
     t0 = w3.eth.get_block(r["blockNumber"])["timestamp"]
     assert session(system, sid)["closableAt"] == t0 + timeout
 
+    next_second(w3)  # changes in the second the streak began count as before it
     transact(w3, m.setRequestTimeout(7 * 86400), deployer)  # raising: the deadline stays
     assert session(system, sid)["closableAt"] == t0 + timeout
     assert_reverts(call_from(m.closeSession(sid), user), "RequestsPending", sid, 1, t0 + timeout)
     transact(w3, m.setRequestTimeout(60), deployer)  # lowering: it comes closer
     assert session(system, sid)["closableAt"] == t0 + 60
-    transact(w3, m.setRequestTimeout(7 * 86400), deployer)  # and raising again never moves it back out
-    assert session(system, sid)["closableAt"] == t0 + timeout
-    increase_time(w3, t0 + timeout - latest_ts(w3))
+    # and raising again never moves it back out, not even to where it was (issue 14, second session)
+    transact(w3, m.setRequestTimeout(7 * 86400), deployer)
+    assert session(system, sid)["closableAt"] == t0 + 60
+    mine(w3, max(t0 + 60, latest_ts(w3) + 1))
     transact(w3, m.closeSession(sid), user)
     assert not session(system, sid)["active"]
 

@@ -8,6 +8,7 @@ import os
 import pytest
 from eth_abi import encode as abi_encode
 
+from cli_helpers import load_json
 from dtnsess_cli.devnet.localdtn import transact
 from dtnsess_cli.manager.base import UPKEEP_BATCH
 from helpers import (
@@ -170,7 +171,7 @@ def test_perform_reverts_when_dtn_refuses_every_close(system6, deployer, user):
 
 
 @pytest.mark.slow
-def test_worst_case_batch_fits_the_perform_gas_limit_with_margin(system6, deployer, accounts):
+def test_worst_case_batch_fits_the_perform_gas_limit_with_margin(system6, deployer, accounts, make_cli):
     """The issue-14 worst case: 50 idle sessions of 50 fresh owners, each granted to a taker with
     one pending request and each between two used sessions of its owner. On 5e555a9 one batch
     needed a 5,502,246 gas limit and ran out of gas at 5,000,000 while checkUpkeep stayed true.
@@ -199,9 +200,14 @@ def test_worst_case_batch_fits_the_perform_gas_limit_with_margin(system6, deploy
 
     limit = w3.eth.estimate_gas({"from": keeper, "to": system.manager.address,
                                  "data": system.manager.encode_abi("performUpkeep", [b""])})
+    check = make_cli(system)("cleanup", "--check", "--json", role=None)
     r = _perform(system, keeper)
 
     closed = _closed(system, r)
+    # `cleanup --check` says what the perform closes, not the batch of 50 (it said "up to 50")
+    assert check.exit_code == 14, check.output
+    said = load_json(check)
+    assert (said["count"], said["would_close"], said["more_idle"]) == (len(closed), closed, True)
     print(f"worst-case performUpkeep: {len(closed)} sessions, limit needed {limit:,}, "
           f"gasUsed {r['gasUsed']:,} ({r['gasUsed'] // len(closed):,} per session)")
     assert limit <= 0.9 * PERFORM_GAS_LIMIT

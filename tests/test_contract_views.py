@@ -126,6 +126,6 @@ def test_get_config(system, user):
     unit = system.unit
     assert tuple(cfg) == (
         system.router.address, system.token.address, system.decimals, 10 * unit, 24 * 3600, 5, 1,
-        unit // 1000, unit // 1000, unit, 15 * 60, 2,
+        unit // 1000, unit // 1000, unit, 15 * 60, 2, 24 * 3600,
     )
     assert m.ai().call() == system.router.address and m.feeToken().call() == system.token.address

@@ -26,6 +26,7 @@ def test_exit_codes_are_stable():
     (E.WaitTimeoutError("the answer", 3), ExitCode.TIMEOUT),
     (E.GasPriceTooHighError("50", "10"), ExitCode.GAS_PRICE),
     (E.LockedError("/tmp/l"), ExitCode.LOCKED),
+    (E.BlockGasLimitError("closing one session", 150_000), ExitCode.CHAIN),
     (E.AbortedError(), ExitCode.ABORTED),
     (E.ArtifactError("X", "missing"), ExitCode.CONFIG),
 ])

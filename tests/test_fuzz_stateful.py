@@ -449,12 +449,13 @@ class ManagerMachine(RuleBasedStateMachine):
         fn = self.m.cleanupOldSessions() if n is None else self.m.cleanupOldSessionsUpTo(n)
         self._send("cleanup", self.actors[a], fn)
 
-    @step(dt=st.sampled_from(["1s", "1m", "timeout", "timeout+1", "age+1", "3h"]))
+    @step(dt=st.sampled_from(["1s", "1m", "timeout", "timeout+1", "age+1", "3h", "grant"]))
     def travel(self, dt):
         self._step(f"travel {dt}")
         cfg = self.m.getConfig().call()
+        # "grant": every live grant expires (the next getFromPool hands expired ones on)
         seconds = {"1s": 1, "1m": 60, "timeout": cfg[10], "timeout+1": cfg[10] + 1,
-                   "age+1": cfg[4] + 1, "3h": 3 * 3600}[dt]
+                   "age+1": cfg[4] + 1, "3h": 3 * 3600, "grant": cfg[12]}[dt]
         rpc(self.w3, "evm_increaseTime", seconds)
         rpc(self.w3, "evm_mine")
 
@@ -511,7 +512,7 @@ class ManagerMachine(RuleBasedStateMachine):
         """The fields only a session's owner may change (cleanup may deactivate idle sessions)."""
         out = {}
         for sid, v in st_["views"].items():
-            offered, _taker, limit, nodes = st_["offers"][sid]
+            offered, _taker, limit, nodes, _expires = st_["offers"][sid]
             # view: (id, owner, balance, lastUsed, active, requestCount, dtnSessionId, pending,
             #        lastRequestAt, pooled, hasDtnBalance, dtnBalance, closableAt, closing, pendingSince)
             out[sid] = {"owner": v[1], "active": v[4], "funded": v[2], "dtnSession": v[6],
@@ -552,13 +553,14 @@ class ManagerMachine(RuleBasedStateMachine):
             assert views[sid][4] and not views[sid][13], f"{where}: pooled session {sid} inactive/closing"
             assert views[sid][9], f"{where}: pooled {sid} but its view says not pooled"
             assert st_["offers"][sid][1] == "0x" + "0" * 40, f"{where}: pooled {sid} is also granted"
-        for a, (gsid, remaining, nodes) in st_["grants"].items():
+        for a, (gsid, remaining, nodes, expires) in st_["grants"].items():
             if gsid:
                 assert views[gsid][4] and not views[gsid][13], f"{where}: {a} holds a grant on dead {gsid}"
-                offered, taker, limit, offer_nodes = st_["offers"][gsid]
+                offered, taker, limit, offer_nodes, offer_expires = st_["offers"][gsid]
                 assert taker == a, f"{where}: grant of {a} on {gsid} not recorded"
                 assert remaining <= limit and nodes == offer_nodes, f"{where}: grant of {a} beyond the offer"
-        for sid, (offered, taker, _l, _n) in st_["offers"].items():
+                assert expires == offer_expires > 0, f"{where}: grant of {a} expires {expires} != {offer_expires}"
+        for sid, (offered, taker, _l, _n, _e) in st_["offers"].items():
             if int(taker, 16):
                 assert st_["grants"].get(taker, (0,))[0] == sid, f"{where}: {sid} taker {taker} has no grant"
                 assert offered

@@ -19,7 +19,8 @@ __all__ = [
     "ExitCode", "DtnsessError", "ConfigError", "ArtifactError", "InputError", "RpcError",
     "ChainMismatchError", "NoContractError", "RevertError", "InsufficientFundsError",
     "NotAuthorizedError", "KeystoreError", "WaitTimeoutError", "TxPendingError",
-    "NotRepeatedError", "GasPriceTooHighError", "LockedError", "AbortedError", "redact_url",
+    "NotRepeatedError", "GasPriceTooHighError", "LockedError", "AbortedError",
+    "BlockGasLimitError", "redact_url",
     "remember_secret", "remember_url", "scrub",
 ]
 
@@ -347,6 +348,19 @@ class GasPriceTooHighError(DtnsessError):
     def __init__(self, current_gwei: str, max_gwei: str) -> None:
         super().__init__(
             f"gas price {current_gwei} gwei is above --max-gas-price {max_gwei} gwei; nothing sent"
+        )
+
+
+class BlockGasLimitError(DtnsessError):
+    """Raised when even the smallest step of a paged write needs a gas limit over what the chain
+    takes in one transaction: the node's block gas limit or 2^24 (nothing sent)."""
+
+    exit_code = ExitCode.CHAIN
+
+    def __init__(self, step: str, cap: int) -> None:
+        super().__init__(
+            f"{step} does not fit the {cap:,} gas this chain takes in one transaction (its block "
+            f"gas limit, at most 2^24), with the 20% margin sends keep; nothing sent"
         )
 
 

@@ -184,15 +184,17 @@ def _cleanup_check(run: Run, g: CliOptions) -> None:
     n, ids = data["count"], data["would_close"]
     if not data["upkeep_needed"]:
         line = "upkeep not needed: no idle session"
+    elif data["estimated_gas"] is None:
+        idle = data["idle"]
+        line = (f"upkeep needed: {len(idle)} idle session{'s' if len(idle) != 1 else ''} "
+                f"[{','.join(map(str, idle))}], but performUpkeep would revert: "
+                f"{data['perform_reverts']}")
     else:
         line = (f"upkeep needed: performUpkeep would close {n} idle session{'s' if n != 1 else ''}"
                 f" [{','.join(map(str, ids))}]")
         if data["more_idle"]:
             line += ", more wait for the next one"
-        if data["estimated_gas"] is not None:
-            line += f", ~{data['estimated_gas']:,} gas"
-        else:
-            line += f"; it would revert: {data['perform_reverts']}"
+        line += f", ~{data['estimated_gas']:,} gas"
     run.ui.emit(data, line)
     if data["upkeep_needed"]:
         raise typer.Exit(int(ExitCode.UPKEEP_NEEDED))
@@ -231,6 +233,7 @@ def config_update(
     fee_per_byte_res: Annotated[Optional[str], typer.Option("--fee-per-byte-res", help="tokens, at most the max fee per response")] = None,
     max_fee_per_response: Annotated[Optional[str], typer.Option("--max-fee-per-response", help="tokens, at most 1000")] = None,
     request_timeout: Annotated[Optional[int], typer.Option("--request-timeout", help="seconds, at most 604800 (7 days) and the max age", min=1)] = None,
+    grant_duration: Annotated[Optional[int], typer.Option("--grant-duration", help="seconds a pool grant lasts from its take, 600 (10 minutes) to 2592000 (30 days); live grants too", min=1)] = None,
     *, g: CliOptions,
 ) -> None:
     """Change the contract's configuration (owner only)."""
@@ -238,7 +241,8 @@ def config_update(
     res = run.client.update_config(
         min_balance=min_balance, max_age=max_age, pool_size=pool_size,
         fee_per_byte_req=fee_per_byte_req, fee_per_byte_res=fee_per_byte_res,
-        max_fee_per_response=max_fee_per_response, request_timeout=request_timeout)
+        max_fee_per_response=max_fee_per_response, request_timeout=request_timeout,
+        grant_duration=grant_duration)
     run.write(res, "configuration updated" if not res.dry_run else "configuration update simulated")
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..config import CliOptions
-from .app import Run, app, command, group
+from .app import Run, app, command, fmt_when, group
 
 pool_app = group(help="The shared session pool.")
 app.add_typer(pool_app, name="pool")
@@ -45,6 +45,7 @@ def pool_get(*, g: CliOptions) -> None:
     run.write(res, f"{'would take' if res.dry_run else 'took'} session "
                    f"{res.data.get('session_id')} from the pool",
               [("you may spend", grant["remaining"].human()),
+               ("until", fmt_when(grant["expires_at"])),
                ("routing", "node ids and namespaces" if grant["allow_node_routing"]
                 else "trust namespaces only")] if grant else [])
 
@@ -95,10 +96,15 @@ def pool_release(*, g: CliOptions) -> None:
 
 @command(pool_app, "status")
 def pool_status(*, g: CliOptions) -> None:
-    """Pool size, capacity, offers (takers, budgets left) and your own grant."""
+    """Pool size, capacity, offers (takers, budgets left, grant expiry) and your own grant."""
     run = Run(g)
     st = run.client.pool_status()
     grant = st["grant"]
+
+    def state(o: dict) -> str:
+        if o["pooled"]:
+            return "in the pool"
+        return "grant expired" if o["grant_expired"] else "taken"
 
     def human(out) -> None:
         out.print(run.ui.kv("Pool", [
@@ -106,12 +112,14 @@ def pool_status(*, g: CliOptions) -> None:
             ("sessions", ", ".join(map(str, st["sessions"])) or "-"),
             ("your grant", f"session {grant['session_id']}, {grant['remaining'].human()} left"
              + (", node routing allowed" if grant["allow_node_routing"] else "")
+             + (f", expired {fmt_when(grant['expires_at'])}: `dtnsess pool get` takes again"
+                if grant["expired"] else f", until {fmt_when(grant['expires_at'])}")
              if grant else "-")]))
         if st["offers"]:
             out.print(run.ui.table("Offers", ["session", "owner", "state", "taker",
-                                              "budget left", "node routing"],
-                                   [(o["session_id"], o["owner"],
-                                     "in the pool" if o["pooled"] else "taken", o["taker"],
-                                     o["grant_limit"], o["allow_node_routing"])
+                                              "grant until", "budget left", "node routing"],
+                                   [(o["session_id"], o["owner"], state(o), o["taker"],
+                                     fmt_when(o["grant_expires_at"]), o["grant_limit"],
+                                     o["allow_node_routing"])
                                     for o in st["offers"]]))
     run.ui.emit(st, human)

@@ -63,10 +63,13 @@ def callback_gas_warning(wei: int, given: Optional[str] = None) -> Optional[str]
 
 
 # the manager's documented configuration bounds (MAX_SESSION_AGE, MAX_REQUEST_TIMEOUT,
-# MAX_POOL_SIZE); the token bounds depend on decimals (see _check_config_bounds)
+# MAX_POOL_SIZE, grant durations); the token bounds depend on decimals (see _check_config_bounds)
 MAX_SESSION_AGE = 365 * 86400
 MAX_REQUEST_TIMEOUT = 7 * 86400
 MAX_POOL_SIZE = 100
+# MIN_GRANT_DURATION, MAX_GRANT_DURATION: how long a pool grant may last
+MIN_GRANT_DURATION = 10 * 60
+MAX_GRANT_DURATION = 30 * 86400
 # sessions one performUpkeep (and cleanupOldSessions) closes at most: DEFAULT_CLEANUP_BATCH
 UPKEEP_BATCH = 50
 

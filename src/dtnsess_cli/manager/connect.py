@@ -375,7 +375,7 @@ class Connection:
             token_symbol=self.symbol, token_decimals=int(c[2]), min_session_balance=a(c[3]),
             max_session_age=int(c[4]), session_pool_size=int(c[5]), pool_length=int(c[6]),
             fee_per_byte_req=a(c[7]), fee_per_byte_res=a(c[8]), total_fee_per_res=a(c[9]),
-            request_timeout=int(c[10]), active_count=int(c[11]),
+            request_timeout=int(c[10]), active_count=int(c[11]), grant_duration=int(c[12]),
         )
 
     @staticmethod

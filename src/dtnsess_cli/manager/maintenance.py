@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Optional
 
 from ..errors import (
+    BlockGasLimitError,
     DtnsessError,
     InputError,
     InsufficientFundsError,
@@ -19,7 +20,9 @@ from .base import (
     MAX_UINT256,
     MAX_SESSION_AGE,
     MAX_REQUEST_TIMEOUT,
+    MAX_GRANT_DURATION,
     MAX_POOL_SIZE,
+    MIN_GRANT_DURATION,
     contract_at,
     _writes,
 )
@@ -30,6 +33,11 @@ from .views import WriteResult, Check
 # is left. ALL_IDLE: cleanupOldSessionsUpTo's count when only gas bounds a transaction.
 IDLE_PEEK = 200
 ALL_IDLE = 2**32
+# Under a block gas limit below 2^24, cleanup picks its count from these (the manager keeps
+# 200,000 gas for one more step; the issue-14 worst case costs ~115,000 a session), then checks
+# the estimate.
+CLEANUP_STEP_RESERVE = 300_000
+CLEANUP_GAS_PER_SESSION = 115_000
 
 
 class Maintenance:
@@ -41,10 +49,13 @@ class Maintenance:
 
     def upkeep_check(self) -> dict:
         """What a keeper's performUpkeep would do now, read-only and without a key, in one round
-        trip: checkUpkeep(), the sessions one perform closes (the first UPKEEP_BATCH idle ones,
-        least recently used first; getIdleSessions with one more tells whether more wait) and
-        its gas estimate from the zero address (None, with the reason, when it would revert:
-        nothing idle, or DTN refuses every close)."""
+        trip: checkUpkeep(), the sessions one perform closes, its gas estimate from the zero
+        address (None, with the reason, when it would revert: nothing idle, or DTN refuses every
+        close). A perform stops at UPKEEP_BATCH sessions or its gas budget, whichever comes
+        first (35 in the costliest case measured), so how many it closes is simulated:
+        cleanupOldSessions() runs the same loop and returns the count; they are the least
+        recently used idle ones (getIdleSessions, one more than a batch tells whether more wait).
+        """
         from .base import UPKEEP_BATCH
 
         m = self._mgr
@@ -52,9 +63,11 @@ class Maintenance:
                                     "data": m.data("performUpkeep", b"")}])
         head = self._connect_requests() if self._config_raw is None else []
         rows = self._batch(head + [m.call("checkUpkeep", b""),
-                                   m.call("getIdleSessions", UPKEEP_BATCH + 1), est],
+                                   m.call("getIdleSessions", UPKEEP_BATCH + 1), est,
+                                   m.call("cleanupOldSessions")],
                            ["getConfig()"] * len(head) + ["checkUpkeep", "getIdleSessions",
-                                                          "performUpkeep estimate"])
+                                                          "performUpkeep estimate",
+                                                          "cleanupOldSessions"])
         if head:
             self._take_connect(rows[:len(head)], head)
         rows = rows[len(head):]
@@ -62,9 +75,15 @@ class Maintenance:
         ok, gas = rows[2]
         if not ok and not isinstance(gas, RevertError):
             raise gas  # node trouble, not "would revert"
+        sim_ok, closes = rows[3]
+        if not sim_ok and not isinstance(closes, RevertError):
+            raise closes
         idle = [int(i) for i in idle]
-        return {"upkeep_needed": bool(needed), "would_close": idle[:UPKEEP_BATCH],
-                "count": len(idle[:UPKEEP_BATCH]), "more_idle": len(idle) > UPKEEP_BATCH,
+        # NOTE: a session DTN refuses to close is visited but not closed: then the perform
+        # reaches past these ids (CleanupFailed); the count stays exact.
+        n = int(closes) if sim_ok and ok else 0
+        return {"upkeep_needed": bool(needed), "idle": idle[:UPKEEP_BATCH], "would_close": idle[:n],
+                "count": n, "more_idle": ok and len(idle) > n,
                 "batch": UPKEEP_BATCH, "estimated_gas": int(gas, 16) if ok else None,
                 "perform_reverts": None if ok else gas.reason}
 
@@ -83,8 +102,9 @@ class Maintenance:
         idle = self.idle_sessions(min(max_n or IDLE_PEEK, IDLE_PEEK))
         r.data.update({"idle": idle, "closed": [], "gas_used": 0})
         left, total, prev, failed = max_n, 0, None, []
+        cap = self._tx_gas_cap() if idle else None
         while idle and left != 0 and (max_gas is None or r.data["gas_used"] < max_gas):
-            n = left if left is not None else ALL_IDLE
+            n = self._cleanup_step(left if left is not None else ALL_IDLE, cap)
             res = self._send(self.manager.call("cleanupOldSessionsUpTo", n),
                              description=f"clean up idle sessions ({len(r.txs) + 1}. transaction)",
                              follows=prev)
@@ -106,6 +126,23 @@ class Maintenance:
             r.data["failed"] = failed
         return r
 
+    def _cleanup_step(self, n: int, cap: int) -> int:
+        """A count <= ``n`` whose cleanupOldSessionsUpTo transaction fits ``cap`` with the
+        send's margin. Under a 2^24 cap nothing is read: MAINTENANCE_GAS_BUDGET keeps a step
+        under 12.5M gas (15M with the margin). Under a smaller block gas limit it pages by
+        count: a first guess from the costliest close measured, halved until its estimate fits."""
+        from ..chain.send import TX_GAS_CAP
+
+        if cap >= TX_GAS_CAP:
+            return n
+        n = max(1, min(n, (cap * 10 // 12 - CLEANUP_STEP_RESERVE) // CLEANUP_GAS_PER_SESSION))
+        while True:
+            if self._fitting_gas_limit(self.manager.call("cleanupOldSessionsUpTo", n), cap):
+                return n
+            if n == 1:
+                raise BlockGasLimitError("one cleanup step (closing one idle session)", cap)
+            n //= 2
+
     @_writes
     def withdraw_refunds(self) -> WriteResult:
         have = self.claimable_refunds()
@@ -123,18 +160,23 @@ class Maintenance:
                       pool_size: Optional[int] = None, fee_per_byte_req: Optional[str] = None,
                       fee_per_byte_res: Optional[str] = None,
                       max_fee_per_response: Optional[str] = None,
-                      request_timeout: Optional[int] = None) -> WriteResult:
+                      request_timeout: Optional[int] = None,
+                      grant_duration: Optional[int] = None) -> WriteResult:
         c = self._config_tuple()
         owner = self.owner()
         if owner != self.address:
             raise NotAuthorizedError(f"{self.address} is not the contract owner ({owner})",
                                      hint="only the deployer may change the configuration")
         for name, v in (("max age", max_age), ("pool size", pool_size),
-                        ("request timeout", request_timeout)):
+                        ("request timeout", request_timeout), ("grant duration", grant_duration)):
             if v is not None and v < 0:
                 raise InputError(name, str(v), "must not be negative")
         self._check_config_bounds(c, min_balance, max_age, pool_size, fee_per_byte_req,
                                   fee_per_byte_res, max_fee_per_response, request_timeout)
+        if grant_duration is not None and not MIN_GRANT_DURATION <= grant_duration <= MAX_GRANT_DURATION:
+            raise InputError("--grant-duration", str(grant_duration),
+                             f"from {MIN_GRANT_DURATION} s (10 minutes) to {MAX_GRANT_DURATION} s "
+                             f"(30 days)")
         r = WriteResult("config-update", dry_run=self.settings.dry_run)
         m = self.manager
         # NOTE: setRequestTimeout must not exceed maxSessionAge, and updateConfig's age must not be
@@ -163,11 +205,14 @@ class Maintenance:
             ft = self.parse(max_fee_per_response, "max fee per response") \
                 if max_fee_per_response is not None else c[9]
             r.txs.append(self._send(m.call("setFees", fq, fs, ft), description="set fees"))
+        if grant_duration is not None:
+            r.txs.append(self._send(m.call("setGrantDuration", grant_duration),
+                                    description=f"set the pool grant duration to {grant_duration}s"))
         if not r.txs:
             raise InputError("config update", "", "nothing to change",
                              hint="pass at least one of --min-balance, --max-age, --pool-size, "
                                   "--fee-per-byte-req, --fee-per-byte-res, --max-fee-per-response, "
-                                  "--request-timeout")
+                                  "--request-timeout, --grant-duration")
         self._config_raw = None
         if not self.settings.dry_run:
             r.data["config"] = self.config()

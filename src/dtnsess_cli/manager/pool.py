@@ -10,43 +10,65 @@ from ..units import format_amount
 from .base import _writes
 from .views import WriteResult
 
+# the latest block, read in the same batch: grant expiry is the chain's clock, not ours
+LATEST_BLOCK = ("eth_getBlockByNumber", ["latest", False])
+# expired grants `pool status` lists at most (getFromPool hands them out oldest first)
+EXPIRED_PEEK = 50
+
 
 class Pool:
     """The session pool."""
 
     def pool_status(self) -> dict:
-        """The pool, every offer (pooled sessions and the caller's own offered ones, taken
-        or not) with its taker and grant limit, and the caller's own grant (2 round trips)."""
+        """The pool, every offer (pooled sessions, the caller's own offered ones and those
+        whose grants expired, taken or not) with its taker, budget and grant expiry, and the
+        caller's own grant (2 round trips)."""
         m = self._mgr
         try:
             me = self.address
         except DtnsessError:  # no key: the pool alone
             me = None
-        reads = [m.call("getPoolStatus"), m.call("getPoolSessions")]
+        reads = [LATEST_BLOCK, m.call("getPoolStatus"), m.call("getPoolSessions"),
+                 m.call("getExpiredGrants", EXPIRED_PEEK)]
         if me:
             reads += [m.call("getUserActiveSessions", me), m.call("getGrant", me)]
-        got = self._calls(reads, ["getPoolStatus", "getPoolSessions", "getUserActiveSessions",
+        got = self._calls(reads, ["latest block", "getPoolStatus", "getPoolSessions",
+                                  "getExpiredGrants", "getUserActiveSessions",
                                   "getGrant"][:len(reads)])
-        (size, max_size), ids = got[0], [int(i) for i in got[1]]
-        own = [int(i) for i in got[2]] if me else []
-        cands = list(dict.fromkeys(ids + own))
+        now = int(got[0]["timestamp"], 16)
+        (size, max_size), ids = got[1], [int(i) for i in got[2]]
+        expired = [int(i) for i in got[3]]
+        own = [int(i) for i in got[4]] if me else []
+        cands = list(dict.fromkeys(ids + expired + own))
         rows = self._calls_and_symbol([m.call("getPoolOffer", i) for i in cands]
                                       + ([m.call("getSessions", cands)] if cands else []),
                                       "getPoolOffer")
         owners = {int(v[0]): v[1] for v in rows[-1]} if cands else {}
         offers = []
-        for sid, (offered, taker, limit, nodes) in zip(cands, rows):
+        for sid, (offered, taker, limit, nodes, expires) in zip(cands, rows):
             if not offered:
                 continue
             offers.append({"session_id": sid, "owner": owners.get(sid), "pooled": sid in ids,
                            "taker": None if int(taker, 16) == 0 else taker,
-                           "grant_limit": self.amount(limit), "allow_node_routing": bool(nodes)})
-        grant = None
-        if me and int(got[3][0]):
-            grant = {"session_id": int(got[3][0]), "remaining": self.amount(got[3][1]),
-                     "allow_node_routing": bool(got[3][2])}
+                           "grant_limit": self.amount(limit), "allow_node_routing": bool(nodes),
+                           **self._expiry(expires, now, "grant_")})
         return {"pool_size": int(size), "max_size": int(max_size), "sessions": ids,
-                "offers": offers, "grant": grant}
+                "offers": offers, "grant": self._grant_dict(got[5], now) if me else None}
+
+    @staticmethod
+    def _expiry(expires_at: int, now: int, prefix: str = "") -> dict:
+        """A grant's expiry as the chain's clock sees it (the latest block's time): the
+        contract refuses a grant's requests from that second on."""
+        at = int(expires_at) or None
+        return {f"{prefix}expires_at": at, f"{prefix}expired": at is not None and now >= at}
+
+    def _grant_dict(self, row, now: int) -> Optional[dict]:
+        """getGrant's row as a dict, or None when there is no grant."""
+        sid, remaining, nodes, expires = row
+        if not int(sid):
+            return None
+        return {"session_id": int(sid), "remaining": self.amount(remaining),
+                "allow_node_routing": bool(nodes), **self._expiry(expires, now)}
 
     @_writes
     def add_to_pool(self, session_id: int, limit: Optional[str] = None,
@@ -85,7 +107,7 @@ class Pool:
         return r
 
     def _pool_offer(self, session_id: int) -> dict:
-        ((offered, taker, limit, nodes),) = self._calls(
+        ((offered, taker, limit, nodes, _),) = self._calls(
             [self._mgr.call("getPoolOffer", session_id)], "getPoolOffer")
         taker = None if int(taker, 16) == 0 else taker
         return {"offered": bool(offered), "taker": taker, "grant_limit": int(limit),
@@ -147,13 +169,12 @@ class Pool:
         return bool(pooled)
 
     def grant(self, user: Optional[str] = None) -> Optional[dict]:
-        """The pool grant ``user`` (default: the caller) holds, or None."""
+        """The pool grant ``user`` (default: the caller) holds, or None; an expired grant
+        (``expired``) is listed until ``pool get`` ends it."""
         who = self.address_arg(user, "user address") if user else self.address
-        ((sid, remaining, nodes),) = self._calls([self._mgr.call("getGrant", who)], "getGrant")
-        if not int(sid):
-            return None
-        return {"session_id": int(sid), "remaining": self.amount(remaining),
-                "allow_node_routing": bool(nodes)}
+        block, row = self._calls([LATEST_BLOCK, self._mgr.call("getGrant", who)],
+                                 ["latest block", "getGrant"])
+        return self._grant_dict(row, int(block["timestamp"], 16))
 
     @_writes
     def release_grant(self) -> WriteResult:
@@ -177,13 +198,19 @@ class Pool:
     @_writes
     def get_from_pool(self) -> WriteResult:
         m = self._mgr
-        (size, _), (held, _, _) = self._calls([m.call("getPoolStatus"), m.call("getGrant", self.address)],
-                                              ["getPoolStatus", "getGrant"])
-        if int(held):  # one grant per address (the contract: AlreadyHoldsGrant)
-            raise InputError("pool", "get", f"you already hold a pool grant (session {held})",
+        block, (size, _), held, expired = self._calls(
+            [LATEST_BLOCK, m.call("getPoolStatus"), m.call("getGrant", self.address),
+             m.call("getExpiredGrants", 1)],
+            ["latest block", "getPoolStatus", "getGrant", "getExpiredGrants"])
+        mine = self._grant_dict(held, int(block["timestamp"], 16))
+        # one live grant per address (the contract: AlreadyHoldsGrant); an expired one ends here
+        if mine and not mine["expired"]:
+            raise InputError("pool", "get", f"you already hold a pool grant (session "
+                             f"{mine['session_id']})",
                              hint="one pooled session per address: `dtnsess pool release` first")
-        if not size:
-            raise InputError("pool", "get", "the pool is empty")
+        if not size and not expired and not mine:
+            raise InputError("pool", "get", "the pool is empty",
+                             hint="no session is offered and no grant has expired")
         r = WriteResult("pool-get", dry_run=self.settings.dry_run)
         res = self._send(self.manager.call("getFromPool"), description="take a session from the pool")
         r.txs.append(res)

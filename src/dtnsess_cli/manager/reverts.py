@@ -6,23 +6,22 @@
 
 from __future__ import annotations
 
-import time
 from typing import Optional
 
 from ..chain.abi import DecodedRevert, _fmt_arg
 from ..errors import DtnsessError, InsufficientFundsError, NotAuthorizedError, RevertError
 from ..units import format_amount
+from .base import _when
 
 
 def requests_pending_error(description: str, session_id: int, pending: int, retry_after: int, *,
                            data: Optional[str] = None,
                            tx_hash: Optional[str] = None) -> RevertError:
     """The manager's RequestsPending(sessionId, pending, retryAfter), for people."""
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(int(retry_after)))
     return RevertError(
         description,
         f"session {session_id} has {pending} pending request{'s' if pending != 1 else ''}; "
-        f"retry after {when}",
+        f"retry after {_when(retry_after)}",
         name="RequestsPending", args=(session_id, pending, retry_after), data=data,
         tx_hash=tx_hash,
         hint="wait for the answers (`dtnsess requests --pending`); closing now would strand them",
@@ -39,6 +38,7 @@ CONFIG_PROBLEMS = (
     "max fee per response too high", "fee per byte above max fee per response",
     "request timeout is zero", "request timeout too high",
     "request timeout above max session age", "renounce disabled", "grant limit out of range",
+    "grant duration out of range (10 minutes to 30 days)",
 )
 ROUTING_PROBLEMS = (
     "aggregation must be ANY", "no namespace and no node",
@@ -103,6 +103,9 @@ def friendly(dec: DecodedRevert, description: str, tx_hash: Optional[str],
         "GrantExhausted": lambda: (
             f"the pool grant on session {a[0]} is spent ({tok(a[2])} left, less than one "
             f"answer's maximum fee)", "take another with `dtnsess pool get`, or use your own session"),
+        "GrantExpired": lambda: (
+            f"{a[1]}'s pool grant on session {a[0]} expired at {_when(a[2])}",
+            "take a session again with `dtnsess pool get`, or use your own session"),
         "RoutingNotAllowed": lambda: (
             f"the owner of session {a[0]} lets pool takers route by trust namespace only",
             "drop --node (use --namespace, or the default system trust)"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, Optional, Sequence
 
 from ..errors import (
+    BlockGasLimitError,
     DtnsessError,
     InputError,
     InsufficientFundsError,
@@ -99,9 +100,13 @@ class Sessions:
             raise InputError("session", str(session_id), "the session is closed")
         if s.owner != self.address:
             if allow_grant:
-                (grant,) = self._calls([self._mgr.call("poolGrant", self.address)],
-                                       "poolGrant")
-                if int(grant) == session_id:
+                g = self.grant()
+                if g and g["session_id"] == session_id:
+                    if g["expired"]:  # the contract: GrantExpired
+                        raise NotAuthorizedError(
+                            f"your pool grant on session {session_id} expired at "
+                            f"{_when(g['expires_at'])}",
+                            hint="take a session again with `dtnsess pool get`")
                     return s
             raise NotAuthorizedError(f"session {session_id} belongs to {s.owner}, not to "
                                      f"{self.address}")
@@ -370,6 +375,10 @@ class Sessions:
                 raise r.error
             return r
         n = len(mine) - len(blocked)
+        cap = self._tx_gas_cap()
+        if self._close_all_too_big(cap):
+            return self._close_one_by_one(r, [s.session_id for s in mine if s.session_id not in blocked],
+                                          skipped, prev, cap)
         # closeAllSessions is bounded by gas: with many sessions, page through (each transaction
         # closes from the start of the list on; a transaction that closes nothing ends it)
         while True:
@@ -393,6 +402,38 @@ class Sessions:
         r.data["skipped"] = skipped
         if not r.data["closed"] and skipped and not res.dry_run:  # they got requests meanwhile
             r.error = _all_blocked_error(skipped)
+        return r
+
+    def _close_all_too_big(self, cap: int) -> bool:
+        """Whether one closeAllSessions step needs more gas than ``cap`` (what a transaction
+        may have here): under 2^24 it cannot (MAINTENANCE_GAS_BUDGET), under a smaller block
+        gas limit its estimate decides."""
+        from ..chain.send import TX_GAS_CAP
+
+        return cap < TX_GAS_CAP and self._fitting_gas_limit(self.manager.call("closeAllSessions"),
+                                                            cap) is None
+
+    def _close_one_by_one(self, r: WriteResult, ids: list, skipped: list, prev,
+                          cap: int) -> WriteResult:
+        """close --all paged by session (closeSession each) where one closeAllSessions step
+        does not fit the block gas limit; stops before sending a close that does not fit."""
+        for sid in ids:
+            fn = self.manager.call("closeSession", sid)
+            if self._fitting_gas_limit(fn, cap) is None:
+                err = BlockGasLimitError(f"closing session {sid}", cap)
+                if not r.txs:
+                    raise err
+                r.error = err
+                break
+            res = self._send(fn, description=f"close session {sid} (one at a time: closing all "
+                                             f"at once does not fit the block gas limit)",
+                             follows=prev)
+            r.txs.append(res)
+            if res.dry_run:
+                break
+            r.data["closed"] += self._closed_from(res)
+            prev = res
+        r.data["skipped"] = skipped
         return r
 
     def _closed_from(self, res) -> list:

@@ -33,6 +33,7 @@ class ConfigView:
     total_fee_per_res: Amount
     request_timeout: int
     active_count: int
+    grant_duration: int
 
 @dataclass
 class SessionView:

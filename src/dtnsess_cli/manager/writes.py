@@ -8,7 +8,7 @@ import contextlib
 from typing import Any, Iterator, Optional, Sequence
 
 from ..errors import (DtnsessError, InputError, LegacyEntryError, LockedError, NotRepeatedError,
-                      TxPendingError)
+                      RevertError, RpcError, TxPendingError)
 from ..units import format_eth
 from .base import SENDER_LOCK_WAIT
 from .views import TxView, WriteResult
@@ -478,6 +478,28 @@ class Writes:
                         dry_run=self.settings.dry_run)
         r.data.update({"replaces": e.tx_hash, "nonce": e.nonce, "mined": mined})
         return r
+
+    def _tx_gas_cap(self) -> int:
+        """The most gas one transaction may ask for here: the latest block's gas limit, at most
+        2^24 (EIP-7825). Paged writes (cleanup, close --all) keep every step under it."""
+        from ..chain.send import TX_GAS_CAP
+
+        block = self._raw("eth_getBlockByNumber", ["latest", False], "latest block")
+        return min(TX_GAS_CAP, int(block["gasLimit"], 16))
+
+    def _fitting_gas_limit(self, fn, cap: int) -> Optional[int]:
+        """The gas limit the send path would give ``fn`` from this sender (estimate +20%), or
+        None when it is over ``cap``, or the node cannot estimate it within its block (it
+        reports an error then)."""
+        from ..chain.send import gas_limit_for
+
+        try:
+            est = self._raw("eth_estimateGas", [{"from": self.address, "to": fn.to,
+                                                 "data": fn.data}], "gas estimate")
+        except (RevertError, RpcError):
+            return None
+        limit = gas_limit_for(int(est, 16))
+        return limit if limit <= cap else None
 
     def tx_view(self, tx_hash: str) -> TxView:
         """Status, block, gas, fee and decoded events of a transaction, with the journal's
