@@ -171,3 +171,30 @@ def test_shell_completion_works_without_importing_web3(tmp_path):
     p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
                        text=True, timeout=60)
     assert p.stdout.strip().splitlines()[-1] == "WEB3 False False False", p.stderr
+
+
+def test_a_command_builds_only_itself(tmp_path):
+    """`dtnsess close 1` turns only `close` into a Click command (Typer otherwise inspects all
+    ~40 commands first, ~40 ms of every run); global options before the command, its own help
+    and an unknown command still work, and the root help still lists every command."""
+    from dtnsess_cli.cli.app import _app_for, app
+
+    for args, only in ((["close", "1"], "close"), (["--rpc-url", "http://x", "--json", "close"], "close"),
+                       (["--network=local", "pool", "add", "3"], "pool")):
+        narrow = _app_for(args)
+        names = [c.name for c in narrow.registered_commands] + [g.name for g in narrow.registered_groups]
+        assert names == [only], args
+    for args in (["--help"], ["--help", "close"], ["no-such-command"], [], ["--json"], ["--", "close"]):
+        assert _app_for(args) is app, args
+    env = _base_env(tmp_path)
+    env.update(DTNSESS_RPC_URL="http://127.0.0.1:9", DTNSESS_RPC_RETRY_SECONDS="0")
+    run = lambda *a: subprocess.run([str(SCRIPT), *a], cwd=tmp_path, env=env,  # noqa: E731
+                                    capture_output=True, text=True, timeout=60)
+    p = run("--json", "close", "--help")
+    assert p.returncode == 0 and p.stdout.startswith("Usage: dtnsess close [OPTIONS]")
+    p = run("--rpc-url", "http://127.0.0.1:9", "--contract", "0x" + "12" * 20, "stats", "1")
+    assert p.returncode == int(ExitCode.RPC) and p.stderr.startswith("error: RPC node")
+    p = run("stat", "1")
+    assert p.returncode == int(ExitCode.USAGE) and "Did you mean 'stats'" in p.stderr
+    p = run("--help")
+    assert all(f"  {c} " in p.stdout for c in ("close", "request", "pool", "devnet", "keeper"))

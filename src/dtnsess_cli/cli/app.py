@@ -466,6 +466,38 @@ def _check_numbers(kwargs: dict) -> None:
 _AMOUNT_COMMANDS = ("create", "renew", "approve")
 
 
+# the global options that take a value (the others are flags)
+_VALUE_OPTIONS = frozenset("--" + n.replace("_", "-") for n, _, d in _GLOBALS if d is None)
+
+
+def _app_for(args: list) -> typer.Typer:
+    """The app to run ``args`` with: when they name a command (or group), an app holding only
+    that one, else the whole app.
+
+    NOTE: Typer turns every registered command into a Click command before it looks at the
+    arguments (inspecting each signature: ~40 ms of every run, more than any import of the
+    write path); a command needs only itself. The root's help, completion and an unknown
+    command (its error lists the others) keep the whole app.
+    """
+    if os.environ.get("_DTNSESS_COMPLETE"):
+        return app
+    it = iter(args)
+    for a in it:
+        if a in ("-h", "--help", "--"):
+            return app
+        if a.startswith("-"):
+            if a in _VALUE_OPTIONS:
+                next(it, None)
+            continue
+        import copy
+
+        narrow = copy.copy(app)
+        narrow.registered_commands = [c for c in app.registered_commands if c.name == a]
+        narrow.registered_groups = [g for g in app.registered_groups if g.name == a]
+        return narrow if narrow.registered_commands or narrow.registered_groups else app
+    return app
+
+
 def main(argv: Optional[list] = None) -> int:
     """Console-script entry point. Commands turn DtnsessError into exit codes themselves (so
     CliRunner sees them too); this catches what happens outside a command body."""
@@ -475,7 +507,7 @@ def main(argv: Optional[list] = None) -> int:
     try:
         with error_handler(debug, json_mode):
             # NOTE: not standalone, so usage errors reach us and print as one line, like the rest
-            rc = app(args=args, prog_name="dtnsess", standalone_mode=False)
+            rc = _app_for(args)(args=args, prog_name="dtnsess", standalone_mode=False)
     except typer.Exit as exc:
         return int(exc.exit_code)
     except _UsageError as exc:
