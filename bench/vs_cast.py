@@ -1,6 +1,7 @@
 """dtnsess against the Foundry `cast` commands a user would type by hand for the same result.
 
     .venv/bin/python bench/vs_cast.py [--runs 5] [--delay-ms 50] [--sessions 200] [--only stats,create]
+                                      [--before /tmp/base/src]
 
 A fresh Anvil on 127.0.0.1 gets a devnet-like deployment (localdtn.deploy_system: 6-decimal
 MockUSDT, LocalDtnRouter, AdvancedSessionManager). The user is Anvil dev account 1 (a public
@@ -170,6 +171,9 @@ def main(argv=None) -> int:
     ap.add_argument("--delay-ms", type=float, default=50.0)
     ap.add_argument("--sessions", type=int, default=200, help="active sessions of the `sessions` scenario")
     ap.add_argument("--only", default="", help="comma-separated label prefixes to run")
+    ap.add_argument("--before", metavar="SRC", help="also run the dtnsess_cli package in SRC (an "
+                    "export of an earlier commit's src/) in the same rotation: before/after side by "
+                    "side under the same load")
     args = ap.parse_args(argv)
     print(header("vs_cast.py"))
     for exe in (DTNSESS, CAST):
@@ -178,6 +182,10 @@ def main(argv=None) -> int:
             return 1
     print(f"# cast: {subprocess.run([str(CAST), '--version'], capture_output=True, text=True).stdout.splitlines()[0]}")
     byte_compile()
+    if args.before:
+        import compileall
+
+        compileall.compile_dir(str(Path(args.before) / "dtnsess_cli"), quiet=1)
 
     rows, failures = [], {}
     with anvil() as node, tempfile.TemporaryDirectory(prefix="dtnsess-bench-cast-") as cwd:
@@ -185,25 +193,32 @@ def main(argv=None) -> int:
         with LatencyProxy(node.url, args.delay_ms) as proxy:
             env = cli_env(proxy.url, s.mgr)
             env["ETH_RPC_URL"] = proxy.url  # cast's RPC (cli_env drops the caller's)
+            env["HOME"] = cwd  # a state dir (journal, token cache) of this run only
+            # the same console script importing the earlier package (PYTHONPATH before the .pth)
+            env_before = {**env, "PYTHONPATH": str(Path(args.before).resolve())} if args.before else None
             cases = {"--help": (["--help"], [["--help"]], False), **scenarios(s)}
             only = [p.strip() for p in args.only.split(",") if p.strip()]
             for label, (dargv, cast_seq, is_write) in cases.items():
                 if only and not any(label.startswith(p) for p in only):
                     continue
-                d_walls, c_walls, d_trips, c_trips = [], [], [], []
+                d_walls, c_walls, d_trips, c_trips, b_walls, b_trips = [], [], [], [], [], []
+                tools = ["d", "c"] + (["b"] if args.before else [])
                 for i in range(args.runs):
-                    order = ("d", "c") if i % 2 == 0 else ("c", "d")
-                    for tool in order:
-                        if tool == "d":
-                            w, t, fail = measure([[str(DTNSESS), *dargv]], env, cwd, proxy, node.url, is_write)
-                            d_walls.append(w), d_trips.append(t)
+                    order = tools[i % len(tools):] + tools[:i % len(tools)]
+                    for tool in order if i % 2 == 0 else reversed(order):
+                        if tool in "db":
+                            w, t, fail = measure([[str(DTNSESS), *dargv]], env if tool == "d" else env_before,
+                                                 cwd, proxy, node.url, is_write)
+                            (d_walls if tool == "d" else b_walls).append(w)
+                            (d_trips if tool == "d" else b_trips).append(t)
                         else:
                             w, t, fail = measure([[str(CAST), *c] for c in cast_seq], env, cwd, proxy, node.url,
                                                  is_write)
                             c_walls.append(w), c_trips.append(t)
                         if fail:
-                            failures.setdefault(f"{label} ({'dtnsess' if tool == 'd' else 'cast'})", fail)
-                rows.append((label, d_walls, c_walls, d_trips, c_trips, len(cast_seq)))
+                            name = {"d": "dtnsess", "c": "cast", "b": "dtnsess before"}[tool]
+                            failures.setdefault(f"{label} ({name})", fail)
+                rows.append((label, d_walls, c_walls, d_trips, c_trips, len(cast_seq), b_walls, b_trips))
 
     d = args.delay_ms
     print(f"\n{args.runs} runs per tool, interleaved, +{d:g} ms per round trip; medians (min–max)")
@@ -211,10 +226,20 @@ def main(argv=None) -> int:
            f"  {'noise dtnsess / cast':>28}")
     print(hdr)
     print("-" * len(hdr))
-    for label, dw, cw, dt, ct, n in rows:
+    for label, dw, cw, dt, ct, n, _, _ in rows:
         md, mc = median(dw), median(cw)
         print(f"{label:16} {md:9.3f} {mc:7.3f} {md / mc:6.2f} {median(dt):4.0f}/{median(ct):<4.0f} {n:9d}"
               f"  {spread(dw):>13} / {spread(cw):<13}")
+    if args.before:
+        print(f"\nbefore ({args.before}) and after, in the same rotation:")
+        hdr = (f"{'scenario':16} {'before s':>8} {'ratio':>6} {'trips':>5}   {'after s':>7} {'ratio':>6} {'trips':>5}"
+               f"  {'after/before':>12}  {'noise before':>13}")
+        print(hdr)
+        print("-" * len(hdr))
+        for label, dw, cw, dt, ct, n, bw, bt in rows:
+            md, mc, mb = median(dw), median(cw), median(bw)
+            print(f"{label:16} {mb:8.3f} {mb / mc:6.2f} {median(bt):5.0f}   {md:7.3f} {md / mc:6.2f} {median(dt):5.0f}"
+                  f"  {md / mb:12.2f}  {spread(bw):>13}")
     print("\nratio = dtnsess / cast: below 1.0 dtnsess is faster; the target (issue 9) is <= 0.7.")
     if failures:
         print("\nFAILED (numbers above include the failing path):")
