@@ -33,6 +33,25 @@ def _anchor_request(e: Any) -> tuple:
     return ("eth_getBlockByNumber", [hex(n), False])
 
 
+class _LazyErrors:
+    """A ``chain.abi.ErrorDecoder`` made when it first decodes."""
+
+    def __init__(self) -> None:
+        self._dec: Any = None
+
+    def decode(self, data: Any) -> Any:
+        if self._dec is None:
+            from ..artifacts import all_abis
+            from ..chain.abi import ErrorDecoder
+
+            try:
+                abis = list(all_abis().values())
+            except DtnsessError:
+                abis = []
+            self._dec = ErrorDecoder(abis)
+        return self._dec.decode(data)
+
+
 class Writes:
     """Keys, the sender lock, the journal and the one send (see ``chain.send``)."""
 
@@ -62,15 +81,11 @@ class Writes:
         return to_checksum_address(self.account.address)
 
     def _error_decoder(self):
+        """The custom errors of every bundled ABI, by selector; built on the first revert to
+        decode (reading the 17 artifacts and hashing each error's signature cost ~8 ms of CPU,
+        and a write that goes through decodes none)."""
         if self._errors is None:
-            from ..artifacts import all_abis
-            from ..chain.abi import ErrorDecoder
-
-            try:
-                abis = list(all_abis().values())
-            except DtnsessError:
-                abis = []
-            self._errors = ErrorDecoder(abis)
+            self._errors = _LazyErrors()
         return self._errors
 
     def _read_ctx(self):
