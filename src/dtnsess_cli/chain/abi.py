@@ -720,26 +720,34 @@ def _fmt_arg(a: Any) -> str:
 
 @dataclass
 class ContractAbi:
-    """The functions, events and errors of one ABI JSON, parsed once."""
+    """The functions, events and errors of one ABI JSON, each parsed once, when first used.
+
+    NOTE: parsing every function of the manager's ABI (types, signature, selector) cost a
+    command ~15 ms of CPU for the two or three it calls (issue 19)."""
 
     abi: Sequence[dict]
     functions: dict = field(default_factory=dict)  # name (first overload) and signature -> Function
 
     def __post_init__(self) -> None:
+        self._entries: dict = {}  # name -> its ABI entries, overloads in ABI order
         for entry in self.abi:
             if entry.get("type") == "function":
-                fn = Function(entry)
-                self.functions.setdefault(fn.name, fn)
-                self.functions[fn.signature] = fn
+                self._entries.setdefault(entry.get("name", ""), []).append(entry)
         self._events: Optional[EventDecoder] = None
         self._errors: Optional[ErrorDecoder] = None
 
     def function(self, name: str) -> Function:
         """By name (the first overload) or by signature (``"approve(address,uint256)"``)."""
-        try:
-            return self.functions[name]
-        except KeyError:
-            raise AbiError(f"no function {name!r} in this ABI") from None
+        fn = self.functions.get(name)
+        if fn is None:
+            for entry in self._entries.get(name.split("(", 1)[0], ()):
+                f = Function(entry)
+                self.functions.setdefault(f.name, f)
+                self.functions[f.signature] = f
+            fn = self.functions.get(name)
+        if fn is None:
+            raise AbiError(f"no function {name!r} in this ABI")
+        return fn
 
     @property
     def events(self) -> EventDecoder:
