@@ -5,7 +5,7 @@
 The same system and user as bench/vs_cast.py (its ``prepare``), behind bench/latency_proxy.py
 (+``--delay-ms`` per HTTP request), state in a temp dir. Each command runs as a fresh process:
 1. ``python -X importtime``: the modules it imports, the costliest by cumulative time;
-2. cProfile of the whole run (``dtnsess_cli.cli.main``), the top functions by cumulative time
+2. cProfile of the whole run (``dtnsess_cli.cli.main``), the top functions by own time
    (network waits show as ``select``/``recv_into``/``sleep``);
 3. the wall time, the round trips, and what is left once the round trips' delay is taken off:
    the local time this benchmark is about.
@@ -36,7 +36,7 @@ PROFILE = (
     "finally:\n"
     "    p.disable()\n"
     "    s = io.StringIO()\n"
-    "    pstats.Stats(p, stream=s).sort_stats('cumulative').print_stats(int(sys.argv[1]))\n"
+    "    pstats.Stats(p, stream=s).sort_stats('tottime').print_stats(int(sys.argv[1]))\n"
     "    sys.stderr.write('PROFILE\\n' + s.getvalue())\n"
 )
 
@@ -99,7 +99,7 @@ def main(argv=None) -> int:
                         for cum, depth, mod in imports_top(p.stderr, args.top):
                             print(f"  {cum / 1000:7.1f}  {'  ' * depth}{mod}")
                     elif mode == "profile":
-                        print(f"\n## {' '.join(argv_)}: cProfile, top {args.top} by cumulative time")
+                        print(f"\n## {' '.join(argv_)}: cProfile, top {args.top} by own time (tottime)")
                         prof = p.stderr.split("PROFILE\n", 1)[-1].splitlines()
                         start = next(i for i, ln in enumerate(prof) if "ncalls" in ln)
                         print("\n".join(prof[start:start + args.top + 1]))
