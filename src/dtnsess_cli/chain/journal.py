@@ -24,6 +24,7 @@ import contextvars
 import json
 import os
 import sqlite3
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -47,6 +48,11 @@ def state_dir() -> Path:
     env = os.environ.get(STATE_ENV)
     if env:
         return Path(env).expanduser()
+    if sys.platform == "linux" and not os.environ.get("ANDROID_DATA"):
+        # NOTE: platformdirs' XDG rule for Linux, without its import (~30 ms of CPU, every
+        # write; issue 19); tests/test_config.py holds it to platformdirs' answer
+        xdg = os.environ.get("XDG_STATE_HOME", "")
+        return Path(xdg if xdg.strip() else os.path.expanduser("~/.local/state")) / "dtnsess"
     import platformdirs
 
     return Path(platformdirs.user_state_dir("dtnsess", appauthor=False))
