@@ -17,7 +17,7 @@ HEAVY = ("web3", "eth_abi", "eth_account", "eth_utils", "eth_keys", "eth_keyfile
          "hexbytes", "rlp", "requests", "urllib3", "pydantic", "aiohttp", "tenacity")
 
 # run one command in process, then report which heavy modules it loaded (on stderr's last line)
-PROBE = (
+PROBE_OF = (
     "import json, sys\n"
     "from dtnsess_cli.cli import main\n"
     "try:\n"
@@ -26,7 +26,8 @@ PROBE = (
     "    rc = exc.code\n"
     "heavy = sorted({m.split('.')[0] for m in sys.modules} & set(%r))\n"
     "sys.stderr.write('\\nHEAVY ' + json.dumps({'rc': rc, 'heavy': heavy}) + '\\n')\n"
-) % (HEAVY,)
+)
+PROBE = PROBE_OF % (HEAVY,)
 
 
 @pytest.fixture
@@ -37,8 +38,8 @@ def run(anvil, system6, private_keys, tmp_path):
                DTNSESS_CONTRACT=system6.manager.address, DTNSESS_CHAIN_ID="31337",
                DTNSESS_PRIVATE_KEY=private_keys[1])
 
-    def go(*args: str, ok: bool = True) -> dict:
-        p = subprocess.run([sys.executable, "-c", PROBE, *args, "--json"], cwd=tmp_path,
+    def go(*args: str, ok: bool = True, heavy: tuple = HEAVY) -> dict:
+        p = subprocess.run([sys.executable, "-c", PROBE_OF % (heavy,), *args, "--json"], cwd=tmp_path,
                            env=env, capture_output=True, text=True, timeout=120)
         report = json.loads(p.stderr.strip().splitlines()[-1].split("HEAVY ", 1)[1])
         assert (report["rc"] in (0, None)) == ok, (args, p.stderr)
@@ -57,9 +58,11 @@ def test_commands_never_import_web3(run, system6, user):
     run("balance")
     tx_hash = created["transactions"][-1]["tx_hash"]
     assert run("tx", tx_hash)["status"] == "mined"  # events decoded
-    run("close", sid, "--yes")
+    # issue 19: a write's JSON result needs no rich (its consoles are made when first used)
+    run("close", sid, "--yes", heavy=HEAVY + ("rich",))
     other = str(run("create", "20", "--yes")["session_id"])
     assert run("request", "hello", "--session", other, "--yes")["request_id"].startswith("0x")
+    assert run("request", "again", "--yes", heavy=HEAVY + ("rich",))["request_id"]
     run("requests")
     run("cleanup")
     # a revert decoded from the ABI (a stranger's session): an error, still nothing heavy

@@ -163,17 +163,39 @@ class Renderer:
         # the chain the client is connected to (it sets this): tx hashes get explorer links
         self.chain_id: Optional[int] = None
         # NOTE: consoles bind to sys.stdout/sys.stderr as they are now, so CliRunner's
-        # swapped streams are honoured and nothing leaks between in-process runs.
-        try:
-            tty = sys.stdout.isatty()
-        except (AttributeError, ValueError):
-            tty = False
-        # NOTE: rich wraps at 80 columns when stdout is a pipe; tables with addresses and
-        # request ids need more, and a pipe has no width to respect.
-        self.out = _console(file=sys.stdout, highlight=False, soft_wrap=False,
-                            width=None if tty else 200)
-        self.err = _console(file=sys.stderr, highlight=False, stderr=True)
+        # swapped streams are honoured and nothing leaks between in-process runs. They are
+        # made when first used: a --json run that prints no warning never imports rich (~15 ms)
+        self._stdout, self._stderr = sys.stdout, sys.stderr
+        self._out: Any = None
+        self._err: Any = None
         self._emitted = False
+
+    @property
+    def out(self) -> Any:
+        if self._out is None:
+            try:
+                tty = self._stdout.isatty()
+            except (AttributeError, ValueError):
+                tty = False
+            # NOTE: rich wraps at 80 columns when stdout is a pipe; tables with addresses and
+            # request ids need more, and a pipe has no width to respect.
+            self._out = _console(file=self._stdout, highlight=False, soft_wrap=False,
+                                 width=None if tty else 200)
+        return self._out
+
+    @out.setter
+    def out(self, console: Any) -> None:
+        self._out = console
+
+    @property
+    def err(self) -> Any:
+        if self._err is None:
+            self._err = _console(file=self._stderr, highlight=False, stderr=True)
+        return self._err
+
+    @err.setter
+    def err(self, console: Any) -> None:
+        self._err = console
 
     # ---- terminal facts -------------------------------------------------------------
     @property
