@@ -15,7 +15,8 @@ import pytest
 
 from dtnsess_cli import AsyncClient, Client, ConfigError, TxPendingError, signer_from_key
 from helpers import bal, chain_of, fund
-from test_library import _serve, _TlsNode, _TunnelProxy, forward_proxy  # noqa: F401 - shared
+from test_library import (_TunnelProxy, forward_proxy,  # noqa: F401 - shared
+                          tls_node_behind_a_tunnel)
 
 pytestmark = pytest.mark.usefixtures("conserved")
 
@@ -396,44 +397,20 @@ def test_async_reads_go_through_the_proxy_the_environment_names(anvil, system6, 
 def test_https_through_a_connect_tunnel_on_the_loop(tmp_path):
     """The async transport's https:// through an http proxy: CONNECT, then TLS to the node
     (certificate checked); a refusing proxy is the sync client's one line."""
-    import http.server
-    import shutil
-    import socketserver
-    import ssl
-    import subprocess
-
     from dtnsess_cli.chain.aio import AsyncHttp, greenlet_spawn
     from dtnsess_cli.chain.errors import RpcTransportError
 
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a test certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True,
-                   timeout=60)
-    node = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TlsNode)
-    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_ctx.load_cert_chain(cert, key)
-    node.socket = server_ctx.wrap_socket(node.socket, server_side=True)
-    proxy = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _TunnelProxy)
-    _TunnelProxy.seen, _TunnelProxy.refuse = [], ""
-    _serve(node), _serve(proxy)
-    url = f"https://localhost:{node.server_address[1]}/v2/SECRETKEY"
-    via = f"http://u:pw@127.0.0.1:{proxy.server_address[1]}"
-    ctx = ssl.create_default_context(cafile=str(cert))
+    with tls_node_behind_a_tunnel(tmp_path) as (url, via, ctx, port):
+        async def chain_id() -> str:
+            pool = AsyncHttp(url, timeout=10, retry_seconds=0, proxy=via, ssl_context=ctx)
+            try:
+                return await greenlet_spawn(lambda: pool.rpc().call("eth_chainId"))
+            finally:
+                await pool.aclose()
 
-    async def chain_id() -> str:
-        pool = AsyncHttp(url, timeout=10, retry_seconds=0, proxy=via, ssl_context=ctx)
-        try:
-            return await greenlet_spawn(lambda: pool.rpc().call("eth_chainId"))
-        finally:
-            await pool.aclose()
-
-    try:
         assert asyncio.run(chain_id()) == "0x2105"
         (connect, auth), = _TunnelProxy.seen
-        assert connect.startswith(f"CONNECT localhost:{node.server_address[1]} HTTP/")
+        assert connect.startswith(f"CONNECT localhost:{port} HTTP/")
         assert auth == "Basic dTpwdw=="
         _TunnelProxy.refuse = "407 Proxy Authentication Required"
         with pytest.raises(RpcTransportError) as info:
@@ -441,8 +418,3 @@ def test_https_through_a_connect_tunnel_on_the_loop(tmp_path):
         msg = str(info.value)
         assert "the proxy refused the tunnel: 407 Proxy Authentication Required" in msg, msg
         assert "SECRETKEY" not in msg and "u:pw" not in msg
-    finally:
-        for srv in (node, proxy):
-            srv.shutdown()
-            srv.server_close()
-

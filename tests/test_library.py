@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -408,14 +409,13 @@ def _serve(server) -> threading.Thread:
     return t
 
 
-def test_https_goes_through_a_connect_tunnel(tmp_path):
-    """https:// through HTTPS_PROXY: CONNECT host:port (with Proxy-Authorization), then TLS to
-    the node itself (its certificate checked); a proxy that refuses says so in one line."""
+@contextmanager
+def tls_node_behind_a_tunnel(tmp_path):
+    """A TLS node (a fresh self-signed certificate for localhost) reachable through a CONNECT
+    proxy that asks for credentials: yields (node URL, proxy URL, client SSL context, port);
+    _TunnelProxy.seen records what the proxy was asked."""
     import shutil
     import ssl
-
-    from dtnsess_cli.chain.errors import RpcTransportError
-    from dtnsess_cli.chain.jsonrpc import JsonRpc
 
     if shutil.which("openssl") is None:
         pytest.skip("openssl is needed to make a test certificate")
@@ -431,14 +431,28 @@ def test_https_goes_through_a_connect_tunnel(tmp_path):
     proxy = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _TunnelProxy)
     _TunnelProxy.seen, _TunnelProxy.refuse = [], ""
     _serve(node), _serve(proxy)
+    port = node.server_address[1]
     try:
-        client_ctx = ssl.create_default_context(cafile=str(cert))
-        url = f"https://localhost:{node.server_address[1]}/v2/SECRETKEY"
-        via = f"http://u:pw@127.0.0.1:{proxy.server_address[1]}"
+        yield (f"https://localhost:{port}/v2/SECRETKEY",
+               f"http://u:pw@127.0.0.1:{proxy.server_address[1]}",
+               ssl.create_default_context(cafile=str(cert)), port)
+    finally:
+        for srv in (node, proxy):
+            srv.shutdown()
+            srv.server_close()
+
+
+def test_https_goes_through_a_connect_tunnel(tmp_path):
+    """https:// through HTTPS_PROXY: CONNECT host:port (with Proxy-Authorization), then TLS to
+    the node itself (its certificate checked); a proxy that refuses says so in one line."""
+    from dtnsess_cli.chain.errors import RpcTransportError
+    from dtnsess_cli.chain.jsonrpc import JsonRpc
+
+    with tls_node_behind_a_tunnel(tmp_path) as (url, via, client_ctx, port):
         rpc = JsonRpc(url, proxy=via, ssl_context=client_ctx, retry_seconds=0)
         assert rpc.call("eth_chainId") == "0x2105"
         (connect, auth), = _TunnelProxy.seen
-        assert connect.startswith(f"CONNECT localhost:{node.server_address[1]} HTTP/")
+        assert connect.startswith(f"CONNECT localhost:{port} HTTP/")
         assert auth == "Basic dTpwdw=="  # u:pw, to the proxy only
         rpc.close()
         _TunnelProxy.refuse = "407 Proxy Authentication Required"
@@ -449,10 +463,6 @@ def test_https_goes_through_a_connect_tunnel(tmp_path):
         assert "the proxy refused the tunnel: 407 Proxy Authentication Required" in msg, msg
         assert "SECRETKEY" not in msg and "u:pw" not in msg
         assert not info.value.transient
-    finally:
-        for srv in (node, proxy):
-            srv.shutdown()
-            srv.server_close()
 
 
 # ------------------------------------------------------------------------------- extras

@@ -59,7 +59,10 @@ def _when_replaced(env, h: str, then) -> threading.Thread:
     return t
 
 
-def test_speedup_mines_the_replacement_not_both(env):
+def _replace_a_stuck_approve(env, verb: str) -> tuple:
+    """A stuck `approve 10` replaced by `tx VERB` (speedup or cancel), the replacement mined
+    as soon as it took the original's place: (original hash, original tx, --json output,
+    replacement hash, the nonce before)."""
     fund(env.system, env.user, 100, approve=False)
     start = env.nonce()
     rpc(env.w3, "evm_setAutomine", False)
@@ -67,13 +70,17 @@ def test_speedup_mines_the_replacement_not_both(env):
         h = _stuck_approve(env)
         old = env.w3.eth.get_transaction(h)
         miner = _when_replaced(env, h, lambda: mine(env.w3))
-        res = env.cli("tx", "speedup", h, "--yes", "--json")
+        res = env.cli("tx", verb, h, "--yes", "--json")
         miner.join()
     finally:
         rpc(env.w3, "evm_setAutomine", True)
     assert res.exit_code == 0, res.output
     out = load_json(res)
-    new = out["transactions"][0]["tx_hash"]
+    return h, old, out, out["transactions"][0]["tx_hash"], start
+
+
+def test_speedup_mines_the_replacement_not_both(env):
+    h, old, out, new, start = _replace_a_stuck_approve(env, "speedup")
     assert out["mined"] == "replacement" and out["replaces"] == h and new != h
     got = env.w3.eth.get_transaction(new)
     assert got["nonce"] == old["nonce"]
@@ -158,19 +165,7 @@ def test_node_lost_both_the_next_write_sends_the_newest_and_never_repeats(env):
 
 
 def test_cancel_mined_means_nothing_of_the_intent_was_done(env):
-    fund(env.system, env.user, 100, approve=False)
-    start = env.nonce()
-    rpc(env.w3, "evm_setAutomine", False)
-    try:
-        h = _stuck_approve(env)
-        miner = _when_replaced(env, h, lambda: mine(env.w3))
-        res = env.cli("tx", "cancel", h, "--yes", "--json")
-        miner.join()
-    finally:
-        rpc(env.w3, "evm_setAutomine", True)
-    assert res.exit_code == 0, res.output
-    out = load_json(res)
-    new = out["transactions"][0]["tx_hash"]
+    h, _, out, new, start = _replace_a_stuck_approve(env, "cancel")
     t = env.w3.eth.get_transaction(new)
     assert t["to"] == env.user and t["value"] == 0 and t["input"] in (b"", "0x", bytes())
     assert env.nonce() == start + 1 and allowance(env) == 0  # the approval never happened
