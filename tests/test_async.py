@@ -100,6 +100,28 @@ async def _until(check, timeout: float = 30.0) -> None:
         await asyncio.sleep(0.02)
 
 
+class Heartbeat:
+    """A task on the running loop that ticks every 20 ms: a loop blocked by a wait shows no
+    ticks while it lasts."""
+
+    def __init__(self) -> None:
+        self.ticks: list = []
+        self._stop = asyncio.Event()
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            self.ticks.append(time.monotonic())
+            await asyncio.sleep(0.02)
+
+    def ticks_in(self, since: float, seconds: float) -> int:
+        return len([t for t in self.ticks if since <= t <= since + seconds])
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await self._task
+
+
 def test_the_loop_runs_while_a_write_waits_for_its_receipt(anvil, w3, system6, private_keys,
                                                            user, tmp_path, manual_mining):
     """A heartbeat task keeps ticking while a create waits for a block; the write completes
@@ -107,21 +129,13 @@ def test_the_loop_runs_while_a_write_waits_for_its_receipt(anvil, w3, system6, p
     s = system6
     fund(s, user, 100)
     manual_mining()
-    ticks: list = []
 
     async def main() -> int:
         client = AsyncClient(anvil.url, s.manager.address,
                              signer=signer_from_key(private_keys[1]), state_dir=tmp_path)
         await client.config()
         before = pending_nonce(w3, user)
-        stop = asyncio.Event()
-
-        async def heartbeat() -> None:
-            while not stop.is_set():
-                ticks.append(time.monotonic())
-                await asyncio.sleep(0.02)
-
-        beat = asyncio.create_task(heartbeat())
+        beat = Heartbeat()
         write = asyncio.create_task(client.create_session("20"))
         await _until(lambda: pending_nonce(w3, user) > before)  # sent, not mined
         waiting_since = time.monotonic()
@@ -129,12 +143,10 @@ def test_the_loop_runs_while_a_write_waits_for_its_receipt(anvil, w3, system6, p
         assert not write.done()
         w3.provider.make_request("evm_mine", [])
         sid = (await write).session_id
-        stop.set()
-        await beat
+        await beat.stop()
         await client.aclose()
-        during = [t for t in ticks if waiting_since <= t <= waiting_since + 1.0]
         # NOTE: ~50 at 20 ms; a loop blocked by the receipt polls would show 0-2
-        assert len(during) >= 15, len(during)
+        assert beat.ticks_in(waiting_since, 1.0) >= 15, beat.ticks
         return sid
 
     sid = asyncio.run(main())
@@ -151,30 +163,21 @@ def test_another_process_sender_lock_is_awaited_without_blocking(anvil, w3, syst
     fund(s, user, 100)
     other = sender_lock(user, tmp_path, chain_of(w3))  # a lock of its own, as another process has
     other.acquire()
-    ticks: list = []
 
     async def main() -> int:
         async with AsyncClient(anvil.url, s.manager.address,
                                signer=signer_from_key(private_keys[1]),
                                state_dir=tmp_path) as client:
             await client.config()
-            stop = asyncio.Event()
-
-            async def heartbeat() -> None:
-                while not stop.is_set():
-                    ticks.append(time.monotonic())
-                    await asyncio.sleep(0.02)
-
-            beat = asyncio.create_task(heartbeat())
+            beat = Heartbeat()
             write = asyncio.create_task(client.create_session("20"))
             since = time.monotonic()
             await asyncio.sleep(1.0)
             assert not write.done()
             other.release()
             sid = (await write).session_id
-            stop.set()
-            await beat
-            assert len([t for t in ticks if since <= t <= since + 1.0]) >= 15
+            await beat.stop()
+            assert beat.ticks_in(since, 1.0) >= 15, beat.ticks
             return sid
 
     try:
