@@ -51,6 +51,12 @@ class Stats:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like a real node behind a load balancer
+    # NOTE: http.server writes the headers and the body in two sends; with Nagle's algorithm on,
+    # the body then waits for the client's delayed ACK of the headers: ~40 ms more per round trip
+    # (measured: 92 ms against 52 ms at --delay-ms 50) that no node behind nginx or a cloud load
+    # balancer adds (they set TCP_NODELAY). Every figure in bench/RESULTS.md before 2026-12-05
+    # 20:00 UTC carries that extra time on every round trip, for both tools.
+    disable_nagle_algorithm = True
 
     def setup(self) -> None:
         super().setup()
