@@ -207,6 +207,62 @@ def test_keccak_matches_eth_utils(data):
     assert abi.keccak(data) == ref(data)
 
 
+def _ctypes_chosen() -> bool:
+    return abi._keccak256 is not None and abi._keccak256.__qualname__.startswith("_keccak_c.")
+
+
+def test_keccak_through_ctypes_matches_pycryptodome():
+    """keccak binds pycryptodome's C code with ctypes (issue 19: Crypto.Hash.keccak binds it
+    through cffi, which parses C declarations with pycparser at import): the digests of
+    pycryptodome's own binding at every length from 0 to 300 (the rate is 136 bytes) and at
+    random longer ones, also from threads hashing at once (one state per hash)."""
+    import random
+    import threading
+
+    from Crypto.Hash import keccak as ref
+
+    abi.keccak(b"")
+    assert _ctypes_chosen()  # it gave the known answers
+    rnd = random.Random(19)
+    inputs = [rnd.randbytes(n) for n in range(301)]
+    inputs += [rnd.randbytes(rnd.randrange(301, 5000)) for _ in range(50)]
+    want = [ref.new(data=d, digest_bits=256).digest() for d in inputs]
+    assert [abi.keccak(d) for d in inputs] == want
+    assert abi.keccak(bytearray(inputs[200])) == abi.keccak(memoryview(inputs[200])) == want[200]
+    wrong: list = []
+
+    def hash_all() -> None:
+        for _ in range(5):
+            wrong.extend(i for i, d in enumerate(inputs) if abi.keccak(d) != want[i])
+
+    threads = [threading.Thread(target=hash_all) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert wrong == []
+
+
+@pytest.mark.parametrize("breakage", ["no library", "other symbols", "wrong answers"])
+def test_keccak_falls_back_to_pycryptodome(monkeypatch, breakage):
+    """When pycryptodome's library cannot be found, lacks the symbols, or gives a wrong answer
+    to the known vectors, keccak is pycryptodome's own binding."""
+    import ctypes
+    import importlib.machinery
+
+    monkeypatch.setattr(abi, "_keccak256", None)  # choose again
+    if breakage == "no library":
+        monkeypatch.setattr(importlib.machinery, "EXTENSION_SUFFIXES", [".not-there.so"])
+    elif breakage == "other symbols":
+        monkeypatch.setattr(ctypes, "CDLL", lambda *args, **kw: object())
+    else:
+        monkeypatch.setattr(abi, "_keccak_c", lambda: (lambda data: bytes(32)))
+    assert abi.keccak("abc").hex() == \
+        "4e03657aea45a94fc7d47ba826c8d667c0d1e6e33a64a036ec44f58fa12d6c45"
+    assert abi._keccak256 is not None and not _ctypes_chosen()
+    assert abi.keccak(bytes(range(200))).hex() == abi._KECCAK_KNOWN[2][1]
+
+
 # ------------------------------------------------------------------------------ bundled ABIs
 
 def _entries(kind):

@@ -83,3 +83,13 @@ def test_image_ipfs_and_model_commands_never_import_web3(run, system6, user):
     assert run("response", rid)["kind"] == "image"
     run("models")
     run("doctor")
+
+
+def test_request_and_close_import_no_cffi(run, system6, user):
+    """Issue 19, item 4: keccak binds pycryptodome's C code with ctypes, not through cffi
+    (whose ABI mode parses C declarations with pycparser at import, ~50-85 ms)."""
+    light = ("cffi", "pycparser")
+    fund(system6, user, 100, approve=False)
+    asked, closed = (str(run("create", "20", "--yes")["session_id"]) for _ in range(2))
+    assert run("request", "hi", "--session", asked, "--yes", heavy=light)["request_id"]
+    run("close", closed, "--yes", heavy=light)  # (one with a pending request may not close)

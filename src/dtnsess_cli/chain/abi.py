@@ -11,8 +11,8 @@ Decoding is strict where a wrong ABI would otherwise pass unnoticed (padding, ra
 and raises :class:`AbiDecodeError`; text that is not UTF-8 decodes with U+FFFD instead of
 failing, because a hostile string on chain must not break a read.
 
-keccak-256 is pycryptodome's C implementation: its import costs ~12 ms, against ~0.2 s for
-eth-hash through eth-utils (measured in bench/chain_startup.py).
+keccak-256 is pycryptodome's C implementation, bound with ctypes (``_keccak_c``): ~12 ms of
+import against ~0.2 s for eth-hash through eth-utils (measured in bench/chain_startup.py).
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ import re
 from collections import namedtuple
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
-
-from Crypto.Hash import keccak as _keccak
 
 from .errors import AbiDecodeError, AbiError
 
@@ -51,7 +49,87 @@ def keccak(data: Union[bytes, bytearray, str]) -> bytes:
     """keccak-256 of ``data`` (a str is hashed as its UTF-8 text, like ``keccak(text=...)``)."""
     if isinstance(data, str):
         data = data.encode()
-    return _keccak.new(data=bytes(data), digest_bits=256).digest()
+    return (_keccak256 or _keccak_impl())(bytes(data))
+
+
+# keccak-256 of b"", b"abc" and bytes(range(200)) (past the 136-byte rate: two blocks)
+_KECCAK_KNOWN = (
+    (b"", "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"),
+    (b"abc", "4e03657aea45a94fc7d47ba826c8d667c0d1e6e33a64a036ec44f58fa12d6c45"),
+    (bytes(range(200)), "bfb0aa97863e797943cf7c33bb7e880bb4543f3d2703c0923c6901c2af57b890"),
+)
+_keccak256: Optional[Callable[[bytes], bytes]] = None
+
+
+def _keccak_impl() -> Callable[[bytes], bytes]:
+    """The keccak-256 function, chosen on first use: pycryptodome's C code through ctypes when
+    it gives the known answers, else pycryptodome's own binding. (Two threads may both choose
+    at once: they choose the same.)"""
+    global _keccak256
+    try:
+        fn = _keccak_c()
+        ok = all(fn(data) == bytes.fromhex(digest) for data, digest in _KECCAK_KNOWN)
+    except (OSError, AttributeError, ValueError):  # no library, other symbols, an error code
+        ok = False
+    if not ok:
+        from Crypto.Hash import keccak as _pycryptodome
+
+        def fn(data: bytes) -> bytes:
+            return _pycryptodome.new(data=data, digest_bits=256).digest()
+
+    _keccak256 = fn
+    return fn
+
+
+def _keccak_c() -> Callable[[bytes], bytes]:
+    """keccak-256 from pycryptodome's own C library (``Crypto/Hash/_keccak*``), bound with
+    ctypes, with the calls ``Crypto.Hash.keccak`` makes: one state per hash, freed after.
+
+    NOTE: not ``Crypto.Hash.keccak`` itself: where cffi is installed (coincurve needs it)
+    pycryptodome binds its C code through cffi, whose ABI mode parses C declarations with
+    pycparser at import, ~50-85 ms on every command (issue 19). Hiding cffi from that import
+    is not safe in an embedding process with threads."""
+    import ctypes
+    import importlib.machinery
+    import importlib.util
+    import os
+
+    spec = importlib.util.find_spec("Crypto")
+    dirs = list(spec.submodule_search_locations or []) if spec else []
+    paths = [os.path.join(d, "Hash", "_keccak" + suffix) for d in dirs
+             for suffix in importlib.machinery.EXTENSION_SUFFIXES]
+    path = next((p for p in paths if os.path.isfile(p)), None)
+    if path is None:
+        raise OSError("pycryptodome's _keccak library not found")
+    # NOTE: RTLD_DEEPBIND as pycryptodome loads it (its symbols before any other library's)
+    deep = 0 if os.getenv("PYCRYPTODOME_DISABLE_DEEPBIND") else getattr(os, "RTLD_DEEPBIND", 0)
+    lib = ctypes.CDLL(path, mode=ctypes.RTLD_LOCAL | deep)
+    ptr, size, u8, out_t = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint8, ctypes.c_char * 32
+    init, absorb, digest, destroy = (lib.keccak_init, lib.keccak_absorb, lib.keccak_digest,
+                                     lib.keccak_destroy)
+    init.argtypes = [ctypes.POINTER(ptr), size, u8]  # (state**, capacity bytes, rounds)
+    absorb.argtypes = [ptr, ctypes.c_char_p, size]
+    digest.argtypes = [ptr, ctypes.POINTER(out_t), size, u8]  # (..., length, padding)
+    destroy.argtypes = [ptr]
+    for f in (init, absorb, digest, destroy):
+        f.restype = ctypes.c_int
+
+    def check(rc: int) -> None:
+        if rc:
+            raise ValueError(f"pycryptodome's keccak failed (error {rc})")
+
+    def keccak256(data: bytes) -> bytes:
+        state = ptr()
+        check(init(ctypes.byref(state), 64, 24))  # capacity 2 x 32 bytes, 24 rounds
+        try:
+            check(absorb(state, data, len(data)))
+            out = out_t()
+            check(digest(state, ctypes.byref(out), 32, 0x01))  # keccak's padding, not SHA-3's
+            return out.raw
+        finally:
+            destroy(state)
+
+    return keccak256
 
 
 def to_bytes(value: Any) -> bytes:
