@@ -298,6 +298,26 @@ def check_conservation(system, holders: Iterable[str]) -> None:
 # ----------------------------------------------------------------------------- processes
 
 
+@contextmanager
+def lock_held_elsewhere(path):
+    """Another process holds the lock file ``path`` (``chain.oslock``, as a dtnsess run does)
+    while the block runs; the Popen is yielded (kill it to see a holder die)."""
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys; from dtnsess_cli.chain.oslock import FileLock\n"
+         "lock = FileLock(sys.argv[1]).acquire(); print('held', flush=True); sys.stdin.read()",
+         str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.stdin.close()
+        holder.wait(10)
+
+
 def wait_gone(pid: int, timeout: float = 10.0) -> bool:
     """Whether process ``pid`` is gone within ``timeout`` seconds (a zombie waiting for its
     parent to reap it counts as gone)."""

@@ -6,8 +6,6 @@ Configuration comes from DTNSESS_* environment variables only (cli_helpers.Cli).
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import pytest
 
@@ -28,6 +26,7 @@ from helpers import (
     dtn_balance,
     fund,
     increase_time,
+    lock_held_elsewhere,
     next_second,
     session,
 )
@@ -562,19 +561,10 @@ def test_cleanup_lock_held_by_another_process(make_cli, system6, user, w3, tmp_p
     cli = make_cli(system6)
     ids = _idle_sessions(cli, system6, user, w3)
     lock = tmp_path / "locks" / f"dtnsess-cleanup-31337-{system6.manager.address.lower()}.lock"
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys; from filelock import FileLock; l = FileLock(sys.argv[1]); l.acquire(); "
-         "print('held', flush=True); sys.stdin.read()", str(lock)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with lock_held_elsewhere(lock):
         before = nonce(w3, user)
         assert_error(cli("cleanup"), ExitCode.LOCKED, "another cleanup is running")
         assert nonce(w3, user) == before and all(session(system6, i)["active"] for i in ids)
-    finally:
-        holder.stdin.close()
-        holder.wait(10)
     assert_ok(cli("cleanup"))
     assert not any(session(system6, i)["active"] for i in ids)
 

@@ -85,10 +85,11 @@ def test_image_ipfs_and_model_commands_never_import_web3(run, system6, user):
     run("doctor")
 
 
-def test_request_and_close_import_no_cffi(run, system6, user):
-    """Issue 19, item 4: keccak binds pycryptodome's C code with ctypes, not through cffi
-    (whose ABI mode parses C declarations with pycparser at import, ~50-85 ms)."""
-    light = ("cffi", "pycparser")
+def test_request_and_close_import_no_lock_library_nor_cffi(run, system6, user):
+    """Issue 19, item 4: filelock (~95 ms of import: it imports asyncio) gave way to the OS's
+    own lock (chain/oslock.py), and keccak binds pycryptodome's C code with ctypes, not
+    through cffi (whose ABI mode parses C declarations with pycparser, ~50-85 ms)."""
+    light = ("filelock", "asyncio", "cffi", "pycparser")
     fund(system6, user, 100, approve=False)
     asked, closed = (str(run("create", "20", "--yes")["session_id"]) for _ in range(2))
     assert run("request", "hi", "--session", asked, "--yes", heavy=light)["request_id"]

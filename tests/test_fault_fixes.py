@@ -6,8 +6,6 @@ requests that pay the node nothing, a namespace name that never routes to system
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 
 import pytest
@@ -20,7 +18,7 @@ from cli_helpers import (
     nonce,
 )
 from dtnsess_cli.errors import ExitCode
-from helpers import answer, fund
+from helpers import answer, fund, lock_held_elsewhere
 
 
 def _requests(system, user) -> list:
@@ -276,22 +274,12 @@ def test_response_reads_both_records_at_one_block(make_cli, system6, user, monke
 
 def test_cleanup_lock_is_per_chain(make_cli, system6, tmp_path):
     cli = make_cli(system6)
-    other = tmp_path / "locks" / f"dtnsess-cleanup-8453-{system6.manager.address.lower()}.lock"
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys; from filelock import FileLock; l = FileLock(sys.argv[1]); l.acquire(); "
-         "print('held', flush=True); sys.stdin.read()", str(other)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    name = f"{system6.manager.address.lower()}.lock"
+    with lock_held_elsewhere(tmp_path / "locks" / f"dtnsess-cleanup-8453-{name}"):
         assert_ok(cli("cleanup"))  # the same address on another chain does not block this one
         # unpinned chain id: the node is asked, the lock is the same per-chain file
         assert_ok(cli("cleanup", env={"DTNSESS_CHAIN_ID": None}))
-        assert (tmp_path / "locks" /
-                f"dtnsess-cleanup-31337-{system6.manager.address.lower()}.lock").exists()
-    finally:
-        holder.stdin.close()
-        holder.wait(10)
+        assert (tmp_path / "locks" / f"dtnsess-cleanup-31337-{name}").exists()
 
 
 def test_doctor_runs_every_check(make_cli, system6):

@@ -14,6 +14,7 @@
 - :mod:`.pipeline`  batches: pipelined sends and sends back to back in one batch
 - :mod:`.replace`   a stuck transaction replaced at its nonce (tx speedup / tx cancel)
 - :mod:`.journal`   every signed transaction on disk before its send; the per-(chain, sender) lock
+- :mod:`.oslock`    the inter-process lock of a file (flock; filelock on Windows only)
 
 NOTE: this package imports nothing from web3, eth-abi, eth-account, eth-utils, requests,
 pydantic or aiohttp (a test checks ``sys.modules``): those cost about 1.5 s of start-up per

@@ -15,7 +15,7 @@ hash the node does not know is of another chain: never re-broadcast on, nor reso
 this one. An entry an older dtnsess wrote (no genesis, no anchor: ``Entry.legacy``) is of a
 chain that cannot be told: it is only named, until ``dtnsess journal forget --legacy``. It never holds a key: only signed transactions, which anyone may broadcast anyway.
 
-Only stdlib, filelock and platformdirs here.
+Only stdlib and platformdirs here.
 """
 
 from __future__ import annotations
@@ -370,15 +370,24 @@ def remember_chain(url: str, chain: Optional[tuple], directory: Optional[Path] =
         pass
 
 
+def chain_tag(chain: Optional[tuple]) -> str:
+    """What names a chain in a lock file's name: ``31337-<genesis hex>-`` for (chain id,
+    genesis hash); the id alone when the node has no genesis (""); "" for None."""
+    if chain is None:
+        return ""
+    cid, genesis = chain
+    return f"{int(cid)}-" + (f"{genesis.lower()[2:]}-" if genesis else "")
+
+
 def sender_lock(address: str, directory: Optional[Path] = None, chain: Optional[tuple] = None):
-    """The inter-process lock of one sender on one chain (a filelock.FileLock, re-entrant), in
+    """The inter-process lock of one sender on one chain (an ``oslock.FileLock``), in
     ``directory`` (default: ``state_dir()``). ``chain``: (chain id, genesis hash) -- a chain is
     both, as in the journal (genesis "": the node has none; the id alone then).
 
     NOTE: per chain, so one key writes on two chains at once (a fork and its origin, two
     devnets); the nonce sequence it orders is per chain anyway. The chain is known before the
     lock from ``known_chain`` (checked before signing), else read (``Writes._chain_key``)."""
-    from filelock import FileLock
+    from .oslock import FileLock
 
     d = Path(directory or state_dir()) / "locks"
     try:
@@ -386,8 +395,4 @@ def sender_lock(address: str, directory: Optional[Path] = None, chain: Optional[
     except OSError as exc:
         raise ConfigError(f"cannot create the lock directory {d}: {exc.strerror}",
                           hint=f"set {STATE_ENV} to a writable directory") from None
-    where = ""
-    if chain is not None:
-        cid, genesis = chain
-        where = f"{int(cid)}-" + (f"{genesis.lower()[2:]}-" if genesis else "")
-    return FileLock(str(d / f"sender-{where}{address.lower()}.lock"))
+    return FileLock(d / f"sender-{chain_tag(chain)}{address.lower()}.lock")

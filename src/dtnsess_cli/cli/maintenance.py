@@ -139,18 +139,21 @@ def cleanup(
         return _cleanup_check(run, g)
     c = run.client
     with error_handler(debug_enabled(g), g.json):
+        from ..chain.oslock import LockHeld
+
         lock = _cleanup_lock(run)
         try:
-            with lock.acquire(timeout=0):
-                if limit is not None:
-                    price = c.gas_price()
-                    if price > limit:
-                        raise GasPriceTooHighError(format_gwei(price), format_gwei(limit))
-                res = c.cleanup(max_, max_gas)
-        except Exception as exc:
-            if type(exc).__name__ == "Timeout":  # filelock.Timeout: held by another run
-                raise LockedError(lock.lock_file) from None
-            raise
+            lock.acquire()
+        except LockHeld:  # another run holds it
+            raise LockedError(lock.lock_file) from None
+        try:
+            if limit is not None:
+                price = c.gas_price()
+                if price > limit:
+                    raise GasPriceTooHighError(format_gwei(price), format_gwei(limit))
+            res = c.cleanup(max_, max_gas)
+        finally:
+            lock.release()
     closed = res.data.get("closed", [])
     refunds = res.data.get("refunds_credited")
     if g.json:
@@ -204,14 +207,14 @@ def _cleanup_lock(run: Run):
     """One lock per (chain, contract): the same address on two chains is two contracts."""
     import tempfile
 
-    from filelock import FileLock
+    from ..chain.oslock import FileLock
 
     lock_dir = Path(os.environ.get("DTNSESS_LOCK_DIR") or tempfile.gettempdir())
     contract = (run.settings.contract or "none").lower()
     # NOTE: a pinned chain id is checked against the node before anything is sent; otherwise
     # ask the node (the connect batch then skips its eth_chainId)
     chain = run.settings.chain_id or run.client.chain_id
-    return FileLock(str(lock_dir / f"dtnsess-cleanup-{chain}-{contract}.lock"))
+    return FileLock(lock_dir / f"dtnsess-cleanup-{chain}-{contract}.lock")
 
 
 @command(config_app, "show")

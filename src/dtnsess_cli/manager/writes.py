@@ -214,19 +214,18 @@ class Writes:
         SENDER_LOCK_WAIT."""
         import time
 
-        from filelock import Timeout
-
         from ..chain.clock import sleep
+        from ..chain.oslock import LockHeld
 
-        # NOTE: polled here, not in filelock's blocking acquire, so that the wait goes through
-        # the one sleep hook (the async client's tasks run meanwhile); filelock polls at 50 ms
+        # NOTE: polled here through the one sleep hook, so the async client's tasks run
+        # meanwhile; every 50 ms, as filelock polled
         deadline = time.monotonic() + SENDER_LOCK_WAIT
         told = False
         while True:
             try:
-                lock.acquire(timeout=0)
+                lock.acquire()
                 break
-            except Timeout:
+            except LockHeld:
                 if time.monotonic() >= deadline:
                     raise LockedError(lock.lock_file, f"another dtnsess process is still "
                                       f"sending from {addr} after {SENDER_LOCK_WAIT:g}s") \
