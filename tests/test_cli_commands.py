@@ -23,6 +23,7 @@ from dtnsess_cli.devnet.localdtn import SYSTEM_TRUST_NAMESPACE, respond
 from helpers import (
     CALLBACK_GAS,
     bal,
+    chain_of,
     dtn_balance,
     fund,
     increase_time,
@@ -560,7 +561,9 @@ def test_cleanup_gas_price_above_limit(make_cli, system6, user, w3):
 def test_cleanup_lock_held_by_another_process(make_cli, system6, user, w3, tmp_path):
     cli = make_cli(system6)
     ids = _idle_sessions(cli, system6, user, w3)
-    lock = tmp_path / "locks" / f"dtnsess-cleanup-31337-{system6.manager.address.lower()}.lock"
+    cid, genesis = chain_of(w3)
+    lock = (tmp_path / "locks" /
+            f"dtnsess-cleanup-{cid}-{genesis[2:]}-{system6.manager.address.lower()}.lock")
     with lock_held_elsewhere(lock):
         before = nonce(w3, user)
         assert_error(cli("cleanup"), ExitCode.LOCKED, "another cleanup is running")

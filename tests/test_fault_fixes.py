@@ -18,7 +18,7 @@ from cli_helpers import (
     nonce,
 )
 from dtnsess_cli.errors import ExitCode
-from helpers import answer, fund, lock_held_elsewhere
+from helpers import answer, chain_of, fund, lock_held_elsewhere
 
 
 def _requests(system, user) -> list:
@@ -272,9 +272,10 @@ def test_response_reads_both_records_at_one_block(make_cli, system6, user, monke
     assert out["note"] is None
 
 
-def test_cleanup_lock_is_per_chain(make_cli, system6, tmp_path):
+def test_cleanup_lock_is_per_chain(make_cli, system6, w3, tmp_path):
     cli = make_cli(system6)
-    name = f"{system6.manager.address.lower()}.lock"
+    genesis = chain_of(w3)[1][2:]
+    name = f"{genesis}-{system6.manager.address.lower()}.lock"
     with lock_held_elsewhere(tmp_path / "locks" / f"dtnsess-cleanup-8453-{name}"):
         assert_ok(cli("cleanup"))  # the same address on another chain does not block this one
         # unpinned chain id: the node is asked, the lock is the same per-chain file

@@ -1,5 +1,6 @@
-"""The inter-process lock (issue 19, item 4): ``chain.oslock.FileLock`` on the OS's flock, in
-place of filelock (~95 ms of import on every write).
+"""The inter-process locks (issue 19, item 4): ``chain.oslock.FileLock`` on the OS's flock,
+in place of filelock (~95 ms of import on every write), and the cleanup lock keyed by chain id
+*and* genesis hash, as the journal and the sender lock key a chain.
 
 The lock: another process waits, then proceeds; a killed holder leaves no stale lock; re-entrant
 for the thread (and greenlet) that holds it, refused to any other; a forked child does not
@@ -15,9 +16,10 @@ import time
 
 import pytest
 
+from cli_helpers import Cli, assert_error, assert_ok, isolate_env
 from helpers import lock_held_elsewhere, wait_gone
 from dtnsess_cli.chain.oslock import FileLock, LockHeld
-from dtnsess_cli.errors import ConfigError
+from dtnsess_cli.errors import ConfigError, ExitCode
 
 # polls the lock like the sender lock does, then says when it got it
 WAITER = ("import sys, time\n"
@@ -168,3 +170,60 @@ def test_a_lock_that_cannot_be_opened_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot lock"):
         lock.acquire()
     assert not lock.is_locked
+
+
+# -------------------------------------------------------- the cleanup lock, keyed by genesis
+
+
+@pytest.fixture(scope="module")
+def twin_devnets(tmp_path_factory, accounts):
+    """Two Anvils with the same chain id (31337) and the same deployment (the same account's
+    first transactions: the same manager address), each with its own genesis."""
+    from web3 import Web3
+
+    from dtnsess_cli.devnet import localdtn
+    from dtnsess_cli.devnet.anvil import AnvilProcess
+
+    nodes, systems = [], []
+    try:
+        for i, ts in enumerate(("1700000000", "1710000000")):
+            node = AnvilProcess()
+            nodes.append(node)
+            node.start(log_path=tmp_path_factory.mktemp(f"anvil-twin{i}") / "anvil.log",
+                       extra_args=["--timestamp", ts])
+            w3 = Web3(Web3.HTTPProvider(node.url, request_kwargs={"timeout": 30}))
+            systems.append((w3, localdtn.deploy_system(w3, accounts[0], decimals=6,
+                                                       worker=accounts[3])))
+        yield list(zip(nodes, systems))
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def test_cleanup_lock_is_per_genesis(twin_devnets, private_keys, monkeypatch, tmp_path):
+    """Before: the cleanup lock was named by chain id and contract, so a cleanup on one devnet
+    was refused while another devnet with the same id and address ran its own. Now each
+    chain has its own lock, and two runs on one chain still exclude each other, whether the
+    run knew the chain from an earlier one or read it from the node."""
+    from helpers import chain_of
+
+    isolate_env(monkeypatch, tmp_path)
+    (node_a, (w3_a, sys_a)), (node_b, (w3_b, sys_b)) = twin_devnets
+    assert sys_a.manager.address == sys_b.manager.address
+    assert chain_of(w3_a)[0] == chain_of(w3_b)[0] and chain_of(w3_a)[1] != chain_of(w3_b)[1]
+    cli_a = Cli(sys_a, private_keys, monkeypatch, node_a.url)
+    cli_b = Cli(sys_b, private_keys, monkeypatch, node_b.url)
+    locks = tmp_path / "locks"
+
+    def lock_of(w3) -> str:
+        cid, genesis = chain_of(w3)
+        return str(locks / f"dtnsess-cleanup-{cid}-{genesis[2:]}-{sys_a.manager.address.lower()}.lock")
+
+    with lock_held_elsewhere(lock_of(w3_a)):  # a cleanup running on A
+        assert_ok(cli_b("cleanup"))  # B, with the same id and address, is not blocked
+        assert_error(cli_a("cleanup"), ExitCode.LOCKED, "another cleanup is running",
+                     lock_of(w3_a))  # A is, from a run that read its chain from the node
+        assert_error(cli_a("cleanup"), ExitCode.LOCKED, lock_of(w3_a))  # and from one that knew it
+    assert_ok(cli_a("cleanup"))
+    assert sorted(p.name for p in locks.iterdir()) == sorted(
+        os.path.basename(lock_of(w3)) for w3 in (w3_a, w3_b))

@@ -204,17 +204,20 @@ def _cleanup_check(run: Run, g: CliOptions) -> None:
 
 
 def _cleanup_lock(run: Run):
-    """One lock per (chain, contract): the same address on two chains is two contracts."""
+    """One lock per (chain, contract): the same address on two chains is two contracts, and a
+    chain is its id and genesis hash, as the journal and the sender lock key it (a fork and
+    its origin, or two devnets, share an id)."""
     import tempfile
 
+    from ..chain.journal import chain_tag
     from ..chain.oslock import FileLock
 
     lock_dir = Path(os.environ.get("DTNSESS_LOCK_DIR") or tempfile.gettempdir())
     contract = (run.settings.contract or "none").lower()
-    # NOTE: a pinned chain id is checked against the node before anything is sent; otherwise
-    # ask the node (the connect batch then skips its eth_chainId)
-    chain = run.settings.chain_id or run.client.chain_id
-    return FileLock(lock_dir / f"dtnsess-cleanup-{chain}-{contract}.lock")
+    # NOTE: the chain last seen behind this URL (no round trip), checked before anything is
+    # signed, as for the sender lock; else read now (once per URL: one round trip more)
+    chain = chain_tag(run.client.chain_key())
+    return FileLock(lock_dir / f"dtnsess-cleanup-{chain}{contract}.lock")
 
 
 @command(config_app, "show")

@@ -127,6 +127,11 @@ class Writes:
             self._txctx.lock_chain = self._lock_chain
         return self._txctx
 
+    def chain_key(self) -> tuple:
+        """(chain id, genesis hash) of the node, as the sender lock keys it (``_chain_key``):
+        the cleanup lock is keyed the same."""
+        return self._chain_key(self._state_path())
+
     def _chain_key(self, state: Any) -> tuple:
         """(chain id, genesis hash) of the node: the sender lock is per chain and key. What was
         last seen behind this URL (``journal.known_chain``: no round trip), checked when the
