@@ -243,15 +243,19 @@ def test_keccak_through_ctypes_matches_pycryptodome():
     assert wrong == []
 
 
-@pytest.mark.parametrize("breakage", ["no library", "other symbols", "wrong answers"])
+@pytest.mark.parametrize("breakage", ["no finder", "no library", "other symbols",
+                                      "wrong answers"])
 def test_keccak_falls_back_to_pycryptodome(monkeypatch, breakage):
     """When pycryptodome's library cannot be found, lacks the symbols, or gives a wrong answer
     to the known vectors, keccak is pycryptodome's own binding."""
     import ctypes
     import importlib.machinery
+    import sys
 
     monkeypatch.setattr(abi, "_keccak256", None)  # choose again
-    if breakage == "no library":
+    if breakage == "no finder":  # a pycryptodome without Crypto.Util._file_system
+        monkeypatch.setitem(sys.modules, "Crypto.Util._file_system", None)
+    elif breakage == "no library":
         monkeypatch.setattr(importlib.machinery, "EXTENSION_SUFFIXES", [".not-there.so"])
     elif breakage == "other symbols":
         monkeypatch.setattr(ctypes, "CDLL", lambda *args, **kw: object())

@@ -69,7 +69,8 @@ def _keccak_impl() -> Callable[[bytes], bytes]:
     try:
         fn = _keccak_c()
         ok = all(fn(data) == bytes.fromhex(digest) for data, digest in _KECCAK_KNOWN)
-    except (OSError, AttributeError, ValueError):  # no library, other symbols, an error code
+    # no library (or pycryptodome no longer finds it so), other symbols, an error code
+    except (ImportError, OSError, AttributeError, ValueError):
         ok = False
     if not ok:
         from Crypto.Hash import keccak as _pycryptodome
@@ -91,12 +92,12 @@ def _keccak_c() -> Callable[[bytes], bytes]:
     is not safe in an embedding process with threads."""
     import ctypes
     import importlib.machinery
-    import importlib.util
     import os
 
-    spec = importlib.util.find_spec("Crypto")
-    dirs = list(spec.submodule_search_locations or []) if spec else []
-    paths = [os.path.join(d, "Hash", "_keccak" + suffix) for d in dirs
+    # NOTE: found as pycryptodome finds it (importlib.util would cost ~10 ms more)
+    from Crypto.Util._file_system import pycryptodome_filename
+
+    paths = [pycryptodome_filename(["Crypto", "Hash"], "_keccak" + suffix)
              for suffix in importlib.machinery.EXTENSION_SUFFIXES]
     path = next((p for p in paths if os.path.isfile(p)), None)
     if path is None:
