@@ -181,8 +181,8 @@ class Shell:
                 if not k.startswith(("DTNSESS_", "ETH_", "FOUNDRY_"))}
         keep.update(PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
                     DTNSESS_STATE_DIR=str(state_dir), PYTHONUNBUFFERED="1",
-                    # NOTE: cleanup's lock is named by chain id and address, which every
-                    # devnet shares: another test's devnet must not hold this one's
+                    # NOTE: cleanup's lock is named by chain (id, genesis) and address, which
+                    # devnets started in the same second share: another test's must not hold it
                     DTNSESS_LOCK_DIR=str(state_dir / "locks"),
                     NO_COLOR="1", TERM="dumb")
         self.env = keep
