@@ -34,7 +34,8 @@ def _owner() -> tuple:
     """Who acquires: this thread and, within it, this greenlet (the async client runs each
     call as a greenlet of the loop's thread: the thread alone would let a second call in)."""
     g = sys.modules.get("greenlet")
-    return threading.get_ident(), (id(g.getcurrent()) if g is not None else None)
+    # the greenlet itself, not its id: an id may be reused once a greenlet is gone
+    return threading.get_ident(), (g.getcurrent() if g is not None else None)
 
 
 class FileLock:
