@@ -86,8 +86,8 @@ def test_image_ipfs_and_model_commands_never_import_web3(run, system6, user):
 
 
 def test_request_and_close_import_no_lock_library_nor_cffi(run, system6, user):
-    """Issue 19, item 4: filelock (~95 ms of import: it imports asyncio) gave way to the OS's
-    own lock (chain/oslock.py), and keccak binds pycryptodome's C code with ctypes, not
+    """Issue 19, item 4: filelock (27-95 ms of import, measured) gave way to
+    the OS's own lock (chain/oslock.py), and keccak binds pycryptodome's C code with ctypes, not
     through cffi (whose ABI mode parses C declarations with pycparser, ~50-85 ms)."""
     light = ("filelock", "asyncio", "cffi", "pycparser")
     fund(system6, user, 100, approve=False)
