@@ -9,10 +9,12 @@ inherit its parent's hold; the file stays in place."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -163,6 +165,41 @@ def test_a_forked_child_does_not_inherit_the_hold(tmp_path):
         FileLock(path).acquire()  # still held by this process after the child is gone
     lock.release()
     FileLock(path).acquire().release()
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("setpriv"),
+                    reason="needs root and setpriv to run a process as another user")
+def test_another_users_lock_file_in_a_shared_dir():
+    """Cleanup's default lock directory is the temp dir, shared by the users of a machine: a
+    lock file another user made (0644, not writable to others) is opened read-only and still
+    locks both ways."""
+    import tempfile
+
+    probe = ("import sys\n"
+             "from dtnsess_cli.chain.oslock import FileLock, LockHeld\n"
+             "try:\n"
+             "    FileLock(sys.argv[1]).acquire().release()\n"
+             "    print('got')\n"
+             "except LockHeld:\n"
+             "    print('held')\n")
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    with tempfile.TemporaryDirectory() as shared:  # (pytest's tmp_path is root's only)
+        os.chmod(shared, 0o1777)
+        path = Path(shared) / "dtnsess-cleanup.lock"
+
+        def as_nobody() -> str:
+            return subprocess.run(
+                ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable,
+                 "-c", probe, str(path)], capture_output=True, text=True, timeout=60,
+                env={**os.environ, "PYTHONPATH": src}).stdout.strip()
+
+        lock = FileLock(path).acquire()  # made by this user (root)
+        assert path.stat().st_uid == 0 and not path.stat().st_mode & 0o002
+        try:
+            assert as_nobody() == "held"
+        finally:
+            lock.release()
+        assert as_nobody() == "got"
 
 
 def test_a_lock_that_cannot_be_opened_is_a_config_error(tmp_path):
