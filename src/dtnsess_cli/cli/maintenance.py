@@ -70,7 +70,7 @@ def journal_forget(
              "entries)")] = None,
     legacy: Annotated[bool, typer.Option(
         "--legacy", help="instead: the open entries an older dtnsess wrote without their chain "
-                         "(named by every write until forgotten)")] = False,
+                         "(shown by `dtnsess tx HASH`)")] = False,
     chain_id_of: Annotated[Optional[int], typer.Option(
         "--of-chain-id", help="only entries of this chain id")] = None,
     *, g: CliOptions,
