@@ -12,6 +12,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from cli_helpers import load_json
 from helpers import fund, mine, rpc
 from test_faults_send import HASH, env, one_error  # noqa: F401 - env is a fixture
@@ -298,3 +300,19 @@ def test_a_dry_run_shows_the_replacement_and_sends_nothing(env):
     (t,) = out["transactions"]
     assert t["gas_estimate"] == old["gas"] and "tx_hash" not in t
     assert [e.tx_hash for e in _family(h)] == [h]  # nothing new journaled
+
+
+def test_the_fees_of_a_replacement_without_eip1559():
+    """A gasPrice transaction (a chain without EIP-1559): --max-fee (--gas-price) sets the
+    price, never below +10%; without it +10%, or the chain's price when higher."""
+    from dtnsess_cli.chain.context import TxOverrides
+    from dtnsess_cli.chain.replace import replacement_fields
+    from dtnsess_cli.errors import InputError
+
+    old = {"type": 0, "gasPrice": 100, "gas": 50_000, "value": 0, "data": "0x", "to": "0x1"}
+    assert replacement_fields(old, {"gasPrice": 90}, "0x2", False)["gasPrice"] == 110
+    assert replacement_fields(old, {"gasPrice": 150}, "0x2", False)["gasPrice"] == 150
+    fixed = replacement_fields(old, {"gasPrice": 150}, "0x2", True, TxOverrides(max_fee=120))
+    assert (fixed["gasPrice"], fixed["to"], fixed["gas"]) == (120, "0x2", 21_000)
+    with pytest.raises(InputError, match="below the replacement minimum"):
+        replacement_fields(old, {}, "0x2", False, TxOverrides(max_fee=109))
