@@ -1,9 +1,9 @@
 """Issue 15's leftovers in the send path (issue 19, item 2):
 
 - a journal entry an older dtnsess wrote (no genesis, no anchor) is of a chain that cannot be
-  told: never re-broadcast on, nor resolved against, this one; `dtnsess tx` names it (a write
-  does not: nothing it does changes the entry); a rerun of its command is refused;
-  `dtnsess journal forget --legacy` clears it;
+  told: never re-broadcast on, nor resolved against, this one; `dtnsess tx` and `journal list`
+  name it (a write does not: nothing it does changes the entry); a rerun of its command is
+  refused; `dtnsess journal forget --legacy` clears it;
 - the sender lock is per (chain, key): one key writes on two chains at once, and two writes on
   one chain still take turns;
 - Ctrl-C between the broadcasts of a batched send names every hash that may have been sent.
@@ -116,8 +116,8 @@ def test_a_legacy_entry_is_never_rebroadcast_nor_resolved(env, chain_c, system6,
 def test_a_legacy_entry_does_not_hold_up_every_write(env, system6, w3, user):
     """Before: an open legacy entry counted as open (``Journal.has_open``), so every write
     looked up the chain for it and named it, until `journal forget --legacy`. Now a write
-    neither names it nor makes a round trip for it; `dtnsess tx` still shows it and `journal
-    forget --legacy` still clears it."""
+    neither names it nor makes a round trip for it; `dtnsess tx` and `journal list` show it,
+    `journal forget --legacy` still clears it."""
     proxy, cli = env
     h = _lost_request_on_a(env, system6, w3, user)
     _make_legacy(h)
@@ -128,8 +128,14 @@ def test_a_legacy_entry_does_not_hold_up_every_write(env, system6, w3, user):
     with_legacy = len(proxy.seen)
     shown = cli.json("tx", h)
     assert shown["journal"] == "open" and "older dtnsess" in shown["journal_chain"]
+    listed = cli("journal", "list")
+    assert listed.exit_code == 0 and h in listed.stdout, listed.output
+    assert "journal forget --legacy" in listed.stdout
+    assert [(e["tx_hash"], e["legacy"]) for e in cli.json("journal", "list")["open"]] == [
+        (h, True)]
     out = cli.json("journal", "forget", "--legacy")
     assert [e["tx_hash"] for e in out["forgotten"]] == [h] and _legacy_open(user) == []
+    assert cli.json("journal", "list")["open"] == []
     proxy.seen.clear()
     assert cli("approve", "2", "--yes").exit_code == 0
     assert with_legacy == len(proxy.seen), proxy.seen  # the same trips as without it

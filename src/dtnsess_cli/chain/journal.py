@@ -263,6 +263,10 @@ class Journal:
         return [e for e in self._open_of(sender)
                 if e.chain_id == chain_id and not e.legacy and not e.on(chain_id, genesis)]
 
+    def open_all(self) -> list:
+        """Every open entry, of any sender and chain, oldest first."""
+        return self._select("WHERE status = ? ORDER BY created_at", (OPEN,))
+
     def open_legacy(self, sender: Optional[str] = None, chain_id: Optional[int] = None) -> list:
         """Open legacy entries (``Entry.legacy``): ``sender``'s, or everyone's; of ``chain_id``
         when given."""

@@ -411,6 +411,17 @@ class Writes:
         j.forget(gone)
         return gone, kept
 
+    def open_entries(self) -> list:
+        """The open journal entries of this machine (any key, any chain), oldest first: sends
+        whose outcome is not known here yet, and those an older dtnsess wrote (``legacy``:
+        never resolved, see ``forget_legacy``). Local: no node is asked."""
+        from ..chain.journal import Journal
+
+        state = self._state_path()
+        if state is None:
+            return []
+        return (self._journal or Journal(state / "journal.sqlite3")).open_all()
+
     def forget_legacy(self, chain_id: Optional[int] = None) -> list:
         """Forget the open legacy journal entries (``chain.journal.Entry.legacy``: written
         before the journal recorded chains), of ``chain_id`` when given. Returns them."""
