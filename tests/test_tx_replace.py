@@ -170,7 +170,8 @@ def test_underpriced_is_retried_higher_and_mined(env):
     # the third try: +10% three times over the original (rounded up each time)
     assert got["maxPriorityFeePerGas"] * 1000 >= old["maxPriorityFeePerGas"] * 1331
     assert got["maxFeePerGas"] * 1000 >= old["maxFeePerGas"] * 1331
-    assert res.stderr.count("underpriced; trying") == 2, res.stderr
+    said = "as underpriced (it wants more over what it holds at nonce"
+    assert res.stderr.count(said) == 2 and res.stderr.count("; trying ") == 2, res.stderr
     assert env.nonce() == start + 1 and allowance(env) == 0  # the cancel, once
     family = _family(h)
     assert [e.status for e in family] == ["replaced", "dropped", "dropped", "mined"]

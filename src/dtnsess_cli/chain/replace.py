@@ -189,7 +189,8 @@ def replace(ctx: TxContext, entry: Any, *, cancel: bool, dry_run: bool,
                             f"stays pending")
                 raise
             ctx.ui.info(f"the node refused the replacement at tip / max {tried[-1]} gwei as "
-                        f"underpriced; trying {_gwei_pair(nxt)} gwei (+10% on both)")
+                        f"underpriced (it wants more over what it holds at nonce "
+                        f"{entry.nonce}); trying {_gwei_pair(nxt)} gwei (+10% on both)")
             new = nxt
             result.max_fee_per_gas = _max_fee(new)
     result.tx_hash = tx_hash
