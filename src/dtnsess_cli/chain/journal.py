@@ -13,8 +13,8 @@ Anvils started in the same second share theirs), each entry also keeps an anchor
 block (number, hash) when it was signed. An entry whose anchor block is not the node's and whose
 hash the node does not know is of another chain: never re-broadcast on, nor resolved against,
 this one. An entry an older dtnsess wrote (no genesis, no anchor: ``Entry.legacy``) is of a
-chain that cannot be told: it is only shown (``dtnsess tx HASH``; a rerun of its command is
-refused), until ``dtnsess journal forget --legacy``. It never holds a key: only signed
+chain that cannot be told: it is only shown (``dtnsess journal list``, ``dtnsess tx HASH``; a
+rerun of its command is refused), until ``dtnsess journal forget --legacy``. It never holds a key: only signed
 transactions, which anyone may broadcast anyway.
 
 Only stdlib, filelock and platformdirs here.

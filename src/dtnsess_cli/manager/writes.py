@@ -253,8 +253,8 @@ class Writes:
         argv = (INTENT.get() or {}).get("argv")
         # NOTE: a legacy entry (no genesis, no anchor) may be of this chain or of any other
         # with its id (a fork, a reset devnet): never re-broadcast nor resolved, so no write
-        # names it or waits for it (`dtnsess tx HASH` shows it); only its own command is not
-        # run again, its outcome being unknown (a local lookup: no round trip)
+        # names it or waits for it (`journal list` and `tx HASH` show it); only its own
+        # command is not run again, its outcome being unknown (a local lookup: no round trip)
         for e in self._journal.open_legacy(self.address) if argv else ():
             if e.final and e.argv == argv and e.chain_id == self.chain_id:
                 raise LegacyEntryError(argv, e.label(), e.tx_hash)
