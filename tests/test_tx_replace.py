@@ -1,10 +1,13 @@
 """`dtnsess tx speedup` / `dtnsess tx cancel` on the devnet, automine off (issue 19, item 1).
 
 A stuck transaction (sent while nothing is mined: the write exits 10 naming it) is replaced at
-its nonce with both fees raised by at least 10%; the journal keeps both as one family. Every
-outcome: the replacement mined, the original mined first (nothing sent), the replacement refused
-as underpriced, the node lost both (the next write re-broadcasts the newest and a rerun of the
-intent is not repeated), a cancel mined (nothing of the intent done). Never two mined.
+its nonce with both fees raised by at least 10% (or set by --priority-gas-price / --max-fee,
+refused below that minimum); the journal keeps both as one family. Every outcome: the
+replacement mined, the original mined first (nothing sent), the replacement refused as
+underpriced (signed again +10%, asked again, and mined; or beyond --max-fee or the tries: a
+clear error, nothing more sent), the node lost both (the next write re-broadcasts the newest and
+a rerun of the intent is not repeated), a cancel mined (nothing of the intent done). Never two
+mined.
 """
 
 from __future__ import annotations
