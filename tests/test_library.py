@@ -5,6 +5,7 @@ proxies and NO_PROXY honoured, and the devnet and compiler asking for their extr
 from __future__ import annotations
 
 import http.client
+import inspect
 import http.server
 import socketserver
 import sqlite3
@@ -548,6 +549,34 @@ def test_a_web3_provider_as_the_transport(anvil, system6, private_keys, user, tm
     by = {c.name: c for c in client.doctor()}
     assert by["rpc"].ok and by["contract"].ok, by
     assert anvil.url not in by["rpc"].detail  # the transport's name, never its URL
+
+
+def test_the_sync_client_refuses_an_async_provider(anvil, system6, user):
+    """web3 8 removed the synchronous LegacyWebSocketProvider; its WebSocketProvider is async,
+    AsyncClient's: Client said nothing and failed on a coroutine at the first call."""
+    import web3
+
+    from dtnsess_cli import ConfigError
+
+    ws = anvil.url.replace("http://", "ws://")
+    for provider in (web3.AsyncHTTPProvider(anvil.url), web3.WebSocketProvider(ws)):
+        with pytest.raises(ConfigError, match="async web3 provider, for AsyncClient"):
+            Client(provider, system6.manager.address, address=user, state_dir=False)
+
+
+def test_the_sync_client_takes_web3s_sync_websocket_provider(anvil, system6, user):
+    """web3 6's WebsocketProvider, web3 7's LegacyWebSocketProvider (none in web3 8)."""
+    import web3
+
+    legacy = getattr(web3, "LegacyWebSocketProvider", None)
+    if legacy is None and not inspect.iscoroutinefunction(
+            getattr(getattr(web3, "WebsocketProvider", None), "make_request", None)):
+        legacy = getattr(web3, "WebsocketProvider", None)  # web3 6's name
+    if legacy is None:
+        pytest.skip(f"web3 {web3.__version__} has no synchronous WebSocket provider")
+    client = Client(legacy(anvil.url.replace("http://", "ws://")), system6.manager.address,
+                    address=user, state_dir=False)
+    assert client.balances().address == user
 
 
 def test_a_web3_provider_batches_in_one_request(anvil, system6, user):

@@ -96,16 +96,25 @@ def _positive(name: str, value: Any, zero: bool = False) -> float:
 
 
 def _transport(obj: Any) -> Any:
-    """A transport the program hands over: a web3.py provider (``make_request``; web3 6, 7 or
-    8: HTTP, IPC, WebSocket), or an object with this package's JsonRpc interface (``call``,
+    """A transport the program hands over: a synchronous web3.py provider (``make_request``;
+    web3 6, 7 or 8: HTTP, IPC; WebSocket in web3 6 and 7), or an object with this package's JsonRpc interface (``call``,
     ``batch``, ``close``)."""
     if callable(getattr(obj, "call", None)) and callable(getattr(obj, "batch", None)):
         if not hasattr(obj, "url"):
             raise InputError("transport", type(obj).__name__, "needs a .url (shown in errors)")
         return obj
     if callable(getattr(obj, "make_request", None)):
+        import inspect
+
         from ..chain.transport import ProviderTransport
 
+        # NOTE: an async provider's make_request returns a coroutine, never a reply: web3 8
+        # has no synchronous WebSocket provider left, so its WebSocketProvider lands here
+        if inspect.iscoroutinefunction(obj.make_request):
+            raise ConfigError(f"{type(obj).__name__} is an async web3 provider, for "
+                              f"AsyncClient; the sync Client takes a synchronous one",
+                              hint="give Client an HTTPProvider, an IPCProvider or web3 7's "
+                                   "LegacyWebSocketProvider")
         return ProviderTransport(obj)
     raise InputError("rpc_url", type(obj).__name__, "not a URL, an IPC path or a transport "
                      "(a web3 provider, or an object with call/batch)")
@@ -119,8 +128,9 @@ class Client(_ManagerClient):
     """One AdvancedSessionManager on one chain, for a program.
 
     ``rpc_url``: an http(s) JSON-RPC endpoint (HTTP(S)_PROXY and NO_PROXY are honoured), a
-    node's IPC socket path, or a transport object: a web3.py provider of any version
-    (``make_request``), e.g. a WebSocket provider. ``manager``: the AdvancedSessionManager's
+    node's IPC socket path, or a transport object: a synchronous web3.py provider of any
+    version (``make_request``; web3 8 has no synchronous WebSocket one: its async providers
+    are :class:`AsyncClient`'s). ``manager``: the AdvancedSessionManager's
     address. ``signer``: signs the writes (see :class:`Signer`); without one the client is
     read-only, and ``address`` names whose sessions, balances and requests the views show by
     default. ``chain_id``: refuse to work on another chain (ChainMismatchError). ``model``: the

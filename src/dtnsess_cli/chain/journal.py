@@ -13,7 +13,9 @@ Anvils started in the same second share theirs), each entry also keeps an anchor
 block (number, hash) when it was signed. An entry whose anchor block is not the node's and whose
 hash the node does not know is of another chain: never re-broadcast on, nor resolved against,
 this one. An entry an older dtnsess wrote (no genesis, no anchor: ``Entry.legacy``) is of a
-chain that cannot be told: it is only named, until ``dtnsess journal forget --legacy``. It never holds a key: only signed transactions, which anyone may broadcast anyway.
+chain that cannot be told: it is only shown (``dtnsess journal list``, ``dtnsess tx HASH``; a
+rerun of its command is refused), until ``dtnsess journal forget --legacy``. It never holds a key: only signed
+transactions, which anyone may broadcast anyway.
 
 Only stdlib and platformdirs here.
 """
@@ -154,6 +156,8 @@ CREATE TABLE IF NOT EXISTS txs (
 );
 CREATE INDEX IF NOT EXISTS txs_open ON txs (chain_id, sender, status);
 """
+# ``Entry.legacy`` in SQL
+_LEGACY = "(genesis IS NULL AND anchor_block IS NULL)"
 _COLS = ("chain_id", "sender", "tx_hash", "nonce", "raw", "description", "intent", "status",
          "created_at", "updated_at", "block", "note", "genesis", "anchor_block", "anchor_hash",
          "family")
@@ -244,8 +248,10 @@ class Journal:
                    "WHERE tx_hash = ?", (status, block, note, time.time(), tx_hash.lower()))
 
     def has_open(self, sender: str) -> bool:
-        """Has ``sender`` open entries on any chain? (No chain id needed: no round trip.)"""
-        return bool(self._select("WHERE sender = ? AND status = ? LIMIT 1",
+        """Has ``sender`` open entries on any chain, legacy ones aside? (No chain id needed: no
+        round trip.) NOTE: a legacy entry is never re-broadcast nor resolved, so nothing a
+        write does would change it: it must not make every write look it up."""
+        return bool(self._select(f"WHERE sender = ? AND status = ? AND NOT {_LEGACY} LIMIT 1",
                                  (sender.lower(), OPEN)))
 
     def open_entries(self, chain_id: int, sender: str, genesis: Optional[str] = None) -> list:
@@ -257,10 +263,14 @@ class Journal:
         return [e for e in self._open_of(sender)
                 if e.chain_id == chain_id and not e.legacy and not e.on(chain_id, genesis)]
 
+    def open_all(self) -> list:
+        """Every open entry, of any sender and chain, oldest first."""
+        return self._select("WHERE status = ? ORDER BY created_at", (OPEN,))
+
     def open_legacy(self, sender: Optional[str] = None, chain_id: Optional[int] = None) -> list:
         """Open legacy entries (``Entry.legacy``): ``sender``'s, or everyone's; of ``chain_id``
         when given."""
-        where, args = "WHERE status = ? AND genesis IS NULL AND anchor_block IS NULL", [OPEN]
+        where, args = f"WHERE status = ? AND {_LEGACY}", [OPEN]
         if sender is not None:
             where, args = where + " AND sender = ?", args + [sender.lower()]
         if chain_id is not None:

@@ -2,19 +2,24 @@
 
 The journal keeps every signed transaction: a replacement is its own fields (or, for a cancel,
 a 0-value transfer to the sender) signed again at the SAME nonce with both fees raised by the
-node's replacement minimum. It is journaled as a variant of the same intent, in the original's
-family: one nonce, so one variant at most is ever mined; the first receipt of any of them
-settles the family (the others are ``replaced``), and a rerun of the intent never sends it
-again (``manager.writes``).
+node's replacement minimum (or set by --priority-gas-price / --max-fee, never below that
+minimum). It is journaled as a variant of the same intent, in the original's family: one nonce,
+so one variant at most is ever mined; the first receipt of any of them settles the family (the
+others are ``replaced``), and a rerun of the intent never sends it again (``manager.writes``).
+
+A node that refuses the replacement as underpriced (its price bump is larger, or it holds a
+dearer transaction at that nonce) gets another, +10% on both fees over the refused one, each
+confirmed again (unless --yes) and journaled before it is sent, at most ``MAX_TRIES`` in all
+and never above --max-fee.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
-from ..errors import DtnsessError, InputError, RpcError
+from ..errors import DtnsessError, InputError, InsufficientFundsError, RpcError
 from .broadcast import broadcast, journal_resolve, wait_for_receipt
-from .context import TxContext, TxResult, decode_logs, response_error, rpc_batch
+from .context import TxContext, TxOverrides, TxResult, decode_logs, response_error, rpc_batch
 from .contract import format_receipt
 from .fees import (_check_eth, _confirm, _fact_requests, _facts_from, l1_fee_of, l1_fee_request,
                    receipt_l1_fee)
@@ -23,6 +28,13 @@ from .signing import decode_transaction
 # geth's (and op-geth's, Base's) price bump for a replacement: +10% on both EIP-1559 fees
 BUMP_NUM, BUMP_DEN = 11, 10
 CANCEL_GAS = 21_000
+# what nodes answer when a replacement's fees are too low: geth, Anvil and reth ("replacement
+# transaction underpriced"), Erigon ("could not replace existing tx"), older reth
+# ("insufficient gas price to replace existing transaction"), Besu (REPLACEMENT_UNDERPRICED)
+# NOTE: matched on text: the nodes share no error code for it
+UNDERPRICED = ("underpriced", "could not replace existing tx", "to replace existing transaction")
+# replacements signed in one run at most (the last +33% over the first)
+MAX_TRIES = 4
 
 
 def bump(old: int, now: int) -> int:
@@ -31,20 +43,59 @@ def bump(old: int, now: int) -> int:
     return max(-(-old * BUMP_NUM // BUMP_DEN), old + 1, now)
 
 
-def replacement_fields(old: dict, fees: dict, sender: str, cancel: bool) -> dict:
+def replacement_fields(old: dict, fees: dict, sender: str, cancel: bool,
+                       overrides: Optional[TxOverrides] = None) -> dict:
     """The replacement of the decoded transaction ``old``: same nonce and chain, fees raised
-    (``bump``) against the chain's current ``fees`` (``ChainFacts.fees``); a cancel sends 0 to
-    the sender with no data."""
+    (``bump``) against the chain's current ``fees`` (``ChainFacts.fees``), or as ``overrides``
+    fix them (--priority-gas-price, --max-fee): InputError, before anything is signed, when one
+    is below the node's replacement minimum (+10% over ``old``'s). A cancel sends 0 to the
+    sender with no data."""
+    o = overrides or TxOverrides()
     tx = dict(old)
     if cancel:
         tx.update(to=sender, value=0, data="0x", gas=CANCEL_GAS)
     if old.get("type") == 2:
-        tip = bump(old["maxPriorityFeePerGas"], fees.get("maxPriorityFeePerGas", 0))
-        tx["maxPriorityFeePerGas"] = tip
-        tx["maxFeePerGas"] = max(bump(old["maxFeePerGas"], fees.get("maxFeePerGas", 0)), tip)
+        old_tip, old_max = old["maxPriorityFeePerGas"], old["maxFeePerGas"]
+        tip = bump(old_tip, fees.get("maxPriorityFeePerGas", 0))
+        if o.priority_fee is not None:
+            tip = o.priority_fee
+        elif o.max_fee is not None:
+            tip = min(tip, o.max_fee)
+        mx = max(bump(old_max, fees.get("maxFeePerGas", 0)), tip) if o.max_fee is None \
+            else o.max_fee
+        _at_least("--max-fee", mx, old_max)
+        _at_least("--priority-gas-price", tip, old_tip)
+        if tip > mx:
+            raise InputError("--priority-gas-price", _gwei(tip),
+                             f"above the max fee ({_gwei(mx)}); nothing sent")
+        tx.update(maxPriorityFeePerGas=tip, maxFeePerGas=mx)
     else:
-        tx["gasPrice"] = bump(old["gasPrice"], fees.get("gasPrice", fees.get("maxFeePerGas", 0)))
+        price = o.max_fee if o.max_fee is not None else bump(
+            old["gasPrice"], fees.get("gasPrice", fees.get("maxFeePerGas", 0)))
+        _at_least("--max-fee", price, old["gasPrice"])
+        tx["gasPrice"] = price
     return tx
+
+
+def _at_least(flag: str, fee: int, old: int) -> None:
+    """InputError unless ``fee`` clears the replacement minimum over ``old`` (the node would
+    refuse the replacement as underpriced)."""
+    least = bump(old, 0)
+    if fee < least:
+        raise InputError(flag, _gwei(fee), f"below the replacement minimum {_gwei(least)} "
+                         f"(+10% over the pending transaction's {_gwei(old)}): the node would "
+                         f"refuse it; nothing sent")
+
+
+def _gwei(wei: int) -> str:
+    from ..units import format_gwei
+
+    return f"{format_gwei(wei)} gwei"
+
+
+def _underpriced(exc: RpcError) -> bool:
+    msg = f"{exc.message} {getattr(exc, 'reason', '')}".lower()
+    return any(k in msg for k in UNDERPRICED)
 
 
 def _max_fee(tx: dict) -> int:
@@ -56,9 +107,10 @@ def replace(ctx: TxContext, entry: Any, *, cancel: bool, dry_run: bool,
     """Replace the journal ``entry``'s transaction (the newest open variant of its family).
 
     One round trip first: the receipts of the family, the sender's mined nonce, fees and ETH.
-    Already mined, or its nonce taken: InputError, nothing sent. Then confirm with the new cost,
-    sign, journal (same family, same intent), send, and wait for the first receipt of any
-    variant. Returns (TxResult of the mined variant, or the dry run's; "replacement" or
+    Already mined, or its nonce taken, or fees set below the replacement minimum: InputError,
+    nothing sent. Then confirm with the new cost, sign, journal (same family, same intent),
+    send (refused as underpriced: again, +10%, see the module), and wait for the first receipt
+    of any variant. Returns (TxResult of the mined variant, or the dry run's; "replacement" or
     "original": which one was mined; None for a dry run).
     """
     if getattr(ctx.account, "unlocked", False) or not entry.raw:
@@ -97,31 +149,50 @@ def replace(ctx: TxContext, entry: Any, *, cancel: bool, dry_run: bool,
                          f"nothing to replace (see `dtnsess tx {entry.tx_hash}`); nothing sent")
     facts = _facts_from(ctx, resps[n + 1:n + 1 + len(facts_reqs)])
     l1_fee = l1_fee_of(resps[-1])
-    new = replacement_fields(tx, facts.fees or {}, sender, cancel)
-    gas, max_fee, value = new["gas"], _max_fee(new), new["value"]
+    new = replacement_fields(tx, facts.fees or {}, sender, cancel, ctx.overrides)
     description = (f"cancel {entry.description} (nonce {entry.nonce})" if cancel
                    else f"speed up {entry.description} (nonce {entry.nonce})")
     result = TxResult(description=description, dry_run=dry_run, sender=sender, to=new.get("to"),
-                      value=value, gas_estimate=gas, gas_limit=gas, max_fee_per_gas=max_fee,
-                      l1_fee=l1_fee)
-    _check_eth(sender, facts.balance, gas, max_fee, l1_fee, value)
+                      value=new["value"], gas_estimate=new["gas"], gas_limit=new["gas"],
+                      max_fee_per_gas=_max_fee(new), l1_fee=l1_fee)
+    _check_eth(sender, facts.balance, new["gas"], _max_fee(new), l1_fee, new["value"])
     if dry_run:
         return result, None
-    if confirm:
-        was = f"{_gwei_pair(old)} -> {_gwei_pair(new)}"
-        _confirm(ctx, f"{description}\n  fees (tip / max, gwei): {was}", f"{gas} (limit)", gas,
-                 max_fee, value, None, "Send the replacement?", l1_fee)
-    signed = ctx.account.sign_transaction(new)
-    tx_hash = "0x" + bytes(signed.hash).hex()
-    variant = "cancel" if cancel else "speedup"
-    try:
-        broadcast(ctx, bytes(signed.raw_transaction), tx_hash, entry.nonce, description,
-                  variant_of=entry, variant=variant)
-    except RpcError as exc:
-        if "underpriced" in exc.message.lower():
-            exc.hint = (f"the node wants more than +10% on both fees (or the fees rose): run it "
-                        f"again; the original tx {entry.tx_hash} stays pending")
-        raise
+    was = _gwei_pair(old)
+    tried: list = []
+    while True:
+        if confirm:  # every try: its cost is more than the one before
+            _confirm(ctx, f"{description}\n  fees (tip / max, gwei): {was} -> {_gwei_pair(new)}",
+                     f"{new['gas']} (limit)", new["gas"], _max_fee(new), new["value"], None,
+                     "Send the replacement?", l1_fee)
+        signed = ctx.account.sign_transaction(new)
+        tx_hash = "0x" + bytes(signed.hash).hex()
+        try:
+            broadcast(ctx, bytes(signed.raw_transaction), tx_hash, entry.nonce, description,
+                      variant_of=entry, variant="cancel" if cancel else "speedup")
+            break
+        except RpcError as exc:
+            if not _underpriced(exc):
+                raise
+            tried.append(_gwei_pair(new))
+            # NOTE: +10% on both over the refused one: the node's minimum over what it holds
+            nxt = replacement_fields(new, {}, sender, False)
+            stop = _why_not_again(ctx, len(tried), nxt, facts.balance, l1_fee)
+            if stop:
+                exc.message = (f"{description}: the node refused the replacement as "
+                               f"underpriced at tip / max {', then '.join(tried)} gwei: it "
+                               f"wants more than +10% on both fees over the transaction it "
+                               f"holds at nonce {entry.nonce} (its own price bump, or a "
+                               f"dearer transaction there): "
+                               f"{getattr(exc, 'reason', exc.message)}")
+                exc.hint = (f"nothing more sent: {stop}; the original tx {entry.tx_hash} "
+                            f"stays pending")
+                raise
+            ctx.ui.info(f"the node refused the replacement at tip / max {tried[-1]} gwei as "
+                        f"underpriced (it wants more over what it holds at nonce "
+                        f"{entry.nonce}); trying {_gwei_pair(nxt)} gwei (+10% on both)")
+            new = nxt
+            result.max_fee_per_gas = _max_fee(new)
     result.tx_hash = tx_hash
     others = [m.tx_hash for m in members]
     receipt = wait_for_receipt(ctx, tx_hash, description, entry.nonce, others=others)
@@ -150,4 +221,23 @@ def _gwei_pair(tx: dict) -> str:
     if "maxFeePerGas" in tx:
         return f"{format_gwei(tx['maxPriorityFeePerGas'])} / {format_gwei(tx['maxFeePerGas'])}"
     return format_gwei(tx["gasPrice"])
+
+
+def _why_not_again(ctx: TxContext, tries: int, nxt: dict, balance: int, l1_fee: int) -> str:
+    """Why no further replacement is sent after ``tries`` refused ones ("": one is): the
+    limit of tries, the user's --max-fee, or the ETH it would need."""
+    cap = ctx.overrides.max_fee
+    if cap is not None and _max_fee(nxt) > cap:
+        return (f"the next try ({_gwei_pair(nxt)} gwei) is above --max-fee {_gwei(cap)}; "
+                f"run it again with a higher --max-fee")
+    if tries >= MAX_TRIES:
+        return (f"{tries} tries; to go higher, run it again with fees of at least "
+                f"{_gwei_pair(nxt)} gwei (--priority-gas-price / --max-fee)")
+    try:
+        _check_eth(ctx.account.address, balance, nxt["gas"], _max_fee(nxt), l1_fee,
+                   nxt["value"])
+    except InsufficientFundsError as exc:
+        return (f"the next try ({_gwei_pair(nxt)} gwei) would need {exc.need} of ETH; the "
+                f"key has {exc.have}")
+    return ""
 

@@ -63,6 +63,33 @@ def _check_writable(path: Path) -> None:
         raise_input("--write-env", str(path), "is not writable")
 
 
+def _rows(entries: list) -> list:
+    return [{"tx_hash": e.tx_hash, "nonce": e.nonce, "chain_id": e.chain_id, "sender": e.sender,
+             "description": e.description, "command": e.argv or None, "legacy": e.legacy}
+            for e in entries]
+
+
+@command(journal_app, "list")
+def journal_list(*, g: CliOptions) -> None:
+    """The open entries of this machine's journal (any key, any chain): sends whose outcome
+    is not known here yet (the next write from the key resolves its chain's), and those an
+    older dtnsess wrote without their chain (never resolved: `journal forget --legacy`)."""
+    run = Run(g)
+    entries = run.client.open_entries()
+
+    def human(out) -> None:
+        out.print(f"{len(entries)} open journal entr{'y' if len(entries) == 1 else 'ies'}",
+                  markup=False)
+        for e in entries:
+            out.print(f"  {e.label()}: {e.description}, from {e.sender} on "
+                      f"{e.chain_label()}", markup=False)
+        if any(e.legacy for e in entries):
+            out.print("  an older dtnsess wrote those without a genesis: check each with "
+                      "`dtnsess tx HASH`, then `dtnsess journal forget --legacy`", markup=False)
+
+    run.ui.emit({"action": "journal list", "open": _rows(entries)}, human)
+
+
 @command(journal_app, "forget")
 def journal_forget(
     genesis: Annotated[Optional[str], typer.Argument(
@@ -70,7 +97,7 @@ def journal_forget(
              "entries)")] = None,
     legacy: Annotated[bool, typer.Option(
         "--legacy", help="instead: the open entries an older dtnsess wrote without their chain "
-                         "(named by every write until forgotten)")] = False,
+                         "(shown by `dtnsess tx HASH`)")] = False,
     chain_id_of: Annotated[Optional[int], typer.Option(
         "--of-chain-id", help="only entries of this chain id")] = None,
     *, g: CliOptions,
@@ -86,13 +113,8 @@ def journal_forget(
     else:
         gone, kept = run.client.forget_chain(genesis, chain_id_of)
 
-    def rows(entries: list) -> list:
-        return [{"tx_hash": e.tx_hash, "nonce": e.nonce, "chain_id": e.chain_id,
-                 "sender": e.sender, "description": e.description, "command": e.argv or None}
-                for e in entries]
-
     data = {"action": "journal forget", "genesis": genesis.strip().lower() if genesis else None,
-            "forgotten": rows(gone), "kept": rows(kept)}
+            "forgotten": _rows(gone), "kept": _rows(kept)}
 
     def human(out) -> None:
         out.print(f"forgot {len(gone)} open journal entr{'y' if len(gone) == 1 else 'ies'}",

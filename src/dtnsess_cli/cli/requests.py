@@ -489,7 +489,9 @@ def tx_speedup(
     *, g: CliOptions,
 ) -> None:
     """Send a pending transaction again at the same nonce with both fees raised by at least
-    10% (or to what the chain asks now): one of the two is mined, never both."""
+    10% (or to what the chain asks now; --priority-gas-price / --max-fee set them, never below
+    that minimum): one of the two is mined, never both. A node that wants more gets +10% more,
+    a few times at most, each confirmed, never above --max-fee."""
     _replace(tx_hash, False, g)
 
 
@@ -499,7 +501,7 @@ def tx_cancel(
     *, g: CliOptions,
 ) -> None:
     """Replace a pending transaction with a 0-value transfer to yourself at its nonce, fees
-    raised as for speedup: if the cancel is mined, nothing of the original is done."""
+    raised (or set) as for speedup: if the cancel is mined, nothing of the original is done."""
     _replace(tx_hash, True, g)
 
 

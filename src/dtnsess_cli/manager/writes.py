@@ -252,24 +252,23 @@ class Writes:
         from ..chain import send as tx
         from ..chain.journal import FAILED, INTENT, MINED, REPLACED
 
-        if self._journal is None or not self._journal.has_open(self.address):  # the usual case
+        if self._journal is None:
+            return
+        argv = (INTENT.get() or {}).get("argv")
+        # NOTE: a legacy entry (no genesis, no anchor) may be of this chain or of any other
+        # with its id (a fork, a reset devnet): never re-broadcast nor resolved, so no write
+        # names it or waits for it (`journal list` and `tx HASH` show it); only its own
+        # command is not run again, its outcome being unknown (a local lookup: no round trip)
+        for e in self._journal.open_legacy(self.address) if argv else ():
+            if e.final and e.argv == argv and e.chain_id == self.chain_id:
+                raise LegacyEntryError(argv, e.label(), e.tx_hash)
+        if not self._journal.has_open(self.address):  # the usual case
             return
         ctx = self.txctx
         genesis = self._genesis()
         cid = self.chain_id
         for e in self._journal.open_elsewhere(cid, self.address, genesis):
             self._elsewhere(e, f"genesis {genesis}")
-        argv = (INTENT.get() or {}).get("argv")
-        for e in self._journal.open_legacy(self.address, cid):
-            # NOTE: no genesis, no anchor: it may be of this chain or of any other with its
-            # id (a fork, a reset devnet); re-broadcasting it here could mine it on a chain
-            # it was never meant for, and resolving it here could be wrong
-            check = (f"check it with `dtnsess tx {e.tx_hash}`, then `dtnsess journal forget "
-                     f"--legacy`")
-            if e.final and argv and e.argv == argv:  # its outcome is unknown: never a 2nd time
-                raise LegacyEntryError(argv, e.label(), e.tx_hash)
-            self.ui.info(f"open {e.label()} was written by an older dtnsess that did not "
-                         f"record its chain: left alone (never re-broadcast); {check}")
         entries = self._journal.open_entries(cid, self.address, genesis)
         if not entries:
             return
@@ -415,6 +414,17 @@ class Writes:
         gone = [e for e in entries if e not in kept]
         j.forget(gone)
         return gone, kept
+
+    def open_entries(self) -> list:
+        """The open journal entries of this machine (any key, any chain), oldest first: sends
+        whose outcome is not known here yet, and those an older dtnsess wrote (``legacy``:
+        never resolved, see ``forget_legacy``). Local: no node is asked."""
+        from ..chain.journal import Journal
+
+        state = self._state_path()
+        if state is None:
+            return []
+        return (self._journal or Journal(state / "journal.sqlite3")).open_all()
 
     def forget_legacy(self, chain_id: Optional[int] = None) -> list:
         """Forget the open legacy journal entries (``chain.journal.Entry.legacy``: written
