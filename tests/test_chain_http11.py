@@ -102,15 +102,19 @@ def chunked(body: bytes, cut: bool = False) -> bytes:
     return out + b"\r\n0\r\nX-Trailer: t\r\n\r\n"
 
 
-def calls(kind: str, url: str, todo: list, **kw) -> list:
-    """Make the ``(method, params)`` calls one after another on one client of ``kind``: their
-    results (the first failure raises)."""
+def calls(kind: str, url: str, todo: list, pause: float = 0.0, **kw) -> list:
+    """Make the ``(method, params)`` calls one after another on one client of ``kind``, with
+    ``pause`` seconds between them: their results (the first failure raises)."""
     kw.setdefault("timeout", 2.0)
     kw.setdefault("retry_seconds", 0.0)
     if kind == "sync":
         rpc = JsonRpc(url, backoff=0.01, **kw)
         try:
-            return [rpc.call(m, p) for m, p in todo]
+            out = []
+            for m, p in todo:
+                time.sleep(pause if out else 0)
+                out.append(rpc.call(m, p))
+            return out
         finally:
             rpc.close()
     from dtnsess_cli.chain.aio import AsyncHttp, greenlet_spawn
@@ -118,7 +122,11 @@ def calls(kind: str, url: str, todo: list, **kw) -> list:
     async def main() -> list:
         pool = AsyncHttp(url, **kw)
         try:
-            return [await greenlet_spawn(lambda: pool.rpc().call(m, p)) for m, p in todo]
+            out = []
+            for m, p in todo:
+                await asyncio.sleep(pause if out else 0)
+                out.append(await greenlet_spawn(lambda: pool.rpc().call(m, p)))
+            return out
         finally:
             await pool.aclose()
 
@@ -169,6 +177,20 @@ def test_interim_replies_and_an_error_status_with_its_reason(kind):
         with pytest.raises(RpcTransportError) as exc:
             calls(kind, node.url, CHAIN_ID)
         assert exc.value.reason == "HTTP 503 Service Unavailable" and exc.value.status == 503
+
+
+@pytest.mark.parametrize("kind", CLIENTS)
+def test_a_send_never_goes_over_a_connection_the_node_has_closed(kind):
+    """A node that closes a kept-alive connection while it is idle (its keep-alive timeout,
+    shorter than SEND_IDLE_REUSE): the send sees it before writing and takes a fresh one,
+    instead of writing into a dead connection and leaving the transaction "maybe sent"."""
+    def reply(conn, req, n):
+        conn.sendall(with_length(result(req, "0x" + "ab" * 32)))
+        return False  # closes, although the reply promised keep-alive
+
+    with RawNode(reply) as node:
+        out = calls(kind, node.url, CHAIN_ID + [("eth_sendRawTransaction", ["0x00"])], pause=0.2)
+        assert out[1] == "0x" + "ab" * 32 and node.connections == 2
 
 
 # ------------------------------------------------------------------------------ cut replies

@@ -185,8 +185,10 @@ class _Pool:
         while self._idle:
             conn = self._idle.pop()
             # NOTE: a send never goes over a connection idle past SEND_IDLE_REUSE (the server
-            # may have closed it: a send must not find that out after writing), as in JsonRpc
-            if conn.reusable and not (fresh and now - conn.last_used > SEND_IDLE_REUSE):
+            # may have closed it: a send must not find that out after writing), nor over one
+            # the server is known to have closed (the loop saw its end), as in JsonRpc
+            if conn.reusable and not conn.reader.at_eof() \
+                    and not (fresh and now - conn.last_used > SEND_IDLE_REUSE):
                 return conn
             conn.close()
         try:

@@ -197,8 +197,8 @@ class JsonRpc:
         """Connect unless the kept-alive connection can be used (``fresh``: a send, which does
         not reuse one idle for over SEND_IDLE_REUSE); every read on it then waits at most
         ``timeout``. Raises OSError / HttpError."""
-        if fresh and self._conn is not None \
-                and time.monotonic() - self._last_used > SEND_IDLE_REUSE:
+        if self._conn is not None and (_readable(self._conn) or fresh and
+                                       time.monotonic() - self._last_used > SEND_IDLE_REUSE):
             self.close()
         if self._conn is None:
             self._conn = self._connect(timeout)
@@ -277,6 +277,17 @@ class JsonRpc:
                 raise RpcTransportError(label, reason, url=self.url, attempts=attempt,
                                         elapsed=elapsed, transient=transient,
                                         maybe_sent=sent, status=status) from None
+
+
+def _readable(sock: socket.socket) -> bool:
+    """Has an idle kept-alive connection something to read? Then the node closed it (or sent
+    what no request asked for): it must not carry the next request, least of all a send."""
+    import select  # NOTE: loaded with socket already
+
+    try:
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):  # closed under us
+        return True
 
 
 def _read_reply(sock: socket.socket, reply: http11.Reply, request: bytes = b"") -> http11.Reply:
