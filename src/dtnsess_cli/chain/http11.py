@@ -89,6 +89,7 @@ class Reply:
         self._state = _HEAD
         self._left = 0  # bytes still to come: of the body (Content-Length) or of the chunk
         self._seen = 0  # bytes of a chunked body's trailers seen, against MAX_HEAD
+        self._scan = 0  # where the search for the head's end resumes (a trickled head: O(n))
 
     @property
     def done(self) -> bool:
@@ -109,14 +110,16 @@ class Reply:
         """Parse what the buffer holds for the current state; False: more bytes are needed."""
         buf, state = self._buf, self._state
         if state == _HEAD:
-            end = _blank_line(buf)
+            end = _blank_line(buf, self._scan)
             if end < 0 or end > MAX_HEAD:
                 if len(buf) > MAX_HEAD:
                     raise HttpError(f"the reply's header is over {MAX_HEAD // 1024} KiB",
                                     transient=False)
+                self._scan = max(0, len(buf) - 2)
                 return False
             head = bytes(buf[:end])
             del buf[:end]
+            self._scan = 0
             self._head(head)
         elif state == _LENGTH:
             if len(buf) < self._left:
@@ -238,9 +241,9 @@ class Reply:
             raise HttpError("the reply was cut off mid-body")
 
 
-def _blank_line(buf: bytearray) -> int:
-    """The end of the first empty line (CRLF or LF) in ``buf``, or -1."""
-    ends = [i for i in (buf.find(b"\n\r\n"), buf.find(b"\n\n")) if i >= 0]
+def _blank_line(buf: bytearray, start: int) -> int:
+    """The end of the first empty line (CRLF or LF) in ``buf`` from ``start``, or -1."""
+    ends = [i for i in (buf.find(b"\n\r\n", start), buf.find(b"\n\n", start)) if i >= 0]
     if not ends:
         return -1
     i = min(ends)
