@@ -124,7 +124,8 @@ class Reply:
         elif state == _LENGTH:
             if len(buf) < self._left:
                 return False
-            self._finish(bytes(buf[:self._left]))
+            with memoryview(buf) as view:  # one copy of the body, not two
+                self._finish(bytes(view[:self._left]))
             if len(buf) > self._left:  # more than the reply: the connection is out of step
                 self.keep_alive = False
         elif state == _CHUNK_SIZE:
