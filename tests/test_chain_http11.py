@@ -342,8 +342,12 @@ def test_requests_carry_no_injected_lines():
     with pytest.raises(ValueError):
         http11.post("/", "node", {"X-Key": "v\r\nX-Evil: 1"}, b"{}")
     assert http11.connect("::1", 8545, {}) == b"CONNECT [::1]:8545 HTTP/1.1\r\nHost: [::1]:8545\r\n\r\n"
-    with pytest.raises(RpcTransportError):
-        JsonRpc("http://127.0.0.1:8545/a b")
+    for bad in ("http://127.0.0.1:8545/a b", "http://127.0.0.1:8545/ä"):  # refused up front
+        with pytest.raises(RpcTransportError) as exc:
+            JsonRpc(bad)
+        assert exc.value.reason == "the RPC URL is invalid" and not exc.value.maybe_sent
+    # an internationalised host name is sent (and resolved) in its IDNA form
+    assert JsonRpc("https://bücher.example/rpc")._authority == "xn--bcher-kva.example"
 
 
 # ------------------------------------------------------------------------------ proxies
