@@ -94,3 +94,17 @@ def test_request_and_close_import_no_lock_library_nor_cffi(run, system6, user):
     asked, closed = (str(run("create", "20", "--yes")["session_id"]) for _ in range(2))
     assert run("request", "hi", "--session", asked, "--yes", heavy=light)["request_id"]
     run("close", closed, "--yes", heavy=light)  # (one with a pending request may not close)
+
+
+def test_commands_on_an_http_node_import_no_http_client_email_or_ssl(run, system6, user):
+    """issue 19: JSON-RPC speaks the project's own HTTP/1.1 (chain/http11.py): http.client
+    (which imports email, and ssl) cost ~55 ms of import per command; an http:// node needs
+    no ssl either (https:// imports it when connecting)."""
+    fund(system6, user, 100, approve=False)
+    lean = HEAVY + ("http", "email", "ssl")
+    sid = str(run("create", "20", "--yes", heavy=lean)["session_id"])
+    run("close", sid, "--yes", heavy=lean)
+    other = str(run("create", "20", "--yes", heavy=lean)["session_id"])
+    assert run("request", "hello", "--session", other, "--yes", heavy=lean)["request_id"]
+    run("balance", heavy=lean)
+    run("stats", other, heavy=lean)

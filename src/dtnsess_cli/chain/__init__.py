@@ -2,7 +2,8 @@
 
 - :mod:`.abi`       ABI encode/decode, function calls, event logs, revert data; keccak; EIP-55
 - :mod:`.contract`  a contract at an address: ``eth_call`` requests and their decoding
-- :mod:`.jsonrpc`   HTTP JSON-RPC over ``http.client``: batches, read retries, URL redaction
+- :mod:`.jsonrpc`   HTTP JSON-RPC: batches, read retries, URL redaction, proxies
+- :mod:`.http11`    HTTP/1.1 without I/O (requests, reply parsing, limits), both clients' own
 - :mod:`.signing`   a private key or a v3 keystore -> address; EIP-1559 and legacy signing
 - :mod:`.errors`    the exceptions of this layer (one family, :class:`ChainError`)
 - :mod:`.send`      the one way to send a transaction: simulate, estimate, fees, sign, journal,

@@ -10,9 +10,10 @@ short local work: signing, a SQLite journal statement, a non-blocking file-lock 
   call waits gets ``KeyboardInterrupt`` inside it, the Ctrl-C path of the CLI: a transaction
   already sent is named (TxPendingError, journal entry left open), and the task then ends
   cancelled, the CancelledError carrying that message (``__cause__``: the TxPendingError).
-- :class:`AsyncHttp`: HTTP/1.1 over asyncio streams, kept-alive connections to one endpoint
-  (one request at a time each, as many as tasks need), through the proxy the environment names
-  (absolute-form to an http proxy, https in a CONNECT tunnel), as ``JsonRpc`` does.
+- :class:`AsyncHttp`: HTTP/1.1 (``http11``, the synchronous client's) over asyncio streams,
+  kept-alive connections to one endpoint (one request at a time each, as many as tasks need),
+  through the proxy the environment names (absolute-form to an http proxy, https in a CONNECT
+  tunnel), as ``JsonRpc`` does.
 - :class:`LoopJsonRpc`: a ``JsonRpc`` -- the same batches, read retries, failure
   classification and redaction -- whose I/O goes through an ``AsyncHttp`` and whose retry
   backoff sleeps on the loop. One per call of the client (its ``deadline`` is the call's).
@@ -26,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import copy
-import http.client
 import socket
 import sys
 import time
@@ -35,6 +35,7 @@ from typing import Any, Awaitable, Callable, Optional
 import greenlet
 
 from ..errors import DtnsessError
+from . import http11
 from .clock import SLEEP
 from .jsonrpc import SEND_IDLE_REUSE, JsonRpc
 from .transport import MORE, IpcTransport, ProviderTransport, ipc_reader
@@ -184,8 +185,10 @@ class _Pool:
         while self._idle:
             conn = self._idle.pop()
             # NOTE: a send never goes over a connection idle past SEND_IDLE_REUSE (the server
-            # may have closed it: a send must not find that out after writing), as in JsonRpc
-            if conn.reusable and not (fresh and now - conn.last_used > SEND_IDLE_REUSE):
+            # may have closed it: a send must not find that out after writing), nor over one
+            # the server is known to have closed (the loop saw its end), as in JsonRpc
+            if conn.reusable and not conn.reader.at_eof() \
+                    and not (fresh and now - conn.last_used > SEND_IDLE_REUSE):
                 return conn
             conn.close()
         try:
@@ -241,51 +244,15 @@ async def _exchange_on(conn: _Conn, exchange: Awaitable[Any], timeout: float,
 class _HttpConn(_Conn):
     """One kept-alive HTTP/1.1 connection."""
 
-    async def post(self, target: str, host: str, headers: dict, body: bytes) -> tuple:
-        head = [f"POST {target} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}"]
-        head += [f"{k}: {v}" for k, v in headers.items()]
-        self.writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+    async def post(self, request: bytes) -> tuple:
+        """One request (``http11.post`` bytes): (status, reason, body). Raises HttpError."""
+        self.writer.write(request)
         await self.writer.drain()
-        line = await self.reader.readline()
-        if not line:
-            raise http.client.RemoteDisconnected("no status line")
-        parts = line.decode("latin-1").rstrip("\r\n").split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-            raise http.client.BadStatusLine(line[:40].decode("latin-1"))
-        status, reason = int(parts[1]), parts[2] if len(parts) > 2 else ""
-        fields: dict = {}
-        while True:
-            h = await self.reader.readline()
-            if h in (b"\r\n", b"\n"):
-                break
-            if not h:
-                raise http.client.RemoteDisconnected("headers cut off")
-            k, _, v = h.decode("latin-1").partition(":")
-            fields[k.strip().lower()] = v.strip()
-        try:
-            if "chunked" in fields.get("transfer-encoding", "").lower():
-                data = b""
-                while True:
-                    size = int((await self.reader.readline()).split(b";")[0].strip() or b"0", 16)
-                    if size == 0:
-                        while (await self.reader.readline()) not in (b"\r\n", b"\n", b""):
-                            pass  # trailers
-                        break
-                    data += await self.reader.readexactly(size)
-                    await self.reader.readexactly(2)
-            elif "content-length" in fields:
-                data = await self.reader.readexactly(int(fields["content-length"]))
-            else:  # the body ends with the connection
-                data, self.reusable = await self.reader.read(), False
-        except asyncio.IncompleteReadError as exc:
-            self.reusable = False
-            raise http.client.IncompleteRead(exc.partial) from None
-        except ValueError:
-            self.reusable = False
-            raise http.client.HTTPException("bad chunk size") from None
-        if fields.get("connection", "").lower() == "close":
-            self.reusable = False
-        return status, reason, data
+        reply = http11.Reply()
+        while not reply.done:
+            reply.feed(await self.reader.read(http11.READ_SIZE))
+        self.reusable = reply.keep_alive
+        return reply.status, reply.reason, reply.body
 
 
 class AsyncHttp(_Pool):
@@ -334,20 +301,11 @@ class AsyncHttp(_Pool):
         sock.setblocking(False)
         try:
             await loop.sock_connect(sock, addr)
-            host = t._host if ":" not in t._host else f"[{t._host}]"
-            lines = [f"CONNECT {host}:{t._port} HTTP/1.1", f"Host: {host}:{t._port}"]
-            lines += [f"{k}: {v}" for k, v in auth.items()]
-            await loop.sock_sendall(sock, ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-            buf = b""
-            while b"\r\n\r\n" not in buf:
-                chunk = await loop.sock_recv(sock, 4096)
-                if not chunk:
-                    raise OSError("Tunnel connection failed: closed by the proxy")
-                buf += chunk
-            parts = buf.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
-            if len(parts) < 2 or parts[1] != "200":
-                # the words JsonRpc's failure classification reads (as http.client's)
-                raise OSError(f"Tunnel connection failed: {' '.join(parts[1:])}")
+            await loop.sock_sendall(sock, http11.connect(t._host, t._port, auth))
+            reply = http11.Reply(bodyless=True)
+            while not reply.done:
+                reply.feed(await loop.sock_recv(sock, http11.READ_SIZE))
+            http11.check_tunnel(reply)
             return sock
         except BaseException:
             sock.close()
@@ -366,16 +324,10 @@ class LoopJsonRpc(JsonRpc):
         self._conn_timeout = timeout
         self._conn = await_only(self._pool.acquire(timeout, fresh))
 
-    def _post(self, body: bytes) -> tuple:
+    def _post(self, request: bytes) -> tuple:
         conn, self._conn = self._conn, None
-        return await_only(_exchange_on(conn, conn.post(self._path, self._netloc(),
-                                                       self._headers, body),
-                                       self._conn_timeout, self._pool))
-
-    def _netloc(self) -> str:
-        host = self._host if ":" not in self._host else f"[{self._host}]"
-        default = 443 if self._https else 80
-        return host if self._port == default else f"{host}:{self._port}"
+        return await_only(_exchange_on(conn, conn.post(request), self._conn_timeout,
+                                       self._pool))
 
     def close(self) -> None:
         if self._conn is not None:

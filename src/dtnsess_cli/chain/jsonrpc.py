@@ -1,5 +1,7 @@
-"""A small HTTP JSON-RPC client on ``http.client``: one kept-alive connection, batches,
-read retries, and URLs that never show their credentials.
+"""A small HTTP JSON-RPC client: one kept-alive connection, batches, read retries, and URLs
+that never show their credentials. HTTP/1.1 is the project's own (:mod:`.http11`, shared with
+the async client): ``http.client`` costs ~55 ms of import per command, and ``ssl`` is imported
+only for an https:// URL.
 
 - :meth:`JsonRpc.call` makes one call and returns its ``result``; a JSON-RPC error object
   raises :class:`RpcResponseError` (``code``, ``message``, ``data``: a revert's data is there).
@@ -21,15 +23,17 @@ in no message: every message uses :func:`redact_url`, never library text.
 
 from __future__ import annotations
 
-import http.client
 import json
+import os
 import random
 import socket
+import sys
 import time
 from typing import Any, Callable, Optional, Sequence
 from urllib.parse import unquote, urlsplit
 
 from ..errors import redact_url  # the one redaction rule of the project (a leaf module)
+from . import http11
 from .errors import RpcResponseError, RpcTransportError
 
 DEFAULT_TIMEOUT = 30.0  # one HTTP request (connect, and each wait for bytes)
@@ -83,10 +87,22 @@ class JsonRpc:
         self.url = redact_url(url)  # NOTE: the only form of the URL this object keeps in sight
         self._https = parts.scheme == "https"
         self._host = parts.hostname
+        if not self._host.isascii():  # an internationalised name: its ASCII (IDNA) form
+            try:
+                self._host = self._host.encode("idna").decode()
+            except UnicodeError:
+                raise RpcTransportError("connect", "the RPC URL is invalid", url=self.url,
+                                        transient=False, maybe_sent=False) from None
         self._port = port or (443 if self._https else 80)
         self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        if not self._path.isascii() or any(c <= " " or c == "\x7f" for c in self._path):
+            # not sendable in a request line (a browser would percent-encode it)
+            raise RpcTransportError("connect", "the RPC URL is invalid", url=self.url,
+                                    transient=False, maybe_sent=False)
+        self._authority = http11.authority(self._host, self._port, 443 if self._https else 80)
+        # NOTE: identity: a node may compress a reply otherwise, and nothing here inflates it
         self._headers = {"Content-Type": "application/json", "Accept": "application/json",
-                         "User-Agent": "dtnsess"}
+                         "Accept-Encoding": "identity", "User-Agent": "dtnsess"}
         if parts.username is not None or parts.password is not None:
             import base64
 
@@ -120,10 +136,10 @@ class JsonRpc:
                 auth["Proxy-Authorization"] = "Basic " + base64.b64encode(cred.encode()).decode()
             self._proxy = (pp.hostname, pport or 80, auth)
             if not self._https:
-                netloc = self._host if ":" not in self._host else f"[{self._host}]"
-                self._path = f"http://{netloc}:{self._port}{self._path}"
+                netloc = http11.authority(self._host, self._port)
+                self._path = f"http://{netloc}{self._path}"
                 self._headers.update(auth)
-        self._conn: Optional[http.client.HTTPConnection] = None
+        self._conn: Any = None  # the socket (TLS: an ssl.SSLSocket), kept alive
         self._last_used = 0.0
         self._id = 0
         self.round_trips = 0  # HTTP requests made, retries included
@@ -177,46 +193,51 @@ class JsonRpc:
         return f"JsonRpc({self.url})"
 
     # ------------------------------------------------------------------ internals
-    def _connection(self, timeout: float, fresh: bool) -> http.client.HTTPConnection:
-        if self._conn is not None and fresh:
-            self.close()
-        if self._conn is None:
-            host, port = (self._host, self._port) if self._proxy is None else self._proxy[:2]
-            if self._https:
-                import ssl
-
-                ctx = self._ssl_context or ssl.create_default_context()
-                self._conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=ctx)
-                if self._proxy is not None:
-                    self._conn.set_tunnel(self._host, self._port, headers=self._proxy[2])
-            else:
-                self._conn = http.client.HTTPConnection(host, port, timeout=timeout)
-        conn = self._conn
-        conn.timeout = timeout
-        if conn.sock is not None:
-            conn.sock.settimeout(timeout)
-        return conn
-
     def _open(self, timeout: float, fresh: bool) -> None:
         """Connect unless the kept-alive connection can be used (``fresh``: a send, which does
-        not reuse one idle for over SEND_IDLE_REUSE). Raises OSError / HTTPException."""
-        fresh = fresh and self._conn is not None \
-            and time.monotonic() - self._last_used > SEND_IDLE_REUSE
-        conn = self._connection(timeout, fresh)
-        if conn.sock is None:
-            conn.connect()
+        not reuse one idle for over SEND_IDLE_REUSE); every read on it then waits at most
+        ``timeout``. Raises OSError / HttpError."""
+        if self._conn is not None and (_readable(self._conn) or fresh and
+                                       time.monotonic() - self._last_used > SEND_IDLE_REUSE):
+            self.close()
+        if self._conn is None:
+            self._conn = self._connect(timeout)
+        self._conn.settimeout(timeout)
 
-    def _post(self, body: bytes) -> tuple:
-        """One HTTP POST on the open connection: (status, reason, body). Raises OSError /
-        HTTPException (the async client's transport does the same on the event loop)."""
-        conn = self._conn
-        conn.request("POST", self._path, body, self._headers)
-        resp = conn.getresponse()
-        return resp.status, resp.reason, resp.read()
+    def _connect(self, timeout: float) -> socket.socket:
+        """A socket to the node: directly, to the proxy (plain http), or through the proxy's
+        CONNECT tunnel (https); TLS to the node itself for https."""
+        host, port = (self._host, self._port) if self._proxy is None else self._proxy[:2]
+        sock = socket.create_connection((host, port), timeout)
+        try:
+            # NOTE: head and body go in one write; no Nagle wait for the reply's ACK
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if not self._https:
+                return sock
+            if self._proxy is not None:
+                sock.sendall(http11.connect(self._host, self._port, self._proxy[2]))
+                http11.check_tunnel(_read_reply(sock, http11.Reply(bodyless=True)))
+            import ssl
+
+            ctx = self._ssl_context or ssl.create_default_context()
+            return ctx.wrap_socket(sock, server_hostname=self._host)
+        except BaseException:
+            sock.close()
+            raise
+
+    def _post(self, request: bytes) -> tuple:
+        """One HTTP request (``http11.post`` bytes) on the open connection: (status, reason,
+        body). Raises OSError / HttpError (the async client's transport does the same on the
+        event loop)."""
+        reply = _read_reply(self._conn, http11.Reply(), request)
+        if not reply.keep_alive:
+            self.close()
+        return reply.status, reply.reason, reply.body
 
     def _exchange(self, payload: Any, label: str, *, retry: bool,
                   check: Callable[[Any], Any]) -> Any:
         body = json.dumps(payload, separators=(",", ":")).encode()
+        request = http11.post(self._path, self._authority, self._headers, body)
         start = time.monotonic()
         deadline = start + (self.retry_seconds if retry else 0.0)
         # NOTE: only reads obey ``self.deadline``: a send is never cut short
@@ -237,10 +258,10 @@ class JsonRpc:
                 self._open(timeout, fresh=not retry)
                 sent = True  # from here on the node may have the request
                 self.round_trips += 1
-                status, reason, data = self._post(body)
+                status, reason, data = self._post(request)
                 self._last_used = time.monotonic()
                 return check(_parse(status, reason, data))
-            except (_Transient, _Fatal, OSError, http.client.HTTPException) as exc:
+            except (_Transient, _Fatal, OSError, http11.HttpError) as exc:
                 self.close()
                 transient, reason, status = _classify(exc)
                 if self.proxy:
@@ -258,29 +279,79 @@ class JsonRpc:
                                         maybe_sent=sent, status=status) from None
 
 
+def _readable(sock: socket.socket) -> bool:
+    """Has an idle kept-alive connection something to read? Then the node closed it (or sent
+    what no request asked for): it must not carry the next request, least of all a send."""
+    import select  # NOTE: loaded with socket already
+
+    try:
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):  # closed under us
+        return True
+
+
+def _read_reply(sock: socket.socket, reply: http11.Reply, request: bytes = b"") -> http11.Reply:
+    """Send ``request`` (if any), then feed ``reply`` what the socket reads until it is whole."""
+    if request:
+        sock.sendall(request)
+    while not reply.done:
+        reply.feed(sock.recv(http11.READ_SIZE))
+    return reply
+
+
 def proxy_for(url: str, env: Optional[dict] = None) -> Optional[str]:
     """The proxy the environment names for ``url``, or None: ``http_proxy`` / ``https_proxy``
     (then ``all_proxy``; lower case before upper case) unless ``no_proxy`` matches the host
     (a name, a domain suffix, ``*``, or a CIDR network holding an IP host), as curl, requests
-    (so web3.py) and cast read them."""
-    import urllib.request
-
+    (so web3.py) and cast read them. ``env``: a mapping to read instead of the environment."""
     parts = urlsplit(url)
-    if env is None:
-        proxies = urllib.request.getproxies_environment()
-    else:  # the same rules on a given mapping (tests)
-        proxies = {}
-        for name, value in sorted(env.items(), key=lambda kv: kv[0].islower()):
-            if value and name.lower().endswith("_proxy"):
-                proxies[name.lower()[:-6]] = value
+    proxies = _proxies(os.environ if env is None else env)
     proxy = proxies.get(parts.scheme) or proxies.get("all")
     if not proxy or not parts.hostname:
         return None
-    host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
-    if urllib.request.proxy_bypass_environment(host, proxies) \
+    if _no_proxy_names(parts.hostname, parts.port, proxies.get("no")) \
             or _in_no_proxy_network(parts.hostname, proxies.get("no", "")):
         return None
     return proxy
+
+
+# NOTE: the two rules below are urllib.request's getproxies_environment and
+# proxy_bypass_environment, written out: importing urllib.request costs http.client, email and
+# ssl (~55 ms) on every command.
+def _proxies(env: Any) -> dict:
+    """``{scheme: proxy}`` from ``<scheme>_proxy`` variables, lower case winning over upper."""
+    proxies = {}
+    for name, value in env.items():
+        name = name.lower()
+        if value and name[-6:] == "_proxy":
+            proxies[name[:-6]] = value
+    # CVE-2016-1000110: under CGI, HTTP_PROXY may come from a request's "Proxy:" header
+    if "REQUEST_METHOD" in env:
+        proxies.pop("http", None)
+    for name, value in env.items():
+        if name[-6:] == "_proxy":
+            if value:
+                proxies[name[:-6]] = value
+            else:
+                proxies.pop(name[:-6], None)
+    return proxies
+
+
+def _no_proxy_names(hostname: str, port: Optional[int], no_proxy: Optional[str]) -> bool:
+    """Does a name entry of ``no_proxy`` (``*``, a host, a domain suffix, with or without a
+    leading dot, or ``host:port``) exempt the host?"""
+    if no_proxy is None:
+        return False
+    if no_proxy == "*":
+        return True
+    hostonly = hostname.lower()
+    host = hostonly if port is None else f"{hostonly}:{port}"
+    for name in no_proxy.split(","):
+        name = name.strip().lstrip(".").lower()
+        if name and (hostonly == name or host == name or hostonly.endswith("." + name)
+                     or host.endswith("." + name)):
+            return True
+    return False
 
 
 def _in_no_proxy_network(host: str, no_proxy: str) -> bool:
@@ -388,30 +459,19 @@ def _classify(exc: BaseException) -> tuple:
         return True, exc.reason, exc.status
     if isinstance(exc, _Fatal):
         return False, exc.reason, exc.status
+    if isinstance(exc, http11.HttpError):
+        return exc.transient, exc.reason, None
     if isinstance(exc, socket.gaierror):
         return False, "cannot connect (host name not found)", None
     if isinstance(exc, ConnectionRefusedError):
         return True, "cannot connect (connection refused)", None
     if isinstance(exc, (TimeoutError, socket.timeout)):
         return True, "no reply in time (timed out)", None
-    if isinstance(exc, http.client.IncompleteRead):
-        return True, "the reply was cut off mid-body", None
-    if isinstance(exc, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
-                        ConnectionAbortedError)):
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
         return True, "the connection dropped without a reply", None
-    try:
-        import ssl
-
-        if isinstance(exc, ssl.SSLCertVerificationError):
-            return False, "TLS certificate verification failed", None
-        if isinstance(exc, ssl.SSLError):
-            return True, "TLS error", None
-    except ImportError:  # pragma: no cover - Python without ssl
-        pass
-    if isinstance(exc, http.client.HTTPException):
-        return True, "the reply is not valid HTTP", None
-    if isinstance(exc, OSError) and str(exc).startswith("Tunnel connection failed"):
-        # the proxy refused CONNECT; http.client's text is "Tunnel connection failed: 407 ..."
-        answer = str(exc).split(":", 1)[-1].strip()[:60]
-        return False, f"the proxy refused the tunnel: {answer}", None
+    ssl = sys.modules.get("ssl")  # NOTE: not imported for http:// (then no error is a TLS one)
+    if ssl is not None and isinstance(exc, ssl.SSLCertVerificationError):
+        return False, "TLS certificate verification failed", None
+    if ssl is not None and isinstance(exc, ssl.SSLError):
+        return True, "TLS error", None
     return True, f"network error ({type(exc).__name__})", None
