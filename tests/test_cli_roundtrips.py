@@ -23,7 +23,7 @@ BOUNDS = {
     "request hi": 4,   # connect, the transaction (3)
     "stats 1": 2,      # [chain id, getConfig, getSession], [symbol] (1 once the symbol is known)
     "sessions": 2,     # [chain id, getConfig, getUserSessions], [getSessions, symbol]
-    "close 1": 4,      # [chain id, getConfig, getSession], the transaction (3, symbol rides)
+    "close 1": 3,      # the transaction (3): chain id, getConfig, getSession ride in its batch
     "cleanup": 1,      # [chain id, getConfig, getIdleSessions] (nothing idle: no transaction)
     "doctor": 2,       # [block, chain id, getConfig, ETH], [symbol, balanceOf, allowance]
 }
@@ -173,3 +173,57 @@ def test_reads_take_one_round_trip_once_the_fee_token_is_known(make_cli, system6
     with count_round_trips(monkeypatch) as rt:
         out = load_json(cli("balance", "--json"))
     assert rt.posts == 2 and "WRONG" not in json.dumps(out), rt
+
+
+def test_close_reads_its_session_in_its_own_batch(make_cli, system6, user, stranger, monkeypatch,
+                                                  tmp_path):
+    """With the fee token remembered (any earlier command), `close` is one batch (chain id,
+    getConfig, the session, the simulation), the send and the receipt. What the batch reads is
+    checked before anything is signed: a stranger's session is refused and nothing is sent; a
+    remembered chain that is not the node's (or a session with unanswered requests) takes the
+    usual path, and the close still happens once."""
+    import json
+
+    from helpers import bal
+
+    monkeypatch.setenv("DTNSESS_STATE_DIR", str(tmp_path / "state"))
+    cli = make_cli(system6)
+    fund(system6, user, 100, approve=False)
+    fund(system6, stranger, 100, approve=False)
+    mine = [load_json(cli("create", "20", "--yes", "--json"))["session_id"] for _ in range(2)]
+    theirs = load_json(cli("create", "20", "--yes", "--json", role="stranger"))["session_id"]
+    before = bal(system6, user)
+    with count_round_trips(monkeypatch) as rt:
+        out = load_json(cli("close", str(mine[0]), "--yes", "--json"))
+    assert trips(rt) == 3 and "eth_chainId" in rt.methods[0] and "eth_call" in rt.methods[0], rt
+    assert out["closed"][0]["session_id"] == mine[0] and bal(system6, user) - before == 20 * 10**6
+    with count_round_trips(monkeypatch) as rt:
+        r = cli("close", str(theirs), "--yes")
+    assert_error(r, ExitCode.AUTH, f"session {theirs} belongs to")
+    assert not any("eth_sendRawTransaction" in m for m in rt.methods), rt
+    path = tmp_path / "state" / "tokens.json"
+    data = json.loads(path.read_text())
+    for entry in data.values():
+        entry["chain"] = 1
+    path.write_text(json.dumps(data))
+    with count_round_trips(monkeypatch) as rt:
+        out = load_json(cli("close", str(mine[1]), "--yes", "--json"))
+    assert out["closed"][0]["session_id"] == mine[1], rt
+    assert sum("eth_sendRawTransaction" in m for m in rt.methods) == 1, rt
+    assert system6.manager.functions.getSession(mine[1]).call()[4] is False
+
+
+def test_close_with_unanswered_requests_takes_the_usual_path(make_cli, system6, user,
+                                                             monkeypatch, tmp_path):
+    """A session with a request pending: the folded batch sends nothing; the usual path begins
+    the close (exit 7, one transaction: beginClose)."""
+    monkeypatch.setenv("DTNSESS_STATE_DIR", str(tmp_path / "state"))
+    cli = make_cli(system6)
+    fund(system6, user, 100, approve=False)
+    sid = load_json(cli("create", "20", "--yes", "--json"))["session_id"]
+    assert_ok(cli("request", "hi", "--yes", "--json"))
+    with count_round_trips(monkeypatch) as rt:
+        r = cli("close", str(sid), "--yes")
+    assert r.exit_code == int(ExitCode.REVERTED) and f"session {sid} is closing" in r.stderr
+    assert sum("eth_sendRawTransaction" in m for m in rt.methods) == 1, rt  # beginClose only
+    assert system6.manager.functions.getSession(sid).call()[4] is True  # still active
