@@ -20,7 +20,7 @@ BOUNDS = {
     # connect, [symbol, balanceOf, allowance], [both simulated (the create through a state
     # override of the allowance), estimated, fees, nonce], [both sent], [both receipts]
     "create 50": 5,
-    "request hi": 4,   # connect, the transaction (3)
+    "request hi": 3,   # the transaction (3): connect, its choice of session and that session ride in its batch
     "stats 1": 2,      # [chain id, getConfig, getSession], [symbol] (1 once the symbol is known)
     "sessions": 2,     # [chain id, getConfig, getUserSessions], [getSessions, symbol]
     "close 1": 3,      # the transaction (3): chain id, getConfig, getSession ride in its batch
@@ -227,3 +227,32 @@ def test_close_with_unanswered_requests_takes_the_usual_path(make_cli, system6, 
     assert r.exit_code == int(ExitCode.REVERTED) and f"session {sid} is closing" in r.stderr
     assert sum("eth_sendRawTransaction" in m for m in rt.methods) == 1, rt  # beginClose only
     assert system6.manager.functions.getSession(sid).call()[4] is True  # still active
+
+
+def test_request_reads_the_paying_session_in_its_own_batch(make_cli, system6, user, monkeypatch,
+                                                           tmp_path):
+    """After `create` (or a request) the session the contract will take is remembered: the
+    request is one batch (connection, the contract's choice, that session, the simulation), the
+    send and the receipt, and that session's DTN balance is still checked before paying. A hint
+    that is not the contract's choice sends nothing from that batch: the chosen session is
+    read and the request goes there, once."""
+    import json
+
+    monkeypatch.setenv("DTNSESS_STATE_DIR", str(tmp_path / "state"))
+    cli = make_cli(system6)
+    fund(system6, user, 100, approve=False)
+    first = load_json(cli("create", "20", "--yes", "--json"))["session_id"]
+    with count_round_trips(monkeypatch) as rt:
+        out = load_json(cli("request", "hi", "--yes", "--json"))
+    assert out["session_id"] == first and trips(rt) == 3, rt
+    assert "eth_chainId" in rt.methods[0] and "eth_estimateGas" in rt.methods[0], rt
+    second = load_json(cli("create", "20", "--yes", "--json"))["session_id"]
+    path = tmp_path / "state" / "sessions.json"
+    hints = json.loads(path.read_text())
+    assert list(hints.values()) == [second]
+    path.write_text(json.dumps({k: first for k in hints}))  # stale: the newest is `second`
+    with count_round_trips(monkeypatch) as rt:
+        out = load_json(cli("request", "again", "--yes", "--json"))
+    assert out["session_id"] == second and trips(rt) == 4, rt
+    assert sum("eth_sendRawTransaction" in m for m in rt.methods) == 1, rt
+    assert list(json.loads(path.read_text()).values()) == [second]

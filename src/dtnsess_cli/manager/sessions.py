@@ -237,6 +237,8 @@ class Sessions:
         ev = self._events(res, "SessionCreated")
         r.data["session_id"] = int(ev[0].args["sessionId"]) if ev else (
             int(res.return_value) if res.return_value is not None else None)
+        if ev and not res.dry_run:  # the newest own session: the next request's (Requests)
+            self._remember_session(r.data["session_id"])
         return r
 
     @_writes
