@@ -256,3 +256,18 @@ def test_request_reads_the_paying_session_in_its_own_batch(make_cli, system6, us
     assert out["session_id"] == second and trips(rt) == 4, rt
     assert sum("eth_sendRawTransaction" in m for m in rt.methods) == 1, rt
     assert list(json.loads(path.read_text()).values()) == [second]
+
+
+def test_folded_dry_runs_send_nothing(make_cli, system6, user, monkeypatch, tmp_path):
+    """--dry-run through the folded batch: simulated with the cost shown, nothing signed."""
+    monkeypatch.setenv("DTNSESS_STATE_DIR", str(tmp_path / "state"))
+    cli = make_cli(system6)
+    fund(system6, user, 100, approve=False)
+    sid = load_json(cli("create", "20", "--yes", "--json"))["session_id"]
+    for args in (["close", str(sid)], ["request", "hi"]):
+        with count_round_trips(monkeypatch) as rt:
+            out = load_json(cli(*args, "--dry-run", "--json"))
+        assert out["dry_run"] is True and out["transactions"][0]["gas_estimate"], (args, out)
+        assert trips(rt) == 1 and not any("eth_sendRawTransaction" in m for m in rt.methods), rt
+    assert "DTN fee" in out["transactions"][0]["description"]
+    assert system6.manager.functions.getSession(sid).call()[4] is True
