@@ -201,6 +201,10 @@ def test_close_reads_its_session_in_its_own_batch(make_cli, system6, user, stran
         r = cli("close", str(theirs), "--yes")
     assert_error(r, ExitCode.AUTH, f"session {theirs} belongs to")
     assert not any("eth_sendRawTransaction" in m for m in rt.methods), rt
+    with count_round_trips(monkeypatch) as rt:  # --chain-id is checked in the folded batch
+        r = cli("close", str(mine[1]), "--yes", env={"DTNSESS_CHAIN_ID": "8453"})
+    assert_error(r, ExitCode.CHAIN)
+    assert trips(rt) == 1 and not any("eth_sendRawTransaction" in m for m in rt.methods), rt
     path = tmp_path / "state" / "tokens.json"
     data = json.loads(path.read_text())
     for entry in data.values():

@@ -470,15 +470,16 @@ class Writes:
         exc.message = f"{steps}; then {exc.message}"
         exc.done = [t.summary() for t in done]  # type: ignore[attr-defined]
 
-    def _send(self, fn, *, description: str, value: int = 0, token_cost: Optional[str] = None,
+    def _send(self, fn, *, description: Any, value: int = 0, token_cost: Optional[str] = None,
               follows: Any = None, step: Optional[str] = None, reads: Sequence[Any] = (),
               check: Optional[Any] = None, fold: bool = False):
         """``tx.send_and_wait``; ``follows``: the TxResult this run sent just before. The token
         symbol, when still unknown, rides in the transaction's batch (results show amounts), and
         so do ``reads``, whose raw responses ``check`` gets before anything is sent (it may
-        raise: then nothing is). ``fold``: a command's first round trip may be this batch (see
-        ``_fold_chain``): the chain id and getConfig() ride in it too and are checked first;
-        Unfolded when the chain is not the remembered one (nothing sent)."""
+        raise: then nothing is). ``description``: a str, or a function called once ``check``
+        has run (see ``send_and_wait``). ``fold``: a command's first round trip may be this
+        batch (see ``_fold_chain``): the chain id and getConfig() ride in it too and are
+        checked first; Unfolded when the chain is not the remembered one (nothing sent)."""
         from ..chain import send as tx
 
         chain = self._fold_chain() if fold else None
@@ -490,15 +491,19 @@ class Writes:
 
         def take(resps: list) -> None:
             if head:
-                self._take_connect(self._rows(head, resps[:len(head)], "getConfig()"), head)
-                ctx.chain_id, ctx.token_decimals = self._chain_id, self.decimals
-                if self._chain_id != chain and ctx.lock_chain is not None:
-                    # the sender lock is the remembered chain's (as take_chain would find)
-                    from ..errors import ChainChangedError
+                try:
+                    self._take_connect(self._rows(head, resps[:len(head)], "getConfig()"), head)
+                    if self._chain_id != chain and ctx.lock_chain is not None:
+                        # the sender lock is the remembered chain's (as take_chain would find)
+                        from ..errors import ChainChangedError
 
-                    raise ChainChangedError(self.settings.rpc_url)
-                if self._chain_id != chain:  # the L1-fee quote assumed the other chain
-                    raise Unfolded()
+                        raise ChainChangedError(self.settings.rpc_url)
+                    if self._chain_id != chain:  # the L1-fee quote assumed the other chain
+                        raise Unfolded()
+                except BaseException:
+                    self._txctx = None  # made for a chain not confirmed: never reused
+                    raise
+                ctx.chain_id, ctx.token_decimals = self._chain_id, self.decimals
                 resps = resps[len(head):]
             self._take_symbol(self._rows(sym, resps[:len(sym)], "symbol()"))
             ctx.token_symbol = self._symbol or ""
