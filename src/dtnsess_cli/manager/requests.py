@@ -804,14 +804,12 @@ class Requests:
             routing_reads = self._routing_reads(kind, chosen, router if fold else None)
 
             def check(resps: list) -> None:
+                known = choice_of(*self._values(self._rows(
+                    picks, resps[:2], "getUserActiveSessions"))) if picks else []
                 if fold and str(self._config_tuple()[0]).lower() != router.lower():
-                    raise Unfolded()  # the routing was read at a router no longer the manager's
-                known: list = []
-                if picks:
-                    known = choice_of(*self._values(self._rows(picks, resps[:2],
-                                                               "getUserActiveSessions")))
-                    if known and known[0] != hint:  # another session pays: read it first
-                        raise Unfolded(known)
+                    raise Unfolded(known)  # the routing was read at another router
+                if known and known[0] != hint:  # another session pays: read it first
+                    raise Unfolded(known)
                 rows = self._rows(reads[len(picks):], resps[len(picks):len(reads)], "getSession")
                 # the first live candidate is the one the contract uses; none known: it opens
                 # one (the simulation checks it), whatever the hinted session is now

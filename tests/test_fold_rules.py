@@ -1,0 +1,198 @@
+"""`request` and `close` in 3 round trips (issue 19, item 4): what they check is read in their
+transaction's own batch (``Writes._send(fold=True)``). Every rule of the usual path holds there
+too: the per-(chain, key) sender lock and ChainChangedError, the transaction flags (--nonce,
+--gas-limit, fees), --unlocked --from, issue 15's routing check, and a lost send reply.
+
+Each command runs after `create` (through the CLI), which leaves what a fold needs in the state
+dir: the URL's chain (chains.json), the fee token and router (tokens.json), the session the next
+request goes to (sessions.json).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cli_helpers import count_round_trips, load_json
+from helpers import fund, next_second, rpc
+from test_cli_roundtrips import trips
+from test_faults_send import HASH, env, one_error, open_entries  # noqa: F401 - env is a fixture
+
+
+def primed(env, n: int = 1) -> list:
+    """``n`` sessions of the user, made with the CLI; the newest is the next request's."""
+    fund(env.system, env.user, 100, approve=False)
+    sids = [load_json(env.cli("create", "20", "--yes", "--json"))["session_id"]
+            for _ in range(n)]
+    next_second(env.w3)
+    return sids
+
+
+def folded(rt) -> bool:
+    """The command's first round trip carried the connection and the transaction's batch."""
+    return "eth_chainId" in rt.methods[0] and "eth_estimateGas" in rt.methods[0]
+
+
+def sends(rt) -> int:
+    return sum(m.count("eth_sendRawTransaction") + m.count("eth_sendTransaction")
+               for m in rt.methods)
+
+
+def state_file(name: str):
+    from dtnsess_cli.chain.journal import state_dir
+
+    return state_dir() / name
+
+
+def test_request_and_close_take_three_round_trips(env, monkeypatch):
+    mine = primed(env, 2)
+    with count_round_trips(monkeypatch) as rt:
+        out = load_json(env.cli("request", "hi", "--yes", "--json"))
+    assert out["session_id"] == mine[1] and trips(rt) == 3 and folded(rt), rt
+    with count_round_trips(monkeypatch) as rt:
+        out = load_json(env.cli("close", str(mine[0]), "--yes", "--json"))
+    assert out["closed"][0]["session_id"] == mine[0] and trips(rt) == 3 and folded(rt), rt
+
+
+@pytest.mark.parametrize("command", ["request", "close"])
+def test_a_url_whose_chain_changed_is_refused_in_the_folded_batch(env, monkeypatch, command):
+    """The sender lock was taken for the chain last seen behind the URL; the folded batch finds
+    the node on another chain (another genesis; another chain id, the token cache agreeing with
+    the old one): nothing signed, exit 6, the URL's chain forgotten, the rerun goes through."""
+    from dtnsess_cli.chain.journal import known_chain, remember_chain
+
+    (sid,) = primed(env)
+    args = ("request", "hi") if command == "request" else ("close", str(sid))
+    genesis = known_chain(env.proxy.url)[1]
+    before = env.nonce()
+    tokens = json.loads(state_file("tokens.json").read_text())
+    for chain, token_chain in (((31337, "0x" + "11" * 32), 31337), ((1, genesis), 1)):
+        remember_chain(env.proxy.url, chain)
+        state_file("tokens.json").write_text(json.dumps(
+            {k: dict(v, chain=token_chain) for k, v in tokens.items()}))
+        with count_round_trips(monkeypatch) as rt:
+            res = env.cli(*args, "--yes")
+        assert res.exit_code == 6, res.output
+        assert "another chain than the last time" in one_error(res)
+        assert trips(rt) == 1 and folded(rt) and sends(rt) == 0, rt
+        assert known_chain(env.proxy.url) is None and env.nonce() == before
+    state_file("tokens.json").write_text(json.dumps(tokens))
+    remember_chain(env.proxy.url, (31337, genesis))
+    with count_round_trips(monkeypatch) as rt:
+        assert env.cli(*args, "--yes").exit_code == 0
+    assert trips(rt) == 3 and env.nonce() == before + 1, rt
+
+
+def test_transaction_flags_hold_in_the_folded_batch(env, monkeypatch):
+    """--gas-limit below the estimate and --nonce below the chain's are refused before signing
+    (one round trip, nothing sent); fee flags and a gas limit are the transaction's; a nonce
+    above the chain's warns (and the transaction waits in the node)."""
+    mine = primed(env, 3)
+    n = env.nonce()
+    for args in (("close", str(mine[0]), "--gas-limit", "21000"),
+                 ("request", "hi", "--nonce", str(n - 1))):
+        with count_round_trips(monkeypatch) as rt:
+            res = env.cli(*args, "--yes")
+        assert res.exit_code == 4, res.output
+        assert ("below the estimate" if "--gas-limit" in args else "below the next nonce") \
+            in one_error(res)
+        assert trips(rt) == 1 and folded(rt) and sends(rt) == 0, rt
+    assert env.nonce() == n
+    fees = ("--gas-limit", "900000", "--priority-gas-price", "3gwei", "--max-fee", "50gwei")
+    for args in (("request", "hi"), ("close", str(mine[0]))):
+        with count_round_trips(monkeypatch) as rt:
+            res = env.cli(*args, *fees, "--nonce", str(env.nonce()), "--yes", "--json")
+        assert res.exit_code == 0, res.output
+        assert trips(rt) == 3 and folded(rt), rt
+        t = env.w3.eth.get_transaction(HASH.findall(res.stdout)[-1])
+        assert (t["gas"], t["maxPriorityFeePerGas"], t["maxFeePerGas"]) == (
+            900000, 3 * 10**9, 50 * 10**9)
+    n = env.nonce()
+    try:
+        res = env.cli("close", str(mine[1]), "--yes", "--nonce", str(n + 1))
+        assert res.exit_code == 10, res.output  # it waits in the node for nonce n
+        assert f"above the next nonce of {env.user} ({n})" in res.stderr
+        assert env.nonce() == n
+    finally:
+        rpc(env.w3, "anvil_dropAllTransactions")
+
+
+def test_unlocked_from_folds_and_journals_by_hash(env, monkeypatch):
+    from dtnsess_cli.chain.journal import Journal
+
+    mine = primed(env, 2)
+    n = env.nonce()
+    hashes = []
+    for args in (("request", "hi"), ("close", str(mine[0]))):
+        with count_round_trips(monkeypatch) as rt:
+            res = env.cli(*args, "--yes", "--json", "--unlocked", "--from", env.user, role=None)
+        assert res.exit_code == 0, res.output
+        assert rt.posts == 3 and folded(rt) and "eth_sendTransaction" in rt.methods, rt
+        hashes.append(HASH.findall(res.stdout)[-1])
+    assert env.nonce() == n + 2
+    j = Journal()
+    try:
+        for h in hashes:
+            e = j.find(h)
+            assert e is not None and e.status == "mined" and e.raw == ""
+    finally:
+        j.close()
+
+
+def test_routing_is_checked_in_the_folded_batch(env, monkeypatch):
+    """Issue 15 on the folded path: a namespace nobody holds is warned about once and sent; a
+    node nobody registered is refused with nothing sent. The routing is read at the router the
+    token cache names: when getConfig() names another, nothing is sent from that batch and the
+    routing is read again at the right one (still one warning), and the cache is put right."""
+    primed(env)
+    n = env.nonce()
+    with count_round_trips(monkeypatch) as rt:
+        res = env.cli("request", "hi", "--namespace", "trust.nobody", "--yes")
+    assert res.exit_code == 0, res.output
+    assert res.stderr.count("no node holds the trust namespace trust.nobody") == 1
+    assert trips(rt) == 3 and folded(rt) and env.nonce() == n + 1, rt
+    with count_round_trips(monkeypatch) as rt:
+        res = env.cli("request", "hi", "--node", "nobody.nothing", "--yes")
+    assert res.exit_code == 4 and "no such node is registered" in one_error(res), res.output
+    assert trips(rt) == 1 and folded(rt) and sends(rt) == 0, rt
+    tokens = json.loads(state_file("tokens.json").read_text())
+    (entry,) = tokens.values()
+    router = entry["router"]
+    entry["router"] = "0x000000000000000000000000000000000000dEaD"
+    state_file("tokens.json").write_text(json.dumps(tokens))
+    next_second(env.w3)
+    with count_round_trips(monkeypatch) as rt:
+        res = env.cli("request", "hi", "--namespace", "trust.nobody", "--yes")
+    assert res.exit_code == 0, res.output
+    assert res.stderr.count("no node holds the trust namespace trust.nobody") == 1
+    assert trips(rt) == 4 and folded(rt) and sends(rt) == 1 and env.nonce() == n + 2, rt
+    (entry,) = json.loads(state_file("tokens.json").read_text()).values()
+    assert entry["router"] == router
+
+
+@pytest.mark.parametrize("command", ["request", "close"])
+def test_a_lost_send_reply_in_a_folded_command_is_looked_up(env, monkeypatch, command):
+    """The send's reply is lost: found by hash, mined once, nothing left open; then the node
+    gone after the send: exit 10 naming the hash, and the rerun does not repeat it."""
+    mine = primed(env, 2)
+    args = ("request", "hi") if command == "request" else ("close", str(mine[0]))
+    n = env.nonce()
+    env.proxy.fault("eth_sendRawTransaction", "drop_after")
+    with count_round_trips(monkeypatch) as rt:
+        res = env.cli(*args, "--yes")
+    assert res.exit_code == 0 and "reply to the send was lost" in res.stderr, res.output
+    assert folded(rt) and env.nonce() == n + 1 and open_entries(env) == [], rt
+    args = ("request", "again") if command == "request" else ("close", str(mine[1]))
+    next_second(env.w3)
+    env.proxy.fault("eth_sendRawTransaction", "drop_after")
+    env.proxy.fault("eth_getTransactionByHash", "drop_before", times=10_000)
+    with count_round_trips(monkeypatch) as rt:
+        res = env.cli(*args, "--yes")
+    env.proxy.clear()
+    assert res.exit_code == 10 and folded(rt), res.output
+    h = HASH.findall(one_error(res))[-1]
+    assert [e.tx_hash for e in open_entries(env)] == [h] and env.nonce() == n + 2
+    rerun = env.cli(*args, "--yes")
+    assert rerun.exit_code == 13 and "not repeated" in one_error(rerun), rerun.output
+    assert env.nonce() == n + 2 and open_entries(env) == []
