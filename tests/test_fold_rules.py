@@ -196,3 +196,43 @@ def test_a_lost_send_reply_in_a_folded_command_is_looked_up(env, monkeypatch, co
     rerun = env.cli(*args, "--yes")
     assert rerun.exit_code == 13 and "not repeated" in one_error(rerun), rerun.output
     assert env.nonce() == n + 2 and open_entries(env) == []
+
+
+@pytest.mark.parametrize("command", ["request", "close"])
+def test_ctrl_c_in_a_folded_command(env, monkeypatch, command):
+    """Ctrl-C while the folded batch is out: exit 130, nothing signed, nothing left open. Ctrl-C
+    in the receipt wait: exit 130 naming the hash, the entry open; the rerun finds it mined and
+    does not repeat it (in process: the wait is interrupted the way Ctrl-C interrupts it)."""
+    from dtnsess_cli.chain import jsonrpc, send
+    from dtnsess_cli.errors import TxPendingError
+
+    mine = primed(env, 2)
+    args = ("request", "hi") if command == "request" else ("close", str(mine[0]))
+    n = env.nonce()
+    real = jsonrpc.JsonRpc.batch
+
+    def batch(self, calls):
+        if any(m == "eth_estimateGas" for m, _ in calls):
+            raise KeyboardInterrupt
+        return real(self, calls)
+
+    def interrupted(ctx, tx_hash, description, nonce, timeout=None):
+        raise TxPendingError(description, tx_hash, nonce,
+                             "interrupted while waiting for the receipt", interrupted=True)
+
+    with monkeypatch.context() as mp:
+        mp.setattr(jsonrpc.JsonRpc, "batch", batch)
+        with count_round_trips(monkeypatch) as rt:
+            res = env.cli(*args, "--yes")
+    assert res.exit_code == 130 and "interrupted" in one_error(res), res.output
+    assert rt.posts == 0 and env.nonce() == n and open_entries(env) == []
+    with monkeypatch.context() as mp:
+        mp.setattr(send, "wait_for_receipt", interrupted)
+        with count_round_trips(monkeypatch) as rt:
+            res = env.cli(*args, "--yes")
+    assert res.exit_code == 130 and folded(rt), res.output
+    h = HASH.search(one_error(res)).group(0)
+    assert [e.tx_hash for e in open_entries(env)] == [h]
+    rerun = env.cli(*args, "--yes")
+    assert rerun.exit_code == 13 and f"earlier tx {h}" in rerun.stderr, rerun.output
+    assert env.nonce() == n + 1 and open_entries(env) == []
