@@ -236,3 +236,29 @@ def test_ctrl_c_in_a_folded_command(env, monkeypatch, command):
     rerun = env.cli(*args, "--yes")
     assert rerun.exit_code == 13 and f"earlier tx {h}" in rerun.stderr, rerun.output
     assert env.nonce() == n + 1 and open_entries(env) == []
+
+
+def test_a_token_other_than_the_cached_one_is_read_on_the_usual_path(env, monkeypatch):
+    """The token cache names another fee token than getConfig() (the manager's token changed):
+    nothing is sent from the folded batch, so that the usual path's batch reads the symbol
+    (before: a request named its DTN fee in "tokens", and the cache stayed wrong); the command
+    is done once and the cache names the right token again (the next close folds)."""
+    mine = primed(env, 3)  # the request goes to the newest
+    sym = env.system.token.functions.symbol().call()
+    for args in (("request", "hi"), ("close", str(mine[0]))):
+        tokens = json.loads(state_file("tokens.json").read_text())
+        (entry,) = tokens.values()
+        real = entry["token"]
+        entry.update(token="0x000000000000000000000000000000000000dEaD", symbol="WRONG")
+        state_file("tokens.json").write_text(json.dumps(tokens))
+        with count_round_trips(monkeypatch) as rt:
+            res = env.cli(*args, "--yes", "--json")
+        assert res.exit_code == 0 and "WRONG" not in res.stdout, res.output
+        assert folded(rt) and sends(rt) == 1, rt
+        if args[0] == "request":
+            assert f"{sym} per answer" in load_json(res)["transactions"][0]["description"]
+        (entry,) = json.loads(state_file("tokens.json").read_text()).values()
+        assert entry["token"] == real and entry["symbol"] == sym
+    with count_round_trips(monkeypatch) as rt:
+        assert env.cli("close", str(mine[1]), "--yes").exit_code == 0
+    assert trips(rt) == 3 and folded(rt), rt

@@ -504,6 +504,8 @@ class Writes:
                     self._txctx = None  # made for a chain not confirmed: never reused
                     raise
                 ctx.chain_id, ctx.token_decimals = self._chain_id, self.decimals
+                if self._symbol is None:  # not the cache's token: symbol() rides in the usual
+                    raise Unfolded()      # path's batch (and the cache is put right)
                 resps = resps[len(head):]
             self._take_symbol(self._rows(sym, resps[:len(sym)], "symbol()"))
             ctx.token_symbol = self._symbol or ""
