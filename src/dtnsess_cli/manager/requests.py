@@ -765,7 +765,9 @@ class Requests:
             return choice_of(*self._calls(choice_reads, "getUserActiveSessions"))
 
         # the router's node reads ride along at the router the token cache names with the
-        # token (checked against getConfig() in the same batch)
+        # token (checked against getConfig() in the same batch). NOTE: --session is not
+        # folded: a session of someone else's pool needs the grant read before the request
+        # is built (``_owned_active``)
         chain = self._fold_chain() if session_id is None else None
         router = self._cached_router() if chain is not None else None
         candidates: Optional[list] = None

@@ -54,8 +54,9 @@ class _LazyErrors:
 
 class Unfolded(Exception):
     """Raised by the check of a folded send (``Writes._send(fold=True)``) when the command must
-    take its usual path, reads first (a session with requests to settle, a chain other than the
-    remembered one): nothing was sent. ``value``: what the check read, for that path."""
+    take its usual path, reads first (a session with requests to settle; a chain, fee token,
+    router or paying session other than the remembered ones): nothing was sent. ``value``: what
+    the check read, for that path."""
 
     def __init__(self, value: Any = None) -> None:
         super().__init__("unfolded")
@@ -147,7 +148,8 @@ class Writes:
         when the token cache holds this manager on it too (its symbol: no symbol() read
         later). ``_send`` checks the node's chain id, --chain-id and then the genesis in that
         batch, before anything is signed. None: connect first (nothing remembered, or already
-        connected)."""
+        connected, as after ``_resolve_open`` found open journal entries: those are named and
+        resolved on the usual path)."""
         if self._config_raw is not None or self._txctx is not None or not self.settings.contract:
             return None
         chain = self._chain_id
