@@ -16,6 +16,7 @@ import pytest
 
 from cli_helpers import count_round_trips, load_json
 from helpers import fund, next_second, rpc
+from test_base_fees import oracle  # noqa: F401 - a fixture
 from test_cli_roundtrips import trips
 from test_faults_send import HASH, env, one_error, open_entries  # noqa: F401 - env is a fixture
 
@@ -262,3 +263,13 @@ def test_a_token_other_than_the_cached_one_is_read_on_the_usual_path(env, monkey
     with count_round_trips(monkeypatch) as rt:
         assert env.cli("close", str(mine[1]), "--yes").exit_code == 0
     assert trips(rt) == 3 and folded(rt), rt
+
+
+def test_the_l1_fee_is_quoted_in_the_folded_batch(env, monkeypatch, oracle):  # noqa: F811
+    """OP-stack chains (Base): the L1 data fee's quote rides in the folded batch too, for the
+    chain that batch confirms, and counts in the cost (dry runs: one round trip each)."""
+    (sid,) = primed(env)
+    for args in (("request", "hi"), ("close", str(sid))):
+        with count_round_trips(monkeypatch) as rt:
+            (t,) = load_json(env.cli(*args, "--dry-run", "--json"))["transactions"]
+        assert rt.posts == 1 and folded(rt) and float(t["l1_fee_eth"]) > 0, (rt, t)
