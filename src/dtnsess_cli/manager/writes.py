@@ -114,13 +114,6 @@ class Writes:
                             token_symbol=self._symbol or "", rpc_url=self.settings.rpc_url,
                             friendly=friendly)
 
-    @property
-    def txctx(self):
-        if self._txctx is None:
-            self._txctx = self._new_txctx(self.chain_id, self.decimals if self.settings.contract
-                                          else None)
-        return self._txctx
-
     def _new_txctx(self, chain_id: int, decimals: Optional[int]):
         from ..chain import send as tx
         from .reverts import friendly
@@ -163,6 +156,13 @@ class Writes:
         hit = self._cached_token()
         return chain if chain is not None and hit is not None and hit.get("chain") == chain \
             else None
+
+    @property
+    def txctx(self):
+        if self._txctx is None:
+            self._txctx = self._new_txctx(self.chain_id, self.decimals if self.settings.contract
+                                          else None)
+        return self._txctx
 
     def _chain_key(self, state: Any) -> tuple:
         """(chain id, genesis hash) of the node: the sender lock is per chain and key. What was
