@@ -20,7 +20,7 @@ BOUNDS = {
     # connect, [symbol, balanceOf, allowance], [both simulated (the create through a state
     # override of the allowance), estimated, fees, nonce], [both sent], [both receipts]
     "create 50": 5,
-    "request hi": 3,   # the transaction (3): connect, its choice of session and that session ride in its batch
+    "request hi": 3,   # the transaction (3): connect and the paying session ride in its batch
     "stats 1": 2,      # [chain id, getConfig, getSession], [symbol] (1 once the symbol is known)
     "sessions": 2,     # [chain id, getConfig, getUserSessions], [getSessions, symbol]
     "close 1": 3,      # the transaction (3): chain id, getConfig, getSession ride in its batch
@@ -38,6 +38,13 @@ def trips(rt) -> int:
     polls = sum(1 for m in rt.methods if only(m, "eth_getTransactionReceipt"))
     sends = sum(1 for m in rt.methods if "eth_sendRawTransaction" in m)
     return rt.posts - max(0, polls - sends)
+
+
+def before_send(rt) -> int:
+    """Round trips before the first send: 1 when what a write checks rides in its transaction's
+    batch (the send and the receipt follow, however the node answers them)."""
+    return next(i for i, m in enumerate(rt.methods)
+                if "eth_sendRawTransaction" in m or "eth_sendTransaction" in m)
 
 
 SCENARIO = [
@@ -195,7 +202,8 @@ def test_close_reads_its_session_in_its_own_batch(make_cli, system6, user, stran
     before = bal(system6, user)
     with count_round_trips(monkeypatch) as rt:
         out = load_json(cli("close", str(mine[0]), "--yes", "--json"))
-    assert trips(rt) == 3 and "eth_chainId" in rt.methods[0] and "eth_call" in rt.methods[0], rt
+    assert before_send(rt) == 1 and trips(rt) <= 3, rt
+    assert "eth_chainId" in rt.methods[0] and "eth_call" in rt.methods[0], rt
     assert out["closed"][0]["session_id"] == mine[0] and bal(system6, user) - before == 20 * 10**6
     with count_round_trips(monkeypatch) as rt:
         r = cli("close", str(theirs), "--yes")
@@ -248,7 +256,7 @@ def test_request_reads_the_paying_session_in_its_own_batch(make_cli, system6, us
     first = load_json(cli("create", "20", "--yes", "--json"))["session_id"]
     with count_round_trips(monkeypatch) as rt:
         out = load_json(cli("request", "hi", "--yes", "--json"))
-    assert out["session_id"] == first and trips(rt) == 3, rt
+    assert out["session_id"] == first and before_send(rt) == 1 and trips(rt) <= 3, rt
     assert "eth_chainId" in rt.methods[0] and "eth_estimateGas" in rt.methods[0], rt
     second = load_json(cli("create", "20", "--yes", "--json"))["session_id"]
     path = tmp_path / "state" / "sessions.json"
@@ -257,7 +265,7 @@ def test_request_reads_the_paying_session_in_its_own_batch(make_cli, system6, us
     path.write_text(json.dumps({k: first for k in hints}))  # stale: the newest is `second`
     with count_round_trips(monkeypatch) as rt:
         out = load_json(cli("request", "again", "--yes", "--json"))
-    assert out["session_id"] == second and trips(rt) == 4, rt
+    assert out["session_id"] == second and before_send(rt) == 2, rt
     assert sum("eth_sendRawTransaction" in m for m in rt.methods) == 1, rt
     assert list(json.loads(path.read_text()).values()) == [second]
 
