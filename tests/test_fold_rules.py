@@ -21,6 +21,11 @@ from test_cli_roundtrips import before_send, trips
 from test_faults_send import HASH, env, one_error, open_entries  # noqa: F401 - env is a fixture
 
 
+# the send of one transaction: the plain method, or the one answered with the receipt
+# (EIP-7966) where the client and the node have it
+SEND_METHODS = ("eth_sendRawTransaction", "eth_sendRawTransactionSync")
+
+
 def primed(env, n: int = 1) -> list:
     """``n`` sessions of the user, made with the CLI; the newest is the next request's."""
     fund(env.system, env.user, 100, approve=False)
@@ -185,14 +190,17 @@ def test_a_lost_send_reply_in_a_folded_command_is_looked_up(env, monkeypatch, co
     mine = primed(env, 2)
     args = ("request", "hi") if command == "request" else ("close", str(mine[0]))
     n = env.nonce()
-    env.proxy.fault("eth_sendRawTransaction", "drop_after")
+    for method in SEND_METHODS:  # one of them is the send's; the other is disarmed after
+        env.proxy.fault(method, "drop_after")
     with count_round_trips(monkeypatch) as rt:
         res = env.cli(*args, "--yes")
+    env.proxy.clear()
     assert res.exit_code == 0 and "reply to the send was lost" in res.stderr, res.output
     assert folded(rt) and env.nonce() == n + 1 and open_entries(env) == [], rt
     args = ("request", "again") if command == "request" else ("close", str(mine[1]))
     next_second(env.w3)
-    env.proxy.fault("eth_sendRawTransaction", "drop_after")
+    for method in SEND_METHODS:
+        env.proxy.fault(method, "drop_after")
     env.proxy.fault("eth_getTransactionByHash", "drop_before", times=10_000)
     with count_round_trips(monkeypatch) as rt:
         res = env.cli(*args, "--yes")
@@ -208,24 +216,25 @@ def test_a_lost_send_reply_in_a_folded_command_is_looked_up(env, monkeypatch, co
 @pytest.mark.parametrize("command", ["request", "close"])
 def test_ctrl_c_in_a_folded_command(env, monkeypatch, command):
     """Ctrl-C while the folded batch is out: exit 130, nothing signed, nothing left open. Ctrl-C
-    in the receipt wait: exit 130 naming the hash, the entry open; the rerun finds it mined and
-    does not repeat it (in process: the wait is interrupted the way Ctrl-C interrupts it)."""
-    from dtnsess_cli.chain import jsonrpc, send
-    from dtnsess_cli.errors import TxPendingError
+    once the node has the transaction (its reply, or the receipt, not yet seen): exit 130
+    naming the hash, the entry open; the rerun finds it mined and does not repeat it."""
+    from dtnsess_cli.chain import jsonrpc
 
     mine = primed(env, 2)
     args = ("request", "hi") if command == "request" else ("close", str(mine[0]))
     n = env.nonce()
-    real = jsonrpc.JsonRpc.batch
+    real_batch, real_call = jsonrpc.JsonRpc.batch, jsonrpc.JsonRpc.call
 
     def batch(self, calls):
         if any(m == "eth_estimateGas" for m, _ in calls):
             raise KeyboardInterrupt
-        return real(self, calls)
+        return real_batch(self, calls)
 
-    def interrupted(ctx, tx_hash, description, nonce, timeout=None):
-        raise TxPendingError(description, tx_hash, nonce,
-                             "interrupted while waiting for the receipt", interrupted=True)
+    def call(self, method, params=()):
+        out = real_call(self, method, params)
+        if method.startswith("eth_sendRawTransaction"):
+            raise KeyboardInterrupt
+        return out
 
     with monkeypatch.context() as mp:
         mp.setattr(jsonrpc.JsonRpc, "batch", batch)
@@ -234,12 +243,12 @@ def test_ctrl_c_in_a_folded_command(env, monkeypatch, command):
     assert res.exit_code == 130 and "interrupted" in one_error(res), res.output
     assert rt.posts == 0 and env.nonce() == n and open_entries(env) == []
     with monkeypatch.context() as mp:
-        mp.setattr(send, "wait_for_receipt", interrupted)
+        mp.setattr(jsonrpc.JsonRpc, "call", call)
         with count_round_trips(monkeypatch) as rt:
             res = env.cli(*args, "--yes")
     assert res.exit_code == 130 and folded(rt), res.output
     h = HASH.search(one_error(res)).group(0)
-    assert [e.tx_hash for e in open_entries(env)] == [h]
+    assert [e.tx_hash for e in open_entries(env)] == [h] and env.nonce() == n + 1
     rerun = env.cli(*args, "--yes")
     assert rerun.exit_code == 13 and f"earlier tx {h}" in rerun.stderr, rerun.output
     assert env.nonce() == n + 1 and open_entries(env) == []
