@@ -20,10 +20,10 @@ BOUNDS = {
     # connect, [symbol, balanceOf, allowance], [both simulated (the create through a state
     # override of the allowance), estimated, fees, nonce], [both sent], [both receipts]
     "create 50": 5,
-    "request hi": 4,   # connect, the transaction (3)
+    "request hi": 3,   # the transaction (3): connect and the paying session ride in its batch
     "stats 1": 2,      # [chain id, getConfig, getSession], [symbol] (1 once the symbol is known)
     "sessions": 2,     # [chain id, getConfig, getUserSessions], [getSessions, symbol]
-    "close 1": 4,      # [chain id, getConfig, getSession], the transaction (3, symbol rides)
+    "close 1": 3,      # the transaction (3): chain id, getConfig, getSession ride in its batch
     "cleanup": 1,      # [chain id, getConfig, getIdleSessions] (nothing idle: no transaction)
     "doctor": 2,       # [block, chain id, getConfig, ETH], [symbol, balanceOf, allowance]
 }
@@ -38,6 +38,13 @@ def trips(rt) -> int:
     polls = sum(1 for m in rt.methods if only(m, "eth_getTransactionReceipt"))
     sends = sum(1 for m in rt.methods if "eth_sendRawTransaction" in m)
     return rt.posts - max(0, polls - sends)
+
+
+def before_send(rt) -> int:
+    """Round trips before the first send: 1 when what a write checks rides in its transaction's
+    batch (the send and the receipt follow, however the node answers them)."""
+    return next(i for i, m in enumerate(rt.methods)
+                if "eth_sendRawTransaction" in m or "eth_sendTransaction" in m)
 
 
 SCENARIO = [
@@ -173,3 +180,106 @@ def test_reads_take_one_round_trip_once_the_fee_token_is_known(make_cli, system6
     with count_round_trips(monkeypatch) as rt:
         out = load_json(cli("balance", "--json"))
     assert rt.posts == 2 and "WRONG" not in json.dumps(out), rt
+
+
+def test_close_reads_its_session_in_its_own_batch(make_cli, system6, user, stranger, monkeypatch,
+                                                  tmp_path):
+    """With the fee token remembered (any earlier command), `close` is one batch (chain id,
+    getConfig, the session, the simulation), the send and the receipt. What the batch reads is
+    checked before anything is signed: a stranger's session is refused and nothing is sent; a
+    remembered chain that is not the node's (or a session with unanswered requests) takes the
+    usual path, and the close still happens once."""
+    import json
+
+    from helpers import bal
+
+    monkeypatch.setenv("DTNSESS_STATE_DIR", str(tmp_path / "state"))
+    cli = make_cli(system6)
+    fund(system6, user, 100, approve=False)
+    fund(system6, stranger, 100, approve=False)
+    mine = [load_json(cli("create", "20", "--yes", "--json"))["session_id"] for _ in range(2)]
+    theirs = load_json(cli("create", "20", "--yes", "--json", role="stranger"))["session_id"]
+    before = bal(system6, user)
+    with count_round_trips(monkeypatch) as rt:
+        out = load_json(cli("close", str(mine[0]), "--yes", "--json"))
+    assert before_send(rt) == 1 and trips(rt) <= 3, rt
+    assert "eth_chainId" in rt.methods[0] and "eth_call" in rt.methods[0], rt
+    assert out["closed"][0]["session_id"] == mine[0] and bal(system6, user) - before == 20 * 10**6
+    with count_round_trips(monkeypatch) as rt:
+        r = cli("close", str(theirs), "--yes")
+    assert_error(r, ExitCode.AUTH, f"session {theirs} belongs to")
+    assert not any("eth_sendRawTransaction" in m for m in rt.methods), rt
+    with count_round_trips(monkeypatch) as rt:  # --chain-id is checked in the folded batch
+        r = cli("close", str(mine[1]), "--yes", env={"DTNSESS_CHAIN_ID": "8453"})
+    assert_error(r, ExitCode.CHAIN)
+    assert trips(rt) == 1 and not any("eth_sendRawTransaction" in m for m in rt.methods), rt
+    path = tmp_path / "state" / "tokens.json"
+    data = json.loads(path.read_text())
+    for entry in data.values():
+        entry["chain"] = 1
+    path.write_text(json.dumps(data))
+    with count_round_trips(monkeypatch) as rt:
+        out = load_json(cli("close", str(mine[1]), "--yes", "--json"))
+    assert out["closed"][0]["session_id"] == mine[1], rt
+    assert sum("eth_sendRawTransaction" in m for m in rt.methods) == 1, rt
+    assert system6.manager.functions.getSession(mine[1]).call()[4] is False
+
+
+def test_close_with_unanswered_requests_takes_the_usual_path(make_cli, system6, user,
+                                                             monkeypatch, tmp_path):
+    """A session with a request pending: the folded batch sends nothing; the usual path begins
+    the close (exit 7, one transaction: beginClose)."""
+    monkeypatch.setenv("DTNSESS_STATE_DIR", str(tmp_path / "state"))
+    cli = make_cli(system6)
+    fund(system6, user, 100, approve=False)
+    sid = load_json(cli("create", "20", "--yes", "--json"))["session_id"]
+    assert_ok(cli("request", "hi", "--yes", "--json"))
+    with count_round_trips(monkeypatch) as rt:
+        r = cli("close", str(sid), "--yes")
+    assert r.exit_code == int(ExitCode.REVERTED) and f"session {sid} is closing" in r.stderr
+    assert sum("eth_sendRawTransaction" in m for m in rt.methods) == 1, rt  # beginClose only
+    assert system6.manager.functions.getSession(sid).call()[4] is True  # still active
+
+
+def test_request_reads_the_paying_session_in_its_own_batch(make_cli, system6, user, monkeypatch,
+                                                           tmp_path):
+    """After `create` (or a request) the session the contract will take is remembered: the
+    request is one batch (connection, the contract's choice, that session, the simulation), the
+    send and the receipt, and that session's DTN balance is still checked before paying. A hint
+    that is not the contract's choice sends nothing from that batch: the chosen session is
+    read and the request goes there, once."""
+    import json
+
+    monkeypatch.setenv("DTNSESS_STATE_DIR", str(tmp_path / "state"))
+    cli = make_cli(system6)
+    fund(system6, user, 100, approve=False)
+    first = load_json(cli("create", "20", "--yes", "--json"))["session_id"]
+    with count_round_trips(monkeypatch) as rt:
+        out = load_json(cli("request", "hi", "--yes", "--json"))
+    assert out["session_id"] == first and before_send(rt) == 1 and trips(rt) <= 3, rt
+    assert "eth_chainId" in rt.methods[0] and "eth_estimateGas" in rt.methods[0], rt
+    second = load_json(cli("create", "20", "--yes", "--json"))["session_id"]
+    path = tmp_path / "state" / "sessions.json"
+    hints = json.loads(path.read_text())
+    assert list(hints.values()) == [second]
+    path.write_text(json.dumps({k: first for k in hints}))  # stale: the newest is `second`
+    with count_round_trips(monkeypatch) as rt:
+        out = load_json(cli("request", "again", "--yes", "--json"))
+    assert out["session_id"] == second and before_send(rt) == 2, rt
+    assert sum("eth_sendRawTransaction" in m for m in rt.methods) == 1, rt
+    assert list(json.loads(path.read_text()).values()) == [second]
+
+
+def test_folded_dry_runs_send_nothing(make_cli, system6, user, monkeypatch, tmp_path):
+    """--dry-run through the folded batch: simulated with the cost shown, nothing signed."""
+    monkeypatch.setenv("DTNSESS_STATE_DIR", str(tmp_path / "state"))
+    cli = make_cli(system6)
+    fund(system6, user, 100, approve=False)
+    sid = load_json(cli("create", "20", "--yes", "--json"))["session_id"]
+    for args in (["close", str(sid)], ["request", "hi"]):
+        with count_round_trips(monkeypatch) as rt:
+            out = load_json(cli(*args, "--dry-run", "--json"))
+        assert out["dry_run"] is True and out["transactions"][0]["gas_estimate"], (args, out)
+        assert trips(rt) == 1 and not any("eth_sendRawTransaction" in m for m in rt.methods), rt
+    assert "DTN fee" in out["transactions"][0]["description"]
+    assert system6.manager.functions.getSession(sid).call()[4] is True

@@ -49,7 +49,8 @@ from .pipeline import (  # noqa: F401 - re-exported
 from .simulate import SIM_BLOCK, _call_error, _failed_receipt, simulate  # noqa: F401
 
 
-def send_and_wait(ctx: TxContext, fn_call: Any, *, value: int = 0, description: str,
+def send_and_wait(ctx: TxContext, fn_call: Any, *, value: int = 0,
+                  description: "str | Callable[[], str]",
                   dry_run: bool = False, confirm: bool = True,
                   token_cost: Optional[str] = None,
                   follows: Optional["ChainFacts"] = None, also: Sequence[tuple] = (),
@@ -64,7 +65,8 @@ def send_and_wait(ctx: TxContext, fn_call: Any, *, value: int = 0, description: 
     ``also``: reads (``(method, params)``) that ride in the same batch; ``on_also`` gets their raw
     responses as soon as the batch returns, before the simulation is looked at, and may raise
     (then nothing is sent). ``step``: this transaction is a preliminary step of its command
-    (``"approve"``), recorded so in the journal.
+    (``"approve"``), recorded so in the journal. ``description`` may be a function, called
+    once ``on_also`` has run: a text built from reads that ride in the batch.
     """
     sender = ctx.account.address
     to, data, _ = _call_parts(fn_call)
@@ -84,9 +86,12 @@ def send_and_wait(ctx: TxContext, fn_call: Any, *, value: int = 0, description: 
     chain = chain_requests(ctx)
     reqs += chain
     n_own = len(reqs)
-    resps = rpc_batch(ctx, reqs + list(also), description)
+    resps = rpc_batch(ctx, reqs + list(also), description if isinstance(description, str)
+                      else "transaction")
     if also and on_also is not None:
         on_also(resps[n_own:])
+    if callable(description):
+        description = description()
     if chain:
         take_chain(ctx, resps[n_own - len(chain):n_own])
     l1_fee = l1_fee_of(resps[n_sim + n_facts])

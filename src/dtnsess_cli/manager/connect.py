@@ -241,6 +241,8 @@ class Connection:
             hit = self._cached_token()
             if hit is not None and hit.get("token") == self._config_raw[1]:
                 self._symbol = hit["symbol"]
+                if hit.get("router") != str(self._config_raw[0]):  # an entry without it
+                    self._remember_token(self._config_raw[1], self._symbol)
 
     def _connect(self, also: Sequence[Any] = (), what: Any = "read") -> list:
         """Chain id and getConfig() in one round trip, with ``also`` (reads that need only the
@@ -317,28 +319,61 @@ class Connection:
         return entry
 
     def _remember_token(self, token: str, symbol: str) -> None:
+        # the router too: a request's routing reads ride in its first batch (Requests)
+        self._remember("tokens.json", self.manager_address,
+                       {"chain": self._chain_id, "token": token, "symbol": symbol,
+                        "router": str(self._config_raw[0])})
+
+    def _cached_router(self) -> Optional[str]:
+        """The DTN router the token cache names for this manager (None: not known)."""
+        r = (self._cached_token() or {}).get("router")
+        return r if isinstance(r, str) and r else None
+
+    def _remember(self, name: str, key: str, value: Any) -> None:
+        """Set ``key`` in the state file ``name`` (a JSON object), replaced atomically; a file
+        that cannot be read starts afresh, one that cannot be written is left alone."""
         import json
         import os
 
         try:
-            path = self._token_cache_path()
-            if path is None:
+            d = self._state_path()
+            if d is None:
                 return
+            path = d / name
             try:
                 data = json.loads(path.read_text())
                 data = data if isinstance(data, dict) else {}
             except (OSError, ValueError):
                 data = {}
-            want = {"chain": self._chain_id, "token": token, "symbol": symbol}
-            if data.get(self.manager_address) == want:
+            if data.get(key) == value:
                 return
-            data[self.manager_address] = want
+            data[key] = value
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.{os.getpid()}")
             tmp.write_text(json.dumps(data, indent=1))
             os.replace(tmp, path)
         except (OSError, DtnsessError):
             pass
+
+    # NOTE: the session this key's last request went to, per chain and manager, so that the
+    # next request's first batch can read it along (a hint only: the contract's choice is read
+    # in the same batch, and a miss costs the read it saves). Unreadable: no hint.
+    def _session_hint_key(self, chain: Optional[int]) -> str:
+        return f"{chain}/{self.manager_address}/{self.address}"
+
+    def _cached_session(self, chain: Optional[int]) -> Optional[int]:
+        import json
+
+        try:
+            path = self._state_path()
+            sid = json.loads((path / "sessions.json").read_text()).get(
+                self._session_hint_key(chain)) if path is not None else None
+        except (OSError, ValueError, AttributeError, DtnsessError):
+            return None
+        return sid if isinstance(sid, int) and not isinstance(sid, bool) and sid > 0 else None
+
+    def _remember_session(self, sid: int) -> None:
+        self._remember("sessions.json", self._session_hint_key(self._chain_id), int(sid))
 
     @property
     def router(self):

@@ -51,6 +51,7 @@ from .base import (
     prompt_call_len,
 )
 from .views import SessionView, RequestView, ResponseView, WriteResult
+from .writes import Unfolded
 
 # a request unanswered this long was likely skipped by the node (it says nothing): say why it may be
 LONG_PENDING_SECONDS = 300
@@ -587,16 +588,17 @@ class Requests:
             return ("namespaces", [namespace_routing_id(n) for n in namespaces])
         return ("system", None)
 
-    def _routing_reads(self, kind: str, routing: Any) -> list:
+    def _routing_reads(self, kind: str, routing: Any, router: Optional[str] = None) -> list:
         """What the router can tell about who would answer (riding in the send's batch): its
         ``nodes(id)`` of each named node, or ``namespaceNodeCount(id)`` of each trust namespace
-        (system trust included). ``routing`` as :meth:`_routing` returns it."""
+        (system trust included). ``routing`` as :meth:`_routing` returns it. ``router``: its
+        address when getConfig() is not read yet (the cache's, checked by the caller)."""
         if kind == "nodes":
             selector, ids = NODES_SELECTOR, routing[1]
         else:
             selector = NAMESPACE_NODES_SELECTOR
             ids = routing if kind == "namespaces" else [system_trust_id()]
-        to = self.router.address
+        to = router or self.router.address
         return [("eth_call", [{"to": to, "data": selector + nid.hex()}, "latest"]) for nid in ids]
 
     def _check_routing(self, kind: str, names: Sequence[str], resps: Sequence[dict]) -> None:
@@ -747,16 +749,33 @@ class Requests:
             raise self._prompt_too_large(size, session_id, "call" if call is not None else "prompt")
         # NOTE: which session pays: the given one, else the contract's choice (a live pool
         # grant, else the newest own active session); its DTN balance is read in the
-        # transaction's own batch and checked before anything is sent
-        candidates: list = []
+        # transaction's own batch and checked before anything is sent. Usually that batch is
+        # the first round trip: the connection's reads, the contract's choice and the session
+        # the last request went to ride in it (``fold``); when the choice is another session,
+        # nothing is sent and the usual path reads it.
+        m = self._mgr
+        choice_reads = [m.call("getUserActiveSessions", self.address),
+                        m.call("poolGrant", self.address)]
+
+        def choice_of(own: Sequence[int], grant: int) -> list:
+            """The sessions the contract may take, in its order (a pool grant, the newest own)."""
+            return ([int(grant)] if int(grant) else []) + ([int(own[-1])] if own else [])
+
+        def choice() -> list:
+            return choice_of(*self._calls(choice_reads, "getUserActiveSessions"))
+
+        # the router's node reads ride along at the router the token cache names with the
+        # token (checked against getConfig() in the same batch). NOTE: --session is not
+        # folded: a session of someone else's pool needs the grant read before the request
+        # is built (``_owned_active``)
+        chain = self._fold_chain() if session_id is None else None
+        router = self._cached_router() if chain is not None else None
+        candidates: Optional[list] = None
         if session_id is not None:
             self._check_dtn_balance(self._owned_active(session_id, allow_grant=True), call_len)
-        else:
-            mf = self._mgr
-            own, grant = self._calls([mf.call("getUserActiveSessions", self.address),
-                                      mf.call("poolGrant", self.address)], "getUserActiveSessions")
-            candidates = ([int(grant)] if int(grant) else []) + ([int(own[-1])] if own else [])
-        m = self.manager
+            candidates = []
+        elif router is None:
+            candidates = choice()
         if session_id is not None or call is not None:
             if kind == "namespaces":
                 routing = (routing, [], 1, 8, AGGREGATION_ANY)
@@ -770,28 +789,53 @@ class Requests:
             fn = m.call("makeAIRequestWithRouting", prompt, model, routing)
         else:
             fn = m.call("makeAIRequest", prompt, model, routing or [])
-        reads = [m.call("getSession", c) for c in candidates]
-        # NOTE: after the first read, which carries the connection (the router's address)
-        routing_reads = self._routing_reads(kind, chosen)
-
-        def check(resps: list) -> None:
-            self._check_routing(kind, nodes or namespaces, resps[len(reads):])
-            rows = self._rows(reads, resps[:len(reads)], "getSession")
-            views = [self._session_view(v, symbol="") for ok, v in rows if ok]
-            for v in views:  # the first live candidate is the one the contract uses
-                if v.active:
-                    self._check_dtn_balance(v, call_len)
-                    return
-
-        r = WriteResult("request", dry_run=self.settings.dry_run)
         # what the session pays when DTN's node answers (sizes as the node reports them)
         # NOTE: the symbol only when known (read with the connection or cached): no round trip
-        fee = Amount(self._request_fee(call_len), self.decimals, self._symbol or "tokens")
-        paced = session_id if session_id is not None else (candidates[0] if candidates else None)
+        fee_of = lambda: Amount(self._request_fee(call_len), self.decimals,  # noqa: E731
+                                self._symbol or "tokens")
+
+        def send(cands: Optional[list]) -> Any:
+            """The request, its candidates' sessions read along (``cands`` None: the
+            contract's choice and the hinted session ride in the batch, see above)."""
+            fold = cands is None
+            hint = self._cached_session(chain) if fold else None
+            picks = choice_reads if fold else []
+            reads = picks + [m.call("getSession", c) for c in
+                             (cands if not fold else [hint] if hint else [])]
+            # NOTE: after the connection, which gives the router's address (or the cache's)
+            routing_reads = self._routing_reads(kind, chosen, router if fold else None)
+
+            def check(resps: list) -> None:
+                known = choice_of(*self._values(self._rows(
+                    picks, resps[:2], "getUserActiveSessions"))) if picks else []
+                if fold and str(self._config_tuple()[0]).lower() != router.lower():
+                    raise Unfolded(known)  # the routing was read at another router
+                if known and known[0] != hint:  # another session pays: read it first
+                    raise Unfolded(known)
+                rows = self._rows(reads[len(picks):], resps[len(picks):len(reads)], "getSession")
+                # the first live candidate is the one the contract uses; none known: it opens
+                # one (the simulation checks it), whatever the hinted session is now
+                views = [self._session_view(v, symbol="") for ok, v in rows
+                         if ok and (known or not picks)]
+                live = next((v for v in views if v.active), None)
+                if live is None and len(known) > 1:  # the hinted one is closed: the next pays
+                    raise Unfolded(known)
+                self._check_routing(kind, nodes or namespaces, resps[len(reads):])
+                if live is not None:
+                    self._check_dtn_balance(live, call_len)
+
+            paced = session_id if session_id is not None else (cands[0] if cands else None)
+            return self._paced_send(paced, lambda: self._send(
+                fn, value=value, reads=reads + routing_reads, check=check, fold=fold,
+                description=lambda: f"AI request to {model} (DTN fee {fee_of().human()} per "
+                                    f"answer)"))
+
+        r = WriteResult("request", dry_run=self.settings.dry_run)
         try:
-            res = self._paced_send(paced, lambda: self._send(
-                fn, value=value, reads=reads + routing_reads, check=check,
-                description=f"AI request to {model} (DTN fee {fee.human()} per answer)"))
+            try:
+                res = send(candidates)
+            except Unfolded as u:  # nothing was sent
+                res = send(u.value if u.value is not None else choice())
         except InsufficientFundsError as exc:
             # Without a session the contract opens one with the minimum balance; say so.
             if session_id is None and "fee token" in exc.what and not self.active_session_ids():
@@ -799,10 +843,12 @@ class Requests:
                 exc.hint = (f"you have no active session, so the contract would open one with "
                             f"{minimum} {self.symbol}: run `dtnsess create AMOUNT` first")
             raise
+        fee = fee_of()
         r.txs.append(res)
         ev = self._events(res, "AIRequestSubmitted")
         if ev and not res.dry_run:
             self._session_used(int(ev[0].args["sessionId"]))
+            self._remember_session(int(ev[0].args["sessionId"]))
         rid = ev[0].args["requestId"] if ev else res.return_value
         r.data.update({"request_id": _hex(rid) if rid is not None else None,
                        "session_id": int(ev[0].args["sessionId"]) if ev else session_id,

@@ -16,6 +16,7 @@ from ..errors import (
 from ..units import Amount, format_amount
 from .base import MAX_UINT256, allowance_override, contract_at, _when, _all_blocked_error, _writes
 from .views import SessionView, Balances, WriteResult
+from .writes import Unfolded
 
 
 class Sessions:
@@ -34,8 +35,10 @@ class Sessions:
             closable_at=int(t[12]), closing=bool(t[13]), pending_since=int(t[14]),
         )
 
-    def _session_tuple(self, session_id: int) -> tuple:
-        (t,) = self._calls([self._mgr.call("getSession", session_id)], "getSession")
+    def _session_tuple(self, session_id: int, t: Optional[tuple] = None) -> tuple:
+        """getSession(session_id) (``t``: as already read), refused when there is none."""
+        if t is None:
+            (t,) = self._calls([self._mgr.call("getSession", session_id)], "getSession")
         if int(t[1], 16) == 0:
             raise InputError("session", str(session_id), "no such session")
         return t
@@ -94,8 +97,9 @@ class Sessions:
         (units,) = self._calls([self._mgr.call("claimableRefunds", user)], "claimableRefunds")
         return self.amount(units)
 
-    def _owned_active(self, session_id: int, *, allow_grant: bool = False) -> SessionView:
-        s = self._session_view(self._session_tuple(session_id), symbol=self._symbol or "")
+    def _owned_active(self, session_id: int, *, allow_grant: bool = False,
+                      t: Optional[tuple] = None) -> SessionView:
+        s = self._session_view(self._session_tuple(session_id, t), symbol=self._symbol or "")
         if not s.active:
             raise InputError("session", str(session_id), "the session is closed")
         if s.owner != self.address:
@@ -233,6 +237,8 @@ class Sessions:
         ev = self._events(res, "SessionCreated")
         r.data["session_id"] = int(ev[0].args["sessionId"]) if ev else (
             int(res.return_value) if res.return_value is not None else None)
+        if ev and not res.dry_run:  # the newest own session: the next request's (Requests)
+            self._remember_session(r.data["session_id"])
         return r
 
     @_writes
@@ -300,25 +306,56 @@ class Sessions:
         """Settle answered requests of the session (one transaction), then close it. Still
         blocked by unanswered ones: begin closing it (others can no longer add requests), and
         the result carries the RequestsPending error with the time the close will work."""
-        s = self._owned_active(session_id)
         r = WriteResult("close", dry_run=self.settings.dry_run)
         r.data["closed"] = []
-        prev = self._settle_answered(r, [s])
-        if prev is not None and self.settings.dry_run:
-            r.data["note"] = "dry run: the close is simulated only after the settle"
-            return r
-        try:
-            res = self._send(self.manager.call("closeSession", session_id),
-                             description=f"close session {session_id}", follows=prev)
-        except RevertError as exc:
-            if exc.name != "RequestsPending":
-                raise
-            self._begin_closing(r, s, exc, prev)
-            if not r.txs:
-                raise r.error from None
-            return r
+        close = self._mgr.call("closeSession", session_id)
+        desc = f"close session {session_id}"
+        read = self._mgr.call("getSession", session_id)
+        got: list = []
+
+        def check(resps: list) -> None:
+            ((ok, t),) = self._rows([read], resps, "getSession")
+            if not ok:
+                raise t
+            got.append(self._owned_active(session_id, t=t))
+            if got[0].pending_requests:  # answers to settle first, or a close to begin
+                raise Unfolded(got[0])
+
+        s = res = None
+        # NOTE: usually one round trip fewer: the session is read in the close's own batch,
+        # with the connection's reads (Writes._send's fold), and checked before anything is
+        # signed; the usual path below when that cannot be
+        if self._fold_chain() is not None:
+            try:
+                res = self._send(close, description=desc, reads=[read], check=check, fold=True)
+            except Unfolded as u:
+                s = u.value
+            except RevertError as exc:  # a request came in since the read
+                if exc.name != "RequestsPending" or not got:
+                    raise
+                return self._close_refused(r, got[0], exc, None)
+        if res is None:
+            s = s or self._owned_active(session_id)
+            prev = self._settle_answered(r, [s])
+            if prev is not None and self.settings.dry_run:
+                r.data["note"] = "dry run: the close is simulated only after the settle"
+                return r
+            try:
+                res = self._send(close, description=desc, follows=prev)
+            except RevertError as exc:
+                if exc.name != "RequestsPending":
+                    raise
+                return self._close_refused(r, s, exc, prev)
         r.txs.append(res)
         r.data["closed"] = self._closed_from(res)
+        return r
+
+    def _close_refused(self, r: WriteResult, s: SessionView, exc: Any, prev: Any) -> WriteResult:
+        """A close refused for unanswered requests: begin closing (``_begin_closing``); the
+        error is raised when nothing was sent, else carried by ``r``."""
+        self._begin_closing(r, s, exc, prev)
+        if not r.txs:
+            raise r.error from None
         return r
 
     def _begin_closing(self, r: WriteResult, s: SessionView, exc: Any, prev: Any) -> None:

@@ -52,6 +52,17 @@ class _LazyErrors:
         return self._dec.decode(data)
 
 
+class Unfolded(Exception):
+    """Raised by the check of a folded send (``Writes._send(fold=True)``) when the command must
+    take its usual path, reads first (a session with requests to settle; a chain, fee token,
+    router or paying session other than the remembered ones): nothing was sent. ``value``: what
+    the check read, for that path."""
+
+    def __init__(self, value: Any = None) -> None:
+        super().__init__("unfolded")
+        self.value = value
+
+
 class Writes:
     """Keys, the sender lock, the journal and the one send (see ``chain.send``)."""
 
@@ -103,28 +114,54 @@ class Writes:
                             token_symbol=self._symbol or "", rpc_url=self.settings.rpc_url,
                             friendly=friendly)
 
+    def _new_txctx(self, chain_id: int, decimals: Optional[int]):
+        from ..chain import send as tx
+        from .reverts import friendly
+
+        ctx = tx.TxContext(
+            rpc=self.rpc, account=self.account, friendly=friendly, chain_id=chain_id, ui=self.ui,
+            errors=self._error_decoder(), event_abis=self._event_abis(), yes=self.settings.yes,
+            receipt_timeout=self.receipt_timeout, token_decimals=decimals,
+            token_symbol=self._symbol or "",
+            symbol_lookup=(lambda: self.symbol) if self.settings.contract else None,
+            rpc_url=self.settings.rpc_url, journal=self._journal,
+            overrides=tx.TxOverrides(
+                nonce=self.settings.nonce, gas_limit=self.settings.gas_limit,
+                priority_fee=self.settings.priority_fee, max_fee=self.settings.max_fee),
+        )
+        if self._chain_seen is not None:  # read before the sender lock (_chain_key)
+            ctx.genesis, ctx.anchor = self._chain_seen
+        ctx.lock_chain = self._lock_chain
+        return ctx
+
+    def _fold_chain(self) -> Optional[int]:
+        """The chain a write may sign for when the connection's reads (chain id, getConfig())
+        ride in its transaction's batch instead of a round trip of their own: the one this URL
+        was last seen on (the sender lock's, ``_chain_key``; else ``journal.known_chain``),
+        when the token cache holds this manager on it too (its symbol: no symbol() read
+        later). ``_send`` checks the node's chain id, --chain-id and then the genesis in that
+        batch, before anything is signed. None: connect first (nothing remembered, or already
+        connected, as after ``_resolve_open`` found open journal entries: those are named and
+        resolved on the usual path)."""
+        if self._config_raw is not None or self._txctx is not None or not self.settings.contract:
+            return None
+        chain = self._chain_id
+        if chain is None:
+            from ..chain.journal import known_chain
+
+            state = self._state_path()
+            seen = self._lock_chain or (known_chain(self.settings.rpc_url or "", state)
+                                        if state is not None else None)
+            chain = seen[0] if seen is not None else None
+        hit = self._cached_token()
+        return chain if chain is not None and hit is not None and hit.get("chain") == chain \
+            else None
+
     @property
     def txctx(self):
         if self._txctx is None:
-            from ..chain import send as tx
-            from .reverts import friendly
-
-            event_abis = self._event_abis()
-            self._txctx = tx.TxContext(
-                rpc=self.rpc, account=self.account, friendly=friendly, chain_id=self.chain_id, ui=self.ui,
-                errors=self._error_decoder(), event_abis=event_abis, yes=self.settings.yes,
-                receipt_timeout=self.receipt_timeout,
-                token_decimals=self.decimals if self.settings.contract else None,
-                token_symbol=self._symbol or "",
-                symbol_lookup=(lambda: self.symbol) if self.settings.contract else None,
-                rpc_url=self.settings.rpc_url, journal=self._journal,
-                overrides=tx.TxOverrides(
-                    nonce=self.settings.nonce, gas_limit=self.settings.gas_limit,
-                    priority_fee=self.settings.priority_fee, max_fee=self.settings.max_fee),
-            )
-            if self._chain_seen is not None:  # read before the sender lock (_chain_key)
-                self._txctx.genesis, self._txctx.anchor = self._chain_seen
-            self._txctx.lock_chain = self._lock_chain
+            self._txctx = self._new_txctx(self.chain_id, self.decimals if self.settings.contract
+                                          else None)
         return self._txctx
 
     def chain_key(self) -> tuple:
@@ -449,19 +486,43 @@ class Writes:
         exc.message = f"{steps}; then {exc.message}"
         exc.done = [t.summary() for t in done]  # type: ignore[attr-defined]
 
-    def _send(self, fn, *, description: str, value: int = 0, token_cost: Optional[str] = None,
+    def _send(self, fn, *, description: Any, value: int = 0, token_cost: Optional[str] = None,
               follows: Any = None, step: Optional[str] = None, reads: Sequence[Any] = (),
-              check: Optional[Any] = None):
+              check: Optional[Any] = None, fold: bool = False):
         """``tx.send_and_wait``; ``follows``: the TxResult this run sent just before. The token
         symbol, when still unknown, rides in the transaction's batch (results show amounts), and
         so do ``reads``, whose raw responses ``check`` gets before anything is sent (it may
-        raise: then nothing is)."""
+        raise: then nothing is). ``description``: a str, or a function called once ``check``
+        has run (see ``send_and_wait``). ``fold``: a command's first round trip may be this
+        batch (see ``_fold_chain``): the chain id and getConfig() ride in it too and are
+        checked first; Unfolded when the chain is not the remembered one (nothing sent)."""
         from ..chain import send as tx
 
+        chain = self._fold_chain() if fold else None
+        if chain is not None:
+            self._txctx = self._new_txctx(chain, None)  # decimals: from getConfig() in the batch
         ctx = self.txctx
-        sym = self._symbol_requests()
+        head = self._connect_requests() if chain is not None else []
+        sym = self._symbol_requests() if chain is None else []  # the cache's, when it holds
 
         def take(resps: list) -> None:
+            if head:
+                try:
+                    self._take_connect(self._rows(head, resps[:len(head)], "getConfig()"), head)
+                    if self._chain_id != chain and ctx.lock_chain is not None:
+                        # the sender lock is the remembered chain's (as take_chain would find)
+                        from ..errors import ChainChangedError
+
+                        raise ChainChangedError(self.settings.rpc_url)
+                    if self._chain_id != chain:  # the L1-fee quote assumed the other chain
+                        raise Unfolded()
+                except BaseException:
+                    self._txctx = None  # made for a chain not confirmed: never reused
+                    raise
+                ctx.chain_id, ctx.token_decimals = self._chain_id, self.decimals
+                if self._symbol is None:  # not the cache's token: symbol() rides in the usual
+                    raise Unfolded()      # path's batch (and the cache is put right)
+                resps = resps[len(head):]
             self._take_symbol(self._rows(sym, resps[:len(sym)], "symbol()"))
             ctx.token_symbol = self._symbol or ""
             if check is not None:
@@ -471,8 +532,8 @@ class Writes:
                                dry_run=self.settings.dry_run, confirm=True,
                                token_cost=token_cost,
                                follows=follows.next_facts if follows is not None else None,
-                               also=self._requests(list(sym) + list(reads)), on_also=take,
-                               step=step)
+                               also=self._requests(head + list(sym) + list(reads)),
+                               on_also=take, step=step)
         if not res.dry_run:
             self._done.append(res)
         return res
