@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -38,13 +39,15 @@ def run(anvil, system6, private_keys, tmp_path):
                DTNSESS_CONTRACT=system6.manager.address, DTNSESS_CHAIN_ID="31337",
                DTNSESS_PRIVATE_KEY=private_keys[1])
 
-    def go(*args: str, ok: bool = True, heavy: tuple = HEAVY) -> dict:
-        p = subprocess.run([sys.executable, "-c", PROBE_OF % (heavy,), *args, "--json"], cwd=tmp_path,
+    def go(*args: str, ok: bool = True, heavy: tuple = HEAVY, human: bool = False) -> Any:
+        """The command's JSON document, or with ``human`` its (stdout, stderr) for people."""
+        p = subprocess.run([sys.executable, "-c", PROBE_OF % (heavy,), *args,
+                            *([] if human else ["--json"])], cwd=tmp_path,
                            env=env, capture_output=True, text=True, timeout=120)
         report = json.loads(p.stderr.strip().splitlines()[-1].split("HEAVY ", 1)[1])
         assert (report["rc"] in (0, None)) == ok, (args, p.stderr)
         assert report["heavy"] == [], f"dtnsess {' '.join(args)} imported {report['heavy']}"
-        return json.loads(p.stdout)
+        return (p.stdout, p.stderr.rsplit("\nHEAVY ", 1)[0]) if human else json.loads(p.stdout)
 
     return go
 
@@ -83,3 +86,21 @@ def test_image_ipfs_and_model_commands_never_import_web3(run, system6, user):
     assert run("response", rid)["kind"] == "image"
     run("models")
     run("doctor")
+
+
+def test_human_output_of_a_write_imports_no_rich(run, system6, user):
+    """issue 19: rich costs ~90 ms of import; a write's lines for people (its result, info,
+    warnings, the cost line) are plain text. Only tables, progress bars and live views use it."""
+    no_rich = HEAVY + ("rich",)
+    fund(system6, user, 100, approve=False)
+    out, err = run("create", "20", "--yes", heavy=no_rich, human=True)  # approve + create
+    sid = out.split("session ", 1)[1].split()[0]
+    assert f"session {sid} created with 20 USDT" in out and "  tx 0x" in out, out
+    out, _ = run("renew", sid, "5", "--yes", heavy=no_rich, human=True)
+    assert f"session {sid} renewed: balance 25 USDT" in out, out
+    # a warning (yellow on a terminal; a pipe here) on the same path
+    out, err = run("request", "hi", "--value", "27000", "--yes", heavy=no_rich, human=True)
+    assert out.startswith("request 0x") and "  DTN fee: " in out, out
+    assert "warning: " in err and "\x1b" not in err, err
+    out, _ = run("close", sid, "--yes", ok=False, heavy=no_rich, human=True)  # pending request
+    assert f"session {sid}" in out, out
