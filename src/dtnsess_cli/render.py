@@ -76,14 +76,14 @@ def _plain(v: Any) -> str:
 # Escape sequences (ESC or its C1 form, 0x9b CSI, 0x9d OSC, ...) and their payloads: CSI (colours,
 # cursor moves, screen clears), OSC (window titles, hyperlinks, clipboard writes) and the string
 # sequences DCS/SOS/PM/APC, each up to its terminator; then any other ESC + one character.
-_ESCAPES = re.compile(
-    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
-    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
-    r"|\x1b.?", re.S)
+# NOTE: both are compiled by re's cache when first needed (~1 ms): most lines are printable.
+_ESCAPES = (r"(?s)(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
+            r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+            r"|\x1b.?")
 # what is left that a terminal acts on: C0 but tab and newline, DEL, C1, and the bidirectional
 # overrides that make text display in another order than it reads
-_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e"
-                       "\u2066-\u2069]")
+_CONTROLS = ("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e"
+             "\u2066-\u2069]")
 
 
 def clean(s: str) -> str:
@@ -92,7 +92,7 @@ def clean(s: str) -> str:
     what a terminal shows: ``--json`` and ``--out`` keep the exact content."""
     if not s or s.isprintable():
         return s
-    return _CONTROLS.sub("", _ESCAPES.sub("", s))
+    return re.sub(_CONTROLS, "", re.sub(_ESCAPES, "", s))
 
 
 def text(v: Any) -> Any:
@@ -193,7 +193,7 @@ class _Lines:
         # NOTE: once rich's stdout console exists (a table, a live view), text goes through it
         # too, so the two never interleave out of order
         if objects and all(isinstance(o, str) for o in objects) and self._ui._out is None:
-            self._ui._stdout.write(clean(sep.join(objects) + end))
+            self._ui._stdout.write(clean(sep.join(objects)) + end)
             self._ui._stdout.flush()
         else:
             self._ui.out.print(*objects, sep=sep, end=end, **kw)
