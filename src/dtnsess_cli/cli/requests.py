@@ -1,8 +1,6 @@
 """Request commands: ``request`` (one prompt, or ``--file`` fanned out over sessions),
 ``response``, ``requests``, ``settle``, ``tx``."""
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 from typing import Annotated, Any, List, Optional
