@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from typing import Any
@@ -105,3 +106,61 @@ def test_human_output_of_a_write_imports_no_rich(run, system6, user):
     assert "warning: " in err and "\x1b" not in err, err
     out, _ = run("close", sid, "--yes", ok=False, heavy=no_rich, human=True)  # pending request
     assert f"session {sid}" in out, out
+
+
+
+def _on_a_terminal(args: list, env: dict, cwd) -> tuple:
+    """Run PROBE with ``args`` on a pty, answering "y" to every confirmation: (the report,
+    everything the terminal showed, how many questions were answered)."""
+    import pty
+    import select
+    import time
+
+    master, slave = pty.openpty()
+    p = subprocess.Popen([sys.executable, "-c", PROBE_OF % (HEAVY + ("rich",),), *args],
+                         env=env, cwd=cwd, stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    seen, answered = b"", 0
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if select.select([master], [], [], 0.1)[0]:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # the child is gone and its output read
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            if seen.count(b"[y/N]") > answered:
+                os.write(master, b"y\n")
+                answered += 1
+        p.wait(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        os.close(master)
+    shown = seen.decode("utf-8", "replace")
+    return json.loads(shown.strip().splitlines()[-1].split("HEAVY ", 1)[1]), shown, answered
+
+
+def test_a_write_on_a_terminal_imports_no_rich(anvil, system6, private_keys, user, tmp_path):
+    """The same on a terminal (a pty): the cost and the confirmation question, a yellow
+    warning, the status line while the receipt is awaited, the result; and still no rich."""
+    fund(system6, user, 100, approve=False)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("DTNSESS_") and k not in ("ETH_RPC_URL", "FOUNDRY_DIR", "NO_COLOR",
+                                                         "FORCE_COLOR", "TTY_COMPATIBLE")}
+    env.update(HOME=str(tmp_path), DTNSESS_LOCK_DIR=str(tmp_path), DTNSESS_RPC_URL=anvil.url,
+               DTNSESS_CONTRACT=system6.manager.address, DTNSESS_PRIVATE_KEY=private_keys[1],
+               TERM="xterm", COLUMNS="160")
+    report, shown, answered = _on_a_terminal(["create", "20"], env, tmp_path)  # approve, create
+    assert report == {"rc": 0, "heavy": []}, shown
+    assert answered == 2 and "Send this transaction? [y/N]" in shown and "gas: ~" in shown, shown
+    # the status line while the receipt is awaited, blanked out before the result
+    assert re.search("create a session with 20 USDT: waiting for 0x[0-9a-f]{8}… to be mined"
+                     "\r +\rsession 1 created with 20 USDT\r\n", shown), shown
+    report, shown, answered = _on_a_terminal(["request", "hi", "--value", "27000"], env, tmp_path)
+    assert report == {"rc": 0, "heavy": []} and answered == 1, shown
+    assert "\x1b[33mwarning: --value 27000 gives the callback" in shown, shown
+    assert "request 0x" in shown and "  DTN fee: " in shown, shown

@@ -343,7 +343,7 @@ class Renderer:
     def confirm(self, question: str) -> bool:
         import typer
 
-        return typer.confirm(question, default=False, err=True)
+        return typer.confirm(clean(question), default=False, err=True)
 
     @contextlib.contextmanager
     def status(self, message: str) -> Iterator[Any]:
