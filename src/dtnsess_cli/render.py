@@ -192,7 +192,7 @@ class _Lines:
     def print(self, *objects: Any, sep: str = " ", end: str = "\n", **kw: Any) -> None:
         # NOTE: once rich's stdout console exists (a table, a live view), text goes through it
         # too, so the two never interleave out of order
-        if objects and all(isinstance(o, str) for o in objects) and self._ui._out is None:
+        if all(isinstance(o, str) for o in objects) and self._ui._out is None:
             self._ui._stdout.write(clean(sep.join(objects)) + end)
             self._ui._stdout.flush()
         else:
