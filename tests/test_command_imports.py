@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -16,7 +18,8 @@ from helpers import fund
 HEAVY = ("web3", "eth_abi", "eth_account", "eth_utils", "eth_keys", "eth_keyfile", "eth_typing",
          "hexbytes", "rlp", "requests", "urllib3", "pydantic", "aiohttp", "tenacity")
 
-# run one command in process, then report which heavy modules it loaded (on stderr's last line)
+# run one command in process, then report which heavy modules it loaded (on stderr's last line):
+# packages by their top-level name, or modules by their full name (dtnsess_cli.media)
 PROBE_OF = (
     "import json, sys\n"
     "from dtnsess_cli.cli import main\n"
@@ -24,7 +27,7 @@ PROBE_OF = (
     "    rc = main(sys.argv[1:])\n"
     "except SystemExit as exc:\n"
     "    rc = exc.code\n"
-    "heavy = sorted({m.split('.')[0] for m in sys.modules} & set(%r))\n"
+    "heavy = sorted(({m.split('.')[0] for m in sys.modules} | set(sys.modules)) & set(%r))\n"
     "sys.stderr.write('\\nHEAVY ' + json.dumps({'rc': rc, 'heavy': heavy}) + '\\n')\n"
 )
 PROBE = PROBE_OF % (HEAVY,)
@@ -38,13 +41,15 @@ def run(anvil, system6, private_keys, tmp_path):
                DTNSESS_CONTRACT=system6.manager.address, DTNSESS_CHAIN_ID="31337",
                DTNSESS_PRIVATE_KEY=private_keys[1])
 
-    def go(*args: str, ok: bool = True, heavy: tuple = HEAVY) -> dict:
-        p = subprocess.run([sys.executable, "-c", PROBE_OF % (heavy,), *args, "--json"], cwd=tmp_path,
+    def go(*args: str, ok: bool = True, heavy: tuple = HEAVY, human: bool = False) -> Any:
+        """The command's JSON document, or with ``human`` its (stdout, stderr) for people."""
+        p = subprocess.run([sys.executable, "-c", PROBE_OF % (heavy,), *args,
+                            *([] if human else ["--json"])], cwd=tmp_path,
                            env=env, capture_output=True, text=True, timeout=120)
         report = json.loads(p.stderr.strip().splitlines()[-1].split("HEAVY ", 1)[1])
         assert (report["rc"] in (0, None)) == ok, (args, p.stderr)
         assert report["heavy"] == [], f"dtnsess {' '.join(args)} imported {report['heavy']}"
-        return json.loads(p.stdout)
+        return (p.stdout, p.stderr.rsplit("\nHEAVY ", 1)[0]) if human else json.loads(p.stdout)
 
     return go
 
@@ -108,3 +113,92 @@ def test_commands_on_an_http_node_import_no_http_client_email_or_ssl(run, system
     assert run("request", "hello", "--session", other, "--yes", heavy=lean)["request_id"]
     run("balance", heavy=lean)
     run("stats", other, heavy=lean)
+
+
+def test_human_output_of_a_write_imports_no_rich(run, system6, user):
+    """issue 19: rich costs ~90 ms of import; a write's lines for people (its result, info,
+    warnings, the cost line) are plain text. Only tables, progress bars and live views use it."""
+    no_rich = HEAVY + ("rich", "dtnsess_cli.media")  # media: images and CIDs only
+    fund(system6, user, 100, approve=False)
+    out, err = run("create", "20", "--yes", heavy=no_rich, human=True)  # approve + create
+    sid = out.split("session ", 1)[1].split()[0]
+    assert f"session {sid} created with 20 USDT" in out and "  tx 0x" in out, out
+    out, _ = run("renew", sid, "5", "--yes", heavy=no_rich, human=True)
+    assert f"session {sid} renewed: balance 25 USDT" in out, out
+    # a warning (yellow on a terminal; a pipe here) on the same path
+    out, err = run("request", "hi", "--value", "27000", "--yes", heavy=no_rich, human=True)
+    assert out.startswith("request 0x") and "  DTN fee: " in out, out
+    assert "warning: " in err and "\x1b" not in err, err
+    out, _ = run("close", sid, "--yes", ok=False, heavy=no_rich, human=True)  # pending request
+    assert f"session {sid}" in out, out
+
+
+
+def _on_a_terminal(args: list, env: dict, cwd) -> tuple:
+    """Run PROBE with ``args`` on a pty, answering "y" to every confirmation: (the report,
+    everything the terminal showed, how many questions were answered)."""
+    import pty
+    import select
+    import time
+
+    master, slave = pty.openpty()
+    p = subprocess.Popen([sys.executable, "-c", PROBE_OF % (HEAVY + ("rich",),), *args],
+                         env=env, cwd=cwd, stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    seen, answered = b"", 0
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if select.select([master], [], [], 0.1)[0]:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # the child is gone and its output read
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            if seen.count(b"[y/N]") > answered:
+                os.write(master, b"y\n")
+                answered += 1
+        p.wait(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        os.close(master)
+    shown = seen.decode("utf-8", "replace")
+    return json.loads(shown.strip().splitlines()[-1].split("HEAVY ", 1)[1]), shown, answered
+
+
+def test_a_write_on_a_terminal_imports_no_rich(anvil, system6, private_keys, user, tmp_path):
+    """The same on a terminal (a pty): the cost and the confirmation question, a yellow
+    warning, the status line while the receipt is awaited, the result; and still no rich."""
+    fund(system6, user, 100, approve=False)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("DTNSESS_") and k not in ("ETH_RPC_URL", "FOUNDRY_DIR", "NO_COLOR",
+                                                         "FORCE_COLOR", "TTY_COMPATIBLE")}
+    env.update(HOME=str(tmp_path), DTNSESS_LOCK_DIR=str(tmp_path), DTNSESS_RPC_URL=anvil.url,
+               DTNSESS_CONTRACT=system6.manager.address, DTNSESS_PRIVATE_KEY=private_keys[1],
+               TERM="xterm", COLUMNS="160")
+    report, shown, answered = _on_a_terminal(["create", "20"], env, tmp_path)  # approve, create
+    assert report == {"rc": 0, "heavy": []}, shown
+    assert answered == 2 and "Send this transaction? [y/N]" in shown and "gas: ~" in shown, shown
+    # the status line while the receipt is awaited, blanked out before the result
+    assert re.search("create a session with 20 USDT: waiting for 0x[0-9a-f]{8}… to be mined"
+                     "\r +\rsession 1 created with 20 USDT\r\n", shown), shown
+    report, shown, answered = _on_a_terminal(["request", "hi", "--value", "27000"], env, tmp_path)
+    assert report == {"rc": 0, "heavy": []} and answered == 1, shown
+    assert "\x1b[33mwarning: --value 27000 gives the callback" in shown, shown
+    assert "request 0x" in shown and "  DTN fee: " in shown, shown
+
+
+def test_command_modules_build_their_options_from_bytecode():
+    """issue 19: with `from __future__ import annotations` every option's annotation is a string
+    that @command's inspect.signature(eval_str=True) compiles again at each start-up (~35
+    commands, 10-20 ms measured); without it Python builds them from the module's bytecode."""
+    from pathlib import Path
+
+    import dtnsess_cli.cli as cli
+
+    for path in sorted(Path(cli.__file__).parent.glob("*.py")):
+        if "\n@command(" in path.read_text():
+            assert "from __future__ import annotations" not in path.read_text(), path.name

@@ -205,3 +205,33 @@ def test_the_renderer_cleans_every_shape():
     finally:
         sys.stdout = old
     assert not CONTROL.search(buf.getvalue()), repr(buf.getvalue())
+
+
+def test_plain_lines_on_a_terminal_are_cleaned(monkeypatch):
+    """A write's lines are written without rich (issue 19): on a terminal too, the result, info,
+    warnings and the wait status carry no escape sequence but the warning's own colour."""
+    import io
+    import sys
+
+    from dtnsess_cli.render import Renderer
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for k in ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    out, err = Tty(), Tty()
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(sys, "stderr", err)
+    ui = Renderer()
+    with ui.status(f"waiting {ESCAPES}"):
+        ui.info(f"info {ESCAPES}")
+        ui.warn(f"warn {ESCAPES}")
+    ui.emit({}, lambda o: o.print(f"line {ESCAPES}", markup=False))
+    shown = err.getvalue()
+    assert "\x1b[33mwarning: warn red cleared link" in shown, repr(shown)
+    ours = shown.replace("\x1b[33m", "").replace("\x1b[0m", "").replace("\r", "")
+    assert not CONTROL.search(ours) and not CONTROL.search(out.getvalue()), repr(shown)
+    assert "line red cleared link" in out.getvalue() and "info red cleared link" in shown

@@ -3,7 +3,9 @@ addresses never split, one JSON vocabulary (docs/json.md) for every command's --
 
 from __future__ import annotations
 
+import io
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -63,6 +65,66 @@ def test_a_warning_is_one_line_in_a_pipe(capsys):
 
     Renderer().warn("x" * 150 + " end")
     assert capsys.readouterr().err == "warning: " + "x" * 150 + " end\n"
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("env", [{}, {"NO_COLOR": "1"}, {"TERM": "dumb"}, {"TERM": "unknown"},
+                                 {"FORCE_COLOR": "1"}, {"FORCE_COLOR": ""},
+                                 {"TTY_COMPATIBLE": "0"}, {"TTY_COMPATIBLE": "1"}])
+@pytest.mark.parametrize("tty", [True, False])
+def test_a_warning_looks_as_rich_drew_it(env, tty, monkeypatch):
+    """Warnings are written without rich (issue 19), yet coloured exactly when and as rich
+    coloured them: on a terminal, honouring NO_COLOR, FORCE_COLOR, TTY_COMPATIBLE, TERM=dumb."""
+    from rich.console import Console
+
+    from dtnsess_cli.render import Renderer
+
+    for k in ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    err, ref = (_Tty(), _Tty()) if tty else (io.StringIO(), io.StringIO())
+    monkeypatch.setattr(sys, "stderr", err)
+    ui = Renderer()
+    ui.warn("x" * 150 + " end")
+    ui.info("a note, :smile: [b]as written[/b]")
+    Console(file=ref, highlight=False).print("warning: " + "x" * 150 + " end", style="yellow",
+                                             markup=False, highlight=False, soft_wrap=True)
+    # NOTE: rich turned ":smile:" into an emoji even with markup off; now it prints as written
+    assert err.getvalue() == ref.getvalue() + "a note, :smile: [b]as written[/b]\n"
+    forced = env in ({"FORCE_COLOR": "1"}, {"TTY_COMPATIBLE": "1"})
+    assert ("\x1b[33m" in err.getvalue()) == (forced or tty and env == {})  # both are tested
+
+
+def test_the_wait_status_only_on_a_terminal(monkeypatch):
+    """The receipt wait's status: nothing at all in a pipe (or on TERM=dumb); on a terminal one
+    line, which a note during the wait prints above, and which is gone after the wait."""
+    from dtnsess_cli.render import Renderer
+
+    monkeypatch.setenv("TERM", "xterm")
+    for k in ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE"):
+        monkeypatch.delenv(k, raising=False)
+    for stream, shown in ((io.StringIO(), False), (_Tty(), True)):
+        monkeypatch.setattr(sys, "stderr", stream)
+        ui = Renderer()
+        with ui.status("create: waiting for 0x12345678… to be mined"):
+            ui.info("a note")
+        blank = " " * len("create: waiting for 0x12345678… to be mined")
+        assert stream.getvalue() == (
+            "create: waiting for 0x12345678… to be mined"
+            f"\r{blank}\ra note\ncreate: waiting for 0x12345678… to be mined\r{blank}\r"
+            if shown else "a note\n")
+    monkeypatch.setenv("TERM", "dumb")
+    monkeypatch.setattr(sys, "stderr", _Tty())
+    ui = Renderer()
+    with ui.status("waiting"):
+        pass
+    assert sys.stderr.getvalue() == ""
 
 
 def test_balance_never_splits_the_address(make_cli, system6, user):

@@ -58,7 +58,8 @@ DEV_CHAIN_IDS = {31337, 1337}
 FLAG, ENV, DOTENV, PRESET, DEVNET, DEFAULT = "flag", "env", ".env", "preset", "devnet", "default"
 _RANK = {FLAG: 0, ENV: 1, DOTENV: 2, PRESET: 3, DEVNET: 4, DEFAULT: 5}
 
-_ADDR_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
+# NOTE: patterns are strings, compiled by re's cache when first used, not at start-up
+_ADDR_RE = r"^0x[0-9a-fA-F]{40}$"
 
 
 @dataclass
@@ -302,7 +303,7 @@ def read_dotenv(path: Path) -> dict:
 def check_address(value: str, what: str = "address") -> str:
     """Validate an address's shape (0x + 40 hex digits); checksum is checked by the client."""
     v = (value or "").strip()
-    if not _ADDR_RE.match(v):
+    if not re.match(_ADDR_RE, v):
         raise InputError(what, value, "not a 0x-prefixed 20-byte hex address")
     return v
 

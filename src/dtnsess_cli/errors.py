@@ -383,12 +383,13 @@ class AbortedError(DtnsessError):
         super().__init__(f"aborted: {what} not sent")
 
 
+# NOTE: patterns are strings, compiled by re's cache when first used, not at start-up
 # A path segment kept in a redacted URL: a short word ("rpc", "v2", "mainnet", "base-sepolia").
-_PLAIN_SEGMENT = re.compile(r"^[A-Za-z][A-Za-z_-]{0,23}[0-9]{0,2}$")
-_VERSION_SEGMENT = re.compile(r"^v[0-9]{1,2}$")
+_PLAIN_SEGMENT = r"^[A-Za-z][A-Za-z_-]{0,23}[0-9]{0,2}$"
+_VERSION_SEGMENT = r"^v[0-9]{1,2}$"
 # NOTE: punctuation ending a sentence is not the URL's ("at http://127.0.0.1:8545, from"
 # read as port "8545," and the whole URL became "<unparseable url>")
-_URL_IN_TEXT = re.compile(r"(?i)\b(?:https?|wss?)://[^\s'\"<>()\[\]{}]+(?<![.,;:!?])")
+_URL_IN_TEXT = r"(?i)\b(?:https?|wss?)://[^\s'\"<>()\[\]{}]+(?<![.,;:!?])"
 
 
 def is_ipc_path(url: str) -> bool:
@@ -427,9 +428,9 @@ def redact_url(url: Optional[str]) -> str:
         if not seg:
             segs.append(seg)
             continue
-        keep = not after_version and bool(_PLAIN_SEGMENT.match(seg))
+        keep = not after_version and bool(re.match(_PLAIN_SEGMENT, seg))
         segs.append(seg if keep else "***")
-        after_version = bool(_VERSION_SEGMENT.match(seg))
+        after_version = bool(re.match(_VERSION_SEGMENT, seg))
     query = "***" if parts.query else ""
     return urlunsplit((parts.scheme, netloc, "/".join(segs), query, "***" if parts.fragment
                        else ""))
@@ -485,12 +486,12 @@ def scrub(text: Optional[str], secrets: Sequence[str] = ()) -> str:
     for sec in sorted({s for s in (*secrets, *_SECRETS) if s and len(s) >= 4},
                       key=len, reverse=True):
         out = out.replace(sec, "***")
-    out = _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), out)
+    out = re.sub(_URL_IN_TEXT, lambda m: redact_url(m.group(0)), out)
     # urllib3 quotes the path alone: "Max retries exceeded with url: /v2/KEY?apikey=..."
-    return _PATH_IN_TEXT.sub(lambda m: m.group(1) + _redact_path(m.group(2)), out)
+    return re.sub(_PATH_IN_TEXT, lambda m: m.group(1) + _redact_path(m.group(2)), out)
 
 
-_PATH_IN_TEXT = re.compile(r"(?i)(\burl: )(/[^\s'\"()]*)")
+_PATH_IN_TEXT = r"(?i)(\burl: )(/[^\s'\"()]*)"
 
 
 def _redact_path(path: str) -> str:

@@ -15,6 +15,8 @@ IMAGE_API = "api.system.llm-simpleimage"
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """A DTN model: its name, its API, the ABI types of its call and of its answer."""
+
     name: str
     api: str
     inputs: tuple  # ABI types of ``call``

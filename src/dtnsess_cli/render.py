@@ -1,7 +1,9 @@
-"""The one renderer: rich tables and panels for people, one JSON document for scripts.
+"""The one renderer: plain lines and rich tables for people, one JSON document for scripts.
 
 stdout carries the result only: with ``--json`` exactly one JSON document and nothing else.
 Spinners, progress bars, prompts and warnings go to stderr, and only decorate a terminal.
+Lines of text (a write's result, info, warnings, the wait status) are written without rich:
+its import costs ~90 ms of every write; tables, progress bars and live views still use it.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import re
 import sys
 from decimal import Decimal
@@ -73,14 +76,14 @@ def _plain(v: Any) -> str:
 # Escape sequences (ESC or its C1 form, 0x9b CSI, 0x9d OSC, ...) and their payloads: CSI (colours,
 # cursor moves, screen clears), OSC (window titles, hyperlinks, clipboard writes) and the string
 # sequences DCS/SOS/PM/APC, each up to its terminator; then any other ESC + one character.
-_ESCAPES = re.compile(
-    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
-    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
-    r"|\x1b.?", re.S)
+# NOTE: both are compiled by re's cache when first needed (~1 ms): most lines are printable.
+_ESCAPES = (r"(?s)(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
+            r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+            r"|\x1b.?")
 # what is left that a terminal acts on: C0 but tab and newline, DEL, C1, and the bidirectional
 # overrides that make text display in another order than it reads
-_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e"
-                       "\u2066-\u2069]")
+_CONTROLS = ("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e"
+             "\u2066-\u2069]")
 
 
 def clean(s: str) -> str:
@@ -89,7 +92,7 @@ def clean(s: str) -> str:
     what a terminal shows: ``--json`` and ``--out`` keep the exact content."""
     if not s or s.isprintable():
         return s
-    return _CONTROLS.sub("", _ESCAPES.sub("", s))
+    return re.sub(_CONTROLS, "", re.sub(_ESCAPES, "", s))
 
 
 def text(v: Any) -> Any:
@@ -154,6 +157,48 @@ def _titled(title: str, table: Any) -> Any:
     return Group(text(title), table)
 
 
+def _terminal(stream: Any) -> Optional[str]:
+    """What rich makes of ``stream`` (its Console.is_terminal and is_dumb_terminal, rich 13-15):
+    None when it is not a terminal, "dumb" for TERM=dumb/unknown, else "ansi"."""
+    env = os.environ
+    if env.get("TTY_COMPATIBLE", "") in ("0", "1"):
+        tty = env["TTY_COMPATIBLE"] == "1"
+    elif "FORCE_COLOR" in env:
+        tty = env["FORCE_COLOR"] != ""
+    else:
+        try:
+            tty = stream.isatty()
+        except (AttributeError, ValueError):
+            tty = False
+    if not tty:
+        return None
+    return "dumb" if env.get("TERM", "").lower() in ("dumb", "unknown") else "ansi"
+
+
+def _yellow(stream: Any) -> bool:
+    """Would rich colour a warning on ``stream``? NOTE: never on Windows, where rich drives a
+    legacy console through the win32 API rather than escape sequences."""
+    return (_terminal(stream) == "ansi" and os.environ.get("NO_COLOR", "") == ""
+            and sys.platform != "win32")
+
+
+class _Lines:
+    """What a result's callable prints to (``emit``): strings become plain lines on stdout,
+    cleaned (:func:`clean`); anything else (a table) goes to the rich console."""
+
+    def __init__(self, ui: "Renderer") -> None:
+        self._ui = ui
+
+    def print(self, *objects: Any, sep: str = " ", end: str = "\n", **kw: Any) -> None:
+        # NOTE: once rich's stdout console exists (a table, a live view), text goes through it
+        # too, so the two never interleave out of order
+        if all(isinstance(o, str) for o in objects) and self._ui._out is None:
+            self._ui._stdout.write(clean(sep.join(objects)) + end)
+            self._ui._stdout.flush()
+        else:
+            self._ui.out.print(*objects, sep=sep, end=end, **kw)
+
+
 class Renderer:
     """Output for one command run. Create one per invocation (no global consoles)."""
 
@@ -164,11 +209,12 @@ class Renderer:
         self.chain_id: Optional[int] = None
         # NOTE: consoles bind to sys.stdout/sys.stderr as they are now, so CliRunner's
         # swapped streams are honoured and nothing leaks between in-process runs. They are
-        # made when first used: a --json run that prints no warning never imports rich (~15 ms)
+        # made when first used (tables, progress bars, live views): lines of text need no rich
         self._stdout, self._stderr = sys.stdout, sys.stderr
         self._out: Any = None
         self._err: Any = None
         self._emitted = False
+        self._status: Optional[str] = None  # the status line shown on stderr, if any
 
     @property
     def out(self) -> Any:
@@ -232,9 +278,11 @@ class Renderer:
             if human is None:
                 human = self.kv(None, to_jsonable(data) if not isinstance(data, dict) else data)
             if callable(human) and not hasattr(human, "__rich_console__"):
-                human(self.out)
+                human(_Lines(self))
+            elif isinstance(human, str):
+                _Lines(self).print(human)
             else:
-                self.out.print(text(human) if isinstance(human, str) else human)
+                self.out.print(human)
         self._emitted = True
 
     def kv(self, title: Optional[str], rows: Any):
@@ -262,14 +310,29 @@ class Renderer:
         return t if title is None else _titled(title, t)
 
     # ---- stderr chatter ------------------------------------------------------------------
+    def _say(self, line: str, style: Optional[str] = None) -> None:
+        """One line on stderr, never wrapped (a cron log or a pipe has no width to wrap at),
+        coloured as rich would colour it. NOTE: once rich's stderr console exists (a progress
+        bar), lines go through it, so they print above the bar, not into it."""
+        if self._err is not None:
+            self._err.print(line, style=style, markup=False, highlight=False, soft_wrap=True)
+            return
+        line = clean(line)
+        if style == "yellow" and _yellow(self._stderr):
+            line = f"\x1b[33m{line}\x1b[0m"
+        if self._status:  # the status line gives way to the line, then comes back under it
+            line = f"\r{' ' * len(self._status)}\r{line}\n{self._status}"
+        else:
+            line += "\n"
+        self._stderr.write(line)
+        self._stderr.flush()
+
     def info(self, message: str) -> None:
         if not self.quiet:
-            self.err.print(message, markup=False, highlight=False, soft_wrap=True)
+            self._say(message)
 
     def warn(self, message: str) -> None:
-        # NOTE: one line, as info's: a cron log or a pipe has no width to wrap at
-        self.err.print(f"warning: {message}", style="yellow", markup=False, highlight=False,
-                       soft_wrap=True)
+        self._say(f"warning: {message}", style="yellow")
 
     def error(self, message: str, hint: Optional[str] = None) -> None:
         sys.stderr.write(f"error: {clean(message)}\n")
@@ -280,16 +343,27 @@ class Renderer:
     def confirm(self, question: str) -> bool:
         import typer
 
-        return typer.confirm(question, default=False, err=True)
+        return typer.confirm(clean(question), default=False, err=True)
 
     @contextlib.contextmanager
     def status(self, message: str) -> Iterator[Any]:
-        """A spinner on stderr while a block runs (only on a terminal)."""
-        if not self.decorate:
+        """A status line on stderr while a block runs, gone after it: only on a terminal that
+        rich would animate (not TERM=dumb), and not under a progress bar (rich's own)."""
+        if not self.decorate or self._err is not None or _terminal(self._stderr) != "ansi":
             yield None
             return
-        with self.err.status(text(message), spinner="dots") as st:
-            yield st
+        import shutil
+
+        # NOTE: one line that fits (a wrapped one could not be taken back with "\r")
+        self._status = clean(message).replace("\n", " ")[:shutil.get_terminal_size().columns - 1]
+        self._stderr.write(self._status)
+        self._stderr.flush()
+        try:
+            yield None
+        finally:
+            self._stderr.write(f"\r{' ' * len(self._status)}\r")
+            self._stderr.flush()
+            self._status = None
 
     @contextlib.contextmanager
     def progress(self, description: str, total: int) -> Iterator[Any]:

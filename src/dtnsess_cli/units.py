@@ -12,9 +12,10 @@ from .errors import InputError
 __all__ = ["Amount", "MAX_UINT256", "parse_amount", "format_amount", "parse_eth_value",
            "format_eth", "format_gwei", "parse_gwei"]
 
+# NOTE: patterns are strings, compiled by re's cache when first used, not at start-up
 # A plain decimal number: digits, optional fraction. No sign, no exponent, no spaces,
 # no underscores, no "inf"/"nan". A leading "." (".5") and trailing "." ("5.") are allowed.
-_DECIMAL_RE = re.compile(r"^(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)$")
+_DECIMAL_RE = r"^(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)$"
 
 MAX_UINT256 = 2**256 - 1
 
@@ -34,7 +35,7 @@ def _to_decimal(text: str, what: str) -> Decimal:
         raise InputError(what, text, "empty")
     if s.startswith("-"):
         raise InputError(what, text, "must not be negative")
-    if not _DECIMAL_RE.match(s):
+    if not re.match(_DECIMAL_RE, s):
         raise InputError(
             what, text, "not a plain decimal number (e.g. 50 or 12.5; no exponents, signs or units)"
         )
@@ -122,8 +123,8 @@ def format_amount(units: int, decimals: int, *, group: bool = False) -> str:
 
 
 # cast-style numbers for ETH values: an exponent is fine ("1e5", "2.5e5wei")
-_SCI_RE = re.compile(r"^(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)e[+-]?[0-9]{1,3}$")
-_HEX_RE = re.compile(r"^0x[0-9a-f]{1,64}$")
+_SCI_RE = r"^(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)e[+-]?[0-9]{1,3}$"
+_HEX_RE = r"^0x[0-9a-f]{1,64}$"
 
 
 def parse_eth_value(text: str, *, default_unit: str = "wei", what: str = "value",
@@ -136,7 +137,7 @@ def parse_eth_value(text: str, *, default_unit: str = "wei", what: str = "value"
     if not isinstance(text, str):
         text = str(exact(text, what))
     s = text.strip().lower()
-    if _HEX_RE.match(s):
+    if re.match(_HEX_RE, s):
         if default_unit != "wei":
             raise InputError(what, text, f"a hex value is in wei; give {default_unit} in decimal")
         wei = int(s, 16)
@@ -148,7 +149,7 @@ def parse_eth_value(text: str, *, default_unit: str = "wei", what: str = "value"
     unit = unit or default_unit
     if unit not in _ETH_UNITS:
         raise InputError(what, text, f"unknown unit {unit!r} (use wei, gwei or ether)")
-    if num and _SCI_RE.match(num):
+    if num and re.match(_SCI_RE, num):
         with localcontext() as ctx:
             ctx.prec = 200
             d = Decimal(num)

@@ -3,8 +3,6 @@
 The devnet package is imported when one of these commands runs, not on every start.
 """
 
-from __future__ import annotations
-
 import contextlib
 from pathlib import Path
 from typing import Any, Iterator, Optional

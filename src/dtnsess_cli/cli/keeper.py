@@ -1,8 +1,6 @@
 """``dtnsess keeper ...``: the Chainlink CRE keeper's receiver (keepers/cre/ has the workflow):
 deploy and configure it, show its state, check a workflow config against the chain."""
 
-from __future__ import annotations
-
 from typing import Annotated, Optional
 
 import typer

@@ -1,8 +1,6 @@
 """Owner and operator commands: ``deploy``, ``cleanup`` (cron), ``sweep``, ``doctor``,
 ``config show|update|contract`` and ``refunds withdraw``."""
 
-from __future__ import annotations
-
 import os
 from pathlib import Path
 from typing import Annotated, Optional

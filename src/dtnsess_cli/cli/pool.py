@@ -1,7 +1,5 @@
 """``dtnsess pool ...``: offer a session in the shared pool, take one, end grants."""
 
-from __future__ import annotations
-
 from typing import Annotated, Optional
 
 import typer

@@ -1,8 +1,6 @@
 """Request commands: ``request`` (one prompt, or ``--file`` fanned out over sessions),
 ``response``, ``requests``, ``settle``, ``tx``."""
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 from typing import Annotated, Any, List, Optional
@@ -120,6 +118,8 @@ def request(
 def _media_checks(image: Optional[str], out: Optional[Path], force: bool,
                   wait: bool) -> Optional[tuple]:
     """What --image/--out need, checked before anything is read or sent: (width, height)."""
+    if image is None and out is None:
+        return None  # a text request: no need of the media module (nor its imports)
     from ..media import check_output, parse_size
 
     size = parse_size(image) if image is not None else None

@@ -1,8 +1,6 @@
 """Session commands: ``balance``, ``approve``, ``create``, ``renew``, ``close``, ``stats``,
 ``sessions`` (each calls one ``Client`` method and renders its result)."""
 
-from __future__ import annotations
-
 from typing import Annotated, Optional
 
 import typer

@@ -6,8 +6,6 @@ REREAD blocks and drops what it already showed, by (tx hash, log index): a short
 provider whose log index lags its head, still shows each event once.
 """
 
-from __future__ import annotations
-
 import json
 import sys
 import time

@@ -164,9 +164,10 @@ def namespace_routing_id(name: str) -> bytes:
     return routing_id(name)
 
 
+# NOTE: patterns are strings, compiled by re's cache when first used, not at start-up
 # A node's name: OWNER.NAME (or its full form node.OWNER.NAME), each part letters, digits, "_"
 # or "-": anything else names no node, and a request routed to it is paid and never answered
-_NODE_NAME = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+")
+_NODE_NAME = r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+"
 
 
 def node_routing_id(name: str) -> bytes:
@@ -174,7 +175,7 @@ def node_routing_id(name: str) -> bytes:
     s = (name or "").strip()
     if s[:2].lower() == "0x" and len(s) == 66:
         return routing_id(s)
-    if not _NODE_NAME.fullmatch(s):
+    if not re.fullmatch(_NODE_NAME, s):
         raise InputError("node name", name, "expected OWNER.NAME (letters, digits, _ and -), "
                          "e.g. tester.node1, or a 0x node id")
     return routing_id(s if s.startswith("node.") else "node." + s)
@@ -221,7 +222,7 @@ def system_trust_routing() -> tuple:
 # NOTE: the node's parser reads {0}, {1}, ... as placeholders filled from the request's
 # extraParams; the manager always sends them empty, and the node then answers FAILURE "P0011:
 # Call not parsable". Braces around anything else ({this}) are plain text to it.
-PLACEHOLDER = re.compile(r"\{\d+\}")
+PLACEHOLDER = r"\{\d+\}"
 
 
 # what a node does not report: it skips these without an answer, so the request stays pending
@@ -232,7 +233,7 @@ UNANSWERED_CAUSES = ("no node answered; a DTN node skips without a word a reques
 
 def find_placeholder(prompt: str) -> Optional[str]:
     """The first ``{N}`` placeholder in ``prompt`` (one the node cannot parse), else None."""
-    m = PLACEHOLDER.search(prompt or "")
+    m = re.search(PLACEHOLDER, prompt or "")
     return m.group(0) if m else None
 
 

@@ -18,6 +18,8 @@ __all__ = ["ConfigView", "SessionView", "Balances", "RequestView", "ResponseView
 
 @dataclass
 class ConfigView:
+    """The manager's configuration and its fee token (``getConfig()`` and the token's facts)."""
+
     manager: str
     owner: str
     ai: str
@@ -37,6 +39,8 @@ class ConfigView:
 
 @dataclass
 class SessionView:
+    """One session's full record, with its balance on DTN's side when it was read."""
+
     session_id: int
     owner: str
     balance: Amount
@@ -54,6 +58,8 @@ class SessionView:
 
 @dataclass
 class Balances:
+    """An address's ETH, fee token, allowance to the manager and claimable refunds."""
+
     address: str
     eth: Amount
     token: Amount
@@ -64,6 +70,8 @@ class Balances:
 
 @dataclass
 class RequestView:
+    """One request of a user: its session, when it was made and its status."""
+
     request_id: str
     session_id: int
     user: str
@@ -72,6 +80,8 @@ class RequestView:
 
 @dataclass
 class ResponseView:
+    """A request's status and, once answered, its decoded answer (text, image, CID, bytes)."""
+
     request_id: str
     status: str  # pending | succeeded | failed | unknown
     manager_status: str
@@ -162,6 +172,8 @@ class TxView:
 
 @dataclass
 class Check:
+    """One check of ``doctor``: passed (True), failed (False) or informational (None)."""
+
     name: str
     ok: Optional[bool]  # None = skipped / informational
     detail: str
