@@ -152,6 +152,27 @@ def test_a_refusal_is_not_sent_again(env, message, code, said):
     assert env.truth() == before and open_entries(env) == []
 
 
+def test_not_ready_is_pending_not_dropped(env):
+    """EIP-7966's code 5: the node holds the transaction but cannot run it yet. Exit 10 naming
+    the hash, the journal entry open (never "dropped"); here the node never got it, so the
+    rerun sends its own bytes again and does not repeat the request."""
+    args, _ = _request(env)
+    before = env.truth()
+    env.proxy.fault(SYNC, "rpcerror_before", code=5, message=(
+        "The transaction was added to the mempool but wasn't processed due to a missing nonce "
+        "or insufficient funds."))
+    res = env.cli(*args, "--yes")
+    assert res.exit_code == 10, res.output
+    line = one_error(res)
+    h = HASH.search(line).group(0)
+    assert "cannot run it yet" in line and "missing nonce" in line
+    assert [e.tx_hash for e in open_entries(env)] == [h] and PLAIN not in env.proxy.seen
+    rerun = env.cli(*args, "--yes")
+    assert rerun.exit_code == 13, rerun.output
+    assert f"earlier tx {h}" in rerun.stderr and "mined in block" in rerun.stderr
+    _request_ok(env, before, env.truth())
+
+
 def test_ctrl_c_during_the_sync_send_names_the_hash(env, monkeypatch):
     """(f) Ctrl-C while the send waits: exit 130 naming the hash, the journal entry open; the
     rerun sends that transaction's own bytes (not a new one) and does not repeat the request."""
@@ -197,6 +218,21 @@ def test_with_a_block_time_the_send_holds_until_the_block(env, monkeypatch):
     assert took < 3.5
     _request_ok(env, before, env.truth())
     assert journal_status(tx_hash_of(res)) == "mined"
+
+
+def test_over_ipc_the_send_waits_for_the_block_too(env, anvil, private_keys, monkeypatch):
+    """The IPC transport's per-request timeout (1 s here) is raised for the sync send as the
+    HTTP one is: the send waits for the 2 s block instead of being taken for a lost reply."""
+    from cli_helpers import Cli
+
+    args, _ = _request(env)
+    before = env.truth()
+    cli = Cli(env.system, private_keys, monkeypatch, anvil.ipc_path)
+    with block_time(env.w3, 2):
+        res = cli(*args, "--yes")
+    assert res.exit_code == 0, res.output
+    assert "reply to the send was lost" not in res.stderr
+    _request_ok(env, before, env.truth())
 
 
 def test_no_mining_our_deadline_names_the_hash_and_nothing_is_sent_twice(env):

@@ -1,5 +1,7 @@
 """Broadcasting: the journal first, then the send; a lost reply is looked up by hash and only
-the same signed bytes are ever sent again; then the receipt, waited for with a deadline."""
+the same signed bytes are ever sent again; then the receipt, waited for with a deadline. A
+single write's send is eth_sendRawTransactionSync (EIP-7966) where the node has it: its reply
+is the receipt, and nothing is polled."""
 
 from __future__ import annotations
 
