@@ -152,6 +152,38 @@ def test_a_refusal_is_not_sent_again(env, message, code, said):
     assert env.truth() == before and open_entries(env) == []
 
 
+def test_a_receipt_that_reverted_is_reported_with_its_reason(env, monkeypatch):
+    """The sync send's receipt says status 0 (the chain changed between the simulation and the
+    block: the owner raised the minimum balance): exit 7 with the decoded reason and the hash,
+    the journal says failed, nothing is sent again."""
+    from dtnsess_cli.chain import jsonrpc
+    from helpers import fund
+
+    m = env.system.manager.functions
+    fund(env.system, env.user, 100)
+    before = env.truth()
+    real = jsonrpc.JsonRpc.call
+
+    def call(self, method, params=()):
+        if method == SYNC:  # the owner's transaction gets in first
+            m.updateConfig(30 * 10 ** env.system.decimals, m.maxSessionAge().call(),
+                           m.sessionPoolSize().call()).transact({"from": env.system.deployer})
+        return real(self, method, params)
+
+    with monkeypatch.context() as mp:
+        mp.setattr(jsonrpc.JsonRpc, "call", call)
+        res = env.cli("create", "20", "--yes")
+    assert res.exit_code == 7, res.output
+    line = one_error(res)
+    h = HASH.search(line).group(0)
+    assert "BalanceTooLow" in line or "minimum" in line.lower(), line
+    assert env.w3.eth.get_transaction_receipt(h)["status"] == 0
+    assert journal_status(h) == "failed"
+    after = env.truth()
+    assert after[:4] == before[:4] and after[4] == before[4] + 1  # one transaction, reverted
+    assert env.proxy.seen.count(SYNC) == 1 and PLAIN not in env.proxy.seen
+
+
 def test_not_ready_is_pending_not_dropped(env):
     """EIP-7966's code 5: the node holds the transaction but cannot run it yet. Exit 10 naming
     the hash, the journal entry open (never "dropped"); here the node never got it, so the
