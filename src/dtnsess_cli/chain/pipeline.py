@@ -247,6 +247,8 @@ class Pipeline:
         sent = len(raws)  # how many may have reached the node (one batch: all of them)
         try:
             try:
+                # NOTE: the plain method: sync sends in one batch would each hold the reply
+                # until mined; the receipts are polled together after
                 resps: list = ctx.rpc.batch([("eth_sendRawTransaction", [r]) for r in raws])
                 lost: Optional[DtnsessError] = None
             except RpcTransportError as exc:  # no answer: did they arrive? (asked one by one)
