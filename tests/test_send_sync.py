@@ -297,3 +297,28 @@ def test_no_mining_our_deadline_names_the_hash_and_nothing_is_sent_twice(env):
     assert f"earlier tx {h}" in rerun.stderr and "mined in block" in rerun.stderr
     _request_ok(env, before, env.truth())
     assert open_entries(env) == []
+
+
+def test_the_async_client_waits_for_the_block_in_the_send(anvil, w3, system6, private_keys,
+                                                           user, tmp_path, monkeypatch):
+    """The async client's HTTP transport: the sync send waits for the 2 s block past its RPC
+    timeout of 1 s (the receipt timeout is the send's), on the loop; no lookup, no poll."""
+    import asyncio
+
+    from dtnsess_cli import AsyncClient, signer_from_key
+
+    async def main():
+        async with AsyncClient(anvil.url, system6.manager.address,
+                               signer=signer_from_key(private_keys[1]),
+                               state_dir=tmp_path / "state", rpc_timeout=1,
+                               receipt_timeout=5) as client:
+            return await client.approve("10")
+
+    with block_time(w3, 2), count_round_trips(monkeypatch) as rt:
+        res = asyncio.run(main())
+    assert res.tx_hashes and w3.eth.get_transaction_receipt(res.tx_hashes[-1])["status"] == 1
+    assert rt.methods.count(SYNC) == 1 and PLAIN not in rt.methods, rt
+    assert not any(m.startswith(("eth_getTransactionByHash", "eth_getTransactionReceipt"))
+                   for m in rt.methods), rt
+    assert system6.token.functions.allowance(user, system6.manager.address).call() \
+        == 10 * 10 ** system6.decimals
