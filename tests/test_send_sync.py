@@ -282,6 +282,7 @@ def test_no_mining_our_deadline_names_the_hash_and_nothing_is_sent_twice(env):
         line = one_error(res)
         h = HASH.search(line).group(0)
         assert "nonce" in line and f"dtnsess tx {h}" in res.stderr
+        assert "not mined after 3s" in line and "reply to the send was lost" not in res.stderr
         assert took < 10  # ours, not the node's 30 s
         assert env.w3.eth.get_transaction(h)  # the node holds it
         assert [e.tx_hash for e in open_entries(env)] == [h]

@@ -204,11 +204,15 @@ def _send_sync(ctx: TxContext, raw_hex: str, tx_hash: str, nonce: int, descripti
     nothing: this is remembered for the URL). A refusal is raised as with the plain send.
     NOTE: only the signed bytes are sent (no timeout parameter: Anvil refuses one); the
     request's own timeout is the receipt timeout, which bounds the node's wait."""
+    start = time.monotonic()
     try:
         with _request_timeout(ctx.rpc, ctx.receipt_timeout):
             resp = raw_request(ctx, SYNC_SEND, [raw_hex])
     except RpcError as lost:  # no answer (or none in time): did it arrive?
-        _lost(ctx, raw_hex, tx_hash, nonce, description, lost)
+        if time.monotonic() - start < ctx.receipt_timeout:
+            _lost(ctx, raw_hex, tx_hash, nonce, description, lost)
+        else:  # our wait for the block ended, not a lost reply: nothing to say but the outcome
+            _ensure_known(ctx, raw_hex, tx_hash, nonce, description, lost)
         return None
     err = resp.get("error")
     if err is None:
