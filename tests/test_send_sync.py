@@ -98,6 +98,20 @@ def test_a_node_without_the_method_gets_the_same_bytes_at_once(env, tmp_path, an
     assert env.proxy.seen.count(PLAIN) == 2
 
 
+def test_method_not_found_after_the_node_ran_it_is_still_one_transaction(env):
+    """A "method not found" that is not true (a gateway's, after the node ran the send): the
+    plain resend of the same bytes meets the mined transaction (nonce too low, found by its
+    hash): one transaction, the command succeeds."""
+    args, _ = _request(env)
+    before = env.truth()
+    env.proxy.fault(SYNC, "method_error", message="Method not found")
+    res = env.cli(*args, "--yes", "--json")
+    assert res.exit_code == 0, res.output
+    assert env.proxy.fired == [(SYNC, "method_error")] and env.proxy.seen.count(PLAIN) == 1
+    _request_ok(env, before, env.truth())
+    assert journal_status(tx_hash_of(res)) == "mined"
+
+
 def test_the_memory_goes_with_the_chain(env, tmp_path):
     """What is noted as lacking is of the chain behind the URL: another chain there (a node
     restarted, a new devnet) is asked again."""
