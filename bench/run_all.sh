@@ -12,6 +12,8 @@ $PY batch.py
 # issue 9's scenario: 100 prompts over 20 sessions vs a cast send loop on one session
 $PY batch.py --n 100 --sessions 20 --delay-ms 50 --block-time 0 --modes cast,file
 $PY vs_cast.py --runs 5
+# issue 19, item 4: one write with and without eth_sendRawTransactionSync
+$PY send_sync.py --runs 21
 # issue 19: where request and close spend their local time
 $PY profile_write.py
 $PY keeper_gas.py

@@ -9,7 +9,7 @@ Usage::
         ... point the client at proxy.url ...
         assert proxy.fired == [("eth_sendRawTransaction", "drop_after")]
 
-``fault(method, kind, *, times=1, skip=0, status=502, hang=30.0, message=...)`` arms a fault
+``fault(method, kind, *, times=1, skip=0, status=502, hang=30.0, message=..., code=-32000)`` arms a fault
 for the next ``times`` requests whose method is ``method`` -- a single request, or a JSON-RPC
 batch that contains it (the whole batch then suffers the fault) -- after letting ``skip``
 matching ones through. ``method="*"`` matches every request. Faults fire in the order they were
@@ -24,10 +24,15 @@ the reply is lost or damaged):
   without a reply: use it with a client timeout shorter than ``hang``
 - ``cut_after``: send the headers and half of the node's reply, then close (cut mid-body)
 - ``badjson_before`` / ``badjson_after``: answer 200 with a body that is not JSON
-- ``rpcerror_before``: answer 200 with a JSON-RPC error ``{"code": -32000, "message": message}``
+- ``rpcerror_before``: answer 200 with a JSON-RPC error ``{"code": code, "message": message}``
   (for a single request; in a batch every entry gets it)
+- ``rpcerror_after``: the node runs the request, and the reply is that error instead (a send
+  the node took, answered with an error: eth_sendRawTransactionSync's timeout)
 - ``method_error``: a node without that method: the request (or batch) runs, and only the
   entries of ``method`` are answered ``{"code": -32601, "message": message}``
+
+``lacking``: a set of methods the proxy answers ``{"code": -32601, ...}`` itself, as a node
+without them (single requests; the node never sees them; not a fault, not in ``fired``).
 
 Other attributes: ``url``; ``fired`` (list of ``(method, kind)`` that fired); ``seen`` (list of
 method labels per HTTP request: ``"eth_call"`` or ``"[eth_call,eth_estimateGas]"``);
@@ -46,7 +51,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 KINDS = ("drop_before", "drop_after", "http_before", "http_after", "hang_before", "hang_after",
-         "cut_after", "badjson_before", "badjson_after", "rpcerror_before", "method_error")
+         "cut_after", "badjson_before", "badjson_after", "rpcerror_before", "rpcerror_after",
+         "method_error")
 
 
 @dataclass
@@ -58,6 +64,7 @@ class _Fault:
     hang: float
     skip: int = 0
     message: str = "injected error"
+    code: int = -32000
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -74,12 +81,18 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
     def _reply(self, status: int, body: bytes, send_bytes: int | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body if send_bytes is None else body[:send_bytes])
-        self.wfile.flush()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body if send_bytes is None else body[:send_bytes])
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            # the client gave up waiting (its timeout: a send held by the node, e.g.
+            # eth_sendRawTransactionSync while nothing is mined); no traceback on stderr, which
+            # may be the CLI run's under test
+            self.close_connection = True
 
     def do_POST(self) -> None:  # noqa: N802 - http.server API
         proxy: FaultProxy = self.server.proxy  # type: ignore[attr-defined]
@@ -99,11 +112,11 @@ class _Handler(BaseHTTPRequestHandler):
             return self._reply(fault.status, b'{"error": "injected"}')
         if kind == "badjson_before":
             return self._reply(200, b"<html>bad gateway</html>")
+        if not kind and isinstance(payload, dict) and methods[0] in proxy.lacking:
+            return self._reply(200, _error(payload, -32601, f"the method {methods[0]} does "
+                                                             f"not exist/is not available"))
         if kind == "rpcerror_before":
-            err = [{"jsonrpc": "2.0", "id": c.get("id") if isinstance(c, dict) else None,
-                    "error": {"code": -32000, "message": fault.message}} for c in calls]
-            return self._reply(200, json.dumps(err if isinstance(payload, list)
-                                               else err[0]).encode())
+            return self._reply(200, _error(payload, fault.code, fault.message))
         if kind == "hang_before":
             proxy._stopping.wait(fault.hang)
             return self._drop()
@@ -120,12 +133,22 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "hang_after":
             proxy._stopping.wait(fault.hang)
             return self._drop()
+        if kind == "rpcerror_after":
+            return self._reply(200, _error(payload, fault.code, fault.message))
         if kind == "cut_after":
             self._reply(status, data, send_bytes=len(data) // 2)
             return self._drop()
         if kind == "method_error" and status == 200:
             data = _method_error(payload, json.loads(data), fault)
         self._reply(status, data)
+
+
+def _error(payload, code: int, message: str) -> bytes:
+    """A JSON-RPC error reply to ``payload`` (a batch: every entry gets it)."""
+    calls = payload if isinstance(payload, list) else [payload]
+    err = [{"jsonrpc": "2.0", "id": c.get("id") if isinstance(c, dict) else None,
+            "error": {"code": code, "message": message}} for c in calls]
+    return json.dumps(err if isinstance(payload, list) else err[0]).encode()
 
 
 def _method_error(payload, replies, fault) -> bytes:
@@ -149,6 +172,7 @@ class FaultProxy:
         self.upstream = upstream
         self.fired: list = []
         self.seen: list = []
+        self.lacking: set = set()
         self._faults: list[_Fault] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -163,11 +187,12 @@ class FaultProxy:
         return f"http://{host}:{port}"
 
     def fault(self, method: str, kind: str, *, times: int = 1, skip: int = 0, status: int = 502,
-              hang: float = 30.0, message: str = "injected error") -> "FaultProxy":
+              hang: float = 30.0, message: str = "injected error",
+              code: int = -32000) -> "FaultProxy":
         if kind not in KINDS:
             raise ValueError(f"unknown fault kind {kind!r} (one of {', '.join(KINDS)})")
         with self._lock:
-            self._faults.append(_Fault(method, kind, times, status, hang, skip, message))
+            self._faults.append(_Fault(method, kind, times, status, hang, skip, message, code))
         return self
 
     def clear(self) -> None:

@@ -69,7 +69,7 @@ def test_without_the_oracle_nothing_changes(make_cli, ready, monkeypatch):
 
 
 def trips_before_send(rt) -> int:
-    return rt.methods.index("eth_sendRawTransaction")
+    return next(i for i, m in enumerate(rt.methods) if m.startswith("eth_sendRawTransaction"))
 
 
 def test_the_cost_includes_the_l1_fee(make_cli, ready, oracle, monkeypatch):

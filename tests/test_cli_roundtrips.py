@@ -2,8 +2,10 @@
 
 The main flow of bench/rpc.py (balance, create with an approval, request, stats, sessions, close,
 cleanup, doctor) runs in process against Anvil (automine: a receipt is ready at the first poll)
-with round trips counted by ``cli_helpers.count_round_trips``. A transaction costs three: one
-JSON-RPC batch (simulate, estimate, fees, ETH balance, nonce), the send, the receipt.
+with round trips counted by ``cli_helpers.count_round_trips``. A transaction costs two: one
+JSON-RPC batch (simulate, estimate, fees, ETH balance, nonce), and the send, answered with the
+receipt (eth_sendRawTransactionSync, EIP-7966); three on a node without that method (the
+send, then a receipt poll).
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ BOUNDS = {
     # connect, [symbol, balanceOf, allowance], [both simulated (the create through a state
     # override of the allowance), estimated, fees, nonce], [both sent], [both receipts]
     "create 50": 5,
-    "request hi": 3,   # the transaction (3): connect and the paying session ride in its batch
+    "request hi": 2,   # [connect and the paying session ride in the transaction's batch], the
+                       # send answered with its receipt (eth_sendRawTransactionSync)
     "stats 1": 2,      # [chain id, getConfig, getSession], [symbol] (1 once the symbol is known)
     "sessions": 2,     # [chain id, getConfig, getUserSessions], [getSessions, symbol]
-    "close 1": 3,      # the transaction (3): chain id, getConfig, getSession ride in its batch
+    "close 1": 2,      # [chain id, getConfig, getSession ride in the transaction's batch], the
+                       # send answered with its receipt
     "cleanup": 1,      # [chain id, getConfig, getIdleSessions] (nothing idle: no transaction)
     "doctor": 2,       # [block, chain id, getConfig, ETH], [symbol, balanceOf, allowance]
 }
@@ -76,18 +80,63 @@ def test_round_trips_per_command(make_cli, system6, user, monkeypatch):
     assert not over, over
 
 
-def test_a_transaction_is_one_batch_a_send_and_a_receipt(make_cli, system6, user, monkeypatch):
+def test_a_transaction_is_one_batch_and_a_send_that_answers_with_its_receipt(
+        make_cli, system6, user, monkeypatch):
     cli = make_cli(system6)
     fund(system6, user, 100)
     with count_round_trips(monkeypatch) as rt:
-        assert_ok(cli("request", "hi", "--yes", "--json"))
-    send = rt.methods.index("eth_sendRawTransaction")
+        out = load_json(cli("request", "hi", "--yes", "--json"))
+    send = rt.methods.index("eth_sendRawTransactionSync")
     batch = rt.methods[send - 1]
     for m in ("eth_call", "eth_estimateGas", "eth_getBlockByNumber", "eth_maxPriorityFeePerGas",
               "eth_getBalance", "eth_getTransactionCount"):
         assert m in batch, rt
-    after = rt.methods[send + 1:]  # receipt polls only (more than one if not mined yet)
-    assert after and set(after) == {"eth_getTransactionReceipt"}, rt
+    assert rt.methods[send + 1:] == [], rt  # no receipt poll: the send's reply is the receipt
+    assert out["request_id"] and system6.manager.functions.getUserRequests(
+        user, 0, 10).call()[1] == 1
+
+
+@pytest.fixture
+def no_sync_send(monkeypatch):
+    """A node without eth_sendRawTransactionSync: it answers "method not found" (-32601) and
+    does nothing. ``asked``: how many times it was asked."""
+    from dtnsess_cli.chain.jsonrpc import JsonRpc
+
+    exchange = JsonRpc._exchange
+    asked = []
+
+    def lacking(self, payload, label, *, retry, check):
+        if isinstance(payload, dict) and payload["method"] == "eth_sendRawTransactionSync":
+            asked.append(payload["id"])
+            return check({"jsonrpc": "2.0", "id": payload["id"],
+                          "error": {"code": -32601, "message": "Method not found"}})
+        return exchange(self, payload, label, retry=retry, check=check)
+
+    monkeypatch.setattr(JsonRpc, "_exchange", lacking)
+    return asked
+
+
+def test_a_node_without_the_sync_send_gets_the_plain_one_and_is_remembered(
+        make_cli, system6, user, monkeypatch, no_sync_send):
+    """The node lacks eth_sendRawTransactionSync: the same signed bytes go out with
+    eth_sendRawTransaction at once, and the receipt is polled; the next command, knowing this
+    URL lacks it (the state dir's chains.json, with the chain), does not ask again."""
+    cli = make_cli(system6)
+    fund(system6, user, 100)
+    with count_round_trips(monkeypatch) as rt:
+        first = load_json(cli("request", "hi", "--yes", "--json"))
+    sync = rt.methods.index("eth_sendRawTransactionSync")
+    assert rt.methods[sync + 1] == "eth_sendRawTransaction", rt  # at once, the same tx
+    assert set(rt.methods[sync + 2:]) == {"eth_getTransactionReceipt"}, rt
+    assert first["transactions"][0]["tx_hash"] and len(no_sync_send) == 1
+    # remembered: the next command pays no round trip for it
+    with count_round_trips(monkeypatch) as rt:
+        second = load_json(cli("close", str(first["session_id"]), "--yes", "--json"))
+    assert "eth_sendRawTransactionSync" not in rt.methods and len(no_sync_send) == 1, rt
+    send = rt.methods.index("eth_sendRawTransaction")
+    assert set(rt.methods[send + 1:]) == {"eth_getTransactionReceipt"}, rt
+    assert second["transactions"][0]["tx_hash"]
+    assert system6.manager.functions.getUserRequests(user, 0, 10).call()[1] == 1  # once
 
 
 def test_create_with_its_approval_goes_back_to_back(make_cli, system6, user, monkeypatch):
@@ -122,7 +171,7 @@ def test_an_unknown_allowance_slot_falls_back_to_one_by_one(make_cli, system6, u
     with count_round_trips(monkeypatch) as rt:
         out = load_json(cli("create", "50", "--yes", "--json"))
     assert [t["description"].split()[0] for t in out["transactions"]] == ["approve", "create"]
-    assert rt.methods.count("eth_sendRawTransaction") == 2, rt  # one at a time
+    assert rt.methods.count("eth_sendRawTransactionSync") == 2, rt  # one at a time
     assert out["session_id"] and system6.token.functions.allowance(
         user, system6.manager.address).call() == 0
 

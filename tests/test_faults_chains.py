@@ -90,7 +90,7 @@ def _lost_request_on_a(env, system6, w3, user) -> str:
     fund(system6, user, 100)
     create(system6, user, 50)
     next_second(w3)
-    proxy.fault("eth_sendRawTransaction", "drop_after")
+    proxy.fault("eth_sendRawTransactionSync", "drop_after")
     proxy.fault("eth_getTransactionByHash", "drop_before", times=10_000)
     res = cli("request", "what is 2+2?", "--yes")
     proxy.clear()

@@ -142,9 +142,11 @@ def test_a_401_is_not_retried(pcli, proxy):
     assert len(proxy.seen) == 1 and time.monotonic() - started < 5
 
 
+@pytest.mark.parametrize("method", ["eth_sendRawTransaction", "eth_sendRawTransactionSync"])
 @pytest.mark.parametrize("kind", ["http_before", "drop_before", "badjson_after"])
-def test_a_send_is_never_retried_by_the_read_layer(anvil, proxy, w3, private_keys, accounts, kind):
-    """eth_sendRawTransaction goes out once; what happened to it is the sender's business."""
+def test_a_send_is_never_retried_by_the_read_layer(anvil, proxy, w3, private_keys, accounts, kind,
+                                                   method):
+    """A send goes out once; what happened to it is the sender's business."""
     from eth_account import Account
 
     acct = Account.from_key(private_keys[5])
@@ -155,11 +157,11 @@ def test_a_send_is_never_retried_by_the_read_layer(anvil, proxy, w3, private_key
     from dtnsess_cli.chain.errors import RpcTransportError
 
     rpc = _rpc(proxy.url)
-    proxy.fault("eth_sendRawTransaction", kind)
+    proxy.fault(method, kind)
     with pytest.raises(RpcTransportError) as info:  # left as it is for the sending side
-        rpc.call("eth_sendRawTransaction", ["0x" + raw.hex()])
+        rpc.call(method, ["0x" + raw.hex()])
     assert info.value.attempts == 1
-    assert proxy.seen.count("eth_sendRawTransaction") == 1
+    assert proxy.seen.count(method) == 1
 
 
 def test_request_wait_rides_out_node_trouble(pcli, proxy, system6, user, monkeypatch):

@@ -1,13 +1,18 @@
 """Writes over a faulty node (tests/faultproxy.py): never pay twice.
 
-For create (approve + create), request, close and renew, each fault on eth_sendRawTransaction
-(before or after the node got it: dropped connection, HTTP 502, a hang past the RPC timeout, a
-body cut mid-reply, bad JSON) and during the receipt wait; Ctrl-C during the wait (a real
+For create (approve + create), request, close and renew, each fault on the send (before or
+after the node got it: dropped connection, HTTP 502, a hang past the RPC timeout, a body cut
+mid-reply, bad JSON) and during the receipt wait; Ctrl-C during the wait (a real
 process); three parallel creates from one key. Each case checks the exit code and message, the
 hash when a transaction was signed, the chain (sessions, requests, tokens, nonce), and that a
 rerun does not repeat a mined intent unknowingly.
 
-Short waits keep this quick: DTNSESS_RPC_TIMEOUT=1 (per HTTP request), DTNSESS_RECEIPT_TIMEOUT=3.
+The send of a single transaction is eth_sendRawTransactionSync (its reply is the receipt);
+create's approval and create go out together with eth_sendRawTransaction; the tests of the
+receipt wait use a node without the sync method (``FaultProxy.lacking``), as many are.
+
+Short waits keep this quick: DTNSESS_RPC_TIMEOUT=1 (per HTTP request), DTNSESS_RECEIPT_TIMEOUT=3
+(also the sync send's own timeout).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ HASH = re.compile(r"0x[0-9a-f]{64}")
 # what reaches the node: "_before" faults never reach it, "_after" ones were executed
 SEND_FAULTS = ["drop_before", "drop_after", "http_before", "http_after", "hang_after",
                "cut_after", "badjson_after"]
+SYNC, PLAIN = "eth_sendRawTransactionSync", "eth_sendRawTransaction"
 
 
 class Env:
@@ -157,6 +163,8 @@ def _renew_ok(env, before, after):
 
 COMMANDS = {"create": (_create, _create_ok), "request": (_request, _request_ok),
             "close": (_close, _close_ok), "renew": (_renew, _renew_ok)}
+# the method of the faulted send: create's two transactions go together with the plain method
+SEND_OF = {"create": PLAIN, "request": SYNC, "close": SYNC, "renew": SYNC}
 
 
 @pytest.mark.parametrize("kind", SEND_FAULTS)
@@ -167,12 +175,30 @@ def test_lost_send_reply_is_looked_up_and_succeeds(env, command, kind):
     prepare, check = COMMANDS[command]
     args, skip = prepare(env)
     before = env.truth()
-    env.proxy.fault("eth_sendRawTransaction", kind, skip=skip, hang=3)
+    env.proxy.fault(SEND_OF[command], kind, skip=skip, hang=3)
     res = env.cli(*args, "--yes")
-    assert env.proxy.fired == [("eth_sendRawTransaction", kind)]
+    assert env.proxy.fired == [(SEND_OF[command], kind)]
+    assert res.exit_code == 0, res.output
+    # a sync send's hang past the receipt timeout (3 s, its own timeout) is its wait for the
+    # block ending, not a lost reply: only the outcome is shown
+    lost = (SEND_OF[command], kind) != (SYNC, "hang_after")
+    assert ("reply to the send was lost" in res.stderr) == lost and HASH.search(res.output)
+    check(env, before, env.truth())
+    assert open_entries(env) == []
+
+
+@pytest.mark.parametrize("kind", SEND_FAULTS)
+def test_lost_plain_send_reply_is_looked_up_and_succeeds(env, kind):
+    """The same on a node without eth_sendRawTransactionSync (the plain send, then polls)."""
+    env.proxy.lacking.add(SYNC)
+    args, _ = _request(env)
+    before = env.truth()
+    env.proxy.fault(PLAIN, kind, hang=3)
+    res = env.cli(*args, "--yes")
+    assert env.proxy.fired == [(PLAIN, kind)]
     assert res.exit_code == 0, res.output
     assert "reply to the send was lost" in res.stderr and HASH.search(res.stderr)
-    check(env, before, env.truth())
+    _request_ok(env, before, env.truth())
     assert open_entries(env) == []
 
 
@@ -188,7 +214,7 @@ def test_node_gone_after_send_exits_10_and_rerun_does_not_repeat(env, command, m
         one_by_one(monkeypatch)
         skip = 1
     before = env.truth()
-    env.proxy.fault("eth_sendRawTransaction", "drop_after", skip=skip)
+    env.proxy.fault(SYNC, "drop_after", skip=skip)  # create: one by one, each on its own
     # every lookup fails (reads retry: so each of their attempts)
     env.proxy.fault("eth_getTransactionByHash", "drop_before", times=10_000)
     res = env.cli(*args, "--yes")
@@ -223,6 +249,7 @@ def test_node_gone_after_send_exits_10_and_rerun_does_not_repeat(env, command, m
 
 @pytest.mark.parametrize("kind", ["http_after", "drop_before", "hang_before", "badjson_after"])
 def test_receipt_wait_tolerates_transient_errors(env, kind):
+    env.proxy.lacking.add(SYNC)
     args, skip = _request(env)
     before = env.truth()
     env.proxy.fault("eth_getTransactionReceipt", kind, times=2, status=502, hang=3)
@@ -234,6 +261,7 @@ def test_receipt_wait_tolerates_transient_errors(env, kind):
 
 
 def test_receipt_wait_deadline_exits_10_with_hash(env):
+    env.proxy.lacking.add(SYNC)
     args, _ = _renew(env)
     before = env.truth()
     env.proxy.fault("eth_getTransactionReceipt", "http_before", times=1000, status=503)
@@ -256,8 +284,7 @@ def test_refused_second_step_names_the_mined_first(env, monkeypatch):
     one_by_one(monkeypatch)
     fund(env.system, env.user, 100, approve=False)
     before = env.truth()
-    env.proxy.fault("eth_sendRawTransaction", "rpcerror_before", skip=1,
-                    message="txpool is full")
+    env.proxy.fault(SYNC, "rpcerror_before", skip=1, message="txpool is full")
     res = env.cli("create", "20", "--yes")
     assert res.exit_code == 5, res.output
     line = one_error(res)
@@ -275,6 +302,7 @@ def test_pending_earlier_transaction_is_waited_for(env):
     and says so; here it never gets mined (automine off), so nothing new is sent: exit 10."""
     from helpers import no_automine
 
+    env.proxy.lacking.add(SYNC)
     args, _ = _request(env)
     with no_automine(env.w3):
         env.proxy.fault("eth_getTransactionReceipt", "http_before", times=1000)
@@ -336,10 +364,11 @@ def test_sigint_in_an_approval_wait_lets_the_rerun_go_on(env, monkeypatch):
     from dtnsess_cli.errors import TxPendingError
 
     one_by_one(monkeypatch)
+    env.proxy.lacking.add(SYNC)  # the receipt is waited for
     args, _ = _create(env)
     before = env.truth()
     with monkeypatch.context() as mp:
-        def interrupted(ctx, tx_hash, description, nonce, timeout=None):
+        def interrupted(ctx, tx_hash, description, nonce, timeout=None, since=None):
             raise TxPendingError(description, tx_hash, nonce,
                                  "interrupted while waiting for the receipt", interrupted=True)
 

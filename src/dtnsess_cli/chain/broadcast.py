@@ -1,10 +1,13 @@
 """Broadcasting: the journal first, then the send; a lost reply is looked up by hash and only
-the same signed bytes are ever sent again; then the receipt, waited for with a deadline."""
+the same signed bytes are ever sent again; then the receipt, waited for with a deadline. A
+single write's send is eth_sendRawTransactionSync (EIP-7966) where the node has it: its reply
+is the receipt, and nothing is polled."""
 
 from __future__ import annotations
 
 import time
-from typing import Any, Optional, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional, Sequence
 
 from ..errors import DtnsessError, RpcError, TxPendingError
 from .clock import sleep
@@ -91,16 +94,19 @@ class NodeAccount:
 
 
 def sign_and_send(ctx: TxContext, tx: dict, description: str, *,
-                  step: Optional[str] = None) -> str:
+                  step: Optional[str] = None, sync: bool = False) -> tuple:
     """THE last step of every send: sign ``tx`` (the full transaction: nonce, gas, fees,
-    chainId) and ``broadcast`` it; with a node-held account, ``send_unlocked``. Returns its
-    hash once the node has it."""
+    chainId) and ``broadcast`` it; with a node-held account, ``send_unlocked`` (the plain
+    method: the node signs, so there are no bytes to send again). Returns ``(hash, receipt)``
+    once the node has it: the receipt when ``sync`` and the node gave it with the send, else
+    None (to be polled)."""
     if getattr(ctx.account, "unlocked", False):
-        return send_unlocked(ctx, tx, description, step=step)
+        return send_unlocked(ctx, tx, description, step=step), None
     signed = ctx.account.sign_transaction(tx)
     tx_hash = "0x" + bytes(signed.hash).hex()
-    broadcast(ctx, bytes(signed.raw_transaction), tx_hash, tx["nonce"], description, step=step)
-    return tx_hash
+    receipt = broadcast(ctx, bytes(signed.raw_transaction), tx_hash, tx["nonce"], description,
+                        step=step, sync=sync)
+    return tx_hash, receipt
 
 
 def send_unlocked(ctx: TxContext, tx: dict, description: str, *,
@@ -131,8 +137,9 @@ def send_unlocked(ctx: TxContext, tx: dict, description: str, *,
 
 def broadcast(ctx: TxContext, raw: bytes, tx_hash: str, nonce: int, description: str, *,
               step: Optional[str] = None, variant_of: Optional[Any] = None,
-              variant: Optional[str] = None) -> None:
-    """Record the signed transaction in the journal, then send it. Returns when the node has it.
+              variant: Optional[str] = None, sync: bool = False) -> Optional[dict]:
+    """Record the signed transaction in the journal, then send it. Returns when the node has it:
+    with ``sync``, its receipt when the node gave it with the send (``_send_sync``), else None.
 
     The node refused it (it answered with an error): that error is raised (a decoded revert, or
     RpcError), the journal says ``dropped``. The reply was lost (dropped connection, HTTP 5xx,
@@ -144,18 +151,116 @@ def broadcast(ctx: TxContext, raw: bytes, tx_hash: str, nonce: int, description:
     raw_hex = "0x" + raw.hex()
     _record(ctx, tx_hash, nonce, raw_hex, description, step, variant_of, variant)
     try:
+        if sync and sync_send(ctx):
+            receipt = _send_sync(ctx, raw_hex, tx_hash, nonce, description)
+            if receipt is not _LACKING:
+                return receipt
         try:
             resp = raw_request(ctx, "eth_sendRawTransaction", [raw_hex])
         except RpcError as lost:  # no answer: did it arrive?
-            _ensure_known(ctx, raw_hex, tx_hash, nonce, description, lost)
-            ctx.ui.info(f"{description}: the reply to the send was lost "
-                        f"({getattr(lost, 'reason', lost.message)}); the node has tx {tx_hash}")
-            return
+            _lost(ctx, raw_hex, tx_hash, nonce, description, lost)
+            return None
         if isinstance(resp, dict) and "error" in resp:
             _refused(ctx, resp, raw_hex, tx_hash, nonce, description)
+        return None
     except KeyboardInterrupt:
         raise TxPendingError(description, tx_hash, nonce, "interrupted while sending",
                              interrupted=True) from None
+
+
+def _lost(ctx: TxContext, raw_hex: str, tx_hash: str, nonce: int, description: str,
+          lost: RpcError) -> None:
+    """The send's reply was lost: return once the node has the transaction (``_ensure_known``)."""
+    _ensure_known(ctx, raw_hex, tx_hash, nonce, description, lost)
+    ctx.ui.info(f"{description}: the reply to the send was lost "
+                f"({getattr(lost, 'reason', lost.message)}); the node has tx {tx_hash}")
+
+
+SYNC_SEND = "eth_sendRawTransactionSync"  # EIP-7966: the send, answered with the receipt
+# its error codes: the node holds the transaction, but it was not mined within the node's wait
+# (4), or the node cannot run it yet, a nonce gap or funds (5)
+SYNC_TIMEOUT, SYNC_NOT_READY = 4, 5
+_NO_METHOD = ("not found", "does not exist", "not supported", "unsupported", "not available")
+_LACKING = object()  # _send_sync's "the node lacks the method: it did nothing"
+
+
+def sync_send(ctx: TxContext) -> bool:
+    """May the send try SYNC_SEND? Not where this RPC URL is known to lack it, for this chain
+    (noted in the state dir's chains.json, beside the journal: ``journal.lacking``)."""
+    if ctx.sync_send is None:
+        ctx.sync_send = True
+        if ctx.journal is not None and ctx.rpc_url:
+            from .journal import lacking
+
+            chain = (ctx.chain_id, ctx.genesis or "")
+            ctx.sync_send = SYNC_SEND not in lacking(ctx.rpc_url, chain, ctx.journal.path.parent)
+    return ctx.sync_send
+
+
+def _send_sync(ctx: TxContext, raw_hex: str, tx_hash: str, nonce: int, description: str) -> Any:
+    """Send with SYNC_SEND, whose reply waits for the receipt: the receipt; None when the node
+    has the transaction but no receipt yet (its wait ended first, or the reply was lost and
+    the hash then found: poll it); ``_LACKING`` when the node has no such method (it did
+    nothing: this is remembered for the URL). A refusal is raised as with the plain send.
+    NOTE: only the signed bytes are sent (no timeout parameter: Anvil refuses one); the
+    request's own timeout is the receipt timeout, which bounds the node's wait."""
+    start = time.monotonic()
+    try:
+        with _request_timeout(ctx.rpc, ctx.receipt_timeout):
+            resp = raw_request(ctx, SYNC_SEND, [raw_hex])
+    except RpcError as lost:  # no answer (or none in time): did it arrive?
+        if time.monotonic() - start < ctx.receipt_timeout:
+            _lost(ctx, raw_hex, tx_hash, nonce, description, lost)
+        else:  # our wait for the block ended, not a lost reply: nothing to say but the outcome
+            _ensure_known(ctx, raw_hex, tx_hash, nonce, description, lost)
+        return None
+    err = resp.get("error")
+    if err is None:
+        got = resp.get("result")
+        receipt = format_receipt(got) if isinstance(got, dict) else None
+        if receipt is not None and receipt.get("blockNumber") is not None \
+                and str(receipt.get("transactionHash", "")).lower() == tx_hash:
+            return receipt
+        return None  # an answer without our mined receipt: the node has it; poll
+    code = err.get("code") if isinstance(err, dict) else None
+    msg = _node_message(resp).lower()
+    if code == -32601 or ("method" in msg and any(k in msg for k in _NO_METHOD)):
+        _note_lacking(ctx)
+        return _LACKING
+    if code == SYNC_TIMEOUT or "timeout" in msg or "timed out" in msg:
+        return None  # accepted, not mined within the node's own wait
+    if code == SYNC_NOT_READY:  # in the node's pool, not runnable: never call it dropped
+        raise TxPendingError(description, tx_hash, nonce,
+                             f"the node holds it but cannot run it yet "
+                             f"({_node_message(resp)[:120]})")
+    _refused(ctx, resp, raw_hex, tx_hash, nonce, description)
+    return None  # the node already had these bytes
+
+
+def _note_lacking(ctx: TxContext) -> None:
+    """This node has no SYNC_SEND: not asked again by this context, nor (state kept) by the
+    next command using this RPC URL on this chain."""
+    ctx.sync_send = False
+    if ctx.journal is not None and ctx.rpc_url:
+        from .journal import remember_chain
+
+        remember_chain(ctx.rpc_url, (ctx.chain_id, ctx.genesis or ""), ctx.journal.path.parent,
+                       lacks=SYNC_SEND)
+
+
+@contextmanager
+def _request_timeout(rpc: Any, seconds: float) -> Iterator[None]:
+    """The transport's per-request timeout set to ``seconds`` for the requests made inside
+    (a transport without one, a web3 provider, keeps its own)."""
+    old = getattr(rpc, "timeout", None)
+    if old is None:
+        yield
+        return
+    rpc.timeout = float(seconds)
+    try:
+        yield
+    finally:
+        rpc.timeout = old
 
 
 def _refused(ctx: TxContext, resp: dict, raw_hex: str, tx_hash: str, nonce: int,
@@ -223,14 +328,16 @@ RECEIPT_FIRST_WAIT = 0.005
 
 
 def wait_for_receipt(ctx: TxContext, tx_hash: str, description: str, nonce: int,
-                     timeout: Optional[float] = None, others: Sequence[str] = ()) -> Any:
-    """The receipt, polled until ``timeout`` (default: the context's receipt timeout). Node
-    trouble while waiting is waited out until the deadline; then, or on Ctrl-C, TxPendingError
-    names the hash and the nonce (the journal entry stays open). ``others``: the rest of a
-    replacement family (same nonce): the first receipt of any of them is returned (its
-    ``transactionHash`` says whose), all polled in one request."""
+                     timeout: Optional[float] = None, others: Sequence[str] = (),
+                     since: Optional[float] = None) -> Any:
+    """The receipt, polled until ``timeout`` (default: the context's receipt timeout) has passed
+    since ``since`` (a time.monotonic() instant, default now: the send's, when the send itself
+    waited). Node trouble while waiting is waited out until the deadline; then, or on Ctrl-C,
+    TxPendingError names the hash and the nonce (the journal entry stays open). ``others``: the
+    rest of a replacement family (same nonce): the first receipt of any of them is returned
+    (its ``transactionHash`` says whose), all polled in one request."""
     timeout = ctx.receipt_timeout if timeout is None else timeout
-    deadline = time.monotonic() + timeout
+    deadline = (time.monotonic() if since is None else since) + timeout
     delay = RECEIPT_POLL_FIRST
     trouble: Optional[DtnsessError] = None
     hashes = [tx_hash, *others]

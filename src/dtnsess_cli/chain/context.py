@@ -157,6 +157,9 @@ class TxContext:
     # URL: checked when the chain is read, before anything is signed (``take_chain``)
     lock_chain: Optional[tuple] = None
     overrides: TxOverrides = field(default_factory=TxOverrides)
+    # does the node answer eth_sendRawTransactionSync (EIP-7966)? None: not known yet (the
+    # state dir's chains.json may tell: ``broadcast.sync_send``); False: it lacks the method
+    sync_send: Optional[bool] = None
     # DecodedRevert -> the error to raise (the session manager's own wording; see manager.reverts)
     friendly: Callable[..., DtnsessError] = plain_revert
     _events: Optional[EventDecoder] = None

@@ -359,18 +359,26 @@ def known_chain(url: str, directory: Optional[Path] = None) -> Optional[tuple]:
         return None
 
 
-def remember_chain(url: str, chain: Optional[tuple], directory: Optional[Path] = None) -> None:
-    """Note (or with None forget) the chain behind ``url``; best effort (a hint only)."""
+def remember_chain(url: str, chain: Optional[tuple], directory: Optional[Path] = None,
+                   lacks: str = "") -> None:
+    """Note (or with None forget) the chain behind ``url``; best effort (a hint only).
+    ``lacks``: a JSON-RPC method the node there answered "method not found" (``lacking``).
+    What is known to be lacking stays while the chain stays, and goes with it."""
     path = _chains_file(directory)
     try:
         data = json.loads(path.read_text())
         data = data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         data = {}
+    key = _url_key(url)
     if chain is None:
-        data.pop(_url_key(url), None)
+        data.pop(key, None)
     else:
-        data[_url_key(url)] = [int(chain[0]), chain[1] or ""]
+        entry = [int(chain[0]), chain[1] or ""]
+        old = data.get(key)
+        if isinstance(old, list) and old[:2] == entry:
+            entry += [m for m in old[2:] if isinstance(m, str) and m != lacks]
+        data[key] = entry + ([lacks] if lacks else [])
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
@@ -387,6 +395,18 @@ def chain_tag(chain: Optional[tuple]) -> str:
         return ""
     cid, genesis = chain
     return f"{int(cid)}-" + (f"{genesis.lower()[2:]}-" if genesis else "")
+
+
+def lacking(url: str, chain: tuple, directory: Optional[Path] = None) -> frozenset:
+    """The JSON-RPC methods the node behind ``url`` lacks, as noted while it served ``chain``
+    ((chain id, genesis); another chain behind the URL: nothing known)."""
+    try:
+        got = json.loads(_chains_file(directory).read_text()).get(_url_key(url))
+        if got[:2] == [int(chain[0]), chain[1] or ""]:
+            return frozenset(m for m in got[2:] if isinstance(m, str))
+    except (OSError, ValueError, TypeError, AttributeError):
+        pass
+    return frozenset()
 
 
 def sender_lock(address: str, directory: Optional[Path] = None, chain: Optional[tuple] = None):

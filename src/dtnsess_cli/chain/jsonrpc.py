@@ -39,7 +39,8 @@ from .errors import RpcResponseError, RpcTransportError
 DEFAULT_TIMEOUT = 30.0  # one HTTP request (connect, and each wait for bytes)
 DEFAULT_RETRY_SECONDS = 20.0  # the total time reads may spend retrying
 # Methods that change the chain: sent once, never retried here.
-WRITE_METHODS = frozenset({"eth_sendRawTransaction", "eth_sendTransaction"})
+WRITE_METHODS = frozenset({"eth_sendRawTransaction", "eth_sendRawTransactionSync",
+                           "eth_sendTransaction"})
 # JSON-RPC error codes providers use for "slow down" (HTTP 200 with an error object).
 RATE_LIMIT_CODES = frozenset({429, -32005, -32029})
 # NOTE: an idle keep-alive connection may have been closed by the server; a read just retries,

@@ -193,7 +193,10 @@ class Pipeline:
         if "maxFeePerGas" in tx:
             tx["type"] = 2
         try:
-            out.tx_hash = sign_and_send(ctx, tx, p.call.description)
+            # NOTE: the plain send (no sync=True): a pipeline sends its transactions one after
+            # the other and waits for their receipts together, so a send that waits for its
+            # own receipt would hold up the next one
+            out.tx_hash, _ = sign_and_send(ctx, tx, p.call.description)
         except (TxPendingError, SendUnknownError) as exc:
             out.tx_hash = getattr(exc, "tx_hash", None)  # none when the node signs (--unlocked)
             if exc.exit_code != ExitCode.TIMEOUT:  # Ctrl-C: stop here, the hash is named
@@ -244,6 +247,8 @@ class Pipeline:
         sent = len(raws)  # how many may have reached the node (one batch: all of them)
         try:
             try:
+                # NOTE: the plain method: sync sends in one batch would each hold the reply
+                # until mined; the receipts are polled together after
                 resps: list = ctx.rpc.batch([("eth_sendRawTransaction", [r]) for r in raws])
                 lost: Optional[DtnsessError] = None
             except RpcTransportError as exc:  # no answer: did they arrive? (asked one by one)

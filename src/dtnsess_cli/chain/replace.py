@@ -168,6 +168,8 @@ def replace(ctx: TxContext, entry: Any, *, cancel: bool, dry_run: bool,
         signed = ctx.account.sign_transaction(new)
         tx_hash = "0x" + bytes(signed.hash).hex()
         try:
+            # NOTE: the plain send: either the original or this one may be mined, and the
+            # family's receipts are polled together (a sync send would wait for this one only)
             broadcast(ctx, bytes(signed.raw_transaction), tx_hash, entry.nonce, description,
                       variant_of=entry, variant="cancel" if cancel else "speedup")
             break

@@ -5,7 +5,9 @@ becomes a decoded error and nothing is sent), estimate gas (+20%), EIP-1559 fees
 tip), the L1 data fee on OP-stack chains (Base), check ETH for all that, confirm with the cost (terminal only, unless --yes), sign locally, send once, wait
 for the receipt with a deadline, check ``status`` (a failed receipt is replayed at its block
 to recover the revert data), decode the receipt's events. Everything before the send travels
-in one JSON-RPC batch: a transaction costs three round trips (batch, send, receipt).
+in one JSON-RPC batch: a transaction costs two round trips (batch, then the send answered with
+its receipt: ``eth_sendRawTransactionSync``, EIP-7966), or three where the node lacks that
+method (batch, send, receipt poll).
 
 NOTE: a different transaction is never sent for the same intent. Each signed transaction goes
 into the journal (``journal.py``) before its broadcast (``broadcast``); when the node's reply is
@@ -29,8 +31,8 @@ from typing import Any, Callable, Optional, Sequence
 
 from .broadcast import (  # noqa: F401 - re-exported
     LOOKUP_BACKOFF, RECEIPT_FIRST_WAIT, RECEIPT_POLL_FIRST, RECEIPT_POLL_MAX, _KNOWN,
-    NodeAccount, _ensure_known, _record, _refused, broadcast, journal_resolve, sign_and_send,
-    send_unlocked,
+    NodeAccount, SYNC_SEND, _ensure_known, _record, _refused, broadcast, journal_resolve,
+    sign_and_send, send_unlocked, sync_send,
     wait_for_receipt, warn_journal_gap)
 from .context import (  # noqa: F401 - re-exported
     BATCH_SIZE, CHAIN_REQUESTS, DEFAULT_RECEIPT_TIMEOUT, GENESIS_REQUEST, DecodedEvent, Deploy,
@@ -58,11 +60,12 @@ def send_and_wait(ctx: TxContext, fn_call: Any, *, value: int = 0,
                   step: Optional[str] = None) -> TxResult:
     """Simulate, estimate, confirm, sign, send once, wait, check status, decode events.
 
-    Three round trips when the receipt is ready at the first poll: one JSON-RPC batch (simulate,
-    estimate, fees, ETH balance, ``pending`` nonce), the send, the receipt. ``follows`` is the
-    ``next_facts`` of a transaction this run sent just before (an approval): its nonce + 1 and
-    its fees (while fresh) are reused; the simulation still runs against the state after it.
-    ``also``: reads (``(method, params)``) that ride in the same batch; ``on_also`` gets their raw
+    Two round trips: one JSON-RPC batch (simulate, estimate, fees, ETH balance, ``pending``
+    nonce), and the send, whose reply is the receipt where the node has
+    eth_sendRawTransactionSync; else a third, the receipt (when ready at the first poll).
+    ``follows`` is the ``next_facts`` of a transaction this run sent just before (an approval):
+    its nonce + 1 and its fees (while fresh) are reused; the simulation still runs against the
+    state after it. ``also``: reads (``(method, params)``) that ride in the same batch; ``on_also`` gets their raw
     responses as soon as the batch returns, before the simulation is looked at, and may raise
     (then nothing is sent). ``step``: this transaction is a preliminary step of its command
     (``"approve"``), recorded so in the journal. ``description`` may be a function, called
@@ -130,12 +133,15 @@ def send_and_wait(ctx: TxContext, fn_call: Any, *, value: int = 0,
     tx = dict(base_tx, nonce=facts.nonce, gas=limit, chainId=ctx.chain_id, **fees)
     if "maxFeePerGas" in tx:
         tx["type"] = 2
-    tx_hash = sign_and_send(ctx, tx, description, step=step)
+    sent_at = time.monotonic()
+    tx_hash, receipt = sign_and_send(ctx, tx, description, step=step, sync=True)
     result.tx_hash = tx_hash
     result.next_facts = replace(facts, nonce=facts.nonce + 1)
 
-    # 6. wait for the receipt with a deadline (never a different transaction)
-    receipt = wait_for_receipt(ctx, tx_hash, description, facts.nonce)
+    # 6. the receipt: with the send where the node gives it (eth_sendRawTransactionSync), else
+    # waited for with a deadline counted from the send (never a different transaction)
+    if receipt is None:
+        receipt = wait_for_receipt(ctx, tx_hash, description, facts.nonce, since=sent_at)
     result.block_number = receipt["blockNumber"]
     result.gas_used = receipt["gasUsed"]
     result.effective_gas_price = receipt.get("effectiveGasPrice")

@@ -108,6 +108,7 @@ class IpcTransport(_Base):
     def _send_read(self, body: bytes) -> Any:
         """Send ``body``, then read the reply. Raises OSError / ValueError (the async client's
         transport does the same on the event loop)."""
+        self._sock.settimeout(self.timeout)  # per request: a send may wait for its receipt
         self._sock.sendall(body)
         reader = ipc_reader()
         while True:
