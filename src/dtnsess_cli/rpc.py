@@ -7,7 +7,8 @@ limited" error. It gives up after ``DTNSESS_RPC_RETRY_SECONDS`` (default 20; eac
 timeout is clipped to what is left) and raises one error naming the method and what failed,
 never library text.
 
-A send (``eth_sendRawTransaction``) is made once: whether the node took the transaction is for
+A send (``eth_sendRawTransaction``, ``eth_sendRawTransactionSync``, ``eth_sendTransaction``:
+``chain.jsonrpc.WRITE_METHODS``) is made once: whether the node took the transaction is for
 the sending side to find out (by its hash); resending blindly could pay twice.
 
 This module keeps the settings (the environment variables) and builds the connection.
@@ -24,10 +25,6 @@ ENV_RETRY_SECONDS = "DTNSESS_RPC_RETRY_SECONDS"
 ENV_TIMEOUT = "DTNSESS_RPC_TIMEOUT"
 DEFAULT_RETRY_SECONDS = 20.0
 DEFAULT_TIMEOUT = 30.0
-# Methods that change the chain: made once, never retried here.
-WRITE_METHODS = frozenset({"eth_sendRawTransaction", "eth_sendTransaction"})
-# JSON-RPC error codes providers use for "slow down" (HTTP 200 with an error object).
-RATE_LIMIT_CODES = frozenset({429, -32005, -32029})
 
 
 def _seconds(name: str, default: float, low: float, hint: str,
