@@ -345,3 +345,14 @@ def wait_gone(pid: int, timeout: float = 10.0) -> bool:
         if time.monotonic() >= end:
             return False
         time.sleep(0.05)
+
+
+def journal_status(tx_hash: str) -> str:
+    """What the journal in the current state dir says of a transaction (pending, mined, ...)."""
+    from dtnsess_cli.chain.journal import Journal
+
+    j = Journal()
+    try:
+        return j.find(tx_hash).status
+    finally:
+        j.close()

@@ -18,19 +18,9 @@ from contextlib import contextmanager
 import pytest
 
 from cli_helpers import count_round_trips, load_json
-from helpers import mine, no_automine, rpc
+from helpers import journal_status, mine, no_automine, rpc
 from test_faults_send import (HASH, PLAIN, SYNC, _request, _request_ok, env,  # noqa: F401
                               one_error, open_entries)
-
-
-def journal_status(tx_hash: str) -> str:
-    from dtnsess_cli.chain.journal import Journal
-
-    j = Journal()
-    try:
-        return j.find(tx_hash).status
-    finally:
-        j.close()
 
 
 def tx_hash_of(res) -> str:

@@ -18,22 +18,12 @@ import time
 import pytest
 
 from cli_helpers import load_json
-from helpers import fund, mine, rpc
+from helpers import fund, journal_status, mine, no_automine, rpc
 from test_faults_send import HASH, env, one_error  # noqa: F401 - env is a fixture
 
 
 def allowance(env) -> int:
     return env.system.token.functions.allowance(env.user, env.system.manager.address).call()
-
-
-def journal_status(tx_hash: str) -> str:
-    from dtnsess_cli.chain.journal import Journal
-
-    j = Journal()
-    try:
-        return j.find(tx_hash).status
-    finally:
-        j.close()
 
 
 def _stuck_approve(env, amount: str = "10") -> str:
@@ -71,8 +61,7 @@ def _replace_a_stuck_approve(env, verb: str, flags=lambda old: (), refusals: int
     replacement hash, the nonce before, the result)."""
     fund(env.system, env.user, 100, approve=False)
     start = env.nonce()
-    rpc(env.w3, "evm_setAutomine", False)
-    try:
+    with no_automine(env.w3):
         h = _stuck_approve(env)
         old = env.w3.eth.get_transaction(h)
         if refusals:
@@ -81,8 +70,6 @@ def _replace_a_stuck_approve(env, verb: str, flags=lambda old: (), refusals: int
         miner = _when_replaced(env, h, lambda: mine(env.w3))
         res = env.cli("tx", verb, h, *flags(old), "--yes", "--json")
         miner.join()
-    finally:
-        rpc(env.w3, "evm_setAutomine", True)
     assert res.exit_code == 0, res.output
     out = load_json(res)
     return h, old, out, out["transactions"][0]["tx_hash"], start, res
@@ -107,15 +94,12 @@ def test_speedup_mines_the_replacement_not_both(env):
 
 def test_speedup_after_the_original_was_mined_sends_nothing(env):
     fund(env.system, env.user, 100, approve=False)
-    rpc(env.w3, "evm_setAutomine", False)
-    try:
+    with no_automine(env.w3):
         h = _stuck_approve(env)
         mine(env.w3)  # the original is mined first
         before = env.nonce()
         res = env.cli("tx", "speedup", h, "--yes")
         dry = env.cli("tx", "cancel", h, "--dry-run")
-    finally:
-        rpc(env.w3, "evm_setAutomine", True)
     assert res.exit_code == 4, res.output
     assert "already mined in block" in one_error(res) and "nothing sent" in res.stderr
     assert dry.exit_code == 4, dry.output  # mined: its journal entry now says so
@@ -139,8 +123,7 @@ def test_fee_flags_below_the_replacement_minimum_are_refused_and_nothing_sent(en
     from dtnsess_cli.units import format_gwei
 
     fund(env.system, env.user, 100, approve=False)
-    rpc(env.w3, "evm_setAutomine", False)
-    try:
+    with no_automine(env.w3):
         h = _stuck_approve(env)
         old = env.w3.eth.get_transaction(h)
         tip, mx = old["maxPriorityFeePerGas"], old["maxFeePerGas"]
@@ -152,8 +135,6 @@ def test_fee_flags_below_the_replacement_minimum_are_refused_and_nothing_sent(en
         sent = env.proxy.seen.count("eth_sendRawTransaction")
         assert env.w3.eth.get_transaction(h)  # still the one in the node
         mine(env.w3)
-    finally:
-        rpc(env.w3, "evm_setAutomine", True)
     for res, flag, least in ((low_max, "--max-fee", bump(mx, 0)),
                              (low_tip, "--priority-gas-price", bump(tip, 0)),
                              (dry, "--max-fee", bump(mx, 0))):
@@ -187,8 +168,7 @@ def _refused_for_good(env, flags=lambda old: ("--yes",), tty_input=None) -> tupl
     replacements sent)."""
     fund(env.system, env.user, 100, approve=False)
     start = env.nonce()
-    rpc(env.w3, "evm_setAutomine", False)
-    try:
+    with no_automine(env.w3):
         h = _stuck_approve(env)
         old = env.w3.eth.get_transaction(h)
         env.proxy.seen.clear()
@@ -199,8 +179,6 @@ def _refused_for_good(env, flags=lambda old: ("--yes",), tty_input=None) -> tupl
         env.proxy.clear()
         assert env.w3.eth.get_transaction(h)  # still pending in the node
         mine(env.w3)
-    finally:
-        rpc(env.w3, "evm_setAutomine", True)
     assert env.nonce() == start + 1 and allowance(env) == 10 * env.system.unit  # the original
     return h, res, sends
 
@@ -253,14 +231,11 @@ def _family(h: str) -> list:
 def test_node_lost_both_the_next_write_sends_the_newest_and_never_repeats(env):
     fund(env.system, env.user, 100, approve=False)
     start = env.nonce()
-    rpc(env.w3, "evm_setAutomine", False)
-    try:
+    with no_automine(env.w3):
         h = _stuck_approve(env)
         dropper = _when_replaced(env, h, lambda: rpc(env.w3, "anvil_dropAllTransactions"))
         res = env.cli("tx", "speedup", h, "--yes")
         dropper.join()
-    finally:
-        rpc(env.w3, "evm_setAutomine", True)
     assert res.exit_code == 10, res.output  # neither is in the node: the outcome is open
     new = [x for x in HASH.findall(one_error(res)) if x != h][0]
     assert env.nonce() == start
@@ -289,15 +264,12 @@ def test_replace_refuses_what_it_cannot_replace(env):
 
 def test_a_dry_run_shows_the_replacement_and_sends_nothing(env):
     fund(env.system, env.user, 100, approve=False)
-    rpc(env.w3, "evm_setAutomine", False)
-    try:
+    with no_automine(env.w3):
         h = _stuck_approve(env)
         old = env.w3.eth.get_transaction(h)
         res = env.cli("tx", "speedup", h, "--dry-run", "--json")
         assert env.w3.eth.get_transaction(h)  # still the one in the node
         mine(env.w3)
-    finally:
-        rpc(env.w3, "evm_setAutomine", True)
     assert res.exit_code == 0, res.output
     out = load_json(res)
     assert out["dry_run"] is True and out["mined"] is None and out["replaces"] == h
