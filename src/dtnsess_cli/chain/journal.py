@@ -359,33 +359,49 @@ def known_chain(url: str, directory: Optional[Path] = None) -> Optional[tuple]:
         return None
 
 
-def remember_chain(url: str, chain: Optional[tuple], directory: Optional[Path] = None,
-                   lacks: str = "") -> None:
-    """Note (or with None forget) the chain behind ``url``; best effort (a hint only).
-    ``lacks``: a JSON-RPC method the node there answered "method not found" (``lacking``).
-    What is known to be lacking stays while the chain stays, and goes with it."""
-    path = _chains_file(directory)
+def update_json(path: Path, change: Any) -> None:
+    """Edit the JSON object in ``path`` (unreadable, or not an object: ``{}``) with
+    ``change(data)``; when it returns true, the file is replaced atomically (a temp file beside
+    it, then ``os.replace``: a reader sees the old file or the new one). Best effort: the files
+    kept this way are hints (chains.json, tokens.json, sessions.json), so a failed write is let go."""
     try:
         data = json.loads(path.read_text())
         data = data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         data = {}
-    key = _url_key(url)
-    if chain is None:
-        data.pop(key, None)
-    else:
-        entry = [int(chain[0]), chain[1] or ""]
-        old = data.get(key)
-        if isinstance(old, list) and old[:2] == entry:
-            entry += [m for m in old[2:] if isinstance(m, str) and m != lacks]
-        data[key] = entry + ([lacks] if lacks else [])
+    if not change(data):
+        return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        # NOTE: named per process and thread: two threads of an embedding program may write at once
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps(data))
         os.replace(tmp, path)
     except OSError:
         pass
+
+
+def remember_chain(url: str, chain: Optional[tuple], directory: Optional[Path] = None,
+                   lacks: str = "") -> None:
+    """Note (or with None forget) the chain behind ``url``; best effort (a hint only).
+    ``lacks``: a JSON-RPC method the node there answered "method not found" (``lacking``).
+    What is known to be lacking stays while the chain stays, and goes with it."""
+    key = _url_key(url)
+
+    def change(data: dict) -> bool:
+        if chain is None:
+            return data.pop(key, None) is not None
+        entry = [int(chain[0]), chain[1] or ""]
+        old = data.get(key)
+        if isinstance(old, list) and old[:2] == entry:
+            entry += [m for m in old[2:] if isinstance(m, str) and m != lacks]
+        entry += [lacks] if lacks else []
+        if old == entry:
+            return False
+        data[key] = entry
+        return True
+
+    update_json(_chains_file(directory), change)
 
 
 def chain_tag(chain: Optional[tuple]) -> str:

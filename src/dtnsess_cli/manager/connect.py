@@ -330,30 +330,21 @@ class Connection:
         return r if isinstance(r, str) and r else None
 
     def _remember(self, name: str, key: str, value: Any) -> None:
-        """Set ``key`` in the state file ``name`` (a JSON object), replaced atomically; a file
-        that cannot be read starts afresh, one that cannot be written is left alone."""
-        import json
-        import os
+        """Set ``key`` in the state file ``name`` (a JSON object; journal.update_json)."""
+        from ..chain.journal import update_json
+
+        def change(data: dict) -> bool:
+            if data.get(key) == value:
+                return False
+            data[key] = value
+            return True
 
         try:
             d = self._state_path()
-            if d is None:
-                return
-            path = d / name
-            try:
-                data = json.loads(path.read_text())
-                data = data if isinstance(data, dict) else {}
-            except (OSError, ValueError):
-                data = {}
-            if data.get(key) == value:
-                return
-            data[key] = value
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}")
-            tmp.write_text(json.dumps(data, indent=1))
-            os.replace(tmp, path)
-        except (OSError, DtnsessError):
-            pass
+        except (OSError, DtnsessError):  # no state dir to be had: no hint kept
+            return
+        if d is not None:
+            update_json(d / name, change)
 
     # NOTE: the session this key's last request went to, per chain and manager, so that the
     # next request's first batch can read it along (a hint only: the contract's choice is read
