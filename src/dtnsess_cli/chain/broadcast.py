@@ -206,7 +206,10 @@ def _send_sync(ctx: TxContext, raw_hex: str, tx_hash: str, nonce: int, descripti
     request's own timeout is the receipt timeout, which bounds the node's wait."""
     start = time.monotonic()
     try:
-        with _request_timeout(ctx.rpc, ctx.receipt_timeout):
+        # NOTE: the same status as the receipt poll's: on a chain with real blocks this reply
+        # is the wait for the block (on a terminal the line shows the hash meanwhile)
+        with _request_timeout(ctx.rpc, ctx.receipt_timeout), \
+                ctx.ui.status(f"{description}: waiting for {tx_hash[:10]}… to be mined"):
             resp = raw_request(ctx, SYNC_SEND, [raw_hex])
     except RpcError as lost:  # no answer (or none in time): did it arrive?
         if time.monotonic() - start < ctx.receipt_timeout:
