@@ -349,13 +349,29 @@ def _url_key(url: str) -> str:
     return hashlib.sha256((url or "").encode()).hexdigest()[:32]
 
 
+def read_json(path: Path) -> dict:
+    """The JSON object in ``path``: ``{}`` when unreadable or not an object (the state dir's
+    hints: chains.json, tokens.json, sessions.json)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _chain_entry(url: str, directory: Optional[Path]) -> list:
+    """chains.json's entry for ``url``: [chain id, genesis, methods it lacks...] ([]: none)."""
+    got = read_json(_chains_file(directory)).get(_url_key(url))
+    return got if isinstance(got, list) else []
+
+
 def known_chain(url: str, directory: Optional[Path] = None) -> Optional[tuple]:
     """(chain id, genesis) last seen behind ``url`` (None: never, or unreadable). A hint for
     the sender lock only: the send checks it before signing (``context.take_chain``)."""
+    got = _chain_entry(url, directory)
     try:
-        got = json.loads(_chains_file(directory).read_text()).get(_url_key(url))
         return (int(got[0]), str(got[1])) if got else None
-    except (OSError, ValueError, TypeError, IndexError, AttributeError):
+    except (TypeError, ValueError, IndexError):
         return None
 
 
@@ -364,11 +380,7 @@ def update_json(path: Path, change: Any) -> None:
     ``change(data)``; when it returns true, the file is replaced atomically (a temp file beside
     it, then ``os.replace``: a reader sees the old file or the new one). Best effort: the files
     kept this way are hints (chains.json, tokens.json, sessions.json), so a failed write is let go."""
-    try:
-        data = json.loads(path.read_text())
-        data = data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        data = {}
+    data = read_json(path)
     if not change(data):
         return
     try:
@@ -416,13 +428,10 @@ def chain_tag(chain: Optional[tuple]) -> str:
 def lacking(url: str, chain: tuple, directory: Optional[Path] = None) -> frozenset:
     """The JSON-RPC methods the node behind ``url`` lacks, as noted while it served ``chain``
     ((chain id, genesis); another chain behind the URL: nothing known)."""
-    try:
-        got = json.loads(_chains_file(directory).read_text()).get(_url_key(url))
-        if got[:2] == [int(chain[0]), chain[1] or ""]:
-            return frozenset(m for m in got[2:] if isinstance(m, str))
-    except (OSError, ValueError, TypeError, AttributeError):
-        pass
-    return frozenset()
+    got = _chain_entry(url, directory)
+    if got[:2] != [int(chain[0]), chain[1] or ""]:
+        return frozenset()
+    return frozenset(m for m in got[2:] if isinstance(m, str))
 
 
 def sender_lock(address: str, directory: Optional[Path] = None, chain: Optional[tuple] = None):

@@ -298,20 +298,8 @@ class Connection:
             return state_dir()
         return Path(self._state).expanduser()
 
-    def _token_cache_path(self) -> Any:
-        d = self._state_path()
-        return None if d is None else d / "tokens.json"
-
     def _cached_token(self) -> Optional[dict]:
-        import json
-
-        try:
-            path = self._token_cache_path()
-            if path is None:
-                return None
-            entry = json.loads(path.read_text()).get(self.manager_address)
-        except (OSError, ValueError, AttributeError, DtnsessError):
-            return None
+        entry = self._hint("tokens.json", self.manager_address)
         if not isinstance(entry, dict) or not isinstance(entry.get("symbol"), str):
             return None
         if self._chain_id is not None and entry.get("chain") != self._chain_id:
@@ -329,6 +317,21 @@ class Connection:
         r = (self._cached_token() or {}).get("router")
         return r if isinstance(r, str) and r else None
 
+    def _state_file(self, name: str) -> Any:
+        """The state dir's file ``name`` (a Path), None when no state is kept or none can be."""
+        try:
+            d = self._state_path()
+        except (OSError, DtnsessError):  # no state dir to be had: no hints
+            return None
+        return None if d is None else d / name
+
+    def _hint(self, name: str, key: str) -> Any:
+        """``key`` of the state file ``name`` (None: no state dir, no file, no such key)."""
+        from ..chain.journal import read_json
+
+        path = self._state_file(name)
+        return None if path is None else read_json(path).get(key)
+
     def _remember(self, name: str, key: str, value: Any) -> None:
         """Set ``key`` in the state file ``name`` (a JSON object; journal.update_json)."""
         from ..chain.journal import update_json
@@ -339,12 +342,9 @@ class Connection:
             data[key] = value
             return True
 
-        try:
-            d = self._state_path()
-        except (OSError, DtnsessError):  # no state dir to be had: no hint kept
-            return
-        if d is not None:
-            update_json(d / name, change)
+        path = self._state_file(name)
+        if path is not None:
+            update_json(path, change)
 
     # NOTE: the session this key's last request went to, per chain and manager, so that the
     # next request's first batch can read it along (a hint only: the contract's choice is read
@@ -353,14 +353,7 @@ class Connection:
         return f"{chain}/{self.manager_address}/{self.address}"
 
     def _cached_session(self, chain: Optional[int]) -> Optional[int]:
-        import json
-
-        try:
-            path = self._state_path()
-            sid = json.loads((path / "sessions.json").read_text()).get(
-                self._session_hint_key(chain)) if path is not None else None
-        except (OSError, ValueError, AttributeError, DtnsessError):
-            return None
+        sid = self._hint("sessions.json", self._session_hint_key(chain))
         return sid if isinstance(sid, int) and not isinstance(sid, bool) and sid > 0 else None
 
     def _remember_session(self, sid: int) -> None:
