@@ -202,3 +202,45 @@ def test_command_modules_build_their_options_from_bytecode():
     for path in sorted(Path(cli.__file__).parent.glob("*.py")):
         if "\n@command(" in path.read_text():
             assert "from __future__ import annotations" not in path.read_text(), path.name
+
+
+# issue 19, item 4: `request` and `close` through the library alone (no CLI, whose own imports
+# would hide the library's), run as a user's program would: resolve_settings, Renderer, Client
+LIBRARY_WRITE = (
+    "import json, sys\n"
+    "from dtnsess_cli.config import CliOptions, resolve_settings\n"
+    "from dtnsess_cli.manager import Client\n"
+    "from dtnsess_cli.render import Renderer\n"
+    "c = Client(resolve_settings(CliOptions(yes=True)), Renderer(json_mode=False))\n"
+    "what, arg = sys.argv[1:]\n"
+    "res = c.close_session(int(arg)) if what == 'close' else c.make_ai_request(arg)\n"
+    "sys.stdout.write(json.dumps({'sent': res.tx_hashes, 'modules': sorted(sys.modules)}))\n"
+)
+
+# what the library's request and close no longer import, each with what it cost (measured
+# with -X importtime and in bench/vs_cast.py; see the commits that removed them)
+NOT_ON_THE_WRITE_PATH = (
+    "dtnsess_cli.chain.pipeline",  # batches only: 532 lines and three dataclasses, ~5 ms
+)
+
+
+def test_request_and_close_through_the_library_import_only_what_they_use(
+        anvil, system6, private_keys, user, tmp_path):
+    from helpers import create
+
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("DTNSESS_") and k not in ("ETH_RPC_URL", "FOUNDRY_DIR")}
+    env.update(HOME=str(tmp_path), DTNSESS_LOCK_DIR=str(tmp_path), DTNSESS_RPC_URL=anvil.url,
+               DTNSESS_CONTRACT=system6.manager.address, DTNSESS_PRIVATE_KEY=private_keys[1])
+    fund(system6, user, 100)
+    closed, _ = create(system6, user, 20)
+    create(system6, user, 20)  # the request's session
+    for args in (("close", str(closed)), ("request", "hi")):
+        p = subprocess.run([sys.executable, "-c", LIBRARY_WRITE, *args], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        report = json.loads(p.stdout)
+        assert len(report["sent"]) == 1, report["sent"]
+        loaded = set(report["modules"])
+        for name in NOT_ON_THE_WRITE_PATH:
+            assert name not in loaded, f"{args[0]} through the library imported {name}"
