@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Any, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 
 from ..config import Settings, check_address
 from ..errors import (
@@ -17,7 +17,9 @@ from ..errors import (
 )
 from ..units import Amount, parse_amount
 from .base import ERC20_ABI, check_rpc_url, _hex, contract_at, env_seconds
-from .views import ConfigView
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .readviews import ConfigView
 
 
 class Connection:
@@ -386,6 +388,8 @@ class Connection:
         return self._calls([self._mgr.call("owner")], "owner()")[0]
 
     def config(self) -> ConfigView:
+        from .readviews import ConfigView
+
         c = self._config_tuple()
         (owner,) = self._calls_and_symbol([self._mgr.call("owner")], "owner()")
         a = self.amount

@@ -7,11 +7,14 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from ..errors import ConfigError, DtnsessError, InputError, NoContractError, NotAuthorizedError
 from .base import _writes, contract_at
-from .views import Check, WriteResult
+from .views import WriteResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .readviews import Check
 
 # CRE's production KeystoneForwarder and chain name per chain id (docs.chain.link/cre, "Forwarder
 # Directory"; chain names are the SDK's getNetwork() names). Other chains: --forwarder.
@@ -194,6 +197,8 @@ class Keeper:
         """Checks of a workflow config file (keepers/cre/cleanup/config.*.json) against the
         chain: the chain name, the manager, the receiver and its forwarder, identity and cap,
         the write gas. A failed required check fails the command."""
+        from .readviews import Check
+
         checks: list = []
         cfg = _read_config(path)
         cid = self.chain_id

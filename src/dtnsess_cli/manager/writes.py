@@ -5,13 +5,16 @@ entries, and ``_send`` (``chain.send.send_and_wait`` with the manager's reverts 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 
 from ..errors import (DtnsessError, InputError, LegacyEntryError, LockedError, NotRepeatedError,
                       RevertError, RpcError, TxPendingError)
 from ..units import format_eth
 from .base import SENDER_LOCK_WAIT
-from .views import TxView, WriteResult
+from .views import WriteResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .readviews import TxView
 
 
 def _hash_arg(tx_hash: str) -> str:
@@ -594,6 +597,8 @@ class Writes:
     def tx_view(self, tx_hash: str) -> TxView:
         """Status, block, gas, fee and decoded events of a transaction, with the journal's
         record of what it was for (an open entry is resolved when the chain has settled it)."""
+        from .readviews import TxView
+
         from ..chain import send as tx
         from ..chain.journal import FAILED, MINED, OPEN, Journal
 
