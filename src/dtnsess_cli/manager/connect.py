@@ -5,6 +5,7 @@ fee token, and the batched reads every view is made of (one round trip each).
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 
@@ -288,17 +289,15 @@ class Connection:
     # read needs no second round trip for symbol() (the token is only known from getConfig()).
     # Every run still reads getConfig(): a cached entry is used only when its token is the one
     # getConfig() names, on the same chain. A cache that cannot be read or written is no cache.
-    def _state_path(self) -> Any:
-        """The state directory (a Path), or None when this client keeps no state."""
-        from pathlib import Path
-
+    def _state_path(self) -> Optional[str]:
+        """The state directory, or None when this client keeps no state."""
         if self._state is False:
             return None
         if self._state is None:
-            from ..chain.journal import state_dir
+            from ..chain.journal import state_path
 
-            return state_dir()
-        return Path(self._state).expanduser()
+            return state_path()
+        return os.path.expanduser(os.fspath(self._state))
 
     def _cached_token(self) -> Optional[dict]:
         entry = self._hint("tokens.json", self.manager_address)
@@ -319,13 +318,13 @@ class Connection:
         r = (self._cached_token() or {}).get("router")
         return r if isinstance(r, str) and r else None
 
-    def _state_file(self, name: str) -> Any:
-        """The state dir's file ``name`` (a Path), None when no state is kept or none can be."""
+    def _state_file(self, name: str) -> Optional[str]:
+        """The state dir's file ``name``, None when no state is kept or none can be."""
         try:
             d = self._state_path()
         except (OSError, DtnsessError):  # no state dir to be had: no hints
             return None
-        return None if d is None else d / name
+        return None if d is None else os.path.join(d, name)
 
     def _hint(self, name: str, key: str) -> Any:
         """``key`` of the state file ``name`` (None: no state dir, no file, no such key)."""
