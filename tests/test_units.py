@@ -1,6 +1,7 @@
 """Exact amounts: parse and format without floats."""
 
 import pytest
+from hypothesis import given, strategies as st
 
 from dtnsess_cli.errors import ExitCode, InputError
 from dtnsess_cli.units import Amount, format_amount, parse_amount, parse_eth_value, parse_gwei
@@ -74,3 +75,41 @@ def test_parse_gwei():
     assert parse_gwei("2.5") == 2_500_000_000
     with pytest.raises(InputError):
         parse_gwei("0")
+
+
+# issue 19: amounts are parsed with integer arithmetic on their digits (no decimal import);
+# decimal itself is the reference here, with precision to spare
+_DIGITS = "0123456789"
+
+
+def _by_decimal(num: str, decimals: int):
+    from decimal import Decimal, localcontext
+
+    with localcontext() as ctx:
+        ctx.prec = 2000
+        d = Decimal(num).scaleb(decimals)
+        return int(d) if d == d.to_integral_value() else None
+
+
+def _parsed(parse, *args):
+    try:
+        return parse(*args)
+    except InputError:
+        return None
+
+
+@given(whole=st.text(_DIGITS, max_size=30), frac=st.none() | st.text(_DIGITS, max_size=30),
+       exp=st.none() | st.integers(-99, 99), decimals=st.integers(0, 30))
+def test_amounts_parse_as_decimal_would(whole, frac, exp, decimals):
+    plain = whole + ("" if frac is None else "." + frac)
+    if not plain.strip("."):
+        return  # "", ".": not numbers (refused)
+    want = _by_decimal(plain, decimals)
+    want = None if want is None or want == 0 or want > 2**256 - 1 else want
+    assert _parsed(parse_amount, plain, decimals) == want
+    if exp is not None and decimals in (0, 9, 18):
+        num = f"{plain}e{exp}"
+        want = _by_decimal(num, decimals)
+        want = None if want is None or want > 2**256 - 1 else want
+        unit = {0: "wei", 9: "gwei", 18: "ether"}[decimals]
+        assert _parsed(parse_eth_value, num + unit) == want, num
