@@ -78,6 +78,8 @@ def state_path() -> str:
 
 @dataclass
 class Entry:
+    """One signed transaction of the journal (a row of ``txs``)."""
+
     chain_id: int
     sender: str
     tx_hash: str
