@@ -113,3 +113,28 @@ def test_amounts_parse_as_decimal_would(whole, frac, exp, decimals):
         want = None if want is None or want > 2**256 - 1 else want
         unit = {0: "wei", 9: "gwei", 18: "ether"}[decimals]
         assert _parsed(parse_eth_value, num + unit) == want, num
+
+
+@pytest.mark.parametrize("text,decimals,reason", [
+    ("1" * 5000, 6, "too large (above uint256)"),
+    ("0." + "0" * 5000 + "1", 6, "more than 6 fractional digits"),
+    ("1" * 100 + "." + "0" * 5000, 6, "too large (above uint256)"),
+    ("0" * 5000 + "12.5" + "0" * 5000, 6, None),
+    ("1" * 5000 + ".5", 0, "more than 0 fractional digits"),
+])
+def test_amounts_of_thousands_of_digits_are_one_input_error(text, decimals, reason):
+    """int() refuses a str of over 4,300 digits: a hostile amount must still be a plain InputError
+    (exit 4, one line), as it was with decimal, and zeros around a number do not matter."""
+    if reason is None:
+        assert parse_amount(text, decimals) == 12_500_000
+        return
+    with pytest.raises(InputError) as exc:
+        parse_amount(text, decimals)
+    assert reason in exc.value.message
+
+
+def test_eth_values_of_thousands_of_digits_are_one_input_error():
+    with pytest.raises(InputError) as exc:
+        parse_eth_value("9" * 5000 + "gwei")
+    assert "too large" in exc.value.message
+    assert parse_eth_value("0" * 5000 + "1.5e3gwei") == 1_500 * 10**9
