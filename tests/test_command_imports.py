@@ -202,3 +202,59 @@ def test_command_modules_build_their_options_from_bytecode():
     for path in sorted(Path(cli.__file__).parent.glob("*.py")):
         if "\n@command(" in path.read_text():
             assert "from __future__ import annotations" not in path.read_text(), path.name
+
+
+# issue 19, item 4: `request` and `close` through the library alone (no CLI, whose own imports
+# would hide the library's), run as a user's program would: resolve_settings, Renderer, Client.
+# It reports which of the entries given (a module, or "module:Name", a name defined in a module
+# that is loaded) the run made.
+LIBRARY_WRITE = (
+    "import json, sys\n"
+    "from dtnsess_cli.config import CliOptions, resolve_settings\n"
+    "from dtnsess_cli.manager import Client\n"
+    "from dtnsess_cli.render import Renderer\n"
+    "c = Client(resolve_settings(CliOptions(yes=True)), Renderer(json_mode=False))\n"
+    "what, arg, entries = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])\n"
+    "res = c.close_session(int(arg)) if what == 'close' else c.make_ai_request(arg)\n"
+    "def made(entry):\n"
+    "    module, _, name = entry.partition(':')\n"
+    "    m = sys.modules.get(module)\n"
+    "    return m is not None and (not name or name in vars(m))\n"
+    "sys.stdout.write(json.dumps({'sent': res.tx_hashes, 'made': [e for e in entries if made(e)]}))\n"
+)
+
+# what the library's request and close no longer import or create, each with what it cost
+# (marginal import times measured in fresh interpreters; dataclasses ~1.2-1.7 ms each)
+NOT_ON_THE_WRITE_PATH = (
+    "dtnsess_cli.chain.pipeline",  # batches only: 532 lines and three dataclasses, ~5 ms
+    # the results of reads and checks: six dataclasses, ~7 ms (views names them on first use)
+    *(f"dtnsess_cli.manager.views:{n}" for n in ("ConfigView", "Balances", "RequestView",
+                                                  "ResponseView", "TxView", "Check")),
+    "dtnsess_cli.chain.send:Deploy",  # a contract creation to send (frozen dataclass): ~1.5 ms
+    "encodings.idna",  # a str host in getaddrinfo (with stringprep, unicodedata): ~5 ms
+    "random",  # the jitter of read retries, drawn only when a read is retried: ~2 ms
+    "pathlib",  # the write path's files are str paths (os.path): ~2.5 ms
+    "decimal",  # amounts are parsed with integer arithmetic on their digits: ~2 ms
+    "hmac",  # keystores only (the MAC check): ~0.4 ms
+)
+
+
+def test_request_and_close_through_the_library_import_only_what_they_use(
+        anvil, system6, private_keys, user, tmp_path):
+    from helpers import create
+
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("DTNSESS_") and k not in ("ETH_RPC_URL", "FOUNDRY_DIR")}
+    env.update(HOME=str(tmp_path), DTNSESS_LOCK_DIR=str(tmp_path), DTNSESS_RPC_URL=anvil.url,
+               DTNSESS_CONTRACT=system6.manager.address, DTNSESS_PRIVATE_KEY=private_keys[1])
+    fund(system6, user, 100)
+    closed, _ = create(system6, user, 20)
+    create(system6, user, 20)  # the request's session
+    for args in (("close", str(closed)), ("request", "hi")):
+        p = subprocess.run([sys.executable, "-c", LIBRARY_WRITE, *args,
+                            json.dumps(NOT_ON_THE_WRITE_PATH)], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        report = json.loads(p.stdout)
+        assert len(report["sent"]) == 1, report["sent"]
+        assert report["made"] == [], f"{args[0]} through the library made {report['made']}"

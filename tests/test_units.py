@@ -1,6 +1,7 @@
 """Exact amounts: parse and format without floats."""
 
 import pytest
+from hypothesis import given, strategies as st
 
 from dtnsess_cli.errors import ExitCode, InputError
 from dtnsess_cli.units import Amount, format_amount, parse_amount, parse_eth_value, parse_gwei
@@ -74,3 +75,66 @@ def test_parse_gwei():
     assert parse_gwei("2.5") == 2_500_000_000
     with pytest.raises(InputError):
         parse_gwei("0")
+
+
+# issue 19: amounts are parsed with integer arithmetic on their digits (no decimal import);
+# decimal itself is the reference here, with precision to spare
+_DIGITS = "0123456789"
+
+
+def _by_decimal(num: str, decimals: int):
+    from decimal import Decimal, localcontext
+
+    with localcontext() as ctx:
+        ctx.prec = 2000
+        d = Decimal(num).scaleb(decimals)
+        return int(d) if d == d.to_integral_value() else None
+
+
+def _parsed(parse, *args):
+    try:
+        return parse(*args)
+    except InputError:
+        return None
+
+
+@given(whole=st.text(_DIGITS, max_size=30), frac=st.none() | st.text(_DIGITS, max_size=30),
+       exp=st.none() | st.integers(-99, 99), decimals=st.integers(0, 30))
+def test_amounts_parse_as_decimal_would(whole, frac, exp, decimals):
+    plain = whole + ("" if frac is None else "." + frac)
+    if not plain.strip("."):
+        return  # "", ".": not numbers (refused)
+    want = _by_decimal(plain, decimals)
+    want = None if want is None or want == 0 or want > 2**256 - 1 else want
+    assert _parsed(parse_amount, plain, decimals) == want
+    if exp is not None and decimals in (0, 9, 18):
+        num = f"{plain}e{exp}"
+        want = _by_decimal(num, decimals)
+        want = None if want is None or want > 2**256 - 1 else want
+        unit = {0: "wei", 9: "gwei", 18: "ether"}[decimals]
+        assert _parsed(parse_eth_value, num + unit) == want, num
+
+
+@pytest.mark.parametrize("text,decimals,reason", [
+    ("1" * 5000, 6, "too large (above uint256)"),
+    ("0." + "0" * 5000 + "1", 6, "more than 6 fractional digits"),
+    ("1" * 100 + "." + "0" * 5000, 6, "too large (above uint256)"),
+    ("0" * 5000 + "12.5" + "0" * 5000, 6, None),
+    ("1" * 5000 + ".5", 0, "more than 0 fractional digits"),
+])
+def test_amounts_of_thousands_of_digits_are_one_input_error(text, decimals, reason):
+    """int() refuses a str of over 4,300 digits: a hostile amount must still be a plain InputError
+    (exit 4, one line), as it was with decimal, and zeros around a number do not matter."""
+    if reason is None:
+        assert parse_amount(text, decimals) == 12_500_000
+        return
+    with pytest.raises(InputError) as exc:
+        parse_amount(text, decimals)
+    assert reason in exc.value.message
+
+
+def test_eth_values_of_thousands_of_digits_are_one_input_error():
+    with pytest.raises(InputError) as exc:
+        parse_eth_value("9" * 5000 + "gwei")
+    assert "too large" in exc.value.message
+    assert parse_eth_value("0" * 5000 + "1.5e3gwei") == 1_500 * 10**9

@@ -14,11 +14,10 @@ import json
 import os
 import re
 import sys
-from decimal import Decimal
 from enum import Enum
 from typing import Any, Iterable, Iterator, Optional, Sequence
 
-from .units import Amount
+from .units import Amount, is_decimal
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -37,7 +36,7 @@ def to_jsonable(obj: Any) -> Any:
         return "0x" + bytes(obj).hex()
     if isinstance(obj, Enum):
         return obj.name.lower()
-    if isinstance(obj, Decimal):
+    if is_decimal(obj):
         return str(obj)
     if isinstance(obj, bool) or obj is None or isinstance(obj, (str, float)):
         return obj

@@ -47,20 +47,14 @@ from ..errors import (
 )
 from ..manager.base import DEFAULT_CALLBACK_GAS_WEI, MAX_PROMPT_BYTES
 from ..manager.quiet import LOGGER_NAME
-from ..manager.views import (
-    Balances,
-    Check,
-    ConfigView,
-    RequestView,
-    ResponseView,
-    SessionView,
-    TxView,
-    WriteResult,
-)
+from ..manager import views as _views
+from ..manager.views import SessionView, WriteResult
 from ..units import Amount
 from .client import Client, Signer, default_state_dir, signer_from_key, signer_from_keystore
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers; loaded lazily (``__getattr__``)
+    from ..manager.readviews import (Balances, Check, ConfigView, RequestView, ResponseView,
+                                     TxView)
     from ..chain.send import TxResult
     from ..chain.signing import LocalSigner
     from .aio import AsyncClient
@@ -92,6 +86,8 @@ def __getattr__(name: str) -> Any:
         from .aio import AsyncClient
 
         return AsyncClient
+    if name in _views.READ_VIEWS:  # the results of reads and checks (see views.READ_VIEWS)
+        return getattr(_views, name)
     if name == "TxResult":
         from ..chain.send import TxResult
 

@@ -4,7 +4,6 @@ a signer (see the package's docstring and docs/api.md); signers from a key or a 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Protocol, Union
 
 from ..config import DEFAULT_MODEL, Settings
@@ -13,6 +12,8 @@ from ..manager import Client as _ManagerClient
 from ..manager.base import check_rpc_url
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+
     from ..chain.signing import LocalSigner
 
 __all__ = ["Client", "Signer", "default_state_dir", "signer_from_key", "signer_from_keystore"]
@@ -70,7 +71,8 @@ def signer_from_keystore(keystore: Union[str, "os.PathLike[str]", dict],
     else:
         where = os.fspath(keystore)
         try:
-            doc = json.loads(Path(where).expanduser().read_text())
+            with open(os.path.expanduser(where)) as fh:
+                doc = json.load(fh)
         except OSError as exc:
             raise KeystoreError(where, f"cannot read: {exc.strerror}", config=True) from None
         except ValueError:
@@ -218,7 +220,10 @@ class Client(_ManagerClient):
     @property
     def state_dir(self) -> Optional[Path]:
         """The directory of this client's journal and sender lock (None: none kept)."""
-        return self._state_path()
+        from pathlib import Path
+
+        state = self._state_path()
+        return None if state is None else Path(state)
 
     def simulating(self) -> "Client":
         """A client like this one whose writes are simulated only (``dry_run=True``)."""

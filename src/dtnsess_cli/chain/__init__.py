@@ -13,6 +13,7 @@
 - :mod:`.simulate`  eth_call before the send, revert errors, a failed receipt's replay
 - :mod:`.broadcast` journal first, then the send; lost replies looked up by hash; the receipt
 - :mod:`.pipeline`  batches: pipelined sends and sends back to back in one batch
+- :mod:`.deploy`    a contract creation to send
 - :mod:`.replace`   a stuck transaction replaced at its nonce (tx speedup / tx cancel)
 - :mod:`.journal`   every signed transaction on disk before its send; the per-(chain, sender) lock
 - :mod:`.oslock`    the inter-process lock of a file (flock; filelock on Windows only)

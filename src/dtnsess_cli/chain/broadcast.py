@@ -5,6 +5,7 @@ is the receipt, and nothing is polled."""
 
 from __future__ import annotations
 
+import os
 import time
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional, Sequence
@@ -193,7 +194,7 @@ def sync_send(ctx: TxContext) -> bool:
             from .journal import lacking
 
             chain = (ctx.chain_id, ctx.genesis or "")
-            ctx.sync_send = SYNC_SEND not in lacking(ctx.rpc_url, chain, ctx.journal.path.parent)
+            ctx.sync_send = SYNC_SEND not in lacking(ctx.rpc_url, chain, os.path.dirname(ctx.journal.path))
     return ctx.sync_send
 
 
@@ -247,7 +248,7 @@ def _note_lacking(ctx: TxContext) -> None:
     if ctx.journal is not None and ctx.rpc_url:
         from .journal import remember_chain
 
-        remember_chain(ctx.rpc_url, (ctx.chain_id, ctx.genesis or ""), ctx.journal.path.parent,
+        remember_chain(ctx.rpc_url, (ctx.chain_id, ctx.genesis or ""), os.path.dirname(ctx.journal.path),
                        lacks=SYNC_SEND)
 
 

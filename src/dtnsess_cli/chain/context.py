@@ -177,17 +177,8 @@ class TxContext:
         return self.friendly(dec, description, tx_hash, self.token_decimals, self.token_symbol)
 
 
-@dataclass(frozen=True)
-class Deploy:
-    """A contract creation to send: its init code (bytecode + constructor arguments)."""
-
-    data: str
-    to: None = None
-    function: None = None
-
-
 def _call_parts(fn_call: Any) -> tuple:
-    """(to, data, function) of a ``chain.contract.Call`` or a :class:`Deploy`."""
+    """(to, data, function) of a ``chain.contract.Call`` or a ``chain.deploy.Deploy``."""
     return fn_call.to, fn_call.data, fn_call.function
 
 

@@ -30,12 +30,18 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from ..errors import ConfigError
 
+if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+    from typing import Union
+
+    StrPath = Union[str, "os.PathLike[str]"]  # a file or directory: a str (or a Path)
+
 STATE_ENV = "DTNSESS_STATE_DIR"
+JOURNAL_FILE = "journal.sqlite3"
 OPEN, MINED, FAILED, REPLACED, DROPPED = "open", "mined", "failed", "replaced", "dropped"
 # an open entry of a chain that no longer exists (``dtnsess journal forget``, ``devnet reset``)
 FORGOTTEN = "forgotten"
@@ -47,21 +53,33 @@ INTENT: contextvars.ContextVar[Optional[dict]] = contextvars.ContextVar("dtnsess
 
 
 def state_dir() -> Path:
+    """The directory of the journal, the sender locks and the state files (``state_path``)."""
+    from pathlib import Path
+
+    return Path(state_path())
+
+
+def state_path() -> str:
+    """``state_dir()`` as a str. NOTE: the write path uses str paths (os.path), not pathlib,
+    whose import cost ~2.5 ms of every write (issue 19)."""
     env = os.environ.get(STATE_ENV)
     if env:
-        return Path(env).expanduser()
+        return os.path.expanduser(env)
     if sys.platform == "linux" and not os.environ.get("ANDROID_DATA"):
         # NOTE: platformdirs' XDG rule for Linux, without its import (~30 ms of CPU, every
         # write; issue 19); tests/test_config.py holds it to platformdirs' answer
         xdg = os.environ.get("XDG_STATE_HOME", "")
-        return Path(xdg if xdg.strip() else os.path.expanduser("~/.local/state")) / "dtnsess"
+        return os.path.join(xdg if xdg.strip() else os.path.expanduser("~/.local/state"),
+                            "dtnsess")
     import platformdirs
 
-    return Path(platformdirs.user_state_dir("dtnsess", appauthor=False))
+    return platformdirs.user_state_dir("dtnsess", appauthor=False)
 
 
 @dataclass
 class Entry:
+    """One signed transaction of the journal (a row of ``txs``)."""
+
     chain_id: int
     sender: str
     tx_hash: str
@@ -175,14 +193,14 @@ def _migrate(db: sqlite3.Connection) -> None:
 
 
 class Journal:
-    """The journal file (``state_dir()/journal.sqlite3`` by default)."""
+    """The journal file (``state_dir()/journal.sqlite3`` by default; ``path``: a str)."""
 
-    def __init__(self, path: Optional[Path] = None) -> None:
-        self.path = Path(path) if path else state_dir() / "journal.sqlite3"
+    def __init__(self, path: Optional[StrPath] = None) -> None:
+        self.path: str = os.fspath(path) if path else os.path.join(state_path(), JOURNAL_FILE)
         # NOTE: SQLite takes an empty file for a new database: a journal truncated to 0 bytes
         # (a full disk, a careless cleanup) would forget its open entries without a word
         try:
-            self.emptied = self.path.stat().st_size == 0
+            self.emptied = os.stat(self.path).st_size == 0
         except OSError:
             self.emptied = False
         # NOTE: one connection per thread (sqlite3 objects belong to the thread that made
@@ -191,7 +209,7 @@ class Journal:
         self._all: list = []
         self._lock = threading.Lock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
             self.db.executescript(_SCHEMA)
             _migrate(self.db)
         except (OSError, sqlite3.Error) as exc:
@@ -205,7 +223,7 @@ class Journal:
         if db is None:
             try:
                 # autocommit: every statement is its own transaction (no long-held write locks)
-                db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None,
+                db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                      check_same_thread=False)
                 db.execute("PRAGMA journal_mode=WAL")
             except sqlite3.Error as exc:
@@ -338,8 +356,8 @@ class Journal:
             raise ConfigError(f"transaction journal {self.path}: {exc}") from None
 
 
-def _chains_file(directory: Optional[Path]) -> Path:
-    return Path(directory or state_dir()) / "chains.json"
+def _chains_file(directory: Optional[StrPath]) -> str:
+    return os.path.join(directory or state_path(), "chains.json")
 
 
 def _url_key(url: str) -> str:
@@ -349,23 +367,24 @@ def _url_key(url: str) -> str:
     return hashlib.sha256((url or "").encode()).hexdigest()[:32]
 
 
-def read_json(path: Path) -> dict:
+def read_json(path: StrPath) -> dict:
     """The JSON object in ``path``: ``{}`` when unreadable or not an object (the state dir's
     hints: chains.json, tokens.json, sessions.json)."""
     try:
-        data = json.loads(path.read_text())
+        with open(path) as fh:
+            data = json.load(fh)
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
 
 
-def _chain_entry(url: str, directory: Optional[Path]) -> list:
+def _chain_entry(url: str, directory: Optional[StrPath]) -> list:
     """chains.json's entry for ``url``: [chain id, genesis, methods it lacks...] ([]: none)."""
     got = read_json(_chains_file(directory)).get(_url_key(url))
     return got if isinstance(got, list) else []
 
 
-def known_chain(url: str, directory: Optional[Path] = None) -> Optional[tuple]:
+def known_chain(url: str, directory: Optional[StrPath] = None) -> Optional[tuple]:
     """(chain id, genesis) last seen behind ``url`` (None: never, or unreadable). A hint for
     the sender lock only: the send checks it before signing (``context.take_chain``)."""
     got = _chain_entry(url, directory)
@@ -375,7 +394,7 @@ def known_chain(url: str, directory: Optional[Path] = None) -> Optional[tuple]:
         return None
 
 
-def update_json(path: Path, change: Any) -> None:
+def update_json(path: StrPath, change: Any) -> None:
     """Edit the JSON object in ``path`` (unreadable, or not an object: ``{}``) with
     ``change(data)``; when it returns true, the file is replaced atomically (a temp file beside
     it, then ``os.replace``: a reader sees the old file or the new one). Best effort: the files
@@ -383,17 +402,19 @@ def update_json(path: Path, change: Any) -> None:
     data = read_json(path)
     if not change(data):
         return
+    directory, name = os.path.split(os.fspath(path))
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(directory or ".", exist_ok=True)
         # NOTE: named per process and thread: two threads of an embedding program may write at once
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps(data))
+        tmp = os.path.join(directory, f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        with open(tmp, "w") as fh:
+            fh.write(json.dumps(data))
         os.replace(tmp, path)
     except OSError:
         pass
 
 
-def remember_chain(url: str, chain: Optional[tuple], directory: Optional[Path] = None,
+def remember_chain(url: str, chain: Optional[tuple], directory: Optional[StrPath] = None,
                    lacks: str = "") -> None:
     """Note (or with None forget) the chain behind ``url``; best effort (a hint only).
     ``lacks``: a JSON-RPC method the node there answered "method not found" (``lacking``).
@@ -425,7 +446,7 @@ def chain_tag(chain: Optional[tuple]) -> str:
     return f"{int(cid)}-" + (f"{genesis.lower()[2:]}-" if genesis else "")
 
 
-def lacking(url: str, chain: tuple, directory: Optional[Path] = None) -> frozenset:
+def lacking(url: str, chain: tuple, directory: Optional[StrPath] = None) -> frozenset:
     """The JSON-RPC methods the node behind ``url`` lacks, as noted while it served ``chain``
     ((chain id, genesis); another chain behind the URL: nothing known)."""
     got = _chain_entry(url, directory)
@@ -434,7 +455,7 @@ def lacking(url: str, chain: tuple, directory: Optional[Path] = None) -> frozens
     return frozenset(m for m in got[2:] if isinstance(m, str))
 
 
-def sender_lock(address: str, directory: Optional[Path] = None, chain: Optional[tuple] = None):
+def sender_lock(address: str, directory: Optional[StrPath] = None, chain: Optional[tuple] = None):
     """The inter-process lock of one sender on one chain (an ``oslock.FileLock``), in
     ``directory`` (default: ``state_dir()``). ``chain``: (chain id, genesis hash) -- a chain is
     both, as in the journal (genesis "": the node has none; the id alone then).
@@ -444,10 +465,10 @@ def sender_lock(address: str, directory: Optional[Path] = None, chain: Optional[
     lock from ``known_chain`` (checked before signing), else read (``Writes._chain_key``)."""
     from .oslock import FileLock
 
-    d = Path(directory or state_dir()) / "locks"
+    d = os.path.join(directory or state_path(), "locks")
     try:
-        d.mkdir(parents=True, exist_ok=True)
+        os.makedirs(d, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create the lock directory {d}: {exc.strerror}",
                           hint=f"set {STATE_ENV} to a writable directory") from None
-    return FileLock(d / f"sender-{chain_tag(chain)}{address.lower()}.lock")
+    return FileLock(os.path.join(d, f"sender-{chain_tag(chain)}{address.lower()}.lock"))

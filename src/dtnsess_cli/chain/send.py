@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from .broadcast import (  # noqa: F401 - re-exported
     LOOKUP_BACKOFF, RECEIPT_FIRST_WAIT, RECEIPT_POLL_FIRST, RECEIPT_POLL_MAX, _KNOWN,
@@ -35,7 +35,7 @@ from .broadcast import (  # noqa: F401 - re-exported
     sign_and_send, send_unlocked, sync_send,
     wait_for_receipt, warn_journal_gap)
 from .context import (  # noqa: F401 - re-exported
-    BATCH_SIZE, CHAIN_REQUESTS, DEFAULT_RECEIPT_TIMEOUT, GENESIS_REQUEST, DecodedEvent, Deploy,
+    BATCH_SIZE, CHAIN_REQUESTS, DEFAULT_RECEIPT_TIMEOUT, GENESIS_REQUEST, DecodedEvent,
     TxContext, TxOverrides, TxResult, _call_parts, _decode_return, _hexq, _json_tx, _node_message,
     _to_bytes, chain_requests, decode_logs, plain_revert, raw_request, response_error, rpc_batch,
     rpc_error, take_chain, to_rpc_error)
@@ -45,10 +45,26 @@ from .fees import (  # noqa: F401 - re-exported
     L1_GAS_PRICE_ORACLE, TX_GAS_CAP, ChainFacts, _check_eth, _confirm, _eth_floor_error,
     _fact_requests, _facts_from, _quantity, _tip_of, cost_line, gas_limit_for, l1_fee_of,
     l1_fee_request, limit_for, receipt_l1_fee, with_overrides)
-from .pipeline import (  # noqa: F401 - re-exported
-    Call, Outcome, Pipeline, Prepared, _base_tx_of, _batch_refused, _prep_requests, _prep_take,
-    batch_error, prepare_many, send_many, send_together)
 from .simulate import SIM_BLOCK, _call_error, _failed_receipt, simulate  # noqa: F401
+
+if TYPE_CHECKING:  # pragma: no cover - at run time: __getattr__
+    from .deploy import Deploy
+    from .pipeline import (Call, Outcome, Pipeline, Prepared, batch_error, prepare_many,
+                           send_many, send_together)
+
+# NOTE: named on first use (PEP 562): one write needs none of them, and importing the pipeline
+# (three dataclasses) and Deploy cost ~6 ms of each request's and close's start-up
+_LAZY = {**dict.fromkeys(("Call", "Outcome", "Pipeline", "Prepared", "batch_error",
+                          "prepare_many", "send_many", "send_together"), "pipeline"),
+         "Deploy": "deploy"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__package__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def send_and_wait(ctx: TxContext, fn_call: Any, *, value: int = 0,

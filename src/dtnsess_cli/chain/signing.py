@@ -16,8 +16,6 @@ ever shows it (nor the password).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from typing import Any, NamedTuple, Optional, Sequence, Union
 
@@ -298,6 +296,9 @@ def recover_address(msg_hash: bytes, rec: int, r: int, s: int) -> str:
 def decrypt_keystore(keyfile: Union[dict, str, bytes], password: Union[str, bytes]) -> bytes:
     """The 32-byte private key in a v3 keystore. :class:`WrongPasswordError` when the MAC does
     not match, :class:`KeystoreError` when the document is not a supported keystore."""
+    import hashlib  # NOTE: keystores only; hmac is not imported by a write otherwise
+    import hmac
+
     if isinstance(keyfile, (str, bytes)):
         try:
             keyfile = json.loads(keyfile)

@@ -14,6 +14,8 @@ routing and constants, ``reverts`` the manager's errors in words.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .base import (  # noqa: F401 - the public names of the session manager
     AGGREGATION_ANY,
     ANSWERED,
@@ -40,17 +42,19 @@ from .maintenance import Maintenance
 from .pool import Pool
 from .requests import Requests
 from .sessions import Sessions
-from .views import (  # noqa: F401
-    Balances,
-    Check,
-    ConfigView,
-    RequestView,
-    ResponseView,
-    SessionView,
-    TxView,
-    WriteResult,
-)
+from . import views
+from .views import SessionView, WriteResult  # noqa: F401
 from .writes import Writes
+
+if TYPE_CHECKING:  # pragma: no cover - at run time: __getattr__
+    from .readviews import Balances, Check, ConfigView, RequestView, ResponseView, TxView
+
+
+def __getattr__(name: str) -> Any:
+    # NOTE: the results of reads and checks on first use (see views.READ_VIEWS)
+    if name in views.READ_VIEWS:
+        return getattr(views, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

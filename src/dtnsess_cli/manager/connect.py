@@ -5,8 +5,9 @@ fee token, and the batched reads every view is made of (one round trip each).
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
-from typing import Any, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 
 from ..config import Settings, check_address
 from ..errors import (
@@ -17,7 +18,9 @@ from ..errors import (
 )
 from ..units import Amount, parse_amount
 from .base import ERC20_ABI, check_rpc_url, _hex, contract_at, env_seconds
-from .views import ConfigView
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .readviews import ConfigView
 
 
 class Connection:
@@ -286,17 +289,15 @@ class Connection:
     # read needs no second round trip for symbol() (the token is only known from getConfig()).
     # Every run still reads getConfig(): a cached entry is used only when its token is the one
     # getConfig() names, on the same chain. A cache that cannot be read or written is no cache.
-    def _state_path(self) -> Any:
-        """The state directory (a Path), or None when this client keeps no state."""
-        from pathlib import Path
-
+    def _state_path(self) -> Optional[str]:
+        """The state directory, or None when this client keeps no state."""
         if self._state is False:
             return None
         if self._state is None:
-            from ..chain.journal import state_dir
+            from ..chain.journal import state_path
 
-            return state_dir()
-        return Path(self._state).expanduser()
+            return state_path()
+        return os.path.expanduser(os.fspath(self._state))
 
     def _cached_token(self) -> Optional[dict]:
         entry = self._hint("tokens.json", self.manager_address)
@@ -317,13 +318,13 @@ class Connection:
         r = (self._cached_token() or {}).get("router")
         return r if isinstance(r, str) and r else None
 
-    def _state_file(self, name: str) -> Any:
-        """The state dir's file ``name`` (a Path), None when no state is kept or none can be."""
+    def _state_file(self, name: str) -> Optional[str]:
+        """The state dir's file ``name``, None when no state is kept or none can be."""
         try:
             d = self._state_path()
         except (OSError, DtnsessError):  # no state dir to be had: no hints
             return None
-        return None if d is None else d / name
+        return None if d is None else os.path.join(d, name)
 
     def _hint(self, name: str, key: str) -> Any:
         """``key`` of the state file ``name`` (None: no state dir, no file, no such key)."""
@@ -386,6 +387,8 @@ class Connection:
         return self._calls([self._mgr.call("owner")], "owner()")[0]
 
     def config(self) -> ConfigView:
+        from .readviews import ConfigView
+
         c = self._config_tuple()
         (owner,) = self._calls_and_symbol([self._mgr.call("owner")], "owner()")
         a = self.amount

@@ -4,14 +4,14 @@ config file against the chain before ``cre workflow deploy``."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from ..errors import ConfigError, DtnsessError, InputError, NoContractError, NotAuthorizedError
 from .base import _writes, contract_at
-from .views import Check, WriteResult
+from .views import WriteResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .readviews import Check
 
 # CRE's production KeystoneForwarder and chain name per chain id (docs.chain.link/cre, "Forwarder
 # Directory"; chain names are the SDK's getNetwork() names). Other chains: --forwarder.
@@ -40,6 +40,8 @@ IRECEIVER_INTERFACE_ID = bytes.fromhex("805f2132")  # bytes4(keccak256("onReport
 def workflow_name_bytes(name: str) -> bytes:
     """A workflow name as CRE's forwarder metadata carries it (bytes10): the first 10 hex
     characters of sha256(name), as ASCII. Empty: no name check."""
+    import hashlib
+
     if not name:
         return b"\x00" * 10
     return hashlib.sha256(name.encode()).hexdigest()[:10].encode()
@@ -194,6 +196,8 @@ class Keeper:
         """Checks of a workflow config file (keepers/cre/cleanup/config.*.json) against the
         chain: the chain name, the manager, the receiver and its forwarder, identity and cap,
         the write gas. A failed required check fails the command."""
+        from .readviews import Check
+
         checks: list = []
         cfg = _read_config(path)
         cid = self.chain_id
@@ -239,8 +243,11 @@ class Keeper:
 
 
 def _read_config(path: str) -> dict:
+    import json
+
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
     except FileNotFoundError:
         raise InputError("config file", path, "not found") from None
     except (OSError, ValueError) as exc:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from ..errors import (
     BlockGasLimitError,
@@ -26,7 +26,10 @@ from .base import (
     contract_at,
     _writes,
 )
-from .views import WriteResult, Check
+from .views import WriteResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .readviews import Check
 
 
 # Idle sessions read before a cleanup (what a dry run shows); the cleanup itself goes on until none
@@ -345,6 +348,8 @@ class Maintenance:
         return None, f"{model}: not checked (the simulated request reverts: {reason})"
 
     def doctor(self) -> list:
+        from .readviews import Check
+
         checks: list[Check] = []
 
         def run(name, fn, required=True):

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from ..chain.clock import sleep
 from ..errors import (
@@ -50,8 +50,11 @@ from .base import (
     node_fee,
     prompt_call_len,
 )
-from .views import SessionView, RequestView, ResponseView, WriteResult
+from .views import SessionView, WriteResult
 from .writes import Unfolded
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .readviews import RequestView, ResponseView
 
 # a request unanswered this long was likely skipped by the node (it says nothing): say why it may be
 LONG_PENDING_SECONDS = 300
@@ -189,6 +192,8 @@ class Requests:
         return out
 
     def request_info(self, request_id: bytes) -> RequestView:
+        from .readviews import RequestView
+
         ((sid, user, created, status),) = self._calls(
             [self._mgr.call("requests", request_id)], "requests")
         return RequestView(_hex(request_id), int(sid), user, int(created),
@@ -196,6 +201,8 @@ class Requests:
 
     def request_infos(self, request_ids: Sequence[bytes]) -> list:
         """``requests(id)`` of many ids in one round trip (a JSON-RPC batch), in order."""
+        from .readviews import RequestView
+
         ids = [bytes(i) for i in request_ids]
         if not ids:
             return []
@@ -248,6 +255,8 @@ class Requests:
     def response(self, request_id: Any) -> ResponseView:
         """The manager's record and the router's answer of a request, both read at one block
         (at two blocks, an answer mined in between looked like a callback that did not run)."""
+        from .readviews import RequestView, ResponseView
+
         rid = parse_request_id(request_id) if isinstance(request_id, str) else bytes(request_id)
         (latest,) = self._calls([("eth_getBlockByNumber", ["latest", False])], "latest block")
         head, now = latest["number"], int(latest["timestamp"], 16)
@@ -1130,6 +1139,8 @@ class Requests:
                          from_block: Optional[int] = None, poll: float = 1.0) -> list:
         """Wait for the answers to many requests at once (one eth_getLogs per poll, one
         progress bar); returns a ResponseView per id, ``pending`` for those still unanswered."""
+        from .readviews import ResponseView
+
         rids = [parse_request_id(r) if isinstance(r, str) else bytes(r) for r in request_ids]
         done: dict[bytes, ResponseView] = {}
         infos = {bytes.fromhex(v.request_id[2:]): v for v in self.request_infos(rids)}

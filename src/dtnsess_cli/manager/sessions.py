@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from ..errors import (
     BlockGasLimitError,
@@ -15,7 +15,10 @@ from ..errors import (
 )
 from ..units import Amount, format_amount
 from .base import MAX_UINT256, allowance_override, contract_at, _when, _all_blocked_error, _writes
-from .views import SessionView, Balances, WriteResult
+from .views import SessionView, WriteResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .readviews import Balances
 from .writes import Unfolded
 
 
@@ -56,6 +59,8 @@ class Sessions:
         return [self._session_view(v) for v in views]
 
     def balances(self, user: Optional[str] = None) -> Balances:
+        from .readviews import Balances
+
         user = self.address_arg(user, "address") if user else self.address
         m = self._mgr
         reads = [("eth_getBalance", [user, "latest"]), m.call("claimableRefunds", user)]

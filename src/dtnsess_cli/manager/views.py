@@ -1,41 +1,34 @@
 """What the session manager's methods return: plain dataclasses (the renderer shows them,
-``--json`` prints them)."""
+``--json`` prints them).
+
+Those of the reads and checks (``ConfigView``, ``Balances``, ``RequestView``, ``ResponseView``,
+``TxView``, ``Check``) live in ``readviews`` and are named here on first use (PEP 562): a write
+needs none of them, and making a dataclass costs ~1 ms at every start-up (issue 19)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
-from ..errors import scrub, DtnsessError
+from ..errors import DtnsessError
 from ..units import Amount
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..chain.send import TxResult
+    from .readviews import Balances, Check, ConfigView, RequestView, ResponseView, TxView
 
 __all__ = ["ConfigView", "SessionView", "Balances", "RequestView", "ResponseView",
            "WriteResult", "TxView", "Check"]
+READ_VIEWS = frozenset({"ConfigView", "Balances", "RequestView", "ResponseView", "TxView", "Check"})
 
 
-@dataclass
-class ConfigView:
-    """The manager's configuration and its fee token (``getConfig()`` and the token's facts)."""
+def __getattr__(name: str) -> Any:
+    if name in READ_VIEWS:
+        from . import readviews
 
-    manager: str
-    owner: str
-    ai: str
-    fee_token: str
-    token_symbol: str
-    token_decimals: int
-    min_session_balance: Amount
-    max_session_age: int
-    session_pool_size: int
-    pool_length: int
-    fee_per_byte_req: Amount
-    fee_per_byte_res: Amount
-    total_fee_per_res: Amount
-    request_timeout: int
-    active_count: int
-    grant_duration: int
+        return getattr(readviews, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 @dataclass
 class SessionView:
@@ -56,56 +49,6 @@ class SessionView:
     closing: bool = False
     pending_since: int = 0
 
-@dataclass
-class Balances:
-    """An address's ETH, fee token, allowance to the manager and claimable refunds."""
-
-    address: str
-    eth: Amount
-    token: Amount
-    allowance: Amount
-    claimable_refunds: Amount
-    token_address: str
-    spender: str
-
-@dataclass
-class RequestView:
-    """One request of a user: its session, when it was made and its status."""
-
-    request_id: str
-    session_id: int
-    user: str
-    created_at: int
-    status: str
-
-@dataclass
-class ResponseView:
-    """A request's status and, once answered, its decoded answer (text, image, CID, bytes)."""
-
-    request_id: str
-    status: str  # pending | succeeded | failed | unknown
-    manager_status: str
-    message: str
-    answer: Optional[str]
-    response_hex: Optional[str] = None
-    session_id: Optional[int] = None
-    user: Optional[str] = None
-    created_at: Optional[int] = None
-    note: Optional[str] = None
-    # what a success answer carries: text | image | cid (an IPFS answer) | bytes | raw
-    kind: Optional[str] = None
-    cid: Optional[str] = None
-    ipfs_url: Optional[str] = None
-    # the content: {"type": "text"|"image"|"bytes", "size", and for images "format", "mime",
-    # "width", "height"; fetched from a gateway also "gateway" and "verified"}
-    content: Optional[dict] = None
-    _data: Optional[bytes] = field(default=None, repr=False)  # the content's bytes (--out)
-
-    @property
-    def data(self) -> Optional[bytes]:
-        """The content's bytes (an image, text as UTF-8, or what a CID named once fetched with
-        ``Client.fetch_ipfs``); None while there are none."""
-        return self._data
 
 @dataclass
 class WriteResult:
@@ -143,45 +86,3 @@ class WriteResult:
         if self.error is not None:
             out["error"] = self.error.to_dict()
         return out
-
-@dataclass
-class TxView:
-    """``dtnsess tx HASH``: what the chain says about a transaction, and what it was for."""
-
-    tx_hash: str
-    status: str  # pending | mined | failed | unknown
-    block: Optional[int] = None
-    sender: Optional[str] = None
-    to: Optional[str] = None
-    nonce: Optional[int] = None
-    gas_used: Optional[int] = None
-    # in ETH, as every transaction summary names it (gas used x price + the OP-stack L1 fee)
-    fee_eth: Optional[str] = None
-    events: "list[dict[str, Any]]" = field(default_factory=list)  # {"name", "address", "args"}
-    revert: Optional[str] = None
-    what: Optional[str] = None  # the journal's description, when this machine sent it
-    command: Optional[str] = None  # the journal's command line
-    journal: Optional[str] = None  # the journal's status
-    # the chain the journal recorded it on: ``chain 31337 (genesis 0x…)``; and whether that is
-    # another chain than the node's (same id, another genesis: never resolved against this one)
-    journal_chain: Optional[str] = None
-    other_chain: bool = False
-    # the variants of its intent at its nonce (``tx speedup``/``tx cancel``), first one first:
-    # {"tx_hash", "variant": original | speedup | cancel, "journal"}; one at most is mined
-    family: "Optional[list[dict[str, Any]]]" = None
-
-@dataclass
-class Check:
-    """One check of ``doctor``: passed (True), failed (False) or informational (None)."""
-
-    name: str
-    ok: Optional[bool]  # None = skipped / informational
-    detail: str
-    required: bool = True
-    # the exit code a failed check stands for (README's table: rpc 5, chain 6, config 3, ...);
-    # 0 for a check that did not fail
-    code: int = 1
-
-    def __post_init__(self) -> None:
-        self.detail = scrub(self.detail)
-        self.code = 0 if self.ok is not False else (self.code or 1)

@@ -5,13 +5,17 @@ entries, and ``_send`` (``chain.send.send_and_wait`` with the manager's reverts 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator, Optional, Sequence
+import os
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 
 from ..errors import (DtnsessError, InputError, LegacyEntryError, LockedError, NotRepeatedError,
                       RevertError, RpcError, TxPendingError)
 from ..units import format_eth
 from .base import SENDER_LOCK_WAIT
-from .views import TxView, WriteResult
+from .views import WriteResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .readviews import TxView
 
 
 def _hash_arg(tx_hash: str) -> str:
@@ -216,7 +220,7 @@ class Writes:
         first, also without state (``state_dir=False``): one nonce sequence per client; a
         hand-over between them is immediate, where waiting on the file lock polls (every 50
         ms)."""
-        from ..chain.journal import Journal, sender_lock
+        from ..chain.journal import JOURNAL_FILE, Journal, sender_lock
 
         addr = self.address
         state = self._state_path()
@@ -227,7 +231,7 @@ class Writes:
             with self._file_locked(sender_lock(addr, state, self._chain_key(state)), addr), \
                     self._forget_chain_if_changed(state):
                 if self._journal is None:
-                    self._journal = Journal(state / "journal.sqlite3")
+                    self._journal = Journal(os.path.join(state, JOURNAL_FILE))
                     if self._journal.emptied:
                         self.ui.info(f"warning: the transaction journal {self._journal.path} was "
                                      f"an empty file: transactions of earlier runs whose outcome "
@@ -417,7 +421,7 @@ class Writes:
         stopped fork): they are marked ``forgotten``, never re-broadcast nor resolved. Entries
         the node shows to be of its own chain (their transaction or their anchor block is
         there) are kept: they resolve by themselves. Returns (forgotten, kept)."""
-        from ..chain.journal import Journal
+        from ..chain.journal import JOURNAL_FILE, Journal
 
         g = (genesis or "").strip().lower()
         try:
@@ -429,7 +433,7 @@ class Writes:
         state = self._state_path()
         if state is None:
             return [], []
-        j = self._journal or Journal(state / "journal.sqlite3")
+        j = self._journal or Journal(os.path.join(state, JOURNAL_FILE))
         entries = j.open_with_genesis(g, chain_id)
         kept: list = []
         if entries and self.settings.rpc_url:
@@ -456,22 +460,22 @@ class Writes:
         """The open journal entries of this machine (any key, any chain), oldest first: sends
         whose outcome is not known here yet, and those an older dtnsess wrote (``legacy``:
         never resolved, see ``forget_legacy``). Local: no node is asked."""
-        from ..chain.journal import Journal
+        from ..chain.journal import JOURNAL_FILE, Journal
 
         state = self._state_path()
         if state is None:
             return []
-        return (self._journal or Journal(state / "journal.sqlite3")).open_all()
+        return (self._journal or Journal(os.path.join(state, JOURNAL_FILE))).open_all()
 
     def forget_legacy(self, chain_id: Optional[int] = None) -> list:
         """Forget the open legacy journal entries (``chain.journal.Entry.legacy``: written
         before the journal recorded chains), of ``chain_id`` when given. Returns them."""
-        from ..chain.journal import Journal
+        from ..chain.journal import JOURNAL_FILE, Journal
 
         state = self._state_path()
         if state is None:
             return []
-        j = self._journal or Journal(state / "journal.sqlite3")
+        j = self._journal or Journal(os.path.join(state, JOURNAL_FILE))
         entries = j.open_legacy(chain_id=chain_id)
         j.forget(entries, note="written by an older dtnsess: its chain is not known")
         return entries
@@ -594,8 +598,10 @@ class Writes:
     def tx_view(self, tx_hash: str) -> TxView:
         """Status, block, gas, fee and decoded events of a transaction, with the journal's
         record of what it was for (an open entry is resolved when the chain has settled it)."""
+        from .readviews import TxView
+
         from ..chain import send as tx
-        from ..chain.journal import FAILED, MINED, OPEN, Journal
+        from ..chain.journal import FAILED, JOURNAL_FILE, MINED, OPEN, Journal
 
         h = _hash_arg(tx_hash)
         _ = self.chain_id
@@ -604,7 +610,7 @@ class Writes:
         e = None
         try:
             state = self._state_path()
-            j = self._journal or (Journal(state / "journal.sqlite3") if state else None)
+            j = self._journal or (Journal(os.path.join(state, JOURNAL_FILE)) if state else None)
             e = j.find(h) if j is not None else None
         except DtnsessError:  # no journal here: the chain's part is still worth showing
             pass
