@@ -1,7 +1,6 @@
 """Request commands: ``request`` (one prompt, or ``--file`` fanned out over sessions),
 ``response``, ``requests``, ``settle``, ``tx``."""
 
-import sys
 from pathlib import Path
 from typing import Annotated, Any, List, Optional
 

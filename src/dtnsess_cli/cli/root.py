@@ -20,9 +20,11 @@ from typer.core import TyperCommand, TyperGroup
 
 from ..config import PRESETS, CliOptions
 from ..errors import ExitCode
-from .run import (STDOUT_DONE, Exit, Run, UsageError, debug_enabled, fmt_time, fmt_when,  # noqa: F401  re-exported for the command modules
-                  intent_argv, invoke, raise_input, raise_usage, report, report_aborted,
-                  report_usage, settled_lines)
+# NOTE: Run, fmt_when, raise_input, raise_usage, settled_lines, STDOUT_DONE and debug_enabled
+# are here for the Typer command modules too (`from .root import ...`)
+from .run import (STDOUT_DONE, Exit, Run, UsageError, debug_enabled, fmt_when,  # noqa: F401
+                  intent_argv, invoke, raise_input, raise_usage, report_aborted, report_usage,
+                  settled_lines)
 from .run import error_handler as _error_handler
 
 HELP = """Client for the Deep Trust Network AdvancedSessionManager contract.

@@ -13,10 +13,14 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Any, Callable, Iterator, NoReturn, Optional
 
 from ..config import CliOptions, resolve_settings
 from ..errors import DtnsessError, ExitCode, InputError
+
+# NOTE: typing costs ~20 ms of import; the annotations here are never evaluated
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterator, NoReturn, Optional
 
 
 class Exit(Exception):
