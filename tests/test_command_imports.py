@@ -206,7 +206,7 @@ def test_command_modules_build_their_options_from_bytecode():
 
 def test_request_and_close_start_without_typer(run, system6, user):
     """issue 19, item 4: `import typer` (~0.1 s) and building the app and the command modules
-    cost more than a close's own work: the hot commands take the fast path (cli/fast.py),
+    cost more than a close's own work: the hot commands take the fast path (cli/fastpath.py),
     which imports none of them, nor Click (typer vendors it), nor rich."""
     others = tuple(f"dtnsess_cli.cli.{m}" for m in ("root", "sessions", "requests", "watch",
                                                     "pool", "maintenance", "devnet", "keeper"))

@@ -1,4 +1,4 @@
-"""The hot commands' start-up path without Typer (issue 19, item 4; src/dtnsess_cli/cli/fast.py).
+"""The hot commands' start-up path without Typer (issue 19, item 4; src/dtnsess_cli/cli/fastpath.py).
 
 Its parser is a strict subset of Click's: for any command line it either declines (the Typer
 path runs) or gives the body exactly what the Typer command gives it (arguments, merged global
@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dtnsess_cli.cli import _typer, fast
+from dtnsess_cli.cli import _typer, fastpath as fast
 from dtnsess_cli.cli._fastspec import COMMANDS, ROOT
 from helpers import fund, rpc
 
@@ -32,7 +32,7 @@ def test_the_spec_is_generated_from_the_typer_app():
     """Like abi/'s freshness check: an option added to a Typer command reaches the fast path
     (or the test says to regenerate), never drifts from it."""
     spec = Path(fast.__file__).with_name("_fastspec.py")
-    assert spec.read_text() == fast.spec_text(), "stale: run python -m dtnsess_cli.cli.fast"
+    assert spec.read_text() == fast.spec_text(), "stale: run python -m dtnsess_cli.cli.fastpath"
 
 
 def _typer_parse(argv: list):

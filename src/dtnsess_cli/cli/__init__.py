@@ -3,10 +3,11 @@
 Commands are thin: they parse arguments, call a ``Client`` method and render its result. Find a
 command by what it is for:
 
-- ``root.py``: the Typer root app (``dtnsess_cli.cli.app``), global options, Typer's error handling, the Typer path's ``main``
+- ``root.py``: the Typer root app (``dtnsess_cli.cli.app``), the global options, Typer's side of
+  the error handling, the Typer path's ``main``
 - ``run.py``: one command run without Typer: ``Run``, the error handler, the journal's intent
-- ``fast.py``: the hot commands' start-up path without Typer (its spec: ``_fastspec.py``)
-- ``hot.py``: the bodies of the hot commands (request, close, create, renew, stats, ...)
+- ``fastpath.py``: the hot commands' start-up path without Typer (its spec: ``_fastspec.py``)
+- ``bodies.py``: the bodies of the hot commands (request, close, create, renew, stats, ...)
 - ``sessions.py``: balance, approve, create, renew, close, stats, sessions
 - ``requests.py``: request, response, requests, settle, tx
 - ``watch.py``: watch (requests and answers as they arrive)
@@ -39,7 +40,7 @@ def main(argv: Optional[list] = None) -> int:
     DTNSESS_TYPER_PATH=1 skips the fast path (for tests and debugging: both must agree)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if os.environ.get("DTNSESS_TYPER_PATH", "") in ("", "0"):
-        from .fast import run
+        from .fastpath import run
 
         rc = run(args)
         if rc is not None:

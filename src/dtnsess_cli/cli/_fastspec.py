@@ -1,4 +1,4 @@
-"""GENERATED from the Typer app by `python -m dtnsess_cli.cli.fast`: do not edit
+"""GENERATED from the Typer app by `python -m dtnsess_cli.cli.fastpath`: do not edit
 (tests/test_fast_path.py checks it is fresh).
 
 name: (kind, option strings, type, required, multiple, default, min, max); kind:

@@ -8,8 +8,8 @@ import typer
 
 from ..config import CliOptions
 from ..errors import DtnsessError, ExitCode
-from . import hot
-from .hot import _deliver, _response_human
+from . import bodies
+from .bodies import _deliver, _response_human
 from .root import STDOUT_DONE, Run, app, command, group, raise_input, raise_usage, settled_lines
 
 
@@ -48,7 +48,7 @@ def request(
     *, g: CliOptions,
 ) -> None:
     """Make an AI request (system trust unless --namespace/--node); print the request id."""
-    hot.request(prompt, file, model, namespace, node, value, session, wait, timeout, sessions_n,
+    bodies.request(prompt, file, model, namespace, node, value, session, wait, timeout, sessions_n,
                 image, ipfs, out, force, g=g)
 
 
@@ -145,7 +145,7 @@ def requests_(
     *, g: CliOptions,
 ) -> None:
     """A user's requests: session, age, status (stuck ones visible)."""
-    hot.requests_(pending, user, g=g)
+    bodies.requests_(pending, user, g=g)
 
 
 @command(app, "settle")

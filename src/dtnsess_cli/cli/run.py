@@ -3,7 +3,7 @@ handler, the journal's intent, the usage-error lines and the small formatters th
 share.
 
 Both start-up paths run a command through ``invoke``: the Typer commands (``app.command``) and
-the fast path of the hot commands (``fast.py``), so a command body behaves the same whichever
+the fast path of the hot commands (``fastpath.py``), so a command body behaves the same whichever
 parsed its arguments. Nothing here imports typer or click: bodies end with ``Exit`` or
 ``UsageError``, which the Typer path turns into Click's own exceptions.
 """

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..config import CliOptions
-from . import hot
+from . import bodies
 from .root import Run, app, command, raise_usage
 
 
@@ -16,7 +16,7 @@ def balance(
     *, g: CliOptions,
 ) -> None:
     """ETH, fee token, allowance and claimable refunds."""
-    hot.balance(user, g=g)
+    bodies.balance(user, g=g)
 
 
 @command(app, "approve")
@@ -42,7 +42,7 @@ def create(
     *, g: CliOptions,
 ) -> None:
     """Approve if needed, create a session, print the new session id."""
-    hot.create(amount, approve_max, g=g)
+    bodies.create(amount, approve_max, g=g)
 
 
 @command(app, "renew")
@@ -53,7 +53,7 @@ def renew(
     *, g: CliOptions,
 ) -> None:
     """Add funds to a session (its id stays the same)."""
-    hot.renew(session, amount, approve_max, g=g)
+    bodies.renew(session, amount, approve_max, g=g)
 
 
 @command(app, "close")
@@ -68,13 +68,13 @@ def close(
     Settles answered requests first. Still blocked by unanswered ones: marks it closing
     (`close ID --cancel` undoes that).
     """
-    hot.close(session, all_, cancel, g=g)
+    bodies.close(session, all_, cancel, g=g)
 
 
 @command(app, "stats")
 def stats(session: Annotated[str, typer.Argument(help="session id")], *, g: CliOptions) -> None:
     """One session's full record."""
-    hot.stats(session, g=g)
+    bodies.stats(session, g=g)
 
 
 @command(app, "sessions")
@@ -83,4 +83,4 @@ def sessions(
     *, g: CliOptions,
 ) -> None:
     """A user's sessions, with the DTN-side remaining balance."""
-    hot.sessions(user, g=g)
+    bodies.sessions(user, g=g)

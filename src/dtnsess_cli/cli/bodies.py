@@ -1,5 +1,5 @@
 """The bodies of the hot commands (``request``, ``close``, ``create``, ``renew``, ``stats``,
-``balance``, ``sessions``, ``requests``), without Typer: the fast path (``fast.py``) and the
+``balance``, ``sessions``, ``requests``), without Typer: the fast path (``fastpath.py``) and the
 Typer commands (``sessions.py``, ``requests.py``, where their options and help are declared)
 run the same code here, through ``run.invoke``."""
 

@@ -2,8 +2,8 @@
 
 ``import typer`` and building the app cost ~0.1-0.2 s of every run, more than the work of a
 ``close 1 --yes`` itself. ``run`` parses the command line of a hot command (``FAST``) with the
-spec in ``_fastspec.py``, generated from the Typer app (``python -m dtnsess_cli.cli.fast``;
-a test checks it is fresh), and runs the same body (``hot.py``) the Typer command runs.
+spec in ``_fastspec.py``, generated from the Typer app (``python -m dtnsess_cli.cli.fastpath``;
+a test checks it is fresh), and runs the same body (``bodies.py``) the Typer command runs.
 
 The parser is a strict subset of Click's: on any doubt it declines (returns None) before
 anything is read, signed or journaled, and the Typer path runs, with Click's own help, errors
@@ -24,7 +24,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Optional
 
-# the commands of the fast path: command name -> its body in hot.py
+# the commands of the fast path: command name -> its body in bodies.py
 FAST = {"request": "request", "close": "close", "create": "create", "renew": "renew",
         "stats": "stats", "balance": "balance", "sessions": "sessions",
         "requests": "requests_"}
@@ -43,9 +43,9 @@ def run(args: list) -> Optional[int]:
     try:
         # NOTE: the handler also around the import (a Ctrl-C while it loads), as main's is
         with error_handler(debug_enabled(g), g.json):
-            from . import hot
+            from . import bodies
 
-            rc = invoke(getattr(hot, FAST[name]), kwargs, g, intent)
+            rc = invoke(getattr(bodies, FAST[name]), kwargs, g, intent)
     except Exit as exc:
         return exc.code
     except UsageError as exc:
@@ -185,7 +185,7 @@ def spec_text() -> str:
     from . import _typer
 
     group = typer.main.get_command(_typer().app)
-    out = ['"""GENERATED from the Typer app by `python -m dtnsess_cli.cli.fast`: do not edit',
+    out = ['"""GENERATED from the Typer app by `python -m dtnsess_cli.cli.fastpath`: do not edit',
            "(tests/test_fast_path.py checks it is fresh).",
            "",
            "name: (kind, option strings, type, required, multiple, default, min, max); kind:",
@@ -235,5 +235,5 @@ if __name__ == "__main__":
 
     target = Path(__file__).with_name("_fastspec.py")
     if sys.argv[1:] == ["--check"]:
-        sys.exit(0 if target.read_text() == spec_text() else "stale: python -m dtnsess_cli.cli.fast")
+        sys.exit(0 if target.read_text() == spec_text() else "stale: python -m dtnsess_cli.cli.fastpath")
     target.write_text(spec_text())
