@@ -271,3 +271,57 @@ def test_the_other_hot_commands_behave_the_same_on_both_paths(both, system6, use
     rc, out, _, rows = both("renew", "1", "5", "--yes")
     assert rc == 0 and "session 1 renewed: balance 25 USDT" in out, out
     assert {i["argv"] for _, i, _ in rows} == {"dtnsess renew 1 5"}
+
+
+def _declined_on_a_terminal(args: list, env: dict, cwd) -> tuple:
+    """Run ``dtnsess ARGS`` on a pty and end the input (Ctrl-D) at the first question: (exit
+    code, what the terminal showed)."""
+    import pty
+    import select
+    import time
+
+    master, slave = pty.openpty()
+    p = subprocess.Popen([sys.executable, "-m", "dtnsess_cli.cli", *args], env=env, cwd=cwd,
+                         stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    seen, asked = b"", False
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and p.poll() is None:
+            if select.select([master], [], [], 0.1)[0]:
+                try:
+                    seen += os.read(master, 65536)
+                except OSError:
+                    break
+            if b"[y/N]" in seen and not asked:
+                os.write(master, b"\x04")
+                asked = True
+        p.wait(timeout=30)
+        try:
+            while select.select([master], [], [], 0.2)[0]:
+                seen += os.read(master, 65536)
+        except OSError:
+            pass
+    finally:
+        if p.poll() is None:
+            p.kill()
+        os.close(master)
+    return p.returncode, seen.decode("utf-8", "replace")
+
+
+def test_a_question_left_unanswered_aborts_on_both_paths(anvil, system6, private_keys, user,
+                                                         tmp_path):
+    """End of input at the confirmation (Click's Abort, from the prompt typer asks): "aborted",
+    exit 13, nothing sent, whichever path parsed the command line."""
+    fund(system6, user, 100, approve=False)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("DTNSESS_", "ETH_")) and k not in ("FOUNDRY_DIR", "NO_COLOR",
+                                                                   "FORCE_COLOR")}
+    env.update(HOME=str(tmp_path), DTNSESS_LOCK_DIR=str(tmp_path), DTNSESS_RPC_URL=anvil.url,
+               DTNSESS_CONTRACT=system6.manager.address, DTNSESS_PRIVATE_KEY=private_keys[1],
+               DTNSESS_STATE_DIR=str(tmp_path / "state"), TERM="xterm")
+    for extra in ({}, {"DTNSESS_TYPER_PATH": "1"}):
+        rc, shown = _declined_on_a_terminal(["create", "20"], dict(env, **extra), tmp_path)
+        assert rc == 13 and "error: aborted" in shown and "Traceback" not in shown, shown
+    assert not (tmp_path / "state" / "journal.sqlite3").exists() or not sqlite3.connect(
+        tmp_path / "state" / "journal.sqlite3").execute("SELECT * FROM txs").fetchall()
