@@ -65,7 +65,7 @@ def parse(args: list, environ: Optional[dict] = None) -> Optional[tuple]:
     env = os.environ if environ is None else environ
     if any(k.startswith("_") and "COMPLETE" in k for k in env):  # shell completion: Click's
         return None
-    given: dict = {}  # parameter name -> (spec, value): globals before and after the command
+    given: dict = {}  # parameter name -> value: the global options before and after the command
     i = 0
     while i < len(args) and args[i].startswith("-"):
         i = _option(args, i, ROOT, given)
