@@ -325,3 +325,18 @@ def test_a_question_left_unanswered_aborts_on_both_paths(anvil, system6, private
         assert rc == 13 and "error: aborted" in shown and "Traceback" not in shown, shown
     assert not (tmp_path / "state" / "journal.sqlite3").exists() or not sqlite3.connect(
         tmp_path / "state" / "journal.sqlite3").execute("SELECT * FROM txs").fetchall()
+
+
+@pytest.mark.parametrize("typer_path", [False, True])
+def test_the_switch_to_the_typer_path(typer_path, tmp_path):
+    """DTNSESS_TYPER_PATH=1 (tests, debugging) runs a hot command through Typer: the runs
+    above compare two paths, not one path twice. A usage error needs no chain."""
+    code = ("import sys\nfrom dtnsess_cli.cli import main\nrc = main(['close', '--all', '1'])\n"
+            "print(rc, 'typer' in sys.modules)\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DTNSESS_")}
+    env.update(HOME=str(tmp_path), **({"DTNSESS_TYPER_PATH": "1"} if typer_path else {}))
+    p = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True,
+                       text=True, timeout=60)
+    assert p.stdout.split() == ["2", str(typer_path)], p.stderr
+    assert p.stderr == ("error: give a SESSION id or --all (not both; --cancel takes an id)\n"
+                        "hint: see 'dtnsess close --help'\n")
