@@ -177,7 +177,8 @@ def test_a_command_builds_only_itself(tmp_path):
     """`dtnsess close 1` turns only `close` into a Click command (Typer otherwise inspects all
     ~40 commands first, ~40 ms of every run); global options before the command, its own help
     and an unknown command still work, and the root help still lists every command."""
-    from dtnsess_cli.cli.app import _app_for, app
+    from dtnsess_cli.cli import app
+    from dtnsess_cli.cli.root import _app_for
 
     for args, only in ((["close", "1"], "close"), (["--rpc-url", "http://x", "--json", "close"], "close"),
                        (["--network=local", "pool", "add", "3"], "pool")):

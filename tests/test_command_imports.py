@@ -258,3 +258,29 @@ def test_request_and_close_through_the_library_import_only_what_they_use(
         report = json.loads(p.stdout)
         assert len(report["sent"]) == 1, report["sent"]
         assert report["made"] == [], f"{args[0]} through the library made {report['made']}"
+
+
+def test_request_and_close_start_without_typer(run, system6, user):
+    """issue 19, item 4: `import typer` (~0.1 s) and building the app and the command modules
+    cost more than a close's own work: the hot commands take the fast path (cli/fastpath.py),
+    which imports none of them, nor Click (typer vendors it), nor rich."""
+    others = tuple(f"dtnsess_cli.cli.{m}" for m in ("root", "sessions", "requests", "watch",
+                                                    "pool", "maintenance", "devnet", "keeper"))
+    typerless = HEAVY + ("typer", "click", "rich") + others
+    fund(system6, user, 100, approve=False)
+    sid = str(run("create", "20", "--yes", heavy=typerless)["session_id"])
+    other = str(run("create", "20", "--yes", heavy=typerless)["session_id"])
+    assert run("request", "hi", "--session", sid, "--yes", heavy=typerless)["request_id"]
+    out, _ = run("request", "again", "--session", other, "--yes", heavy=typerless, human=True)
+    assert out.startswith("request 0x"), out
+    out, _ = run("close", other, "--yes", ok=False, heavy=typerless, human=True)  # pending
+    assert f"session {other}" in out, out
+    assert run("close", other, "--dry-run", ok=False, heavy=typerless)["error"]
+    err = run("close", "--all", sid, ok=False, heavy=typerless)  # a usage error from the body
+    assert err["name"] == "USAGE" and err["hint"] == "see 'dtnsess close --help'"
+    # (their views build a rich table, --json or not)
+    run("stats", sid, heavy=HEAVY + ("typer", "click") + others)
+    run("balance", heavy=HEAVY + ("typer", "click") + others)
+    # what the fast path declines goes to Typer, as before
+    out, err = run("close", "--help", heavy=HEAVY, human=True)
+    assert out.startswith("Usage: dtnsess close"), out

@@ -21,7 +21,7 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "json.md"
                                        (["stats", "-1"], False), (["close", "-1"], False)])
 def test_the_amounts_hint_only_where_amounts_go(args, hint, capsys, monkeypatch, tmp_path):
     """"amounts are positive" was shown on session ids and block ranges too."""
-    from dtnsess_cli.cli.app import main
+    from dtnsess_cli.cli import main
 
     monkeypatch.chdir(tmp_path)
     rc = main(args)

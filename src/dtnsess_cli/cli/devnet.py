@@ -12,7 +12,7 @@ import typer
 from ..config import DEVNET_STATE_FILE
 from ..devnet import DEFAULT_PORT, EXTRA, FUNDED_ACCOUNTS, LOG_DIR, MINT_TOKENS, missing_extra
 from ..errors import ConfigError, ExitCode
-from .app import app, debug_enabled, error_handler, group
+from .root import app, debug_enabled, error_handler, group
 
 devnet_app = group(help="A local chain with the whole DTN system (Anvil, token, router, "
                         "manager) that answers requests.")

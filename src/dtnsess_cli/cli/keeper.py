@@ -7,7 +7,7 @@ import typer
 
 from ..config import CliOptions
 from ..errors import ExitCode
-from .app import Run, app, command, fmt_when, group
+from .root import Run, app, command, fmt_when, group
 
 keeper_app = group(help="The CRE keeper's receiver: deploy, configure, status, check.")
 app.add_typer(keeper_app, name="keeper")

@@ -9,7 +9,7 @@ import typer
 
 from ..config import CliOptions
 from ..errors import ExitCode, GasPriceTooHighError, LockedError
-from .app import (Run, app, command, debug_enabled, error_handler, group, raise_input,
+from .root import (Run, app, command, debug_enabled, error_handler, group, raise_input,
                   raise_usage)
 
 config_app = group(help="Show or change configuration.")

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..config import CliOptions
-from .app import Run, app, command, fmt_when, group
+from .root import Run, app, command, fmt_when, group
 
 pool_app = group(help="The shared session pool.")
 app.add_typer(pool_app, name="pool")

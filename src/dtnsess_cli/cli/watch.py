@@ -15,7 +15,7 @@ import typer
 
 from ..config import CliOptions
 from ..errors import RpcError
-from .app import Run, app, command, raise_input
+from .root import Run, app, command, raise_input
 
 # blocks re-read on each poll (see the module's note); Base's sequencer does not reorg deeper
 REREAD = 3
@@ -71,7 +71,7 @@ def watch(
         with view:
             _follow(c, view, state, start, to_block, sid, who, interval, run.ui)
     except KeyboardInterrupt:
-        pass  # Ctrl-C (or SIGTERM from a supervisor: see cli.app.command) is how a watch ends
+        pass  # Ctrl-C (or SIGTERM from a supervisor: see cli.run.invoke) is how a watch ends
     except BrokenPipeError:  # `dtnsess watch | head`: the reader is gone
         import os
 

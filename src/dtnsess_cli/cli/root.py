@@ -1,9 +1,9 @@
-"""The app every command hangs on: the Typer root, the global options, the one error
-handler, the ``@command`` decorator (global options after any command), ``Run`` (settings,
-renderer and the client of one run) and ``main``.
+"""The app every command hangs on: the Typer root, the global options, the ``@command``
+decorator (global options after any command), Typer's side of the error handling and ``main``
+(the Typer path; ``dtnsess_cli.cli.main`` tries the hot commands' fast path first).
 
 No chain calls here; ``manager`` (and the chain layer) is imported only when a command runs, so
-``dtnsess --help`` starts fast.
+``dtnsess --help`` starts fast. ``run.py`` holds what a command run needs without Typer.
 """
 
 from __future__ import annotations
@@ -13,13 +13,19 @@ import functools
 import inspect
 import os
 import sys
-from typing import Annotated, Any, Callable, Iterator, NoReturn, Optional
+from typing import Annotated, Any, Callable, Iterator, Optional
 
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from ..config import PRESETS, CliOptions, resolve_settings
-from ..errors import DtnsessError, ExitCode, InputError
+from ..config import PRESETS, CliOptions
+from ..errors import ExitCode
+# NOTE: Run, fmt_when, raise_input, raise_usage, settled_lines, STDOUT_DONE and debug_enabled
+# are here for the Typer command modules too (`from .root import ...`)
+from .run import (STDOUT_DONE, Exit, Run, UsageError, debug_enabled, fmt_when,  # noqa: F401
+                  intent_argv, invoke, raise_input, raise_usage, report_aborted, report_usage,
+                  settled_lines)
+from .run import error_handler as _error_handler
 
 HELP = """Client for the Deep Trust Network AdvancedSessionManager contract.
 
@@ -201,79 +207,23 @@ def _root(ctx: typer.Context, rpc_url: RpcUrlOpt = None, contract: ContractOpt =
                          max_fee=max_fee, unlocked=unlocked, from_=from_)
 
 
-def debug_enabled(opts: Optional[CliOptions] = None) -> bool:
-    return bool(opts and opts.debug) or os.environ.get("DTNSESS_DEBUG", "") not in ("", "0")
+@contextlib.contextmanager
+def _click_exits() -> Iterator[None]:
+    """A body's ``Exit``/``UsageError`` as Click's own exceptions, for Click (and CliRunner)
+    to handle as before: exit codes, and usage errors with the command's context."""
+    try:
+        yield
+    except Exit as exc:
+        raise typer.Exit(exc.code) from None
+    except UsageError as exc:
+        raise _UsageError(exc.message) from None
 
 
 @contextlib.contextmanager
 def error_handler(debug: bool = False, json_mode: bool = False) -> Iterator[None]:
-    """THE error handler: a DtnsessError becomes one `error:` line (+ hint) on stderr, with
-    ``--json`` also one JSON document on stdout, and its exit code.
-
-    Used by every command (so in-process CliRunner runs get exit codes) and by ``main()``.
-    """
-    try:
+    """``run.error_handler`` for the Typer-only commands (their bodies and group callbacks)."""
+    with _click_exits(), _error_handler(debug, json_mode):
         yield
-    except (typer.Exit, typer.Abort, _UsageError):
-        raise
-    except DtnsessError as exc:
-        _report(exc, debug, json_mode)
-        raise typer.Exit(int(exc.exit_code)) from None
-    except KeyboardInterrupt as exc:
-        err = DtnsessError("interrupted")
-        setattr(err, STDOUT_DONE, getattr(exc, STDOUT_DONE, False))
-        _report(err, False, json_mode, ExitCode.INTERRUPTED)
-        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
-    except Exception as exc:  # noqa: BLE001 - classified below, never a bare traceback
-        mapped = _classify(exc)
-        _report(mapped, debug, json_mode)
-        raise typer.Exit(int(mapped.exit_code)) from None
-
-
-def _classify(exc: BaseException) -> DtnsessError:
-    from ..errors import scrub
-
-    name = type(exc).__name__
-    if name in ("RpcTransportError", "RpcResponseError"):  # the chain layer's, if one slips by
-        from ..chain.send import rpc_error
-
-        return rpc_error(exc, None)
-    first = (str(exc).strip().splitlines() or [""])[0][:200]
-    err = DtnsessError(f"internal error: {name}: {scrub(first)}",
-                       hint="rerun with --debug for the traceback, and please report it")
-    return err
-
-
-# NOTE: set on an exception whose command already printed its one JSON document (e.g. a
-# request that was sent before its wait failed): the error then goes to stderr only.
-STDOUT_DONE = "dtnsess_stdout_done"
-
-
-def _report(exc: DtnsessError, debug: bool, json_mode: bool = False,
-            code: Optional[ExitCode] = None) -> None:
-    from ..errors import scrub
-
-    if debug:
-        import traceback
-
-        # NOTE: library messages quote the RPC URL (requests' "... for url: ..."): redacted
-        sys.stderr.write(scrub(traceback.format_exc()))
-    from ..render import clean
-
-    # one line, whatever the message holds, and no terminal control (a revert reason, a node's
-    # message come from the chain)
-    sys.stderr.write("error: " + " ".join(clean(scrub(exc.message)).split()) + "\n")
-    if exc.hint:
-        sys.stderr.write(f"hint: {clean(scrub(exc.hint))}\n")
-    sys.stderr.flush()
-    if json_mode and not getattr(exc, STDOUT_DONE, False):
-        import json
-
-        doc = exc.to_dict()
-        if code is not None:
-            doc.update(code=int(code), name=code.name)
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
-        sys.stdout.flush()
 
 
 def command(typer_app: typer.Typer, name: Optional[str] = None, **kw: Any) -> Callable:
@@ -294,21 +244,12 @@ def command(typer_app: typer.Typer, name: Optional[str] = None, **kw: Any) -> Ca
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            from ..chain.journal import INTENT
-
             local = CliOptions(**{n: kwargs.pop(n) for n in _GLOBAL_NAMES})
             click_ctx = kwargs.pop("dtnsess_ctx")
             root = click_ctx.find_root().obj
             g = local.merged_over(root if isinstance(root, CliOptions) else CliOptions())
-            token = INTENT.set({"argv": _intent_argv(click_ctx)})
-            term = _on_sigterm_interrupt()
-            try:
-                with error_handler(debug_enabled(g), g.json):
-                    _check_numbers(kwargs)
-                    return func(*args, g=g, **kwargs)
-            finally:
-                term()
-                INTENT.reset(token)
+            with _click_exits():
+                return invoke(functools.partial(func, *args), kwargs, g, _intent_argv(click_ctx))
 
         wrapper.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
         wrapper.__annotations__ = {**{p.name: p.annotation for p in own},
@@ -320,149 +261,16 @@ def command(typer_app: typer.Typer, name: Optional[str] = None, **kw: Any) -> Ca
     return deco
 
 
-def _on_sigterm_interrupt() -> Callable[[], Any]:
-    """SIGTERM (a supervisor, `timeout`, a container stop) ends a command as Ctrl-C does: a
-    transaction already sent is named (exit 130), never lost with the process. Returns the
-    undo."""
-    import signal
-
-    def stop(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        old = signal.signal(signal.SIGTERM, stop)
-    except ValueError:  # not the main thread (an embedding program): leave signals alone
-        return lambda: None
-    return lambda: signal.signal(signal.SIGTERM, old)
-
-
 def _intent_argv(ctx: Any) -> str:
-    """The command line as the journal records it (``dtnsess create 20``): the command's own
-    arguments and options, not the global ones (a key is never an argument)."""
-    import shlex
-
+    """The journal's command line (``run.intent_argv``) from Click's parse."""
     names = []
     c = ctx
     while c is not None and c.parent is not None:
         names.insert(0, c.info_name)
         c = c.parent
-    words = ["dtnsess"] + names
-    for p in ctx.command.params:
-        v = ctx.params.get(p.name)
-        if p.name in _GLOBAL_NAMES or v in (None, False, (), []) or v == p.default:
-            continue
-        opt = [] if p.param_type_name == "argument" else [p.opts[0]]
-        if v is True:
-            words += opt
-            continue
-        for item in (v if isinstance(v, (list, tuple)) else [v]):
-            text = str(item)
-            words += opt + [shlex.quote(text if len(text) <= 80 else text[:77] + "...")]
-    return " ".join(words)
-
-
-class Run:
-    """One command run: settings, renderer and (lazily) the client."""
-
-    def __init__(self, g: CliOptions) -> None:
-        from ..render import Renderer
-
-        self.g = g
-        self.settings = resolve_settings(g)
-        self.ui = Renderer(json_mode=g.json)
-        self._client = None
-
-    @property
-    def client(self):
-        if self._client is None:
-            from ..manager import Client  # the chain layer: only when a command needs the chain
-
-            self._client = Client(self.settings, self.ui)
-        return self._client
-
-    def write(self, res: Any, headline: str, lines: Optional[list] = None) -> None:
-        """Render a WriteResult."""
-        data = res.to_dict()
-        if self.g.json:
-            self.ui.emit(data)
-            self.fail_after(res)
-            return
-
-        def human(out) -> None:
-            tag = "[dry run] " if res.dry_run else ""
-            out.print(f"{tag}{headline}", markup=False)
-            for k, v in (lines or []):
-                out.print(f"  {k}: {v}", markup=False)
-            for t in res.txs:
-                sm = t.summary()
-                l1 = f" incl. L1 data fee {sm['l1_fee_eth']} ETH" if sm.get("l1_fee_eth") else ""
-                if t.dry_run:
-                    out.print(f"  would send: {t.description} (gas ~{t.gas_estimate}, at most "
-                              f"{sm.get('max_fee_eth')} ETH{l1})", markup=False)
-                else:
-                    out.print(f"  tx {self.ui.tx_ref(t.tx_hash)} (block {t.block_number}, "
-                              f"gas {t.gas_used}, fee {sm.get('fee_eth')} ETH{l1})",
-                              markup=False)
-        self.ui.emit(data, human)
-        self.fail_after(res)
-
-    @staticmethod
-    def fail_after(res: Any) -> None:
-        """A result that carries an error (something was sent, then the command was refused):
-        the error line follows the result, with its exit code."""
-        err = getattr(res, "error", None)
-        if err is not None:
-            _report(err, False)
-            raise typer.Exit(int(err.exit_code))
-
-
-def settled_lines(data: dict) -> list:
-    verb = "to settle" if data.get("dry_run") else "settled"
-    return [(f"{verb} {x['request_id']}", f"{x['status']} (session {x['session_id']})")
-            for x in data.get("settled") or []]
-
-
-def fmt_when(ts: int) -> str:
-    """A deadline: the local time, no "ago" (the chain's clock may run ahead of ours)."""
-    import time
-
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(int(ts))) if ts else "-"
-
-
-def fmt_time(ts: int) -> str:
-    import time
-
-    if not ts:
-        return "-"
-    age = int(time.time()) - int(ts)
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(int(ts)))
-    if age < 0:
-        return when
-    if age < 120:
-        return f"{when} ({age}s ago)"
-    if age < 7200:
-        return f"{when} ({age // 60}m ago)"
-    return f"{when} ({age // 3600}h ago)"
-
-
-def raise_input(what: str, value: str, reason: str) -> NoReturn:
-    raise InputError(what, value, reason)
-
-
-def raise_usage(message: str) -> NoReturn:
-    """Arguments that do not go together (or one missing): a usage error, exit 2, like the
-    ones Click raises itself."""
-    raise _UsageError(message)
-
-
-def _check_numbers(kwargs: dict) -> None:
-    """NaN and infinity are no number of seconds, blocks or gwei (a ``--timeout nan`` waited
-    forever): refused for every float option of every command."""
-    import math
-
-    for name, v in kwargs.items():
-        if isinstance(v, float) and not math.isfinite(v):
-            raise InputError("--" + name.replace("_", "-"), str(v), "not a finite number")
+    return intent_argv(" ".join(["dtnsess"] + names), [
+        (p.param_type_name == "argument", p.opts[0], p.default, ctx.params.get(p.name))
+        for p in ctx.command.params if p.name not in _GLOBAL_NAMES])
 
 
 # the commands whose arguments are token amounts
@@ -502,8 +310,8 @@ def _app_for(args: list) -> typer.Typer:
 
 
 def main(argv: Optional[list] = None) -> int:
-    """Console-script entry point. Commands turn DtnsessError into exit codes themselves (so
-    CliRunner sees them too); this catches what happens outside a command body."""
+    """The Typer path of the console script. Commands turn DtnsessError into exit codes
+    themselves (so CliRunner sees them too); this catches what happens outside a command body."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or debug_enabled()
     json_mode = "--json" in args
@@ -517,24 +325,12 @@ def main(argv: Optional[list] = None) -> int:
         if type(exc).__name__ == "NoArgsIsHelpError":  # a group called without a command
             sys.stdout.write(exc.format_message() + "\n")
             return int(ExitCode.USAGE)
-        message = " ".join(exc.format_message().split())
-        sys.stderr.write(f"error: {message}\n")
-        cmd = exc.ctx.command_path if exc.ctx else "dtnsess"
-        hint = f"see '{cmd} --help'"
-        # NOTE: only where an amount was expected (not on session ids, blocks or ranges)
-        if exc.ctx is not None and exc.ctx.info_name in _AMOUNT_COMMANDS \
-                and any(a.startswith("-") and a[1:2].isdigit() for a in args):
-            hint += "; amounts are positive (put '--' before an argument that starts with '-')"
-        sys.stderr.write(f"hint: {hint}\n")
-        if json_mode:
-            import json
-
-            sys.stdout.write(json.dumps({"error": True, "code": int(ExitCode.USAGE),
-                                         "name": "USAGE", "type": "UsageError",
-                                         "message": message, "hint": hint}, indent=2) + "\n")
-        return int(ExitCode.USAGE)
+        # NOTE: the amounts hint only where an amount was expected (not on session ids,
+        # blocks or ranges)
+        return report_usage(exc.format_message(), exc.ctx.command_path if exc.ctx else "dtnsess",
+                            json_mode, exc.ctx is not None and exc.ctx.info_name in _AMOUNT_COMMANDS
+                            and any(a.startswith("-") and a[1:2].isdigit() for a in args))
     except typer.Abort:
-        _report(DtnsessError("aborted"), False, json_mode, ExitCode.ABORTED)
-        return int(ExitCode.ABORTED)
+        return report_aborted(json_mode)
     return int(rc) if isinstance(rc, int) else 0
 
