@@ -96,6 +96,8 @@ def test_the_fast_path_parses_what_typer_parses(argv):
     ["close", "1", "--gas-limit", "0"], ["request", "--file", "p.txt"], ["close", "1", "--yes=1"],
     ["close", "1", "--no-such"], ["close", "1", "--rpc-url"], ["pool", "status"], ["stat", "1"],
     ["approve", "5"], ["--show-completion", "close"],
+    # int() refuses a str of over 4,300 digits: a ValueError here was a traceback
+    ["close", "1", "--nonce", "1" * 5000], ["--chain-id", "9" * 81, "close", "1"],
 ])
 def test_the_fast_path_declines_on_any_doubt(argv):
     assert _fast_parse(argv) is None
@@ -259,6 +261,8 @@ def test_errors_behave_the_same_on_both_paths(both, system6, user):
     # Click's own errors: the fast path declines, the Typer path prints them
     both("close", "-1", fast_path=False)
     both("close", "1", "2", fast_path=False)
+    rc, _, err, _ = both("close", "1", "--nonce", "1" * 5000, fast_path=False)
+    assert rc == 2 and err.startswith("error: Invalid value for '--nonce'"), err
 
 
 def test_the_other_hot_commands_behave_the_same_on_both_paths(both, system6, user):

@@ -33,7 +33,10 @@ FAST = {"request": "request", "close": "close", "create": "create", "renew": "re
 def run(args: list) -> Optional[int]:
     """Run ``dtnsess ARGS`` when it is a hot command this parser is sure of: its exit code;
     None when it declines (nothing ran)."""
-    parsed = parse(args)
+    try:
+        parsed = parse(args)
+    except Exception:  # noqa: BLE001 - nothing has run yet: Click parses it, with its own errors
+        return None
     if parsed is None:
         return None
     name, kwargs, g, intent = parsed
@@ -163,7 +166,8 @@ def _convert(value: str, typ: str, lo: Optional[int], hi: Optional[int]) -> Any:
     if not value.isascii():
         return None
     if typ == "int":
-        if not value.isdigit():
+        # NOTE: int() refuses a str of over 4,300 digits (ValueError); Click says which option
+        if not value.isdigit() or len(value) > 80:
             return None
         n = int(value)
         return n if (lo is None or n >= lo) and (hi is None or n <= hi) else None
