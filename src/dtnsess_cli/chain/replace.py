@@ -131,15 +131,13 @@ def replace(ctx: TxContext, entry: Any, *, cancel: bool, dry_run: bool,
     what = f"{'cancel' if cancel else 'speed up'} tx {entry.tx_hash} (nonce {entry.nonce})"
     resps = rpc_batch(ctx, reqs, what)
     n = len(members)
-    for m, r in zip(members, resps[:n]):
-        rec = r.get("result") if isinstance(r, dict) else None
-        if rec and rec.get("blockNumber"):
-            rec = format_receipt(rec)
-            journal_resolve(ctx, m.tx_hash, "mined" if rec["status"] == 1 else "failed",
-                            rec["blockNumber"])
-            raise InputError("transaction hash", entry.tx_hash,
-                             f"already mined in block {rec['blockNumber']} (tx {m.tx_hash}): "
-                             f"nothing to replace; nothing sent")
+    rec = _first_mined(resps[:n])
+    if rec is not None:
+        m = str(rec["transactionHash"]).lower()
+        journal_resolve(ctx, m, "mined" if rec["status"] == 1 else "failed", rec["blockNumber"])
+        raise InputError("transaction hash", entry.tx_hash,
+                         f"already mined in block {rec['blockNumber']} (tx {m}): "
+                         f"nothing to replace; nothing sent")
     r_mined = resps[n]
     if "error" in r_mined:
         raise response_error(ctx, r_mined, "nonce lookup")
@@ -160,6 +158,7 @@ def replace(ctx: TxContext, entry: Any, *, cancel: bool, dry_run: bool,
         return result, None
     was = _gwei_pair(old)
     tried: list = []
+    receipt = None
     while True:
         if confirm:  # every try: its cost is more than the one before
             _confirm(ctx, f"{description}\n  fees (tip / max, gwei): {was} -> {_gwei_pair(new)}",
@@ -175,7 +174,15 @@ def replace(ctx: TxContext, entry: Any, *, cancel: bool, dry_run: bool,
             break
         except RpcError as exc:
             if not _underpriced(exc):
-                raise
+                # NOTE: a variant mined since the first batch looked (on a chain with blocks,
+                # the original in the block that came meanwhile) makes the node refuse this
+                # one (nonce too low): that is the outcome, not an error
+                others = [m.tx_hash for m in members]
+                receipt = _first_mined(rpc_batch(ctx, [("eth_getTransactionReceipt", [h])
+                                                       for h in others], what))
+                if receipt is None:
+                    raise
+                break
             tried.append(_gwei_pair(new))
             # NOTE: +10% on both over the refused one: the node's minimum over what it holds
             nxt = replacement_fields(new, {}, sender, False)
@@ -197,7 +204,8 @@ def replace(ctx: TxContext, entry: Any, *, cancel: bool, dry_run: bool,
             result.max_fee_per_gas = _max_fee(new)
     result.tx_hash = tx_hash
     others = [m.tx_hash for m in members]
-    receipt = wait_for_receipt(ctx, tx_hash, description, entry.nonce, others=others)
+    if receipt is None:
+        receipt = wait_for_receipt(ctx, tx_hash, description, entry.nonce, others=others)
     winner = str(receipt.get("transactionHash") or tx_hash).lower()
     for h in [tx_hash] + others:
         if h != winner:
@@ -215,6 +223,16 @@ def replace(ctx: TxContext, entry: Any, *, cancel: bool, dry_run: bool,
                            f"{receipt['blockNumber']}); only its gas was spent",
                            hint=f"see `dtnsess tx {winner}`")
     return result, ("replacement" if winner == tx_hash else "original")
+
+
+def _first_mined(replies: list) -> Optional[dict]:
+    """The first mined receipt among the eth_getTransactionReceipt ``replies`` (formatted), or
+    None."""
+    for r in replies:
+        rec = format_receipt(r.get("result") if isinstance(r, dict) else None)
+        if rec is not None and rec.get("blockNumber") is not None:
+            return rec
+    return None
 
 
 def _gwei_pair(tx: dict) -> str:

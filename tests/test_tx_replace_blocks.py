@@ -1,0 +1,234 @@
+"""`dtnsess tx speedup` / `dtnsess tx cancel` on a chain with block times (issue 19, item 1).
+
+tests/test_tx_replace.py covers the outcomes with automine off; here a block is mined every
+second (Anvil's interval mining: what `dtnsess devnet up --block-time 1` runs) and a
+transaction gets stuck the way it does on a real chain: the blocks are full of a rival's
+dearer transactions, so ours waits in the pool while blocks go by and the base fee climbs.
+
+NOTE: how to keep a transaction pending on Anvil (measured, Anvil of node_modules): it takes a
+transaction against the NEXT block's base fee, and when a block's base fee rises above a pending
+transaction's max fee (anvil_setNextBlockBaseFeePerGas) it DROPS that transaction at once
+(geth would keep it). Full blocks keep it: the block gas limit is lowered to just above what one
+rival transaction uses (a transfer with a large calldata), so nothing of ours fits beside it,
+and the rival's transactions, paying more than ours, go first while they last.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+
+from cli_helpers import load_json
+from helpers import create, fund, next_second, rpc
+from test_faults_send import HASH, PLAIN, SYNC, env, one_error  # noqa: F401 - env is a fixture
+
+GWEI = 10**9
+# NOTE: Anvil orders its pool by max fee per gas (measured: a replacement with a tip and max
+# fee of 10 gwei waited behind a rival tipping 5 under 100): one over RIVAL_MAX_FEE goes first
+RIVAL_TIP, RIVAL_MAX_FEE = 5 * GWEI, 6 * GWEI
+# a rival transfer's calldata (non-zero bytes): its gas (~1 to 2.5 million with the calldata
+# floor of newer forks) is more than any write of ours needs, so the block limit set just above
+# it fits one rival transaction, or one of ours
+RIVAL_DATA = "0x" + "01" * 60_000
+
+
+class Chain:
+    """The congested chain: ``.rivals(n)`` queues n more full blocks, ``.clear()`` lets ours in."""
+
+    def __init__(self, env):
+        self.env, self.w3 = env, env.w3
+        self.rival = env.system.w3.eth.accounts[2]
+
+    def rivals(self, n: int) -> None:
+        nonce = self.w3.eth.get_transaction_count(self.rival, "pending")
+        for i in range(n):
+            self.w3.eth.send_transaction({
+                "from": self.rival, "to": self.rival, "data": RIVAL_DATA, "nonce": nonce + i,
+                "gas": self.rival_gas, "maxPriorityFeePerGas": RIVAL_TIP,
+                "maxFeePerGas": RIVAL_MAX_FEE})
+
+    def clear(self) -> None:
+        """The rush is over: the rival's queued transactions leave the pool."""
+        rpc(self.w3, "anvil_removePoolTransactions", self.rival)
+
+    def next_block(self) -> int:
+        """Wait for the next block; its number."""
+        n = self.w3.eth.block_number
+        deadline = time.monotonic() + 5
+        while self.w3.eth.block_number == n:
+            assert time.monotonic() < deadline, "no block mined"
+            time.sleep(0.05)
+        return n + 1
+
+
+@contextmanager
+def congested(env, blocks: int = 6):
+    """A block every second, each of the next ``blocks`` full with a rival's transaction."""
+    w3 = env.w3
+    chain = Chain(env)
+    chain.rival_gas = w3.eth.estimate_gas({"from": chain.rival, "to": chain.rival,
+                                           "data": RIVAL_DATA})
+    limit = w3.eth.get_block("latest")["gasLimit"]
+    rpc(w3, "evm_setAutomine", False)
+    try:
+        # NOTE: room for one rival (or one of ours), never for a second transaction of 21,000
+        rpc(w3, "anvil_setBlockGasLimit", hex(chain.rival_gas + 15_000))
+        chain.rivals(blocks)
+        rpc(w3, "evm_setIntervalMining", 1)
+        yield chain
+    finally:
+        rpc(w3, "evm_setIntervalMining", 0)
+        rpc(w3, "anvil_dropAllTransactions")
+        rpc(w3, "anvil_setBlockGasLimit", hex(limit))
+        rpc(w3, "evm_setAutomine", True)
+
+
+def _session(env) -> list:
+    """A funded session to make requests from; the request's command line."""
+    fund(env.system, env.user, 100)
+    create(env.system, env.user, 50)
+    next_second(env.w3)
+    return ["request", "what is 2+2?"]
+
+
+def _stuck(env, args) -> str:
+    """Run ``dtnsess ARGS --yes`` on the congested chain: it waits for its receipt, then exits
+    10 naming the hash, which the node still holds. Returns the hash."""
+    res = env.cli(*args, "--yes")
+    assert res.exit_code == 10, res.output
+    line = one_error(res)
+    assert "not mined after" in line, line
+    h = HASH.search(line).group(0)
+    assert env.w3.eth.get_transaction(h)["blockNumber"] is None  # pending in the node
+    return h
+
+
+def _family(h: str) -> list:
+    from dtnsess_cli.chain.journal import Journal
+
+    j = Journal()
+    try:
+        return [(e.tx_hash, e.status) for e in j.members(h)]
+    finally:
+        j.close()
+
+
+def _never_mined(env, h: str) -> None:
+    from web3.exceptions import TransactionNotFound
+
+    try:
+        got = env.w3.eth.get_transaction(h)
+    except TransactionNotFound:
+        return
+    assert got["blockNumber"] is None, got
+
+
+def test_speedup_on_a_full_chain_mines_the_replacement_not_both(env):
+    args = _session(env)
+    start, requests = env.nonce(), env.requests()
+    with congested(env) as chain:
+        h = _stuck(env, args)
+        old = env.w3.eth.get_transaction(h)
+        res = env.cli("tx", "speedup", h, "--priority-gas-price", "10gwei", "--yes", "--json")
+        assert res.exit_code == 0, res.output
+        out = load_json(res)
+        new = out["transactions"][0]["tx_hash"]
+        chain.next_block()
+        chain.next_block()
+    assert out["mined"] == "replacement" and out["replaces"] == h and new != h
+    got = env.w3.eth.get_transaction(new)
+    assert got["nonce"] == old["nonce"] and got["maxPriorityFeePerGas"] == 10 * GWEI
+    assert env.w3.eth.get_transaction_receipt(new)["status"] == 1
+    assert env.nonce() == start + 1 and env.requests() == requests + 1  # once
+    _never_mined(env, h)
+    assert _family(h) == [(h, "replaced"), (new, "mined")]
+    view = load_json(env.cli("tx", new, "--json"))
+    assert [(m["tx_hash"], m["journal"]) for m in view["family"]] == [
+        (h, "replaced"), (new, "mined")]
+
+
+def test_a_speedup_still_waiting_then_mined_is_not_repeated_by_a_rerun(env):
+    """A speedup capped by --max-fee at the replacement minimum (+10%: less than the rival
+    pays) is sent, but its wait for either variant ends with exit 10 naming both. Then the
+    rush ends and the replacement is mined: a rerun of the original command finds it and
+    sends nothing (exit 13)."""
+    from dtnsess_cli.chain.replace import bump
+
+    args = _session(env)
+    start, requests = env.nonce(), env.requests()
+    with congested(env) as chain:
+        h = _stuck(env, args)
+        cap = bump(env.w3.eth.get_transaction(h)["maxFeePerGas"], 0)
+        res = env.cli("tx", "speedup", h, "--max-fee", str(cap), "--yes")
+        assert res.exit_code == 10, res.output
+        line = one_error(res)
+        new = next(x for x in HASH.findall(line) if x != h)
+        assert "not mined after" in line and h in line, line
+        assert env.w3.eth.get_transaction(new)["blockNumber"] is None
+        chain.clear()
+        chain.next_block()
+        rerun = env.cli(*args, "--yes")
+        chain.next_block()
+    assert rerun.exit_code == 13, rerun.output
+    assert f"earlier tx {new}" in rerun.stderr and "mined in block" in rerun.stderr
+    assert env.w3.eth.get_transaction_receipt(new)["status"] == 1
+    assert env.nonce() == start + 1 and env.requests() == requests + 1
+    _never_mined(env, h)
+    assert _family(h) == [(h, "replaced"), (new, "mined")]
+
+
+def test_the_original_mined_before_the_speedup_sends_nothing(env):
+    args = _session(env)
+    start, requests = env.nonce(), env.requests()
+    with congested(env) as chain:
+        h = _stuck(env, args)
+        chain.clear()  # the rush ends: the original is mined in the next block
+        chain.next_block()
+        env.proxy.seen.clear()
+        res = env.cli("tx", "speedup", h, "--priority-gas-price", "10gwei", "--yes")
+        cancel = env.cli("tx", "cancel", h, "--yes")
+        sent = [m for m in env.proxy.seen if m in (PLAIN, SYNC)]
+    assert res.exit_code == 4, res.output
+    assert "already mined in block" in one_error(res) and "nothing sent" in res.stderr
+    assert cancel.exit_code == 4 and "journal entry is mined" in one_error(cancel)
+    assert sent == [] and _family(h) == [(h, "mined")]
+    assert env.nonce() == start + 1 and env.requests() == requests + 1
+
+
+def test_the_original_mined_while_the_replacement_goes_out(env, monkeypatch):
+    """The original is mined after the speedup looked (not mined yet) and before its
+    replacement reaches the node, which refuses it (nonce too low). Before: exit 5, "nonce ...
+    already used by another transaction ... another wallet or program sends from this key", the
+    original's entry left open. Now: the original was mined first, said so, nothing more sent."""
+    from dtnsess_cli.chain import jsonrpc
+
+    args = _session(env)
+    start, requests = env.nonce(), env.requests()
+    real = jsonrpc.JsonRpc.call
+    with congested(env) as chain:
+        h = _stuck(env, args)
+
+        def call(self, method, params=()):
+            if method == PLAIN:  # the replacement: the block with the original comes first
+                chain.clear()
+                while env.w3.eth.get_transaction(h)["blockNumber"] is None:
+                    time.sleep(0.05)
+            return real(self, method, params)
+
+        env.proxy.seen.clear()
+        with monkeypatch.context() as mp:
+            mp.setattr(jsonrpc.JsonRpc, "call", call)
+            res = env.cli("tx", "speedup", h, "--priority-gas-price", "10gwei", "--yes",
+                          "--json")
+        sends = env.proxy.seen.count(PLAIN) + env.proxy.seen.count(SYNC)
+        chain.next_block()
+    assert res.exit_code == 0, res.output
+    out = load_json(res)
+    assert out["mined"] == "original" and out["transactions"][0]["tx_hash"] == h
+    assert sends == 1 and "another wallet" not in res.stderr
+    fam = _family(h)
+    assert fam[0] == (h, "mined") and [s for _, s in fam[1:]] == ["replaced"], fam
+    _never_mined(env, fam[1][0])
+    assert env.nonce() == start + 1 and env.requests() == requests + 1
+    human = env.cli("tx", h)
+    assert human.exit_code == 0 and "mined" in human.stdout
