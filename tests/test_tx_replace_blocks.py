@@ -94,8 +94,10 @@ def _session(env) -> list:
 def _stuck(env, args) -> str:
     """Run ``dtnsess ARGS --yes`` on the congested chain: it waits for its receipt, then exits
     10 naming the hash, which the node still holds. Returns the hash."""
+    env.proxy.seen.clear()
     res = env.cli(*args, "--yes")
     assert res.exit_code == 10, res.output
+    assert SYNC in env.proxy.seen  # its wait for the block was the send's own, then ours
     line = one_error(res)
     assert "not mined after" in line, line
     h = HASH.search(line).group(0)
@@ -232,3 +234,83 @@ def test_the_original_mined_while_the_replacement_goes_out(env, monkeypatch):
     assert env.nonce() == start + 1 and env.requests() == requests + 1
     human = env.cli("tx", h)
     assert human.exit_code == 0 and "mined" in human.stdout
+
+
+def test_cancel_with_a_max_fee_on_a_full_chain(env):
+    """`tx cancel HASH --max-fee 20gwei`: the 0-value transfer to the sender is mined at the
+    nonce, nothing of the request is done; the rerun of the request then does it, once."""
+    args = _session(env)
+    start, requests = env.nonce(), env.requests()
+    with congested(env) as chain:
+        h = _stuck(env, args)
+        res = env.cli("tx", "cancel", h, "--max-fee", "20gwei", "--yes", "--json")
+        assert res.exit_code == 0, res.output
+        chain.next_block()
+    out = load_json(res)
+    new = out["transactions"][0]["tx_hash"]
+    assert out["mined"] == "replacement" and out["replaces"] == h
+    t = env.w3.eth.get_transaction(new)
+    assert t["to"] == env.user and t["value"] == 0 and t["maxFeePerGas"] == 20 * GWEI
+    assert env.w3.eth.get_transaction_receipt(new)["status"] == 1
+    assert env.nonce() == start + 1 and env.requests() == requests  # nothing of the request
+    _never_mined(env, h)
+    assert _family(h) == [(h, "replaced"), (new, "mined")]
+    again = env.cli(*args, "--yes")  # automine again: the rerun does it, once
+    assert again.exit_code == 0, again.output
+    assert env.requests() == requests + 1 and env.nonce() == start + 2
+
+
+# the other wallet's fees: above what the chain asks (its tip: the rival's), under the rival's
+THEIRS = RIVAL_MAX_FEE - GWEI // 10
+
+
+def test_a_dearer_transaction_at_the_nonce_is_outbid_not_doubled(env):
+    """Another wallet with this key holds the nonce with a dearer transaction (more than the
+    chain asks now, still behind the rival): the node refuses the speedup as underpriced, for
+    real; it is signed again +10% until taken, and mined (ahead of the rival, or once the rush
+    is over); neither the original nor the other wallet's transaction is."""
+    from eth_account import Account
+
+    args = _session(env)
+    start, requests = env.nonce(), env.requests()
+    with congested(env) as chain:
+        h = _stuck(env, args)
+        old = env.w3.eth.get_transaction(h)
+        theirs = Account.from_key(env.key).sign_transaction({
+            "to": env.user, "value": 0, "gas": 21_000, "nonce": old["nonce"], "chainId": 31337,
+            "maxPriorityFeePerGas": THEIRS, "maxFeePerGas": THEIRS})
+        other = env.w3.eth.send_raw_transaction(theirs.raw_transaction).hex()
+        other = other if other.startswith("0x") else "0x" + other
+        chain.next_block()
+        assert env.w3.eth.get_transaction(other)["blockNumber"] is None
+
+        def over() -> None:  # once ours took the other's place in the pool, the rush ends
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                if rpc(env.w3, "eth_getTransactionByHash", other) is None:
+                    chain.clear()
+                    return
+                time.sleep(0.05)
+
+        import threading
+
+        t = threading.Thread(target=over, daemon=True)
+        t.start()
+        res = env.cli("tx", "speedup", h, "--yes", "--json")
+        t.join()
+        chain.next_block()
+    assert res.exit_code == 0, res.output
+    out = load_json(res)
+    new = out["transactions"][0]["tx_hash"]
+    assert out["mined"] == "replacement"
+    refused = res.stderr.count("as underpriced")
+    assert 1 <= refused == res.stderr.count("; trying "), res.stderr
+    got = env.w3.eth.get_transaction(new)
+    assert got["maxFeePerGas"] > THEIRS  # what Anvil compares (measured: not the tip)
+    assert env.w3.eth.get_transaction_receipt(new)["status"] == 1
+    assert env.nonce() == start + 1 and env.requests() == requests + 1
+    _never_mined(env, h)
+    _never_mined(env, other)
+    fam = _family(h)
+    assert [s for _, s in fam] == ["replaced"] + ["dropped"] * refused + ["mined"], fam
+    assert fam[-1][0] == new
