@@ -314,3 +314,43 @@ def test_a_dearer_transaction_at_the_nonce_is_outbid_not_doubled(env):
     fam = _family(h)
     assert [s for _, s in fam] == ["replaced"] + ["dropped"] * refused + ["mined"], fam
     assert fam[-1][0] == new
+
+
+def test_ctrl_c_while_the_send_waits_for_the_block_then_speedup(env, tmp_path):
+    """A user's Ctrl-C while `dtnsess request` waits for its block (a real process; the sync
+    send holds the reply until the block): exit 130 naming the hash, the journal entry open.
+    `tx speedup` then gets it mined, once."""
+    import signal
+    import subprocess
+
+    from test_faults_send import SCRIPT, one_error_text, script_env
+
+    args = _session(env)
+    start, requests = env.nonce(), env.requests()
+    with congested(env) as chain:
+        p = subprocess.Popen([str(SCRIPT), *args, "--yes"], env=script_env(env), cwd=tmp_path,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 30
+            while env.w3.eth.get_transaction_count(env.user, "pending") == start:
+                assert time.monotonic() < deadline and p.poll() is None, "nothing sent"
+                time.sleep(0.05)
+            chain.next_block()  # a block went by without it
+            p.send_signal(signal.SIGINT)
+            out, err = p.communicate(timeout=30)
+        finally:
+            if p.poll() is None:
+                p.kill()
+        assert p.returncode == 130, err
+        assert "Traceback" not in err and env.key[2:] not in out + err
+        line = one_error_text(err)
+        h = HASH.search(line).group(0)
+        assert "interrupted" in line and f"dtnsess tx {h}" in err
+        assert _family(h) == [(h, "open")]
+        res = env.cli("tx", "speedup", h, "--priority-gas-price", "10gwei", "--yes", "--json")
+        assert res.exit_code == 0, res.output
+    new = load_json(res)["transactions"][0]["tx_hash"]
+    assert env.w3.eth.get_transaction_receipt(new)["status"] == 1
+    assert env.nonce() == start + 1 and env.requests() == requests + 1
+    _never_mined(env, h)
+    assert _family(h) == [(h, "replaced"), (new, "mined")]
