@@ -354,3 +354,32 @@ def test_ctrl_c_while_the_send_waits_for_the_block_then_speedup(env, tmp_path):
     assert env.nonce() == start + 1 and env.requests() == requests + 1
     _never_mined(env, h)
     assert _family(h) == [(h, "replaced"), (new, "mined")]
+
+
+def test_speeding_up_the_second_of_two_stuck_transactions(env):
+    """`create` on a full chain: its approval (nonce N) and create (N+1) both wait. A speedup
+    of the create alone cannot be mined before the approval: it says so before it is sent.
+    The approval sped up too, both are mined; the rerun of `create` repeats nothing."""
+    fund(env.system, env.user, 100, approve=False)
+    start, sessions = env.nonce(), len(env.sessions())
+    with congested(env, blocks=12) as chain:
+        res = env.cli("create", "20", "--yes")
+        assert res.exit_code == 10, res.output
+        line = one_error(res)
+        h_approve, h_create = HASH.findall(line)[:2]  # the approval's wait, "also" the create
+        assert env.w3.eth.get_transaction(h_approve)["nonce"] == start
+        second = env.cli("tx", "speedup", h_create, "--priority-gas-price", "10gwei", "--yes")
+        assert second.exit_code == 10, second.output
+        assert (f"nonce {start} of" in second.stderr and h_approve in second.stderr
+                and "cannot be mined before" in second.stderr), second.stderr
+        first = env.cli("tx", "speedup", h_approve, "--priority-gas-price", "10gwei", "--yes")
+        assert first.exit_code == 0, first.output
+        assert "cannot be mined before" not in first.stderr
+        rerun = env.cli("create", "20", "--yes")
+        chain.next_block()
+    assert rerun.exit_code == 13, rerun.output
+    assert env.nonce() == start + 2 and len(env.sessions()) == sessions + 1
+    _never_mined(env, h_create)
+    _never_mined(env, h_approve)
+    assert [s for _, s in _family(h_create)] == ["replaced", "mined"]
+    assert [s for _, s in _family(h_approve)] == ["replaced", "mined"]

@@ -141,10 +141,13 @@ def replace(ctx: TxContext, entry: Any, *, cancel: bool, dry_run: bool,
     r_mined = resps[n]
     if "error" in r_mined:
         raise response_error(ctx, r_mined, "nonce lookup")
-    if int(r_mined["result"], 16) > entry.nonce:
+    mined_nonce = int(r_mined["result"], 16)
+    if mined_nonce > entry.nonce:
         raise InputError("transaction hash", entry.tx_hash,
                          f"its nonce {entry.nonce} is already used by a mined transaction: "
                          f"nothing to replace (see `dtnsess tx {entry.tx_hash}`); nothing sent")
+    if mined_nonce < entry.nonce:
+        _warn_earlier(ctx, mined_nonce, entry.nonce)
     facts = _facts_from(ctx, resps[n + 1:n + 1 + len(facts_reqs)])
     l1_fee = l1_fee_of(resps[-1])
     new = replacement_fields(tx, facts.fees or {}, sender, cancel, ctx.overrides)
@@ -223,6 +226,25 @@ def replace(ctx: TxContext, entry: Any, *, cancel: bool, dry_run: bool,
                            f"{receipt['blockNumber']}); only its gas was spent",
                            hint=f"see `dtnsess tx {winner}`")
     return result, ("replacement" if winner == tx_hash else "original")
+
+
+def _warn_earlier(ctx: TxContext, first: int, nonce: int) -> None:
+    """Before the cost is shown: the sender's nonces ``first``..``nonce - 1`` are not mined
+    (e.g. `create`'s approval, stuck with it), and a replacement at ``nonce`` cannot be mined
+    before them, however high its fees: name the journal's transactions there."""
+    sender = ctx.account.address
+    held = {}
+    if ctx.journal is not None:  # the newest variant at each earlier nonce
+        for e in ctx.journal.open_entries(ctx.chain_id, sender, ctx.genesis or None):
+            if first <= e.nonce < nonce:
+                held[e.nonce] = e.tx_hash
+    span = f"nonce {first}" if nonce - first == 1 else f"nonces {first}..{nonce - 1}"
+    txs = ", ".join(f"tx {h} (nonce {n})" for n, h in sorted(held.items())) or \
+        "not sent by dtnsess from this machine"
+    them = "it" if nonce - first == 1 else "them"
+    ctx.ui.info(f"warning: {span} of {sender} not mined yet ({txs}): this replacement "
+                f"cannot be mined before {them}; speed {them} up too (`dtnsess tx speedup "
+                f"HASH`)")
 
 
 def _first_mined(replies: list) -> Optional[dict]:
