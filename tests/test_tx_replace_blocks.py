@@ -383,3 +383,50 @@ def test_speeding_up_the_second_of_two_stuck_transactions(env):
     _never_mined(env, h_approve)
     assert [s for _, s in _family(h_create)] == ["replaced", "mined"]
     assert [s for _, s in _family(h_approve)] == ["replaced", "mined"]
+
+
+def test_replaced_by_another_wallet_while_the_sync_send_waits(env):
+    """While `dtnsess request` waits in the sync send for its block, another wallet with this
+    key replaces it (a dearer transfer at its nonce, mined ahead of the rival). The send's
+    wait ends; the node no longer knows ours, its own bytes are refused (nonce used): the
+    command says another transaction took the nonce and the request was not done, the entry is
+    closed, and a rerun sends the request, once."""
+    import threading
+
+    from eth_account import Account
+
+    args = _session(env)
+    start, requests = env.nonce(), env.requests()
+    theirs: list = []
+
+    def other_wallet() -> None:
+        deadline = time.monotonic() + 20
+        while env.w3.eth.get_transaction_count(env.user, "pending") == start:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
+        signed = Account.from_key(env.key).sign_transaction({
+            "to": env.user, "value": 0, "gas": 21_000, "nonce": start, "chainId": 31337,
+            "maxPriorityFeePerGas": 10 * GWEI, "maxFeePerGas": 20 * GWEI})
+        theirs.append(env.w3.eth.send_raw_transaction(signed.raw_transaction))
+
+    env.proxy.seen.clear()
+    with congested(env) as chain:
+        t = threading.Thread(target=other_wallet, daemon=True)
+        t.start()
+        res = env.cli(*args, "--yes")
+        t.join()
+        chain.clear()
+    assert theirs and env.w3.eth.get_transaction_receipt(theirs[0])["status"] == 1
+    assert res.exit_code == 5, res.output
+    line = one_error(res)
+    assert f"nonce {start} of" in line and "already used by another transaction" in line, line
+    assert "was not mined" in line and "another wallet or program" in res.stderr
+    assert "reply to the send was lost" not in res.stderr
+    h = HASH.search(line).group(0)
+    assert env.proxy.seen.count(PLAIN) == 1  # its own bytes once, when the node lost them
+    assert env.nonce() == start + 1 and env.requests() == requests  # theirs, not ours
+    assert _family(h) == [(h, "replaced")]
+    again = env.cli(*args, "--yes")
+    assert again.exit_code == 0, again.output
+    assert env.requests() == requests + 1 and env.nonce() == start + 2

@@ -283,7 +283,7 @@ def _refused(ctx: TxContext, resp: dict, raw_hex: str, tx_hash: str, nonce: int,
             pass
         journal_resolve(ctx, tx_hash, "replaced", note=_node_message(resp))
         raise RpcError(ctx.rpc_url, f"nonce {nonce} of {ctx.account.address} is already used "
-                       f"by another transaction; {description} was not sent",
+                       f"by another transaction; {description} was not mined (tx {tx_hash})",
                        hint="another wallet or program sends from this key: wait for it, then "
                             "run the command again", default_hint=False)
     journal_resolve(ctx, tx_hash, "dropped", note=_node_message(resp))
@@ -311,10 +311,13 @@ def _ensure_known(ctx: TxContext, raw_hex: str, tx_hash: str, nonce: int, descri
             again = raw_request(ctx, "eth_sendRawTransaction", [raw_hex])
             if "error" not in again:
                 return
-            _refused(ctx, again, raw_hex, tx_hash, nonce, description)
-            return
         except RpcError as exc:  # the re-broadcast's reply was lost as well
             cause = exc
+            continue
+        # NOTE: the node's answer, final (its nonce taken by another transaction, a fee under
+        # the base fee): raised as it is, never taken for a lost reply and sent again
+        _refused(ctx, again, raw_hex, tx_hash, nonce, description)
+        return
     raise TxPendingError(description, tx_hash, nonce,
                          f"the node's reply to the send was lost "
                          f"({getattr(cause, 'reason', cause.message)})")
