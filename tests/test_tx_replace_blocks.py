@@ -430,3 +430,37 @@ def test_replaced_by_another_wallet_while_the_sync_send_waits(env):
     again = env.cli(*args, "--yes")
     assert again.exit_code == 0, again.output
     assert env.requests() == requests + 1 and env.nonce() == start + 2
+
+
+def test_ctrl_c_while_the_speedup_waits_names_the_family(env, monkeypatch):
+    """Ctrl-C while the speedup waits for either variant: exit 130 naming both (before: only
+    the replacement); both stay open. The rerun of the request waits for the family, finds
+    the replacement mined and sends nothing."""
+    from dtnsess_cli.chain import jsonrpc
+
+    args = _session(env)
+    start, requests = env.nonce(), env.requests()
+    real = jsonrpc.JsonRpc.batch
+
+    def batch(self, calls):
+        if len(calls) == 2 and all(m == "eth_getTransactionReceipt" for m, _ in calls):
+            raise KeyboardInterrupt  # the family's receipt poll
+        return real(self, calls)
+
+    with congested(env) as chain:
+        h = _stuck(env, args)
+        with monkeypatch.context() as mp:
+            mp.setattr(jsonrpc.JsonRpc, "batch", batch)
+            res = env.cli("tx", "speedup", h, "--priority-gas-price", "10gwei", "--yes")
+        assert res.exit_code == 130, res.output
+        line = one_error(res)
+        new = next(x for x in HASH.findall(line) if x != h)
+        assert f"(of it or {h}, at the same nonce)" in line and "interrupted while" in line
+        assert _family(h) == [(h, "open"), (new, "open")]
+        rerun = env.cli(*args, "--yes")
+        chain.next_block()
+    assert rerun.exit_code == 13, rerun.output
+    assert f"earlier tx {new}" in rerun.stderr and "mined in block" in rerun.stderr
+    assert env.nonce() == start + 1 and env.requests() == requests + 1
+    _never_mined(env, h)
+    assert _family(h) == [(h, "replaced"), (new, "mined")]

@@ -347,6 +347,7 @@ def wait_for_receipt(ctx: TxContext, tx_hash: str, description: str, nonce: int,
     delay = RECEIPT_POLL_FIRST
     trouble: Optional[DtnsessError] = None
     hashes = [tx_hash, *others]
+    family = ", ".join(others)
     try:
         with ctx.ui.status(f"{description}: waiting for {tx_hash[:10]}… to be mined"):
             sleep(RECEIPT_FIRST_WAIT)
@@ -370,11 +371,12 @@ def wait_for_receipt(ctx: TxContext, tx_hash: str, description: str, nonce: int,
                            if isinstance(trouble, RpcError) else
                            f"not mined after {timeout:g}s")
                     if others:
-                        why += f" (nor {', '.join(others)}, at the same nonce)"
+                        why += f" (nor {family}, at the same nonce)"
                     raise TxPendingError(description, tx_hash, nonce, why)
                 sleep(min(delay, max(0.0, deadline - time.monotonic())))
                 delay = min(delay * 2, RECEIPT_POLL_MAX)
     except KeyboardInterrupt:
         raise TxPendingError(description, tx_hash, nonce,
-                             "interrupted while waiting for the receipt",
+                             "interrupted while waiting for the receipt"
+                             + (f" (of it or {family}, at the same nonce)" if others else ""),
                              interrupted=True) from None
