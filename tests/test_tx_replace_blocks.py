@@ -62,7 +62,7 @@ class Chain:
 
 
 @contextmanager
-def congested(env, blocks: int = 6):
+def congested(env, blocks: int = 12):
     """A block every second, each of the next ``blocks`` full with a rival's transaction."""
     w3 = env.w3
     chain = Chain(env)
@@ -362,7 +362,7 @@ def test_speeding_up_the_second_of_two_stuck_transactions(env):
     The approval sped up too, both are mined; the rerun of `create` repeats nothing."""
     fund(env.system, env.user, 100, approve=False)
     start, sessions = env.nonce(), len(env.sessions())
-    with congested(env, blocks=12) as chain:
+    with congested(env) as chain:
         res = env.cli("create", "20", "--yes")
         assert res.exit_code == 10, res.output
         line = one_error(res)
@@ -464,3 +464,72 @@ def test_ctrl_c_while_the_speedup_waits_names_the_family(env, monkeypatch):
     assert env.nonce() == start + 1 and env.requests() == requests + 1
     _never_mined(env, h)
     assert _family(h) == [(h, "replaced"), (new, "mined")]
+
+
+@contextmanager
+def fee_spike(env):
+    """A block every second, and the base fee x100 in the block after our send: Anvil drops our
+    transaction then (its max fee is under the base fee; measured: it never keeps it pending).
+    NOTE: Anvil checks a send against the next block's base fee, so the raise comes after it,
+    the miner paused meanwhile (no block may come between them)."""
+    import threading
+
+    from dtnsess_cli.chain import jsonrpc
+    from web3 import Web3
+
+    w3 = env.w3
+    real = jsonrpc.JsonRpc.call
+
+    def spike(h: str) -> None:
+        deadline = time.monotonic() + 10
+        while rpc(w3, "eth_getTransactionByHash", h) is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        base = w3.eth.get_block("latest")["baseFeePerGas"]
+        rpc(w3, "anvil_setNextBlockBaseFeePerGas", hex(100 * max(base, GWEI)))
+        rpc(w3, "evm_setIntervalMining", 1)
+
+    def call(self, method, params=()):
+        if method == SYNC:
+            rpc(w3, "evm_setIntervalMining", 0)
+            threading.Thread(target=spike, args=(Web3.keccak(hexstr=params[0]).hex(),),
+                             daemon=True).start()
+        return real(self, method, params)
+
+    rpc(w3, "evm_setAutomine", False)
+    try:
+        rpc(w3, "evm_setIntervalMining", 1)
+        yield call
+    finally:
+        rpc(w3, "evm_setIntervalMining", 0)
+        rpc(w3, "anvil_dropAllTransactions")
+        rpc(w3, "evm_setAutomine", True)
+
+
+def test_a_fee_spike_that_makes_the_node_drop_it(env, monkeypatch):
+    """The base fee jumps above the request's max fee in the next block: Anvil drops it. The
+    send's wait ends, its own bytes are refused (under the base fee): a one-line error, the
+    entry dropped; `tx speedup` has nothing to replace; the rerun sends it at today's fees,
+    once. Before: exit 10, "the node's reply to the send was lost ... may still be mined",
+    after sending its refused bytes three times."""
+    from dtnsess_cli.chain import jsonrpc
+
+    args = _session(env)
+    start, requests = env.nonce(), env.requests()
+    with fee_spike(env) as call:
+        with monkeypatch.context() as mp:
+            mp.setattr(jsonrpc.JsonRpc, "call", call)
+            res = env.cli(*args, "--yes")
+        assert res.exit_code == 5, res.output
+        line = one_error(res)
+        h = HASH.search(line).group(0)
+        assert "max fee per gas less than block base fee" in line, line
+        assert "nothing of it was done" in line and "run the command again" in res.stderr
+        assert _family(h) == [(h, "dropped")]
+        speed = env.cli("tx", "speedup", h, "--yes")
+        assert speed.exit_code == 4 and "journal entry is dropped" in one_error(speed)
+        again = env.cli(*args, "--yes", "--json")
+        assert again.exit_code == 0, again.output
+    new = load_json(again)["transactions"][0]["tx_hash"]
+    assert env.w3.eth.get_transaction(new)["nonce"] == start  # the nonce the dropped one had
+    assert env.nonce() == start + 1 and env.requests() == requests + 1
+    _never_mined(env, h)

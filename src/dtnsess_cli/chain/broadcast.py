@@ -267,9 +267,10 @@ def _request_timeout(rpc: Any, seconds: float) -> Iterator[None]:
 
 
 def _refused(ctx: TxContext, resp: dict, raw_hex: str, tx_hash: str, nonce: int,
-             description: str) -> None:
+             description: str, again: bool = False) -> None:
     """The node answered the send with an error: fine when it already has these bytes; else the
-    transaction is not in the node (journal: dropped) and the error is raised."""
+    transaction is not in the node (journal: dropped) and the error is raised. ``again``: the
+    node had taken these bytes before and lost them (this was the re-send)."""
     msg = _node_message(resp).lower()
     if any(k in msg for k in _KNOWN):
         return
@@ -287,7 +288,14 @@ def _refused(ctx: TxContext, resp: dict, raw_hex: str, tx_hash: str, nonce: int,
                        hint="another wallet or program sends from this key: wait for it, then "
                             "run the command again", default_hint=False)
     journal_resolve(ctx, tx_hash, "dropped", note=_node_message(resp))
-    raise response_error(ctx, resp, description)
+    exc = response_error(ctx, resp, description)
+    if again and type(exc) is RpcError:
+        # NOTE: e.g. a fee spike: the base fee rose above its max fee, and the node dropped it
+        raise RpcError(ctx.rpc_url, f"{description}: it dropped tx {tx_hash} (nonce {nonce}) "
+                       f"and refuses it now ({_node_message(resp)}): nothing of it was done",
+                       hint="run the command again: its fees are read anew",
+                       default_hint=False)
+    raise exc
 
 
 def _ensure_known(ctx: TxContext, raw_hex: str, tx_hash: str, nonce: int, description: str,
@@ -316,7 +324,7 @@ def _ensure_known(ctx: TxContext, raw_hex: str, tx_hash: str, nonce: int, descri
             continue
         # NOTE: the node's answer, final (its nonce taken by another transaction, a fee under
         # the base fee): raised as it is, never taken for a lost reply and sent again
-        _refused(ctx, again, raw_hex, tx_hash, nonce, description)
+        _refused(ctx, again, raw_hex, tx_hash, nonce, description, again=True)
         return
     raise TxPendingError(description, tx_hash, nonce,
                          f"the node's reply to the send was lost "
