@@ -4,6 +4,7 @@ tests/test_tx_replace.py covers the outcomes with automine off; here a block is 
 second (Anvil's interval mining: what `dtnsess devnet up --block-time 1` runs) and a
 transaction gets stuck the way it does on a real chain: the blocks are full of a rival's
 dearer transactions, so ours waits in the pool while blocks go by and the base fee climbs.
+Once on `dtnsess devnet up --block-time 1` itself, the rest on the session's Anvil.
 
 NOTE: how to keep a transaction pending on Anvil (measured, Anvil of node_modules): it takes a
 transaction against the NEXT block's base fee, and when a block's base fee rises above a pending
@@ -15,11 +16,13 @@ and the rival's transactions, paying more than ours, go first while they last.
 
 from __future__ import annotations
 
+import json
 import time
 from contextlib import contextmanager
 
 from cli_helpers import load_json
 from helpers import create, fund, next_second, rpc
+from test_devnet import devnet_dir  # noqa: F401 - a fixture
 from test_faults_send import HASH, PLAIN, SYNC, env, one_error  # noqa: F401 - env is a fixture
 
 GWEI = 10**9
@@ -35,9 +38,9 @@ RIVAL_DATA = "0x" + "01" * 60_000
 class Chain:
     """The congested chain: ``.rivals(n)`` queues n more full blocks, ``.clear()`` lets ours in."""
 
-    def __init__(self, env):
-        self.env, self.w3 = env, env.w3
-        self.rival = env.system.w3.eth.accounts[2]
+    def __init__(self, w3, rival: str):
+        self.w3, self.rival = w3, rival
+        self.rival_gas = w3.eth.estimate_gas({"from": rival, "to": rival, "data": RIVAL_DATA})
 
     def rivals(self, n: int) -> None:
         nonce = self.w3.eth.get_transaction_count(self.rival, "pending")
@@ -62,12 +65,11 @@ class Chain:
 
 
 @contextmanager
-def congested(env, blocks: int = 12):
-    """A block every second, each of the next ``blocks`` full with a rival's transaction."""
-    w3 = env.w3
-    chain = Chain(env)
-    chain.rival_gas = w3.eth.estimate_gas({"from": chain.rival, "to": chain.rival,
-                                           "data": RIVAL_DATA})
+def congested(env, blocks: int = 12, w3=None, rival=None):
+    """A block every second, each of the next ``blocks`` full with a rival's transaction
+    (``env``'s chain, or the devnet's ``w3`` with its dev account ``rival``)."""
+    w3 = w3 or env.w3
+    chain = Chain(w3, rival or env.system.w3.eth.accounts[2])
     limit = w3.eth.get_block("latest")["gasLimit"]
     rpc(w3, "evm_setAutomine", False)
     try:
@@ -533,3 +535,45 @@ def test_a_fee_spike_that_makes_the_node_drop_it(env, monkeypatch):
     assert env.w3.eth.get_transaction(new)["nonce"] == start  # the nonce the dropped one had
     assert env.nonce() == start + 1 and env.requests() == requests + 1
     _never_mined(env, h)
+
+
+def test_on_a_devnet_up_with_block_time(devnet_dir):
+    """The same on `dtnsess devnet up --block-time 1` (its Anvil, its responder, its state
+    file), as a user runs it: a request stuck on the full chain, `tx speedup` mines it once."""
+    import os
+    import subprocess
+
+    from test_devnet import DTNSESS
+    from test_devnet import Chain as Devnet
+    from test_devnet import devnet_up
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("DTNSESS_") and k != "ETH_RPC_URL"}
+        env.update(DTNSESS_STATE_DIR=os.environ["DTNSESS_STATE_DIR"],
+                   DTNSESS_RECEIPT_TIMEOUT="3")
+        return subprocess.run([DTNSESS, *args], cwd=devnet_dir, env=env, capture_output=True,
+                              text=True, timeout=60)
+
+    state = devnet_up(devnet_dir, "--block-time", "1")
+    net = Devnet(state)
+    user = net.account(1)  # the devnet's default key
+    made = run("create", "50", "--yes")
+    assert made.returncode == 0, made.stderr
+    start = net.w3.eth.get_transaction_count(user)
+    requests = net.manager.functions.getUserRequests(user, 0, 100).call()[1]
+    with congested(None, w3=net.w3, rival=net.account(2)):
+        stuck = run("request", "what is 2+2?", "--yes")
+        assert stuck.returncode == 10, stuck.stderr
+        h = HASH.search(stuck.stderr).group(0)
+        res = run("tx", "speedup", h, "--priority-gas-price", "10gwei", "--yes", "--json")
+        assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    new = out["transactions"][0]["tx_hash"]
+    assert out["mined"] == "replacement" and out["replaces"] == h
+    assert net.w3.eth.get_transaction_receipt(new)["status"] == 1
+    assert net.w3.eth.get_transaction_count(user) == start + 1
+    assert net.manager.functions.getUserRequests(user, 0, 100).call()[1] == requests + 1
+    view = json.loads(run("tx", h, "--json").stdout)
+    assert [(m["tx_hash"], m["journal"]) for m in view["family"]] == [
+        (h, "replaced"), (new, "mined")]
