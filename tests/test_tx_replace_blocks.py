@@ -152,8 +152,8 @@ def test_speedup_on_a_full_chain_mines_the_replacement_not_both(env):
 
 
 def test_a_speedup_still_waiting_then_mined_is_not_repeated_by_a_rerun(env):
-    """A speedup capped by --max-fee at the replacement minimum (+10%: less than the rival
-    pays) is sent, but its wait for either variant ends with exit 10 naming both. Then the
+    """A speedup capped by --max-fee 1 wei below the replacement minimum is refused before
+    signing. One at the minimum (+10%: less than the rival pays) is sent, but its wait for either variant ends with exit 10 naming both. Then the
     rush ends and the replacement is mined: a rerun of the original command finds it and
     sends nothing (exit 13)."""
     from dtnsess_cli.chain.replace import bump
@@ -163,6 +163,10 @@ def test_a_speedup_still_waiting_then_mined_is_not_repeated_by_a_rerun(env):
     with congested(env) as chain:
         h = _stuck(env, args)
         cap = bump(env.w3.eth.get_transaction(h)["maxFeePerGas"], 0)
+        env.proxy.seen.clear()
+        low = env.cli("tx", "speedup", h, "--max-fee", str(cap - 1), "--yes")
+        assert low.exit_code == 4 and "below the replacement minimum" in one_error(low)
+        assert PLAIN not in env.proxy.seen and _family(h) == [(h, "open")]  # nothing signed
         res = env.cli("tx", "speedup", h, "--max-fee", str(cap), "--yes")
         assert res.exit_code == 10, res.output
         line = one_error(res)

@@ -11,6 +11,11 @@ A node that refuses the replacement as underpriced (its price bump is larger, or
 dearer transaction at that nonce) gets another, +10% on both fees over the refused one, each
 confirmed again (unless --yes) and journaled before it is sent, at most ``MAX_TRIES`` in all
 and never above --max-fee.
+
+On a chain with blocks the original may be mined while the replacement goes out: the node
+refuses it (nonce too low), and the original's receipt is the outcome. When earlier nonces of
+the key are not mined either, no fee gets the replacement mined before them: that is said
+before the cost. Tested with a block every second: tests/test_tx_replace_blocks.py.
 """
 
 from __future__ import annotations
