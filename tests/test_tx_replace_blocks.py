@@ -93,17 +93,21 @@ def _session(env) -> list:
     return ["request", "what is 2+2?"]
 
 
-def _stuck(env, args) -> str:
+def _stuck(env, args, pending: bool = True) -> str:
     """Run ``dtnsess ARGS --yes`` on the congested chain: it waits for its receipt, then exits
-    10 naming the hash, which the node still holds. Returns the hash."""
+    10 naming the hash, which the node still holds (``pending``). Returns the hash."""
     env.proxy.seen.clear()
     res = env.cli(*args, "--yes")
     assert res.exit_code == 10, res.output
-    assert SYNC in env.proxy.seen  # its wait for the block was the send's own, then ours
+    # its wait for the block: the sync send's own, then ours (or polls, without the method)
+    assert (PLAIN if SYNC in env.proxy.lacking else SYNC) in env.proxy.seen
     line = one_error(res)
     assert "not mined after" in line, line
     h = HASH.search(line).group(0)
-    assert env.w3.eth.get_transaction(h)["blockNumber"] is None  # pending in the node
+    if pending:
+        assert env.w3.eth.get_transaction(h)["blockNumber"] is None
+    else:
+        _never_mined(env, h)
     return h
 
 
@@ -153,9 +157,9 @@ def test_speedup_on_a_full_chain_mines_the_replacement_not_both(env):
 
 def test_a_speedup_still_waiting_then_mined_is_not_repeated_by_a_rerun(env):
     """A speedup capped by --max-fee 1 wei below the replacement minimum is refused before
-    signing. One at the minimum (+10%: less than the rival pays) is sent, but its wait for either variant ends with exit 10 naming both. Then the
-    rush ends and the replacement is mined: a rerun of the original command finds it and
-    sends nothing (exit 13)."""
+    signing. One at the minimum (+10%: less than the rival pays) is sent, but its wait for
+    either variant ends with exit 10 naming both. Then the rush ends and the replacement is
+    mined: a rerun of the original command finds it and sends nothing (exit 13)."""
     from dtnsess_cli.chain.replace import bump
 
     args = _session(env)
@@ -473,7 +477,7 @@ def test_ctrl_c_while_the_speedup_waits_names_the_family(env, monkeypatch):
 
 
 @contextmanager
-def fee_spike(env):
+def fee_spike(env, send: str = SYNC):
     """A block every second, and the base fee x100 in the block after our send: Anvil drops our
     transaction then (its max fee is under the base fee; measured: it never keeps it pending).
     NOTE: Anvil checks a send against the next block's base fee, so the raise comes after it,
@@ -495,7 +499,7 @@ def fee_spike(env):
         rpc(w3, "evm_setIntervalMining", 1)
 
     def call(self, method, params=()):
-        if method == SYNC:
+        if method == send:
             rpc(w3, "evm_setIntervalMining", 0)
             threading.Thread(target=spike, args=(Web3.keccak(hexstr=params[0]).hex(),),
                              daemon=True).start()
@@ -581,3 +585,31 @@ def test_on_a_devnet_up_with_block_time(devnet_dir):
     view = json.loads(run("tx", h, "--json").stdout)
     assert [(m["tx_hash"], m["journal"]) for m in view["family"]] == [
         (h, "replaced"), (new, "mined")]
+
+
+def test_a_fee_spike_on_a_node_without_the_sync_send_then_cancel(env, monkeypatch):
+    """The same spike where the node lacks eth_sendRawTransactionSync: the receipt is polled
+    until the deadline (exit 10, the entry open: nothing tells the poll that the node dropped
+    it). `tx cancel` then goes out at the fees the chain asks now and is mined; the original,
+    which the node no longer holds, never is."""
+    from dtnsess_cli.chain import jsonrpc
+
+    env.proxy.lacking.add(SYNC)
+    args = _session(env)
+    start, requests = env.nonce(), env.requests()
+    with fee_spike(env, PLAIN) as call:
+        with monkeypatch.context() as mp:
+            mp.setattr(jsonrpc.JsonRpc, "call", call)
+            h = _stuck(env, args, pending=False)
+        base = env.w3.eth.get_block("latest")["baseFeePerGas"]
+        res = env.cli("tx", "cancel", h, "--yes", "--json")
+        assert res.exit_code == 0, res.output
+    out = load_json(res)
+    new = out["transactions"][0]["tx_hash"]
+    assert out["mined"] == "replacement"
+    assert env.w3.eth.get_transaction(new)["maxFeePerGas"] > base  # today's fees, not +10%
+    assert env.w3.eth.get_transaction_receipt(new)["status"] == 1
+    assert env.nonce() == start + 1 and env.requests() == requests
+    _never_mined(env, h)
+    assert _family(h) == [(h, "replaced"), (new, "mined")]
+
