@@ -613,3 +613,46 @@ def test_a_fee_spike_on_a_node_without_the_sync_send_then_cancel(env, monkeypatc
     _never_mined(env, h)
     assert _family(h) == [(h, "replaced"), (new, "mined")]
 
+
+
+def test_a_speedup_while_the_command_still_waits_takes_its_turn(env, tmp_path):
+    """`dtnsess tx speedup HASH` from a second terminal while `dtnsess request` still waits for
+    its block (real processes, one key): the speedup waits for the sender lock, says so, and
+    goes once the request's wait ends (exit 10); its replacement is mined, once."""
+    import subprocess
+
+    from dtnsess_cli.chain.journal import Journal
+    from test_faults_send import SCRIPT, script_env
+
+    args = _session(env)
+    start, requests = env.nonce(), env.requests()
+    penv = dict(script_env(env), DTNSESS_RECEIPT_TIMEOUT="4")
+    with congested(env):
+        first = subprocess.Popen([str(SCRIPT), *args, "--yes"], env=penv, cwd=tmp_path,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 20
+            h = None
+            while h is None:  # journaled before it is sent
+                assert time.monotonic() < deadline and first.poll() is None, "nothing sent"
+                j = Journal()
+                try:
+                    h = next((e.tx_hash for e in j.open_all()), None)
+                finally:
+                    j.close()
+                time.sleep(0.05)
+            second = subprocess.run(
+                [str(SCRIPT), "tx", "speedup", h, "--priority-gas-price", "10gwei", "--yes",
+                 "--json"], env=penv, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+            err = first.communicate(timeout=30)[1]
+        finally:
+            if first.poll() is None:
+                first.kill()
+    assert first.returncode == 10 and h in err, err
+    assert second.returncode == 0, second.stderr
+    assert "waiting for another dtnsess process" in second.stderr
+    new = json.loads(second.stdout)["transactions"][0]["tx_hash"]
+    assert env.w3.eth.get_transaction_receipt(new)["status"] == 1
+    assert env.nonce() == start + 1 and env.requests() == requests + 1
+    _never_mined(env, h)
+    assert _family(h) == [(h, "replaced"), (new, "mined")]
