@@ -223,7 +223,9 @@ def test_the_original_mined_while_the_replacement_goes_out(env, monkeypatch):
         def call(self, method, params=()):
             if method == PLAIN:  # the replacement: the block with the original comes first
                 chain.clear()
+                deadline = time.monotonic() + 10
                 while env.w3.eth.get_transaction(h)["blockNumber"] is None:
+                    assert time.monotonic() < deadline, "the original was not mined"
                     time.sleep(0.05)
             return real(self, method, params)
 
