@@ -407,6 +407,8 @@ def test_replaced_by_another_wallet_while_the_sync_send_waits(env):
 
     from eth_account import Account
 
+    from dtnsess_cli.chain.broadcast import LOOKUP_BACKOFF
+
     args = _session(env)
     start, requests = env.nonce(), env.requests()
     theirs: list = []
@@ -436,7 +438,9 @@ def test_replaced_by_another_wallet_while_the_sync_send_waits(env):
     assert "was not mined" in line and "another wallet or program" in res.stderr
     assert "reply to the send was lost" not in res.stderr
     h = HASH.search(line).group(0)
-    assert env.proxy.seen.count(PLAIN) == 1  # its own bytes once, when the node lost them
+    # its own bytes when the node lost them, and again while the node says the nonce is used
+    # (in case it was ours, mined meanwhile: looked up each time)
+    assert env.proxy.seen.count(PLAIN) == len(LOOKUP_BACKOFF)
     assert env.nonce() == start + 1 and env.requests() == requests  # theirs, not ours
     assert _family(h) == [(h, "replaced")]
     again = env.cli(*args, "--yes")
@@ -658,3 +662,33 @@ def test_a_speedup_while_the_command_still_waits_takes_its_turn(env, tmp_path):
     assert env.nonce() == start + 1 and env.requests() == requests + 1
     _never_mined(env, h)
     assert _family(h) == [(h, "replaced"), (new, "mined")]
+
+
+def test_a_lagging_lookup_after_a_lost_reply_is_not_a_taken_nonce(env, monkeypatch):
+    """The send's reply is lost after the node mined the request, and the lookups by hash hit
+    a node that has not seen it yet (a lagging backend behind a load balancer): its own bytes
+    are refused (nonce too low), and it is looked up again before the nonce is called taken;
+    found, the command succeeds, once. (With the first refusal taken as final, the journal
+    said "replaced" and the rerun would have sent the request again.)"""
+    from dtnsess_cli.chain import jsonrpc
+
+    args = _session(env)
+    start, requests = env.nonce(), env.requests()
+    real = jsonrpc.JsonRpc.call
+    lagging = [2]
+
+    def call(self, method, params=()):
+        if method == "eth_getTransactionByHash" and lagging[0]:
+            lagging[0] -= 1
+            return None
+        return real(self, method, params)
+
+    env.proxy.fault(SYNC, "drop_after")
+    with monkeypatch.context() as mp:
+        mp.setattr(jsonrpc.JsonRpc, "call", call)
+        res = env.cli(*args, "--yes", "--json")
+    assert res.exit_code == 0, res.output
+    h = load_json(res)["transactions"][0]["tx_hash"]
+    assert env.proxy.seen.count(PLAIN) == 2 and lagging == [0]
+    assert env.nonce() == start + 1 and env.requests() == requests + 1
+    assert _family(h) == [(h, "mined")]

@@ -274,7 +274,7 @@ def _refused(ctx: TxContext, resp: dict, raw_hex: str, tx_hash: str, nonce: int,
     msg = _node_message(resp).lower()
     if any(k in msg for k in _KNOWN):
         return
-    if "nonce too low" in msg or "nonce has already been used" in msg:
+    if _nonce_used(msg):
         # our own bytes may have been mined meanwhile (a lost reply, then a re-broadcast)
         try:
             found = raw_request(ctx, "eth_getTransactionByHash", [tx_hash])
@@ -298,11 +298,18 @@ def _refused(ctx: TxContext, resp: dict, raw_hex: str, tx_hash: str, nonce: int,
     raise exc
 
 
+def _nonce_used(msg: str) -> bool:
+    """Whether the node's message says the transaction's nonce is taken."""
+    msg = msg.lower()
+    return "nonce too low" in msg or "nonce has already been used" in msg
+
+
 def _ensure_known(ctx: TxContext, raw_hex: str, tx_hash: str, nonce: int, description: str,
                   cause: DtnsessError) -> None:
     """After a lost reply: return once the node has the transaction (found by hash, or its own
     bytes re-broadcast); TxPendingError when the node cannot tell."""
-    for pause in LOOKUP_BACKOFF:
+    last = len(LOOKUP_BACKOFF) - 1
+    for i, pause in enumerate(LOOKUP_BACKOFF):
         sleep(pause)
         try:
             try:
@@ -322,8 +329,12 @@ def _ensure_known(ctx: TxContext, raw_hex: str, tx_hash: str, nonce: int, descri
         except RpcError as exc:  # the re-broadcast's reply was lost as well
             cause = exc
             continue
+        if i < last and _nonce_used(_node_message(again)):
+            # NOTE: mined meanwhile, maybe, and the lookup (a node lagging behind a load
+            # balancer) did not show it yet: looked up again before the nonce is called taken
+            continue
         # NOTE: the node's answer, final (its nonce taken by another transaction, a fee under
-        # the base fee): raised as it is, never taken for a lost reply and sent again
+        # the base fee): raised as it is, never taken for a lost reply
         _refused(ctx, again, raw_hex, tx_hash, nonce, description, again=True)
         return
     raise TxPendingError(description, tx_hash, nonce,
