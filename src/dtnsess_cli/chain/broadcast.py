@@ -268,13 +268,14 @@ def _request_timeout(rpc: Any, seconds: float) -> Iterator[None]:
 
 
 def _refused(ctx: TxContext, resp: dict, raw_hex: str, tx_hash: str, nonce: int,
-             description: str) -> None:
+             description: str, again: bool = False) -> None:
     """The node answered the send with an error: fine when it already has these bytes; else the
-    transaction is not in the node (journal: dropped) and the error is raised."""
+    transaction is not in the node (journal: dropped) and the error is raised. ``again``: the
+    node had taken these bytes before and lost them (this was the re-send)."""
     msg = _node_message(resp).lower()
     if any(k in msg for k in _KNOWN):
         return
-    if "nonce too low" in msg or "nonce has already been used" in msg:
+    if _nonce_used(msg):
         # our own bytes may have been mined meanwhile (a lost reply, then a re-broadcast)
         try:
             found = raw_request(ctx, "eth_getTransactionByHash", [tx_hash])
@@ -284,18 +285,32 @@ def _refused(ctx: TxContext, resp: dict, raw_hex: str, tx_hash: str, nonce: int,
             pass
         journal_resolve(ctx, tx_hash, "replaced", note=_node_message(resp))
         raise RpcError(ctx.rpc_url, f"nonce {nonce} of {ctx.account.address} is already used "
-                       f"by another transaction; {description} was not sent",
+                       f"by another transaction; {description} was not mined (tx {tx_hash})",
                        hint="another wallet or program sends from this key: wait for it, then "
                             "run the command again", default_hint=False)
     journal_resolve(ctx, tx_hash, "dropped", note=_node_message(resp))
-    raise response_error(ctx, resp, description)
+    exc = response_error(ctx, resp, description)
+    if again and type(exc) is RpcError:
+        # NOTE: e.g. a fee spike: the base fee rose above its max fee, and the node dropped it
+        raise RpcError(ctx.rpc_url, f"{description}: it dropped tx {tx_hash} (nonce {nonce}) "
+                       f"and refuses it now ({_node_message(resp)}): nothing of it was done",
+                       hint="run the command again: its fees are read anew",
+                       default_hint=False)
+    raise exc
+
+
+def _nonce_used(msg: str) -> bool:
+    """Whether the node's message says the transaction's nonce is taken."""
+    msg = msg.lower()
+    return "nonce too low" in msg or "nonce has already been used" in msg
 
 
 def _ensure_known(ctx: TxContext, raw_hex: str, tx_hash: str, nonce: int, description: str,
                   cause: DtnsessError) -> None:
     """After a lost reply: return once the node has the transaction (found by hash, or its own
     bytes re-broadcast); TxPendingError when the node cannot tell."""
-    for pause in LOOKUP_BACKOFF:
+    last = len(LOOKUP_BACKOFF) - 1
+    for i, pause in enumerate(LOOKUP_BACKOFF):
         sleep(pause)
         try:
             try:
@@ -312,10 +327,17 @@ def _ensure_known(ctx: TxContext, raw_hex: str, tx_hash: str, nonce: int, descri
             again = raw_request(ctx, "eth_sendRawTransaction", [raw_hex])
             if "error" not in again:
                 return
-            _refused(ctx, again, raw_hex, tx_hash, nonce, description)
-            return
         except RpcError as exc:  # the re-broadcast's reply was lost as well
             cause = exc
+            continue
+        if i < last and _nonce_used(_node_message(again)):
+            # NOTE: mined meanwhile, maybe, and the lookup (a node lagging behind a load
+            # balancer) did not show it yet: looked up again before the nonce is called taken
+            continue
+        # NOTE: the node's answer, final (its nonce taken by another transaction, a fee under
+        # the base fee): raised as it is, never taken for a lost reply
+        _refused(ctx, again, raw_hex, tx_hash, nonce, description, again=True)
+        return
     raise TxPendingError(description, tx_hash, nonce,
                          f"the node's reply to the send was lost "
                          f"({getattr(cause, 'reason', cause.message)})")
@@ -345,6 +367,7 @@ def wait_for_receipt(ctx: TxContext, tx_hash: str, description: str, nonce: int,
     delay = RECEIPT_POLL_FIRST
     trouble: Optional[DtnsessError] = None
     hashes = [tx_hash, *others]
+    family = ", ".join(others)
     try:
         with ctx.ui.status(f"{description}: waiting for {tx_hash[:10]}… to be mined"):
             sleep(RECEIPT_FIRST_WAIT)
@@ -368,11 +391,12 @@ def wait_for_receipt(ctx: TxContext, tx_hash: str, description: str, nonce: int,
                            if isinstance(trouble, RpcError) else
                            f"not mined after {timeout:g}s")
                     if others:
-                        why += f" (nor {', '.join(others)}, at the same nonce)"
+                        why += f" (nor {family}, at the same nonce)"
                     raise TxPendingError(description, tx_hash, nonce, why)
                 sleep(min(delay, max(0.0, deadline - time.monotonic())))
                 delay = min(delay * 2, RECEIPT_POLL_MAX)
     except KeyboardInterrupt:
         raise TxPendingError(description, tx_hash, nonce,
-                             "interrupted while waiting for the receipt",
+                             "interrupted while waiting for the receipt"
+                             + (f" (of it or {family}, at the same nonce)" if others else ""),
                              interrupted=True) from None

@@ -11,6 +11,11 @@ A node that refuses the replacement as underpriced (its price bump is larger, or
 dearer transaction at that nonce) gets another, +10% on both fees over the refused one, each
 confirmed again (unless --yes) and journaled before it is sent, at most ``MAX_TRIES`` in all
 and never above --max-fee.
+
+On a chain with blocks the original may be mined while the replacement goes out: the node
+refuses it (nonce too low), and the original's receipt is the outcome. When earlier nonces of
+the key are not mined either, no fee gets the replacement mined before them: that is said
+before the cost. Tested with a block every second: tests/test_tx_replace_blocks.py.
 """
 
 from __future__ import annotations
@@ -131,22 +136,23 @@ def replace(ctx: TxContext, entry: Any, *, cancel: bool, dry_run: bool,
     what = f"{'cancel' if cancel else 'speed up'} tx {entry.tx_hash} (nonce {entry.nonce})"
     resps = rpc_batch(ctx, reqs, what)
     n = len(members)
-    for m, r in zip(members, resps[:n]):
-        rec = r.get("result") if isinstance(r, dict) else None
-        if rec and rec.get("blockNumber"):
-            rec = format_receipt(rec)
-            journal_resolve(ctx, m.tx_hash, "mined" if rec["status"] == 1 else "failed",
-                            rec["blockNumber"])
-            raise InputError("transaction hash", entry.tx_hash,
-                             f"already mined in block {rec['blockNumber']} (tx {m.tx_hash}): "
-                             f"nothing to replace; nothing sent")
+    rec = _first_mined(resps[:n])
+    if rec is not None:
+        m = str(rec["transactionHash"]).lower()
+        journal_resolve(ctx, m, "mined" if rec["status"] == 1 else "failed", rec["blockNumber"])
+        raise InputError("transaction hash", entry.tx_hash,
+                         f"already mined in block {rec['blockNumber']} (tx {m}): "
+                         f"nothing to replace; nothing sent")
     r_mined = resps[n]
     if "error" in r_mined:
         raise response_error(ctx, r_mined, "nonce lookup")
-    if int(r_mined["result"], 16) > entry.nonce:
+    mined_nonce = int(r_mined["result"], 16)
+    if mined_nonce > entry.nonce:
         raise InputError("transaction hash", entry.tx_hash,
                          f"its nonce {entry.nonce} is already used by a mined transaction: "
                          f"nothing to replace (see `dtnsess tx {entry.tx_hash}`); nothing sent")
+    if mined_nonce < entry.nonce:
+        _warn_earlier(ctx, mined_nonce, entry.nonce)
     facts = _facts_from(ctx, resps[n + 1:n + 1 + len(facts_reqs)])
     l1_fee = l1_fee_of(resps[-1])
     new = replacement_fields(tx, facts.fees or {}, sender, cancel, ctx.overrides)
@@ -160,6 +166,7 @@ def replace(ctx: TxContext, entry: Any, *, cancel: bool, dry_run: bool,
         return result, None
     was = _gwei_pair(old)
     tried: list = []
+    receipt = None
     while True:
         if confirm:  # every try: its cost is more than the one before
             _confirm(ctx, f"{description}\n  fees (tip / max, gwei): {was} -> {_gwei_pair(new)}",
@@ -175,7 +182,15 @@ def replace(ctx: TxContext, entry: Any, *, cancel: bool, dry_run: bool,
             break
         except RpcError as exc:
             if not _underpriced(exc):
-                raise
+                # NOTE: a variant mined since the first batch looked (on a chain with blocks,
+                # the original in the block that came meanwhile) makes the node refuse this
+                # one (nonce too low): that is the outcome, not an error
+                others = [m.tx_hash for m in members]
+                receipt = _first_mined(rpc_batch(ctx, [("eth_getTransactionReceipt", [h])
+                                                       for h in others], what))
+                if receipt is None:
+                    raise
+                break
             tried.append(_gwei_pair(new))
             # NOTE: +10% on both over the refused one: the node's minimum over what it holds
             nxt = replacement_fields(new, {}, sender, False)
@@ -197,7 +212,8 @@ def replace(ctx: TxContext, entry: Any, *, cancel: bool, dry_run: bool,
             result.max_fee_per_gas = _max_fee(new)
     result.tx_hash = tx_hash
     others = [m.tx_hash for m in members]
-    receipt = wait_for_receipt(ctx, tx_hash, description, entry.nonce, others=others)
+    if receipt is None:
+        receipt = wait_for_receipt(ctx, tx_hash, description, entry.nonce, others=others)
     winner = str(receipt.get("transactionHash") or tx_hash).lower()
     for h in [tx_hash] + others:
         if h != winner:
@@ -215,6 +231,35 @@ def replace(ctx: TxContext, entry: Any, *, cancel: bool, dry_run: bool,
                            f"{receipt['blockNumber']}); only its gas was spent",
                            hint=f"see `dtnsess tx {winner}`")
     return result, ("replacement" if winner == tx_hash else "original")
+
+
+def _warn_earlier(ctx: TxContext, first: int, nonce: int) -> None:
+    """Before the cost is shown: the sender's nonces ``first``..``nonce - 1`` are not mined
+    (e.g. `create`'s approval, stuck with it), and a replacement at ``nonce`` cannot be mined
+    before them, however high its fees: name the journal's transactions there."""
+    sender = ctx.account.address
+    held = {}
+    if ctx.journal is not None:  # the newest variant at each earlier nonce
+        for e in ctx.journal.open_entries(ctx.chain_id, sender, ctx.genesis or None):
+            if first <= e.nonce < nonce:
+                held[e.nonce] = e.tx_hash
+    span = f"nonce {first}" if nonce - first == 1 else f"nonces {first}..{nonce - 1}"
+    txs = ", ".join(f"tx {h} (nonce {n})" for n, h in sorted(held.items())) or \
+        "not sent by dtnsess from this machine"
+    them = "it" if nonce - first == 1 else "them"
+    ctx.ui.info(f"warning: {span} of {sender} not mined yet ({txs}): this replacement "
+                f"cannot be mined before {them}; speed {them} up too (`dtnsess tx speedup "
+                f"HASH`)")
+
+
+def _first_mined(replies: list) -> Optional[dict]:
+    """The first mined receipt among the eth_getTransactionReceipt ``replies`` (formatted), or
+    None."""
+    for r in replies:
+        rec = format_receipt(r.get("result") if isinstance(r, dict) else None)
+        if rec is not None and rec.get("blockNumber") is not None:
+            return rec
+    return None
 
 
 def _gwei_pair(tx: dict) -> str:
