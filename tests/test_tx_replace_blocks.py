@@ -409,8 +409,9 @@ def test_replaced_by_another_wallet_while_the_sync_send_waits(env):
     """While `dtnsess request` waits in the sync send for its block, another wallet with this
     key replaces it (a dearer transfer at its nonce, mined ahead of the rival). The send's
     wait ends; the node no longer knows ours, its own bytes are refused (nonce used): the
-    command says another transaction took the nonce and the request was not done, the entry is
-    closed, and a rerun sends the request, once."""
+    command says another transaction took the nonce and the request is not found mined; the
+    entry stays open (after a lost reply the nonce's transaction may be ours, on a node whose
+    lookups lag), and a rerun looks it up again, finds it replaced and sends the request, once."""
     import threading
 
     from eth_account import Account
@@ -443,16 +444,18 @@ def test_replaced_by_another_wallet_while_the_sync_send_waits(env):
     assert res.exit_code == 5, res.output
     line = one_error(res)
     assert f"nonce {start} of" in line and "already used by another transaction" in line, line
-    assert "was not mined" in line and "another wallet or program" in res.stderr
+    assert "not found mined" in line and "another wallet or program" in res.stderr
     assert "reply to the send was lost" not in res.stderr
     h = HASH.search(line).group(0)
     # its own bytes when the node lost them, and again while the node says the nonce is used
     # (in case it was ours, mined meanwhile: looked up each time)
     assert env.proxy.seen.count(PLAIN) == len(LOOKUP_BACKOFF)
     assert env.nonce() == start + 1 and env.requests() == requests  # theirs, not ours
-    assert _family(h) == [(h, "replaced")]
+    assert _family(h) == [(h, "open")]
     again = env.cli(*args, "--yes")
     assert again.exit_code == 0, again.output
+    assert "never mined, its nonce went to another transaction" in again.stderr
+    assert _family(h) == [(h, "replaced")]
     assert env.requests() == requests + 1 and env.nonce() == start + 2
 
 
@@ -701,4 +704,36 @@ def test_a_lagging_lookup_after_a_lost_reply_is_not_a_taken_nonce(env, monkeypat
     h = load_json(res)["transactions"][0]["tx_hash"]
     assert env.proxy.seen.count(PLAIN) == 2 and lagging == [0]
     assert env.nonce() == start + 1 and env.requests() == requests + 1
+    assert _family(h) == [(h, "mined")]
+
+
+def test_a_lookup_lagging_past_every_retry_leaves_the_entry_open(env, monkeypatch):
+    """As above, but the node's lookups lag past every retry: the command cannot tell its own
+    mined request from another wallet's transaction at the nonce. The entry stays open (taken
+    as replaced, the rerun would have sent the request a second time); the rerun looks it up
+    again, finds it mined and does not repeat it."""
+    from dtnsess_cli.chain import jsonrpc
+
+    args = _session(env)
+    start, requests = env.nonce(), env.requests()
+    real = jsonrpc.JsonRpc.call
+
+    def call(self, method, params=()):
+        if method == "eth_getTransactionByHash":
+            return None
+        return real(self, method, params)
+
+    env.proxy.fault(SYNC, "drop_after")
+    with monkeypatch.context() as mp:
+        mp.setattr(jsonrpc.JsonRpc, "call", call)
+        res = env.cli(*args, "--yes")
+    assert res.exit_code == 5, res.output
+    line = one_error(res)
+    h = HASH.search(line).group(0)
+    assert "as far as the node shows" in line and "not found mined" in line, line
+    assert env.nonce() == start + 1 and env.requests() == requests + 1  # ours was mined
+    assert _family(h) == [(h, "open")]
+    again = env.cli(*args, "--yes")
+    assert again.exit_code != 0 and "not repeated" in again.stderr, again.output
+    assert env.nonce() == start + 1 and env.requests() == requests + 1  # not sent again
     assert _family(h) == [(h, "mined")]
