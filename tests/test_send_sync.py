@@ -229,7 +229,7 @@ def test_ctrl_c_during_the_sync_send_names_the_hash(env, monkeypatch):
     assert res.exit_code == 130, res.output
     line = one_error(res)
     h = HASH.search(line).group(0)
-    assert "interrupted while sending" in line
+    assert "interrupted while sending it and waiting for its block" in line
     assert [e.tx_hash for e in open_entries(env)] == [h]
     assert env.truth() == before
     rerun = env.cli(*args, "--yes")

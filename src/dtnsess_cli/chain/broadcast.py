@@ -151,8 +151,11 @@ def broadcast(ctx: TxContext, raw: bytes, tx_hash: str, nonce: int, description:
     """
     raw_hex = "0x" + raw.hex()
     _record(ctx, tx_hash, nonce, raw_hex, description, step, variant_of, variant)
+    why = "interrupted while sending"
     try:
         if sync and sync_send(ctx):
+            # NOTE: this reply is also the wait for the block: the node may hold it already
+            why = "interrupted while sending it and waiting for its block"
             receipt = _send_sync(ctx, raw_hex, tx_hash, nonce, description)
             if receipt is not _LACKING:
                 return receipt
@@ -165,8 +168,7 @@ def broadcast(ctx: TxContext, raw: bytes, tx_hash: str, nonce: int, description:
             _refused(ctx, resp, raw_hex, tx_hash, nonce, description)
         return None
     except KeyboardInterrupt:
-        raise TxPendingError(description, tx_hash, nonce, "interrupted while sending",
-                             interrupted=True) from None
+        raise TxPendingError(description, tx_hash, nonce, why, interrupted=True) from None
 
 
 def _lost(ctx: TxContext, raw_hex: str, tx_hash: str, nonce: int, description: str,
