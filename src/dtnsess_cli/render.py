@@ -285,7 +285,10 @@ class Renderer:
         self._emitted = True
 
     def kv(self, title: Optional[str], rows: Any):
-        """A two-column key/value table."""
+        """A two-column key/value table; None with --json, where ``emit`` never shows it (and
+        a read for a script need not import rich for it)."""
+        if self.json_mode:
+            return None
         from rich.table import Table
 
         t = Table(show_header=False, box=None, pad_edge=False)
@@ -298,6 +301,9 @@ class Renderer:
 
     def table(self, title: Optional[str], columns: Sequence[str],
               rows: Iterable[Sequence[Any]], *, justify: Optional[dict] = None):
+        """A table with a header; None with --json (as ``kv``)."""
+        if self.json_mode:
+            return None
         from rich.table import Table
 
         t = Table()
