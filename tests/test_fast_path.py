@@ -147,7 +147,7 @@ def command_lines(draw):
 
     # NOTE: never the root's --install-completion: Click would install it in $HOME
     root = sorted(o for o, k in _kinds(ROOT).items() if k != "never")
-    own = sorted(_kinds(COMMANDS[name]))
+    own = sorted(set(_kinds(COMMANDS[name])) | set(root))  # its own and the global options
     before = [t for o in draw(st.lists(st.sampled_from(root), max_size=3, unique=True))
               for t in option(o)]
     args = [p[1][0] for p in COMMANDS[name].values() if p[0] == "arg"] + (["extra"] if odd() else [])

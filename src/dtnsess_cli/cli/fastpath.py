@@ -78,11 +78,12 @@ def parse(args: list, environ: Optional[dict] = None) -> Optional[tuple]:
         return None
     name = args[i]
     spec = COMMANDS[name]
+    after = {**ROOT, **spec}  # after its name, a command takes the global options too
     positional = []
     i += 1
     while i < len(args):
         if args[i].startswith("-"):
-            i = _option(args, i, spec, given)
+            i = _option(args, i, after, given)
             if i is None:
                 return None
         else:
@@ -100,8 +101,6 @@ def parse(args: list, environ: Optional[dict] = None) -> Optional[tuple]:
                 return None
             else:
                 own[pname] = default
-        elif pname in ROOT:
-            continue
         elif pname in given:
             own[pname] = given[pname]
         elif required:
@@ -196,10 +195,13 @@ def spec_text() -> str:
            'arg, opt, flag, or never (given, the fast path declines)."""',
            "", "ROOT = {"]
     out += [_spec_line(p, root=True) for p in group.params]
+    root_names = {p.name for p in group.params}
     out += ["}", "", "COMMANDS = {"]
     for name in FAST:
         out.append(f"    {name!r}: {{")
-        out += ["    " + _spec_line(p) for p in group.commands[name].params]
+        # NOTE: its global options are ROOT's (one declaration, `root._GLOBALS`)
+        out += ["    " + _spec_line(p) for p in group.commands[name].params
+                if p.name not in root_names]
         out.append("    },")
     out.append("}")
     return "\n".join(out) + "\n"
