@@ -285,20 +285,18 @@ def _refused(ctx: TxContext, resp: dict, raw_hex: str, tx_hash: str, nonce: int,
                 return
         except DtnsessError:
             pass
+        # NOTE: after a lost reply (``again``) these bytes went out before: the transaction that
+        # took the nonce may be this one, on a node whose lookups lag. Called replaced, a rerun
+        # would send the intent again; left open, the next command looks it up again first
         if not again:
             journal_resolve(ctx, tx_hash, "replaced", note=_node_message(resp))
-            raise RpcError(ctx.rpc_url, f"nonce {nonce} of {ctx.account.address} is already "
-                           f"used by another transaction; {description} was not mined (tx "
-                           f"{tx_hash})", hint="another wallet or program sends from this key: "
-                           "wait for it, then run the command again", default_hint=False)
-        # NOTE: these bytes went out before (a lost reply): the transaction that took the nonce
-        # may be this one, on a node whose lookups lag. Called replaced here, a rerun would send
-        # the intent again; open, the next command looks it up again before sending anything
         raise RpcError(ctx.rpc_url, f"nonce {nonce} of {ctx.account.address} is already used "
-                       f"by another transaction as far as the node shows; {description} is "
-                       f"not found mined (tx {tx_hash})",
-                       hint=f"another wallet or program sends from this key: wait for it, then "
-                            f"run the command again (it looks tx {tx_hash} up again first)",
+                       f"by another transaction{' as far as the node shows' if again else ''}; "
+                       f"{description} {'is not found' if again else 'was not'} mined (tx "
+                       f"{tx_hash})",
+                       hint="another wallet or program sends from this key: wait for it, then "
+                            "run the command again"
+                            + (f" (it looks tx {tx_hash} up again first)" if again else ""),
                        default_hint=False)
     journal_resolve(ctx, tx_hash, "dropped", note=_node_message(resp))
     exc = response_error(ctx, resp, description)
