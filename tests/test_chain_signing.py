@@ -15,7 +15,7 @@ from eth_account import Account
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dtnsess_cli.chain.abi import to_checksum_address
+from dtnsess_cli.chain.abi import keccak, to_checksum_address
 from dtnsess_cli.chain.errors import (InvalidKeyError, KeystoreError, TransactionError,
                                       WrongPasswordError)
 from dtnsess_cli.chain.signing import (SECP256K1_N, LocalSigner, decrypt_keystore,
@@ -83,6 +83,89 @@ def test_sign_hash_recovers_the_signer(key, digest):
     rec, r, sig_s = s.sign_hash(digest)
     assert rec in (0, 1) and sig_s <= SECP256K1_N // 2
     assert recover_address(digest, rec, r, sig_s) == s.address
+
+
+def _secp_ctypes_chosen() -> bool:
+    from dtnsess_cli.chain import signing
+
+    return signing._secp is not None and signing._secp[1].__qualname__.startswith("_secp256k1_c.")
+
+
+@settings(max_examples=200, deadline=None)
+@given(KEYS, st.binary(min_size=32, max_size=32))
+def test_secp256k1_through_ctypes_matches_coincurve(key, digest):
+    """issue 19: signing binds coincurve's libsecp256k1 with ctypes (importing coincurve cost
+    ~15 ms of every write): the same public keys and recoverable signatures as coincurve."""
+    from coincurve import PrivateKey
+
+    s = LocalSigner(key)
+    assert _secp_ctypes_chosen()  # it gave the known answers
+    rec, r, sig_s = s.sign_hash(digest)
+    want = PrivateKey(key).sign_recoverable(digest, hasher=None)
+    assert (r.to_bytes(32, "big") + sig_s.to_bytes(32, "big") + bytes([rec])) == want
+    assert s.address == to_checksum_address(
+        keccak(PrivateKey(key).public_key.format(compressed=False)[1:])[12:])
+
+
+def test_secp256k1_context_is_shared_by_threads_signing_at_once():
+    """One randomized context for the process: threads sign with it at once, each signature
+    the one coincurve gives."""
+    import threading
+
+    from coincurve import PrivateKey
+
+    keys = [bytes([i + 1]) * 32 for i in range(6)]
+    digests = [bytes([i]) * 32 for i in range(40)]
+    want = {(k, d): PrivateKey(k).sign_recoverable(d, hasher=None) for k in keys for d in digests}
+    wrong: list = []
+
+    def sign_all(k: bytes) -> None:
+        s = LocalSigner(k)
+        for _ in range(5):
+            for d in digests:
+                rec, r, sig_s = s.sign_hash(d)
+                if r.to_bytes(32, "big") + sig_s.to_bytes(32, "big") + bytes([rec]) != want[k, d]:
+                    wrong.append((k, d))
+
+    threads = [threading.Thread(target=sign_all, args=(k,)) for k in keys]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert wrong == [] and _secp_ctypes_chosen()
+
+
+@pytest.mark.parametrize("breakage", ["no coincurve", "no library", "other symbols",
+                                      "wrong answers", "refused"])
+def test_secp256k1_falls_back_to_coincurve(monkeypatch, breakage):
+    """When coincurve's library cannot be found, lacks the symbols, gives a wrong answer to the
+    known vector or refuses it, signing is coincurve's own binding, with the same results."""
+    import ctypes
+    import importlib.machinery
+
+    from dtnsess_cli.chain import signing
+
+    monkeypatch.setattr(signing, "_secp", None)  # choose again
+    if breakage == "no coincurve":
+        monkeypatch.setattr(importlib.machinery.PathFinder, "find_spec",
+                            classmethod(lambda cls, name, *a: None))
+    elif breakage == "no library":
+        monkeypatch.setattr(importlib.machinery, "EXTENSION_SUFFIXES", [".not-there.so"])
+    elif breakage == "other symbols":
+        monkeypatch.setattr(ctypes, "CDLL", lambda *args, **kw: object())
+    elif breakage == "wrong answers":
+        monkeypatch.setattr(signing, "_secp256k1_c", lambda: (lambda k: b"\4" + bytes(64),
+                                                            lambda k, h: bytes(65)))
+    else:
+        def refused():
+            raise ValueError("libsecp256k1: no context")
+        monkeypatch.setattr(signing, "_secp256k1_c", refused)
+    key, digest, sig, pub = signing._SECP_KNOWN
+    s = LocalSigner("0x" + key)
+    rec, r, sig_s = s.sign_hash(digest)
+    assert (r.to_bytes(32, "big") + sig_s.to_bytes(32, "big") + bytes([rec])).hex() == sig
+    assert signing._secp is not None and not _secp_ctypes_chosen()
+    assert s.address == Account.from_key(bytes.fromhex(key)).address
 
 
 @settings(max_examples=200, deadline=None)

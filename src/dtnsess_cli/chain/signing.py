@@ -4,8 +4,9 @@
 touches it -- ``.address`` and ``.sign_transaction(tx) -> .raw_transaction, .hash`` -- so
 either can be handed to it. It signs EIP-1559 (type 2) transactions and legacy ones (EIP-155
 when ``chainId`` is given: the send path falls back to ``gasPrice`` on chains without a base
-fee). RLP is written here (a dozen lines); secp256k1 is libsecp256k1 through coincurve, which
-imports in ~0.05 s against ~0.7 s for eth-account (its eth-keyfile pulls py_ecc's BLS).
+fee). RLP is written here (a dozen lines); secp256k1 is the libsecp256k1 that coincurve ships,
+bound with ctypes (``_secp256k1``), else coincurve itself: coincurve imports in ~0.05 s against
+~0.7 s for eth-account (its eth-keyfile pulls py_ecc's BLS).
 
 Keystores: Web3 Secret Storage v3 as Foundry (``cast wallet import``) and geth write them:
 scrypt or pbkdf2-sha256, aes-128-ctr, MAC = keccak(dk[16:32] + ciphertext).
@@ -17,13 +18,17 @@ ever shows it (nor the password).
 from __future__ import annotations
 
 import json
-from typing import Any, NamedTuple, Optional, Sequence, Union
-
-from coincurve import PrivateKey
+import os
+from collections import namedtuple
 
 from .abi import keccak, to_bytes, to_checksum_address, is_address
 from .errors import (AbiError, InvalidKeyError, KeystoreError, TransactionError,
                      WrongPasswordError)
+
+# NOTE: typing is ~7 ms of every start-up; the annotations here are never evaluated
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional, Sequence, Union
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 _HALF_N = SECP256K1_N // 2
@@ -134,19 +139,107 @@ def _key_bytes(key: Union[str, bytes, bytearray]) -> bytes:
     return raw
 
 
+# a key, a hash, and what coincurve 21's sign_recoverable (RFC 6979, no extra entropy: the same
+# bytes from every libsecp256k1) and public_key.format(compressed=False) give for them
+_SECP_KNOWN = (
+    "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318",
+    bytes(range(32)),
+    "4ca3aca3a41bc1ca96d67707e525ac6bd77ddc197a34b4c020be1ee636e29617"
+    "199556ded3234058daafff2bc3153da60d402d0c71389a11a790b9f1a5862e8000",
+    "044e3b81af9c2234cad09d679ce6035ed1392347ce64ce405f5dcd36228a25de6e"
+    "47fd35c4215d1edf53e6f83de344615ce719bdb0fd878f6ed76f06dd277956de",
+)
+# (public key of a private key: 65 bytes, sign: (private key, hash) -> r || s || recovery id)
+_secp: Optional[tuple] = None
+
+
+def _secp256k1() -> tuple:
+    """(public_key, sign), chosen on first use: coincurve's libsecp256k1 through ctypes when it
+    gives the known answers, else coincurve's own binding. (Two threads may both choose at
+    once: they choose the same.)"""
+    global _secp
+    if _secp is not None:
+        return _secp
+    key, digest, sig, pub = _SECP_KNOWN
+    try:
+        fns = _secp256k1_c()
+        ok = (fns[1](bytes.fromhex(key), digest).hex() == sig
+              and fns[0](bytes.fromhex(key)).hex() == pub)
+    # no library (or not where coincurve keeps it), symbols not exported, a call refused
+    except (ImportError, OSError, AttributeError, ValueError):
+        ok = False
+    if not ok:
+        from coincurve import PrivateKey
+
+        fns = (lambda k: PrivateKey(k).public_key.format(compressed=False),
+               lambda k, h: PrivateKey(k).sign_recoverable(h, hasher=None))
+    _secp = fns
+    return fns
+
+
+def _secp256k1_c() -> tuple:
+    """(public_key, sign) from the libsecp256k1 inside coincurve's extension module, bound
+    with ctypes, with the calls coincurve makes: one context, randomized, for the process.
+
+    NOTE: not ``import coincurve``: its package imports typing, hashlib (OpenSSL), base64 and
+    cffi's backend, ~15 ms of every write (bench/RESULTS.md), for two C calls."""
+    import ctypes
+    import importlib.machinery
+
+    spec = importlib.machinery.PathFinder.find_spec("coincurve")
+    dirs = list(spec.submodule_search_locations or ()) if spec else []
+    paths = [os.path.join(d, "_libsecp256k1" + suffix) for d in dirs
+             for suffix in importlib.machinery.EXTENSION_SUFFIXES]
+    path = next((p for p in paths if os.path.isfile(p)), None)
+    if path is None:
+        raise OSError("coincurve's libsecp256k1 not found")
+    lib = ctypes.CDLL(path, mode=ctypes.RTLD_LOCAL)
+    ptr, buf = ctypes.c_void_p, ctypes.c_char_p
+    create, randomize = lib.secp256k1_context_create, lib.secp256k1_context_randomize
+    create.argtypes, create.restype = [ctypes.c_uint], ptr
+    randomize.argtypes, randomize.restype = [ptr, buf], ctypes.c_int
+    pub_create, pub_serialize = lib.secp256k1_ec_pubkey_create, lib.secp256k1_ec_pubkey_serialize
+    pub_create.argtypes, pub_create.restype = [ptr, buf, buf], ctypes.c_int
+    pub_serialize.argtypes = [ptr, buf, ctypes.POINTER(ctypes.c_size_t), buf, ctypes.c_uint]
+    pub_serialize.restype = ctypes.c_int
+    sign, compact = (lib.secp256k1_ecdsa_sign_recoverable,
+                     lib.secp256k1_ecdsa_recoverable_signature_serialize_compact)
+    sign.argtypes, sign.restype = [ptr, buf, buf, buf, ptr, ptr], ctypes.c_int
+    compact.argtypes = [ptr, buf, ctypes.POINTER(ctypes.c_int), buf]
+    compact.restype = ctypes.c_int
+
+    ctx = create(0x0201)  # SECP256K1_CONTEXT_SIGN (the same as NONE since libsecp256k1 0.2)
+    # a blinded context against side channels, as coincurve makes its own (never freed: one
+    # per process, shared by threads, which may sign with it at once)
+    if not ctx or randomize(ctx, os.urandom(32)) != 1:
+        raise ValueError("libsecp256k1: no context")
+
+    def public_key(seckey: bytes) -> bytes:
+        raw, out, n = ctypes.create_string_buffer(64), ctypes.create_string_buffer(65), ctypes.c_size_t(65)
+        if pub_create(ctx, raw, seckey) != 1 or pub_serialize(ctx, out, ctypes.byref(n), raw, 2) != 1:
+            raise ValueError("libsecp256k1 refused the key")  # 2: SECP256K1_EC_UNCOMPRESSED
+        return out.raw[:n.value]
+
+    def sign_recoverable(seckey: bytes, msg_hash: bytes) -> bytes:
+        raw, out, rec = ctypes.create_string_buffer(65), ctypes.create_string_buffer(64), ctypes.c_int()
+        if (sign(ctx, raw, msg_hash, seckey, None, None) != 1
+                or compact(ctx, out, ctypes.byref(rec), raw) != 1):
+            raise ValueError("libsecp256k1 refused to sign")
+        return out.raw + bytes([rec.value])
+
+    return public_key, sign_recoverable
+
+
 def address_of_public_key(public_key_uncompressed: bytes) -> str:
     """The checksummed address of a 65-byte uncompressed public key (0x04 || X || Y)."""
     return to_checksum_address(keccak(public_key_uncompressed[1:])[12:])
 
 
-class SignedTransaction(NamedTuple):
-    """What eth-account's ``sign_transaction`` returns, field for field."""
+class SignedTransaction(namedtuple("SignedTransaction", "raw_transaction hash r s v")):
+    """What eth-account's ``sign_transaction`` returns, field for field: ``raw_transaction``
+    and ``hash`` (bytes), ``r``, ``s``, ``v`` (ints)."""
 
-    raw_transaction: bytes
-    hash: bytes
-    r: int
-    s: int
-    v: int
+    __slots__ = ()
 
 
 _INT_FIELDS = ("nonce", "gas", "value", "chainId", "maxFeePerGas", "maxPriorityFeePerGas",
@@ -203,12 +296,11 @@ def _tx_type(tx: dict) -> int:
 class LocalSigner:
     """A private key held in memory: ``.address``, ``.sign_transaction``, ``.sign_hash``."""
 
-    __slots__ = ("_key", "_pk", "address")
+    __slots__ = ("_key", "address")
 
     def __init__(self, private_key: Union[str, bytes, bytearray]) -> None:
         self._key = _key_bytes(private_key)
-        self._pk = PrivateKey(self._key)
-        self.address: str = address_of_public_key(self._pk.public_key.format(compressed=False))
+        self.address: str = address_of_public_key(_secp256k1()[0](self._key))
 
     @classmethod
     def from_key(cls, private_key: Union[str, bytes, bytearray]) -> "LocalSigner":
@@ -225,7 +317,7 @@ class LocalSigner:
         """(recovery id 0/1, r, s) of a 32-byte hash, s in the lower half (EIP-2)."""
         if len(msg_hash) != 32:
             raise TransactionError("a message hash is 32 bytes")
-        sig = self._pk.sign_recoverable(msg_hash, hasher=None)
+        sig = _secp256k1()[1](self._key, bytes(msg_hash))
         r = int.from_bytes(sig[:32], "big")
         s = int.from_bytes(sig[32:64], "big")
         rec = sig[64]
