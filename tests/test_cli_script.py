@@ -199,3 +199,55 @@ def test_a_command_builds_only_itself(tmp_path):
     assert p.returncode == int(ExitCode.USAGE) and "Did you mean 'stats'" in p.stderr
     p = run("--help")
     assert all(f"  {c} " in p.stdout for c in ("close", "request", "pool", "devnet", "keeper"))
+
+
+def test_the_script_skips_teardown_and_loses_nothing(anvil, system6, private_keys, user, tmp_path):
+    """issue 19, third round: after a command the fast path ran, the script ends without
+    Python's teardown (~15 ms). Output through a pipe, block-buffered (no PYTHONUNBUFFERED), is
+    whole, the exit code is the command's, and the journal's connection was closed first: no
+    -wal or -shm file is left beside it, and its entry is there."""
+    import sqlite3
+
+    fund(system6, user, 100, approve=False)
+    env = {k: v for k, v in _base_env(tmp_path).items() if k != "PYTHONUNBUFFERED"}
+    env.update(DTNSESS_RPC_URL=anvil.url, DTNSESS_CONTRACT=system6.manager.address,
+               DTNSESS_PRIVATE_KEY=private_keys[1])
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(SCRIPT), *args], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=60)
+
+    out = ok_json(run("create", "20", "--json"))  # approve + create: two sends
+    state = tmp_path / ".local" / "state" / "dtnsess"
+    left = sorted(p.name for p in state.iterdir() if p.name.startswith("journal"))
+    assert left == ["journal.sqlite3"], left
+    with sqlite3.connect(state / "journal.sqlite3") as db:
+        hashes = {r[0] for r in db.execute("SELECT tx_hash FROM txs")}
+    sent = {t["tx_hash"].lower() for t in out["transactions"]}
+    assert len(sent) == 2 and sent <= hashes
+    # a long human output (every session, a table) arrives whole
+    for _ in range(3):
+        ok_json(run("create", "10", "--json"))
+    p = run("sessions")
+    assert p.returncode == 0 and p.stdout.count("\n") >= 4, p.stdout
+    assert p.stdout.endswith("\n")
+    p = run("close", "999")  # the fast path's error: its exit code
+    assert p.returncode == int(ExitCode.INPUT) and p.stderr.startswith("error: ")
+
+
+@pytest.mark.parametrize("what", ["atexit", "thread"])
+def test_the_script_keeps_the_normal_exit_for_what_wants_it(tmp_path, what):
+    """A callback registered with atexit, or a thread that is not a daemon, gets the normal
+    exit (it runs / it finishes) after a fast-path command."""
+    setup = {"atexit": "import atexit\natexit.register(print, 'atexit ran', flush=True)\n",
+             "thread": "import threading, time\n"
+                       "threading.Thread(target=lambda: (time.sleep(0.5), "
+                       "print('thread done', flush=True))).start()\n"}[what]
+    code = (setup + "import sys\nfrom dtnsess_cli.cli import console\n"
+            "sys.argv = ['dtnsess', 'stats', 'x']\nconsole()\n")
+    env = _base_env(tmp_path)
+    env.update(DTNSESS_RPC_URL="http://127.0.0.1:9", DTNSESS_CONTRACT="0x" + "11" * 20)
+    p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == int(ExitCode.INPUT), p.stderr  # 'x' is not a session id
+    assert p.stdout.strip() == {"atexit": "atexit ran", "thread": "thread done"}[what]

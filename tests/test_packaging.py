@@ -107,7 +107,7 @@ def test_wheel_carries_artifacts(wheel: Path):
         entry_points = zf.read(entry).decode()
     assert art["abi"], "empty abi"
     assert len(art["bytecode"]) > 2 and art["bytecode"].startswith("0x")
-    assert "dtnsess = dtnsess_cli.cli:main" in entry_points
+    assert "dtnsess = dtnsess_cli.cli:console" in entry_points
     # Every committed artifact is in the wheel.
     for path in (ROOT / "abi").glob("*.json"):
         assert f"dtnsess_cli/abi/{path.name}" in names

@@ -229,14 +229,6 @@ class Client(_ManagerClient):
         """A client like this one whose writes are simulated only (``dry_run=True``)."""
         return type(self)(**dict(self._args, dry_run=True))
 
-    def close(self) -> None:
-        """Close the node connections (every thread's) and the journal (the client reconnects
-        if used again). Call it when no other thread is using the client."""
-        self._close_connections()
-        if self._journal is not None:
-            self._journal.close()
-            self._journal = None
-
     def __enter__(self) -> "Client":
         return self
 

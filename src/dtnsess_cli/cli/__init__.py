@@ -30,22 +30,61 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Optional
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "console"]
 
 
 def main(argv: Optional[list] = None) -> int:
-    """Console-script entry point: the fast path for a hot command whose arguments it can parse
-    with certainty, else the Typer app (every command, help, completion, Click's errors).
+    """The command line ``argv`` (default: the process's) run, its exit code returned: the fast
+    path for a hot command whose arguments it can parse with certainty, else the Typer app
+    (every command, help, completion, Click's errors).
 
     DTNSESS_TYPER_PATH=1 skips the fast path (for tests and debugging: both must agree)."""
+    return _main(argv)[0]
+
+
+def _main(argv: Optional[list]) -> tuple:
+    """(exit code, whether the fast path ran the command)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if os.environ.get("DTNSESS_TYPER_PATH", "") in ("", "0"):
         from .fastpath import run
 
         rc = run(args)
         if rc is not None:
-            return rc
-    return _typer().main(args)
+            return rc, True
+    return _typer().main(args), False
+
+
+def console() -> None:
+    """The ``dtnsess`` script (and ``python -m dtnsess_cli.cli``): ``main()``, then the exit.
+
+    After a command the fast path ran, the process ends without Python's teardown: freeing the
+    objects of the ~170 modules a write loads costs ~15 ms, a tenth of a ``close`` (issue 19,
+    bench/RESULTS.md), and such a command leaves nothing for it to do: ``run.invoke`` closed
+    its clients (node connections, the journal), and the output is flushed here. Anything that
+    may still want the normal exit gets it: a callback registered with atexit, a thread that
+    is not a daemon, output that cannot be flushed (a closed pipe)."""
+    code, fast = _main(None)
+    if fast and _nothing_left_for_teardown():
+        os._exit(code)
+    sys.exit(code)
+
+
+def _nothing_left_for_teardown() -> bool:
+    import atexit
+
+    count = getattr(atexit, "_ncallbacks", None)  # CPython's; elsewhere: the normal exit
+    if count is None or count():
+        return False
+    threading = sys.modules.get("threading")
+    if threading is not None and any(t.is_alive() and not t.daemon and t is not threading.main_thread()
+                                     for t in threading.enumerate()):
+        return False
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def _typer() -> Any:

@@ -1,7 +1,5 @@
 """``python -m dtnsess_cli.cli``: the same as the ``dtnsess`` script."""
 
-import sys
+from . import console
 
-from . import main
-
-sys.exit(main())
+console()

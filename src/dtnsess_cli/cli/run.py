@@ -11,6 +11,7 @@ parsed its arguments. Nothing here imports typer or click: bodies end with ``Exi
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import sys
 
@@ -39,6 +40,10 @@ class UsageError(Exception):
         super().__init__(message)
         self.message = message
 
+
+# the clients the command's Runs made: ``invoke`` closes them as the body ends (no journal
+# connection is left for Python's teardown, which the ``dtnsess`` script skips: cli.console)
+_OPENED: contextvars.ContextVar = contextvars.ContextVar("dtnsess_cli_opened")
 
 # NOTE: set on an exception whose command already printed its one JSON document (e.g. a
 # request that was sent before its wait failed): the error then goes to stderr only.
@@ -149,7 +154,7 @@ def invoke(body: Callable[..., Any], kwargs: dict, g: CliOptions, intent: str) -
     line as ``intent_argv`` wrote it), SIGTERM as Ctrl-C, the error handler."""
     from ..chain.journal import INTENT
 
-    token = INTENT.set({"argv": intent})
+    token, opened = INTENT.set({"argv": intent}), _OPENED.set([])
     term = _on_sigterm_interrupt()
     try:
         with error_handler(debug_enabled(g), g.json):
@@ -157,6 +162,10 @@ def invoke(body: Callable[..., Any], kwargs: dict, g: CliOptions, intent: str) -
             return body(g=g, **kwargs)
     finally:
         term()
+        for client in _OPENED.get():
+            with contextlib.suppress(Exception):  # the command's result stands: only tidying
+                client.close()
+        _OPENED.reset(opened)
         INTENT.reset(token)
 
 
@@ -223,6 +232,9 @@ class Run:
             from ..manager import Client  # the chain layer: only when a command needs the chain
 
             self._client = Client(self.settings, self.ui)
+            opened = _OPENED.get(None)
+            if opened is not None:
+                opened.append(self._client)
         return self._client
 
     def write(self, res: Any, headline: str, lines: Optional[list] = None) -> None:
