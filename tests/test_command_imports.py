@@ -260,6 +260,21 @@ def test_request_and_close_through_the_library_import_only_what_they_use(
         assert report["made"] == [], f"{args[0]} through the library made {report['made']}"
 
 
+def test_hot_commands_import_no_typing_coincurve_nor_hashlib(run, system6, user):
+    """issue 19, third round: typing (~7 ms: annotations are never evaluated), coincurve's
+    package (~15 ms: signing binds its libsecp256k1 with ctypes) and hashlib (OpenSSL, ~4 ms: the
+    state dir's URL keys are keccak) are not loaded by the hot commands, reads or writes."""
+    lean = HEAVY + ("typing", "coincurve", "hashlib", "_hashlib")
+    fund(system6, user, 100, approve=False)
+    sid = str(run("create", "20", "--yes", heavy=lean)["session_id"])  # approve + create
+    other = str(run("create", "20", "--yes", heavy=lean)["session_id"])
+    assert run("request", "hi", "--session", sid, "--yes", heavy=lean)["request_id"]
+    assert run("renew", other, "5", "--yes", heavy=lean)["transactions"]
+    run("close", other, "--yes", heavy=lean)
+    for args in (("stats", sid), ("balance",), ("sessions",), ("requests",)):
+        run(*args, heavy=lean)
+
+
 def test_request_and_close_start_without_typer(run, system6, user):
     """issue 19, item 4: `import typer` (~0.1 s) and building the app and the command modules
     cost more than a close's own work: the hot commands take the fast path (cli/fastpath.py),

@@ -7,7 +7,11 @@ Stdlib only: read by the configuration (presets) and by commands at start-up.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+
+# NOTE: typing is ~7 ms of every start-up; the annotations here are never evaluated
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional
 
 TEXT_API = "api.system.llm-simpletext"
 IMAGE_API = "api.system.llm-simpleimage"

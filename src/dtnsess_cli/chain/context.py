@@ -5,12 +5,16 @@ identity for the journal (genesis hash and anchor block)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Optional, Sequence
 
 from ..errors import DtnsessError, InsufficientFundsError, RevertError, RpcError
 from ..units import format_eth
 from .abi import DecodedLog, DecodedRevert, ErrorDecoder, EventDecoder
 from .errors import RpcResponseError, RpcTransportError, revert_data_of
+
+# NOTE: typing is ~7 ms of every start-up; the annotations here are never evaluated
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterable, Optional, Sequence
 
 DEFAULT_RECEIPT_TIMEOUT = 120.0
 

@@ -6,7 +6,11 @@ URLs are redacted (:func:`dtnsess_cli.errors.redact_url`) before they reach a me
 
 from __future__ import annotations
 
-from typing import Any, Optional
+# NOTE: typing is ~7 ms of every start-up; the annotations here are never evaluated
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional
+
 
 
 class ChainError(Exception):

@@ -20,7 +20,6 @@ before the cost. Tested with a block every second: tests/test_tx_replace_blocks.
 
 from __future__ import annotations
 
-from typing import Any, Optional
 
 from ..errors import DtnsessError, InputError, InsufficientFundsError, RpcError
 from .broadcast import broadcast, journal_resolve, wait_for_receipt
@@ -29,6 +28,11 @@ from .contract import format_receipt
 from .fees import (_check_eth, _confirm, _fact_requests, _facts_from, l1_fee_of, l1_fee_request,
                    receipt_l1_fee)
 from .signing import decode_transaction
+
+# NOTE: typing is ~7 ms of every start-up; the annotations here are never evaluated
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 # geth's (and op-geth's, Base's) price bump for a replacement: +10% on both EIP-1559 fees
 BUMP_NUM, BUMP_DEN = 11, 10

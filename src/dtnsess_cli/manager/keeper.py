@@ -4,11 +4,15 @@ config file against the chain before ``cre workflow deploy``."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
 
 from ..errors import ConfigError, DtnsessError, InputError, NoContractError, NotAuthorizedError
 from .base import _writes, contract_at
 from .views import WriteResult
+
+# NOTE: typing is ~7 ms of every start-up; the annotations here are never evaluated
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 if TYPE_CHECKING:  # pragma: no cover
     from .readviews import Check

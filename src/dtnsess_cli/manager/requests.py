@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from ..chain.clock import sleep
 from ..errors import (
@@ -52,6 +51,11 @@ from .base import (
 )
 from .views import SessionView, WriteResult
 from .writes import Unfolded
+
+# NOTE: typing is ~7 ms of every start-up; the annotations here are never evaluated
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
     from .readviews import RequestView, ResponseView
