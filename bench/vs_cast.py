@@ -43,6 +43,10 @@ DTNSESS = Path(sys.executable).parent / "dtnsess"
 CAST = REPO / "node_modules" / "@foundry-rs" / "cast-linux-amd64" / "bin" / "cast"
 from dtnsess_cli.models import DEFAULT_TEXT_MODEL as MODEL  # what the devnet registers
 CALLBACK_VALUE = 300_000
+# the earlier package (--before) run as pip's console script runs it (which imports re); through
+# ``console`` where it has one (the script's entry point since issue 19's third round), else ``main``
+BEFORE = [sys.executable, "-c", "import re, sys\nfrom dtnsess_cli import cli\n"
+          "sys.exit(cli.console() if hasattr(cli, 'console') else cli.main())"]
 
 
 def _sig(abi: list, name: str) -> str:
@@ -207,7 +211,8 @@ def main(argv=None) -> int:
                     order = tools[i % len(tools):] + tools[:i % len(tools)]
                     for tool in order if i % 2 == 0 else reversed(order):
                         if tool in "db":
-                            w, t, fail = measure([[str(DTNSESS), *dargv]], env if tool == "d" else env_before,
+                            cmd = [str(DTNSESS), *dargv] if tool == "d" else [*BEFORE, *dargv]
+                            w, t, fail = measure([cmd], env if tool == "d" else env_before,
                                                  cwd, proxy, node.url, is_write)
                             (d_walls if tool == "d" else b_walls).append(w)
                             (d_trips if tool == "d" else b_trips).append(t)
