@@ -251,3 +251,13 @@ def test_the_script_keeps_the_normal_exit_for_what_wants_it(tmp_path, what):
                        text=True, timeout=60)
     assert p.returncode == int(ExitCode.INPUT), p.stderr  # 'x' is not a session id
     assert p.stdout.strip() == {"atexit": "atexit ran", "thread": "thread done"}[what]
+
+
+def test_the_script_with_a_closed_stdout_exits_without_a_traceback(tmp_path):
+    """Started with stdout closed (cron's `>&-`): sys.stdout is None; the exit still works."""
+    env = _base_env(tmp_path)
+    env.update(DTNSESS_RPC_URL="http://127.0.0.1:9", DTNSESS_CONTRACT="0x" + "11" * 20)
+    p = subprocess.run(["sh", "-c", f'"{SCRIPT}" stats x >&-'], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == int(ExitCode.INPUT), p.stderr
+    assert "Traceback" not in p.stderr and p.stderr.startswith("error: ")

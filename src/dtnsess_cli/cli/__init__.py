@@ -80,9 +80,10 @@ def _nothing_left_for_teardown() -> bool:
                                      for t in threading.enumerate()):
         return False
     try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except (OSError, ValueError):
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:  # None: started without them (pythonw, a closed descriptor)
+                stream.flush()
+    except Exception:  # a closed pipe (BrokenPipeError), a closed file: Python's exit reports it
         return False
     return True
 

@@ -163,7 +163,8 @@ def invoke(body: Callable[..., Any], kwargs: dict, g: CliOptions, intent: str) -
     finally:
         term()
         for client in _OPENED.get():
-            with contextlib.suppress(Exception):  # the command's result stands: only tidying
+            # the command's result stands: only tidying (a second Ctrl-C here included)
+            with contextlib.suppress(Exception, KeyboardInterrupt):
                 client.close()
         _OPENED.reset(opened)
         INTENT.reset(token)
