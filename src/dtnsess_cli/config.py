@@ -31,12 +31,9 @@ from .models import DEFAULT_TEXT_MODEL, DTN_MODELS
 
 # NOTE: typing is ~7 ms of every start-up; the annotations here are never evaluated
 TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any, Mapping, Optional
-
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
-    from typing import Union
+    from typing import Any, Mapping, Optional, Union
 
     # NOTE: paths here are str (os.path): pathlib's import cost ~2.5 ms of every write (issue 19)
     StrPath = Union[str, "os.PathLike[str]"]

@@ -14,10 +14,9 @@ from .errors import ConfigError, KeystoreError
 
 # NOTE: typing is ~7 ms of every start-up; the annotations here are never evaluated
 TYPE_CHECKING = False
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pragma: no cover
     from typing import Callable, Optional
 
-if TYPE_CHECKING:  # pragma: no cover
     from .chain.signing import LocalSigner
 
 

@@ -14,11 +14,9 @@ from .errors import InputError
 
 # NOTE: typing is ~7 ms of every start-up; the annotations here are never evaluated
 TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any, Union
-
 if TYPE_CHECKING:  # pragma: no cover
     from decimal import Decimal
+    from typing import Any, Union
 
 __all__ = ["Amount", "MAX_UINT256", "parse_amount", "format_amount", "parse_eth_value",
            "format_eth", "format_gwei", "parse_gwei"]

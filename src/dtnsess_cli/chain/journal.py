@@ -35,12 +35,9 @@ from ..errors import ConfigError
 
 # NOTE: typing is ~7 ms of every start-up; the annotations here are never evaluated
 TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any, Optional
-
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
-    from typing import Union
+    from typing import Any, Optional, Union
 
     StrPath = Union[str, "os.PathLike[str]"]  # a file or directory: a str (or a Path)
 

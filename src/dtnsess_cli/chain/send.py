@@ -48,10 +48,9 @@ from .simulate import SIM_BLOCK, _call_error, _failed_receipt, simulate  # noqa:
 
 # NOTE: typing is ~7 ms of every start-up; the annotations here are never evaluated
 TYPE_CHECKING = False
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pragma: no cover - at run time: __getattr__
     from typing import Any, Callable, Optional, Sequence
 
-if TYPE_CHECKING:  # pragma: no cover - at run time: __getattr__
     from .deploy import Deploy
     from .pipeline import (Call, Outcome, Pipeline, Prepared, batch_error, prepare_many,
                            send_many, send_together)

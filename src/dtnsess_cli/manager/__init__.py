@@ -47,10 +47,9 @@ from .writes import Writes
 
 # NOTE: typing is ~7 ms of every start-up; the annotations here are never evaluated
 TYPE_CHECKING = False
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pragma: no cover - at run time: __getattr__
     from typing import Any
 
-if TYPE_CHECKING:  # pragma: no cover - at run time: __getattr__
     from .readviews import Balances, Check, ConfigView, RequestView, ResponseView, TxView
 
 

@@ -20,10 +20,9 @@ from .base import ERC20_ABI, check_rpc_url, _hex, contract_at, env_seconds
 
 # NOTE: typing is ~7 ms of every start-up; the annotations here are never evaluated
 TYPE_CHECKING = False
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pragma: no cover
     from typing import Any, Iterator, Optional, Sequence
 
-if TYPE_CHECKING:  # pragma: no cover
     from .readviews import ConfigView
 
 

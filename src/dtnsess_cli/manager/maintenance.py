@@ -29,10 +29,9 @@ from .views import WriteResult
 
 # NOTE: typing is ~7 ms of every start-up; the annotations here are never evaluated
 TYPE_CHECKING = False
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pragma: no cover
     from typing import Optional
 
-if TYPE_CHECKING:  # pragma: no cover
     from .readviews import Check
 
 

@@ -54,10 +54,9 @@ from .writes import Unfolded
 
 # NOTE: typing is ~7 ms of every start-up; the annotations here are never evaluated
 TYPE_CHECKING = False
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pragma: no cover
     from typing import Any, Optional, Sequence
 
-if TYPE_CHECKING:  # pragma: no cover
     from .readviews import RequestView, ResponseView
 
 # a request unanswered this long was likely skipped by the node (it says nothing): say why it may be

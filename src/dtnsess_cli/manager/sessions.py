@@ -15,15 +15,14 @@ from ..errors import (
 from ..units import Amount, format_amount
 from .base import MAX_UINT256, allowance_override, contract_at, _when, _all_blocked_error, _writes
 from .views import SessionView, WriteResult
+from .writes import Unfolded
 
 # NOTE: typing is ~7 ms of every start-up; the annotations here are never evaluated
 TYPE_CHECKING = False
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pragma: no cover
     from typing import Any, Optional, Sequence
 
-if TYPE_CHECKING:  # pragma: no cover
     from .readviews import Balances
-from .writes import Unfolded
 
 
 class Sessions:

@@ -14,10 +14,9 @@ from ..units import Amount
 
 # NOTE: typing is ~7 ms of every start-up; the annotations here are never evaluated
 TYPE_CHECKING = False
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pragma: no cover
     from typing import Any, Optional
 
-if TYPE_CHECKING:  # pragma: no cover
     from ..chain.send import TxResult
     from .readviews import Balances, Check, ConfigView, RequestView, ResponseView, TxView
 

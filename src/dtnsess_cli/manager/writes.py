@@ -15,10 +15,9 @@ from .views import WriteResult
 
 # NOTE: typing is ~7 ms of every start-up; the annotations here are never evaluated
 TYPE_CHECKING = False
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pragma: no cover
     from typing import Any, Iterator, Optional, Sequence
 
-if TYPE_CHECKING:  # pragma: no cover
     from .readviews import TxView
 
 
