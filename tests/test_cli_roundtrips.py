@@ -332,3 +332,29 @@ def test_folded_dry_runs_send_nothing(make_cli, system6, user, monkeypatch, tmp_
         assert trips(rt) == 1 and not any("eth_sendRawTransaction" in m for m in rt.methods), rt
     assert "DTN fee" in out["transactions"][0]["description"]
     assert system6.manager.functions.getSession(sid).call()[4] is True
+
+
+def test_a_clients_later_requests_are_one_batch_and_the_send(anvil, w3, system6, private_keys,
+                                                             user, tmp_path, monkeypatch):
+    """A long-lived client (a backend's): after its first request, a make_ai_request is one
+    batch (the contract's choice of session and the hinted session ride in the transaction's)
+    and the send, as the CLI's. A new session, which the contract then chooses, pays the next
+    request (the hint is checked in the batch: nothing is sent on a stale one)."""
+    from dtnsess_cli import Client, signer_from_key
+    from helpers import fund
+
+    fund(system6, user, 100, approve=False)
+    client = Client(anvil.url, system6.manager.address, signer=signer_from_key(private_keys[1]),
+                    state_dir=tmp_path)
+    sid = client.create_session("20").session_id
+    assert client.make_ai_request("first").session_id == sid
+    for i in range(2):  # paced: the second waits a second after the first (DTN's rule)
+        with count_round_trips(monkeypatch) as rt:
+            r = client.make_ai_request(f"again {i}")
+        assert r.session_id == sid and r.request_id
+        assert before_send(rt) == 1 and trips(rt) == 2, rt.methods
+    newer = client.create_session("20").session_id  # the contract now takes the newest
+    with count_round_trips(monkeypatch) as rt:
+        r = client.make_ai_request("on the newer one")
+    assert r.session_id == newer != sid, rt.methods
+    assert sum("eth_sendRawTransaction" in m for m in rt.methods) == 1

@@ -782,6 +782,11 @@ class Requests:
         # is built (``_owned_active``)
         chain = self._fold_chain() if session_id is None else None
         router = self._cached_router() if chain is not None else None
+        if session_id is None and chain is None and self._config_raw is not None \
+                and self._chain_id is not None:
+            # NOTE: connected already (a client's later requests): the chain and the router
+            # are known, so the contract's choice still rides in the transaction's batch
+            chain, router = self._chain_id, str(self._config_tuple()[0])
         candidates: Optional[list] = None
         if session_id is not None:
             self._check_dtn_balance(self._owned_active(session_id, allow_grant=True), call_len)
@@ -836,7 +841,8 @@ class Requests:
                 if live is not None:
                     self._check_dtn_balance(live, call_len)
 
-            paced = session_id if session_id is not None else (cands[0] if cands else None)
+            # folded: paced as the hinted session, the one the last request went to
+            paced = session_id if session_id is not None else (cands[0] if cands else hint)
             return self._paced_send(paced, lambda: self._send(
                 fn, value=value, reads=reads + routing_reads, check=check, fold=fold,
                 description=lambda: f"AI request to {model} (DTN fee {fee_of().human()} per "
