@@ -34,6 +34,14 @@ def test_zero_allowed_when_asked():
     assert parse_amount("0", 6, allow_zero=True) == 0
 
 
+@pytest.mark.parametrize("text", ["0e79wei", "0e999", "0.000e99 ether", "00.0e-5gwei"])
+def test_zero_with_a_large_exponent_is_zero_not_too_large(text):
+    """Hypothesis found it in CI: zero's digits are none, and "0e79" was taken for 80 digits."""
+    assert parse_eth_value(text) == 0
+    with pytest.raises(InputError, match="greater than zero"):
+        parse_eth_value(text, allow_zero=False)
+
+
 def test_above_uint256():
     with pytest.raises(InputError, match="too large"):
         parse_amount(str(2**256), 0)

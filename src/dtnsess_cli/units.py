@@ -72,6 +72,8 @@ def _scale(num: str, decimals: int, text: str, what: str) -> int:
     whole, _, frac = mantissa.partition(".")
     frac = frac.rstrip("0")
     digits = (whole + frac).lstrip("0")
+    if not digits:  # zero, whatever its exponent ("0e79" is 0, not too large)
+        return 0
     shift = decimals + int(exp or 0) - len(frac)
     if shift < 0:
         digits, cut = digits[:shift], digits[shift:]
