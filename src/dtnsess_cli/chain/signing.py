@@ -214,14 +214,17 @@ def _secp256k1_c() -> tuple:
     if not ctx or randomize(ctx, os.urandom(32)) != 1:
         raise ValueError("libsecp256k1: no context")
 
+    new = ctypes.create_string_buffer
+
     def public_key(seckey: bytes) -> bytes:
-        raw, out, n = ctypes.create_string_buffer(64), ctypes.create_string_buffer(65), ctypes.c_size_t(65)
+        raw, out, n = new(64), new(65), ctypes.c_size_t(65)
+        # 2: SECP256K1_EC_UNCOMPRESSED
         if pub_create(ctx, raw, seckey) != 1 or pub_serialize(ctx, out, ctypes.byref(n), raw, 2) != 1:
-            raise ValueError("libsecp256k1 refused the key")  # 2: SECP256K1_EC_UNCOMPRESSED
+            raise ValueError("libsecp256k1 refused the key")
         return out.raw[:n.value]
 
     def sign_recoverable(seckey: bytes, msg_hash: bytes) -> bytes:
-        raw, out, rec = ctypes.create_string_buffer(65), ctypes.create_string_buffer(64), ctypes.c_int()
+        raw, out, rec = new(65), new(64), ctypes.c_int()
         if (sign(ctx, raw, msg_hash, seckey, None, None) != 1
                 or compact(ctx, out, ctypes.byref(rec), raw) != 1):
             raise ValueError("libsecp256k1 refused to sign")

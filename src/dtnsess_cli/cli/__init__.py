@@ -76,9 +76,10 @@ def _nothing_left_for_teardown() -> bool:
     if count is None or count():
         return False
     threading = sys.modules.get("threading")
-    if threading is not None and any(t.is_alive() and not t.daemon and t is not threading.main_thread()
-                                     for t in threading.enumerate()):
-        return False
+    if threading is not None:
+        main = threading.main_thread()
+        if any(t is not main and t.is_alive() and not t.daemon for t in threading.enumerate()):
+            return False
     try:
         for stream in (sys.stdout, sys.stderr):
             if stream is not None:  # None: started without them (pythonw, a closed descriptor)
