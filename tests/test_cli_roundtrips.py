@@ -358,3 +358,20 @@ def test_a_clients_later_requests_are_one_batch_and_the_send(anvil, w3, system6,
         r = client.make_ai_request("on the newer one")
     assert r.session_id == newer != sid, rt.methods
     assert sum("eth_sendRawTransaction" in m for m in rt.methods) == 1
+
+
+def test_a_connected_clients_close_reads_its_session_in_its_own_batch(
+        anvil, system6, private_keys, user, tmp_path, monkeypatch):
+    """A long-lived client's close_session after it is connected: the session is read and
+    checked in the close's own batch (one batch and the send), as a first command's is."""
+    from dtnsess_cli import Client, signer_from_key
+    from helpers import fund
+
+    fund(system6, user, 100, approve=False)
+    client = Client(anvil.url, system6.manager.address, signer=signer_from_key(private_keys[1]),
+                    state_dir=tmp_path)
+    sid = client.create_session("20").session_id  # connected from here on
+    with count_round_trips(monkeypatch) as rt:
+        r = client.close_session(sid)
+    assert [c["session_id"] for c in r.data["closed"]] == [sid]
+    assert before_send(rt) == 1 and trips(rt) == 2, rt.methods

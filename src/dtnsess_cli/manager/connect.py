@@ -324,8 +324,11 @@ class Connection:
                        {"chain": self._chain_id, "token": token, "symbol": symbol,
                         "router": str(self._config_raw[0])})
 
-    def _cached_router(self) -> Optional[str]:
-        """The DTN router the token cache names for this manager (None: not known)."""
+    def _known_router(self) -> Optional[str]:
+        """The DTN router without a read: getConfig()'s once connected, else the one the token
+        cache names for this manager (None: not known)."""
+        if self._config_raw is not None:
+            return str(self._config_tuple()[0])
         r = (self._cached_token() or {}).get("router")
         return r if isinstance(r, str) and r else None
 

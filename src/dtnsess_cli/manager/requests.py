@@ -780,13 +780,8 @@ class Requests:
         # token (checked against getConfig() in the same batch). NOTE: --session is not
         # folded: a session of someone else's pool needs the grant read before the request
         # is built (``_owned_active``)
-        chain = self._fold_chain() if session_id is None else None
-        router = self._cached_router() if chain is not None else None
-        if session_id is None and chain is None and self._config_raw is not None \
-                and self._chain_id is not None:
-            # NOTE: connected already (a client's later requests): the chain and the router
-            # are known, so the contract's choice still rides in the transaction's batch
-            chain, router = self._chain_id, str(self._config_tuple()[0])
+        chain = self._reads_ride() if session_id is None else None
+        router = self._known_router() if chain is not None else None
         candidates: Optional[list] = None
         if session_id is not None:
             self._check_dtn_balance(self._owned_active(session_id, allow_grant=True), call_len)

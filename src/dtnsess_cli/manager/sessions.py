@@ -333,7 +333,7 @@ class Sessions:
         # NOTE: usually one round trip fewer: the session is read in the close's own batch,
         # with the connection's reads (Writes._send's fold), and checked before anything is
         # signed; the usual path below when that cannot be
-        if self._fold_chain() is not None:
+        if self._reads_ride() is not None:
             try:
                 res = self._send(close, description=desc, reads=[read], check=check, fold=True)
             except Unfolded as u:

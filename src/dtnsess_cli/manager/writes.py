@@ -164,6 +164,15 @@ class Writes:
         return chain if chain is not None and hit is not None and hit.get("chain") == chain \
             else None
 
+    def _reads_ride(self) -> Optional[int]:
+        """The chain for which a write's own reads may ride in its transaction's batch, checked
+        there before anything is signed: the connected one (a client's later writes), else the
+        one ``_fold_chain`` remembers (the connection's reads then ride too). None: the write
+        reads first, in a round trip of its own."""
+        if self._config_raw is not None and self._chain_id is not None:
+            return self._chain_id
+        return self._fold_chain()
+
     @property
     def txctx(self):
         if self._txctx is None:
