@@ -170,6 +170,7 @@ def replace(ctx: TxContext, entry: Any, *, cancel: bool, dry_run: bool,
         return result, None
     was = _gwei_pair(old)
     tried: list = []
+    others = [m.tx_hash for m in members]  # the family's hashes before this replacement
     receipt = None
     while True:
         if confirm:  # every try: its cost is more than the one before
@@ -189,7 +190,6 @@ def replace(ctx: TxContext, entry: Any, *, cancel: bool, dry_run: bool,
                 # NOTE: a variant mined since the first batch looked (on a chain with blocks,
                 # the original in the block that came meanwhile) makes the node refuse this
                 # one (nonce too low): that is the outcome, not an error
-                others = [m.tx_hash for m in members]
                 receipt = _first_mined(rpc_batch(ctx, [("eth_getTransactionReceipt", [h])
                                                        for h in others], what))
                 if receipt is None:
@@ -215,7 +215,6 @@ def replace(ctx: TxContext, entry: Any, *, cancel: bool, dry_run: bool,
             new = nxt
             result.max_fee_per_gas = _max_fee(new)
     result.tx_hash = tx_hash
-    others = [m.tx_hash for m in members]
     if receipt is None:
         receipt = wait_for_receipt(ctx, tx_hash, description, entry.nonce, others=others)
     winner = str(receipt.get("transactionHash") or tx_hash).lower()
