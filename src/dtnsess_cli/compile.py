@@ -35,7 +35,7 @@ import re
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from .record import record
 from pathlib import Path
 
 SOLC_VERSION = "0.8.37"
@@ -61,7 +61,7 @@ class CompileError(Exception):
     """Raised when sources cannot be found or the compiler reports errors."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Compiler:
     """How to run solc: a path py-solc-x can call and a description."""
 

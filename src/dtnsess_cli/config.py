@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from .record import field, record
 
 from .errors import ConfigError, InputError, redact_url, remember_secret, remember_url
 from .models import DEFAULT_TEXT_MODEL, DTN_MODELS
@@ -69,7 +69,7 @@ _RANK = {FLAG: 0, ENV: 1, DOTENV: 2, PRESET: 3, DEVNET: 4, DEFAULT: 5}
 _ADDR_RE = r"^0x[0-9a-fA-F]{40}$"
 
 
-@dataclass
+@record
 class CliOptions:
     """Global options as given on the command line (None/False when not given)."""
 
@@ -95,7 +95,7 @@ class CliOptions:
     def merged_over(self, base: "CliOptions") -> "CliOptions":
         """These options, falling back to ``base`` for what was not given here."""
         out = CliOptions()
-        for name in self.__dataclass_fields__:
+        for name in self.__record_names__:
             mine = getattr(self, name)
             # NOTE: `is`, not `in (None, False)`: 0 == False, and --nonce 0 is a nonce
             given = mine is not None and mine is not False
@@ -103,7 +103,7 @@ class CliOptions:
         return out
 
 
-@dataclass
+@record
 class Settings:
     """Resolved configuration for one command run. Secrets are excluded from repr."""
 

@@ -12,7 +12,7 @@ import hashlib
 import os
 import re
 import struct
-from dataclasses import dataclass
+from .record import record
 from pathlib import Path
 
 from .errors import DtnsessError, ExitCode, InputError
@@ -55,7 +55,7 @@ def parse_size(text: str) -> tuple:
 
 # ------------------------------------------------------------------------------ image bytes
 
-@dataclass
+@record
 class ImageInfo:
     type: str  # png | jpeg | webp | gif
     mime: str
@@ -150,7 +150,7 @@ def _varint(buf: bytes, pos: int) -> tuple:
         shift += 7
 
 
-@dataclass
+@record
 class Cid:
     text: str
     version: int

@@ -6,7 +6,7 @@ Stdlib only: read by the configuration (presets) and by commands at start-up.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from .record import record
 
 # NOTE: typing is ~7 ms of every start-up; the annotations here are never evaluated
 TYPE_CHECKING = False
@@ -17,7 +17,7 @@ TEXT_API = "api.system.llm-simpletext"
 IMAGE_API = "api.system.llm-simpleimage"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ModelSpec:
     """A DTN model: its name, its API, the ABI types of its call and of its answer."""
 

@@ -9,13 +9,13 @@ its import costs ~90 ms of every write; tables, progress bars and live views sti
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import re
 import sys
 from enum import Enum
 
+from . import record
 from .units import Amount, is_decimal
 
 # NOTE: typing is ~7 ms of every start-up; the annotations here are never evaluated
@@ -29,9 +29,9 @@ def to_jsonable(obj: Any) -> Any:
     pairs (see :func:`_flatten`); bytes become 0x-hex; big ints stay exact."""
     if isinstance(obj, Amount):
         return str(obj)
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return _flatten({f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)
-                         if not f.name.startswith("_")})
+    names = None if isinstance(obj, type) else record.names(obj)  # a record or a dataclass
+    if names is not None:
+        return _flatten({n: getattr(obj, n) for n in names if not n.startswith("_")})
     if isinstance(obj, dict):
         return _flatten(obj)
     if isinstance(obj, (list, tuple, set)):

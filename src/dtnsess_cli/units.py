@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass
+from .record import record
 
 from .errors import InputError
 
@@ -201,7 +201,7 @@ def parse_gwei(text: str, what: str = "gas price") -> int:
     return parse_eth_value(text, default_unit="gwei", what=what, allow_zero=False)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Amount:
     """An exact token (or ETH) amount: integer base units plus the decimals to show them."""
 

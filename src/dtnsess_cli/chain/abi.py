@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections import namedtuple
-from dataclasses import dataclass, field
+from ..record import field, record
 
 from .errors import AbiDecodeError, AbiError
 
@@ -636,7 +636,7 @@ def constructor_data(abi: Sequence[dict], bytecode: BytesLike, *args: Any) -> by
 
 # ---------------------------------------------------------------------------------- events
 
-@dataclass
+@record
 class DecodedLog:
     """One decoded event log (the shape of ``tx.DecodedEvent``)."""
 
@@ -736,7 +736,7 @@ class EventDecoder:
 
 # ---------------------------------------------------------------------------------- reverts
 
-@dataclass
+@record
 class DecodedRevert:
     """What a revert said (the shape of ``tx.DecodedRevert``)."""
 
@@ -801,7 +801,7 @@ def _fmt_arg(a: Any) -> str:
 
 # ---------------------------------------------------------------------------------- a whole ABI
 
-@dataclass
+@record
 class ContractAbi:
     """The functions, events and errors of one ABI JSON, each parsed once, when first used.
 

@@ -4,7 +4,7 @@ identity for the journal (genesis hash and anchor block)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from ..record import field, record
 
 from ..errors import DtnsessError, InsufficientFundsError, RevertError, RpcError
 from ..units import format_eth
@@ -41,7 +41,7 @@ def plain_revert(dec: DecodedRevert, description: str, tx_hash: Optional[str],
                        tx_hash=tx_hash)
 
 
-@dataclass
+@record
 class TxResult:
     """What a write did (or, with ``dry_run``, would do)."""
 
@@ -123,7 +123,7 @@ def take_chain(ctx: "TxContext", resps: Sequence[Any]) -> None:
         raise ChainChangedError(ctx.rpc_url)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class TxOverrides:
     """What the user fixed for a write's transactions (cast's --nonce, --gas-limit,
     --priority-gas-price, --max-fee); None: chosen as usual. See ``fees.with_overrides``."""
@@ -134,7 +134,7 @@ class TxOverrides:
     max_fee: Optional[int] = None  # wei
 
 
-@dataclass
+@record
 class TxContext:
     """What sending needs: the connection, the signer, and the UI hooks."""
 

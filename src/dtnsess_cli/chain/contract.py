@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ..record import record
 
 from .abi import ContractAbi, Function, to_checksum_address, to_hex
 from .errors import RpcResponseError
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from typing import Any, Optional, Sequence
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Call:
     """One contract function call: to, data, and how to decode its result."""
 

@@ -1,15 +1,15 @@
 """A contract creation to send (``send_and_wait(ctx, Deploy(init_code), ...)``).
 
-NOTE: a module of its own: only deploys make one, and making a dataclass cost ~1.5 ms of every
-write's start-up (issue 19); ``chain.send`` names it on first use.
+NOTE: a module of its own: only deploys make one, and every module a write does not import is
+start-up saved (issue 19); ``chain.send`` names it on first use.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ..record import record
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Deploy:
     """A contract creation to send: its init code (bytecode + constructor arguments)."""
 

@@ -5,7 +5,7 @@ ETH check, and the confirmation that shows the cost."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from ..record import field, record, replace
 
 from ..errors import AbortedError, DtnsessError, InputError, InsufficientFundsError
 from ..units import format_eth, format_gwei
@@ -73,7 +73,7 @@ def receipt_l1_fee(receipt: Any) -> int:
     return v if isinstance(v, int) else 0
 
 
-@dataclass
+@record
 class ChainFacts:
     """What sending needs besides the call itself: fees, the sender's ETH balance, its nonce."""
 

@@ -29,7 +29,7 @@ import sqlite3
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from ..record import record
 
 from ..errors import ConfigError
 
@@ -77,7 +77,7 @@ def state_path() -> str:
     return platformdirs.user_state_dir("dtnsess", appauthor=False)
 
 
-@dataclass
+@record
 class Entry:
     """One signed transaction of the journal (a row of ``txs``)."""
 

@@ -4,7 +4,7 @@ back to back in one batch of sends (``send_together``)."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from ..record import record
 
 from ..errors import DtnsessError, ExitCode, RpcError, SendUnknownError, TxPendingError
 from .broadcast import (RECEIPT_FIRST_WAIT, RECEIPT_POLL_FIRST, RECEIPT_POLL_MAX, _ensure_known,
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 # that reuses a session waits for the receipts of the previous batch first.
 
 
-@dataclass
+@record
 class Call:
     """One contract call to send: the bound function, a description for messages, the value."""
 
@@ -53,7 +53,7 @@ class Call:
     step: Optional[str] = None  # recorded in the journal (e.g. "approve")
 
 
-@dataclass
+@record
 class Prepared:
     """A simulated and estimated call, or the error its simulation or estimate raised."""
 
@@ -66,7 +66,7 @@ class Prepared:
     l1_fee: int = 0  # the OP-stack L1 data fee the oracle quoted (0 elsewhere)
 
 
-@dataclass
+@record
 class Outcome:
     """What happened to one call of a batch.
 

@@ -26,7 +26,7 @@ them all (``from .send import ...`` and ``send.X`` keep working).
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from ..record import replace
 
 from .broadcast import (  # noqa: F401 - re-exported
     LOOKUP_BACKOFF, RECEIPT_FIRST_WAIT, RECEIPT_POLL_FIRST, RECEIPT_POLL_MAX, _KNOWN,
@@ -56,7 +56,7 @@ if TYPE_CHECKING:  # pragma: no cover - at run time: __getattr__
                            send_many, send_together)
 
 # NOTE: named on first use (PEP 562): one write needs none of them, and importing the pipeline
-# (three dataclasses) and Deploy cost ~6 ms of each request's and close's start-up
+# and Deploy was ~6 ms of each request's and close's start-up (when they were dataclasses)
 _LAZY = {**dict.fromkeys(("Call", "Outcome", "Pipeline", "Prepared", "batch_error",
                           "prepare_many", "send_many", "send_together"), "pipeline"),
          "Deploy": "deploy"}

@@ -278,7 +278,7 @@ def config_contract(*, g: CliOptions) -> None:
     run = Run(g)
     cfg = run.client.config()
     run.ui.emit(cfg, run.ui.kv("AdvancedSessionManager",
-                               [(k, getattr(cfg, k)) for k in cfg.__dataclass_fields__]))
+                               [(k, getattr(cfg, k)) for k in cfg.__record_names__]))
 
 
 @command(refunds_app, "withdraw")

@@ -5,7 +5,7 @@ Dev-only: it sends from the node's unlocked accounts (Anvil), never with a user'
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ..record import record
 from typing import Any
 
 from eth_abi import decode as abi_decode
@@ -36,7 +36,7 @@ def model_id(name: str) -> bytes:
     return keccak(text=name)
 
 
-@dataclass
+@record
 class LocalSystem:
     """A deployed MockUSDT + LocalDtnRouter + AdvancedSessionManager."""
 

@@ -41,7 +41,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from ..record import record
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -68,7 +68,7 @@ def default_answer(prompt: str) -> str:
     return f"[devnet answer] You asked: {prompt} ({words} word{'s' if words != 1 else ''})"
 
 
-@dataclass
+@record
 class Answer:
     """What the node answers: a success ``text`` (or image ``data``) or a ``failure`` message."""
 

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from ..record import record
 from pathlib import Path
 from typing import Any, Optional
 
@@ -48,7 +48,7 @@ class DevnetError(DtnsessError):
 # Files and processes
 # ---------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Paths:
     """Where one working directory's devnet keeps its state and logs."""
 

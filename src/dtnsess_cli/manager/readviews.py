@@ -3,7 +3,7 @@ imported when one is first made, since a write (``request``, ``close``) makes no
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from ..record import field, record
 
 from ..errors import scrub
 from ..units import Amount
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from typing import Any, Optional
 
 
-@dataclass
+@record
 class ConfigView:
     """The manager's configuration and its fee token (``getConfig()`` and the token's facts)."""
 
@@ -36,7 +36,7 @@ class ConfigView:
     grant_duration: int
 
 
-@dataclass
+@record
 class Balances:
     """An address's ETH, fee token, allowance to the manager and claimable refunds."""
 
@@ -49,7 +49,7 @@ class Balances:
     spender: str
 
 
-@dataclass
+@record
 class RequestView:
     """One request of a user: its session, when it was made and its status."""
 
@@ -60,7 +60,7 @@ class RequestView:
     status: str
 
 
-@dataclass
+@record
 class ResponseView:
     """A request's status and, once answered, its decoded answer (text, image, CID, bytes)."""
 
@@ -90,7 +90,7 @@ class ResponseView:
         return self._data
 
 
-@dataclass
+@record
 class TxView:
     """``dtnsess tx HASH``: what the chain says about a transaction, and what it was for."""
 
@@ -117,7 +117,7 @@ class TxView:
     family: "Optional[list[dict[str, Any]]]" = None
 
 
-@dataclass
+@record
 class Check:
     """One check of ``doctor``: passed (True), failed (False) or informational (None)."""
 

@@ -1,13 +1,13 @@
-"""What the session manager's methods return: plain dataclasses (the renderer shows them,
-``--json`` prints them).
+"""What the session manager's methods return: dataclasses (records here, see :mod:`..record`;
+the renderer shows them, ``--json`` prints them).
 
 Those of the reads and checks (``ConfigView``, ``Balances``, ``RequestView``, ``ResponseView``,
 ``TxView``, ``Check``) live in ``readviews`` and are named here on first use (PEP 562): a write
-needs none of them, and making a dataclass costs ~1 ms at every start-up (issue 19)."""
+needs none of them, and every module a write does not import is start-up saved (issue 19)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from ..record import field, record
 
 from ..errors import DtnsessError
 from ..units import Amount
@@ -33,7 +33,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-@dataclass
+@record
 class SessionView:
     """One session's full record, with its balance on DTN's side when it was read."""
 
@@ -53,7 +53,7 @@ class SessionView:
     pending_since: int = 0
 
 
-@dataclass
+@record
 class WriteResult:
     """A write's outcome: the transactions sent (or simulated) and what they produced."""
 
