@@ -260,11 +260,15 @@ def test_request_and_close_through_the_library_import_only_what_they_use(
         assert report["made"] == [], f"{args[0]} through the library made {report['made']}"
 
 
-def test_hot_commands_import_no_typing_coincurve_nor_hashlib(run, system6, user):
+def test_hot_commands_import_no_typing_coincurve_hashlib_dataclasses_nor_socket(run, system6,
+                                                                                user):
     """issue 19, third round: typing (~7 ms: annotations are never evaluated), coincurve's
     package (~15 ms: signing binds its libsecp256k1 with ctypes) and hashlib (OpenSSL, ~4 ms: the
-    state dir's URL keys are keccak) are not loaded by the hot commands, reads or writes."""
-    lean = HEAVY + ("typing", "coincurve", "hashlib", "_hashlib")
+    state dir's URL keys are keccak) are not loaded by the hot commands, reads or writes.
+    Fourth round: nor dataclasses with inspect (~19 ms: the package's classes are records) nor
+    socket (~5 ms: the JSON-RPC client connects with _socket)."""
+    lean = HEAVY + ("typing", "coincurve", "hashlib", "_hashlib", "dataclasses", "inspect",
+                    "socket")
     fund(system6, user, 100, approve=False)
     sid = str(run("create", "20", "--yes", heavy=lean)["session_id"])  # approve + create
     other = str(run("create", "20", "--yes", heavy=lean)["session_id"])

@@ -23,9 +23,9 @@ in no message: every message uses :func:`redact_url`, never library text.
 
 from __future__ import annotations
 
+import _socket  # NOTE: not socket: its enums, selectors and array are ~5 ms of every command
 import json
 import os
-import socket
 import sys
 import time
 from urllib.parse import unquote, urlsplit
@@ -37,6 +37,7 @@ from .errors import RpcResponseError, RpcTransportError
 # NOTE: typing is ~7 ms of every start-up; the annotations here are never evaluated
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import socket
     from typing import Any, Callable, Optional, Sequence
 
 DEFAULT_TIMEOUT = 30.0  # one HTTP request (connect, and each wait for bytes)
@@ -221,11 +222,10 @@ class JsonRpc:
         # NOTE: as bytes: getaddrinfo passes a str host through the idna codec, whose import
         # (encodings.idna, stringprep, unicodedata) cost ~2.5 ms of every command; the node's
         # host is ASCII already (see __init__), a proxy's may not be
-        sock = socket.create_connection((host.encode() if host.isascii() else host, port),
-                                        timeout)
+        sock = _dial(host.encode() if host.isascii() else host, port, timeout)
         try:
             # NOTE: head and body go in one write; no Nagle wait for the reply's ACK
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
             if not self._https:
                 return sock
             if self._proxy is not None:
@@ -293,10 +293,27 @@ class JsonRpc:
                                         maybe_sent=sent, status=status) from None
 
 
+def _dial(host: Any, port: int, timeout: float) -> socket.socket:
+    """``socket.create_connection`` on the ``_socket`` module: each address of the host in
+    turn, ``timeout`` for each connect; the last failure is raised."""
+    error: Optional[OSError] = None
+    for family, kind, proto, _name, address in _socket.getaddrinfo(host, port, 0,
+                                                                   _socket.SOCK_STREAM):
+        sock = _socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address)
+            return sock
+        except OSError as exc:
+            sock.close()
+            error = exc
+    raise error if error is not None else OSError("getaddrinfo returned no address")
+
+
 def _readable(sock: socket.socket) -> bool:
     """Has an idle kept-alive connection something to read? Then the node closed it (or sent
     what no request asked for): it must not carry the next request, least of all a send."""
-    import select  # NOTE: loaded with socket already
+    import select  # NOTE: only for a kept-alive connection (~0.3 ms)
 
     try:
         return bool(select.select([sock], [], [], 0)[0])
@@ -475,11 +492,11 @@ def _classify(exc: BaseException) -> tuple:
         return False, exc.reason, exc.status
     if isinstance(exc, http11.HttpError):
         return exc.transient, exc.reason, None
-    if isinstance(exc, socket.gaierror):
+    if isinstance(exc, _socket.gaierror):
         return False, "cannot connect (host name not found)", None
     if isinstance(exc, ConnectionRefusedError):
         return True, "cannot connect (connection refused)", None
-    if isinstance(exc, (TimeoutError, socket.timeout)):
+    if isinstance(exc, TimeoutError):  # socket.timeout is TimeoutError
         return True, "no reply in time (timed out)", None
     if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
         return True, "the connection dropped without a reply", None
