@@ -8,9 +8,11 @@ declarations, to the real dataclass of the same class body.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib
 import inspect
+import pickle
 import pkgutil
 import subprocess
 import sys
@@ -127,6 +129,8 @@ def test_every_record_of_the_package_is_its_dataclass(R):
             continue
         tried += 1
         assert_alike(R, D, a, b)
+        assert repr(copy.deepcopy(a)) == repr(a) and repr(copy.copy(a)) == repr(a)
+        assert repr(pickle.loads(pickle.dumps(a))) == repr(a)
         kw = dict(zip(required, given_))
         a, b = same_outcome(lambda: R(**kw), lambda: D(**kw))  # defaults and factories
         if a is not None:
