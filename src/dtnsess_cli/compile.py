@@ -35,8 +35,9 @@ import re
 import shutil
 import subprocess
 import sys
-from .record import record
 from pathlib import Path
+
+from .record import record
 
 SOLC_VERSION = "0.8.37"
 OZ_PREFIX = "@openzeppelin/contracts/"

@@ -24,10 +24,10 @@ from __future__ import annotations
 import json
 import os
 import re
-from .record import field, record
 
 from .errors import ConfigError, InputError, redact_url, remember_secret, remember_url
 from .models import DEFAULT_TEXT_MODEL, DTN_MODELS
+from .record import field, record
 
 # NOTE: typing is ~7 ms of every start-up; the annotations here are never evaluated
 TYPE_CHECKING = False

@@ -12,10 +12,10 @@ import hashlib
 import os
 import re
 import struct
-from .record import record
 from pathlib import Path
 
 from .errors import DtnsessError, ExitCode, InputError
+from .record import record
 
 # NOTE: typing is ~7 ms of every start-up; the annotations here are never evaluated
 TYPE_CHECKING = False

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 import sys
-from .record import record
 
 from .errors import InputError
+from .record import record
 
 # NOTE: typing is ~7 ms of every start-up; the annotations here are never evaluated
 TYPE_CHECKING = False

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import re
 from collections import namedtuple
-from ..record import field, record
 
+from ..record import field, record
 from .errors import AbiDecodeError, AbiError
 
 # NOTE: typing is ~7 ms of every start-up; the annotations here are never evaluated

@@ -4,9 +4,8 @@ identity for the journal (genesis hash and anchor block)."""
 
 from __future__ import annotations
 
-from ..record import field, record
-
 from ..errors import DtnsessError, InsufficientFundsError, RevertError, RpcError
+from ..record import field, record
 from ..units import format_eth
 from .abi import DecodedLog, DecodedRevert, ErrorDecoder, EventDecoder
 from .errors import RpcResponseError, RpcTransportError, revert_data_of

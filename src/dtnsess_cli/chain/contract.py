@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 from ..record import record
-
 from .abi import ContractAbi, Function, to_checksum_address, to_hex
 from .errors import RpcResponseError
 

@@ -5,9 +5,9 @@ ETH check, and the confirmation that shows the cost."""
 from __future__ import annotations
 
 import time
-from ..record import field, record, replace
 
 from ..errors import AbortedError, DtnsessError, InputError, InsufficientFundsError
+from ..record import field, record, replace
 from ..units import format_eth, format_gwei
 from .abi import encode, to_bytes
 from .context import TxContext, response_error

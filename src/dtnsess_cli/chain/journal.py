@@ -29,9 +29,9 @@ import sqlite3
 import sys
 import threading
 import time
-from ..record import record
 
 from ..errors import ConfigError
+from ..record import record
 
 # NOTE: typing is ~7 ms of every start-up; the annotations here are never evaluated
 TYPE_CHECKING = False

@@ -4,9 +4,9 @@ back to back in one batch of sends (``send_together``)."""
 from __future__ import annotations
 
 import time
-from ..record import record
 
 from ..errors import DtnsessError, ExitCode, RpcError, SendUnknownError, TxPendingError
+from ..record import record
 from .broadcast import (RECEIPT_FIRST_WAIT, RECEIPT_POLL_FIRST, RECEIPT_POLL_MAX, _ensure_known,
                         _record, _refused, journal_resolve, sign_and_send, warn_journal_gap)
 from .clock import sleep

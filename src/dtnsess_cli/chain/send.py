@@ -26,8 +26,8 @@ them all (``from .send import ...`` and ``send.X`` keep working).
 from __future__ import annotations
 
 import time
-from ..record import replace
 
+from ..record import replace
 from .broadcast import (  # noqa: F401 - re-exported
     LOOKUP_BACKOFF, RECEIPT_FIRST_WAIT, RECEIPT_POLL_FIRST, RECEIPT_POLL_MAX, _KNOWN,
     NodeAccount, SYNC_SEND, _ensure_known, _record, _refused, broadcast, journal_resolve,

@@ -5,7 +5,6 @@ Dev-only: it sends from the node's unlocked accounts (Anvil), never with a user'
 
 from __future__ import annotations
 
-from ..record import record
 from typing import Any
 
 from eth_abi import decode as abi_decode
@@ -14,6 +13,7 @@ from eth_utils import keccak
 
 from ..artifacts import load_artifact
 from ..models import DEFAULT_IMAGE_MODEL, DEFAULT_TEXT_MODEL, DTN_MODELS, ModelSpec, spec_or_text
+from ..record import record
 
 DEFAULT_MODEL = DEFAULT_TEXT_MODEL
 IMAGE_MODEL = DEFAULT_IMAGE_MODEL

@@ -41,10 +41,10 @@ import signal
 import subprocess
 import sys
 import time
-from ..record import record
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from ..record import record
 from . import localdtn
 
 DEFAULT_TIMEOUT = 30.0

@@ -17,12 +17,12 @@ import socket
 import subprocess
 import sys
 import time
-from ..record import record
 from pathlib import Path
 from typing import Any, Optional
 
 from ..config import DEVNET_STATE_FILE
 from ..errors import DtnsessError, ExitCode
+from ..record import record
 from . import DEFAULT_PORT, FUNDED_ACCOUNTS, LOG_DIR, MINT_TOKENS
 from .anvil import pid_alive, stop_pid
 

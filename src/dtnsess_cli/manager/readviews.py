@@ -3,9 +3,8 @@ imported when one is first made, since a write (``request``, ``close``) makes no
 
 from __future__ import annotations
 
-from ..record import field, record
-
 from ..errors import scrub
+from ..record import field, record
 from ..units import Amount
 
 # NOTE: typing is ~7 ms of every start-up; the annotations here are never evaluated

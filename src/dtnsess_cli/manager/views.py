@@ -7,9 +7,8 @@ needs none of them, and every module a write does not import is start-up saved (
 
 from __future__ import annotations
 
-from ..record import field, record
-
 from ..errors import DtnsessError
+from ..record import field, record
 from ..units import Amount
 
 # NOTE: typing is ~7 ms of every start-up; the annotations here are never evaluated
