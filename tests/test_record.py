@@ -27,7 +27,8 @@ from dtnsess_cli.record import field
 
 GENERATED = {"__init__", "__repr__", "__eq__", "__hash__", "__setattr__", "__delattr__"}
 # what record() adds to a class, besides the methods it generated
-ADDED = {"__match_args__", "__record_names__", "__record_spec__", "__dataclass_fields__",
+ADDED = {"__match_args__", "__record_names__", "__record_spec__", "__record_twin__",
+         "__dataclass_fields__",
          "__dataclass_params__", "__signature__", "__dict__", "__weakref__"}
 
 

@@ -36,6 +36,7 @@ class _Missing:
 
 
 MISSING: Any = _Missing()
+_REPRING: set = set()  # (record id, thread) pairs being printed: a record that holds itself
 # what dataclasses treats apart, and records refuse (typing.ClassVar, dataclasses.InitVar, ...)
 _REFUSED = frozenset({"ClassVar", "InitVar", "KW_ONLY"})
 
@@ -155,7 +156,7 @@ def _build(cls: Any, frozen: bool) -> Any:
 
     def __repr__(self: Any) -> str:
         key = (id(self), get_ident())
-        if key in _REPRING:  # a record that holds itself, as dataclasses' reprlib guard
+        if key in _REPRING:  # as dataclasses' reprlib guard
             return "..."
         _REPRING.add(key)
         try:
@@ -170,15 +171,11 @@ def _build(cls: Any, frozen: bool) -> Any:
                 tuple(getattr(other, n) for n in compared)
         return NotImplemented
 
-    methods: dict = {"__init__": __init__, "__repr__": __repr__, "__eq__": __eq__}
-    # NOTE: dataclasses' rule for eq=True: frozen hashes its compared fields, mutable is
-    # unhashable, unless the class body wrote its own __hash__
-    explicit_hash = own.get("__hash__", MISSING) is not MISSING and not (
-        own["__hash__"] is None and "__eq__" in own)
-    if frozen:
-        def __hash__(self: Any) -> int:
-            return hash(tuple(getattr(self, n) for n in compared))
+    def __hash__(self: Any) -> int:
+        return hash(tuple(getattr(self, n) for n in compared))
 
+    methods: dict = {"__init__": __init__, "__repr__": __repr__, "__eq__": __eq__}
+    if frozen:
         def __setattr__(self: Any, name: str, value: Any) -> None:
             if type(self) is cls or name in index:
                 from dataclasses import FrozenInstanceError
@@ -194,14 +191,16 @@ def _build(cls: Any, frozen: bool) -> Any:
             super(cls, self).__delattr__(name)
 
         methods.update(__setattr__=__setattr__, __delattr__=__delattr__)
-        if not explicit_hash:
-            methods["__hash__"] = __hash__
     for name, fn in methods.items():
-        if name not in own or name == "__hash__" and not explicit_hash:
+        if name not in own:  # as dataclasses: what the class body wrote stays
             fn.__qualname__ = f"{qual}.{name}"
             setattr(cls, name, fn)
-    if not frozen and not explicit_hash:
-        cls.__hash__ = None
+    # NOTE: dataclasses' rule for eq=True: frozen hashes its compared fields, mutable is
+    # unhashable, unless the class body wrote its own __hash__ (a body's __eq__ alone sets None)
+    body_hash = own.get("__hash__", MISSING)
+    if body_hash is MISSING or body_hash is None and "__eq__" in own:
+        __hash__.__qualname__ = f"{qual}.__hash__"
+        cls.__hash__ = __hash__ if frozen else None
     if "__match_args__" not in own:
         cls.__match_args__ = fields
     cls.__record_names__ = fields
@@ -213,11 +212,11 @@ def _build(cls: Any, frozen: bool) -> Any:
     return cls
 
 
-_REPRING: set = set()
-
-
-def twin(cls: Any) -> Any:
-    """The real dataclass of a record's declaration (what introspection reads)."""
+def _twin(cls: Any) -> Any:
+    """The real dataclass of a record's declaration (what introspection reads), made once."""
+    made = cls.__dict__.get("__record_twin__")
+    if made is not None:
+        return made
     import dataclasses
 
     specs, frozen = cls.__record_spec__
@@ -230,9 +229,11 @@ def twin(cls: Any) -> Any:
             kw["default_factory"] = f.default_factory
         made.append((name, ann, dataclasses.field(**kw)))
     doc = cls.__dict__.get("__doc__")
-    return dataclasses.make_dataclass(cls.__name__, made, frozen=frozen, namespace={
+    twin = dataclasses.make_dataclass(cls.__name__, made, frozen=frozen, namespace={
         "__doc__": None if isinstance(doc, _FromTwin) else doc, "__qualname__": cls.__qualname__,
         "__module__": cls.__module__})
+    type.__setattr__(cls, "__record_twin__", twin)
+    return twin
 
 
 class _FromTwin:
@@ -242,7 +243,7 @@ class _FromTwin:
         self.attr = attr
 
     def __get__(self, obj: Any, owner: Any) -> Any:
-        t = twin(owner)
+        t = _twin(owner)
         if self.attr == "__signature__":
             import inspect
 
